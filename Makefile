@@ -1,0 +1,102 @@
+# xen-virtiod build. Everything lands under $(BUILD) (default build/).
+#
+#   make              build/xen-virtiod (real Xen libraries) and build/sim/xen-virtiod (xensim)
+#   make check        every test, once plain and once under ASan+UBSan; last line "N passed, N failed"
+#   make install      PREFIX=/usr/local DESTDIR=
+#   make clean
+#
+# Sub-makefiles (*.mk next to what they build) add targets and tests; see the include at the end.
+
+VERSION := 0.1.0
+BUILD   ?= build
+SAN     ?= 0
+PREFIX  ?= /usr/local
+DESTDIR ?=
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR  ?= $(PREFIX)/share/man
+DOCDIR  ?= $(PREFIX)/share/doc/xen-virtiod
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+
+CC      ?= gcc
+PKG     ?= pkg-config
+XEN_PKGS := xendevicemodel xenforeignmemory xenevtchn xengnttab xenstore
+
+CPPFLAGS += -I. -D_GNU_SOURCE -D__XEN_TOOLS__ -DXVD_VERSION=\"$(VERSION)\"
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -Wall -Wextra -Werror -MMD -MP -fno-strict-aliasing
+ifeq ($(SAN),1)
+CFLAGS   += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS  += -fsanitize=address,undefined
+endif
+
+XEN_CFLAGS := $(shell $(PKG) --cflags $(XEN_PKGS) 2>/dev/null)
+XEN_LIBS   := $(shell $(PKG) --libs $(XEN_PKGS) 2>/dev/null)
+DEP_CFLAGS := $(shell $(PKG) --cflags inih liburing libsystemd 2>/dev/null)
+DEP_LIBS   := -lev $(shell $(PKG) --libs inih liburing libsystemd 2>/dev/null)
+TEST_LIBS  := $(shell $(PKG) --libs cmocka 2>/dev/null)
+CPPFLAGS   += $(XEN_CFLAGS) $(DEP_CFLAGS)
+
+# Xen-free code: the virtio core, the devices, the configuration, the daemon's wiring.
+CORE_SRCS := $(wildcard devices/*.c config/*.c) $(filter-out daemon/main.c,$(wildcard daemon/*.c))
+# The only code that talks to Xen.
+XEN_SRCS  := $(wildcard ioreq/*.c)
+# Test helpers shared by unit, integration and fuzz tests (never in the daemon).
+TLIB_SRCS := $(wildcard tests/lib/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+CORE_OBJS := $(call obj,$(CORE_SRCS))
+XEN_OBJS  := $(call obj,$(XEN_SRCS))
+TLIB_OBJS := $(call obj,$(TLIB_SRCS))
+MAIN_OBJ  := $(call obj,daemon/main.c)
+
+DAEMON := $(BUILD)/xen-virtiod
+# Sub-makefiles add to these.
+ALL_TARGETS := $(DAEMON)
+TESTS       :=
+CHECK_DEPS  :=
+
+UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
+TESTS      += $(UNIT_TESTS)
+
+.PHONY: all check check-run install clean deps
+all: $(ALL_TARGETS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(DAEMON): $(MAIN_OBJ) $(CORE_OBJS) $(XEN_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(XEN_LIBS) $(DEP_LIBS)
+
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(CORE_OBJS) $(TLIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(DEP_LIBS) $(TEST_LIBS)
+
+deps:
+	@sh scripts/install-deps.sh
+
+# One pass of the tests in $(BUILD); writes $(BUILD)/test-summary.
+check-run: all $(TESTS) $(CHECK_DEPS)
+	@sh scripts/run-tests.sh $(BUILD) $(TESTS)
+
+check: deps
+	@rm -f build/test-summary build/asan/test-summary
+	@$(MAKE) --no-print-directory BUILD=build SAN=0 check-run; \
+	 $(MAKE) --no-print-directory BUILD=build/asan SAN=1 check-run; \
+	 sh scripts/summarize.sh build/test-summary build/asan/test-summary
+
+install: $(DAEMON)
+	install -D -m 0755 $(DAEMON) $(DESTDIR)$(SBINDIR)/xen-virtiod
+	for f in scripts/xen-virtiod-create; do [ -f $$f ] && install -D -m 0755 $$f $(DESTDIR)$(SBINDIR)/$$(basename $$f) || true; done
+	for f in systemd/*.service; do install -D -m 0644 $$f $(DESTDIR)$(UNITDIR)/$$(basename $$f); done
+	for f in man/*.8; do install -D -m 0644 $$f $(DESTDIR)$(MANDIR)/man8/$$(basename $$f); done
+	for f in man/*.5; do install -D -m 0644 $$f $(DESTDIR)$(MANDIR)/man5/$$(basename $$f); done
+	install -D -m 0644 config/example.ini $(DESTDIR)$(DOCDIR)/example.ini
+
+clean:
+	rm -rf build
+
+-include $(wildcard */*.mk tests/*/*.mk)
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,140 @@
+/*
+ * The INI configuration (one file per guest), parsed with inih into validated structs.
+ * Every error is reported as "file:line: key: what is wrong"; see config_load().
+ * The keys are documented in man/xen-virtiod.ini.5.
+ */
+#ifndef XVD_CONFIG_H
+#define XVD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_EXIT_INVALID 78      /* EX_CONFIG */
+#define CONFIG_MAX_DEVICES  32
+#define CONFIG_NAME_MAX     64
+#define CONFIG_PATH_MAX     256
+#define CONFIG_MMIO_MIN     UINT64_C(0x02000000)   /* Xen's GUEST_VIRTIO_MMIO region */
+#define CONFIG_MMIO_END     UINT64_C(0x02100000)   /* exclusive */
+#define CONFIG_IRQ_MIN      32u                     /* SPIs */
+#define CONFIG_IRQ_MAX      987u
+
+enum config_discovery {
+	DISCOVERY_XENSTORE,     /* devices and their windows come from libxl's xenstore entries */
+	DISCOVERY_EXPLICIT,     /* every device section gives mmio and irq */
+};
+
+enum config_dev_type {
+	DEV_BLOCK, DEV_NET, DEV_CONSOLE, DEV_I2C, DEV_RNG, DEV_TYPE_COUNT
+};
+
+struct config_guest {
+	char name[CONFIG_NAME_MAX];     /* name = ; the Xen domain name */
+	int64_t domid;                  /* domid = ; -1 when looked up by name */
+	enum config_discovery discovery;/* discovery = xenstore | explicit (default xenstore) */
+	uint32_t backend_domid;         /* backend_domid = ; where we run (default 0) */
+	bool grant_usage;               /* grant_usage = yes|no (explicit mode; default no) */
+	uint32_t map_cache_mib;         /* map_cache = MiB of foreign-mapping cache (default 64) */
+	bool premap;                    /* premap = yes: map all guest RAM at start (default no) */
+	int log_level;                  /* log_level = error|warning|notice|info|debug; -1 unset */
+	int line;
+};
+
+enum config_blk_cache { BLK_CACHE_WRITEBACK, BLK_CACHE_NONE };
+
+struct config_block {
+	char path[CONFIG_PATH_MAX];     /* path = image file or block device (required in explicit
+					   mode; on Xen 4.17 may come from xenstore "params") */
+	bool readonly;                  /* readonly = yes|no (default no) */
+	enum config_blk_cache cache;    /* cache = writeback | none (default writeback) */
+	char serial[21];                /* serial = up to 20 bytes (default derived from path) */
+	uint16_t queues;                /* queues = 1..16 (default 1) */
+	uint16_t queue_size;            /* queue_size = power of two 16..1024 (default 256) */
+	bool discard;                   /* discard = yes|no (default yes) */
+	bool write_zeroes;              /* write_zeroes = yes|no (default yes) */
+	char vdev[16];                  /* vdev = xvda: match the xl disk (xenstore mode) */
+};
+
+struct config_net {
+	char tap[16];                   /* tap = existing or new tap name (default "xvd<domid>.<n>") */
+	char bridge[16];                /* bridge = attach a tap we created to this bridge */
+	uint8_t mac[6];                 /* mac = aa:bb:cc:dd:ee:ff (default 00:16:3e derived) */
+	bool mac_set;
+	uint16_t mtu;                   /* mtu = 68..65535 (default 1500) */
+	uint16_t queues;                /* queues = queue pairs 1..8 (default 1) */
+	uint16_t queue_size;            /* queue_size = (default 256) */
+};
+
+#define CONFIG_CONSOLE_PORTS 8
+struct config_console_port {
+	char name[CONFIG_NAME_MAX];     /* port = NAME:socket:/path  (guest sees
+					   /dev/virtio-ports/NAME) */
+	char socket[CONFIG_PATH_MAX];
+};
+
+struct config_console {
+	char socket[CONFIG_PATH_MAX];   /* socket = unix socket path to serve the console on */
+	bool pty;                       /* pty = yes: allocate a pty */
+	char pty_link[CONFIG_PATH_MAX]; /* pty_link = symlink to the pty */
+	char log[CONFIG_PATH_MAX];      /* log = append-only log file (combines with the above) */
+	bool stdio;                     /* stdio = yes: foreground runs */
+	uint32_t ring_kib;              /* ring = KiB of output kept for replay (default 64, 0 off) */
+	uint16_t rows, cols;            /* size = COLSxROWS (default from the pty, else 80x25) */
+	unsigned nports;                /* extra named ports (MULTIPORT when > 0) */
+	struct config_console_port ports[CONFIG_CONSOLE_PORTS];
+};
+
+#define CONFIG_I2C_SIMS 16
+enum config_i2c_sim_kind { I2C_SIM_EEPROM, I2C_SIM_LM75 };
+struct config_i2c_sim {
+	enum config_i2c_sim_kind kind;  /* sim = eeprom@0x50[:/path/file] | lm75@0x48 (repeatable) */
+	uint16_t addr;                  /* 7-bit address 0x03..0x77 */
+	char file[CONFIG_PATH_MAX];     /* eeprom contents persisted here when set */
+};
+
+struct config_i2c {
+	char adapter[CONFIG_PATH_MAX];  /* adapter = /dev/i2c-N passthrough */
+	uint8_t allow[128];             /* allow = 0x50,0x51,... (allow[a] != 0); */
+	bool allow_set;                 /* without allow: every address */
+	unsigned nsims;
+	struct config_i2c_sim sims[CONFIG_I2C_SIMS];
+};
+
+struct config_rng {
+	uint32_t rate_kib;              /* rate = KiB/s cap per guest (default 0 = unlimited) */
+};
+
+struct config_device {
+	enum config_dev_type type;
+	char name[CONFIG_NAME_MAX];     /* the quoted section name; "" for a bare [rng] */
+	uint64_t mmio;                  /* mmio = 0x02000000.. (explicit mode; 0 = unset) */
+	uint32_t irq;                   /* irq = SPI (explicit mode; 0 = unset) */
+	int64_t devid;                  /* devid = xenstore device id to match (-1 = by order) */
+	int line;                       /* the section header's line, for later messages */
+	union {
+		struct config_block block;
+		struct config_net net;
+		struct config_console console;
+		struct config_i2c i2c;
+		struct config_rng rng;
+	} u;
+};
+
+struct config {
+	char file[CONFIG_PATH_MAX];
+	struct config_guest guest;
+	unsigned ndevices;
+	struct config_device devices[CONFIG_MAX_DEVICES];
+};
+
+/*
+ * Parse and validate `path` into *cfg. Returns 0, or -1 after writing every problem found as
+ * "file:line: key: message" lines into err (NUL-terminated, truncated to errlen).
+ */
+int config_load(const char *path, struct config *cfg, char *err, size_t errlen);
+
+/* "block", "net", ...; and the reverse (-1 when unknown). */
+const char *config_dev_type_name(enum config_dev_type t);
+int config_dev_type_parse(const char *s);
+
+#endif

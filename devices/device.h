@@ -1,0 +1,158 @@
+/*
+ * A virtio device as the transport sees it, and what a device module provides.
+ *
+ * Division of labour: devices/virtio_mmio.c owns the register file, the status machine and every
+ * range and state check; it calls a device hook only with arguments already validated. A device
+ * module (rng.c, blk.c, ...) provides one const struct vdev_ops and never parses status bits.
+ * Device -> transport calls are the plain functions at the end of this file.
+ */
+#ifndef XVD_DEVICE_H
+#define XVD_DEVICE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "daemon/log.h"
+#include "devices/virtqueue.h"
+#include "ioreq/gmem.h"
+
+struct ev_loop;
+struct vdev;
+struct config_device;
+
+/* Feature bits shared by every device (virtio 1.2 §6). */
+#define VIRTIO_F_INDIRECT_DESC    28
+#define VIRTIO_F_EVENT_IDX        29
+#define VIRTIO_F_VERSION_1        32
+#define VIRTIO_F_ACCESS_PLATFORM  33
+#define VIRTIO_BIT(b) (UINT64_C(1) << (b))
+
+/* Device status bits (virtio 1.2 §2.1). */
+#define VIRTIO_STATUS_ACKNOWLEDGE  1u
+#define VIRTIO_STATUS_DRIVER       2u
+#define VIRTIO_STATUS_DRIVER_OK    4u
+#define VIRTIO_STATUS_FEATURES_OK  8u
+#define VIRTIO_STATUS_NEEDS_RESET  0x40u
+#define VIRTIO_STATUS_FAILED       0x80u
+
+/* InterruptStatus bits. */
+#define VIRTIO_MMIO_INT_VRING  1u
+#define VIRTIO_MMIO_INT_CONFIG 2u
+
+#define VDEV_MAX_QUEUES 64u
+
+/*
+ * What the platform gives a device: the event loop, guest memory, and interrupt delivery.
+ * ioreq/ fills this for Xen; unit tests fill it with a plain buffer and a counter.
+ */
+struct vdev_host {
+	struct ev_loop *loop;
+	struct gmem *gm;
+	const char *guest_name;
+	bool grant_mem;     /* guest memory is grant-mapped: offer VIRTIO_F_ACCESS_PLATFORM */
+	/* Deliver the device's interrupt (an edge on its SPI). Never blocks. */
+	void (*raise_irq)(struct vdev_host *host, struct vdev *dev);
+	void *opaque;
+};
+
+struct vdev_ops {
+	const char *type;       /* INI section type: "rng", "block", "net", "console", "i2c" */
+	uint32_t device_id;     /* virtio device id (4 rng, 2 block, 1 net, 3 console, 34 i2c) */
+
+	/*
+	 * Build an instance from its validated configuration. The device calls vdev_init() on the
+	 * embedded struct vdev, sets num_queues, queue_max, host_features and config_size, and
+	 * opens its backend. Returns 0 or a negative errno (logged by the device).
+	 */
+	int (*create)(struct vdev_host *host, const struct config_device *cfg, struct vdev **out);
+
+	/* Config space: off + len <= config_size already checked, len is 1, 2, 4 or 8. */
+	void (*config_read)(struct vdev *d, uint32_t off, void *buf, uint32_t len);
+	void (*config_write)(struct vdev *d, uint32_t off, const void *buf, uint32_t len);
+
+	/* Optional: reject a feature combination at FEATURES_OK (return false). */
+	bool (*features_ok)(struct vdev *d, uint64_t features);
+
+	/* DRIVER_OK was set: queues are configured. Return 0, or <0 to mark NEEDS_RESET. */
+	int (*activate)(struct vdev *d);
+
+	/*
+	 * The driver wrote 0 to Status (or the guest is going away): stop using every queue.
+	 * Elements still in flight must be finished or dropped with vq_drop(); vq_push() after a
+	 * reset is harmless (the generation check drops it). Called before the transport resets
+	 * the queues themselves.
+	 */
+	void (*reset)(struct vdev *d);
+
+	/* QueueNotify for queue q (< num_queues, enabled). Must not block. */
+	void (*queue_notify)(struct vdev *d, unsigned q);
+
+	/* Run-time reconfiguration (SIGHUP) with the section re-read; optional. */
+	int (*reconfigure)(struct vdev *d, const struct config_device *cfg);
+
+	/* Free everything; reset() has already run if the device was active. */
+	void (*destroy)(struct vdev *d);
+};
+
+/* One device instance. Devices embed it and recover themselves with container_of. */
+struct vdev {
+	const struct vdev_ops *ops;
+	struct vdev_host *host;
+	char name[80];                /* "block root", for log lines */
+
+	/* Set by the device in create(). */
+	uint16_t num_queues;
+	uint16_t queue_max;           /* QueueNumMax, a power of two <= VQ_MAX_SIZE */
+	uint64_t host_features;       /* device-specific offered bits */
+	uint32_t config_size;
+
+	/* Transport state: owned by virtio_mmio.c, read-only for devices. */
+	uint64_t offered;             /* host_features plus the transport's bits */
+	uint64_t driver_features;     /* what the driver wrote */
+	uint64_t features;            /* negotiated, valid from FEATURES_OK */
+	uint32_t status;
+	uint32_t isr;
+	uint32_t config_generation;
+	uint32_t dev_features_sel, drv_features_sel, queue_sel;
+	struct vq_regs {
+		uint16_t num;
+		uint64_t desc, avail, used;
+	} *qregs;                     /* per queue: values written before QueueReady */
+	struct virtqueue *vqs;        /* num_queues entries */
+	struct ratelimit rl;          /* for everything this guest can provoke on this device */
+	uint64_t mmio_base;           /* window base in guest physical space */
+	uint32_t irq;                 /* SPI */
+	void *platform;               /* ioreq/'s per-device state */
+};
+
+#ifndef container_of
+#define container_of(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - __builtin_offsetof(type, member)))
+#endif
+
+/* Called by a device's create(): zero the transport state, allocate num_queues queues. */
+int vdev_init(struct vdev *d, const struct vdev_ops *ops, struct vdev_host *host,
+	      const char *name, uint16_t num_queues, uint16_t queue_max);
+/* Frees what vdev_init() allocated (the device frees itself). */
+void vdev_fini(struct vdev *d);
+
+/* Device -> transport. */
+void vdev_used(struct vdev *d, struct virtqueue *vq);  /* after a batch of vq_push(): IRQ if due */
+void vdev_config_changed(struct vdev *d);              /* bump generation, config interrupt */
+void vdev_needs_reset(struct vdev *d, const char *why); /* NEEDS_RESET + config interrupt */
+void vdev_vq_error(struct vdev *d, struct virtqueue *vq); /* a broken ring: logs and NEEDS_RESET */
+bool vdev_active(const struct vdev *d);                /* DRIVER_OK set, NEEDS_RESET not */
+static inline bool vdev_has(const struct vdev *d, unsigned bit)
+{
+	return (d->features & VIRTIO_BIT(bit)) != 0;
+}
+
+/* The registry of device modules (devices/registry.c). */
+const struct vdev_ops *vdev_ops_by_type(const char *type);
+const struct vdev_ops *vdev_ops_by_id(uint32_t device_id);
+
+/* Create an instance of the configured device (looks up ops by type, calls create). */
+int vdev_create(struct vdev_host *host, const struct config_device *cfg, struct vdev **out);
+void vdev_destroy(struct vdev *d);
+
+#endif

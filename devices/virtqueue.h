@@ -1,0 +1,110 @@
+/*
+ * The split virtqueue (virtio 1.2 §2.7), device side. Knows nothing of Xen or of the
+ * transport: it sees guest memory only through ioreq/gmem.h.
+ *
+ * Every index and descriptor the guest writes is hostile. vq_pop() returns a chain only once it
+ * has been walked and validated in full (DESIGN.md §6); a bad chain marks the queue broken and
+ * the transport turns that into NEEDS_RESET.
+ */
+#ifndef XVD_VIRTQUEUE_H
+#define XVD_VIRTQUEUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "ioreq/gmem.h"
+
+#define VQ_MAX_SIZE 1024u   /* largest QueueNumMax any device offers; also the iovec bound */
+#define VQ_BUDGET   256u    /* chains a device handles per wakeup before yielding the loop */
+
+/* One validated descriptor chain, owned by the device from vq_pop() to vq_push()/vq_drop(). */
+struct vq_elem {
+	struct virtqueue *vq;
+	uint32_t gen;        /* queue generation at pop; a push after reset is dropped */
+	uint16_t head;       /* descriptor index returned in the used ring */
+	uint16_t n_out;      /* iov[0 .. n_out): device-readable buffers, in chain order */
+	uint16_t n_in;       /* iov[n_out .. n_out+n_in): device-writable buffers */
+	uint32_t out_len;    /* total bytes of the readable part */
+	uint32_t in_len;     /* total bytes of the writable part */
+	void *dev_priv;      /* free for the device */
+	struct iovec iov[];
+};
+
+struct vring_desc;
+struct vring_avail;
+struct vring_used;
+
+struct virtqueue {
+	struct gmem *gm;
+	uint16_t index;
+	uint16_t num;          /* negotiated size, a power of two <= VQ_MAX_SIZE */
+	bool enabled;          /* configured and validated (QueueReady = 1 accepted) */
+	bool broken;           /* a bad chain or ring was seen; nothing more is popped */
+	bool event_idx;        /* VIRTIO_F_RING_EVENT_IDX negotiated */
+	bool indirect;         /* VIRTIO_F_RING_INDIRECT_DESC negotiated */
+	uint32_t gen;          /* bumped on every reset */
+
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	struct vring_desc *desc;       /* mapped read-only for the whole queue lifetime */
+	struct vring_avail *avail;
+	struct vring_used *used;
+	size_t desc_len, avail_len, used_len;
+
+	uint16_t last_avail;   /* next avail ring slot we consume */
+	uint16_t used_idx;     /* our private copy of used->idx */
+	uint16_t signalled_used;  /* used_idx when we last notified (EVENT_IDX) */
+	bool signalled_valid;
+	uint32_t inflight;     /* popped, not yet pushed or dropped */
+
+	struct iovec *scratch; /* VQ_MAX_SIZE entries: the chain walk's work area */
+	uint32_t stat_bad_chains;
+};
+
+/*
+ * Map and check the rings: alignment (desc 16, avail 2, used 4), each whole range including the
+ * event fields mapped, num a power of two in [1, max]. On success the queue is enabled and its
+ * indexes start at 0. Returns 0 or -EINVAL (queue left disabled, nothing mapped).
+ */
+int vq_configure(struct virtqueue *vq, struct gmem *gm, uint16_t index, uint16_t num,
+		 uint16_t max, uint64_t desc, uint64_t avail, uint64_t used, uint64_t features);
+
+/* Disable: unmap the rings, bump gen. Elements still held by the device stay valid memory. */
+void vq_reset(struct virtqueue *vq);
+
+/*
+ * Next available chain, or NULL. *err is 0 when the ring is simply empty (or the queue disabled),
+ * negative when the guest broke the ring: then vq->broken is set and the caller must report
+ * NEEDS_RESET (vdev_vq_error() does).
+ */
+struct vq_elem *vq_pop(struct virtqueue *vq, int *err);
+
+/* True when the avail ring holds chains we have not popped (read-only peek). */
+bool vq_has_work(struct virtqueue *vq);
+
+/*
+ * Return a chain to the guest with `written` bytes written into its writable part (clamped to
+ * in_len). Unmaps every buffer before the used ring update, then frees the element. After a
+ * reset (generation changed) the element is only unmapped and freed.
+ */
+void vq_push(struct vq_elem *e, uint32_t written);
+
+/* Give up an element without returning it to the guest (device reset, teardown). */
+void vq_drop(struct vq_elem *e);
+
+/*
+ * After one or more vq_push(): should the guest be interrupted? Honours EVENT_IDX (used_event,
+ * wrapping u16 arithmetic) or VRING_AVAIL_F_NO_INTERRUPT. Updates the signalled state, so call
+ * it once per batch and raise the interrupt when it returns true.
+ */
+bool vq_should_notify(struct virtqueue *vq);
+
+/*
+ * Notification suppression towards the driver while the device polls: disable asks the driver
+ * not to kick (flags or avail_event); enable re-arms and returns true when chains arrived in the
+ * meantime (the caller must then process them, closing the race).
+ */
+void vq_disable_notify(struct virtqueue *vq);
+bool vq_enable_notify(struct virtqueue *vq);
+
+#endif

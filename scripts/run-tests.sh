@@ -1,0 +1,34 @@
+#!/bin/sh
+# Run test executables, count results, write "<passed> <failed>" to BUILD/test-summary.
+# cmocka binaries are counted per test case from their "[  PASSED  ]"/"[  FAILED  ]" lines;
+# any other executable counts as one test that passes when it exits 0.
+# Usage: run-tests.sh BUILD TEST...
+set -u
+build=$1; shift
+passed=0; failed=0; failures=""
+log="$build/test-log"
+: > "$log"
+TEST_TIMEOUT=${TEST_TIMEOUT:-600}
+for t in "$@"; do
+	out=$(timeout -k 10 "$TEST_TIMEOUT" "$t" 2>&1); rc=$?
+	printf '%s\n' "=== $t (exit $rc)" "$out" >> "$log"
+	if printf '%s\n' "$out" | grep -q '^\[==========\] .* test(s) run\.'; then
+		p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\..*/\1/p' | awk '{s+=$1} END {print s+0}')
+		f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test(s), listed below:.*/\1/p' | awk '{s+=$1} END {print s+0}')
+		# A crash or timeout after the summary still fails the binary.
+		if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+	else
+		if [ "$rc" -eq 0 ]; then p=1; f=0; else p=0; f=1; fi
+	fi
+	passed=$((passed + p)); failed=$((failed + f))
+	if [ "$f" -ne 0 ]; then
+		failures="$failures $t"
+		echo "FAIL $t (exit $rc):"
+		printf '%s\n' "$out" | tail -n 40 | sed 's/^/    /'
+	else
+		echo "ok   $t ($p)"
+	fi
+done
+echo "$passed $failed" > "$build/test-summary"
+echo "$build: $passed passed, $failed failed${failures:+ (failing:$failures)}"
+[ "$failed" -eq 0 ]
