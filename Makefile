@@ -48,6 +48,8 @@ CORE_OBJS := $(call obj,$(CORE_SRCS))
 XEN_OBJS  := $(call obj,$(XEN_SRCS))
 TLIB_OBJS := $(call obj,$(TLIB_SRCS))
 MAIN_OBJ  := $(call obj,daemon/main.c)
+# An archive, so a test links only the modules it uses.
+CORE_LIB  := $(BUILD)/libcore.a
 
 DAEMON := $(BUILD)/xen-virtiod
 # Sub-makefiles add to these.
@@ -66,13 +68,17 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(DAEMON): $(MAIN_OBJ) $(CORE_OBJS) $(XEN_OBJS)
+$(CORE_LIB): $(CORE_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(XEN_LIBS) $(DEP_LIBS)
+	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(CORE_OBJS) $(TLIB_OBJS)
+$(DAEMON): $(MAIN_OBJ) $(XEN_OBJS) $(CORE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(DEP_LIBS) $(TEST_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(MAIN_OBJ) $(XEN_OBJS) $(CORE_LIB) $(XEN_LIBS) $(DEP_LIBS)
+
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(TLIB_OBJS) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(TLIB_OBJS) $(CORE_LIB) $(DEP_LIBS) $(TEST_LIBS)
 
 deps:
 	@sh scripts/install-deps.sh
