@@ -1,0 +1,113 @@
+/*
+ * What ioreq/ offers the daemon: one guest's Xen objects (ioreq server, event channels, guest
+ * memory, interrupts), xenstore discovery of libxl's virtio devices, and watches. Nothing outside
+ * ioreq/ includes a Xen header.
+ *
+ * Stable Xen interfaces only (libxendevicemodel, libxenforeignmemory, libxenevtchn,
+ * libxengnttab, libxenstore); no libxenctrl.
+ */
+#ifndef XVD_XEN_H
+#define XVD_XEN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct ev_loop;
+struct vdev;
+struct vdev_host;
+struct xen_guest;
+
+struct xen_opts {
+	uint32_t domid;
+	uint32_t backend_domid;   /* our own domid (0 in dom0) */
+	uint32_t map_cache_mib;   /* bound of the foreign-mapping cache */
+	bool premap;              /* map the guest's whole RAM once at start */
+	bool grant_usage;         /* guest uses grant addresses: offer ACCESS_PLATFORM */
+};
+
+/*
+ * Stage 1: open the handles, count vCPUs, create the ioreq server (not yet enabled), map its
+ * ioreq frames (enough for every vCPU), bind one event channel per vCPU, set up guest memory.
+ * Returns 0 or a negative errno (logged); on failure nothing is left behind.
+ */
+int xen_guest_open(struct ev_loop *loop, const struct xen_opts *opts, struct xen_guest **out);
+
+/* The platform interface devices are created with (loop, guest memory, IRQ delivery). */
+struct vdev_host *xen_guest_host(struct xen_guest *g);
+
+/*
+ * Stage 2, per device: route [base, base+0x200) to our ioreq server and remember the device for
+ * dispatch and its SPI for interrupts. Sets dev->mmio_base and dev->irq.
+ */
+int xen_guest_add_device(struct xen_guest *g, struct vdev *dev, uint64_t base, uint32_t irq);
+
+/*
+ * Stage 3: enable the ioreq server, restrict every handle to the guest, start serving ioreqs
+ * on the loop, and watch for the domain's death (on_death runs once, from the loop).
+ */
+int xen_guest_start(struct xen_guest *g, void (*on_death)(void *opaque), void *opaque);
+
+/*
+ * Tear down in exact reverse order: stop serving, unmap ranges, unbind ports, unmap frames,
+ * destroy the ioreq server, drop every guest mapping, close handles. Devices must already be
+ * reset (they may hold guest mappings until their destroy). Safe on a partly opened guest.
+ */
+void xen_guest_close(struct xen_guest *g);
+
+/* Dropping every cached guest mapping (SIGHUP, IOREQ_TYPE_INVALIDATE does it by itself). */
+void xen_guest_invalidate(struct xen_guest *g);
+/* Numbers for SIGUSR1 dumps and the benchmark: ioreqs served, bad ioreqs, IRQs, cache hits. */
+void xen_guest_dump(struct xen_guest *g);
+
+/* ---- xenstore ---- */
+
+/* Domain lookups through /local/domain/<id>/name. 0, or -ENOENT. */
+int xen_domid_by_name(const char *name, uint32_t *domid);
+int xen_domain_name(uint32_t domid, char *buf, size_t len);
+bool xen_domain_alive(uint32_t domid);
+
+enum xen_layout {
+	XEN_LAYOUT_DISK417,   /* backend/virtio_disk/<domid>/<devid> (Xen 4.17 specification=virtio) */
+	XEN_LAYOUT_VIRTIO,    /* backend/virtio/<domid>/<devid> (Xen 4.18+ virtio=[...]) */
+};
+
+/* One virtio device libxl declared for the guest. */
+struct xen_vdev_desc {
+	enum xen_layout layout;
+	unsigned devid;
+	uint32_t virtio_id;       /* 2 for a 4.17 disk; N of type "virtio,deviceN" otherwise */
+	uint64_t base;            /* decimal (4.17) or 0x-hex (4.18+) in xenstore */
+	uint32_t irq;
+	bool grant_usage;
+	bool readonly;            /* 4.17 disk "mode" = r */
+	char params[256];         /* 4.17 disk "params" (the image path), else "" */
+	char vdev[16];            /* 4.17 disk "dev" (xvda), else "" */
+	char be_path[128];        /* the backend directory, for state writes */
+};
+
+/*
+ * Read every device declared for `domid` under both layouts, in (layout, devid) order.
+ * Returns 0 with *n set, or a negative errno. Malformed entries are logged and skipped.
+ */
+int xen_discover(uint32_t backend_domid, uint32_t domid, struct xen_vdev_desc *out,
+		 unsigned max, unsigned *n);
+
+/* XenbusState values we write into a backend directory's "state". */
+#define XEN_STATE_INITWAIT  2
+#define XEN_STATE_CONNECTED 4
+#define XEN_STATE_CLOSED    6
+int xen_backend_set_state(const struct xen_vdev_desc *d, int state);
+
+/*
+ * Watch mode: call cb(opaque, domid) from the loop for every guest that has devices under
+ * either backend path of backend_domid (once for each guest present at start, then for each
+ * new one). Returns NULL on failure.
+ */
+struct xen_backend_watch;
+struct xen_backend_watch *xen_backend_watch_start(struct ev_loop *loop, uint32_t backend_domid,
+						  void (*cb)(void *opaque, uint32_t domid),
+						  void *opaque);
+void xen_backend_watch_stop(struct xen_backend_watch *w);
+
+#endif
