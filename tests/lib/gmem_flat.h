@@ -1,0 +1,42 @@
+/*
+ * Guest memory in a plain buffer, implementing ioreq/gmem.h for tests and fuzzing.
+ *
+ * One buffer backs [base, base+size). Page-granular (4 KiB) attributes punch holes (not guest
+ * RAM: every map touching one fails) and make pages read-only (maps asking GMEM_WRITE fail).
+ * A tiny grant table maps grant references to guest pages, so grant addresses (bit 63) can be
+ * tested; without an entry a grant address is rejected. Counters let tests assert that every
+ * successful map was unmapped.
+ */
+#ifndef XVD_TEST_GMEM_FLAT_H
+#define XVD_TEST_GMEM_FLAT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ioreq/gmem.h"
+
+#define GMEM_FLAT_PAGE     4096u
+#define GMEM_FLAT_GRANTS   64u    /* grant references 0 .. GMEM_FLAT_GRANTS-1 */
+
+/* base and size multiples of GMEM_FLAT_PAGE, size > 0. NULL on bad arguments or no memory. */
+struct gmem *gmem_flat_new(uint64_t base, uint64_t size);
+
+/* Host view of guest address gpa (no checks beyond "inside the buffer"); NULL outside. */
+void *gmem_flat_host(struct gmem *gm, uint64_t gpa);
+
+/* Mark the pages overlapping [gpa, gpa+len) as a hole / read-only / ordinary RAM again. */
+void gmem_flat_add_hole(struct gmem *gm, uint64_t gpa, uint64_t len);
+void gmem_flat_set_readonly(struct gmem *gm, uint64_t gpa, uint64_t len);
+void gmem_flat_set_ram(struct gmem *gm, uint64_t gpa, uint64_t len);
+
+/* Grant reference ref to the guest page at gpa (page aligned); readonly: the device may only read. */
+int gmem_flat_grant(struct gmem *gm, uint32_t ref, uint64_t gpa, bool readonly);
+void gmem_flat_ungrant(struct gmem *gm, uint32_t ref);
+
+/* Successful maps not yet unmapped; unmaps of pointers this gmem never returned. */
+long gmem_flat_outstanding(struct gmem *gm);
+unsigned long gmem_flat_bad_unmaps(struct gmem *gm);
+/* Calls to map that failed (a test can assert the device tried and was refused). */
+unsigned long gmem_flat_failed_maps(struct gmem *gm);
+
+#endif
