@@ -1,0 +1,514 @@
+/*
+ * One guest: resolve the domain, decide which devices to serve (from the INI in explicit mode, from
+ * libxl's xenstore entries matched to INI sections in xenstore mode), then open the Xen side,
+ * create and map the devices, start serving. Teardown is the exact reverse.
+ */
+#include "daemon/guest.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "daemon/log.h"
+#include "devices/device.h"
+#include "devices/virtio_mmio.h"
+#include "ioreq/xen.h"
+
+/* libxl declares at most 11 virtio devices; twice the INI's bound leaves room for junk entries. */
+#define GUEST_DISCOVER_MAX (2 * CONFIG_MAX_DEVICES)
+
+struct guest_dev {
+	struct config_device cfg;     /* effective section (xenstore may fill a disk's path) */
+	unsigned ini;                 /* index of the INI section in guest.cfg.devices */
+	uint64_t base;
+	uint32_t irq;
+	bool has_desc;                /* discovered in xenstore: desc is valid */
+	struct xen_vdev_desc desc;
+	struct vdev *dev;             /* NULL until created */
+};
+
+struct guest {
+	struct ev_loop *loop;
+	struct config cfg;            /* the INI as loaded (updated by successful reloads) */
+	uint32_t domid;
+	char name[CONFIG_NAME_MAX];
+	struct xen_guest *xg;
+	bool dead;                    /* the domain is gone: its backend dirs are libxl's to remove */
+	unsigned ndevs;
+	struct guest_dev devs[CONFIG_MAX_DEVICES];
+	void (*on_death)(void *opaque);
+	void *opaque;
+};
+
+const char *guest_name(const struct guest *g) { return g->name; }
+uint32_t guest_domid(const struct guest *g) { return g->domid; }
+unsigned guest_device_count(const struct guest *g) { return g->ndevs; }
+
+bool guest_parse_domid(const char *s, uint32_t *domid)
+{
+	char *end;
+	unsigned long v;
+
+	if (s[0] < '0' || s[0] > '9')
+		return false;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	/* DOMID_FIRST_RESERVED is 0x7ff0: anything above is not a guest. */
+	if (errno || *end || v >= 0x7ff0)
+		return false;
+	*domid = (uint32_t)v;
+	return true;
+}
+
+/* "block root", or "rng" for a bare section: how the INI names it, for log lines. */
+static const char *guest_section_label(const struct config_device *d, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s%s", config_dev_type_name(d->type), d->name[0] ? " " : "", d->name);
+	return buf;
+}
+
+/* ---- stage 0: which domain ---- */
+
+static void guest_fill_name(struct guest *g)
+{
+	if (xen_domain_name(g->domid, g->name, sizeof(g->name)) == 0 && g->name[0])
+		return;
+	if (g->cfg.guest.name[0])
+		snprintf(g->name, sizeof(g->name), "%s", g->cfg.guest.name);
+	else
+		snprintf(g->name, sizeof(g->name), "dom%" PRIu32, g->domid);
+}
+
+static int guest_lookup(struct guest *g, const char *name)
+{
+	snprintf(g->name, sizeof(g->name), "%s", name);
+	log_set_guest(g->name);
+	if (xen_domid_by_name(name, &g->domid) < 0) {
+		log_err("no running domain is named \"%s\"", name);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+/* --domain wins over [guest] domid, which wins over [guest] name. */
+static int guest_resolve(struct guest *g, const char *domain)
+{
+	const struct config_guest *cg = &g->cfg.guest;
+	int rc = 0;
+
+	if (domain && !guest_parse_domid(domain, &g->domid))
+		rc = guest_lookup(g, domain);
+	else if (!domain && cg->domid < 0)
+		rc = guest_lookup(g, cg->name);
+	else {
+		if (!domain)
+			g->domid = (uint32_t)cg->domid;
+		guest_fill_name(g);
+	}
+	if (rc == 0) {
+		log_set_guest(g->name);
+		log_info("guest %s is domid %" PRIu32, g->name, g->domid);
+	}
+	return rc;
+}
+
+/* ---- stage 1: which devices ---- */
+
+static void guest_plan_add(struct guest *g, unsigned ini, uint64_t base, uint32_t irq,
+			   const struct xen_vdev_desc *desc)
+{
+	struct guest_dev *gd = &g->devs[g->ndevs++];
+
+	gd->cfg = g->cfg.devices[ini];
+	gd->ini = ini;
+	gd->base = base;
+	gd->irq = irq;
+	gd->has_desc = desc != NULL;
+	if (desc)
+		gd->desc = *desc;
+}
+
+static int guest_plan_explicit(struct guest *g)
+{
+	char label[CONFIG_NAME_MAX + 16];
+
+	for (unsigned i = 0; i < g->cfg.ndevices; i++) {
+		const struct config_device *d = &g->cfg.devices[i];
+
+		/* The loader requires both in explicit mode; this only guards against a zero. */
+		if (!d->mmio || !d->irq) {
+			log_err("%s:%d: [%s]: explicit discovery needs mmio and irq", g->cfg.file,
+				d->line, guest_section_label(d, label, sizeof(label)));
+			return -EINVAL;
+		}
+		guest_plan_add(g, i, d->mmio, d->irq, NULL);
+	}
+	return 0;
+}
+
+static int guest_type_of_virtio_id(uint32_t id)
+{
+	switch (id) {
+	case 2: return DEV_BLOCK;
+	case 1: return DEV_NET;
+	case 3: return DEV_CONSOLE;
+	case 34: return DEV_I2C;
+	case 4: return DEV_RNG;
+	default: return -1;
+	}
+}
+
+/*
+ * The INI section serving one declared device: the section whose devid matches; else (4.17 disks)
+ * the block section whose vdev matches; else the first unused section of that type that names
+ * neither a devid nor a vdev. -1 when none.
+ */
+static int guest_match(const struct guest *g, const struct xen_vdev_desc *x, int type,
+		       const bool *used)
+{
+	for (unsigned i = 0; i < g->cfg.ndevices; i++) {
+		const struct config_device *d = &g->cfg.devices[i];
+		if (!used[i] && (int)d->type == type && d->devid >= 0 && d->devid == x->devid)
+			return (int)i;
+	}
+	for (unsigned i = 0; x->layout == XEN_LAYOUT_DISK417 && x->vdev[0] && i < g->cfg.ndevices;
+	     i++) {
+		const struct config_device *d = &g->cfg.devices[i];
+		if (!used[i] && d->type == DEV_BLOCK && d->devid < 0 &&
+		    strcmp(d->u.block.vdev, x->vdev) == 0)
+			return (int)i;
+	}
+	for (unsigned i = 0; i < g->cfg.ndevices; i++) {
+		const struct config_device *d = &g->cfg.devices[i];
+		if (!used[i] && (int)d->type == type && d->devid < 0 &&
+		    (d->type != DEV_BLOCK || !d->u.block.vdev[0]))
+			return (int)i;
+	}
+	return -1;
+}
+
+/* A 4.17 disk: libxl's "params" is the image when the section names none; "mode" r is honoured. */
+static int guest_apply_disk417(struct guest *g, struct guest_dev *gd)
+{
+	struct config_block *b = &gd->cfg.u.block;
+
+	if (gd->desc.readonly && !b->readonly) {
+		log_info("%s: xl declares the disk read-only (mode=r)", gd->desc.be_path);
+		b->readonly = true;
+	}
+	if (b->path[0])
+		return 0;
+	if (!gd->desc.params[0] || strlen(gd->desc.params) >= sizeof(b->path)) {
+		log_err("%s:%d: path: not set, and %s/params gives no usable path", g->cfg.file,
+			gd->cfg.line, gd->desc.be_path);
+		return -EINVAL;
+	}
+	snprintf(b->path, sizeof(b->path), "%s", gd->desc.params);
+	return 0;
+}
+
+static int guest_plan_one(struct guest *g, const struct xen_vdev_desc *x, bool *used)
+{
+	int type = guest_type_of_virtio_id(x->virtio_id);
+	int i;
+
+	if (type < 0) {
+		log_warn("%s: virtio device id %" PRIu32 " is not one we serve; skipped", x->be_path,
+			 x->virtio_id);
+		return 0;
+	}
+	i = guest_match(g, x, type, used);
+	if (i < 0) {
+		log_warn("%s: %s device %u has no section in %s; skipped", x->be_path,
+			 config_dev_type_name((enum config_dev_type)type), x->devid, g->cfg.file);
+		return 0;
+	}
+	used[i] = true;
+	guest_plan_add(g, (unsigned)i, x->base, x->irq, x);
+	if (x->layout == XEN_LAYOUT_DISK417 && type == DEV_BLOCK)
+		return guest_apply_disk417(g, &g->devs[g->ndevs - 1]);
+	return 0;
+}
+
+static int guest_plan_xenstore(struct guest *g)
+{
+	struct xen_vdev_desc *descs = calloc(GUEST_DISCOVER_MAX, sizeof(*descs));
+	bool used[CONFIG_MAX_DEVICES] = { false };
+	char label[CONFIG_NAME_MAX + 16];
+	unsigned n = 0;
+	int rc;
+
+	if (!descs)
+		return -ENOMEM;
+	rc = xen_discover(g->cfg.guest.backend_domid, g->domid, descs, GUEST_DISCOVER_MAX, &n);
+	if (rc < 0)
+		log_err("xenstore discovery failed: %s", strerror(-rc));
+	for (unsigned i = 0; rc == 0 && i < n; i++)
+		rc = guest_plan_one(g, &descs[i], used);
+	for (unsigned i = 0; rc == 0 && i < g->cfg.ndevices; i++)
+		if (!used[i])
+			log_warn("%s:%d: [%s]: no device declared in xenstore matches; not created",
+				 g->cfg.file, g->cfg.devices[i].line,
+				 guest_section_label(&g->cfg.devices[i], label, sizeof(label)));
+	free(descs);
+	if (rc == 0 && g->ndevs == 0)
+		log_warn("no device to serve: the guest's xl config declares none we have a section for");
+	return rc;
+}
+
+/* ---- stages 2-4: the Xen side and the devices ---- */
+
+static int guest_open(struct guest *g)
+{
+	struct xen_opts o = {
+		.domid = g->domid,
+		.backend_domid = g->cfg.guest.backend_domid,
+		.map_cache_mib = g->cfg.guest.map_cache_mib,
+		.premap = g->cfg.guest.premap,
+		.grant_usage = g->cfg.guest.grant_usage,
+	};
+
+	/* In xenstore mode libxl says per device whether the guest uses grants. */
+	for (unsigned i = 0; i < g->ndevs; i++)
+		if (g->devs[i].has_desc && g->devs[i].desc.grant_usage)
+			o.grant_usage = true;
+	return xen_guest_open(g->loop, &o, &g->xg);
+}
+
+static int guest_create_one(struct guest *g, struct guest_dev *gd)
+{
+	char label[CONFIG_NAME_MAX + 16];
+	int rc;
+
+	rc = vdev_create(xen_guest_host(g->xg), &gd->cfg, &gd->dev);
+	if (rc < 0) {
+		gd->dev = NULL;
+		log_err("[%s]: cannot create the device: %s",
+			guest_section_label(&gd->cfg, label, sizeof(label)), strerror(-rc));
+		return rc;
+	}
+	rc = xen_guest_add_device(g->xg, gd->dev, gd->base, gd->irq);
+	if (rc == 0)
+		log_info("%s: mmio 0x%" PRIx64 " irq %" PRIu32, gd->dev->name, gd->base, gd->irq);
+	return rc;
+}
+
+static int guest_create_devices(struct guest *g)
+{
+	for (unsigned i = 0; i < g->ndevs; i++) {
+		int rc = guest_create_one(g, &g->devs[i]);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* libxl waits for InitWait before unpausing a 4.17 guest, and for Closed when destroying it. */
+static void guest_set_backend_state(struct guest *g, int state)
+{
+	for (unsigned i = 0; i < g->ndevs; i++) {
+		const struct guest_dev *gd = &g->devs[i];
+		if (gd->has_desc && gd->desc.layout == XEN_LAYOUT_DISK417 && gd->dev &&
+		    xen_backend_set_state(&gd->desc, state) < 0)
+			log_warn("%s: cannot write state=%d", gd->desc.be_path, state);
+	}
+}
+
+static void guest_reset_devices(struct guest *g)
+{
+	for (unsigned i = g->ndevs; i-- > 0;)
+		if (g->devs[i].dev)
+			vmmio_reset(g->devs[i].dev);
+}
+
+static void guest_destroy_devices(struct guest *g)
+{
+	for (unsigned i = g->ndevs; i-- > 0;) {
+		if (g->devs[i].dev)
+			vdev_destroy(g->devs[i].dev);
+		g->devs[i].dev = NULL;
+	}
+}
+
+static void guest_died(void *opaque)
+{
+	struct guest *g = opaque;
+
+	g->dead = true;
+	g->on_death(g->opaque);
+}
+
+int guest_setup(struct ev_loop *loop, const struct guest_params *p, struct guest **out)
+{
+	struct guest *g = calloc(1, sizeof(*g));
+	int rc;
+
+	if (!g) {
+		log_err("out of memory");
+		return -ENOMEM;
+	}
+	g->loop = loop;
+	g->cfg = *p->cfg;
+	g->on_death = p->on_death;
+	g->opaque = p->opaque;
+
+	rc = guest_resolve(g, p->domain);
+	if (rc < 0)
+		goto fail_free;
+	rc = g->cfg.guest.discovery == DISCOVERY_EXPLICIT ? guest_plan_explicit(g)
+							   : guest_plan_xenstore(g);
+	if (rc < 0)
+		goto fail_free;
+	rc = guest_open(g);
+	if (rc < 0)
+		goto fail_free;
+	rc = guest_create_devices(g);
+	if (rc < 0)
+		goto fail_close;
+	rc = xen_guest_start(g->xg, guest_died, g);
+	if (rc < 0)
+		goto fail_close;
+	guest_set_backend_state(g, XEN_STATE_INITWAIT);
+	*out = g;
+	return 0;
+
+fail_close:
+	guest_reset_devices(g);
+	xen_guest_close(g->xg);
+	guest_destroy_devices(g);
+fail_free:
+	free(g);
+	return rc;
+}
+
+void guest_teardown(struct guest *g)
+{
+	if (!g)
+		return;
+	guest_reset_devices(g);
+	if (!g->dead)
+		guest_set_backend_state(g, XEN_STATE_CLOSED);
+	xen_guest_close(g->xg);
+	guest_destroy_devices(g);
+	free(g);
+}
+
+/* ---- SIGHUP ---- */
+
+static bool guest_section_same(const struct config_device *a, const struct config_device *b)
+{
+	struct config_device x = *a, y = *b;
+
+	/* Moving a section within the file changes nothing about the device. */
+	x.line = y.line = 0;
+	return memcmp(&x, &y, sizeof(x)) == 0;
+}
+
+static int guest_find_section(const struct config *cfg, const struct config_device *d)
+{
+	for (unsigned i = 0; i < cfg->ndevices; i++)
+		if (cfg->devices[i].type == d->type && strcmp(cfg->devices[i].name, d->name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static void guest_reload_guest_section(struct guest *g, const struct config_guest *n)
+{
+	const struct config_guest *o = &g->cfg.guest;
+
+	if (strcmp(o->name, n->name) || o->domid != n->domid || o->discovery != n->discovery ||
+	    o->backend_domid != n->backend_domid || o->grant_usage != n->grant_usage ||
+	    o->map_cache_mib != n->map_cache_mib || o->premap != n->premap)
+		log_warn("[guest] changed: only log_level applies at run time; restart for the rest");
+	g->cfg.guest.log_level = n->log_level;
+}
+
+/* Keep what xenstore told us (a 4.17 disk's path and mode) across a reload. */
+static void guest_keep_discovered(const struct guest_dev *gd, struct config_device *n)
+{
+	if (gd->has_desc && gd->desc.layout == XEN_LAYOUT_DISK417 && n->type == DEV_BLOCK) {
+		if (!n->u.block.path[0])
+			memcpy(n->u.block.path, gd->cfg.u.block.path, sizeof(n->u.block.path));
+		n->u.block.readonly |= gd->desc.readonly;
+	}
+	n->mmio = gd->cfg.mmio;
+	n->irq = gd->cfg.irq;
+}
+
+static void guest_reload_device(struct guest *g, struct guest_dev *gd, const struct config *nc)
+{
+	const struct vdev_ops *ops = gd->dev->ops;
+	struct config_device n;
+	int i = guest_find_section(nc, &gd->cfg);
+	int rc;
+
+	if (i < 0) {
+		log_warn("%s: its section was removed; the device stays until restart", gd->dev->name);
+		return;
+	}
+	n = nc->devices[i];
+	if (g->cfg.guest.discovery == DISCOVERY_EXPLICIT &&
+	    (n.mmio != gd->cfg.mmio || n.irq != gd->cfg.irq))
+		log_warn("%s: mmio and irq cannot change at run time", gd->dev->name);
+	guest_keep_discovered(gd, &n);
+	if (!ops->reconfigure) {
+		if (!guest_section_same(&n, &gd->cfg))
+			log_warn("%s: changed, but cannot be reconfigured at run time; restart to apply",
+				 gd->dev->name);
+		return;
+	}
+	rc = ops->reconfigure(gd->dev, &n);
+	if (rc < 0) {
+		log_warn("%s: reconfiguration refused (%s); the previous settings stay",
+			 gd->dev->name, strerror(-rc));
+		return;
+	}
+	gd->cfg = n;
+	g->cfg.devices[gd->ini] = nc->devices[i];
+	log_info("%s: reconfigured", gd->dev->name);
+}
+
+void guest_reload(struct guest *g, const struct config *nc)
+{
+	char label[CONFIG_NAME_MAX + 16];
+
+	guest_reload_guest_section(g, &nc->guest);
+	for (unsigned i = 0; i < g->ndevs; i++)
+		guest_reload_device(g, &g->devs[i], nc);
+	for (unsigned i = 0; i < nc->ndevices; i++)
+		if (guest_find_section(&g->cfg, &nc->devices[i]) < 0)
+			log_warn("%s:%d: [%s] is new; devices are only added at start", nc->file,
+				 nc->devices[i].line,
+				 guest_section_label(&nc->devices[i], label, sizeof(label)));
+	/* Mappings are cheap to rebuild; dropping them releases memory a reload may have freed. */
+	xen_guest_invalidate(g->xg);
+}
+
+/* ---- SIGUSR1 ---- */
+
+static void guest_dump_device(const struct vdev *d)
+{
+	log_notice("%s: mmio 0x%" PRIx64 " irq %" PRIu32 " status 0x%02" PRIx32
+		   " features 0x%016" PRIx64 " offered 0x%016" PRIx64 " isr %" PRIu32,
+		   d->name, d->mmio_base, d->irq, d->status, d->features, d->offered, d->isr);
+	for (unsigned q = 0; d->vqs && q < d->num_queues; q++) {
+		const struct virtqueue *vq = &d->vqs[q];
+		log_notice("%s: queue %u: %s%s num %u avail %u used %u inflight %" PRIu32
+			   " bad chains %" PRIu32, d->name, q, vq->enabled ? "on" : "off",
+			   vq->broken ? " BROKEN" : "", vq->num, vq->last_avail, vq->used_idx,
+			   vq->inflight, vq->stat_bad_chains);
+	}
+}
+
+void guest_dump(struct guest *g)
+{
+	log_notice("guest %s domid %" PRIu32 ": %u devices, discovery %s", g->name, g->domid,
+		   g->ndevs, g->cfg.guest.discovery == DISCOVERY_EXPLICIT ? "explicit" : "xenstore");
+	xen_guest_dump(g->xg);
+	for (unsigned i = 0; i < g->ndevs; i++)
+		if (g->devs[i].dev)
+			guest_dump_device(g->devs[i].dev);
+}

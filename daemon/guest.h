@@ -1,0 +1,45 @@
+/*
+ * One guest's objects: its Xen side (ioreq/), its devices (devices/), and the xenstore backend
+ * directories we answer for. Set up in stages, torn down in reverse.
+ */
+#ifndef XVD_GUEST_H
+#define XVD_GUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct ev_loop;
+struct config;
+struct guest;
+
+struct guest_params {
+	const struct config *cfg;     /* validated; copied, the caller may free it */
+	const char *domain;           /* --domain NAME|ID, overrides [guest]; NULL when not given */
+	void (*on_death)(void *opaque);  /* the domain is gone (runs once, from the loop) */
+	void *opaque;
+};
+
+/*
+ * Resolve the domain, discover or take the devices, open the guest, create and map every device,
+ * start serving, and (Xen 4.17 disks) write state=InitWait. Returns 0 with *out serving, or a
+ * negative errno after logging the cause and undoing every stage.
+ */
+int guest_setup(struct ev_loop *loop, const struct guest_params *p, struct guest **out);
+
+/* Reverse of guest_setup(): reset devices, state=Closed, close the Xen side, destroy devices. */
+void guest_teardown(struct guest *g);
+
+/* SIGHUP: apply what can change at run time from a freshly loaded configuration; log the rest. */
+void guest_reload(struct guest *g, const struct config *cfg);
+
+/* SIGUSR1: log the Xen counters and every device's status, features and queues. */
+void guest_dump(struct guest *g);
+
+const char *guest_name(const struct guest *g);
+uint32_t guest_domid(const struct guest *g);
+unsigned guest_device_count(const struct guest *g);
+
+/* "123" -> true with *domid set; names and anything else -> false. */
+bool guest_parse_domid(const char *s, uint32_t *domid);
+
+#endif
