@@ -1,0 +1,1221 @@
+/*
+ * The INI loader: inih splits "key = value" lines, everything else is ours.
+ *
+ * inih (Debian's build) is compiled without INI_HANDLER_LINENO, reads at most INI_MAX_LINE - 1
+ * characters per line with fgets (so a longer line is silently cut in two), treats an indented
+ * line as the continuation of the previous value, and does not call the handler for a section
+ * without keys. So we hand it our own reader: it reads whole lines with getline, counts them,
+ * rejects over-long ones, parses section headers itself and only passes key lines (left-trimmed,
+ * so never a continuation) on to inih. Every problem is collected, sorted by line and reported as
+ * "file:line: key: message".
+ */
+#include "config/config.h"
+
+#include "daemon/log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#define KEY_SLOTS      16      /* keys per section, for duplicate detection */
+#define ERR_MAX        200     /* errors kept; the rest are counted */
+#define LABEL_MAX      96
+#define MMIO_WINDOW    UINT64_C(0x200)
+#define DOMID_LIMIT    0x7FF0u /* Xen's DOMID_FIRST_RESERVED: domids are below it */
+#define I2C_ADDR_MIN   0x03u   /* 0x00-0x02 and 0x78-0x7f are reserved 7-bit addresses */
+#define I2C_ADDR_MAX   0x77u
+#define SOCKET_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
+
+struct parser;
+
+enum key_type { KT_BOOL, KT_UINT, KT_STR, KT_PATH, KT_ENUM, KT_FUNC };
+
+#define KEY_REPEAT 0x1u   /* may appear more than once */
+#define KEY_POW2   0x2u   /* KT_UINT: a power of two */
+
+struct key_def {
+	const char *name;
+	enum key_type type;
+	unsigned flags;
+	size_t off, size;               /* field in the section's struct */
+	uint64_t min, max;              /* KT_UINT */
+	const char *const *words;       /* KT_ENUM: NULL-terminated, index = value */
+	int (*parse)(struct parser *p, void *obj, const char *val);   /* KT_FUNC */
+};
+
+#define KEY_BOOL(n, T, f)            { .name = n, .type = KT_BOOL, FIELD_INIT(T, f) }
+#define KEY_UINT(n, T, f, lo, hi, fl) \
+	{ .name = n, .type = KT_UINT, .flags = fl, FIELD_INIT(T, f), .min = lo, .max = hi }
+#define KEY_STR(n, T, f)             { .name = n, .type = KT_STR, FIELD_INIT(T, f) }
+#define KEY_PATH(n, T, f)            { .name = n, .type = KT_PATH, FIELD_INIT(T, f) }
+#define KEY_ENUM(n, T, f, w)         { .name = n, .type = KT_ENUM, FIELD_INIT(T, f), .words = w }
+#define KEY_FUNC(n, fn, fl)          { .name = n, .type = KT_FUNC, .flags = fl, .parse = fn }
+/* DEVT: one macro argument for the device struct. */
+#define DEVT struct config_device
+#define FIELD_INIT(T, f)             .off = offsetof(T, f), .size = sizeof(((T *)0)->f)
+
+/* What the parser remembers about one section beyond the config structs themselves. */
+struct sect_aux {
+	int seen[KEY_SLOTS];                    /* line of each key's first occurrence */
+	int sim_line[CONFIG_I2C_SIMS];
+	char i2c_file[CONFIG_PATH_MAX];         /* i2c file =, resolved at the section's end */
+};
+
+struct sect_type {
+	const char *name;
+	enum config_dev_type type;
+	bool bare_ok;                           /* [rng] needs no quoted name */
+	const struct key_def *keys;
+	size_t nkeys;
+	void (*defaults)(struct config_device *d);
+	void (*finish)(struct parser *p, struct config_device *d, struct sect_aux *aux);
+};
+
+enum sect_kind {
+	SECT_NONE,      /* before the first section header */
+	SECT_SKIP,      /* a broken header, already reported: its keys are ignored */
+	SECT_GUEST,
+	SECT_DEVICE,
+};
+
+struct cfg_err {
+	int line;
+	unsigned seq;           /* keeps messages of one line in the order found */
+	char *text;
+};
+
+struct parser {
+	const char *file;
+	struct config *cfg;
+	FILE *fp;
+	char *buf;
+	size_t cap;
+	int lineno;
+	bool any_content;       /* a section or key line was seen */
+
+	/* The current section. */
+	enum sect_kind kind;
+	const struct sect_type *st;     /* SECT_DEVICE */
+	const struct key_def *keys;
+	size_t nkeys;
+	void *obj;                      /* struct config_guest * or struct config_device * */
+	struct sect_aux *aux;
+	char label[LABEL_MAX];          /* [block "root"] */
+	int sect_line;
+	const char *key;                /* the key being parsed, for messages */
+
+	int guest_line;                 /* first [guest] header, 0 when none */
+	struct sect_aux guest_aux;
+	struct sect_aux dev_aux[CONFIG_MAX_DEVICES];
+	/* Duplicate sections are still parsed (to report their errors) but not kept. */
+	struct sect_aux scratch_aux;
+	struct config_guest scratch_guest;
+	struct config_device scratch_dev;
+
+	struct cfg_err *errs;
+	size_t nerrs;
+	size_t dropped;
+};
+
+/* ---- error collection ------------------------------------------------------------------ */
+
+static void cfg_verror(struct parser *p, int line, const char *key, const char *fmt, va_list ap)
+{
+	char msg[512];
+	if (p->nerrs == ERR_MAX) {
+		p->dropped++;
+		return;
+	}
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	int n = snprintf(NULL, 0, "%s:%d: %s: %s", p->file, line, key, msg);
+	char *text = n < 0 ? NULL : malloc((size_t)n + 1);
+	if (!text) {
+		p->dropped++;
+		return;
+	}
+	snprintf(text, (size_t)n + 1, "%s:%d: %s: %s", p->file, line, key, msg);
+	p->errs[p->nerrs] = (struct cfg_err){ .line = line, .seq = (unsigned)p->nerrs, .text = text };
+	p->nerrs++;
+}
+
+__attribute__((format(printf, 4, 5)))
+static void cfg_error(struct parser *p, int line, const char *key, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cfg_verror(p, line, key, fmt, ap);
+	va_end(ap);
+}
+
+/* An error about the value of the key being parsed, on the current line. */
+__attribute__((format(printf, 2, 3)))
+static int key_error(struct parser *p, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	cfg_verror(p, p->lineno, p->key, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static int err_cmp(const void *a, const void *b)
+{
+	const struct cfg_err *x = a, *y = b;
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Sorted by line, one per line, truncated to errlen (always NUL-terminated). */
+static void errs_emit(struct parser *p, char *err, size_t errlen)
+{
+	size_t used = 0;
+	qsort(p->errs, p->nerrs, sizeof(p->errs[0]), err_cmp);
+	if (!err || errlen == 0)
+		return;
+	err[0] = '\0';
+	for (size_t i = 0; i < p->nerrs && used + 1 < errlen; i++) {
+		int n = snprintf(err + used, errlen - used, "%s\n", p->errs[i].text);
+		used += n < 0 ? 0 : (size_t)n;
+	}
+	if (p->dropped && used + 1 < errlen)
+		snprintf(err + used, errlen - used, "%s:%d: config: %zu more errors not shown\n",
+			 p->file, p->lineno, p->dropped);
+}
+
+static void errs_free(struct parser *p)
+{
+	for (size_t i = 0; i < p->nerrs; i++)
+		free(p->errs[i].text);
+	free(p->errs);
+}
+
+/* ---- value parsers --------------------------------------------------------------------- */
+
+/* Decimal or 0x-hexadecimal, no sign, no trailing text. */
+static int parse_u64(const char *s, uint64_t *out)
+{
+	int base = 10;
+	uint64_t v = 0;
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		base = 16;
+		s += 2;
+	}
+	if (*s == '\0')
+		return -1;
+	for (; *s; s++) {
+		int d;
+		if (isdigit((unsigned char)*s))
+			d = *s - '0';
+		else if (base == 16 && isxdigit((unsigned char)*s))
+			d = tolower((unsigned char)*s) - 'a' + 10;
+		else
+			return -1;
+		if (v > (UINT64_MAX - (uint64_t)d) / (uint64_t)base)
+			return -2;
+		v = v * (uint64_t)base + (uint64_t)d;
+	}
+	*out = v;
+	return 0;
+}
+
+static int parse_uint_range(struct parser *p, const char *val, uint64_t min, uint64_t max,
+			    bool hex, uint64_t *out)
+{
+	uint64_t v = 0;
+	int rc = parse_u64(val, &v);
+	if (rc == -1)
+		return key_error(p, "'%s' is not a number (decimal or 0x hexadecimal)", val);
+	if (rc < 0 || v < min || v > max) {
+		if (hex)
+			return key_error(p, "%s is out of range (0x%" PRIx64 "..0x%" PRIx64 ")",
+					 val, min, max);
+		return key_error(p, "%s is out of range (%" PRIu64 "..%" PRIu64 ")", val, min, max);
+	}
+	*out = v;
+	return 0;
+}
+
+static int parse_bool(struct parser *p, const char *val, bool *out)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+		if (strcmp(val, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcmp(val, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return key_error(p, "'%s' is not a boolean (yes/no, true/false, on/off, 1/0)", val);
+}
+
+static int copy_str(struct parser *p, const char *val, char *dst, size_t size)
+{
+	size_t len = strlen(val);
+	if (len == 0)
+		return key_error(p, "missing value");
+	if (len >= size)
+		return key_error(p, "too long (%zu characters, at most %zu)", len, size - 1);
+	memcpy(dst, val, len + 1);
+	return 0;
+}
+
+static int copy_path(struct parser *p, const char *val, char *dst, size_t size)
+{
+	if (val[0] != '/' && val[0] != '\0')
+		return key_error(p, "'%s' is not an absolute path", val);
+	return copy_str(p, val, dst, size);
+}
+
+/* A unix socket path must also fit sockaddr_un. */
+static int copy_socket_path(struct parser *p, const char *val, char *dst, size_t size)
+{
+	if (copy_path(p, val, dst, size) < 0)
+		return -1;
+	if (strlen(val) >= SOCKET_PATH_MAX) {
+		dst[0] = '\0';
+		return key_error(p, "socket path too long (at most %zu characters)",
+				 SOCKET_PATH_MAX - 1);
+	}
+	return 0;
+}
+
+static bool name_char_ok(char c)
+{
+	return isalnum((unsigned char)c) || c == '.' || c == '_' || c == '-';
+}
+
+static bool name_ok(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!name_char_ok(s[i]))
+			return false;
+	return len > 0;
+}
+
+static void store_uint(void *field, size_t size, uint64_t v)
+{
+	switch (size) {
+	case 1: { uint8_t x = (uint8_t)v; memcpy(field, &x, 1); break; }
+	case 2: { uint16_t x = (uint16_t)v; memcpy(field, &x, 2); break; }
+	case 4: { uint32_t x = (uint32_t)v; memcpy(field, &x, 4); break; }
+	default: memcpy(field, &v, 8); break;
+	}
+}
+
+static int parse_enum(struct parser *p, const struct key_def *k, const char *val, void *field)
+{
+	char list[128] = "";
+	for (size_t i = 0; k->words[i]; i++) {
+		if (strcmp(val, k->words[i]) == 0) {
+			store_uint(field, k->size, i);
+			return 0;
+		}
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+			 i ? ", " : "", k->words[i]);
+	}
+	return key_error(p, "'%s' is not one of: %s", val, list);
+}
+
+static int parse_uint_key(struct parser *p, const struct key_def *k, const char *val, void *field)
+{
+	uint64_t v;
+	if (parse_uint_range(p, val, k->min, k->max, false, &v) < 0)
+		return -1;
+	if ((k->flags & KEY_POW2) && (v & (v - 1)) != 0)
+		return key_error(p, "%s is not a power of two", val);
+	store_uint(field, k->size, v);
+	return 0;
+}
+
+static int key_apply(struct parser *p, const struct key_def *k, void *obj, const char *val)
+{
+	void *field = (char *)obj + k->off;
+	switch (k->type) {
+	case KT_BOOL: return parse_bool(p, val, field);
+	case KT_UINT: return parse_uint_key(p, k, val, field);
+	case KT_STR: return copy_str(p, val, field, k->size);
+	case KT_PATH: return copy_path(p, val, field, k->size);
+	case KT_ENUM: return parse_enum(p, k, val, field);
+	case KT_FUNC: return k->parse(p, obj, val);
+	}
+	return -1;
+}
+
+/* ---- [guest] --------------------------------------------------------------------------- */
+
+static int guest_name(struct parser *p, void *obj, const char *val)
+{
+	struct config_guest *g = obj;
+	for (const char *c = val; *c; c++)
+		if (!isgraph((unsigned char)*c) || *c == '/')
+			return key_error(p, "'%s': a domain name has no spaces, '/' or control "
+					 "characters", val);
+	return copy_str(p, val, g->name, sizeof(g->name));
+}
+
+static int guest_log_level(struct parser *p, void *obj, const char *val)
+{
+	struct config_guest *g = obj;
+	int level = log_parse_level(val);
+	if (level < 0)
+		return key_error(p, "'%s' is not one of: error, warning, notice, info, debug", val);
+	g->log_level = level;
+	return 0;
+}
+
+static const char *const discovery_words[] = { "xenstore", "explicit", NULL };
+
+static const struct key_def guest_keys[] = {
+	KEY_FUNC("name", guest_name, 0),
+	KEY_UINT("domid", struct config_guest, domid, 1, DOMID_LIMIT - 1, 0),
+	KEY_ENUM("discovery", struct config_guest, discovery, discovery_words),
+	KEY_UINT("backend_domid", struct config_guest, backend_domid, 0, DOMID_LIMIT - 1, 0),
+	KEY_BOOL("grant_usage", struct config_guest, grant_usage),
+	KEY_UINT("map_cache", struct config_guest, map_cache_mib, 1, 65536, 0),
+	KEY_BOOL("premap", struct config_guest, premap),
+	KEY_FUNC("log_level", guest_log_level, 0),
+};
+
+static void guest_defaults(struct config_guest *g)
+{
+	memset(g, 0, sizeof(*g));
+	g->domid = -1;
+	g->discovery = DISCOVERY_XENSTORE;
+	g->map_cache_mib = 64;
+	g->log_level = -1;
+}
+
+/* ---- keys every device has ------------------------------------------------------------- */
+
+static const char *dev_label(const struct config_device *d, char *buf, size_t size)
+{
+	if (d->name[0])
+		snprintf(buf, size, "[%s \"%s\"]", config_dev_type_name(d->type), d->name);
+	else
+		snprintf(buf, size, "[%s]", config_dev_type_name(d->type));
+	return buf;
+}
+
+static const struct config_device *dev_other(struct parser *p, const struct config_device *self,
+					     bool (*match)(const struct config_device *, uint64_t),
+					     uint64_t v)
+{
+	for (unsigned i = 0; i < p->cfg->ndevices; i++) {
+		const struct config_device *d = &p->cfg->devices[i];
+		if (d != self && match(d, v))
+			return d;
+	}
+	return NULL;
+}
+
+static bool mmio_match(const struct config_device *d, uint64_t v) { return d->mmio == v; }
+static bool irq_match(const struct config_device *d, uint64_t v) { return d->irq == v; }
+
+static int dev_mmio(struct parser *p, void *obj, const char *val)
+{
+	struct config_device *d = obj;
+	const struct config_device *o;
+	char label[LABEL_MAX];
+	uint64_t v;
+	if (parse_uint_range(p, val, CONFIG_MMIO_MIN, CONFIG_MMIO_END - MMIO_WINDOW, true, &v) < 0)
+		return -1;
+	if (v % MMIO_WINDOW)
+		return key_error(p, "%s is not aligned to 0x200", val);
+	o = dev_other(p, d, mmio_match, v);
+	if (o)
+		return key_error(p, "%s is already used by %s (line %d)", val,
+				 dev_label(o, label, sizeof(label)), o->line);
+	d->mmio = v;
+	return 0;
+}
+
+static int dev_irq(struct parser *p, void *obj, const char *val)
+{
+	struct config_device *d = obj;
+	const struct config_device *o;
+	char label[LABEL_MAX];
+	uint64_t v;
+	if (parse_uint_range(p, val, CONFIG_IRQ_MIN, CONFIG_IRQ_MAX, false, &v) < 0)
+		return -1;
+	o = dev_other(p, d, irq_match, v);
+	if (o)
+		return key_error(p, "SPI %s is already used by %s (line %d)", val,
+				 dev_label(o, label, sizeof(label)), o->line);
+	d->irq = (uint32_t)v;
+	return 0;
+}
+
+#define DEV_COMMON_KEYS \
+	KEY_FUNC("mmio", dev_mmio, 0), \
+	KEY_FUNC("irq", dev_irq, 0), \
+	KEY_UINT("devid", DEVT, devid, 0, INT32_MAX, 0)
+
+/* ---- [block "NAME"] -------------------------------------------------------------------- */
+
+static int blk_serial(struct parser *p, void *obj, const char *val)
+{
+	struct config_device *d = obj;
+	for (const char *c = val; *c; c++)
+		if (!isprint((unsigned char)*c))
+			return key_error(p, "only printable ASCII characters are allowed");
+	return copy_str(p, val, d->u.block.serial, sizeof(d->u.block.serial));
+}
+
+static int blk_vdev(struct parser *p, void *obj, const char *val)
+{
+	struct config_device *d = obj;
+	for (const char *c = val; *c; c++)
+		if (!isalnum((unsigned char)*c))
+			return key_error(p, "'%s' is not a disk name such as xvda", val);
+	return copy_str(p, val, d->u.block.vdev, sizeof(d->u.block.vdev));
+}
+
+static const char *const cache_words[] = { "writeback", "none", NULL };
+
+static const struct key_def block_keys[] = {
+	DEV_COMMON_KEYS,
+	KEY_PATH("path", DEVT, u.block.path),
+	KEY_BOOL("readonly", DEVT, u.block.readonly),
+	KEY_ENUM("cache", DEVT, u.block.cache, cache_words),
+	KEY_FUNC("serial", blk_serial, 0),
+	KEY_UINT("queues", DEVT, u.block.queues, 1, 16, 0),
+	KEY_UINT("queue_size", DEVT, u.block.queue_size, 16, 1024, KEY_POW2),
+	KEY_BOOL("discard", DEVT, u.block.discard),
+	KEY_BOOL("write_zeroes", DEVT, u.block.write_zeroes),
+	KEY_FUNC("vdev", blk_vdev, 0),
+};
+
+static void block_defaults(struct config_device *d)
+{
+	d->u.block.cache = BLK_CACHE_WRITEBACK;
+	d->u.block.queues = 1;
+	d->u.block.queue_size = 256;
+	d->u.block.discard = true;
+	d->u.block.write_zeroes = true;
+}
+
+/* ---- [net "NAME"] ---------------------------------------------------------------------- */
+
+/* Linux interface names: at most 15 bytes, no '/', ':' or whitespace, not "." or "..". */
+static int copy_ifname(struct parser *p, const char *val, char *dst, size_t size)
+{
+	if (strcmp(val, ".") == 0 || strcmp(val, "..") == 0)
+		return key_error(p, "'%s' is not a valid interface name", val);
+	for (const char *c = val; *c; c++)
+		if (!isgraph((unsigned char)*c) || *c == '/' || *c == ':')
+			return key_error(p, "'%s' is not a valid interface name", val);
+	return copy_str(p, val, dst, size);
+}
+
+static int net_tap(struct parser *p, void *obj, const char *val)
+{
+	struct config_device *d = obj;
+	return copy_ifname(p, val, d->u.net.tap, sizeof(d->u.net.tap));
+}
+
+static int net_bridge(struct parser *p, void *obj, const char *val)
+{
+	struct config_device *d = obj;
+	return copy_ifname(p, val, d->u.net.bridge, sizeof(d->u.net.bridge));
+}
+
+static int hex_nibble(char c)
+{
+	if (isdigit((unsigned char)c))
+		return c - '0';
+	if (isxdigit((unsigned char)c))
+		return tolower((unsigned char)c) - 'a' + 10;
+	return -1;
+}
+
+static int net_mac(struct parser *p, void *obj, const char *val)
+{
+	struct config_device *d = obj;
+	uint8_t mac[6];
+	const char *s = val;
+	for (int i = 0; i < 6; i++, s += 3) {
+		int hi = hex_nibble(s[0]), lo = hi < 0 ? -1 : hex_nibble(s[1]);
+		char sep = lo < 0 ? 0 : s[2];
+		if (lo < 0 || sep != (i == 5 ? '\0' : ':'))
+			return key_error(p, "'%s' is not a MAC address aa:bb:cc:dd:ee:ff", val);
+		mac[i] = (uint8_t)(hi << 4 | lo);
+	}
+	if (mac[0] & 1)
+		return key_error(p, "%s is a multicast address", val);
+	if (!(mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]))
+		return key_error(p, "the all-zero address is not valid");
+	memcpy(d->u.net.mac, mac, sizeof(mac));
+	d->u.net.mac_set = true;
+	return 0;
+}
+
+static const struct key_def net_keys[] = {
+	DEV_COMMON_KEYS,
+	KEY_FUNC("tap", net_tap, 0),
+	KEY_FUNC("bridge", net_bridge, 0),
+	KEY_FUNC("mac", net_mac, 0),
+	KEY_UINT("mtu", DEVT, u.net.mtu, 68, 65535, 0),
+	KEY_UINT("queues", DEVT, u.net.queues, 1, 8, 0),
+	KEY_UINT("queue_size", DEVT, u.net.queue_size, 16, 1024, KEY_POW2),
+};
+
+static void net_defaults(struct config_device *d)
+{
+	d->u.net.mtu = 1500;
+	d->u.net.queues = 1;
+	d->u.net.queue_size = 256;
+}
+
+/* ---- [console "NAME"] ------------------------------------------------------------------ */
+
+/* Two sockets on one path would unlink each other's listener. */
+static const char *socket_owner(struct parser *p, const char *path, char *label, size_t size)
+{
+	for (unsigned i = 0; i < p->cfg->ndevices; i++) {
+		const struct config_device *d = &p->cfg->devices[i];
+		if (d->type != DEV_CONSOLE)
+			continue;
+		bool used = strcmp(d->u.console.socket, path) == 0;
+		for (unsigned j = 0; j < d->u.console.nports; j++)
+			used = used || strcmp(d->u.console.ports[j].socket, path) == 0;
+		if (used)
+			return dev_label(d, label, size);
+	}
+	return NULL;
+}
+
+static int con_socket_unique(struct parser *p, const char *path)
+{
+	char label[LABEL_MAX];
+	const char *owner = socket_owner(p, path, label, sizeof(label));
+	if (owner)
+		return key_error(p, "%s is already used by %s", path, owner);
+	return 0;
+}
+
+static int con_socket(struct parser *p, void *obj, const char *val)
+{
+	struct config_device *d = obj;
+	if (con_socket_unique(p, val) < 0)
+		return -1;
+	return copy_socket_path(p, val, d->u.console.socket, sizeof(d->u.console.socket));
+}
+
+static int con_size(struct parser *p, void *obj, const char *val)
+{
+	static const char digits[] = "0123456789";
+	struct config_device *d = obj;
+	size_t nc = strspn(val, digits);
+	const char *rows = val + nc + 1;
+	size_t nr = val[nc] == 'x' ? strspn(rows, digits) : 0;
+	if (nc == 0 || nc > 5 || nr == 0 || nr > 5 || rows[nr] != '\0')
+		return key_error(p, "'%s' is not COLSxROWS, as in 80x25", val);
+	unsigned long c = strtoul(val, NULL, 10), r = strtoul(rows, NULL, 10);
+	if (c < 1 || c > 65535 || r < 1 || r > 65535)
+		return key_error(p, "'%s': columns and rows must be 1..65535", val);
+	d->u.console.cols = (uint16_t)c;
+	d->u.console.rows = (uint16_t)r;
+	return 0;
+}
+
+/* port = NAME:socket:/path */
+static int con_port(struct parser *p, void *obj, const char *val)
+{
+	struct config_console *c = &((struct config_device *)obj)->u.console;
+	static const char kind[] = ":socket:";
+	const char *colon = strchr(val, ':');
+	size_t nlen = colon ? (size_t)(colon - val) : 0;
+	if (!colon || strncmp(colon, kind, strlen(kind)) != 0)
+		return key_error(p, "'%s' is not NAME:socket:/path", val);
+	if (!name_ok(val, nlen) || nlen >= CONFIG_NAME_MAX)
+		return key_error(p, "port name '%.*s' must be 1..%d of A-Z a-z 0-9 . _ -",
+				 (int)nlen, val, CONFIG_NAME_MAX - 1);
+	if (c->nports == CONFIG_CONSOLE_PORTS)
+		return key_error(p, "too many ports (at most %d)", CONFIG_CONSOLE_PORTS);
+	for (unsigned i = 0; i < c->nports; i++)
+		if (strlen(c->ports[i].name) == nlen && strncmp(c->ports[i].name, val, nlen) == 0)
+			return key_error(p, "port name '%.*s' is used twice", (int)nlen, val);
+	const char *path = colon + strlen(kind);
+	struct config_console_port *port = &c->ports[c->nports];
+	if (con_socket_unique(p, path) < 0)
+		return -1;
+	if (copy_socket_path(p, path, port->socket, sizeof(port->socket)) < 0)
+		return -1;
+	memcpy(port->name, val, nlen);
+	port->name[nlen] = '\0';
+	c->nports++;
+	return 0;
+}
+
+static const struct key_def console_keys[] = {
+	DEV_COMMON_KEYS,
+	KEY_FUNC("socket", con_socket, 0),
+	KEY_BOOL("pty", DEVT, u.console.pty),
+	KEY_PATH("pty_link", DEVT, u.console.pty_link),
+	KEY_PATH("log", DEVT, u.console.log),
+	KEY_BOOL("stdio", DEVT, u.console.stdio),
+	KEY_UINT("ring", DEVT, u.console.ring_kib, 0, 65536, 0),
+	KEY_FUNC("size", con_size, 0),
+	KEY_FUNC("port", con_port, KEY_REPEAT),
+};
+
+static void console_defaults(struct config_device *d)
+{
+	d->u.console.ring_kib = 64;
+}
+
+static int key_line(const struct key_def *keys, size_t nkeys, const struct sect_aux *aux,
+		    const char *name)
+{
+	for (size_t i = 0; i < nkeys; i++)
+		if (strcmp(keys[i].name, name) == 0)
+			return aux->seen[i];
+	return 0;
+}
+
+static void console_finish(struct parser *p, struct config_device *d, struct sect_aux *aux)
+{
+	const struct config_console *c = &d->u.console;
+	int line = key_line(console_keys, ARRAY_SIZE(console_keys), aux, "pty_link");
+	bool backend_given = key_line(console_keys, ARRAY_SIZE(console_keys), aux, "socket") ||
+			     key_line(console_keys, ARRAY_SIZE(console_keys), aux, "log");
+	if (!backend_given && !c->pty && !c->stdio)
+		cfg_error(p, p->sect_line, p->label,
+			  "needs a backend: socket, pty = yes, log or stdio = yes");
+	if (line && !c->pty)
+		cfg_error(p, line, "pty_link", "needs pty = yes");
+}
+
+/* ---- [i2c "NAME"] ---------------------------------------------------------------------- */
+
+static int i2c_addr(struct parser *p, const char *s, uint16_t *out)
+{
+	uint64_t v;
+	if (parse_uint_range(p, s, I2C_ADDR_MIN, I2C_ADDR_MAX, true, &v) < 0)
+		return -1;
+	*out = (uint16_t)v;
+	return 0;
+}
+
+static int i2c_sim_kind(struct parser *p, const char *spec, size_t len, enum config_i2c_sim_kind *k)
+{
+	if (len == 6 && strncmp(spec, "eeprom", len) == 0)
+		*k = I2C_SIM_EEPROM;
+	else if (len == 4 && strncmp(spec, "lm75", len) == 0)
+		*k = I2C_SIM_LM75;
+	else
+		return key_error(p, "unknown simulated device '%.*s' (eeprom or lm75)",
+				 (int)len, spec);
+	return 0;
+}
+
+/* sim = eeprom@0x50[:/path] | lm75@0x48 */
+static int i2c_sim(struct parser *p, void *obj, const char *val)
+{
+	struct config_i2c *bus = &((struct config_device *)obj)->u.i2c;
+	struct config_i2c_sim sim = { 0 };
+	char addr[16];
+	const char *at = strchr(val, '@');
+	if (!at)
+		return key_error(p, "'%s' is not KIND@ADDRESS[:/path]", val);
+	if (i2c_sim_kind(p, val, (size_t)(at - val), &sim.kind) < 0)
+		return -1;
+	const char *colon = strchr(at, ':');
+	size_t alen = colon ? (size_t)(colon - at - 1) : strlen(at + 1);
+	if (alen == 0 || alen >= sizeof(addr))
+		return key_error(p, "'%s' is not KIND@ADDRESS[:/path]", val);
+	memcpy(addr, at + 1, alen);
+	addr[alen] = '\0';
+	if (i2c_addr(p, addr, &sim.addr) < 0)
+		return -1;
+	if (colon && sim.kind != I2C_SIM_EEPROM)
+		return key_error(p, "only an eeprom takes a file");
+	if (colon && copy_path(p, colon + 1, sim.file, sizeof(sim.file)) < 0)
+		return -1;
+	for (unsigned i = 0; i < bus->nsims; i++)
+		if (bus->sims[i].addr == sim.addr)
+			return key_error(p, "address %s is already used (line %d)", addr,
+					 p->aux->sim_line[i]);
+	if (bus->nsims == CONFIG_I2C_SIMS)
+		return key_error(p, "too many simulated devices (at most %d)", CONFIG_I2C_SIMS);
+	p->aux->sim_line[bus->nsims] = p->lineno;
+	bus->sims[bus->nsims++] = sim;
+	return 0;
+}
+
+/* allow = 0x50,0x51,... */
+static int i2c_allow(struct parser *p, void *obj, const char *val)
+{
+	struct config_i2c *bus = &((struct config_device *)obj)->u.i2c;
+	uint8_t allow[128] = { 0 };
+	const char *s = val;
+	for (;;) {
+		char item[16];
+		size_t len = strcspn(s, ",");
+		while (len && isspace((unsigned char)*s))
+			s++, len--;
+		size_t trim = len;
+		while (trim && isspace((unsigned char)s[trim - 1]))
+			trim--;
+		if (trim == 0 || trim >= sizeof(item))
+			return key_error(p, "'%s' is not a list of addresses such as 0x50,0x51", val);
+		memcpy(item, s, trim);
+		item[trim] = '\0';
+		uint16_t a;
+		if (i2c_addr(p, item, &a) < 0)
+			return -1;
+		if (allow[a])
+			return key_error(p, "address %s is listed twice", item);
+		allow[a] = 1;
+		if (s[len] == '\0')
+			break;
+		s += len + 1;
+	}
+	memcpy(bus->allow, allow, sizeof(allow));
+	bus->allow_set = true;
+	return 0;
+}
+
+static int i2c_file(struct parser *p, void *obj, const char *val)
+{
+	(void)obj;
+	return copy_path(p, val, p->aux->i2c_file, sizeof(p->aux->i2c_file));
+}
+
+static const struct key_def i2c_keys[] = {
+	DEV_COMMON_KEYS,
+	KEY_PATH("adapter", DEVT, u.i2c.adapter),
+	KEY_FUNC("allow", i2c_allow, 0),
+	KEY_FUNC("sim", i2c_sim, KEY_REPEAT),
+	KEY_FUNC("file", i2c_file, 0),
+};
+
+/* `file =` is a shorthand for the bus's only eeprom. */
+static void i2c_finish_file(struct parser *p, struct config_i2c *bus, struct sect_aux *aux)
+{
+	int line = key_line(i2c_keys, ARRAY_SIZE(i2c_keys), aux, "file");
+	struct config_i2c_sim *eeprom = NULL;
+	unsigned n = 0;
+	if (!line || !aux->i2c_file[0])
+		return;
+	for (unsigned i = 0; i < bus->nsims; i++)
+		if (bus->sims[i].kind == I2C_SIM_EEPROM && ++n == 1)
+			eeprom = &bus->sims[i];
+	if (n != 1)
+		cfg_error(p, line, "file", "needs exactly one eeprom sim on this bus (found %u)", n);
+	else if (eeprom->file[0])
+		cfg_error(p, line, "file", "the eeprom at 0x%02x already has a file", eeprom->addr);
+	else
+		memcpy(eeprom->file, aux->i2c_file, sizeof(eeprom->file));
+}
+
+static void i2c_finish(struct parser *p, struct config_device *d, struct sect_aux *aux)
+{
+	struct config_i2c *bus = &d->u.i2c;
+	bool adapter = key_line(i2c_keys, ARRAY_SIZE(i2c_keys), aux, "adapter") != 0;
+	bool sims = key_line(i2c_keys, ARRAY_SIZE(i2c_keys), aux, "sim") != 0;
+	if (!adapter && !sims)
+		cfg_error(p, p->sect_line, p->label, "needs adapter or at least one sim");
+	i2c_finish_file(p, bus, aux);
+}
+
+/* ---- [rng] ----------------------------------------------------------------------------- */
+
+static const struct key_def rng_keys[] = {
+	DEV_COMMON_KEYS,
+	KEY_UINT("rate", DEVT, u.rng.rate_kib, 0, UINT32_MAX, 0),
+};
+
+/* ---- section types --------------------------------------------------------------------- */
+
+#define TYPE(n, t, bare, keys, def, fin) \
+	{ n, t, bare, keys, ARRAY_SIZE(keys), def, fin }
+static const struct sect_type sect_types[DEV_TYPE_COUNT] = {
+	TYPE("block", DEV_BLOCK, false, block_keys, block_defaults, NULL),
+	TYPE("net", DEV_NET, false, net_keys, net_defaults, NULL),
+	TYPE("console", DEV_CONSOLE, false, console_keys, console_defaults, console_finish),
+	TYPE("i2c", DEV_I2C, false, i2c_keys, NULL, i2c_finish),
+	TYPE("rng", DEV_RNG, true, rng_keys, NULL, NULL),
+};
+
+_Static_assert(ARRAY_SIZE(guest_keys) <= KEY_SLOTS, "guest keys");
+_Static_assert(ARRAY_SIZE(block_keys) <= KEY_SLOTS, "block keys");
+_Static_assert(ARRAY_SIZE(net_keys) <= KEY_SLOTS, "net keys");
+_Static_assert(ARRAY_SIZE(console_keys) <= KEY_SLOTS, "console keys");
+_Static_assert(ARRAY_SIZE(i2c_keys) <= KEY_SLOTS, "i2c keys");
+_Static_assert(ARRAY_SIZE(rng_keys) <= KEY_SLOTS, "rng keys");
+
+const char *config_dev_type_name(enum config_dev_type t)
+{
+	if ((unsigned)t >= DEV_TYPE_COUNT)
+		return "unknown";
+	return sect_types[t].name;
+}
+
+int config_dev_type_parse(const char *s)
+{
+	for (int t = 0; t < DEV_TYPE_COUNT; t++)
+		if (s && strcmp(s, sect_types[t].name) == 0)
+			return t;
+	return -1;
+}
+
+/* ---- sections -------------------------------------------------------------------------- */
+
+static void section_end(struct parser *p)
+{
+	if (p->kind == SECT_DEVICE && p->st->finish)
+		p->st->finish(p, p->obj, p->aux);
+	p->kind = SECT_SKIP;
+}
+
+static void section_enter(struct parser *p, enum sect_kind kind, const struct key_def *keys,
+			  size_t nkeys, void *obj, struct sect_aux *aux)
+{
+	p->kind = kind;
+	p->keys = keys;
+	p->nkeys = nkeys;
+	p->obj = obj;
+	p->aux = aux;
+	memset(aux, 0, sizeof(*aux));
+}
+
+static void section_guest(struct parser *p, bool named)
+{
+	if (named) {
+		cfg_error(p, p->lineno, p->label, "[guest] takes no name");
+		return;
+	}
+	if (p->guest_line) {
+		cfg_error(p, p->lineno, p->label, "duplicate section (first at line %d)",
+			  p->guest_line);
+		guest_defaults(&p->scratch_guest);
+		section_enter(p, SECT_GUEST, guest_keys, ARRAY_SIZE(guest_keys),
+			      &p->scratch_guest, &p->scratch_aux);
+		return;
+	}
+	p->guest_line = p->lineno;
+	p->cfg->guest.line = p->lineno;
+	section_enter(p, SECT_GUEST, guest_keys, ARRAY_SIZE(guest_keys), &p->cfg->guest,
+		      &p->guest_aux);
+}
+
+static const struct config_device *dev_find(struct parser *p, enum config_dev_type t,
+					    const char *name)
+{
+	for (unsigned i = 0; i < p->cfg->ndevices; i++) {
+		const struct config_device *d = &p->cfg->devices[i];
+		if (d->type == t && strcmp(d->name, name) == 0)
+			return d;
+	}
+	return NULL;
+}
+
+/* A new device, or the scratch one when it cannot be kept (already reported). */
+static struct config_device *dev_slot(struct parser *p, const struct sect_type *st,
+				      const char *name, struct sect_aux **aux)
+{
+	const struct config_device *dup = dev_find(p, st->type, name);
+	if (dup)
+		cfg_error(p, p->lineno, p->label, "duplicate section (first at line %d)", dup->line);
+	else if (p->cfg->ndevices == CONFIG_MAX_DEVICES)
+		cfg_error(p, p->lineno, p->label, "too many devices (at most %d)",
+			  CONFIG_MAX_DEVICES);
+	if (dup || p->cfg->ndevices == CONFIG_MAX_DEVICES) {
+		*aux = &p->scratch_aux;
+		return &p->scratch_dev;
+	}
+	*aux = &p->dev_aux[p->cfg->ndevices];
+	return &p->cfg->devices[p->cfg->ndevices++];
+}
+
+static void section_device(struct parser *p, const struct sect_type *st, const char *name,
+			   bool named)
+{
+	struct sect_aux *aux;
+	struct config_device *d;
+	size_t len = strlen(name);
+	if (!named && !st->bare_ok) {
+		cfg_error(p, p->lineno, p->label, "needs a quoted name, as in [%s \"NAME\"]",
+			  st->name);
+		return;
+	}
+	if (named && (!name_ok(name, len) || len >= CONFIG_NAME_MAX)) {
+		cfg_error(p, p->lineno, p->label,
+			  "a name is 1..%d characters of A-Z a-z 0-9 . _ -", CONFIG_NAME_MAX - 1);
+		return;
+	}
+	d = dev_slot(p, st, name, &aux);
+	memset(d, 0, sizeof(*d));
+	d->type = st->type;
+	memcpy(d->name, name, len + 1);
+	d->devid = -1;
+	d->line = p->lineno;
+	if (st->defaults)
+		st->defaults(d);
+	p->st = st;
+	section_enter(p, SECT_DEVICE, st->keys, st->nkeys, d, aux);
+}
+
+/*
+ * s is "[...]" with whitespace trimmed on both ends and possibly a comment after ']'.
+ * Accepts [type] and [type "name"].
+ */
+static void section_header(struct parser *p, char *s)
+{
+	char *close = strchr(s, ']');
+	char *type, *end, *name = "";
+	bool named = false;
+
+	section_end(p);
+	p->sect_line = p->lineno;
+	if (!close) {
+		snprintf(p->label, sizeof(p->label), "%.80s", s);
+		cfg_error(p, p->lineno, p->label, "missing ']'");
+		return;
+	}
+	snprintf(p->label, sizeof(p->label), "%.*s", (int)(close - s + 1 > 80 ? 80 : close - s + 1),
+		 s);
+	end = close + 1 + strspn(close + 1, " \t");
+	if (*end && *end != ';' && *end != '#') {
+		cfg_error(p, p->lineno, p->label, "unexpected text after ']'");
+		return;
+	}
+	*close = '\0';
+	type = s + 1 + strspn(s + 1, " \t");
+	end = type + strcspn(type, " \t\"");
+	char *rest = end + strspn(end, " \t");
+	if (*rest == '"') {
+		char *q = strchr(rest + 1, '"');
+		if (!q || q[1 + strspn(q + 1, " \t")] != '\0') {
+			cfg_error(p, p->lineno, p->label, "the name must be one \"quoted\" word");
+			return;
+		}
+		*q = '\0';
+		name = rest + 1;
+		named = true;
+	} else if (*rest) {
+		cfg_error(p, p->lineno, p->label, "the name must be in double quotes, as in "
+			  "[block \"NAME\"]");
+		return;
+	}
+	*end = '\0';
+	if (strcmp(type, "guest") == 0) {
+		section_guest(p, named);
+		return;
+	}
+	int t = config_dev_type_parse(type);
+	if (t < 0) {
+		cfg_error(p, p->lineno, p->label, "unknown section (expected guest, block, net, "
+			  "console, i2c or rng)");
+		return;
+	}
+	section_device(p, &sect_types[t], name, named);
+}
+
+/* ---- inih glue ------------------------------------------------------------------------- */
+
+static int cfg_handle(void *user, const char *section, const char *name, const char *value)
+{
+	struct parser *p = user;
+	(void)section;          /* ours, not inih's: see section_header() */
+	if (p->kind == SECT_SKIP)
+		return 1;
+	if (p->kind == SECT_NONE) {
+		cfg_error(p, p->lineno, name, "outside any section (expected [guest] first)");
+		return 1;
+	}
+	for (size_t i = 0; i < p->nkeys; i++) {
+		const struct key_def *k = &p->keys[i];
+		if (strcmp(k->name, name) != 0)
+			continue;
+		if (p->aux->seen[i] && !(k->flags & KEY_REPEAT)) {
+			cfg_error(p, p->lineno, name, "duplicate key (first at line %d)",
+				  p->aux->seen[i]);
+			return 1;
+		}
+		if (!p->aux->seen[i])
+			p->aux->seen[i] = p->lineno;
+		p->key = k->name;
+		key_apply(p, k, p->obj, value);
+		return 1;
+	}
+	cfg_error(p, p->lineno, name, "unknown key in %s", p->label);
+	return 1;
+}
+
+/* The key of a line, for messages about the line itself. */
+static void line_key(const char *s, char *key, size_t size)
+{
+	size_t len = strcspn(s, "=:");
+	if (s[len] == '\0')
+		len = strcspn(s, " \t");
+	while (len && isspace((unsigned char)s[len - 1]))
+		len--;
+	snprintf(key, size, "%.*s", (int)(len > 40 ? 40 : len), s);
+}
+
+/* inih's own test for "key = value": a '=' or ':' before any " ;" inline comment. */
+static bool line_has_separator(const char *s)
+{
+	for (const char *c = s; *c; c++) {
+		if (*c == '=' || *c == ':')
+			return c != s;
+		if (*c == ';' && c > s && isspace((unsigned char)c[-1]))
+			return false;
+	}
+	return false;
+}
+
+/*
+ * Decide what inih sees of the current line: a key line, left-trimmed, or "" when the line is
+ * blank, a comment, a section header (handled here) or an error (reported here).
+ */
+static const char *line_filter(struct parser *p, char *line, size_t len, int max)
+{
+	char key[48];
+	char *s = line;
+	if (p->lineno == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
+		s += 3;
+	s += strspn(s, " \t\r\f\v");
+	while (len && isspace((unsigned char)line[len - 1]))
+		line[--len] = '\0';
+	if (*s == '\0' || *s == ';' || *s == '#')
+		return "";
+	p->any_content = true;
+	line_key(s, key, sizeof(key));
+	if (strlen(line) != len) {
+		cfg_error(p, p->lineno, key[0] ? key : "line", "the line contains a NUL byte");
+		return "";
+	}
+	if (len > (size_t)max) {
+		cfg_error(p, p->lineno, key[0] ? key : "line", "line too long (%zu characters, "
+			  "at most %d)", len, max);
+		return "";
+	}
+	if (*s == '[') {
+		section_header(p, s);
+		return "";
+	}
+	if (!line_has_separator(s)) {
+		cfg_error(p, p->lineno, key[0] ? key : "line",
+			  *s == '=' || *s == ':' ? "missing key name" : "expected KEY = VALUE");
+		return "";
+	}
+	return s;
+}
+
+static char *cfg_read_line(char *str, int num, void *stream)
+{
+	struct parser *p = stream;
+	ssize_t n = getline(&p->buf, &p->cap, p->fp);
+	if (n < 0) {
+		if (ferror(p->fp))
+			cfg_error(p, p->lineno, "file", "read error: %s", strerror(errno));
+		return NULL;
+	}
+	p->lineno++;
+	if (n > 0 && p->buf[n - 1] == '\n')
+		p->buf[--n] = '\0';
+	/* num counts the NUL: inih keeps at most num - 1 characters of a line. */
+	const char *keep = line_filter(p, p->buf, (size_t)n, num - 1);
+	snprintf(str, (size_t)num, "%s", keep);
+	return str;
+}
+
+/* ---- whole-file checks ----------------------------------------------------------------- */
+
+static void check_guest(struct parser *p)
+{
+	if (!p->guest_line) {
+		cfg_error(p, 0, "[guest]", p->any_content ? "missing section (exactly one is "
+			  "required)" : "missing section (the file has no settings)");
+		return;
+	}
+	if (!key_line(guest_keys, ARRAY_SIZE(guest_keys), &p->guest_aux, "name") &&
+	    !key_line(guest_keys, ARRAY_SIZE(guest_keys), &p->guest_aux, "domid"))
+		cfg_error(p, p->guest_line, "[guest]", "needs name or domid");
+}
+
+/* In explicit mode nothing comes from xenstore: the INI must place and back every device. */
+static void check_explicit(struct parser *p)
+{
+	if (p->cfg->guest.discovery != DISCOVERY_EXPLICIT)
+		return;
+	for (unsigned i = 0; i < p->cfg->ndevices; i++) {
+		const struct config_device *d = &p->cfg->devices[i];
+		const struct sect_type *st = &sect_types[d->type];
+		static const char *const need[] = { "mmio", "irq", "path" };
+		for (size_t j = 0; j < ARRAY_SIZE(need); j++) {
+			if (j == 2 && d->type != DEV_BLOCK)
+				continue;
+			if (!key_line(st->keys, st->nkeys, &p->dev_aux[i], need[j]))
+				cfg_error(p, d->line, need[j],
+					  "required in explicit discovery mode");
+		}
+	}
+}
+
+static int parser_init(struct parser *p, const char *path, struct config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(cfg->file, sizeof(cfg->file), "%s", path);
+	guest_defaults(&cfg->guest);
+	p->file = path;
+	p->cfg = cfg;
+	p->kind = SECT_NONE;
+	p->errs = calloc(ERR_MAX, sizeof(p->errs[0]));
+	return p->errs ? 0 : -1;
+}
+
+static void parser_run(struct parser *p)
+{
+	p->fp = fopen(p->file, "r");
+	if (!p->fp) {
+		cfg_error(p, 0, "file", "cannot open: %s", strerror(errno));
+		return;
+	}
+	int rc = ini_parse_stream(cfg_read_line, p, cfg_handle, p);
+	if (rc < 0)
+		cfg_error(p, p->lineno, "file", "out of memory");
+	else if (rc > 0)        /* line_filter() passes inih only lines it accepts */
+		cfg_error(p, rc, "line", "not understood");
+	section_end(p);
+	fclose(p->fp);
+	check_guest(p);
+	check_explicit(p);
+}
+
+int config_load(const char *path, struct config *cfg, char *err, size_t errlen)
+{
+	struct parser *p = calloc(1, sizeof(*p));
+	int rc;
+	if (err && errlen)
+		err[0] = '\0';
+	if (!p || parser_init(p, path, cfg) < 0) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s:0: file: out of memory\n", path);
+		free(p);
+		return -1;
+	}
+	parser_run(p);
+	rc = p->nerrs || p->dropped ? -1 : 0;
+	errs_emit(p, err, errlen);
+	errs_free(p);
+	free(p->buf);
+	free(p);
+	return rc;
+}
