@@ -1,0 +1,71 @@
+/*
+ * Simulated I2C clients on a simulated bus, for tests, demos and guests without real hardware.
+ *
+ * The bus works at message level: a transfer is a list of messages, the first after a START,
+ * each later one after a repeated START, and a STOP at the end. A message to an address no client
+ * answers is NACKed, which ends the transfer (STOP) with the rest of it never reaching the bus.
+ *
+ * Clients:
+ *  - eeprom: 24C02-compatible, 256 bytes. A write message's first byte sets the word address,
+ *    further bytes are page data (8-byte pages, the address wraps within the page) committed at
+ *    STOP, so a repeated START after data bytes discards them as the real part does. Reads start
+ *    at the internal address pointer (current-address read) and wrap at 256 (sequential read).
+ *    With a file, contents are loaded at creation and written back durably after every write
+ *    transaction.
+ *  - lm75: pointer register (0 temperature, 1 config, 2 hysteresis, 3 over-temperature) set by
+ *    a write message's first byte; reads return the pointed register (two bytes, MSB first, for
+ *    the 9-bit temperature format) and repeat it. The temperature reads a fixed 25.0 °C.
+ */
+#ifndef XVD_I2C_SIM_H
+#define XVD_I2C_SIM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+#define I2C_SIM_EEPROM_SIZE 256u
+#define I2C_SIM_EEPROM_PAGE 8u
+
+/* LM75 registers and their power-on values. */
+#define I2C_SIM_LM75_TEMP   0u
+#define I2C_SIM_LM75_CONF   1u
+#define I2C_SIM_LM75_THYST  2u
+#define I2C_SIM_LM75_TOS    3u
+#define I2C_SIM_LM75_TEMP_DEFAULT  0x1900u   /* 25.0 °C: 50 half degrees in bits 15..7 */
+#define I2C_SIM_LM75_THYST_DEFAULT 0x4b00u   /* 75 °C */
+#define I2C_SIM_LM75_TOS_DEFAULT   0x5000u   /* 80 °C */
+
+struct i2c_sim_bus;
+
+/* One message of a transfer; addr is a 7-bit address. */
+struct i2c_sim_msg {
+	uint16_t addr;
+	bool rd;            /* read: the client fills buf */
+	uint8_t *buf;
+	uint32_t len;       /* 0: an SMBus quick command, only the address is sent */
+};
+
+/* name is used in log lines ("i2c bus0"). NULL when out of memory. */
+struct i2c_sim_bus *i2c_sim_bus_new(const char *name);
+void i2c_sim_bus_free(struct i2c_sim_bus *bus);
+
+/*
+ * Attach a client at a 7-bit address (0x03..0x77). file: NULL or "" for a volatile EEPROM.
+ * Returns 0, -EINVAL (bad address or kind), -EEXIST (address taken), -ENOMEM, or the error of
+ * loading the file (logged).
+ */
+int i2c_sim_add_eeprom(struct i2c_sim_bus *bus, uint16_t addr, const char *file);
+int i2c_sim_add_lm75(struct i2c_sim_bus *bus, uint16_t addr);
+int i2c_sim_add(struct i2c_sim_bus *bus, const struct config_i2c_sim *sim);
+
+/* True when a client answers at addr. */
+bool i2c_sim_present(const struct i2c_sim_bus *bus, uint16_t addr);
+
+/*
+ * Run msgs[0..n) as one combined transfer. Returns how many messages completed: n when all did,
+ * otherwise the index of the message that failed (NACK, or a write the EEPROM could not persist).
+ */
+unsigned i2c_sim_transfer(struct i2c_sim_bus *bus, const struct i2c_sim_msg *msgs, unsigned n);
+
+#endif
