@@ -73,6 +73,7 @@ static pid_t watch_spawn(const char *file, char *const argv[])
 		return pid;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);   /* we ignore it; exec keeps an ignored disposition */
 	execvp(file, argv);
 	fprintf(stderr, "xen-virtiod: cannot run %s: %s\n", file, strerror(errno));
 	_exit(127);
