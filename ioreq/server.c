@@ -190,7 +190,8 @@ static int xg_port_cmp(const void *a, const void *b)
 static int xg_port_vcpu(const struct xen_guest *g, evtchn_port_t port)
 {
 	struct xg_port key = { .port = port };
-	const struct xg_port *p = bsearch(&key, g->ports, g->nr_bound, sizeof(key), xg_port_cmp);
+	const struct xg_port *p = g->nr_bound ? bsearch(&key, g->ports, g->nr_bound, sizeof(key),
+							xg_port_cmp) : NULL;
 
 	return p ? (int)p->vcpu : -1;
 }

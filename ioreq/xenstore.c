@@ -1,0 +1,656 @@
+/*
+ * xenstore: domain lookups, discovery of the virtio devices libxl declared for a guest (both
+ * layouts of DESIGN.md §3), backend state writes, and the watches (domain death, new guests).
+ *
+ * Every value read here was written by the toolstack, but a guest's own subtree and a confused
+ * toolstack are not to be trusted: each number is parsed strictly (whole string, range) and a
+ * malformed device is logged and skipped.
+ */
+#include "ioreq/xen.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+#include <xenstore.h>
+
+#include "config/config.h"
+#include "daemon/log.h"
+#include "ioreq/xen_priv.h"
+
+#ifndef container_of
+#define container_of(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - __builtin_offsetof(type, member)))
+#endif
+
+#define XS_PATH_MAX    256
+#define XS_MMIO_WINDOW UINT64_C(0x200)
+
+struct xs_handle *xen_xs_open(void)
+{
+	struct xs_handle *xs = xs_open(0);
+
+	if (!xs)
+		log_err("xenstore: cannot connect: %s", strerror(errno));
+	return xs;
+}
+
+bool xen_xs_domain_alive(struct xs_handle *xs, uint32_t domid)
+{
+	return xs_is_domain_introduced(xs, domid);
+}
+
+/* ---- strict parsing ---- */
+
+static bool xs_all(const char *s, int (*pred)(int))
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!pred((unsigned char)*s))
+			return false;
+	return true;
+}
+
+/* Decimal, or hex with a 0x prefix when allow_hex: the whole string, no sign, no blanks. */
+static int xs_parse_u64(const char *s, bool allow_hex, uint64_t max, uint64_t *out)
+{
+	int base = 10;
+	unsigned long long v;
+	char *end;
+
+	if (!s)
+		return -ENOENT;
+	if (allow_hex && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		s += 2;
+		base = 16;
+	}
+	if (!xs_all(s, base == 16 ? isxdigit : isdigit))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, base);
+	if (errno || *end || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int xs_parse_u32(const char *s, bool allow_hex, uint32_t min, uint32_t max, uint32_t *out)
+{
+	uint64_t v;
+	int rc = xs_parse_u64(s, allow_hex, max, &v);
+
+	if (rc < 0)
+		return rc;
+	if (v < min)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* ---- reads ---- */
+
+static char *xs_readf(struct xs_handle *xs, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* The value at a formatted path, NUL-terminated, or NULL. Caller frees. */
+static char *xs_readf(struct xs_handle *xs, const char *fmt, ...)
+{
+	char path[XS_PATH_MAX];
+	unsigned len = 0;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return NULL;
+	/* xs_read NUL-terminates, but a value may hold an embedded NUL: trust len. */
+	char *v = xs_read(xs, XBT_NULL, path, &len);
+
+	if (v && strlen(v) != len) {
+		free(v);
+		return NULL;
+	}
+	return v;
+}
+
+/* Copy a bounded string value; -ENOENT if absent, -EINVAL if too long. */
+static int xs_copy_str(char *dst, size_t size, const char *v)
+{
+	if (!v)
+		return -ENOENT;
+	if (strlen(v) >= size)
+		return -EINVAL;
+	memcpy(dst, v, strlen(v) + 1);
+	return 0;
+}
+
+static char *xs_backend_root(struct xs_handle *xs, uint32_t backend_domid)
+{
+	char *p = xs_get_domain_path(xs, backend_domid);
+
+	if (!p)
+		log_err("xenstore: no path for domain %u: %s", backend_domid, strerror(errno));
+	return p;
+}
+
+/* ---- domain lookups ---- */
+
+int xen_domain_name(uint32_t domid, char *buf, size_t len)
+{
+	struct xs_handle *xs = xs_open(0);
+	char *v;
+	int rc;
+
+	if (!xs)
+		return -ENOENT;
+	v = xs_readf(xs, "/local/domain/%u/name", domid);
+	rc = xs_copy_str(buf, len, v);
+	free(v);
+	xs_close(xs);
+	return rc == 0 ? 0 : -ENOENT;
+}
+
+static bool xs_name_matches(struct xs_handle *xs, const char *id, const char *name)
+{
+	char *v = xs_readf(xs, "/local/domain/%s/name", id);
+	bool same = v && strcmp(v, name) == 0;
+
+	free(v);
+	return same;
+}
+
+int xen_domid_by_name(const char *name, uint32_t *domid)
+{
+	struct xs_handle *xs = xen_xs_open();
+	unsigned n = 0;
+	char **ids;
+	int rc = -ENOENT;
+
+	if (!xs)
+		return -ENOENT;
+	ids = xs_directory(xs, XBT_NULL, "/local/domain", &n);
+	for (unsigned i = 0; ids && i < n && rc; i++) {
+		uint32_t id;
+
+		if (xs_parse_u32(ids[i], false, 0, 0x7fef, &id) == 0 &&
+		    xs_name_matches(xs, ids[i], name)) {
+			*domid = id;
+			rc = 0;
+		}
+	}
+	free(ids);
+	xs_close(xs);
+	return rc;
+}
+
+bool xen_domain_alive(uint32_t domid)
+{
+	struct xs_handle *xs = xs_open(0);
+	bool alive;
+
+	if (!xs)
+		return true;   /* cannot tell: never declare a guest dead on our own failure */
+	alive = xen_xs_domain_alive(xs, domid);
+	xs_close(xs);
+	return alive;
+}
+
+/* ---- discovery ---- */
+
+static const char *const xs_kind[] = {
+	[XEN_LAYOUT_DISK417] = "virtio_disk",
+	[XEN_LAYOUT_VIRTIO] = "virtio",
+};
+
+/* base must be a whole window inside Xen's virtio-mmio region; irq an SPI. */
+static int xs_parse_window(struct xs_handle *xs, struct xen_vdev_desc *d)
+{
+	char *base = xs_readf(xs, "%s/base", d->be_path);
+	char *irq = xs_readf(xs, "%s/irq", d->be_path);
+	int rc = xs_parse_u64(base, true, UINT64_MAX, &d->base);
+
+	if (rc == 0 && (d->base < CONFIG_MMIO_MIN || d->base > CONFIG_MMIO_END - XS_MMIO_WINDOW ||
+			d->base % XS_MMIO_WINDOW))
+		rc = -ERANGE;
+	if (rc == 0)
+		rc = xs_parse_u32(irq, false, CONFIG_IRQ_MIN, CONFIG_IRQ_MAX, &d->irq);
+	if (rc < 0)
+		log_warn("xenstore: %s: bad base '%s' or irq '%s'", d->be_path,
+			 base ? base : "(none)", irq ? irq : "(none)");
+	free(base);
+	free(irq);
+	return rc;
+}
+
+static int xs_parse_disk417(struct xs_handle *xs, struct xen_vdev_desc *d)
+{
+	char *params = xs_readf(xs, "%s/params", d->be_path);
+	char *mode = xs_readf(xs, "%s/mode", d->be_path);
+	char *dev = xs_readf(xs, "%s/dev", d->be_path);
+	int rc = 0;
+
+	d->virtio_id = 2;
+	if (params && xs_copy_str(d->params, sizeof(d->params), params) < 0)
+		rc = -EINVAL;
+	if (dev && xs_copy_str(d->vdev, sizeof(d->vdev), dev) < 0)
+		rc = -EINVAL;
+	if (mode && strcmp(mode, "r") && strcmp(mode, "w"))
+		rc = -EINVAL;
+	d->readonly = mode && strcmp(mode, "r") == 0;
+	if (rc < 0)
+		log_warn("xenstore: %s: bad params, dev or mode '%s'", d->be_path,
+			 mode ? mode : "(none)");
+	free(params);
+	free(mode);
+	free(dev);
+	return rc;
+}
+
+/* type "virtio,device<N>": N is the virtio device id in hex (the DT compatible's form). */
+static int xs_parse_type(const char *type, uint32_t *id)
+{
+	static const char prefix[] = "virtio,device";
+	uint64_t v;
+
+	if (!type || strncmp(type, prefix, sizeof(prefix) - 1))
+		return -EINVAL;
+	type += sizeof(prefix) - 1;
+	if (strlen(type) > 8 || !xs_all(type, isxdigit))
+		return -EINVAL;
+	v = strtoull(type, NULL, 16);
+	if (v == 0)
+		return -EINVAL;
+	*id = (uint32_t)v;
+	return 0;
+}
+
+static int xs_parse_virtio(struct xs_handle *xs, struct xen_vdev_desc *d)
+{
+	char *type = xs_readf(xs, "%s/type", d->be_path);
+	char *transport = xs_readf(xs, "%s/transport", d->be_path);
+	char *grant = xs_readf(xs, "%s/grant_usage", d->be_path);
+	int rc = xs_parse_type(type, &d->virtio_id);
+
+	if (rc == 0 && (!transport || strcmp(transport, "mmio")))
+		rc = -EINVAL;
+	if (rc == 0 && grant && strcmp(grant, "0") && strcmp(grant, "1"))
+		rc = -EINVAL;
+	d->grant_usage = grant && strcmp(grant, "1") == 0;
+	if (rc < 0)
+		log_warn("xenstore: %s: bad type '%s', transport '%s' or grant_usage '%s'",
+			 d->be_path, type ? type : "(none)", transport ? transport : "(none)",
+			 grant ? grant : "(none)");
+	free(type);
+	free(transport);
+	free(grant);
+	return rc;
+}
+
+static int xs_read_device(struct xs_handle *xs, const char *root, enum xen_layout layout,
+			  uint32_t domid, unsigned devid, struct xen_vdev_desc *d)
+{
+	int n;
+
+	memset(d, 0, sizeof(*d));
+	d->layout = layout;
+	d->devid = devid;
+	n = snprintf(d->be_path, sizeof(d->be_path), "%s/backend/%s/%u/%u", root, xs_kind[layout],
+		     domid, devid);
+	if (n < 0 || (size_t)n >= sizeof(d->be_path))
+		return -ENAMETOOLONG;
+	if (xs_parse_window(xs, d) < 0)
+		return -EINVAL;
+	return layout == XEN_LAYOUT_DISK417 ? xs_parse_disk417(xs, d) : xs_parse_virtio(xs, d);
+}
+
+static int xs_u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The numeric entries of a directory, sorted; malformed names are logged and skipped.
+ * Returns the count (0 when the directory does not exist) or -ENOMEM; *out is malloc'd.
+ */
+static int xs_list_ids(struct xs_handle *xs, const char *path, uint32_t max_id, uint32_t **out)
+{
+	unsigned n = 0, k = 0;
+	char **names = xs_directory(xs, XBT_NULL, path, &n);
+	uint32_t *ids;
+
+	*out = NULL;
+	if (!names)
+		return 0;
+	ids = calloc(n ? n : 1, sizeof(*ids));
+	if (!ids) {
+		free(names);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (xs_parse_u32(names[i], false, 0, max_id, &ids[k]) == 0)
+			k++;
+		else
+			log_warn("xenstore: %s: ignoring entry '%s'", path, names[i]);
+	}
+	free(names);
+	qsort(ids, k, sizeof(*ids), xs_u32_cmp);
+	*out = ids;
+	return (int)k;
+}
+
+static int xs_discover_layout(struct xs_handle *xs, const char *root, enum xen_layout layout,
+			      uint32_t domid, struct xen_vdev_desc *out, unsigned max,
+			      unsigned *n)
+{
+	char path[XS_PATH_MAX];
+	uint32_t *ids;
+	int count, rc = 0;
+
+	snprintf(path, sizeof(path), "%s/backend/%s/%u", root, xs_kind[layout], domid);
+	count = xs_list_ids(xs, path, INT32_MAX, &ids);
+	if (count < 0)
+		return count;
+	for (int i = 0; i < count && rc == 0; i++) {
+		if (*n >= max) {
+			log_err("xenstore: %s: more than %u devices", path, max);
+			rc = -ENOSPC;
+		} else if (xs_read_device(xs, root, layout, domid, ids[i], &out[*n]) == 0) {
+			(*n)++;
+		}
+	}
+	free(ids);
+	return rc;
+}
+
+int xen_discover(uint32_t backend_domid, uint32_t domid, struct xen_vdev_desc *out,
+		 unsigned max, unsigned *n)
+{
+	struct xs_handle *xs = xen_xs_open();
+	char *root;
+	int rc;
+
+	*n = 0;
+	if (!xs)
+		return -EIO;
+	root = xs_backend_root(xs, backend_domid);
+	if (!root) {
+		xs_close(xs);
+		return -EIO;
+	}
+	rc = xs_discover_layout(xs, root, XEN_LAYOUT_DISK417, domid, out, max, n);
+	if (rc == 0)
+		rc = xs_discover_layout(xs, root, XEN_LAYOUT_VIRTIO, domid, out, max, n);
+	free(root);
+	xs_close(xs);
+	return rc;
+}
+
+int xen_backend_set_state(const struct xen_vdev_desc *d, int state)
+{
+	struct xs_handle *xs;
+	char path[XS_PATH_MAX], val[16];
+	int rc = 0;
+
+	if (!d->be_path[0])
+		return -EINVAL;
+	snprintf(path, sizeof(path), "%s/state", d->be_path);
+	snprintf(val, sizeof(val), "%d", state);
+	xs = xen_xs_open();
+	if (!xs)
+		return -EIO;
+	if (!xs_write(xs, XBT_NULL, path, val, strlen(val))) {
+		rc = -errno ? -errno : -EIO;
+		log_err("xenstore: writing %s = %s: %s", path, val, strerror(-rc));
+	}
+	xs_close(xs);
+	return rc;
+}
+
+/* ---- domain death ---- */
+
+struct xen_death_watch {
+	ev_io w;
+	struct ev_loop *loop;
+	struct xs_handle *xs;
+	uint32_t domid;
+	bool fired;
+	void (*cb)(void *opaque);
+	void *opaque;
+	char token[32];
+};
+
+/* Consume queued watch events; false when the connection is broken. */
+static bool xs_drain_watches(struct xs_handle *xs)
+{
+	char **ev;
+
+	while ((ev = xs_check_watch(xs)) != NULL)
+		free(ev);
+	return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == 0;
+}
+
+static void xs_death_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct xen_death_watch *dw = container_of(w, struct xen_death_watch, w);
+
+	(void)revents;
+	errno = 0;
+	if (!xs_drain_watches(dw->xs)) {
+		log_err("xenstore: watch connection lost (%s); no longer watching domain %u",
+			strerror(errno), dw->domid);
+		ev_io_stop(loop, w);
+		return;
+	}
+	/* @releaseDomain fires for any domain's shutdown or death: check it is ours. */
+	if (dw->fired || xen_xs_domain_alive(dw->xs, dw->domid))
+		return;
+	dw->fired = true;
+	ev_io_stop(loop, w);
+	dw->cb(dw->opaque);
+}
+
+struct xen_death_watch *xen_death_watch_start(struct ev_loop *loop, uint32_t domid,
+					      void (*cb)(void *opaque), void *opaque)
+{
+	struct xen_death_watch *dw = calloc(1, sizeof(*dw));
+
+	if (!dw)
+		goto fail;
+	dw->loop = loop;
+	dw->domid = domid;
+	dw->cb = cb;
+	dw->opaque = opaque;
+	snprintf(dw->token, sizeof(dw->token), "xvd-death-%u", domid);
+	dw->xs = xen_xs_open();
+	if (!dw->xs)
+		goto fail_free;
+	if (!xs_watch(dw->xs, "@releaseDomain", dw->token)) {
+		log_err("xenstore: watching @releaseDomain: %s", strerror(errno));
+		goto fail_close;
+	}
+	ev_io_init(&dw->w, xs_death_cb, xs_fileno(dw->xs), EV_READ);
+	ev_io_start(loop, &dw->w);
+	/* Check once from the loop even if no event comes: the domain may already be gone. */
+	ev_feed_event(loop, &dw->w, EV_READ);
+	return dw;
+
+fail_close:
+	xs_close(dw->xs);
+fail_free:
+	free(dw);
+fail:
+	return NULL;
+}
+
+void xen_death_watch_stop(struct xen_death_watch *dw)
+{
+	if (!dw)
+		return;
+	ev_io_stop(dw->loop, &dw->w);
+	/* A pending fed event must not call back into freed memory. */
+	ev_clear_pending(dw->loop, &dw->w);
+	xs_unwatch(dw->xs, "@releaseDomain", dw->token);
+	xs_close(dw->xs);
+	free(dw);
+}
+
+/* ---- watch mode: new guests with devices for us ---- */
+
+struct xen_backend_watch {
+	ev_io w;
+	struct ev_loop *loop;
+	struct xs_handle *xs;
+	void (*cb)(void *opaque, uint32_t domid);
+	void *opaque;
+	char paths[2][XS_PATH_MAX];
+	uint32_t *present;           /* guests seen at the last scan, sorted */
+	unsigned npresent;
+	bool in_cb, stopped;         /* xen_backend_watch_stop() from inside cb defers the free */
+};
+
+static bool xs_id_in(const uint32_t *ids, unsigned n, uint32_t id)
+{
+	return n && bsearch(&id, ids, n, sizeof(id), xs_u32_cmp) != NULL;
+}
+
+/* Union of the guest domids under both backend paths, sorted and deduplicated. */
+static int xs_scan_guests(struct xen_backend_watch *bw, uint32_t **out)
+{
+	uint32_t *a, *b, *all;
+	int na = xs_list_ids(bw->xs, bw->paths[0], 0x7fef, &a);
+	int nb = na < 0 ? -1 : xs_list_ids(bw->xs, bw->paths[1], 0x7fef, &b);
+	unsigned k = 0;
+
+	if (na < 0 || nb < 0) {
+		if (na >= 0)
+			free(a);
+		return -ENOMEM;
+	}
+	all = calloc((size_t)na + (size_t)nb + 1, sizeof(*all));
+	if (all) {
+		if (na)
+			memcpy(all, a, (size_t)na * sizeof(*all));
+		if (nb)
+			memcpy(all + na, b, (size_t)nb * sizeof(*all));
+		qsort(all, (size_t)na + (size_t)nb, sizeof(*all), xs_u32_cmp);
+		for (int i = 0; i < na + nb; i++)
+			if (k == 0 || all[k - 1] != all[i])
+				all[k++] = all[i];
+	}
+	free(a);
+	free(b);
+	*out = all;
+	return all ? (int)k : -ENOMEM;
+}
+
+static void xs_backend_free(struct xen_backend_watch *bw)
+{
+	xs_unwatch(bw->xs, bw->paths[1], "xvd-backend");
+	xs_unwatch(bw->xs, bw->paths[0], "xvd-backend");
+	xs_close(bw->xs);
+	free(bw->present);
+	free(bw);
+}
+
+static void xs_backend_rescan(struct xen_backend_watch *bw)
+{
+	uint32_t *now, *before = bw->present;
+	unsigned nbefore = bw->npresent;
+	int n = xs_scan_guests(bw, &now);
+
+	if (n < 0) {
+		log_err("xenstore: scanning backend directories: %s", strerror(-n));
+		return;
+	}
+	/* Guests that went away leave the set, so each guest is reported once while present. */
+	bw->present = now;
+	bw->npresent = (unsigned)n;
+	bw->in_cb = true;
+	for (int i = 0; i < n && !bw->stopped; i++)
+		if (!xs_id_in(before, nbefore, now[i]))
+			bw->cb(bw->opaque, now[i]);
+	bw->in_cb = false;
+	free(before);
+	/* The callback asked to stop: free now that nothing here uses bw any more. */
+	if (bw->stopped)
+		xs_backend_free(bw);
+}
+
+static void xs_backend_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct xen_backend_watch *bw = container_of(w, struct xen_backend_watch, w);
+
+	(void)revents;
+	errno = 0;
+	if (!xs_drain_watches(bw->xs)) {
+		log_err("xenstore: watch connection lost (%s); no longer watching for guests",
+			strerror(errno));
+		ev_io_stop(loop, w);
+		return;
+	}
+	xs_backend_rescan(bw);
+}
+
+struct xen_backend_watch *xen_backend_watch_start(struct ev_loop *loop, uint32_t backend_domid,
+						  void (*cb)(void *opaque, uint32_t domid),
+						  void *opaque)
+{
+	struct xen_backend_watch *bw = calloc(1, sizeof(*bw));
+	char *root = NULL;
+
+	if (!bw)
+		goto fail;
+	bw->loop = loop;
+	bw->cb = cb;
+	bw->opaque = opaque;
+	bw->xs = xen_xs_open();
+	if (!bw->xs)
+		goto fail_free;
+	root = xs_backend_root(bw->xs, backend_domid);
+	if (!root)
+		goto fail_close;
+	snprintf(bw->paths[0], sizeof(bw->paths[0]), "%s/backend/virtio_disk", root);
+	snprintf(bw->paths[1], sizeof(bw->paths[1]), "%s/backend/virtio", root);
+	free(root);
+	if (!xs_watch(bw->xs, bw->paths[0], "xvd-backend"))
+		goto fail_watch;
+	if (!xs_watch(bw->xs, bw->paths[1], "xvd-backend"))
+		goto fail_unwatch0;
+	ev_io_init(&bw->w, xs_backend_cb, xs_fileno(bw->xs), EV_READ);
+	ev_io_start(loop, &bw->w);
+	/* The guests already present are reported from the loop, like later ones. */
+	ev_feed_event(loop, &bw->w, EV_READ);
+	return bw;
+
+fail_unwatch0:
+	xs_unwatch(bw->xs, bw->paths[0], "xvd-backend");
+fail_watch:
+	log_err("xenstore: watching %s: %s", bw->paths[0], strerror(errno));
+fail_close:
+	xs_close(bw->xs);
+fail_free:
+	free(bw);
+fail:
+	return NULL;
+}
+
+void xen_backend_watch_stop(struct xen_backend_watch *bw)
+{
+	if (!bw)
+		return;
+	ev_io_stop(bw->loop, &bw->w);
+	ev_clear_pending(bw->loop, &bw->w);
+	if (bw->in_cb)
+		bw->stopped = true;
+	else
+		xs_backend_free(bw);
+}
