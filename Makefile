@@ -97,6 +97,8 @@ install: $(DAEMON)
 	install -D -m 0755 $(DAEMON) $(DESTDIR)$(SBINDIR)/xen-virtiod
 	for f in scripts/xen-virtiod-create; do [ -f $$f ] && install -D -m 0755 $$f $(DESTDIR)$(SBINDIR)/$$(basename $$f) || true; done
 	for f in systemd/*.service; do install -D -m 0644 $$f $(DESTDIR)$(UNITDIR)/$$(basename $$f); done
+	# The units name /usr/local/sbin/xen-virtiod; point them at where the binary went.
+	sed -i 's|/usr/local/sbin/xen-virtiod|$(SBINDIR)/xen-virtiod|' $(DESTDIR)$(UNITDIR)/xen-virtiod*.service
 	for f in man/*.8; do install -D -m 0644 $$f $(DESTDIR)$(MANDIR)/man8/$$(basename $$f); done
 	for f in man/*.5; do install -D -m 0644 $$f $(DESTDIR)$(MANDIR)/man5/$$(basename $$f); done
 	install -D -m 0644 config/example.ini $(DESTDIR)$(DOCDIR)/example.ini
