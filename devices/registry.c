@@ -11,12 +11,14 @@
 #include "devices/virtio_mmio.h"
 
 extern const struct vdev_ops vdev_rng_ops;
+extern const struct vdev_ops vdev_i2c_ops;
 
 static const struct registry_entry {
 	enum config_dev_type type;
 	const struct vdev_ops *ops;
 } registry[] = {
 	{ DEV_RNG, &vdev_rng_ops },
+	{ DEV_I2C, &vdev_i2c_ops },
 };
 
 #define REGISTRY_LEN (sizeof(registry) / sizeof(registry[0]))
