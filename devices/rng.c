@@ -22,6 +22,7 @@ extern const struct vdev_ops vdev_rng_ops;
 #define RNG_QUEUE_MAX  256
 #define RNG_CHAIN_MAX  (64u * 1024)   /* bytes per request: bounds the time one chain takes */
 #define RNG_WAIT_S     0.05           /* how long an empty bucket waits before refilling */
+#define RNG_MIN_GRANT  64.0           /* rate limited: smallest grant worth a request */
 
 struct rng {
 	struct vdev vdev;
@@ -58,6 +59,9 @@ static uint64_t rng_allowance(struct rng *r)
 	r->tokens += add;
 	if (r->tokens > (double)r->rate)
 		r->tokens = (double)r->rate;
+	/* Wait for a useful amount rather than dribble out a few bytes per kick. */
+	if (r->tokens < RNG_MIN_GRANT && r->tokens < (double)r->rate)
+		return 0;
 	return (uint64_t)r->tokens;
 }
 
