@@ -11,6 +11,7 @@
 #include "devices/virtio_mmio.h"
 
 extern const struct vdev_ops vdev_rng_ops;
+extern const struct vdev_ops vdev_block_ops;
 extern const struct vdev_ops vdev_i2c_ops;
 
 static const struct registry_entry {
@@ -18,6 +19,7 @@ static const struct registry_entry {
 	const struct vdev_ops *ops;
 } registry[] = {
 	{ DEV_RNG, &vdev_rng_ops },
+	{ DEV_BLOCK, &vdev_block_ops },
 	{ DEV_I2C, &vdev_i2c_ops },
 };
 

@@ -1,0 +1,1034 @@
+/*
+ * virtio-blk (device id 2) on a raw image file or a host block device, with io_uring.
+ *
+ * One io_uring per device. A QueueNotify pops up to VQ_BUDGET chains, turns each into one or two
+ * SQEs and submits them with a single io_uring_submit(). The ring signals an eventfd; its ev_io
+ * on the host loop reaps every CQE present, completes the requests and calls vdev_used() once
+ * per touched queue, so one interrupt covers a batch.
+ *
+ * Durability: FLUSH is an fdatasync queued with IOSQE_IO_DRAIN, so it starts only after every
+ * request submitted before it has completed and covers all of them. In writethrough mode (no
+ * FLUSH negotiated, or the driver cleared `writeback`) writes carry RWF_DSYNC and discard /
+ * write-zeroes are followed by a linked fdatasync. Acknowledged writes live in the kernel (page
+ * cache or device), never in this process, so a daemon exit loses nothing acknowledged.
+ *
+ * Guest input: every header is copied once, then checked; every request gets a status byte
+ * when the chain has a writable byte to hold one. Requests in flight at a reset are stale (epoch
+ * check): the reset waits for them, they are dropped without touching the guest's rings.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <liburing.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "devices/blk.h"
+#include "devices/iov.h"
+
+#define BLK_SIZE_MAX        (1u << 20)      /* largest segment we advertise */
+#define BLK_MAX_DWZ_SECTORS (1u << 22)      /* 2 GiB per discard / write-zeroes */
+#define BLK_BOUNCE_BUDGET   (64u << 20)     /* bounce bytes in flight per device */
+#define BLK_RESET_WAIT_MS   5000            /* how long a reset waits for in-flight I/O */
+#define BLK_MAX_QUEUES      16u
+#define BLK_DEF_QUEUE_SIZE  256u
+#define BLK_TAG_MAIN        0u              /* user_data low bits: which SQE of a request */
+#define BLK_TAG_SYNC        1u
+#define BLK_TAG_MASK        3u
+
+enum blk_op { BLK_OP_READ, BLK_OP_WRITE, BLK_OP_FLUSH, BLK_OP_DISCARD, BLK_OP_WZ };
+
+struct blk_dev {
+	struct vdev vdev;
+	char path[CONFIG_PATH_MAX];
+	int fd;
+	bool is_bdev, readonly, direct;
+	bool no_zero_range, no_punch;       /* fallocate modes the backend refused */
+	uint64_t capacity;                  /* 512-byte sectors */
+	uint32_t lbs, pbs, opt_io;          /* logical / physical block, optimal I/O (bytes) */
+	uint32_t dio_mem, dio_off;          /* O_DIRECT alignment of buffers / offsets and lengths */
+	uint8_t writeback;                  /* config field; the driver may switch it (WCE) */
+	char serial[VIRTIO_BLK_ID_BYTES];
+	struct io_uring ring;
+	bool ring_ok;
+	int efd;
+	ev_io efd_w;                        /* the ring posted completions */
+	ev_idle more;                       /* a queue had more than VQ_BUDGET chains */
+	uint64_t more_queues;               /* bit q: queue q has leftover work */
+	uint64_t touched;                   /* bit q: pushed to queue q, vdev_used() due */
+	uint32_t epoch;                     /* bumped at reset: older requests are stale */
+	uint64_t bounce_bytes;
+	struct blk_stats st;
+};
+
+struct blk_req {
+	struct blk_dev *b;
+	struct vq_elem *e;
+	uint32_t epoch;
+	uint16_t q;
+	uint8_t op;
+	uint8_t pending;        /* CQEs still expected */
+	int res;                /* result of the main SQE */
+	int sync_res;           /* result of the linked fdatasync, 0 when none */
+	uint64_t off;           /* byte offset */
+	uint64_t len;           /* bytes */
+	int fmode;              /* fallocate mode in use */
+	bool unmap;
+	void *bounce;
+	unsigned niov;
+	struct iovec iov[];     /* the data part of the chain */
+};
+
+static struct blk_dev *blk_of(struct vdev *d)
+{
+	return container_of(d, struct blk_dev, vdev);
+}
+
+static const char *blk_op_name(unsigned op)
+{
+	static const char *const names[] = { "read", "write", "flush", "discard", "write-zeroes" };
+
+	return op < sizeof(names) / sizeof(names[0]) ? names[op] : "?";
+}
+
+/* ---- backend ---------------------------------------------------------------------------- */
+
+/* True when dev (or a partition of it) is a mounted file system's device. */
+static bool blk_parent_is(unsigned maj, unsigned min, dev_t dev)
+{
+	char path[96], buf[32];
+	unsigned pmaj, pmin;
+	FILE *f;
+
+	/* /sys/dev/block/M:m/.. is the whole disk when M:m is a partition. */
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/../dev", maj, min);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	bool match = fgets(buf, sizeof(buf), f) && sscanf(buf, "%u:%u", &pmaj, &pmin) == 2 &&
+		     makedev(pmaj, pmin) == dev;
+	fclose(f);
+	return match;
+}
+
+static bool blk_mounted(dev_t dev)
+{
+	char line[4096];
+	unsigned maj, min;
+	bool found = false;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%*u %*u %u:%u", &maj, &min) == 2)
+			found = makedev(maj, min) == dev || blk_parent_is(maj, min, dev);
+	fclose(f);
+	return found;
+}
+
+static unsigned blk_clamp_align(unsigned v, unsigned dflt)
+{
+	if (v < 512 || v > 65536 || (v & (v - 1)))
+		return dflt;
+	return v;
+}
+
+static int blk_probe_bdev(struct blk_dev *b)
+{
+	uint64_t bytes = 0;
+	int lbs = 0;
+	unsigned pbs = 0, opt = 0;
+
+	if (ioctl(b->fd, BLKGETSIZE64, &bytes) < 0 || ioctl(b->fd, BLKSSZGET, &lbs) < 0) {
+		int err = -errno;
+		log_err("%s: %s: cannot read the device size: %s", b->vdev.name, b->path,
+			strerror(-err));
+		return err;
+	}
+	if (ioctl(b->fd, BLKPBSZGET, &pbs) < 0)
+		pbs = 0;
+	if (ioctl(b->fd, BLKIOOPT, &opt) < 0)
+		opt = 0;
+	b->capacity = bytes / VIRTIO_BLK_SECTOR;
+	b->lbs = blk_clamp_align((unsigned)lbs, 512);
+	b->pbs = blk_clamp_align(pbs, b->lbs);
+	b->opt_io = opt;
+	b->dio_mem = b->dio_off = b->lbs;
+	return 0;
+}
+
+static void blk_probe_file(struct blk_dev *b, const struct stat *st)
+{
+	struct statx sx;
+
+	b->capacity = (uint64_t)st->st_size / VIRTIO_BLK_SECTOR;
+	b->dio_mem = b->dio_off = 512;
+	if (statx(b->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
+	    (sx.stx_mask & STATX_DIOALIGN) && sx.stx_dio_offset_align) {
+		b->dio_off = blk_clamp_align(sx.stx_dio_offset_align, 512);
+		b->dio_mem = sx.stx_dio_mem_align ? sx.stx_dio_mem_align : b->dio_off;
+	}
+	/* O_DIRECT offsets must be aligned to dio_off, so that is the guest's logical block. */
+	b->lbs = b->direct ? b->dio_off : 512;
+	b->pbs = blk_clamp_align((unsigned)st->st_blksize, 4096);
+	if (b->pbs < b->lbs)
+		b->pbs = b->lbs;
+	if (b->pbs > 4096 && b->pbs > b->lbs)
+		b->pbs = b->lbs > 4096 ? b->lbs : 4096;
+}
+
+/* A block device must be ours alone: not mounted, not claimed (O_EXCL). */
+static int blk_check_bdev(struct blk_dev *b, dev_t rdev)
+{
+	if (blk_mounted(rdev)) {
+		log_err("%s: %s is mounted (it or a partition of it); refusing it", b->vdev.name,
+			b->path);
+		return -EBUSY;
+	}
+	return 0;
+}
+
+static int blk_open(struct blk_dev *b)
+{
+	struct stat st;
+	int flags = (b->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (b->direct ? O_DIRECT : 0);
+
+	if (stat(b->path, &st) < 0) {
+		int err = -errno;
+		log_err("%s: %s: %s", b->vdev.name, b->path, strerror(-err));
+		return err;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		log_err("%s: %s is neither a regular file nor a block device", b->vdev.name,
+			b->path);
+		return -EINVAL;
+	}
+	b->is_bdev = S_ISBLK(st.st_mode);
+	if (b->is_bdev) {
+		int rc = blk_check_bdev(b, st.st_rdev);
+		if (rc < 0)
+			return rc;
+		flags |= O_EXCL;   /* nobody may mount it while we serve it */
+	}
+	b->fd = open(b->path, flags);
+	if (b->fd < 0) {
+		int err = -errno;
+		log_err("%s: cannot open %s%s: %s", b->vdev.name, b->path,
+			b->direct ? " with O_DIRECT (cache = none)" : "", strerror(-err));
+		return err;
+	}
+	if (fstat(b->fd, &st) < 0)
+		return -errno;
+	if (b->is_bdev)
+		return blk_probe_bdev(b);
+	blk_probe_file(b, &st);
+	return 0;
+}
+
+/* Default serial: "xvd-" and 16 hex digits of a hash of the path, stable across restarts. */
+static void blk_set_serial(struct blk_dev *b, const char *cfg_serial)
+{
+	char tmp[VIRTIO_BLK_ID_BYTES + 1];
+	uint64_t h = 1469598103934665603ull;
+
+	memset(b->serial, 0, sizeof(b->serial));
+	if (cfg_serial && cfg_serial[0]) {
+		memcpy(b->serial, cfg_serial, strnlen(cfg_serial, VIRTIO_BLK_ID_BYTES));
+		return;
+	}
+	for (const char *p = b->path; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ull;
+	snprintf(tmp, sizeof(tmp), "xvd-%016" PRIx64, h);
+	memcpy(b->serial, tmp, VIRTIO_BLK_ID_BYTES);
+}
+
+/* ---- io_uring ---------------------------------------------------------------------------- */
+
+static void blk_reap(struct blk_dev *b);
+
+static void blk_submit(struct blk_dev *b)
+{
+	if (!io_uring_sq_ready(&b->ring))
+		return;
+	int rc = io_uring_submit(&b->ring);
+
+	b->st.submits++;
+	/* -EBUSY / -EAGAIN: the SQEs stay queued; the next reap submits them again. */
+	if (rc < 0 && rc != -EBUSY && rc != -EAGAIN)
+		log_rl(&b->vdev.rl, LOG_ERR, "%s: io_uring_submit: %s", b->vdev.name,
+		       strerror(-rc));
+}
+
+/* n free SQEs in a row (a linked pair must not straddle a submit), or NULL. */
+static struct io_uring_sqe *blk_sqe(struct blk_dev *b, unsigned n)
+{
+	if (io_uring_sq_space_left(&b->ring) < n)
+		blk_submit(b);
+	if (io_uring_sq_space_left(&b->ring) < n)
+		return NULL;
+	return io_uring_get_sqe(&b->ring);
+}
+
+static void blk_efd_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct blk_dev *b = container_of(w, struct blk_dev, efd_w);
+	uint64_t v;
+
+	(void)loop;
+	(void)revents;
+	/* Clear the counter first: CQEs posted after this read signal it again. */
+	if (read(b->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_rl(&b->vdev.rl, LOG_ERR, "%s: eventfd read: %s", b->vdev.name,
+		       strerror(errno));
+	blk_reap(b);
+}
+
+static unsigned blk_ring_entries(unsigned queues, unsigned qsize)
+{
+	unsigned want = queues * qsize, n = 64;
+
+	while (n < want && n < 4096)
+		n <<= 1;
+	return n;
+}
+
+static int blk_ring_init(struct blk_dev *b, unsigned queues, unsigned qsize)
+{
+	struct io_uring_params p = { 0 };
+	unsigned entries = blk_ring_entries(queues, qsize);
+	int rc;
+
+	/* Room for two CQEs per request in flight, so completions never overflow. */
+	p.flags = IORING_SETUP_CQSIZE;
+	p.cq_entries = 4 * entries;
+	rc = io_uring_queue_init_params(entries, &b->ring, &p);
+	if (rc < 0) {
+		log_err("%s: io_uring setup: %s", b->vdev.name, strerror(-rc));
+		return rc;
+	}
+	b->ring_ok = true;
+	b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (b->efd < 0)
+		return -errno;
+	rc = io_uring_register_eventfd(&b->ring, b->efd);
+	if (rc < 0) {
+		log_err("%s: io_uring eventfd: %s", b->vdev.name, strerror(-rc));
+		return rc;
+	}
+	ev_io_init(&b->efd_w, blk_efd_cb, b->efd, EV_READ);
+	ev_io_start(b->vdev.host->loop, &b->efd_w);
+	return 0;
+}
+
+/* ---- completing requests ----------------------------------------------------------------- */
+
+/* The status byte is the last byte of the writable part (checked non-empty at pop). */
+static void blk_put_status(struct vq_elem *e, uint8_t status)
+{
+	iov_from_buf(&e->iov[e->n_out], e->n_in, e->in_len - 1, &status, 1);
+}
+
+static void blk_complete(struct blk_dev *b, struct vq_elem *e, uint8_t status, uint32_t written)
+{
+	if (status == VIRTIO_BLK_S_IOERR)
+		b->st.errors++;
+	blk_put_status(e, status);
+	vq_push(e, written);
+	b->touched |= UINT64_C(1) << e->vq->index;
+}
+
+static void blk_req_free(struct blk_dev *b, struct blk_req *r)
+{
+	if (r->bounce) {
+		b->bounce_bytes -= r->len;
+		free(r->bounce);
+	}
+	free(r);
+}
+
+static bool blk_writethrough(struct blk_dev *b)
+{
+	/* Without FLUSH the driver cannot ask for durability, so every write must be durable. */
+	if (!vdev_has(&b->vdev, VIRTIO_BLK_F_FLUSH))
+		return true;
+	return vdev_has(&b->vdev, VIRTIO_BLK_F_CONFIG_WCE) && !b->writeback;
+}
+
+static int blk_submit_req(struct blk_dev *b, struct blk_req *r);
+
+/*
+ * fallocate said EOPNOTSUPP: try the other mode once. Discard is a hint, so a backend that
+ * cannot discard completes it successfully. Returns true when the request was resubmitted.
+ */
+static bool blk_dwz_retry(struct blk_dev *b, struct blk_req *r)
+{
+	int punch = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+	int zero = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+
+	if (r->op != BLK_OP_WZ)
+		return false;
+	if (r->fmode == zero)
+		b->no_zero_range = true;
+	else
+		b->no_punch = true;
+	int next = r->fmode == zero ? punch : zero;
+
+	if ((next == zero && b->no_zero_range) || (next == punch && b->no_punch))
+		return false;
+	r->fmode = next;
+	r->res = r->sync_res = 0;
+	return blk_submit_req(b, r) == 0;
+}
+
+static uint8_t blk_req_status(struct blk_dev *b, struct blk_req *r)
+{
+	int err = r->res < 0 ? r->res : r->sync_res;
+
+	if (r->op == BLK_OP_DISCARD && r->res == -EOPNOTSUPP && r->sync_res >= 0)
+		return VIRTIO_BLK_S_OK;
+	if (r->op == BLK_OP_WZ && r->res == -EOPNOTSUPP)
+		return VIRTIO_BLK_S_UNSUPP;
+	if (err == 0 && (r->op == BLK_OP_READ || r->op == BLK_OP_WRITE) &&
+	    (uint64_t)r->res != r->len)
+		err = -EIO;   /* short transfer: the image shrank under us */
+	if (err == 0)
+		return VIRTIO_BLK_S_OK;
+	log_rl(&b->vdev.rl, LOG_ERR, "%s: %s of %" PRIu64 " bytes at sector %" PRIu64 " failed: %s",
+	       b->vdev.name, blk_op_name(r->op), r->len, r->off / VIRTIO_BLK_SECTOR,
+	       strerror(-err));
+	return VIRTIO_BLK_S_IOERR;
+}
+
+static void blk_req_done(struct blk_dev *b, struct blk_req *r)
+{
+	uint32_t written = 1;
+
+	if (r->epoch != b->epoch) {
+		/* Reset since: the guest's rings and buffers are no longer ours to touch. */
+		vq_drop(r->e);
+		blk_req_free(b, r);
+		return;
+	}
+	if (r->op == BLK_OP_WZ && r->res == -EOPNOTSUPP && blk_dwz_retry(b, r))
+		return;
+	uint8_t status = blk_req_status(b, r);
+
+	if (status == VIRTIO_BLK_S_OK && r->op == BLK_OP_READ) {
+		if (r->bounce)
+			iov_from_buf(r->iov, r->niov, 0, r->bounce, r->len);
+		written += (uint32_t)r->len;
+	}
+	blk_complete(b, r->e, status, written);
+	blk_req_free(b, r);
+}
+
+static void blk_cqe(struct blk_dev *b, const struct io_uring_cqe *cqe)
+{
+	uintptr_t ud = (uintptr_t)io_uring_cqe_get_data(cqe);
+	struct blk_req *r = (struct blk_req *)(ud & ~(uintptr_t)BLK_TAG_MASK);
+
+	if (!r)
+		return;   /* the reset's cancel request */
+	if ((ud & BLK_TAG_MASK) == BLK_TAG_SYNC)
+		r->sync_res = cqe->res == -ECANCELED ? 0 : cqe->res;
+	else
+		r->res = cqe->res;
+	if (--r->pending)
+		return;
+	b->st.inflight--;
+	blk_req_done(b, r);
+}
+
+static void blk_used(struct blk_dev *b)
+{
+	uint64_t t = b->touched;
+
+	b->touched = 0;
+	for (unsigned q = 0; t; q++, t >>= 1)
+		if ((t & 1) && q < b->vdev.num_queues)
+			vdev_used(&b->vdev, &b->vdev.vqs[q]);
+}
+
+static void blk_reap(struct blk_dev *b)
+{
+	struct io_uring_cqe *cqe;
+	unsigned n = 0;
+
+	while (io_uring_peek_cqe(&b->ring, &cqe) == 0) {
+		struct io_uring_cqe copy = *cqe;
+
+		/* Copied and marked seen first: completing a request may queue new SQEs. */
+		io_uring_cqe_seen(&b->ring, cqe);
+		blk_cqe(b, &copy);
+		n++;
+	}
+	if (n)
+		b->st.reaps++;
+	blk_submit(b);   /* write-zeroes retries, or SQEs a busy ring refused */
+	blk_used(b);
+}
+
+/* ---- starting requests ------------------------------------------------------------------- */
+
+static struct blk_req *blk_req_new(struct blk_dev *b, struct vq_elem *e, unsigned op)
+{
+	unsigned cap = (unsigned)e->n_out + e->n_in;
+	struct blk_req *r = calloc(1, sizeof(*r) + cap * sizeof(struct iovec));
+
+	if (!r)
+		return NULL;
+	r->b = b;
+	r->e = e;
+	r->epoch = b->epoch;
+	r->q = e->vq->index;
+	r->op = (uint8_t)op;
+	return r;
+}
+
+static void blk_prep_rw(struct blk_dev *b, struct blk_req *r, struct io_uring_sqe *sqe)
+{
+	int flags = r->op == BLK_OP_WRITE && blk_writethrough(b) ? RWF_DSYNC : 0;
+
+	if (r->bounce && r->op == BLK_OP_READ)
+		io_uring_prep_read(sqe, b->fd, r->bounce, (unsigned)r->len, r->off);
+	else if (r->bounce)
+		io_uring_prep_write(sqe, b->fd, r->bounce, (unsigned)r->len, r->off);
+	else if (r->op == BLK_OP_READ)
+		io_uring_prep_readv(sqe, b->fd, r->iov, r->niov, r->off);
+	else
+		io_uring_prep_writev(sqe, b->fd, r->iov, r->niov, r->off);
+	sqe->rw_flags = flags;
+}
+
+/* Queue the request's SQEs (main one, plus a linked fdatasync when it must be durable). */
+static int blk_submit_req(struct blk_dev *b, struct blk_req *r)
+{
+	bool sync = (r->op == BLK_OP_DISCARD || r->op == BLK_OP_WZ) && blk_writethrough(b);
+	struct io_uring_sqe *sqe = blk_sqe(b, sync ? 2 : 1);
+
+	if (!sqe)
+		return -EBUSY;
+	if (r->op == BLK_OP_FLUSH) {
+		io_uring_prep_fsync(sqe, b->fd, IORING_FSYNC_DATASYNC);
+		/* Starts after everything submitted before it completed: it covers all of it. */
+		sqe->flags |= IOSQE_IO_DRAIN;
+	} else if (r->op == BLK_OP_DISCARD || r->op == BLK_OP_WZ) {
+		io_uring_prep_fallocate(sqe, b->fd, r->fmode, r->off, r->len);
+	} else {
+		blk_prep_rw(b, r, sqe);
+	}
+	io_uring_sqe_set_data(sqe, (void *)((uintptr_t)r | BLK_TAG_MAIN));
+	r->pending = 1;
+	if (sync) {
+		sqe->flags |= IOSQE_IO_LINK;
+		sqe = io_uring_get_sqe(&b->ring);
+		io_uring_prep_fsync(sqe, b->fd, IORING_FSYNC_DATASYNC);
+		io_uring_sqe_set_data(sqe, (void *)((uintptr_t)r | BLK_TAG_SYNC));
+		r->pending = 2;
+	}
+	b->st.inflight++;
+	return 0;
+}
+
+/* Start r, or complete it with IOERR when the ring has no room. */
+static void blk_start_req(struct blk_dev *b, struct blk_req *r)
+{
+	if (blk_submit_req(b, r) == 0)
+		return;
+	log_rl(&b->vdev.rl, LOG_ERR, "%s: submission queue full", b->vdev.name);
+	blk_complete(b, r->e, VIRTIO_BLK_S_IOERR, 1);
+	blk_req_free(b, r);
+}
+
+static bool blk_range_ok(const struct blk_dev *b, uint64_t sector, uint64_t nsect)
+{
+	return sector <= b->capacity && nsect <= b->capacity - sector;
+}
+
+/* O_DIRECT takes the guest's buffers as they are only when each is aligned. */
+static bool blk_dio_aligned(const struct blk_dev *b, const struct blk_req *r)
+{
+	for (unsigned i = 0; i < r->niov; i++)
+		if ((uintptr_t)r->iov[i].iov_base % b->dio_mem || r->iov[i].iov_len % b->dio_off)
+			return false;
+	return true;
+}
+
+static int blk_bounce(struct blk_dev *b, struct blk_req *r)
+{
+	if (r->len > BLK_BOUNCE_BUDGET - b->bounce_bytes)
+		return -ENOMEM;
+	if (posix_memalign(&r->bounce, 4096, r->len))
+		return -ENOMEM;
+	b->bounce_bytes += r->len;
+	b->st.bounces++;
+	if (r->op == BLK_OP_WRITE)
+		iov_to_buf(r->iov, r->niov, 0, r->bounce, r->len);
+	return 0;
+}
+
+static void blk_bad(struct blk_dev *b, struct vq_elem *e, uint8_t status, const char *why,
+		    uint64_t sector)
+{
+	log_rl(&b->vdev.rl, LOG_WARNING, "%s: request at sector %" PRIu64 " rejected: %s",
+	       b->vdev.name, sector, why);
+	blk_complete(b, e, status, 1);
+}
+
+static void blk_start_rw(struct blk_dev *b, struct vq_elem *e, bool write, uint64_t sector)
+{
+	const struct iovec *src = write ? e->iov : &e->iov[e->n_out];
+	unsigned nsrc = write ? e->n_out : e->n_in;
+	uint64_t len = write ? e->out_len - sizeof(struct virtio_blk_outhdr) : e->in_len - 1u;
+
+	if (write && b->readonly)
+		return blk_bad(b, e, VIRTIO_BLK_S_IOERR, "write to a read-only disk", sector);
+	if (len % VIRTIO_BLK_SECTOR)
+		return blk_bad(b, e, VIRTIO_BLK_S_IOERR, "length not a multiple of 512", sector);
+	if (!blk_range_ok(b, sector, len / VIRTIO_BLK_SECTOR))
+		return blk_bad(b, e, VIRTIO_BLK_S_IOERR, "beyond the end of the disk", sector);
+	if (len == 0)
+		return blk_complete(b, e, VIRTIO_BLK_S_OK, 1);
+	if (b->direct && (sector * VIRTIO_BLK_SECTOR) % b->dio_off)
+		return blk_bad(b, e, VIRTIO_BLK_S_IOERR, "offset not aligned to the block size",
+			       sector);
+	struct blk_req *r = blk_req_new(b, e, write ? BLK_OP_WRITE : BLK_OP_READ);
+
+	if (!r)
+		return blk_bad(b, e, VIRTIO_BLK_S_IOERR, "out of memory", sector);
+	r->off = sector * VIRTIO_BLK_SECTOR;
+	r->len = len;
+	int n = iov_slice(src, nsrc, write ? sizeof(struct virtio_blk_outhdr) : 0, len, r->iov,
+			  (unsigned)e->n_out + e->n_in);
+
+	r->niov = n < 0 ? 0 : (unsigned)n;
+	if (n <= 0 || (b->direct && !blk_dio_aligned(b, r) && blk_bounce(b, r) < 0)) {
+		blk_req_free(b, r);
+		return blk_bad(b, e, VIRTIO_BLK_S_IOERR, "no bounce buffer", sector);
+	}
+	blk_start_req(b, r);
+}
+
+static void blk_start_flush(struct blk_dev *b, struct vq_elem *e)
+{
+	struct blk_req *r = blk_req_new(b, e, BLK_OP_FLUSH);
+
+	if (!r)
+		return blk_bad(b, e, VIRTIO_BLK_S_IOERR, "out of memory", 0);
+	blk_start_req(b, r);
+}
+
+static void blk_get_id(struct blk_dev *b, struct vq_elem *e)
+{
+	size_t n = e->in_len - 1u;
+
+	if (n > VIRTIO_BLK_ID_BYTES)
+		n = VIRTIO_BLK_ID_BYTES;
+	n = iov_from_buf(&e->iov[e->n_out], e->n_in, 0, b->serial, n);
+	blk_complete(b, e, VIRTIO_BLK_S_OK, (uint32_t)n + 1);
+}
+
+static unsigned blk_reject(const char **why, const char *text, unsigned status)
+{
+	*why = text;
+	return status;
+}
+
+/* The one segment of a discard / write-zeroes, copied and checked: 0 when fine, else a status. */
+static unsigned blk_dwz_check(struct blk_dev *b, struct vq_elem *e, bool discard,
+			      struct virtio_blk_dwz_seg *seg, const char **why)
+{
+	uint32_t payload = e->out_len - (uint32_t)sizeof(struct virtio_blk_outhdr);
+
+	if (!vdev_has(&b->vdev, discard ? VIRTIO_BLK_F_DISCARD : VIRTIO_BLK_F_WRITE_ZEROES))
+		return blk_reject(why, "feature not negotiated", VIRTIO_BLK_S_UNSUPP);
+	if (b->readonly)
+		return blk_reject(why, "read-only disk", VIRTIO_BLK_S_IOERR);
+	/* We advertise one segment per request; more is a valid request we do not support. */
+	if (payload > sizeof(*seg) && payload % sizeof(*seg) == 0)
+		return blk_reject(why, "more than one segment", VIRTIO_BLK_S_UNSUPP);
+	if (payload != sizeof(*seg))
+		return blk_reject(why, "malformed segment", VIRTIO_BLK_S_IOERR);
+	iov_to_buf(e->iov, e->n_out, sizeof(struct virtio_blk_outhdr), seg, sizeof(*seg));
+	seg->sector = le64toh(seg->sector);
+	seg->num_sectors = le32toh(seg->num_sectors);
+	seg->flags = le32toh(seg->flags);
+	if ((seg->flags & ~VIRTIO_BLK_DWZ_F_UNMAP) || (discard && seg->flags))
+		return blk_reject(why, "unknown flags", VIRTIO_BLK_S_UNSUPP);
+	if (seg->num_sectors > BLK_MAX_DWZ_SECTORS)
+		return blk_reject(why, "too many sectors", VIRTIO_BLK_S_IOERR);
+	if (!blk_range_ok(b, seg->sector, seg->num_sectors))
+		return blk_reject(why, "beyond the end of the disk", VIRTIO_BLK_S_IOERR);
+	return 0;
+}
+
+static int blk_dwz_mode(const struct blk_dev *b, bool discard, bool unmap)
+{
+	int punch = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+	int zero = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+
+	/* On a block device, punch is a zero-out that may unmap, zero a zero-out that won't. */
+	if (discard)
+		return punch;
+	if ((unmap && !b->no_punch) || b->no_zero_range)
+		return punch;
+	return zero;
+}
+
+static void blk_start_dwz(struct blk_dev *b, struct vq_elem *e, bool discard)
+{
+	struct virtio_blk_dwz_seg seg = { 0 };
+	const char *why;
+	unsigned st = blk_dwz_check(b, e, discard, &seg, &why);
+
+	if (st)
+		return blk_bad(b, e, (uint8_t)st, why, seg.sector);
+	if (seg.num_sectors == 0)
+		return blk_complete(b, e, VIRTIO_BLK_S_OK, 1);
+	struct blk_req *r = blk_req_new(b, e, discard ? BLK_OP_DISCARD : BLK_OP_WZ);
+
+	if (!r)
+		return blk_bad(b, e, VIRTIO_BLK_S_IOERR, "out of memory", seg.sector);
+	r->off = seg.sector * VIRTIO_BLK_SECTOR;
+	r->len = (uint64_t)seg.num_sectors * VIRTIO_BLK_SECTOR;
+	r->unmap = seg.flags & VIRTIO_BLK_DWZ_F_UNMAP;
+	r->fmode = blk_dwz_mode(b, discard, r->unmap);
+	blk_start_req(b, r);
+}
+
+/* One popped chain: copy the header, check it, start or complete the request. */
+static void blk_start(struct blk_dev *b, struct vq_elem *e)
+{
+	struct virtio_blk_outhdr h;
+
+	b->st.requests++;
+	if (e->in_len == 0) {
+		/* No byte to put a status in: the driver is broken beyond a per-request error. */
+		vq_push(e, 0);
+		b->touched |= UINT64_C(1) << e->vq->index;
+		vdev_needs_reset(&b->vdev, "request without a writable status byte");
+		return;
+	}
+	if (e->out_len < sizeof(h))
+		return blk_bad(b, e, VIRTIO_BLK_S_IOERR, "header shorter than 16 bytes", 0);
+	iov_to_buf(e->iov, e->n_out, 0, &h, sizeof(h));
+	uint32_t type = le32toh(h.type);
+	uint64_t sector = le64toh(h.sector);
+
+	switch (type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		return blk_start_rw(b, e, type == VIRTIO_BLK_T_OUT, sector);
+	case VIRTIO_BLK_T_FLUSH:
+		return blk_start_flush(b, e);
+	case VIRTIO_BLK_T_GET_ID:
+		return blk_get_id(b, e);
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		return blk_start_dwz(b, e, type == VIRTIO_BLK_T_DISCARD);
+	default:
+		return blk_bad(b, e, VIRTIO_BLK_S_UNSUPP, "unknown request type", sector);
+	}
+}
+
+/* ---- queues ------------------------------------------------------------------------------ */
+
+/* Pop up to VQ_BUDGET chains of queue q, submit them as one batch; true when more wait. */
+static bool blk_process(struct blk_dev *b, unsigned q)
+{
+	struct virtqueue *vq = &b->vdev.vqs[q];
+	unsigned n = 0;
+	int err = 0;
+
+	vq_disable_notify(vq);
+	for (;;) {
+		struct vq_elem *e = NULL;
+
+		while (n < VQ_BUDGET && vdev_active(&b->vdev) && (e = vq_pop(vq, &err))) {
+			blk_start(b, e);
+			n++;
+		}
+		if (err)
+			vdev_vq_error(&b->vdev, vq);
+		if (n == VQ_BUDGET || err || !vdev_active(&b->vdev) || !vq_enable_notify(vq))
+			break;
+	}
+	blk_submit(b);
+	blk_used(b);
+	return n == VQ_BUDGET && vq_has_work(vq);
+}
+
+static void blk_more_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	struct blk_dev *b = container_of(w, struct blk_dev, more);
+	uint64_t todo = b->more_queues;
+
+	(void)revents;
+	b->more_queues = 0;
+	for (unsigned q = 0; todo; q++, todo >>= 1)
+		if ((todo & 1) && q < b->vdev.num_queues && blk_process(b, q))
+			b->more_queues |= UINT64_C(1) << q;
+	if (!b->more_queues)
+		ev_idle_stop(loop, w);
+}
+
+static void blk_queue_notify(struct vdev *d, unsigned q)
+{
+	struct blk_dev *b = blk_of(d);
+
+	if (!blk_process(b, q))
+		return;
+	/* Fairness: the rest waits for the next loop iteration. */
+	b->more_queues |= UINT64_C(1) << q;
+	ev_idle_start(d->host->loop, &b->more);
+}
+
+/* ---- ops --------------------------------------------------------------------------------- */
+
+static void blk_cfg_put(uint8_t *c, unsigned off, uint64_t v, unsigned len)
+{
+	for (unsigned i = 0; i < len; i++)
+		c[off + i] = (uint8_t)(v >> (8 * i));
+}
+
+static unsigned blk_log2(uint32_t v)
+{
+	unsigned n = 0;
+
+	while (v > 1) {
+		v >>= 1;
+		n++;
+	}
+	return n;
+}
+
+static void blk_config_build(const struct blk_dev *b, uint8_t *c)
+{
+	memset(c, 0, VIRTIO_BLK_CFG_SIZE);
+	blk_cfg_put(c, VIRTIO_BLK_CFG_CAPACITY, b->capacity, 8);
+	blk_cfg_put(c, VIRTIO_BLK_CFG_SIZE_MAX, BLK_SIZE_MAX, 4);
+	blk_cfg_put(c, VIRTIO_BLK_CFG_SEG_MAX, b->vdev.queue_max - 2u, 4);
+	blk_cfg_put(c, VIRTIO_BLK_CFG_BLK_SIZE, b->lbs, 4);
+	blk_cfg_put(c, VIRTIO_BLK_CFG_PHYS_EXP, blk_log2(b->pbs / b->lbs), 1);
+	blk_cfg_put(c, VIRTIO_BLK_CFG_MIN_IO, b->pbs / b->lbs, 2);
+	blk_cfg_put(c, VIRTIO_BLK_CFG_OPT_IO, b->opt_io / b->lbs, 4);
+	blk_cfg_put(c, VIRTIO_BLK_CFG_WRITEBACK, b->writeback, 1);
+	blk_cfg_put(c, VIRTIO_BLK_CFG_NUM_QUEUES, b->vdev.num_queues, 2);
+	blk_cfg_put(c, VIRTIO_BLK_CFG_MAX_DISCARD, BLK_MAX_DWZ_SECTORS, 4);
+	blk_cfg_put(c, VIRTIO_BLK_CFG_MAX_DISCARD_SEG, 1, 4);
+	blk_cfg_put(c, VIRTIO_BLK_CFG_DISCARD_ALIGN, b->pbs / VIRTIO_BLK_SECTOR, 4);
+	blk_cfg_put(c, VIRTIO_BLK_CFG_MAX_WZ, BLK_MAX_DWZ_SECTORS, 4);
+	blk_cfg_put(c, VIRTIO_BLK_CFG_MAX_WZ_SEG, 1, 4);
+	blk_cfg_put(c, VIRTIO_BLK_CFG_WZ_MAY_UNMAP, 1, 1);
+}
+
+static void blk_config_read(struct vdev *d, uint32_t off, void *buf, uint32_t len)
+{
+	uint8_t c[VIRTIO_BLK_CFG_SIZE];
+
+	blk_config_build(blk_of(d), c);
+	memcpy(buf, c + off, len);
+}
+
+static void blk_config_write(struct vdev *d, uint32_t off, const void *buf, uint32_t len)
+{
+	struct blk_dev *b = blk_of(d);
+
+	/* Only `writeback` is writable, and only once CONFIG_WCE is negotiated. */
+	if (off != VIRTIO_BLK_CFG_WRITEBACK || len != 1 ||
+	    !vdev_has(d, VIRTIO_BLK_F_CONFIG_WCE)) {
+		log_rl(&d->rl, LOG_WARNING, "%s: ignored config write at %u (%u bytes)", d->name,
+		       off, len);
+		return;
+	}
+	b->writeback = *(const uint8_t *)buf ? 1 : 0;
+	log_info("%s: guest switched to %s", d->name,
+		 b->writeback ? "writeback" : "writethrough");
+}
+
+static int blk_activate(struct vdev *d)
+{
+	(void)d;
+	return 0;
+}
+
+/*
+ * Wait for every request the kernel holds (after asking it to cancel what it can), at most
+ * wait_ms (< 0: forever), so no buffer it writes is handed back to the guest or freed early.
+ */
+static void blk_drain(struct blk_dev *b, int wait_ms)
+{
+	struct timespec start, now;
+	struct io_uring_sqe *sqe;
+
+	if (!b->ring_ok || !b->st.inflight)
+		return;
+	sqe = io_uring_get_sqe(&b->ring);
+	if (sqe) {
+		io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
+		io_uring_sqe_set_data(sqe, NULL);
+	}
+	blk_submit(b);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (b->st.inflight) {
+		struct __kernel_timespec ts = { .tv_sec = 1 };
+		struct io_uring_cqe *cqe;
+
+		if (io_uring_wait_cqe_timeout(&b->ring, &cqe, &ts) == 0)
+			blk_reap(b);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+
+		if (b->st.inflight && wait_ms >= 0 && ms >= wait_ms) {
+			log_warn("%s: %u requests still in flight after %d ms; they complete later",
+				 b->vdev.name, b->st.inflight, wait_ms);
+			return;
+		}
+	}
+}
+
+static void blk_reset(struct vdev *d)
+{
+	struct blk_dev *b = blk_of(d);
+
+	b->epoch++;
+	b->more_queues = 0;
+	b->touched = 0;
+	if (d->host->loop)
+		ev_idle_stop(d->host->loop, &b->more);
+	blk_drain(b, BLK_RESET_WAIT_MS);
+	b->writeback = 1;
+}
+
+static void blk_free(struct blk_dev *b)
+{
+	if (b->ring_ok) {
+		blk_drain(b, -1);
+		ev_io_stop(b->vdev.host->loop, &b->efd_w);
+		ev_idle_stop(b->vdev.host->loop, &b->more);
+		io_uring_queue_exit(&b->ring);
+	}
+	if (b->efd >= 0)
+		close(b->efd);
+	if (b->fd >= 0)
+		close(b->fd);
+	vdev_fini(&b->vdev);
+	free(b);
+}
+
+static void blk_destroy(struct vdev *d)
+{
+	blk_free(blk_of(d));
+}
+
+static uint64_t blk_features(const struct blk_dev *b, const struct config_block *c)
+{
+	uint64_t f = VIRTIO_BIT(VIRTIO_BLK_F_SIZE_MAX) | VIRTIO_BIT(VIRTIO_BLK_F_SEG_MAX) |
+		     VIRTIO_BIT(VIRTIO_BLK_F_BLK_SIZE) | VIRTIO_BIT(VIRTIO_BLK_F_TOPOLOGY) |
+		     VIRTIO_BIT(VIRTIO_BLK_F_FLUSH) | VIRTIO_BIT(VIRTIO_BLK_F_CONFIG_WCE) |
+		     VIRTIO_BIT(VIRTIO_BLK_F_MQ);
+
+	if (b->readonly)
+		return f | VIRTIO_BIT(VIRTIO_BLK_F_RO);
+	if (c->discard)
+		f |= VIRTIO_BIT(VIRTIO_BLK_F_DISCARD);
+	if (c->write_zeroes)
+		f |= VIRTIO_BIT(VIRTIO_BLK_F_WRITE_ZEROES);
+	return f;
+}
+
+static int blk_check_config(const struct config_device *cfg, unsigned *queues, unsigned *qsize)
+{
+	const struct config_block *c = &cfg->u.block;
+
+	*queues = c->queues ? c->queues : 1;
+	*qsize = c->queue_size ? c->queue_size : BLK_DEF_QUEUE_SIZE;
+	if (*queues > BLK_MAX_QUEUES || *qsize < 4 || *qsize > VQ_MAX_SIZE ||
+	    (*qsize & (*qsize - 1))) {
+		log_err("block \"%s\": queues = %u / queue_size = %u out of range", cfg->name,
+			*queues, *qsize);
+		return -EINVAL;
+	}
+	if (!c->path[0]) {
+		log_err("block \"%s\": no path", cfg->name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int blk_create(struct vdev_host *host, const struct config_device *cfg, struct vdev **out)
+{
+	const struct config_block *c = &cfg->u.block;
+	unsigned queues, qsize;
+	char name[sizeof(((struct vdev *)0)->name)];
+	int rc = blk_check_config(cfg, &queues, &qsize);
+
+	if (rc < 0)
+		return rc;
+	if (!host->loop) {
+		log_err("block \"%s\": needs an event loop", cfg->name);
+		return -EINVAL;
+	}
+	struct blk_dev *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return -ENOMEM;
+	b->fd = b->efd = -1;
+	snprintf(name, sizeof(name), "block %s", cfg->name[0] ? cfg->name : "-");
+	rc = vdev_init(&b->vdev, &vdev_block_ops, host, name, (uint16_t)queues, (uint16_t)qsize);
+	if (rc < 0) {
+		free(b);
+		return rc;
+	}
+	snprintf(b->path, sizeof(b->path), "%s", c->path);
+	b->readonly = c->readonly;
+	b->direct = c->cache == BLK_CACHE_NONE;
+	b->writeback = 1;
+	rc = blk_open(b);
+	if (rc == 0)
+		rc = blk_ring_init(b, queues, qsize);
+	if (rc < 0) {
+		blk_free(b);
+		return rc;
+	}
+	blk_set_serial(b, c->serial);
+	ev_idle_init(&b->more, blk_more_cb);
+	b->vdev.host_features = blk_features(b, c);
+	b->vdev.config_size = VIRTIO_BLK_CFG_SIZE;
+	log_info("%s: %s, %" PRIu64 " sectors, %s%s, block %u/%u, %u queue(s) of %u", name,
+		 b->path, b->capacity, b->direct ? "cache=none" : "cache=writeback",
+		 b->readonly ? ", read-only" : "", b->lbs, b->pbs, queues, qsize);
+	*out = &b->vdev;
+	return 0;
+}
+
+const struct blk_stats *blk_get_stats(const struct vdev *d)
+{
+	if (!d || d->ops != &vdev_block_ops)
+		return NULL;
+	return &container_of(d, struct blk_dev, vdev)->st;
+}
+
+const struct vdev_ops vdev_block_ops = {
+	.type = "block",
+	.device_id = VIRTIO_ID_BLOCK,
+	.create = blk_create,
+	.config_read = blk_config_read,
+	.config_write = blk_config_write,
+	.activate = blk_activate,
+	.reset = blk_reset,
+	.queue_notify = blk_queue_notify,
+	.destroy = blk_destroy,
+};
