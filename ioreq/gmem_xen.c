@@ -514,7 +514,8 @@ static void *gx_map(struct gmem *gm, uint64_t gpa, size_t len, unsigned prot)
 	}
 	if (!p) {
 		gx->st.failures++;
-		log_rl(&gx->rl, LOG_WARNING, "gmem: cannot map guest range 0x%llx+%zu",
+		/* Debug only: the virtqueue reports the consequence, naming the device. */
+		log_rl(&gx->rl, LOG_DEBUG, "gmem: cannot map guest range 0x%llx+%zu",
 		       (unsigned long long)gpa, len);
 		return NULL;
 	}
