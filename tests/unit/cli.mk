@@ -2,3 +2,6 @@
 # (XVD_DAEMON in the environment overrides the path, e.g. to run it against build/sim/xen-virtiod.)
 $(BUILD)/obj/tests/unit/test_cli.o: CPPFLAGS += -DXVD_DAEMON_PATH=\"$(abspath $(DAEMON))\"
 $(BUILD)/tests/unit/test_cli: $(DAEMON)
+
+# xen-virtiod-create against a fake xl and daemon.
+TESTS += tests/unit/test_create.sh
