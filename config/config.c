@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/un.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -227,17 +228,18 @@ static int parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* hexwidth: digits of the range shown in hexadecimal, 0 for decimal. */
 static int parse_uint_range(struct parser *p, const char *val, uint64_t min, uint64_t max,
-			    bool hex, uint64_t *out)
+			    int hexwidth, uint64_t *out)
 {
 	uint64_t v = 0;
 	int rc = parse_u64(val, &v);
 	if (rc == -1)
 		return key_error(p, "'%s' is not a number (decimal or 0x hexadecimal)", val);
 	if (rc < 0 || v < min || v > max) {
-		if (hex)
-			return key_error(p, "%s is out of range (0x%" PRIx64 "..0x%" PRIx64 ")",
-					 val, min, max);
+		if (hexwidth)
+			return key_error(p, "%s is out of range (0x%0*" PRIx64 "..0x%0*" PRIx64 ")",
+					 val, hexwidth, min, hexwidth, max);
 		return key_error(p, "%s is out of range (%" PRIu64 "..%" PRIu64 ")", val, min, max);
 	}
 	*out = v;
@@ -249,11 +251,11 @@ static int parse_bool(struct parser *p, const char *val, bool *out)
 	static const char *const yes[] = { "yes", "true", "on", "1" };
 	static const char *const no[] = { "no", "false", "off", "0" };
 	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
-		if (strcmp(val, yes[i]) == 0) {
+		if (strcasecmp(val, yes[i]) == 0) {
 			*out = true;
 			return 0;
 		}
-		if (strcmp(val, no[i]) == 0) {
+		if (strcasecmp(val, no[i]) == 0) {
 			*out = false;
 			return 0;
 		}
@@ -332,7 +334,7 @@ static int parse_enum(struct parser *p, const struct key_def *k, const char *val
 static int parse_uint_key(struct parser *p, const struct key_def *k, const char *val, void *field)
 {
 	uint64_t v;
-	if (parse_uint_range(p, val, k->min, k->max, false, &v) < 0)
+	if (parse_uint_range(p, val, k->min, k->max, 0, &v) < 0)
 		return -1;
 	if ((k->flags & KEY_POW2) && (v & (v - 1)) != 0)
 		return key_error(p, "%s is not a power of two", val);
@@ -430,7 +432,7 @@ static int dev_mmio(struct parser *p, void *obj, const char *val)
 	const struct config_device *o;
 	char label[LABEL_MAX];
 	uint64_t v;
-	if (parse_uint_range(p, val, CONFIG_MMIO_MIN, CONFIG_MMIO_END - MMIO_WINDOW, true, &v) < 0)
+	if (parse_uint_range(p, val, CONFIG_MMIO_MIN, CONFIG_MMIO_END - MMIO_WINDOW, 8, &v) < 0)
 		return -1;
 	if (v % MMIO_WINDOW)
 		return key_error(p, "%s is not aligned to 0x200", val);
@@ -448,7 +450,7 @@ static int dev_irq(struct parser *p, void *obj, const char *val)
 	const struct config_device *o;
 	char label[LABEL_MAX];
 	uint64_t v;
-	if (parse_uint_range(p, val, CONFIG_IRQ_MIN, CONFIG_IRQ_MAX, false, &v) < 0)
+	if (parse_uint_range(p, val, CONFIG_IRQ_MIN, CONFIG_IRQ_MAX, 0, &v) < 0)
 		return -1;
 	o = dev_other(p, d, irq_match, v);
 	if (o)
@@ -704,7 +706,7 @@ static void console_finish(struct parser *p, struct config_device *d, struct sec
 static int i2c_addr(struct parser *p, const char *s, uint16_t *out)
 {
 	uint64_t v;
-	if (parse_uint_range(p, s, I2C_ADDR_MIN, I2C_ADDR_MAX, true, &v) < 0)
+	if (parse_uint_range(p, s, I2C_ADDR_MIN, I2C_ADDR_MAX, 2, &v) < 0)
 		return -1;
 	*out = (uint16_t)v;
 	return 0;
@@ -895,10 +897,9 @@ static void section_enter(struct parser *p, enum sect_kind kind, const struct ke
 
 static void section_guest(struct parser *p, bool named)
 {
-	if (named) {
+	/* Still parsed as [guest], so its keys are checked and nothing else cascades. */
+	if (named)
 		cfg_error(p, p->lineno, p->label, "[guest] takes no name");
-		return;
-	}
 	if (p->guest_line) {
 		cfg_error(p, p->lineno, p->label, "duplicate section (first at line %d)",
 			  p->guest_line);
