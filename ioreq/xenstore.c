@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <ev.h>
 #include <xenstore.h>
@@ -271,7 +272,25 @@ static int xs_parse_type(const char *type, uint32_t *id)
 	return 0;
 }
 
-static int xs_parse_virtio(struct xs_handle *xs, struct xen_vdev_desc *d)
+/*
+ * libxl writes a defbool ("True"/"False"); accept 0/1 too. Absent (older libxl): libxl's
+ * default, grants whenever the backend is not dom0.
+ */
+static int xs_parse_grant_usage(const char *v, uint32_t backend_domid, bool *out)
+{
+	if (!v)
+		*out = backend_domid != 0;
+	else if (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0)
+		*out = true;
+	else if (strcmp(v, "0") == 0 || strcasecmp(v, "false") == 0)
+		*out = false;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int xs_parse_virtio(struct xs_handle *xs, uint32_t backend_domid,
+			   struct xen_vdev_desc *d)
 {
 	char *type = xs_readf(xs, "%s/type", d->be_path);
 	char *transport = xs_readf(xs, "%s/transport", d->be_path);
@@ -280,9 +299,8 @@ static int xs_parse_virtio(struct xs_handle *xs, struct xen_vdev_desc *d)
 
 	if (rc == 0 && (!transport || strcmp(transport, "mmio")))
 		rc = -EINVAL;
-	if (rc == 0 && grant && strcmp(grant, "0") && strcmp(grant, "1"))
-		rc = -EINVAL;
-	d->grant_usage = grant && strcmp(grant, "1") == 0;
+	if (rc == 0)
+		rc = xs_parse_grant_usage(grant, backend_domid, &d->grant_usage);
 	if (rc < 0)
 		log_warn("xenstore: %s: bad type '%s', transport '%s' or grant_usage '%s'",
 			 d->be_path, type ? type : "(none)", transport ? transport : "(none)",
@@ -293,8 +311,9 @@ static int xs_parse_virtio(struct xs_handle *xs, struct xen_vdev_desc *d)
 	return rc;
 }
 
-static int xs_read_device(struct xs_handle *xs, const char *root, enum xen_layout layout,
-			  uint32_t domid, unsigned devid, struct xen_vdev_desc *d)
+static int xs_read_device(struct xs_handle *xs, const char *root, uint32_t backend_domid,
+			  enum xen_layout layout, uint32_t domid, unsigned devid,
+			  struct xen_vdev_desc *d)
 {
 	int n;
 
@@ -307,7 +326,8 @@ static int xs_read_device(struct xs_handle *xs, const char *root, enum xen_layou
 		return -ENAMETOOLONG;
 	if (xs_parse_window(xs, d) < 0)
 		return -EINVAL;
-	return layout == XEN_LAYOUT_DISK417 ? xs_parse_disk417(xs, d) : xs_parse_virtio(xs, d);
+	return layout == XEN_LAYOUT_DISK417 ? xs_parse_disk417(xs, d)
+					    : xs_parse_virtio(xs, backend_domid, d);
 }
 
 static int xs_u32_cmp(const void *a, const void *b)
@@ -347,9 +367,9 @@ static int xs_list_ids(struct xs_handle *xs, const char *path, uint32_t max_id, 
 	return (int)k;
 }
 
-static int xs_discover_layout(struct xs_handle *xs, const char *root, enum xen_layout layout,
-			      uint32_t domid, struct xen_vdev_desc *out, unsigned max,
-			      unsigned *n)
+static int xs_discover_layout(struct xs_handle *xs, const char *root, uint32_t backend_domid,
+			      enum xen_layout layout, uint32_t domid, struct xen_vdev_desc *out,
+			      unsigned max, unsigned *n)
 {
 	char path[XS_PATH_MAX];
 	uint32_t *ids;
@@ -363,7 +383,8 @@ static int xs_discover_layout(struct xs_handle *xs, const char *root, enum xen_l
 		if (*n >= max) {
 			log_err("xenstore: %s: more than %u devices", path, max);
 			rc = -ENOSPC;
-		} else if (xs_read_device(xs, root, layout, domid, ids[i], &out[*n]) == 0) {
+		} else if (xs_read_device(xs, root, backend_domid, layout, domid, ids[i],
+						  &out[*n]) == 0) {
 			(*n)++;
 		}
 	}
@@ -386,9 +407,10 @@ int xen_discover(uint32_t backend_domid, uint32_t domid, struct xen_vdev_desc *o
 		xs_close(xs);
 		return -EIO;
 	}
-	rc = xs_discover_layout(xs, root, XEN_LAYOUT_DISK417, domid, out, max, n);
+	rc = xs_discover_layout(xs, root, backend_domid, XEN_LAYOUT_DISK417, domid, out, max, n);
 	if (rc == 0)
-		rc = xs_discover_layout(xs, root, XEN_LAYOUT_VIRTIO, domid, out, max, n);
+		rc = xs_discover_layout(xs, root, backend_domid, XEN_LAYOUT_VIRTIO, domid, out, max,
+					n);
 	free(root);
 	xs_close(xs);
 	return rc;
