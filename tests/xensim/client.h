@@ -1,0 +1,43 @@
+/*
+ * What the drop-in libraries share: the connection to the hub and the per-handle cache of a
+ * domain's shared memory (RAM memfd and control page), fetched once per domain and handle.
+ */
+#ifndef XSIM_CLIENT_H
+#define XSIM_CLIENT_H
+
+#include <stdint.h>
+
+#include "tests/xensim/proto.h"
+
+/* A new connection to the hub named by $XENSIM_SOCKET; -1 with errno. */
+int xsim_connect(void);
+
+/*
+ * Send m (with send_fd when >= 0), receive the answer into m and up to nfds descriptors into
+ * fds (the rest closed). Returns m->rc (0 or -errno) and sets errno on failure.
+ */
+int xsim_rpc(int conn, struct xsim_msg *m, int send_fd, int *fds, unsigned nfds);
+struct xsim_msg *xsim_msg_new(uint32_t op, uint32_t domid);
+
+struct xsim_cdom {
+	uint32_t domid;
+	int ram_fd;
+	struct xsim_domctl *ctl;
+};
+
+struct xsim_domcache {
+	struct xsim_cdom *v;
+	unsigned n;
+};
+
+/* The domain's shared memory, asking the hub the first time; NULL with errno (ESRCH). */
+struct xsim_cdom *xsim_domcache_get(struct xsim_domcache *dc, int conn, uint32_t domid);
+void xsim_domcache_free(struct xsim_domcache *dc);
+
+/* File offset of guest frame gfn in the RAM memfd, or -1 when gfn is not guest RAM. */
+int64_t xsim_gfn_offset(const struct xsim_domctl *ctl, uint64_t gfn);
+
+/* Map `pages` frames (offsets[i], -1 for none) at one reserved range; NULL with errno. */
+void *xsim_map_frames(int fd, const int64_t *offsets, size_t pages, int prot);
+
+#endif

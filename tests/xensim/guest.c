@@ -1,0 +1,623 @@
+/*
+ * The guest's side of xensim: vCPU accesses through the ioreq slots, interrupts, grants,
+ * xenstore polling, the sim daemon as a child process, and the vdriver adapters.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ioreq/gmem.h"
+#include "tests/xensim/guest.h"
+#include "tests/xensim/hub.h"
+
+#define GUEST_TIMEOUT_MS 5000
+
+extern char **environ;
+
+static int64_t guest_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void *xsim_dom_ram(struct xsim_dom *d, uint64_t gpa, uint64_t len)
+{
+	uint64_t off = 0;
+
+	for (unsigned b = 0; b < 2; b++) {
+		uint64_t base = d->ctl->bank_base[b], size = d->ctl->bank_size[b];
+
+		if (gpa >= base && gpa - base < size && len <= size - (gpa - base))
+			return d->ram + off + (gpa - base);
+		off += size;
+	}
+	return NULL;
+}
+
+bool xsim_dom_routed(struct xsim_dom *d, uint64_t addr)
+{
+	bool r;
+
+	pthread_mutex_lock(&d->hub->lock);
+	r = d->alive && hub_route(d, addr) != NULL;
+	pthread_mutex_unlock(&d->hub->lock);
+	return r;
+}
+
+/* ---- ioreq slots ---- */
+
+/* Where an access from vcpu to route goes: the slot and channel of the covering server. */
+static int guest_target(struct xsim_dom *d, unsigned vcpu, uint64_t route, struct ioreq **slot,
+			struct xsim_chan **ch)
+{
+	struct xsim_server *s;
+	int rc = 0;
+
+	if (vcpu >= d->nr_vcpus)
+		return -EINVAL;
+	pthread_mutex_lock(&d->hub->lock);
+	s = d->alive ? hub_route(d, route) : NULL;
+	if (!d->alive)
+		rc = -ESRCH;
+	else if (!s)
+		rc = -EFAULT;   /* no server: Xen injects a data abort into the guest */
+	else {
+		*slot = &s->slots[vcpu];
+		*ch = &s->chans[vcpu];
+	}
+	pthread_mutex_unlock(&d->hub->lock);
+	return rc;
+}
+
+static void guest_post(volatile struct ioreq *slot, struct xsim_chan *ch, const struct ioreq *r,
+		       uint8_t state)
+{
+	uint64_t one = 1, drain;
+
+	while (read(ch->to_guest, &drain, sizeof(drain)) > 0)
+		;   /* a late answer to an abandoned request must not wake us */
+	slot->addr = r->addr;
+	slot->data = r->data;
+	slot->count = r->count;
+	slot->size = r->size;
+	slot->data_is_ptr = r->data_is_ptr;
+	slot->dir = r->dir;
+	slot->df = r->df;
+	slot->type = r->type;
+	/* Release: every field above is visible before the state says READY (Xen's wmb). */
+	atomic_thread_fence(memory_order_release);
+	slot->state = state;
+	if (write(ch->to_dm, &one, sizeof(one)) != sizeof(one))
+		fprintf(stderr, "xsim: event channel write failed: %s\n", strerror(errno));
+}
+
+static int guest_wait(volatile struct ioreq *slot, struct xsim_chan *ch, int timeout_ms)
+{
+	int64_t deadline = guest_now_ms() + timeout_ms;
+	uint64_t drain;
+
+	for (;;) {
+		if (slot->state == STATE_IORESP_READY) {
+			/* Acquire: the response data is read only after its state (Xen's rmb). */
+			atomic_thread_fence(memory_order_acquire);
+			return 0;
+		}
+		int64_t left = deadline - guest_now_ms();
+		struct pollfd p = { .fd = ch->to_guest, .events = POLLIN };
+
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if (poll(&p, 1, (int)left) > 0)
+			while (read(ch->to_guest, &drain, sizeof(drain)) > 0)
+				;
+	}
+}
+
+int xsim_ioreq_raw(struct xsim_dom *d, unsigned vcpu, uint64_t route_addr,
+		   const struct ioreq *req, struct ioreq *resp, int timeout_ms)
+{
+	struct ioreq *slot;
+	struct xsim_chan *ch;
+	int rc = guest_target(d, vcpu, route_addr, &slot, &ch);
+
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&d->vcpu_lock[vcpu]);
+	guest_post(slot, ch, req, req->state);
+	if (resp) {
+		rc = guest_wait(slot, ch, timeout_ms);
+		if (rc == 0)
+			*resp = *slot;
+		/* Xen consumes the response (or gives up on it) and frees the slot. */
+		((volatile struct ioreq *)slot)->state = STATE_IOREQ_NONE;
+	}
+	pthread_mutex_unlock(&d->vcpu_lock[vcpu]);
+	return rc;
+}
+
+int xsim_mmio(struct xsim_dom *d, unsigned vcpu, uint64_t addr, unsigned size, bool write,
+	      uint64_t *data, int timeout_ms)
+{
+	struct ioreq req = {
+		.addr = addr, .data = write ? *data : 0, .count = 1, .size = size,
+		.state = STATE_IOREQ_READY, .dir = write ? IOREQ_WRITE : IOREQ_READ,
+		.type = IOREQ_TYPE_COPY,
+	}, resp;
+	int rc = xsim_ioreq_raw(d, vcpu, addr, &req, &resp, timeout_ms);
+
+	if (rc == 0 && !write)
+		*data = size < 8 ? resp.data & ((UINT64_C(1) << (8 * size)) - 1) : resp.data;
+	return rc;
+}
+
+uint64_t xsim_mmio_read(struct xsim_dom *d, unsigned vcpu, uint64_t addr, unsigned size)
+{
+	uint64_t v = 0;
+
+	if (xsim_mmio(d, vcpu, addr, size, false, &v, GUEST_TIMEOUT_MS) < 0)
+		return ~UINT64_C(0);
+	return v;
+}
+
+int xsim_mmio_write(struct xsim_dom *d, unsigned vcpu, uint64_t addr, unsigned size,
+		    uint64_t val)
+{
+	return xsim_mmio(d, vcpu, addr, size, true, &val, GUEST_TIMEOUT_MS);
+}
+
+/* The first MMIO address of each enabled server, to route a broadcast to each. */
+static unsigned guest_servers(struct xsim_dom *d, uint64_t *routes)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&d->hub->lock);
+	for (unsigned i = 0; i < XSIM_MAX_SERVERS; i++) {
+		struct xsim_server *s = d->servers[i];
+
+		for (unsigned r = 0; s && s->enabled && r < s->nranges; r++) {
+			if (s->ranges[r].mmio && hub_route(d, s->ranges[r].start) == s) {
+				routes[n++] = s->ranges[r].start;
+				break;
+			}
+		}
+	}
+	pthread_mutex_unlock(&d->hub->lock);
+	return n;
+}
+
+int xsim_invalidate(struct xsim_dom *d, unsigned vcpu, int timeout_ms)
+{
+	uint64_t routes[XSIM_MAX_SERVERS];
+	unsigned n = guest_servers(d, routes);
+	struct ioreq req = {
+		.type = IOREQ_TYPE_INVALIDATE, .size = 4, .count = 1, .dir = IOREQ_WRITE,
+		.data = ~UINT64_C(0), .state = STATE_IOREQ_READY,
+	}, resp;
+
+	for (unsigned i = 0; i < n; i++) {
+		int rc = xsim_ioreq_raw(d, vcpu, routes[i], &req, &resp, timeout_ms);
+
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- interrupts ---- */
+
+uint32_t xsim_irq_edges(struct xsim_dom *d, unsigned spi)
+{
+	return spi < XSIM_NR_IRQS ? atomic_load(&d->ctl->irq_edges[spi]) : 0;
+}
+
+bool xsim_irq_level(struct xsim_dom *d, unsigned spi)
+{
+	return spi < XSIM_NR_IRQS && atomic_load(&d->ctl->irq_level[spi]);
+}
+
+int xsim_irq_wait(struct xsim_dom *d, unsigned spi, uint32_t *seen, int timeout_ms)
+{
+	int64_t deadline = guest_now_ms() + timeout_ms;
+
+	if (spi >= XSIM_NR_IRQS)
+		return 0;
+	for (;;) {
+		uint32_t cur = atomic_load(&d->ctl->irq_edges[spi]);
+		int64_t left = deadline - guest_now_ms();
+
+		if (cur != *seen) {
+			*seen = cur;
+			return 1;
+		}
+		if (left <= 0)
+			return 0;
+		struct timespec ts = { left / 1000, (left % 1000) * 1000000 };
+
+		/* Shared futex: the daemon process wakes it after counting an edge. */
+		syscall(SYS_futex, (uint32_t *)&d->ctl->irq_edges[spi], FUTEX_WAIT, cur, &ts,
+			NULL, 0);
+	}
+}
+
+/* ---- grants ---- */
+
+int xsim_grant(struct xsim_dom *d, uint32_t ref, uint64_t gfn, bool readonly)
+{
+	struct xsim_grant *g;
+
+	if (ref >= XSIM_NR_GRANTS)
+		return -EINVAL;
+	g = &d->ctl->grants[ref];
+	g->frame = gfn;
+	g->domid = 0;
+	/* Release: the frame is visible before the entry is valid. */
+	atomic_store_explicit(&g->flags, XSIM_GNT_VALID | (readonly ? XSIM_GNT_READONLY : 0),
+			      memory_order_release);
+	return 0;
+}
+
+void xsim_grant_revoke(struct xsim_dom *d, uint32_t ref)
+{
+	if (ref < XSIM_NR_GRANTS)
+		atomic_store_explicit(&d->ctl->grants[ref].flags, 0, memory_order_release);
+}
+
+/* Reserve n consecutive refs; 0 when the table is full. */
+static uint32_t guest_grefs(struct xsim_dom *d, uint64_t n)
+{
+	uint32_t ref = 0;
+
+	pthread_mutex_lock(&d->hub->lock);
+	if (n && n <= XSIM_NR_GRANTS - d->next_gref) {
+		ref = d->next_gref;
+		d->next_gref += (uint32_t)n;
+	}
+	pthread_mutex_unlock(&d->hub->lock);
+	return ref;
+}
+
+uint64_t xsim_grant_addr(struct xsim_dom *d, uint64_t gpa, uint64_t len, bool readonly)
+{
+	uint64_t first, n;
+	uint32_t ref;
+
+	if (!gmem_range_ok(gpa, len))
+		return 0;
+	first = gpa / XSIM_PAGE;
+	n = (gpa + len - 1) / XSIM_PAGE - first + 1;
+	ref = guest_grefs(d, n);
+	if (!ref)
+		return 0;
+	for (uint64_t i = 0; i < n; i++)
+		xsim_grant(d, ref + (uint32_t)i, first + i, readonly);
+	return GMEM_GRANT_BIT | ((uint64_t)ref << 12) | (gpa & (XSIM_PAGE - 1));
+}
+
+/* ---- xenstore ---- */
+
+int xsim_xs_wait(struct xsim_hub *h, const char *path, const char *want, int timeout_ms)
+{
+	int64_t deadline = guest_now_ms() + timeout_ms;
+
+	for (;;) {
+		char *v = xsim_xs_read(h, path);
+		bool done = v && (!want || strcmp(v, want) == 0);
+
+		free(v);
+		if (done)
+			return 0;
+		if (guest_now_ms() >= deadline)
+			return -ETIMEDOUT;
+		usleep(2000);
+	}
+}
+
+/* ---- the sim daemon ---- */
+
+static int daemon_notify_socket(struct xsim_hub *h, struct xsim_daemon *dm, const char *tag)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int n = snprintf(dm->notify_path, sizeof(dm->notify_path), "%s/%s.notify", h->dir, tag);
+
+	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, dm->notify_path, (size_t)n + 1);
+	unlink(dm->notify_path);
+	dm->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (dm->notify_fd < 0)
+		return -errno;
+	if (bind(dm->notify_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(dm->notify_fd);
+		dm->notify_fd = -1;
+		return -errno;
+	}
+	return 0;
+}
+
+/* environ plus NOTIFY_SOCKET (replacing any inherited one). */
+static char **daemon_env(const char *notify)
+{
+	size_t n = 0, j = 0;
+	char **env;
+
+	while (environ[n])
+		n++;
+	env = calloc(n + 2, sizeof(*env));
+	if (!env)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], "NOTIFY_SOCKET=", 14) != 0)
+			env[j++] = environ[i];
+	if (asprintf(&env[j], "NOTIFY_SOCKET=%s", notify) < 0) {
+		free(env);
+		return NULL;
+	}
+	return env;
+}
+
+static char **daemon_argv(const char *binary, const char *const *args)
+{
+	size_t n = 0;
+	char **argv;
+
+	while (args && args[n])
+		n++;
+	argv = calloc(n + 2, sizeof(*argv));
+	if (!argv)
+		return NULL;
+	argv[0] = (char *)binary;
+	for (size_t i = 0; i < n; i++)
+		argv[i + 1] = (char *)args[i];
+	return argv;
+}
+
+static void daemon_free_env(char **env)
+{
+	size_t n = 0;
+
+	while (env[n])
+		n++;
+	free(env[n - 1]);   /* the NOTIFY_SOCKET string we allocated */
+	free(env);
+}
+
+int xsim_daemon_start(struct xsim_hub *h, struct xsim_daemon *dm, const char *binary,
+		      const char *tag, const char *const *args)
+{
+	char **argv, **env;
+	int logfd, rc;
+
+	memset(dm, 0, sizeof(*dm));
+	dm->notify_fd = -1;
+	rc = daemon_notify_socket(h, dm, tag);
+	if (rc < 0)
+		return rc;
+	snprintf(dm->log_path, sizeof(dm->log_path), "%s/%s.log", h->dir, tag);
+	logfd = open(dm->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	argv = daemon_argv(binary, args);
+	env = daemon_env(dm->notify_path);
+	if (logfd < 0 || !argv || !env) {
+		rc = logfd < 0 ? -errno : -ENOMEM;
+		goto out;
+	}
+	/* Everything is prepared before fork: the child of a threaded process only execs. */
+	dm->pid = fork();
+	if (dm->pid == 0) {
+		dup2(logfd, 1);
+		dup2(logfd, 2);
+		execve(binary, argv, env);
+		_exit(127);
+	}
+	rc = dm->pid < 0 ? -errno : 0;
+out:
+	if (logfd >= 0)
+		close(logfd);
+	free(argv);
+	if (env)
+		daemon_free_env(env);
+	return rc;
+}
+
+static bool daemon_reap(struct xsim_daemon *dm, int flags)
+{
+	int st;
+
+	if (dm->reaped)
+		return true;
+	if (dm->pid > 0 && waitpid(dm->pid, &st, flags) == dm->pid) {
+		dm->reaped = true;
+		dm->status = st;
+	}
+	return dm->reaped;
+}
+
+bool xsim_daemon_alive(struct xsim_daemon *dm)
+{
+	return dm->pid > 0 && !daemon_reap(dm, WNOHANG);
+}
+
+int xsim_daemon_wait_ready(struct xsim_daemon *dm, int timeout_ms)
+{
+	int64_t deadline = guest_now_ms() + timeout_ms;
+	char buf[512];
+
+	while (guest_now_ms() < deadline) {
+		struct pollfd p = { .fd = dm->notify_fd, .events = POLLIN };
+
+		if (poll(&p, 1, 50) > 0) {
+			ssize_t n = recv(dm->notify_fd, buf, sizeof(buf) - 1, 0);
+
+			if (n > 0) {
+				buf[n] = '\0';
+				if (strstr(buf, "READY=1"))
+					return 0;
+			}
+		} else if (!xsim_daemon_alive(dm)) {
+			return -ECHILD;
+		}
+	}
+	return -ETIMEDOUT;
+}
+
+int xsim_daemon_wait_exit(struct xsim_daemon *dm, int timeout_ms, int *status)
+{
+	int64_t deadline = guest_now_ms() + timeout_ms;
+
+	while (!daemon_reap(dm, WNOHANG)) {
+		if (guest_now_ms() >= deadline)
+			return -ETIMEDOUT;
+		usleep(5000);
+	}
+	if (status)
+		*status = dm->status;
+	return 0;
+}
+
+int xsim_daemon_stop(struct xsim_daemon *dm)
+{
+	if (dm->pid <= 0)
+		return 0;
+	if (!daemon_reap(dm, WNOHANG)) {
+		kill(dm->pid, SIGTERM);
+		if (xsim_daemon_wait_exit(dm, 5000, NULL) < 0) {
+			kill(dm->pid, SIGKILL);
+			daemon_reap(dm, 0);
+		}
+	}
+	if (dm->notify_fd >= 0) {
+		close(dm->notify_fd);
+		unlink(dm->notify_path);
+		dm->notify_fd = -1;
+	}
+	return dm->status;
+}
+
+bool xsim_daemon_log_has(struct xsim_daemon *dm, const char *needle)
+{
+	FILE *f = fopen(dm->log_path, "r");
+	char line[1024];
+	bool found = false;
+
+	while (f && !found && fgets(line, sizeof(line), f))
+		found = strstr(line, needle) != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
+/* ---- vdriver adapters ---- */
+
+static struct xsim_vio *vio_of(struct vdrv_io *io)
+{
+	return (struct xsim_vio *)((char *)io - offsetof(struct xsim_vio, io));
+}
+
+static uint64_t vio_read(struct vdrv_io *io, uint32_t off, unsigned size)
+{
+	struct xsim_vio *v = vio_of(io);
+	uint64_t val = 0;
+
+	if (xsim_mmio(v->d, v->vcpu, v->base + off, size, false, &val, v->timeout_ms) < 0) {
+		v->errors++;
+		return size < 8 ? (UINT64_C(1) << (8 * size)) - 1 : ~UINT64_C(0);
+	}
+	return val;
+}
+
+static void vio_write(struct vdrv_io *io, uint32_t off, unsigned size, uint64_t val)
+{
+	struct xsim_vio *v = vio_of(io);
+
+	if (xsim_mmio(v->d, v->vcpu, v->base + off, size, true, &val, v->timeout_ms) < 0)
+		v->errors++;
+}
+
+static int vio_wait_irq(struct vdrv_io *io, int timeout_ms)
+{
+	struct xsim_vio *v = vio_of(io);
+
+	return xsim_irq_wait(v->d, v->spi, &v->seen, timeout_ms);
+}
+
+void xsim_vio_init(struct xsim_vio *v, struct xsim_dom *d, unsigned vcpu, uint64_t base,
+		   unsigned spi)
+{
+	memset(v, 0, sizeof(*v));
+	v->io.read = vio_read;
+	v->io.write = vio_write;
+	v->io.wait_irq = vio_wait_irq;
+	v->io.opaque = v;
+	v->d = d;
+	v->vcpu = vcpu;
+	v->base = base;
+	v->spi = spi;
+	v->seen = xsim_irq_edges(d, spi);
+	v->timeout_ms = GUEST_TIMEOUT_MS;
+}
+
+/* Grant addresses for the pre-granted region: page i has refs rw_base+i and ro_base+i. */
+static uint64_t vmem_dma_addr(struct vdrv_mem *m, uint64_t gpa, uint64_t len, bool device_writes)
+{
+	struct xsim_dom *d = m->opaque;
+	uint64_t page = (gpa - d->gnt_gpa) / XSIM_PAGE;
+	uint32_t base = device_writes ? d->gnt_rw_base : d->gnt_ro_base;
+
+	(void)len;
+	if (gpa < d->gnt_gpa || page >= d->gnt_pages)
+		return gpa;   /* not granted: the device will (rightly) fail to map it */
+	return GMEM_GRANT_BIT | ((base + page) << 12) | (gpa & (XSIM_PAGE - 1));
+}
+
+static int vmem_grant_region(struct xsim_dom *d, uint64_t gpa, uint64_t size)
+{
+	uint64_t pages = (size + XSIM_PAGE - 1) / XSIM_PAGE;
+	uint32_t rw = guest_grefs(d, pages), ro = rw ? guest_grefs(d, pages) : 0;
+
+	if (!rw || !ro)
+		return -ENOSPC;
+	for (uint64_t i = 0; i < pages; i++) {
+		xsim_grant(d, rw + (uint32_t)i, gpa / XSIM_PAGE + i, false);
+		xsim_grant(d, ro + (uint32_t)i, gpa / XSIM_PAGE + i, true);
+	}
+	d->gnt_gpa = gpa;
+	d->gnt_pages = pages;
+	d->gnt_rw_base = rw;
+	d->gnt_ro_base = ro;
+	return 0;
+}
+
+int xsim_vmem_init(struct vdrv_mem *m, struct xsim_dom *d, uint64_t gpa, uint64_t size,
+		   bool grants)
+{
+	memset(m, 0, sizeof(*m));
+	if (gpa % XSIM_PAGE)
+		return -EINVAL;
+	m->host = xsim_dom_ram(d, gpa, size);
+	if (!m->host)
+		return -EINVAL;
+	m->gpa = gpa;
+	m->size = size;
+	m->opaque = d;
+	if (grants) {
+		int rc = vmem_grant_region(d, gpa, size);
+
+		if (rc < 0)
+			return rc;
+		m->dma_addr = vmem_dma_addr;
+	}
+	return 0;
+}

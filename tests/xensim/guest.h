@@ -1,0 +1,134 @@
+/*
+ * xensim, the guest's side: what a test or benchmark uses to play Xen and the guest against a
+ * daemon linked with the xensim libraries. Start a hub (it sets $XENSIM_SOCKET for children),
+ * create domains, start the sim daemon, then access the device windows through a vCPU's ioreq
+ * slot exactly as Xen would, wait for interrupts, grant memory, edit xenstore, kill the domain.
+ *
+ * Functions return 0 or a negative errno unless said otherwise.
+ */
+#ifndef XSIM_GUEST_H
+#define XSIM_GUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <xen/hvm/ioreq.h>
+
+#include "tests/lib/vdriver.h"
+#include "tests/xensim/proto.h"
+
+struct xsim_hub;
+struct xsim_dom;
+
+/* Start the hub thread on a socket in a fresh temporary directory; sets $XENSIM_SOCKET. */
+struct xsim_hub *xsim_hub_start(void);
+/* Stop serving, free every domain, remove the directory. */
+void xsim_hub_stop(struct xsim_hub *h);
+/* The hub's private temporary directory (tests put config files and logs there). */
+const char *xsim_hub_dir(struct xsim_hub *h);
+const char *xsim_hub_socket(struct xsim_hub *h);
+
+struct xsim_dom_opts {
+	const char *name;
+	unsigned nr_vcpus;      /* default 1 */
+	uint64_t ram_mib;       /* bank 0 at 0x40000000; default 64 */
+	uint64_t ram1_mib;      /* bank 1 at 0x200000000; 0 = none */
+};
+
+/* Create a running domain; writes /local/domain/<id>/name and fires @introduceDomain. */
+struct xsim_dom *xsim_dom_create(struct xsim_hub *h, const struct xsim_dom_opts *o);
+uint32_t xsim_dom_id(struct xsim_dom *d);
+/* Destroy: ioreq servers go, xenstore /local/domain/<id> goes, @releaseDomain fires. */
+int xsim_dom_destroy(struct xsim_dom *d);
+/* Host pointer to guest RAM [gpa, gpa+len), or NULL outside RAM. */
+void *xsim_dom_ram(struct xsim_dom *d, uint64_t gpa, uint64_t len);
+/* Number of enabled ioreq servers covering addr (0 when a guest access would abort). */
+bool xsim_dom_routed(struct xsim_dom *d, uint64_t addr);
+
+/*
+ * One guest MMIO access from `vcpu`: fill the slot of the ioreq server covering addr, signal
+ * its event channel, wait up to timeout_ms for STATE_IORESP_READY. -EFAULT when no server
+ * covers addr (a data abort for the guest), -ETIMEDOUT when nobody answered.
+ */
+int xsim_mmio(struct xsim_dom *d, unsigned vcpu, uint64_t addr, unsigned size, bool write,
+	      uint64_t *data, int timeout_ms);
+uint64_t xsim_mmio_read(struct xsim_dom *d, unsigned vcpu, uint64_t addr, unsigned size);
+int xsim_mmio_write(struct xsim_dom *d, unsigned vcpu, uint64_t addr, unsigned size,
+		    uint64_t val);
+
+/*
+ * Place an arbitrary ioreq (any type, size, count, flags, state) into vcpu's slot of the server
+ * covering route_addr, signal it and, when resp is non-NULL, wait for IORESP_READY and copy the
+ * answered slot. Returns -ETIMEDOUT when not answered (the slot is then reset to NONE).
+ */
+int xsim_ioreq_raw(struct xsim_dom *d, unsigned vcpu, uint64_t route_addr,
+		   const struct ioreq *req, struct ioreq *resp, int timeout_ms);
+/* IOREQ_TYPE_INVALIDATE to every enabled server of the domain (as Xen's broadcast). */
+int xsim_invalidate(struct xsim_dom *d, unsigned vcpu, int timeout_ms);
+
+/* Interrupts: rising edges seen on an SPI so far; wait for one past *seen (1), or 0 on timeout. */
+uint32_t xsim_irq_edges(struct xsim_dom *d, unsigned spi);
+bool xsim_irq_level(struct xsim_dom *d, unsigned spi);
+int xsim_irq_wait(struct xsim_dom *d, unsigned spi, uint32_t *seen, int timeout_ms);
+
+/* Grants: ref -> frame; refs are handed out from 8 upward (the first 8 are reserved). */
+int xsim_grant(struct xsim_dom *d, uint32_t ref, uint64_t gfn, bool readonly);
+void xsim_grant_revoke(struct xsim_dom *d, uint32_t ref);
+/* Grant [gpa, gpa+len) on consecutive new refs; the grant address (bit 63), 0 on failure. */
+uint64_t xsim_grant_addr(struct xsim_dom *d, uint64_t gpa, uint64_t len, bool readonly);
+
+/* Xenstore as dom0 tools would edit it. */
+int xsim_xs_write(struct xsim_hub *h, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* malloc'd value, or NULL (errno) when absent. */
+char *xsim_xs_read(struct xsim_hub *h, const char *path);
+int xsim_xs_rm(struct xsim_hub *h, const char *path);
+/* Poll until path reads `want` (NULL: until it exists) or timeout_ms passes. 0 or -ETIMEDOUT. */
+int xsim_xs_wait(struct xsim_hub *h, const char *path, const char *want, int timeout_ms);
+
+/* The sim daemon as a child process. */
+struct xsim_daemon {
+	pid_t pid;
+	int notify_fd;          /* NOTIFY_SOCKET datagram socket the daemon reports to */
+	char notify_path[160];
+	char log_path[160];     /* the daemon's stdout+stderr */
+	int status;             /* wait status once reaped */
+	bool reaped;
+};
+
+/*
+ * Start `binary` with args (NULL-terminated, argv[0] excluded) in an environment with
+ * XENSIM_SOCKET and NOTIFY_SOCKET set; output goes to <hub dir>/<tag>.log.
+ */
+int xsim_daemon_start(struct xsim_hub *h, struct xsim_daemon *dm, const char *binary,
+		      const char *tag, const char *const *args);
+/* Wait for READY=1 on the notify socket. 0, -ETIMEDOUT, or -ECHILD when the daemon exited. */
+int xsim_daemon_wait_ready(struct xsim_daemon *dm, int timeout_ms);
+/* Wait for exit; 0 with *status (wait status) or -ETIMEDOUT. */
+int xsim_daemon_wait_exit(struct xsim_daemon *dm, int timeout_ms, int *status);
+bool xsim_daemon_alive(struct xsim_daemon *dm);
+/* SIGTERM, wait up to 5 s, then SIGKILL; returns the wait status. */
+int xsim_daemon_stop(struct xsim_daemon *dm);
+/* True when the daemon's log contains needle. */
+bool xsim_daemon_log_has(struct xsim_daemon *dm, const char *needle);
+
+/* tests/lib/vdriver adapters: a device window reached through a vCPU's ioreq slot. */
+struct xsim_vio {
+	struct vdrv_io io;
+	struct xsim_dom *d;
+	unsigned vcpu;
+	uint64_t base;
+	unsigned spi;
+	uint32_t seen;          /* IRQ edges consumed */
+	int timeout_ms;
+	unsigned errors;        /* accesses that failed (abort or timeout) */
+};
+void xsim_vio_init(struct xsim_vio *v, struct xsim_dom *d, unsigned vcpu, uint64_t base,
+		   unsigned spi);
+
+/* Guest RAM [gpa, gpa+size) as a vdrv_mem; grants: give the device grant addresses. */
+int xsim_vmem_init(struct vdrv_mem *m, struct xsim_dom *d, uint64_t gpa, uint64_t size,
+		   bool grants);
+
+#endif

@@ -1,0 +1,754 @@
+/*
+ * The hub: the simulated machine and the thread serving the drop-in libraries.
+ *
+ * Everything lives under one mutex. The hub thread takes it for each request; the guest side
+ * takes it to change the machine or to look up where an access goes, never while waiting. A
+ * destroyed ioreq server is retired, not freed, so a guest access racing with its destruction
+ * still points at valid memory; retired servers are freed with the hub.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <xen/hvm/hvm_op.h>
+
+#include "tests/xensim/guest.h"
+#include "tests/xensim/hub.h"
+
+struct xsim_retired {
+	struct xsim_retired *next;
+	struct xsim_server *s;
+	unsigned nr_vcpus;
+};
+
+static struct xsim_retired *hub_graveyard;   /* guarded by the hub lock of its hub */
+
+struct xsim_dom *hub_dom_get(struct xsim_hub *h, uint32_t domid)
+{
+	for (unsigned i = 0; i < XSIM_MAX_DOMS; i++)
+		if (h->doms[i] && h->doms[i]->domid == domid)
+			return h->doms[i];
+	return NULL;
+}
+
+static struct xsim_dom *hub_dom_alive(struct xsim_hub *h, uint32_t domid)
+{
+	struct xsim_dom *d = hub_dom_get(h, domid);
+
+	return d && d->alive ? d : NULL;
+}
+
+static struct xsim_server *hub_server(struct xsim_dom *d, uint32_t id)
+{
+	return id < XSIM_MAX_SERVERS ? d->servers[id] : NULL;
+}
+
+struct xsim_server *hub_route(struct xsim_dom *d, uint64_t addr)
+{
+	for (unsigned i = 0; i < XSIM_MAX_SERVERS; i++) {
+		struct xsim_server *s = d->servers[i];
+
+		if (!s || !s->enabled)
+			continue;
+		for (unsigned r = 0; r < s->nranges; r++)
+			if (s->ranges[r].mmio && addr >= s->ranges[r].start &&
+			    addr <= s->ranges[r].end)
+				return s;
+	}
+	return NULL;
+}
+
+static int hub_memfd(const char *name, uint64_t size, void **map)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size) < 0)
+		goto fail;
+	*map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (*map == MAP_FAILED)
+		goto fail;
+	return fd;
+fail:
+	close(fd);
+	return -errno;
+}
+
+/* ---- ioreq servers ---- */
+
+static void server_free(struct xsim_server *s, unsigned nr_vcpus)
+{
+	for (unsigned i = 0; s->chans && i < nr_vcpus; i++) {
+		close(s->chans[i].to_dm);
+		close(s->chans[i].to_guest);
+	}
+	if (s->slots)
+		munmap(s->slots, (size_t)s->npages * XSIM_PAGE);
+	if (s->pages_fd >= 0)
+		close(s->pages_fd);
+	free(s->chans);
+	free(s);
+}
+
+static struct xsim_server *server_new(struct xsim_dom *d)
+{
+	struct xsim_server *s = calloc(1, sizeof(*s));
+	void *map;
+
+	if (!s)
+		return NULL;
+	s->npages = (d->nr_vcpus + XSIM_SLOTS_PER_PAGE - 1) / XSIM_SLOTS_PER_PAGE;
+	s->pages_fd = hub_memfd("xsim-ioreq", (uint64_t)s->npages * XSIM_PAGE, &map);
+	s->chans = calloc(d->nr_vcpus, sizeof(*s->chans));
+	if (s->pages_fd < 0 || !s->chans) {
+		s->npages = 0;
+		server_free(s, 0);
+		return NULL;
+	}
+	s->slots = map;
+	for (unsigned i = 0; i < d->nr_vcpus; i++) {
+		s->chans[i].to_dm = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		s->chans[i].to_guest = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		s->chans[i].port = d->next_port++;
+		s->slots[i].vp_eport = s->chans[i].port;
+		s->slots[i].state = STATE_IOREQ_NONE;
+		if (s->chans[i].to_dm < 0 || s->chans[i].to_guest < 0) {
+			server_free(s, i + 1);
+			return NULL;
+		}
+	}
+	return s;
+}
+
+static int server_create(struct xsim_dom *d, uint32_t bufioreq, uint32_t *id)
+{
+	/* Arm has no buffered ioreqs: Xen refuses anything but BUFIOREQ_OFF there. */
+	if (bufioreq != HVM_IOREQSRV_BUFIOREQ_OFF)
+		return -EOPNOTSUPP;
+	for (uint32_t i = 0; i < XSIM_MAX_SERVERS; i++) {
+		if (d->servers[i])
+			continue;
+		d->servers[i] = server_new(d);
+		if (!d->servers[i])
+			return -ENOMEM;
+		*id = i;
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+static void server_retire(struct xsim_dom *d, uint32_t id)
+{
+	struct xsim_retired *r = malloc(sizeof(*r));
+
+	d->servers[id]->enabled = false;
+	if (!r) {   /* leak rather than free memory a guest access may be using */
+		d->servers[id] = NULL;
+		return;
+	}
+	r->s = d->servers[id];
+	r->nr_vcpus = d->nr_vcpus;
+	r->next = hub_graveyard;
+	hub_graveyard = r;
+	d->servers[id] = NULL;
+}
+
+static int server_map_range(struct xsim_server *s, bool mmio, uint64_t start, uint64_t end)
+{
+	if (start > end)
+		return -EINVAL;
+	for (unsigned r = 0; r < s->nranges; r++)
+		if (s->ranges[r].mmio == mmio && start <= s->ranges[r].end &&
+		    end >= s->ranges[r].start)
+			return -EEXIST;
+	if (s->nranges == XSIM_MAX_RANGES)
+		return -ENOSPC;
+	s->ranges[s->nranges++] = (struct xsim_range){ start, end, mmio };
+	return 0;
+}
+
+static int server_unmap_range(struct xsim_server *s, bool mmio, uint64_t start, uint64_t end)
+{
+	for (unsigned r = 0; r < s->nranges; r++) {
+		if (s->ranges[r].mmio == mmio && s->ranges[r].start == start &&
+		    s->ranges[r].end == end) {
+			s->ranges[r] = s->ranges[--s->nranges];
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static struct xsim_chan *hub_chan_by_port(struct xsim_dom *d, uint32_t port)
+{
+	for (unsigned i = 0; i < XSIM_MAX_SERVERS; i++) {
+		struct xsim_server *s = d->servers[i];
+
+		for (unsigned v = 0; s && v < d->nr_vcpus; v++)
+			if (s->chans[v].port == port)
+				return &s->chans[v];
+	}
+	return NULL;
+}
+
+/* ---- requests from the drop-in libraries ---- */
+
+struct hub_reply {
+	int fds[2];
+	unsigned nfds;
+};
+
+static int hub_do_dm(struct xsim_hub *h, struct xsim_msg *m, struct hub_reply *rep)
+{
+	struct xsim_dom *d = hub_dom_alive(h, m->domid);
+	struct xsim_server *s;
+
+	if (!d)
+		return -ESRCH;
+	if (m->op == XSIM_OP_DOMAIN) {
+		rep->fds[0] = d->ram_fd;
+		rep->fds[1] = d->ctl_fd;
+		rep->nfds = 2;
+		return 0;
+	}
+	if (m->op == XSIM_OP_CREATE_SERVER)
+		return server_create(d, m->a, &m->a);
+	if (m->op == XSIM_OP_BIND) {
+		struct xsim_chan *c = hub_chan_by_port(d, m->a);
+
+		if (!c)
+			return -EINVAL;
+		rep->fds[0] = c->to_dm;
+		rep->fds[1] = c->to_guest;
+		rep->nfds = 2;
+		return 0;
+	}
+	s = hub_server(d, m->a);
+	if (!s)
+		return -ENOENT;
+	switch (m->op) {
+	case XSIM_OP_SERVER_STATE:
+		s->enabled = m->b != 0;
+		return 0;
+	case XSIM_OP_MAP_RANGE:
+		return server_map_range(s, m->b != 0, m->x, m->y);
+	case XSIM_OP_UNMAP_RANGE:
+		return server_unmap_range(s, m->b != 0, m->x, m->y);
+	case XSIM_OP_DESTROY_SERVER:
+		server_retire(d, m->a);
+		return 0;
+	case XSIM_OP_SERVER_PAGES:
+		m->a = s->npages;
+		rep->fds[0] = s->pages_fd;
+		rep->nfds = 1;
+		return 0;
+	}
+	return -ENOSYS;
+}
+
+/* Split "path\0second\0" whose first part is m->a bytes long. */
+static int hub_two_strings(struct xsim_msg *m, const char **p1, const char **p2)
+{
+	if (m->len > XSIM_DATA_MAX || m->a == 0 || m->a > m->len || m->data[m->a - 1] != '\0')
+		return -EINVAL;
+	*p1 = m->data;
+	*p2 = m->data + m->a;
+	return 0;
+}
+
+static int hub_do_xs_rw(struct xsim_hub *h, struct xsim_msg *m)
+{
+	const char *path, *val;
+	char *v;
+	unsigned len;
+	int rc;
+
+	if (m->op == XSIM_OP_XS_WRITE) {
+		rc = hub_two_strings(m, &path, &val);
+		return rc ? rc : store_write(h, path, val, m->len - m->a);
+	}
+	m->data[XSIM_DATA_MAX - 1] = '\0';
+	if (m->op == XSIM_OP_XS_RM)
+		return store_rm(h, m->data);
+	if (m->op == XSIM_OP_XS_DIRECTORY) {
+		char *path_copy = strdup(m->data);
+		int rc_dir = path_copy ? store_directory(h, path_copy, m->data, XSIM_DATA_MAX,
+							 &m->a, &m->len) : -ENOMEM;
+
+		free(path_copy);
+		return rc_dir;
+	}
+	rc = store_read(h, m->data, &v, &len);
+	if (rc == 0) {
+		memcpy(m->data, v, len);
+		m->len = len;
+	}
+	return rc;
+}
+
+static int hub_do_xs(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg *m, int fd_in)
+{
+	const char *path, *token;
+	int rc;
+
+	switch (m->op) {
+	case XSIM_OP_XS_SINK:
+		if (fd_in < 0 || c->sink >= 0)
+			return -EINVAL;
+		c->sink = fd_in;
+		return 1;   /* fd kept */
+	case XSIM_OP_XS_WATCH:
+	case XSIM_OP_XS_UNWATCH:
+		rc = hub_two_strings(m, &path, &token);
+		if (rc == 0 && memchr(token, '\0', m->len - m->a) == NULL)
+			rc = -EINVAL;
+		if (rc == 0)
+			rc = m->op == XSIM_OP_XS_WATCH ? store_watch(h, c, path, token)
+						       : store_unwatch(h, c, path, token);
+		return rc;
+	case XSIM_OP_XS_INTRODUCED:
+		m->a = hub_dom_alive(h, m->domid) != NULL;
+		return 0;
+	}
+	return hub_do_xs_rw(h, m);
+}
+
+static int hub_dispatch(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg *m, int fd_in,
+			struct hub_reply *rep)
+{
+	if (m->op <= XSIM_OP_BIND)
+		return hub_do_dm(h, m, rep);
+	return hub_do_xs(h, c, m, fd_in);
+}
+
+static int hub_send(int fd, struct xsim_msg *m, const struct hub_reply *rep)
+{
+	union { char buf[CMSG_SPACE(2 * sizeof(int))]; struct cmsghdr align; } u;
+	struct iovec iov = { m, XSIM_MSG_HDR + m->len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (rep->nfds) {
+		mh.msg_control = u.buf;
+		mh.msg_controllen = CMSG_SPACE(rep->nfds * sizeof(int));
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(rep->nfds * sizeof(int));
+		memcpy(CMSG_DATA(cm), rep->fds, rep->nfds * sizeof(int));
+	}
+	return sendmsg(fd, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+/* Receive one request; returns its length, 0 on hang-up. *fd_in gets a passed fd or -1. */
+static ssize_t hub_recv(int fd, struct xsim_msg *m, int *fd_in)
+{
+	union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
+	struct iovec iov = { m, sizeof(*m) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+
+	*fd_in = -1;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); n > 0 && cm; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+			memcpy(fd_in, CMSG_DATA(cm), sizeof(int));
+	return n;
+}
+
+/* One request from a connection; false when the connection is finished. */
+static bool hub_serve(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg *m)
+{
+	struct hub_reply rep = { .nfds = 0 };
+	int fd_in, rc;
+	ssize_t n = hub_recv(c->fd, m, &fd_in);
+
+	if (n <= 0)
+		return n < 0 && errno == EINTR;
+	if ((size_t)n < XSIM_MSG_HDR || m->len > (size_t)n - XSIM_MSG_HDR) {
+		m->len = 0;
+		rc = -EINVAL;
+	} else {
+		pthread_mutex_lock(&h->lock);
+		rc = hub_dispatch(h, c, m, fd_in, &rep);
+		pthread_mutex_unlock(&h->lock);
+	}
+	if (rc == 1) {
+		fd_in = -1;
+		rc = 0;
+	}
+	if (fd_in >= 0)
+		close(fd_in);
+	m->rc = rc;
+	if (rc < 0)
+		m->len = 0;
+	if (m->op != XSIM_OP_XS_READ && m->op != XSIM_OP_XS_DIRECTORY)
+		m->len = 0;
+	return hub_send(c->fd, m, &rep) == 0;
+}
+
+/* ---- connections and the thread ---- */
+
+static void hub_accept(struct xsim_hub *h)
+{
+	int fd = accept4(h->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	struct xsim_conn *c, **v;
+
+	if (fd < 0)
+		return;
+	c = calloc(1, sizeof(*c));
+	pthread_mutex_lock(&h->lock);
+	v = c ? realloc(h->conns, (h->nconns + 1) * sizeof(*v)) : NULL;
+	if (!v) {
+		pthread_mutex_unlock(&h->lock);
+		free(c);
+		close(fd);
+		return;
+	}
+	c->fd = fd;
+	c->sink = -1;
+	h->conns = v;
+	h->conns[h->nconns++] = c;
+	pthread_mutex_unlock(&h->lock);
+}
+
+static void hub_drop(struct xsim_hub *h, unsigned i)
+{
+	struct xsim_conn *c = h->conns[i];
+
+	pthread_mutex_lock(&h->lock);
+	store_drop_conn(h, c);
+	h->conns[i] = h->conns[--h->nconns];
+	pthread_mutex_unlock(&h->lock);
+	close(c->fd);
+	if (c->sink >= 0)
+		close(c->sink);
+	free(c);
+}
+
+static void *hub_thread(void *arg)
+{
+	struct xsim_hub *h = arg;
+	struct xsim_msg *m = malloc(sizeof(*m));
+
+	for (;;) {
+		unsigned n = h->nconns;   /* only this thread changes nconns */
+		struct pollfd *p = calloc(n + 2, sizeof(*p));
+
+		if (!p || !m)
+			break;
+		p[0] = (struct pollfd){ .fd = h->stop_fd, .events = POLLIN };
+		p[1] = (struct pollfd){ .fd = h->listen_fd, .events = POLLIN };
+		for (unsigned i = 0; i < n; i++)
+			p[i + 2] = (struct pollfd){ .fd = h->conns[i]->fd, .events = POLLIN };
+		if (poll(p, n + 2, -1) < 0 && errno != EINTR) {
+			free(p);
+			break;
+		}
+		if (p[0].revents) {
+			free(p);
+			break;
+		}
+		for (unsigned i = n; i-- > 0;)
+			if (p[i + 2].revents && !hub_serve(h, h->conns[i], m))
+				hub_drop(h, i);
+		if (p[1].revents)
+			hub_accept(h);
+		free(p);
+	}
+	free(m);
+	return NULL;
+}
+
+static int hub_listen(struct xsim_hub *h)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	snprintf(h->sock, sizeof(h->sock), "%s/hub.sock", h->dir);
+	if (strlen(h->sock) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, h->sock, strlen(h->sock) + 1);
+	h->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (h->listen_fd < 0)
+		return -errno;
+	if (bind(h->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(h->listen_fd, 128) < 0)
+		return -errno;
+	return 0;
+}
+
+struct xsim_hub *xsim_hub_start(void)
+{
+	struct xsim_hub *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	h->listen_fd = h->stop_fd = -1;
+	h->next_domid = 1;
+	pthread_mutex_init(&h->lock, NULL);
+	snprintf(h->dir, sizeof(h->dir), "/tmp/xsim.XXXXXX");
+	if (!mkdtemp(h->dir) || hub_listen(h) < 0)
+		goto fail;
+	h->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (h->stop_fd < 0 || store_write(h, "/local/domain/0/name", "Domain-0", 8) < 0 ||
+	    store_write(h, "/local/domain/0/domid", "0", 1) < 0)
+		goto fail;
+	if (pthread_create(&h->thread, NULL, hub_thread, h) != 0)
+		goto fail;
+	setenv(XSIM_ENV_SOCKET, h->sock, 1);
+	return h;
+fail:
+	store_free(h);
+	if (h->listen_fd >= 0)
+		close(h->listen_fd);
+	if (h->stop_fd >= 0)
+		close(h->stop_fd);
+	rmdir(h->dir);
+	free(h);
+	return NULL;
+}
+
+static void dom_free(struct xsim_dom *d)
+{
+	for (unsigned i = 0; i < XSIM_MAX_SERVERS; i++)
+		if (d->servers[i])
+			server_free(d->servers[i], d->nr_vcpus);
+	for (unsigned v = 0; d->vcpu_lock && v < d->nr_vcpus; v++)
+		pthread_mutex_destroy(&d->vcpu_lock[v]);
+	free(d->vcpu_lock);
+	if (d->ram)
+		munmap(d->ram, d->ram_size);
+	if (d->ctl)
+		munmap(d->ctl, sizeof(*d->ctl));
+	if (d->ram_fd >= 0)
+		close(d->ram_fd);
+	if (d->ctl_fd >= 0)
+		close(d->ctl_fd);
+	free(d);
+}
+
+static void hub_rm_dir(const char *dir)
+{
+	char cmd[128];
+
+	/* Test files (configs, logs, sockets) only; the path is ours from mkdtemp. */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "xsim: could not remove %s\n", dir);
+}
+
+void xsim_hub_stop(struct xsim_hub *h)
+{
+	uint64_t one = 1;
+
+	if (!h)
+		return;
+	if (write(h->stop_fd, &one, sizeof(one)) != sizeof(one))
+		fprintf(stderr, "xsim: could not stop the hub thread\n");
+	pthread_join(h->thread, NULL);
+	while (h->nconns)
+		hub_drop(h, h->nconns - 1);
+	free(h->conns);
+	for (unsigned i = 0; i < XSIM_MAX_DOMS; i++)
+		if (h->doms[i])
+			dom_free(h->doms[i]);
+	while (hub_graveyard) {
+		struct xsim_retired *r = hub_graveyard;
+
+		hub_graveyard = r->next;
+		server_free(r->s, r->nr_vcpus);
+		free(r);
+	}
+	store_free(h);
+	close(h->listen_fd);
+	close(h->stop_fd);
+	hub_rm_dir(h->dir);
+	unsetenv(XSIM_ENV_SOCKET);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+const char *xsim_hub_dir(struct xsim_hub *h)
+{
+	return h->dir;
+}
+
+const char *xsim_hub_socket(struct xsim_hub *h)
+{
+	return h->sock;
+}
+
+/* ---- domains ---- */
+
+static int dom_alloc_memory(struct xsim_dom *d, const struct xsim_dom_opts *o)
+{
+	uint64_t b0 = (o->ram_mib ? o->ram_mib : 64) << 20, b1 = o->ram1_mib << 20;
+	void *map;
+
+	d->ram_size = b0 + b1;
+	d->ram_fd = hub_memfd("xsim-ram", d->ram_size, &map);
+	if (d->ram_fd < 0)
+		return d->ram_fd;
+	d->ram = map;
+	d->ctl_fd = hub_memfd("xsim-ctl", sizeof(*d->ctl), &map);
+	if (d->ctl_fd < 0)
+		return d->ctl_fd;
+	d->ctl = map;
+	d->ctl->domid = d->domid;
+	d->ctl->nr_vcpus = d->nr_vcpus;
+	d->ctl->bank_base[0] = XSIM_RAM0_BASE;
+	d->ctl->bank_size[0] = b0;
+	d->ctl->bank_base[1] = XSIM_RAM1_BASE;
+	d->ctl->bank_size[1] = b1;
+	atomic_store(&d->ctl->alive, 1);
+	return 0;
+}
+
+static struct xsim_dom *dom_new(struct xsim_hub *h, const struct xsim_dom_opts *o, uint32_t id)
+{
+	struct xsim_dom *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return NULL;
+	d->hub = h;
+	d->domid = id;
+	d->ram_fd = d->ctl_fd = -1;
+	d->nr_vcpus = o->nr_vcpus ? o->nr_vcpus : 1;
+	d->next_port = 1;
+	d->next_gref = 8;
+	snprintf(d->name, sizeof(d->name), "%s", o->name ? o->name : "guest");
+	d->vcpu_lock = calloc(d->nr_vcpus, sizeof(*d->vcpu_lock));
+	if (!d->vcpu_lock || dom_alloc_memory(d, o) < 0) {
+		dom_free(d);
+		return NULL;
+	}
+	for (unsigned v = 0; v < d->nr_vcpus; v++)
+		pthread_mutex_init(&d->vcpu_lock[v], NULL);
+	d->alive = true;
+	return d;
+}
+
+static int dom_announce(struct xsim_hub *h, struct xsim_dom *d)
+{
+	char path[64], id[16];
+	int rc;
+
+	snprintf(path, sizeof(path), "/local/domain/%u/name", d->domid);
+	rc = store_write(h, path, d->name, strlen(d->name));
+	snprintf(path, sizeof(path), "/local/domain/%u/domid", d->domid);
+	snprintf(id, sizeof(id), "%u", d->domid);
+	if (rc == 0)
+		rc = store_write(h, path, id, strlen(id));
+	store_fire(h, "@introduceDomain");
+	return rc;
+}
+
+struct xsim_dom *xsim_dom_create(struct xsim_hub *h, const struct xsim_dom_opts *o)
+{
+	struct xsim_dom *d = NULL;
+
+	pthread_mutex_lock(&h->lock);
+	for (unsigned i = 0; i < XSIM_MAX_DOMS; i++) {
+		if (h->doms[i])
+			continue;
+		d = dom_new(h, o, h->next_domid);
+		if (d && dom_announce(h, d) < 0) {
+			dom_free(d);
+			d = NULL;
+		}
+		if (d) {
+			h->next_domid++;
+			h->doms[i] = d;
+		}
+		break;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return d;
+}
+
+uint32_t xsim_dom_id(struct xsim_dom *d)
+{
+	return d->domid;
+}
+
+int xsim_dom_destroy(struct xsim_dom *d)
+{
+	struct xsim_hub *h = d->hub;
+	char path[96];
+
+	pthread_mutex_lock(&h->lock);
+	if (!d->alive) {
+		pthread_mutex_unlock(&h->lock);
+		return -ESRCH;
+	}
+	d->alive = false;
+	atomic_store(&d->ctl->alive, 0);
+	for (uint32_t i = 0; i < XSIM_MAX_SERVERS; i++)
+		if (d->servers[i])
+			server_retire(d, i);
+	/* libxl removes the domain's directory and its backend entries. */
+	snprintf(path, sizeof(path), "/local/domain/%u", d->domid);
+	store_rm(h, path);
+	snprintf(path, sizeof(path), "/local/domain/0/backend/virtio_disk/%u", d->domid);
+	store_rm(h, path);
+	snprintf(path, sizeof(path), "/local/domain/0/backend/virtio/%u", d->domid);
+	store_rm(h, path);
+	store_fire(h, "@releaseDomain");
+	pthread_mutex_unlock(&h->lock);
+	return 0;
+}
+
+/* ---- xenstore, dom0 tools' view ---- */
+
+int xsim_xs_write(struct xsim_hub *h, const char *path, const char *fmt, ...)
+{
+	char buf[4097];
+	va_list ap;
+	int n, rc;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		return -EINVAL;
+	pthread_mutex_lock(&h->lock);
+	rc = store_write(h, path, buf, (unsigned)n);
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
+char *xsim_xs_read(struct xsim_hub *h, const char *path)
+{
+	char *v, *copy = NULL;
+	unsigned len;
+	int rc;
+
+	pthread_mutex_lock(&h->lock);
+	rc = store_read(h, path, &v, &len);
+	if (rc == 0)
+		copy = strndup(v, len);
+	pthread_mutex_unlock(&h->lock);
+	if (rc < 0)
+		errno = -rc;
+	return copy;
+}
+
+int xsim_xs_rm(struct xsim_hub *h, const char *path)
+{
+	int rc;
+
+	pthread_mutex_lock(&h->lock);
+	rc = store_rm(h, path);
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}

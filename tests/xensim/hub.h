@@ -1,0 +1,113 @@
+/*
+ * The xensim hub: the simulated machine (domains with RAM, ioreq servers, event channels,
+ * grant tables, IRQ lines, one xenstore) and the thread that serves the drop-in libraries over
+ * the unix socket. Internal to tests/xensim; tests use guest.h.
+ */
+#ifndef XSIM_HUB_H
+#define XSIM_HUB_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <xen/hvm/ioreq.h>
+
+#include "tests/xensim/proto.h"
+
+#define XSIM_MAX_DOMS    128
+#define XSIM_MAX_SERVERS 8
+#define XSIM_MAX_RANGES  64
+
+/* One interdomain event channel: a vCPU slot's vp_eport and the daemon's end. */
+struct xsim_chan {
+	int to_dm;              /* eventfd: "ioreq ready" (guest side writes, daemon reads) */
+	int to_guest;           /* eventfd: "response ready" (daemon writes, guest side waits) */
+	uint32_t port;          /* the guest-side port number (vp_eport) */
+};
+
+struct xsim_range {
+	uint64_t start, end;    /* inclusive, as Xen's API */
+	bool mmio;
+};
+
+struct xsim_server {
+	bool enabled;
+	int pages_fd;
+	unsigned npages;
+	struct ioreq *slots;    /* hub's mapping of the ioreq pages: slot i is vCPU i */
+	struct xsim_chan *chans;/* one per vCPU */
+	unsigned nranges;
+	struct xsim_range ranges[XSIM_MAX_RANGES];
+};
+
+struct xsim_hub;
+
+struct xsim_dom {
+	struct xsim_hub *hub;
+	uint32_t domid;
+	char name[64];
+	unsigned nr_vcpus;
+	bool alive;
+	int ram_fd, ctl_fd;
+	uint8_t *ram;           /* the whole RAM memfd: bank 0 then bank 1 */
+	uint64_t ram_size;
+	struct xsim_domctl *ctl;
+	struct xsim_server *servers[XSIM_MAX_SERVERS];  /* by ioreq server id */
+	uint32_t next_port;
+	pthread_mutex_t *vcpu_lock;  /* one outstanding guest access per vCPU */
+	uint32_t next_gref;
+	/* The region granted by xsim_vmem_init(grants): ref of page i is base + i. */
+	uint64_t gnt_gpa, gnt_pages;
+	uint32_t gnt_rw_base, gnt_ro_base;
+};
+
+struct xsim_conn {
+	int fd;
+	int sink;               /* xenstore watch events, -1 until XSIM_OP_XS_SINK */
+};
+
+struct xsim_node {
+	char *path;
+	char *val;
+	unsigned len;
+};
+
+struct xsim_watch {
+	struct xsim_conn *conn;
+	char *path, *token;
+};
+
+struct xsim_hub {
+	pthread_mutex_t lock;   /* everything below; the data path takes it only for lookups */
+	pthread_t thread;
+	int listen_fd, stop_fd;
+	char dir[64];           /* private temporary directory (socket, test files) */
+	char sock[128];
+	struct xsim_dom *doms[XSIM_MAX_DOMS];
+	uint32_t next_domid;
+	struct xsim_conn **conns;
+	unsigned nconns;
+	struct xsim_node *nodes;
+	unsigned nnodes, cap_nodes;
+	struct xsim_watch *watches;
+	unsigned nwatches, cap_watches;
+};
+
+struct xsim_dom *hub_dom_get(struct xsim_hub *h, uint32_t domid);
+/* The enabled server whose MMIO ranges cover addr, or NULL. Caller holds the lock. */
+struct xsim_server *hub_route(struct xsim_dom *d, uint64_t addr);
+
+/* In-memory xenstore (store.c). Caller holds the lock. 0 or -errno. */
+int store_write(struct xsim_hub *h, const char *path, const void *val, unsigned len);
+int store_read(struct xsim_hub *h, const char *path, char **val, unsigned *len);
+int store_rm(struct xsim_hub *h, const char *path);
+int store_directory(struct xsim_hub *h, const char *path, char *buf, unsigned cap,
+		    unsigned *count, unsigned *used);
+int store_watch(struct xsim_hub *h, struct xsim_conn *c, const char *path, const char *token);
+int store_unwatch(struct xsim_hub *h, struct xsim_conn *c, const char *path, const char *token);
+void store_drop_conn(struct xsim_hub *h, struct xsim_conn *c);
+/* Fire watches for a special path such as @releaseDomain. */
+void store_fire(struct xsim_hub *h, const char *path);
+void store_free(struct xsim_hub *h);
+
+#endif

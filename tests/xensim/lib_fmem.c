@@ -1,0 +1,191 @@
+/*
+ * libxenforeignmemory, simulated: guest frames are pages of the domain's RAM memfd, mapped
+ * with real mmap (so the data path has no hub round trip); the ioreq server's frames are its
+ * page memfd. Frames outside guest RAM fail like Xen (err[i] = -EINVAL, or the whole call).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <xenforeignmemory.h>
+#include <xen/memory.h>
+
+#include "tests/xensim/client.h"
+
+struct xenforeignmemory_handle {
+	int conn;
+	int64_t restrict_domid;
+	struct xsim_domcache dc;
+};
+
+struct xenforeignmemory_resource_handle {
+	void *addr;
+	size_t len;
+};
+
+xenforeignmemory_handle *xenforeignmemory_open(struct xentoollog_logger *logger,
+					       unsigned open_flags)
+{
+	xenforeignmemory_handle *h = calloc(1, sizeof(*h));
+
+	(void)logger;
+	(void)open_flags;
+	if (!h)
+		return NULL;
+	h->restrict_domid = -1;
+	h->conn = xsim_connect();
+	if (h->conn < 0) {
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+int xenforeignmemory_close(xenforeignmemory_handle *fmem)
+{
+	if (!fmem)
+		return 0;
+	xsim_domcache_free(&fmem->dc);
+	close(fmem->conn);
+	free(fmem);
+	return 0;
+}
+
+static struct xsim_cdom *fmem_dom(xenforeignmemory_handle *h, uint32_t dom)
+{
+	struct xsim_cdom *d;
+
+	if (h->restrict_domid >= 0 && h->restrict_domid != dom) {
+		errno = EPERM;
+		return NULL;
+	}
+	d = xsim_domcache_get(&h->dc, h->conn, dom);
+	if (d && !atomic_load(&d->ctl->alive)) {
+		errno = ESRCH;
+		return NULL;
+	}
+	return d;
+}
+
+/* Offsets of each frame; returns the number of frames that are not guest RAM. */
+static size_t fmem_offsets(struct xsim_cdom *d, size_t pages, const xen_pfn_t arr[],
+			   int64_t *off, int err[])
+{
+	size_t bad = 0;
+
+	for (size_t i = 0; i < pages; i++) {
+		off[i] = xsim_gfn_offset(d->ctl, arr[i]);
+		if (err)
+			err[i] = off[i] < 0 ? -EINVAL : 0;
+		bad += off[i] < 0;
+	}
+	return bad;
+}
+
+void *xenforeignmemory_map(xenforeignmemory_handle *fmem, uint32_t dom, int prot, size_t pages,
+			   const xen_pfn_t arr[], int err[])
+{
+	struct xsim_cdom *d = fmem_dom(fmem, dom);
+	int64_t *off;
+	void *p = NULL;
+
+	if (!d)
+		return NULL;
+	if (pages == 0 || pages > (SIZE_MAX / sizeof(*off))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	off = malloc(pages * sizeof(*off));
+	if (!off)
+		return NULL;
+	/* Without an err array any bad frame fails the whole call, as in libxenforeignmemory. */
+	if (fmem_offsets(d, pages, arr, off, err) && !err)
+		errno = EINVAL;
+	else
+		p = xsim_map_frames(d->ram_fd, off, pages, prot);
+	free(off);
+	return p;
+}
+
+int xenforeignmemory_unmap(xenforeignmemory_handle *fmem, void *addr, size_t pages)
+{
+	(void)fmem;
+	return munmap(addr, pages * XSIM_PAGE);
+}
+
+int xenforeignmemory_restrict(xenforeignmemory_handle *fmem, domid_t domid)
+{
+	if (fmem->restrict_domid >= 0 && fmem->restrict_domid != domid) {
+		errno = EPERM;
+		return -1;
+	}
+	fmem->restrict_domid = domid;
+	return 0;
+}
+
+/* The ioreq server's page memfd and its size in pages. */
+static int fmem_server_pages(xenforeignmemory_handle *h, domid_t domid, unsigned id,
+			     unsigned *npages)
+{
+	struct xsim_msg *m = xsim_msg_new(XSIM_OP_SERVER_PAGES, domid);
+	int fd = -1;
+
+	if (!m)
+		return -1;
+	m->a = id;
+	if (xsim_rpc(h->conn, m, -1, &fd, 1) == 0)
+		*npages = m->a;
+	free(m);
+	return fd;
+}
+
+xenforeignmemory_resource_handle *xenforeignmemory_map_resource(
+	xenforeignmemory_handle *fmem, domid_t domid, unsigned int type, unsigned int id,
+	unsigned long frame, unsigned long nr_frames, void **paddr, int prot, int flags)
+{
+	xenforeignmemory_resource_handle *r;
+	unsigned npages = 0;
+	int fd;
+
+	if (fmem->restrict_domid >= 0 && fmem->restrict_domid != domid) {
+		errno = EPERM;
+		return NULL;
+	}
+	if (type != XENMEM_resource_ioreq_server) {
+		errno = EOPNOTSUPP;
+		return NULL;
+	}
+	fd = fmem_server_pages(fmem, domid, id, &npages);
+	if (fd < 0)
+		return NULL;
+	/* Frame 0 is the buffered-ioreq page, absent with BUFIOREQ_OFF; then one per 128 vCPUs. */
+	if (frame < XENMEM_resource_ioreq_server_frame_ioreq(0) || nr_frames == 0 ||
+	    frame - 1 + nr_frames > npages || !(r = calloc(1, sizeof(*r)))) {
+		close(fd);
+		errno = EINVAL;
+		return NULL;
+	}
+	r->len = nr_frames * XSIM_PAGE;
+	r->addr = mmap(paddr ? *paddr : NULL, r->len, prot, MAP_SHARED | flags, fd,
+		       (off_t)((frame - 1) * XSIM_PAGE));
+	close(fd);
+	if (r->addr == MAP_FAILED) {
+		free(r);
+		return NULL;
+	}
+	if (paddr)
+		*paddr = r->addr;
+	return r;
+}
+
+int xenforeignmemory_unmap_resource(xenforeignmemory_handle *fmem,
+				    xenforeignmemory_resource_handle *fres)
+{
+	(void)fmem;
+	if (!fres)
+		return 0;
+	munmap(fres->addr, fres->len);
+	free(fres);
+	return 0;
+}

@@ -1,0 +1,81 @@
+/*
+ * xensim wire protocol and shared-memory layouts: what the hub (in the test process) and the
+ * drop-in Xen libraries (in the daemon process) agree on.
+ *
+ * Control operations are request/response messages on a SOCK_SEQPACKET unix socket whose path
+ * is in $XENSIM_SOCKET; file descriptors (guest RAM memfd, domain control page, ioreq pages,
+ * event-channel eventfds, xenstore watch sink) travel by SCM_RIGHTS. The data path (ioreq slots,
+ * guest RAM, grants, IRQ lines) is shared memory: no hub round trip.
+ */
+#ifndef XSIM_PROTO_H
+#define XSIM_PROTO_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define XSIM_ENV_SOCKET "XENSIM_SOCKET"
+
+#define XSIM_PAGE        4096u
+#define XSIM_RAM0_BASE   UINT64_C(0x40000000)    /* Arm GUEST_RAM0_BASE */
+#define XSIM_RAM1_BASE   UINT64_C(0x200000000)   /* Arm GUEST_RAM1_BASE */
+#define XSIM_NR_IRQS     1020u                   /* SPIs are 32..1019 */
+#define XSIM_NR_GRANTS   8192u
+#define XSIM_SLOTS_PER_PAGE 128u                 /* XSIM_PAGE / sizeof(ioreq_t) */
+#define XSIM_DATA_MAX    16384u
+
+/* Grant entry flags. */
+#define XSIM_GNT_VALID    1u
+#define XSIM_GNT_READONLY 2u
+
+struct xsim_grant {
+	_Atomic uint32_t flags;     /* written last (release) by the guest, read first (acquire) */
+	uint32_t domid;             /* the domain the grant is for */
+	uint64_t frame;             /* guest frame number */
+};
+
+/* One page-aligned shared control block per domain (memfd, mapped by hub and clients). */
+struct xsim_domctl {
+	uint32_t domid;
+	uint32_t nr_vcpus;
+	_Atomic uint32_t alive;
+	uint32_t pad;
+	uint64_t bank_base[2];
+	uint64_t bank_size[2];      /* 0: bank absent; bank 1 follows bank 0 in the RAM memfd */
+	_Atomic uint32_t irq_level[XSIM_NR_IRQS];
+	_Atomic uint32_t irq_edges[XSIM_NR_IRQS];  /* rising edges; a futex the guest waits on */
+	struct xsim_grant grants[XSIM_NR_GRANTS];
+};
+
+enum xsim_op {
+	XSIM_OP_DOMAIN,         /* domid -> fds[0] RAM memfd, fds[1] control memfd */
+	XSIM_OP_CREATE_SERVER,  /* domid, a=handle_bufioreq -> a=id */
+	XSIM_OP_SERVER_STATE,   /* domid, a=id, b=enabled */
+	XSIM_OP_MAP_RANGE,      /* domid, a=id, b=is_mmio, x=start, y=end (inclusive) */
+	XSIM_OP_UNMAP_RANGE,    /* same */
+	XSIM_OP_DESTROY_SERVER, /* domid, a=id */
+	XSIM_OP_SERVER_PAGES,   /* domid, a=id -> a=number of ioreq pages, fds[0] page memfd */
+	XSIM_OP_BIND,           /* domid, a=remote port -> fds[0] guest->dm, fds[1] dm->guest */
+	XSIM_OP_XS_SINK,        /* send fd: where this connection's watch events go */
+	XSIM_OP_XS_READ,        /* data=path -> data=value */
+	XSIM_OP_XS_WRITE,       /* a=strlen(path)+1, data=path\0value */
+	XSIM_OP_XS_RM,          /* data=path */
+	XSIM_OP_XS_DIRECTORY,   /* data=path -> a=count, data=name\0name\0... */
+	XSIM_OP_XS_WATCH,       /* a=strlen(path)+1, data=path\0token\0 */
+	XSIM_OP_XS_UNWATCH,     /* same */
+	XSIM_OP_XS_INTRODUCED,  /* domid -> a=0/1 */
+};
+
+struct xsim_msg {
+	uint32_t op;
+	int32_t rc;                 /* response: 0 or -errno */
+	uint32_t domid;
+	uint32_t a, b;
+	uint32_t len;               /* bytes of data used */
+	uint64_t x, y;
+	char data[XSIM_DATA_MAX];
+};
+
+#define XSIM_MSG_HDR ((unsigned)offsetof(struct xsim_msg, data))
+
+#endif
