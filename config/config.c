@@ -460,10 +460,28 @@ static int dev_irq(struct parser *p, void *obj, const char *val)
 	return 0;
 }
 
+/* Two sections matching one xenstore device would both drive it. */
+static int dev_devid(struct parser *p, void *obj, const char *val)
+{
+	struct config_device *d = obj;
+	char label[LABEL_MAX];
+	uint64_t v;
+	if (parse_uint_range(p, val, 0, INT32_MAX, 0, &v) < 0)
+		return -1;
+	for (unsigned i = 0; i < p->cfg->ndevices; i++) {
+		const struct config_device *o = &p->cfg->devices[i];
+		if (o != d && o->type == d->type && o->devid == (int64_t)v)
+			return key_error(p, "%s is already used by %s (line %d)", val,
+					 dev_label(o, label, sizeof(label)), o->line);
+	}
+	d->devid = (int64_t)v;
+	return 0;
+}
+
 #define DEV_COMMON_KEYS \
 	KEY_FUNC("mmio", dev_mmio, 0), \
 	KEY_FUNC("irq", dev_irq, 0), \
-	KEY_UINT("devid", DEVT, devid, 0, INT32_MAX, 0)
+	KEY_FUNC("devid", dev_devid, 0)
 
 /* ---- [block "NAME"] -------------------------------------------------------------------- */
 
