@@ -35,7 +35,7 @@ void watch_free(struct watch *w);
 /* SIGUSR1: the instances we run or started. */
 void watch_dump(struct watch *w);
 
-/* True for names we dare put into a path and a unit name: [A-Za-z0-9_.:-], not starting with '.'. */
+/* Names safe in a path and a unit name: [A-Za-z0-9_.:-], not starting with a dot. */
 bool watch_name_ok(const char *name);
 
 #endif
