@@ -67,11 +67,9 @@ unsigned vdrv_direct_take_irqs(struct vdrv_direct *x)
 	return n;
 }
 
-int vdrv_direct_open(struct vdrv_direct *x, const struct config_device *cfg, uint64_t ram_gpa,
-		     uint64_t ram_size, struct ev_loop *loop)
+int vdrv_direct_open_ram(struct vdrv_direct *x, uint64_t ram_gpa, uint64_t ram_size,
+			 struct ev_loop *loop)
 {
-	int rc;
-
 	memset(x, 0, sizeof(*x));
 	x->gm = gmem_flat_new(ram_gpa, ram_size);
 	if (!x->gm)
@@ -82,6 +80,16 @@ int vdrv_direct_open(struct vdrv_direct *x, const struct config_device *cfg, uin
 				  .wait_irq = direct_wait_irq };
 	x->mem = (struct vdrv_mem){ .host = gmem_flat_host(x->gm, ram_gpa), .gpa = ram_gpa,
 				    .size = ram_size };
+	return 0;
+}
+
+int vdrv_direct_open(struct vdrv_direct *x, const struct config_device *cfg, uint64_t ram_gpa,
+		     uint64_t ram_size, struct ev_loop *loop)
+{
+	int rc = vdrv_direct_open_ram(x, ram_gpa, ram_size, loop);
+
+	if (rc < 0)
+		return rc;
 	rc = vdev_create(&x->host, cfg, &x->dev);
 	if (rc < 0) {
 		gmem_destroy(x->gm);

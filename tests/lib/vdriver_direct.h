@@ -28,7 +28,10 @@ struct vdrv_direct {
  */
 int vdrv_direct_open(struct vdrv_direct *x, const struct config_device *cfg, uint64_t ram_gpa,
 		     uint64_t ram_size, struct ev_loop *loop);
-/* Destroy the device, then the guest RAM. */
+/* Guest RAM, host and io only: the test creates a device on &x->host and sets x->dev. */
+int vdrv_direct_open_ram(struct vdrv_direct *x, uint64_t ram_gpa, uint64_t ram_size,
+			 struct ev_loop *loop);
+/* Destroy the device (when set), then the guest RAM. */
 void vdrv_direct_close(struct vdrv_direct *x);
 
 /* Interrupts raised and not yet consumed by wait_irq (and consume them). */
