@@ -1,0 +1,423 @@
+/*
+ * The daemon process on xensim: readiness, signals (TERM, HUP, USR1), the guest's death,
+ * xenstore matching and backend state, and watch mode (systemd units and child instances).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tests/xensim/guest.h"
+
+#ifndef XVD_SIM_DAEMON
+#error "XVD_SIM_DAEMON must name the sim daemon (tests/xensim/xensim.mk sets it)"
+#endif
+
+#define BASE0 UINT64_C(0x02000000)
+#define BASE1 UINT64_C(0x02000200)
+#define VIRTIO_MAGIC 0x74726976u
+#define REG_DEVICE_ID 0x008
+
+struct rig {
+	struct xsim_hub *hub;
+	struct xsim_dom *dom;
+	char ini[160];
+};
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+static void write_text(const char *path, const char *fmt, ...)
+{
+	FILE *f = fopen(path, "w");
+	va_list ap;
+
+	assert_non_null(f);
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	fclose(f);
+}
+
+static bool file_has(const char *path, const char *needle)
+{
+	char buf[65536];
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (!f)
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return strstr(buf, needle) != NULL;
+}
+
+/* Poll the daemon's log: signals are handled asynchronously. */
+static bool log_wait(struct xsim_daemon *dm, const char *needle, int timeout_ms)
+{
+	for (int t = 0; t < timeout_ms; t += 20) {
+		if (xsim_daemon_log_has(dm, needle))
+			return true;
+		sleep_ms(20);
+	}
+	return xsim_daemon_log_has(dm, needle);
+}
+
+static bool routed_wait(struct xsim_dom *d, uint64_t addr, bool want, int timeout_ms)
+{
+	for (int t = 0; t < timeout_ms; t += 20) {
+		if (xsim_dom_routed(d, addr) == want)
+			return true;
+		sleep_ms(20);
+	}
+	return xsim_dom_routed(d, addr) == want;
+}
+
+static void dump_log(const char *path)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd), "sed 's/^/    log: /' '%s' >&2", path);
+	if (system(cmd) != 0)
+		fprintf(stderr, "(no log at %s)\n", path);
+}
+
+static void start_daemon(struct rig *r, struct xsim_daemon *dm, const char *tag,
+			 const char *const *args)
+{
+	assert_int_equal(xsim_daemon_start(r->hub, dm, XVD_SIM_DAEMON, tag, args), 0);
+	if (xsim_daemon_wait_ready(dm, 10000) != 0) {
+		dump_log(dm->log_path);
+		fail_msg("daemon %s not ready", tag);
+	}
+}
+
+static void expect_exit0(struct xsim_daemon *dm, int st)
+{
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		dump_log(dm->log_path);
+		fail_msg("daemon wait status 0x%x, want exit 0", st);
+	}
+}
+
+static int rig_setup(void **state)
+{
+	struct rig *r = calloc(1, sizeof(*r));
+	struct xsim_dom_opts o = { .name = "g1", .nr_vcpus = 2, .ram_mib = 16 };
+
+	if (!r)
+		return -1;
+	r->hub = xsim_hub_start();
+	if (!r->hub)
+		return -1;
+	r->dom = xsim_dom_create(r->hub, &o);
+	if (!r->dom)
+		return -1;
+	snprintf(r->ini, sizeof(r->ini), "%s/g1.ini", xsim_hub_dir(r->hub));
+	*state = r;
+	return 0;
+}
+
+static int rig_teardown(void **state)
+{
+	struct rig *r = *state;
+
+	xsim_hub_stop(r->hub);
+	free(r);
+	return 0;
+}
+
+static const char rng_explicit_ini[] =
+	"[guest]\nname = g1\ndiscovery = explicit\nlog_level = %s\n\n"
+	"[rng]\nmmio = 0x02000000\nirq = 33\n";
+
+/* READY only once serving; USR1 dumps; HUP applies a good file and keeps a bad one out; TERM. */
+static void test_explicit_signals(void **state)
+{
+	struct rig *r = *state;
+	const char *args[] = { "--config", r->ini, NULL };
+	struct xsim_daemon dm;
+	int st;
+
+	write_text(r->ini, rng_explicit_ini, "info");
+	start_daemon(r, &dm, "explicit", args);
+	assert_true(xsim_dom_routed(r->dom, BASE0));
+	assert_int_equal(xsim_mmio_read(r->dom, 0, BASE0, 4), VIRTIO_MAGIC);
+	assert_int_equal(xsim_mmio_read(r->dom, 1, BASE0 + REG_DEVICE_ID, 4), 4);
+
+	kill(dm.pid, SIGUSR1);
+	assert_true(log_wait(&dm, "rng: queue 0: off", 3000));
+
+	write_text(r->ini, rng_explicit_ini, "debug");
+	kill(dm.pid, SIGHUP);
+	assert_true(log_wait(&dm, "SIGHUP: re-reading", 3000));
+	write_text(r->ini, "[guest]\nname = g1\nbogus = 1\n");
+	kill(dm.pid, SIGHUP);
+	assert_true(log_wait(&dm, "the running configuration stays", 3000));
+	assert_true(xsim_daemon_alive(&dm));
+	assert_int_equal(xsim_mmio_read(r->dom, 0, BASE0, 4), VIRTIO_MAGIC);
+
+	st = xsim_daemon_stop(&dm);
+	expect_exit0(&dm, st);
+	assert_true(xsim_daemon_log_has(&dm, "SIGTERM: stopping"));
+	assert_false(xsim_dom_routed(r->dom, BASE0));
+	if (getenv("XVD_TEST_VERBOSE"))
+		dump_log(dm.log_path);
+}
+
+/* The guest going away ends the daemon with 0 and one line saying so. */
+static void test_domain_death(void **state)
+{
+	struct rig *r = *state;
+	const char *args[] = { "--config", r->ini, NULL };
+	struct xsim_daemon dm;
+	int st = -1;
+
+	write_text(r->ini, rng_explicit_ini, "info");
+	start_daemon(r, &dm, "death", args);
+	assert_int_equal(xsim_dom_destroy(r->dom), 0);
+	if (xsim_daemon_wait_exit(&dm, 10000, &st) != 0) {
+		dump_log(dm.log_path);
+		xsim_daemon_stop(&dm);
+		fail_msg("daemon still running after the domain's death");
+	}
+	expect_exit0(&dm, st);
+	assert_true(xsim_daemon_log_has(&dm, "the domain is gone"));
+}
+
+/* A valid file naming a domain that does not exist: exit 1, nothing routed. */
+static void test_missing_domain(void **state)
+{
+	struct rig *r = *state;
+	const char *args[] = { "--config", r->ini, "--domain", "nosuchguest", NULL };
+	struct xsim_daemon dm;
+	int st = -1;
+
+	write_text(r->ini, rng_explicit_ini, "info");
+	assert_int_equal(xsim_daemon_start(r->hub, &dm, XVD_SIM_DAEMON, "missing", args), 0);
+	assert_int_equal(xsim_daemon_wait_ready(&dm, 10000), -ECHILD);
+	assert_int_equal(xsim_daemon_wait_exit(&dm, 5000, &st), 0);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 1);
+	assert_true(xsim_daemon_log_has(&dm, "nosuchguest"));
+	assert_false(xsim_dom_routed(r->dom, BASE0));
+}
+
+static void xs_put(struct rig *r, const char *path, const char *val)
+{
+	assert_int_equal(xsim_xs_write(r->hub, path, "%s", val), 0);
+}
+
+static void put_virtio_dev(struct rig *r, unsigned devid, uint64_t base, unsigned irq,
+			   unsigned virtio_id)
+{
+	char dir[128], path[192], val[64];
+
+	snprintf(dir, sizeof(dir), "/local/domain/0/backend/virtio/%u/%u", xsim_dom_id(r->dom),
+		 devid);
+	snprintf(path, sizeof(path), "%s/type", dir);
+	snprintf(val, sizeof(val), "virtio,device%x", virtio_id);
+	xs_put(r, path, val);
+	snprintf(path, sizeof(path), "%s/transport", dir);
+	xs_put(r, path, "mmio");
+	snprintf(path, sizeof(path), "%s/grant_usage", dir);
+	xs_put(r, path, "0");
+	snprintf(path, sizeof(path), "%s/irq", dir);
+	snprintf(val, sizeof(val), "%u", irq);
+	xs_put(r, path, val);
+	snprintf(path, sizeof(path), "%s/state", dir);
+	xs_put(r, path, "1");
+	/* base last: a watcher may look at the directory while it is being written. */
+	snprintf(path, sizeof(path), "%s/base", dir);
+	snprintf(val, sizeof(val), "0x%llx", (unsigned long long)base);
+	xs_put(r, path, val);
+}
+
+/*
+ * Xenstore matching: the declared rng finds its section; a declared net with no section is
+ * skipped; an i2c section nothing declares is not created.
+ */
+static void test_xenstore_matching(void **state)
+{
+	struct rig *r = *state;
+	const char *args[] = { "--config", r->ini, NULL };
+	struct xsim_daemon dm;
+
+	put_virtio_dev(r, 0, BASE0, 33, 4);
+	put_virtio_dev(r, 1, BASE1, 34, 1);
+	write_text(r->ini, "[guest]\nname = g1\ndiscovery = xenstore\n\n[rng]\n\n"
+		   "[i2c \"bus0\"]\nsim = lm75@0x48\n");
+	start_daemon(r, &dm, "match", args);
+	assert_true(xsim_dom_routed(r->dom, BASE0));
+	assert_int_equal(xsim_mmio_read(r->dom, 0, BASE0 + REG_DEVICE_ID, 4), 4);
+	assert_false(xsim_dom_routed(r->dom, BASE1));
+	assert_true(xsim_daemon_log_has(&dm, "net device 1 has no section"));
+	assert_true(xsim_daemon_log_has(&dm, "[i2c bus0]: no device declared in xenstore matches"));
+	expect_exit0(&dm, xsim_daemon_stop(&dm));
+}
+
+/* A Xen 4.17 disk: path from params, state=2 once serving (libxl waits), state=6 at stop. */
+static void test_disk417_state(void **state)
+{
+	struct rig *r = *state;
+	const char *args[] = { "--config", r->ini, NULL };
+	char img[160], dir[128], path[192];
+	struct xsim_daemon dm;
+	char *v;
+	int fd;
+
+	snprintf(img, sizeof(img), "%s/disk.img", xsim_hub_dir(r->hub));
+	fd = open(img, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	snprintf(dir, sizeof(dir), "/local/domain/0/backend/virtio_disk/%u/51712",
+		 xsim_dom_id(r->dom));
+#define PUT(key, val) do { snprintf(path, sizeof(path), "%s/" key, dir); xs_put(r, path, val); \
+			 } while (0)
+	PUT("params", img);
+	PUT("mode", "w");
+	PUT("dev", "xvda");
+	PUT("irq", "33");
+	PUT("state", "1");
+	PUT("base", "33554432");
+#undef PUT
+	write_text(r->ini, "[guest]\nname = g1\ndiscovery = xenstore\n\n[block \"root\"]\n");
+	start_daemon(r, &dm, "disk417", args);
+	snprintf(path, sizeof(path), "%s/state", dir);
+	v = xsim_xs_read(r->hub, path);
+	assert_non_null(v);
+	assert_string_equal(v, "2");
+	free(v);
+	assert_int_equal(xsim_mmio_read(r->dom, 0, BASE0 + REG_DEVICE_ID, 4), 2);
+	expect_exit0(&dm, xsim_daemon_stop(&dm));
+	v = xsim_xs_read(r->hub, path);
+	assert_non_null(v);
+	assert_string_equal(v, "6");
+	free(v);
+}
+
+/* Watch mode under systemd: a fake systemctl records what the watcher asks for. */
+static void test_watch_systemd(void **state)
+{
+	struct rig *r = *state;
+	const char *dir = xsim_hub_dir(r->hub);
+	char confdir[160], ini[192], fake[192], calls[192], path[4096];
+	const char *args[] = { "--watch", "--config-dir", confdir, NULL };
+	struct xsim_dom_opts o2 = { .name = "nofile", .ram_mib = 8 };
+	struct xsim_daemon dm;
+	struct xsim_dom *d2;
+
+	snprintf(confdir, sizeof(confdir), "%s/conf", dir);
+	assert_int_equal(mkdir(confdir, 0700), 0);
+	snprintf(ini, sizeof(ini), "%s/g1.ini", confdir);
+	write_text(ini, "[guest]\nname = g1\n\n[rng]\n");
+	snprintf(calls, sizeof(calls), "%s/systemctl.calls", dir);
+	snprintf(fake, sizeof(fake), "%s/systemctl", dir);
+	write_text(fake, "#!/bin/sh\necho \"$*\" >> '%s'\n", calls);
+	assert_int_equal(chmod(fake, 0700), 0);
+	snprintf(path, sizeof(path), "%s:%s", dir, getenv("PATH") ? getenv("PATH") : "/usr/bin");
+	setenv("PATH", path, 1);
+
+	/* g1 exists before the watcher starts; nofile appears after. */
+	put_virtio_dev(r, 0, BASE0, 33, 4);
+	start_daemon(r, &dm, "watch-sd", args);
+	d2 = xsim_dom_create(r->hub, &o2);
+	assert_non_null(d2);
+	{
+		struct rig r2 = { .hub = r->hub, .dom = d2 };
+		put_virtio_dev(&r2, 0, BASE0, 33, 4);
+	}
+	assert_true(log_wait(&dm, "nofile (domid", 5000));
+	for (int t = 0; t < 5000 && !file_has(calls, "xen-virtiod@g1.service"); t += 20)
+		sleep_ms(20);
+	if (!file_has(calls, "start --no-block xen-virtiod@g1.service\n")) {
+		dump_log(dm.log_path);
+		fail_msg("systemctl was not asked to start xen-virtiod@g1.service");
+	}
+	assert_false(file_has(calls, "nofile"));
+	expect_exit0(&dm, xsim_daemon_stop(&dm));
+}
+
+/* Watch mode without systemd: a child instance serves the guest; TERM reaches it. */
+static void test_watch_children(void **state)
+{
+	struct rig *r = *state;
+	const char *dir = xsim_hub_dir(r->hub);
+	char confdir[160], ini[192], logp[192];
+	pid_t pid;
+	int st = 0, fd;
+
+	snprintf(confdir, sizeof(confdir), "%s/conf", dir);
+	assert_int_equal(mkdir(confdir, 0700), 0);
+	snprintf(ini, sizeof(ini), "%s/g1.ini", confdir);
+	write_text(ini, "[guest]\nname = g1\n\n[rng]\n");
+	snprintf(logp, sizeof(logp), "%s/watch-child.log", dir);
+	fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+		unsetenv("NOTIFY_SOCKET");
+		unsetenv("INVOCATION_ID");
+		execl(XVD_SIM_DAEMON, XVD_SIM_DAEMON, "--watch", "--foreground", "--config-dir",
+		      confdir, "--log-level", "debug", (char *)NULL);
+		_exit(127);
+	}
+	close(fd);
+	put_virtio_dev(r, 0, BASE0, 33, 4);
+	if (!routed_wait(r->dom, BASE0, true, 10000)) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+		dump_log(logp);
+		fail_msg("no child instance served g1");
+	}
+	assert_int_equal(xsim_mmio_read(r->dom, 0, BASE0, 4), VIRTIO_MAGIC);
+	kill(pid, SIGTERM);
+	for (int t = 0; t < 10000 && waitpid(pid, &st, WNOHANG) == 0; t += 20)
+		sleep_ms(20);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		kill(pid, SIGKILL);
+		dump_log(logp);
+		fail_msg("watcher wait status 0x%x", st);
+	}
+	/* The child was stopped (and reaped) before the watcher exited. */
+	assert_false(xsim_dom_routed(r->dom, BASE0));
+	assert_true(file_has(logp, "started instance pid"));
+	assert_true(file_has(logp, "SIGTERM: stopping"));
+	if (getenv("XVD_TEST_VERBOSE"))
+		dump_log(logp);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_explicit_signals, rig_setup, rig_teardown),
+		cmocka_unit_test_setup_teardown(test_domain_death, rig_setup, rig_teardown),
+		cmocka_unit_test_setup_teardown(test_missing_domain, rig_setup, rig_teardown),
+		cmocka_unit_test_setup_teardown(test_xenstore_matching, rig_setup, rig_teardown),
+		cmocka_unit_test_setup_teardown(test_disk417_state, rig_setup, rig_teardown),
+		cmocka_unit_test_setup_teardown(test_watch_systemd, rig_setup, rig_teardown),
+		cmocka_unit_test_setup_teardown(test_watch_children, rig_setup, rig_teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
