@@ -120,7 +120,6 @@ static struct xsim_server *server_new(struct xsim_dom *d)
 		s->chans[i].to_dm = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		s->chans[i].to_guest = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		s->chans[i].port = d->next_port++;
-		s->slots[i].vp_eport = s->chans[i].port;
 		s->slots[i].state = STATE_IOREQ_NONE;
 		if (s->chans[i].to_dm < 0 || s->chans[i].to_guest < 0) {
 			server_free(s, i + 1);
@@ -128,6 +127,15 @@ static struct xsim_server *server_new(struct xsim_dom *d)
 		}
 	}
 	return s;
+}
+
+/* Xen writes each vCPU's vp_eport into the ioreq page when the server is enabled (until then
+ * a device model reading it sees 0), so a daemon must enable before binding. */
+static void server_set_state(struct xsim_server *s, unsigned nr_vcpus, bool enabled)
+{
+	for (unsigned i = 0; enabled && i < nr_vcpus; i++)
+		s->slots[i].vp_eport = s->chans[i].port;
+	s->enabled = enabled;
 }
 
 static int server_create(struct xsim_dom *d, uint32_t bufioreq, uint32_t *id)
@@ -238,7 +246,7 @@ static int hub_do_dm(struct xsim_hub *h, struct xsim_msg *m, struct hub_reply *r
 		return -ENOENT;
 	switch (m->op) {
 	case XSIM_OP_SERVER_STATE:
-		s->enabled = m->b != 0;
+		server_set_state(s, d->nr_vcpus, m->b != 0);
 		return 0;
 	case XSIM_OP_MAP_RANGE:
 		return server_map_range(s, m->b != 0, m->x, m->y);

@@ -1,0 +1,492 @@
+/*
+ * xensim self-tests: the drop-in Xen functions called exactly as a device model calls them,
+ * against a hub playing Xen and the guest. The ioreq round trip runs the device model in a
+ * forked child, as the daemon would be a separate process.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <xendevicemodel.h>
+#include <xenevtchn.h>
+#include <xenforeignmemory.h>
+#include <xengnttab.h>
+#include <xenstore.h>
+#include <xen/memory.h>
+
+#include "ioreq/gmem.h"
+#include "tests/xensim/guest.h"
+
+#define WIN_BASE UINT64_C(0x02000000)
+#define WIN_END  (WIN_BASE + 0x1ff)
+
+struct fx {
+	struct xsim_hub *hub;
+	struct xsim_dom *dom;
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct xsim_dom_opts o = { .name = "g1", .nr_vcpus = 200, .ram_mib = 16, .ram1_mib = 4 };
+
+	if (!f)
+		return -1;
+	f->hub = xsim_hub_start();
+	f->dom = f->hub ? xsim_dom_create(f->hub, &o) : NULL;
+	*state = f;
+	return f->dom ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	xsim_hub_stop(f->hub);
+	free(f);
+	return 0;
+}
+
+/* ---- xenstore ---- */
+
+static void test_xs_read_write_directory(void **state)
+{
+	struct fx *f = *state;
+	struct xs_handle *xs = xs_open(0);
+	unsigned len, n;
+	char *v, **dir;
+
+	assert_non_null(xs);
+	v = xs_read(xs, XBT_NULL, "/local/domain/1/name", &len);
+	assert_non_null(v);
+	assert_int_equal(len, 2);
+	assert_string_equal(v, "g1");
+	free(v);
+	assert_true(xs_write(xs, XBT_NULL, "/local/domain/0/backend/virtio/1/0/irq", "33", 2));
+	v = xsim_xs_read(f->hub, "/local/domain/0/backend/virtio/1/0/irq");
+	assert_non_null(v);
+	assert_string_equal(v, "33");
+	free(v);
+	assert_int_equal(xsim_xs_write(f->hub, "/local/domain/0/backend/virtio/1/1/irq", "34"), 0);
+	dir = xs_directory(xs, XBT_NULL, "/local/domain/0/backend/virtio/1", &n);
+	assert_non_null(dir);
+	assert_int_equal(n, 2);
+	assert_true((!strcmp(dir[0], "0") && !strcmp(dir[1], "1")) ||
+		    (!strcmp(dir[0], "1") && !strcmp(dir[1], "0")));
+	free(dir);
+	assert_true(xs_rm(xs, XBT_NULL, "/local/domain/0/backend/virtio/1"));
+	assert_null(xs_read(xs, XBT_NULL, "/local/domain/0/backend/virtio/1/0/irq", &len));
+	assert_int_equal(errno, ENOENT);
+	assert_false(xs_rm(xs, XBT_NULL, "/nonexistent"));
+	v = xs_get_domain_path(xs, 7);
+	assert_string_equal(v, "/local/domain/7");
+	free(v);
+	xs_close(xs);
+}
+
+static char **next_event(struct xs_handle *xs, int timeout_ms)
+{
+	struct pollfd p = { .fd = xs_fileno(xs), .events = POLLIN };
+
+	if (poll(&p, 1, timeout_ms) <= 0)
+		return NULL;
+	return xs_check_watch(xs);
+}
+
+static void expect_event(struct xs_handle *xs, const char *path, const char *token)
+{
+	char **ev = next_event(xs, 2000);
+
+	assert_non_null(ev);
+	assert_string_equal(ev[XS_WATCH_PATH], path);
+	assert_string_equal(ev[XS_WATCH_TOKEN], token);
+	free(ev);
+}
+
+static void test_xs_watch(void **state)
+{
+	struct fx *f = *state;
+	struct xs_handle *xs = xs_open(0);
+
+	assert_non_null(xs);
+	assert_true(xs_watch(xs, "/local/domain/0/backend", "be"));
+	/* Fires once at registration, as xenstored does. */
+	expect_event(xs, "/local/domain/0/backend", "be");
+	assert_null(xs_check_watch(xs));
+	assert_int_equal(errno, EAGAIN);
+	assert_int_equal(xsim_xs_write(f->hub, "/local/domain/0/backend/virtio/1/0/type", "x"), 0);
+	expect_event(xs, "/local/domain/0/backend/virtio/1/0/type", "be");
+	assert_int_equal(xsim_xs_write(f->hub, "/local/domain/1/other", "y"), 0);
+	assert_null(next_event(xs, 50));   /* not under the watched path */
+	/* Removing a parent fires the watch with the watched path. */
+	assert_true(xs_watch(xs, "/local/domain/0/backend/virtio/1/0/type", "leaf"));
+	expect_event(xs, "/local/domain/0/backend/virtio/1/0/type", "leaf");
+	assert_int_equal(xsim_xs_rm(f->hub, "/local/domain/0/backend/virtio"), 0);
+	for (int i = 0; i < 2; i++) {
+		char **ev = next_event(xs, 2000);
+
+		assert_non_null(ev);
+		assert_true(!strcmp(ev[XS_WATCH_TOKEN], "be") || !strcmp(ev[XS_WATCH_TOKEN], "leaf"));
+		free(ev);
+	}
+	assert_true(xs_unwatch(xs, "/local/domain/0/backend", "be"));
+	assert_false(xs_unwatch(xs, "/local/domain/0/backend", "be"));
+	assert_int_equal(xsim_xs_write(f->hub, "/local/domain/0/backend/x", "1"), 0);
+	assert_null(next_event(xs, 50));
+	xs_close(xs);
+}
+
+static void test_xs_release_domain(void **state)
+{
+	struct fx *f = *state;
+	struct xs_handle *xs = xs_open(0);
+	uint32_t id = xsim_dom_id(f->dom);
+	unsigned len;
+
+	assert_non_null(xs);
+	assert_true(xs_watch(xs, "@releaseDomain", "rel"));
+	expect_event(xs, "@releaseDomain", "rel");
+	assert_true(xs_is_domain_introduced(xs, id));
+	assert_false(xs_is_domain_introduced(xs, 999));
+	assert_int_equal(xsim_dom_destroy(f->dom), 0);
+	expect_event(xs, "@releaseDomain", "rel");
+	assert_false(xs_is_domain_introduced(xs, id));
+	assert_null(xs_read(xs, XBT_NULL, "/local/domain/1/name", &len));
+	assert_int_equal(xsim_dom_destroy(f->dom), -ESRCH);
+	xs_close(xs);
+}
+
+/* ---- foreign memory and grants ---- */
+
+static void test_fmem_map(void **state)
+{
+	struct fx *f = *state;
+	xenforeignmemory_handle *fm = xenforeignmemory_open(NULL, 0);
+	xen_pfn_t pfns[3] = { 0x40010, 0x40011, 0x1000 /* a hole */ };
+	int err[3];
+	uint8_t *p, *g;
+
+	assert_non_null(fm);
+	p = xenforeignmemory_map(fm, 1, PROT_READ | PROT_WRITE, 3, pfns, err);
+	assert_non_null(p);
+	assert_int_equal(err[0], 0);
+	assert_int_equal(err[1], 0);
+	assert_int_equal(err[2], -EINVAL);
+	g = xsim_dom_ram(f->dom, 0x40010000, 8192);
+	assert_non_null(g);
+	p[5] = 0xa5;
+	p[4096 + 7] = 0x5a;
+	assert_int_equal(g[5], 0xa5);
+	assert_int_equal(g[4096 + 7], 0x5a);
+	assert_int_equal(xenforeignmemory_unmap(fm, p, 3), 0);
+	/* Without an err array one bad frame fails the whole call. */
+	assert_null(xenforeignmemory_map(fm, 1, PROT_READ, 3, pfns, NULL));
+	assert_int_equal(errno, EINVAL);
+	/* Bank 1 and the end of bank 0 (16 MiB). */
+	pfns[0] = 0x200000;
+	pfns[1] = 0x40fff;
+	p = xenforeignmemory_map(fm, 1, PROT_READ, 2, pfns, NULL);
+	assert_non_null(p);
+	xenforeignmemory_unmap(fm, p, 2);
+	pfns[0] = 0x41000;   /* just past bank 0 */
+	assert_null(xenforeignmemory_map(fm, 1, PROT_READ, 1, pfns, NULL));
+	assert_null(xenforeignmemory_map(fm, 42, PROT_READ, 1, pfns, NULL));
+	/* Restricted to domain 1: domain 2 is out of reach. */
+	assert_int_equal(xenforeignmemory_restrict(fm, 1), 0);
+	assert_null(xenforeignmemory_map(fm, 2, PROT_READ, 1, pfns, NULL));
+	assert_int_equal(errno, EPERM);
+	/* A dead domain cannot be mapped. */
+	assert_int_equal(xsim_dom_destroy(f->dom), 0);
+	pfns[0] = 0x40000;
+	assert_null(xenforeignmemory_map(fm, 1, PROT_READ, 1, pfns, NULL));
+	assert_int_equal(errno, ESRCH);
+	xenforeignmemory_close(fm);
+}
+
+static void test_gnttab(void **state)
+{
+	struct fx *f = *state;
+	xengnttab_handle *gt = xengnttab_open(NULL, 0);
+	uint64_t ga = xsim_grant_addr(f->dom, 0x40020010, 5000, false);
+	uint64_t ro = xsim_grant_addr(f->dom, 0x40030000, 4096, true);
+	uint32_t refs[2], bad = 7;
+	uint8_t *p, *g = xsim_dom_ram(f->dom, 0x40020000, 8192);
+
+	assert_non_null(gt);
+	assert_true(ga & GMEM_GRANT_BIT);
+	assert_int_equal(ga & 0xfff, 0x10);
+	refs[0] = (uint32_t)((ga & ~GMEM_GRANT_BIT) >> 12);
+	refs[1] = refs[0] + 1;   /* the buffer spans consecutive refs */
+	p = xengnttab_map_domain_grant_refs(gt, 2, 1, refs, PROT_READ | PROT_WRITE);
+	assert_non_null(p);
+	p[0x10] = 0x77;
+	p[4096 + 1] = 0x66;
+	assert_int_equal(g[0x10], 0x77);
+	assert_int_equal(g[4096 + 1], 0x66);
+	assert_int_equal(xengnttab_unmap(gt, p, 2), 0);
+	refs[0] = (uint32_t)((ro & ~GMEM_GRANT_BIT) >> 12);
+	assert_null(xengnttab_map_domain_grant_refs(gt, 1, 1, refs, PROT_READ | PROT_WRITE));
+	p = xengnttab_map_domain_grant_refs(gt, 1, 1, refs, PROT_READ);
+	assert_non_null(p);
+	assert_int_equal(xengnttab_unmap(gt, p, 1), 0);
+	assert_null(xengnttab_map_domain_grant_refs(gt, 1, 1, &bad, PROT_READ));
+	xsim_grant_revoke(f->dom, refs[0]);
+	assert_null(xengnttab_map_domain_grant_refs(gt, 1, 1, refs, PROT_READ));
+	assert_int_equal(xengnttab_set_max_grants(gt, 1), 0);
+	refs[0] = (uint32_t)((ga & ~GMEM_GRANT_BIT) >> 12);
+	assert_null(xengnttab_map_domain_grant_refs(gt, 2, 1, refs, PROT_READ));
+	xengnttab_close(gt);
+}
+
+/* ---- interrupts ---- */
+
+static void test_irq_edges(void **state)
+{
+	struct fx *f = *state;
+	xendevicemodel_handle *dm = xendevicemodel_open(NULL, 0);
+	uint32_t seen = 0;
+
+	assert_non_null(dm);
+	assert_int_equal(xsim_irq_wait(f->dom, 33, &seen, 20), 0);
+	assert_int_equal(xendevicemodel_set_irq_level(dm, 1, 33, 1), 0);
+	assert_int_equal(xsim_irq_wait(f->dom, 33, &seen, 1000), 1);
+	assert_int_equal(seen, 1);
+	assert_true(xsim_irq_level(f->dom, 33));
+	/* Raising a line that is already high is no new edge. */
+	assert_int_equal(xendevicemodel_set_irq_level(dm, 1, 33, 1), 0);
+	assert_int_equal(xsim_irq_edges(f->dom, 33), 1);
+	assert_int_equal(xendevicemodel_set_irq_level(dm, 1, 33, 0), 0);
+	assert_int_equal(xendevicemodel_set_irq_level(dm, 1, 33, 1), 0);
+	assert_int_equal(xsim_irq_edges(f->dom, 33), 2);
+	assert_int_equal(xsim_irq_edges(f->dom, 34), 0);
+	assert_int_equal(xendevicemodel_set_irq_level(dm, 1, 10, 1), -1);   /* not an SPI */
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(xendevicemodel_restrict(dm, 1), 0);
+	assert_int_equal(xendevicemodel_set_irq_level(dm, 2, 33, 1), -1);
+	assert_int_equal(errno, EPERM);
+	xendevicemodel_close(dm);
+}
+
+/* ---- ioreq server: in-process checks of setup and event-channel semantics ---- */
+
+struct dmodel {
+	xendevicemodel_handle *dm;
+	xenforeignmemory_handle *fm;
+	xenevtchn_handle *xce;
+	xenforeignmemory_resource_handle *res;
+	ioreq_t *slots;
+	ioservid_t id;
+	unsigned nr_vcpus;
+	evtchn_port_t *port;
+};
+
+static int dmodel_open(struct dmodel *m, domid_t domid)
+{
+	void *addr = NULL;
+	unsigned frames;
+
+	memset(m, 0, sizeof(*m));
+	m->dm = xendevicemodel_open(NULL, 0);
+	m->fm = xenforeignmemory_open(NULL, 0);
+	m->xce = xenevtchn_open(NULL, 0);
+	if (!m->dm || !m->fm || !m->xce)
+		return -1;
+	if (xendevicemodel_nr_vcpus(m->dm, domid, &m->nr_vcpus) < 0 ||
+	    xendevicemodel_create_ioreq_server(m->dm, domid, HVM_IOREQSRV_BUFIOREQ_OFF, &m->id) < 0)
+		return -2;
+	frames = (m->nr_vcpus + 127) / 128;
+	m->res = xenforeignmemory_map_resource(m->fm, domid, XENMEM_resource_ioreq_server, m->id,
+					       XENMEM_resource_ioreq_server_frame_ioreq(0), frames,
+					       &addr, PROT_READ | PROT_WRITE, 0);
+	if (!m->res)
+		return -3;
+	m->slots = addr;
+	if (xendevicemodel_set_ioreq_server_state(m->dm, domid, m->id, 1) < 0)
+		return -4;
+	m->port = calloc(m->nr_vcpus, sizeof(*m->port));
+	for (unsigned i = 0; i < m->nr_vcpus; i++) {
+		int p = xenevtchn_bind_interdomain(m->xce, domid, m->slots[i].vp_eport);
+
+		if (p < 0)
+			return -5;
+		m->port[i] = (evtchn_port_t)p;
+	}
+	if (xendevicemodel_map_io_range_to_ioreq_server(m->dm, domid, m->id, 1, WIN_BASE,
+							WIN_END) < 0)
+		return -6;
+	return 0;
+}
+
+static void dmodel_close(struct dmodel *m)
+{
+	for (unsigned i = 0; m->port && i < m->nr_vcpus; i++)
+		xenevtchn_unbind(m->xce, m->port[i]);
+	free(m->port);
+	if (m->res)
+		xenforeignmemory_unmap_resource(m->fm, m->res);
+	xenevtchn_close(m->xce);
+	xenforeignmemory_close(m->fm);
+	xendevicemodel_close(m->dm);
+}
+
+static int vcpu_of(struct dmodel *m, evtchn_port_t port)
+{
+	for (unsigned i = 0; i < m->nr_vcpus; i++)
+		if (m->port[i] == port)
+			return (int)i;
+	return -1;
+}
+
+static void test_ioreq_setup_and_masking(void **state)
+{
+	struct fx *f = *state;
+	struct dmodel m;
+	struct ioreq req = { .addr = WIN_BASE + 4, .count = 1, .size = 4,
+			     .state = STATE_IOREQ_READY, .type = IOREQ_TYPE_COPY };
+	void *addr = NULL;
+	struct pollfd p;
+	int port;
+
+	assert_int_equal(xsim_dom_routed(f->dom, WIN_BASE), false);
+	assert_int_equal(dmodel_open(&m, 1), 0);
+	assert_int_equal(m.nr_vcpus, 200);
+	assert_true(xsim_dom_routed(f->dom, WIN_BASE + 0x1ff));
+	assert_false(xsim_dom_routed(f->dom, WIN_BASE + 0x200));
+	assert_int_not_equal(m.slots[199].vp_eport, 0);
+	/* Frame 0 (buffered ioreqs) does not exist with BUFIOREQ_OFF; nor does a third frame. */
+	assert_null(xenforeignmemory_map_resource(m.fm, 1, XENMEM_resource_ioreq_server, m.id, 0,
+						  1, &addr, PROT_READ, 0));
+	assert_null(xenforeignmemory_map_resource(m.fm, 1, XENMEM_resource_ioreq_server, m.id, 1,
+						  3, &addr, PROT_READ, 0));
+	assert_int_equal(xendevicemodel_map_io_range_to_ioreq_server(m.dm, 1, m.id, 1, WIN_BASE,
+								     WIN_BASE), -1);
+	assert_int_equal(errno, EEXIST);
+	/* A request from vCPU 130 shows up on its port and stays masked until unmasked. */
+	fcntl(xenevtchn_fd(m.xce), F_SETFL, O_NONBLOCK);
+	assert_int_equal(xsim_ioreq_raw(f->dom, 130, WIN_BASE, &req, NULL, 0), 0);
+	port = xenevtchn_pending(m.xce);
+	assert_int_equal(vcpu_of(&m, (evtchn_port_t)port), 130);
+	assert_int_equal(m.slots[130].state, STATE_IOREQ_READY);
+	assert_int_equal(m.slots[130].addr, WIN_BASE + 4);
+	assert_int_equal(xsim_ioreq_raw(f->dom, 130, WIN_BASE, &req, NULL, 0), 0);
+	p = (struct pollfd){ .fd = xenevtchn_fd(m.xce), .events = POLLIN };
+	assert_int_equal(poll(&p, 1, 20), 0);
+	assert_int_equal(xenevtchn_pending(m.xce), -1);
+	assert_int_equal(errno, EAGAIN);
+	assert_int_equal(xenevtchn_unmask(m.xce, (evtchn_port_t)port), 0);
+	assert_int_equal(poll(&p, 1, 1000), 1);
+	assert_int_equal(xenevtchn_pending(m.xce), port);
+	/* Disabled: nothing routes there any more. Unmapped range: same. */
+	assert_int_equal(xendevicemodel_set_ioreq_server_state(m.dm, 1, m.id, 0), 0);
+	assert_false(xsim_dom_routed(f->dom, WIN_BASE));
+	assert_int_equal(xsim_mmio_write(f->dom, 0, WIN_BASE, 4, 1), -EFAULT);
+	assert_int_equal(xendevicemodel_set_ioreq_server_state(m.dm, 1, m.id, 1), 0);
+	assert_int_equal(xendevicemodel_unmap_io_range_from_ioreq_server(m.dm, 1, m.id, 1,
+									 WIN_BASE, WIN_END), 0);
+	assert_false(xsim_dom_routed(f->dom, WIN_BASE));
+	assert_int_equal(xendevicemodel_destroy_ioreq_server(m.dm, 1, m.id), 0);
+	assert_int_equal(xendevicemodel_destroy_ioreq_server(m.dm, 1, m.id), -1);
+	dmodel_close(&m);
+}
+
+/* ---- ioreq round trip with the device model in another process ---- */
+
+#define STOP_OFF 0x1fc
+
+/* Answer reads with addr ^ vcpu and count writes, until a write to STOP_OFF. Exit codes
+ * name the step that failed. */
+static int child_serve(void)
+{
+	struct dmodel m;
+	unsigned writes = 0;
+
+	if (dmodel_open(&m, 1) < 0)
+		return 10;
+	for (;;) {
+		int port = xenevtchn_pending(m.xce), v = port < 0 ? -1 : vcpu_of(&m, (evtchn_port_t)port);
+		ioreq_t *s;
+		bool stop = false;
+
+		if (v < 0)
+			return 11;
+		s = &m.slots[v];
+		if (s->state == STATE_IOREQ_READY) {
+			atomic_thread_fence(memory_order_acquire);
+			if (s->type != IOREQ_TYPE_COPY || s->count != 1)
+				return 12;
+			if (s->dir == IOREQ_READ)
+				s->data = s->addr ^ (uint64_t)v;
+			else if (s->addr == WIN_BASE + STOP_OFF)
+				stop = true;
+			else
+				writes++;
+			atomic_thread_fence(memory_order_release);
+			s->state = STATE_IORESP_READY;
+			if (xenevtchn_notify(m.xce, (evtchn_port_t)port) < 0)
+				return 13;
+		}
+		xenevtchn_unmask(m.xce, (evtchn_port_t)port);
+		if (stop)
+			break;
+	}
+	dmodel_close(&m);
+	return writes == 3 ? 0 : 14;
+}
+
+static void test_ioreq_roundtrip_child(void **state)
+{
+	struct fx *f = *state;
+	pid_t pid = fork();
+	int st, i;
+	uint64_t v;
+
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(child_serve());
+	for (i = 0; i < 500 && !xsim_dom_routed(f->dom, WIN_BASE); i++)
+		usleep(10000);
+	assert_true(xsim_dom_routed(f->dom, WIN_BASE));
+	assert_int_equal(xsim_mmio(f->dom, 0, WIN_BASE + 8, 4, false, &v, 2000), 0);
+	assert_int_equal(v, (WIN_BASE + 8) & 0xffffffff);
+	assert_int_equal(xsim_mmio(f->dom, 199, WIN_BASE + 0x10, 8, false, &v, 2000), 0);
+	assert_int_equal(v, (WIN_BASE + 0x10) ^ 199);
+	/* A 1-byte read is truncated to its size by the guest side. */
+	assert_int_equal(xsim_mmio(f->dom, 128, WIN_BASE + 0x20, 1, false, &v, 2000), 0);
+	assert_int_equal(v, ((WIN_BASE + 0x20) ^ 128) & 0xff);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(xsim_mmio_write(f->dom, (unsigned)i * 60, WIN_BASE, 4, 1), 0);
+	assert_int_equal(xsim_mmio(f->dom, 0, WIN_BASE + 0x200, 4, false, &v, 100), -EFAULT);
+	assert_int_equal(xsim_mmio_write(f->dom, 5, WIN_BASE + STOP_OFF, 4, 0), 0);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	/* The server outlives its process, as in Xen: nobody answers now. */
+	assert_int_equal(xsim_mmio(f->dom, 0, WIN_BASE + 8, 4, false, &v, 50), -ETIMEDOUT);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_xs_read_write_directory, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_xs_watch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_xs_release_domain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fmem_map, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gnttab, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_irq_edges, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ioreq_setup_and_masking, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ioreq_roundtrip_child, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
