@@ -37,7 +37,7 @@
 
 struct parser;
 
-enum key_type { KT_BOOL, KT_UINT, KT_STR, KT_PATH, KT_ENUM, KT_FUNC };
+enum key_type { KT_BOOL, KT_UINT, KT_PATH, KT_ENUM, KT_FUNC };
 
 #define KEY_REPEAT 0x1u   /* may appear more than once */
 #define KEY_POW2   0x2u   /* KT_UINT: a power of two */
@@ -55,7 +55,6 @@ struct key_def {
 #define KEY_BOOL(n, T, f)            { .name = n, .type = KT_BOOL, FIELD_INIT(T, f) }
 #define KEY_UINT(n, T, f, lo, hi, fl) \
 	{ .name = n, .type = KT_UINT, .flags = fl, FIELD_INIT(T, f), .min = lo, .max = hi }
-#define KEY_STR(n, T, f)             { .name = n, .type = KT_STR, FIELD_INIT(T, f) }
 #define KEY_PATH(n, T, f)            { .name = n, .type = KT_PATH, FIELD_INIT(T, f) }
 #define KEY_ENUM(n, T, f, w)         { .name = n, .type = KT_ENUM, FIELD_INIT(T, f), .words = w }
 #define KEY_FUNC(n, fn, fl)          { .name = n, .type = KT_FUNC, .flags = fl, .parse = fn }
@@ -348,7 +347,6 @@ static int key_apply(struct parser *p, const struct key_def *k, void *obj, const
 	switch (k->type) {
 	case KT_BOOL: return parse_bool(p, val, field);
 	case KT_UINT: return parse_uint_key(p, k, val, field);
-	case KT_STR: return copy_str(p, val, field, k->size);
 	case KT_PATH: return copy_path(p, val, field, k->size);
 	case KT_ENUM: return parse_enum(p, k, val, field);
 	case KT_FUNC: return k->parse(p, obj, val);
