@@ -477,7 +477,8 @@ static void xg_death_cb(void *opaque)
 {
 	struct xen_guest *g = opaque;
 
-	log_notice("xen: %s: domain %u is gone", g->name, g->opts.domid);
+	/* info: the daemon reports the consequence (one notice line as it exits). */
+	log_info("xen: %s: domain %u is gone", g->name, g->opts.domid);
 	if (g->serving) {
 		ev_io_stop(g->loop, &g->evtchn_w);
 		g->serving = false;
