@@ -342,11 +342,13 @@ static void blk_put_status(struct vq_elem *e, uint8_t status)
 
 static void blk_complete(struct blk_dev *b, struct vq_elem *e, uint8_t status, uint32_t written)
 {
+	unsigned q = e->vq->index;
+
 	if (status == VIRTIO_BLK_S_IOERR)
 		b->st.errors++;
 	blk_put_status(e, status);
-	vq_push(e, written);
-	b->touched |= UINT64_C(1) << e->vq->index;
+	vq_push(e, written);    /* frees e */
+	b->touched |= UINT64_C(1) << q;
 }
 
 static void blk_req_free(struct blk_dev *b, struct blk_req *r)
@@ -716,8 +718,8 @@ static void blk_start(struct blk_dev *b, struct vq_elem *e)
 	b->st.requests++;
 	if (e->in_len == 0) {
 		/* No byte to put a status in: the driver is broken beyond a per-request error. */
-		vq_push(e, 0);
 		b->touched |= UINT64_C(1) << e->vq->index;
+		vq_push(e, 0);
 		vdev_needs_reset(&b->vdev, "request without a writable status byte");
 		return;
 	}

@@ -1,0 +1,1065 @@
+/*
+ * virtio-blk through the real transport and a real libev loop, on real image files in a temp
+ * directory (and, where the machine allows, loop block devices and small tmpfs mounts in a
+ * private mount namespace). The guest side is the test driver: requests are built in guest RAM
+ * exactly as a driver lays them out, completions arrive through io_uring and the loop.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <ev.h>
+
+#include "devices/blk.h"
+#include "devices/device.h"
+#include "devices/virtio_mmio.h"
+#include "tests/lib/gmem_flat.h"
+#include "tests/lib/vdriver.h"
+#include "tests/lib/vdriver_direct.h"
+
+#define RAM_GPA    UINT64_C(0x40000000)
+#define RAM_SIZE   (128u << 20)
+#define SCRATCH    (48u << 20)
+#define IMG_SIZE   (16u << 20)
+#define R_INT_STATUS 0x60
+#define R_INT_ACK    0x64
+#define R_STATUS     0x70
+#define ALL_RING (VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_EVENT_IDX) | \
+		  VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC))
+#define BLK_ALL (VIRTIO_BIT(VIRTIO_BLK_F_SIZE_MAX) | VIRTIO_BIT(VIRTIO_BLK_F_SEG_MAX) | \
+		 VIRTIO_BIT(VIRTIO_BLK_F_BLK_SIZE) | VIRTIO_BIT(VIRTIO_BLK_F_TOPOLOGY) | \
+		 VIRTIO_BIT(VIRTIO_BLK_F_FLUSH) | VIRTIO_BIT(VIRTIO_BLK_F_CONFIG_WCE) | \
+		 VIRTIO_BIT(VIRTIO_BLK_F_MQ) | VIRTIO_BIT(VIRTIO_BLK_F_RO) | \
+		 VIRTIO_BIT(VIRTIO_BLK_F_DISCARD) | VIRTIO_BIT(VIRTIO_BLK_F_WRITE_ZEROES))
+#define TIMEOUT_MS 5000
+
+static char tmpdir[] = "/tmp/test_blk.XXXXXX";
+static bool private_mounts;     /* we have our own mount namespace */
+
+struct rig {
+	struct vdrv_direct x;
+	struct vdrv drv;
+	struct ev_loop *loop;
+	struct config_device cfg;
+	int img;                     /* our own fd on the image, to check what reached it */
+	char image[128];             /* the temp-dir image setup() made */
+	uint64_t scratch_gpa, scratch_next;   /* data buffers, reused round after round */
+	bool open;
+};
+
+/* ---- images and the rig ------------------------------------------------------------------ */
+
+static void make_image(const char *path, off_t size)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, size), 0);
+	close(fd);
+}
+
+static void cfg_default(struct config_device *cfg, const char *path)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->type = DEV_BLOCK;
+	cfg->devid = -1;
+	snprintf(cfg->name, sizeof(cfg->name), "test");
+	snprintf(cfg->u.block.path, sizeof(cfg->u.block.path), "%s", path);
+	cfg->u.block.cache = BLK_CACHE_WRITEBACK;
+	cfg->u.block.queues = 1;
+	cfg->u.block.queue_size = 1024;
+	cfg->u.block.discard = true;
+	cfg->u.block.write_zeroes = true;
+}
+
+static int rig_start(struct rig *r, uint64_t want, unsigned nqueues)
+{
+	int rc;
+
+	r->loop = ev_loop_new(EVFLAG_AUTO);
+	rc = vdrv_direct_open(&r->x, &r->cfg, RAM_GPA, RAM_SIZE, r->loop);
+	if (rc < 0) {
+		ev_loop_destroy(r->loop);
+		return rc;
+	}
+	r->open = true;
+	r->img = open(r->cfg.u.block.path, O_RDONLY);
+	assert_true(r->img >= 0);
+	return vdrv_init(&r->drv, &r->x.io, &r->x.mem, want, nqueues,
+			 r->cfg.u.block.queue_size);
+}
+
+static void rig_stop(struct rig *r)
+{
+	if (!r->open)
+		return;
+	vdrv_reset(&r->drv);
+	assert_int_equal(gmem_flat_outstanding(r->x.gm), 0);
+	assert_int_equal(gmem_flat_bad_unmaps(r->x.gm), 0);
+	vdrv_direct_close(&r->x);
+	ev_loop_destroy(r->loop);
+	close(r->img);
+	r->open = false;
+}
+
+static int setup(void **state)
+{
+	struct rig *r = calloc(1, sizeof(*r));
+	char path[128];
+
+	snprintf(path, sizeof(path), "%s/disk.img", tmpdir);
+	make_image(path, IMG_SIZE);
+	snprintf(r->image, sizeof(r->image), "%s", path);
+	cfg_default(&r->cfg, path);
+	*state = r;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct rig *r = *state;
+
+	rig_stop(r);
+	unlink(r->image);
+	free(r);
+	return 0;
+}
+
+/* ---- requests ---------------------------------------------------------------------------- */
+
+struct req {
+	struct vdrv_buf b[12];
+	unsigned n;
+	uint64_t status_gpa;
+	bool done;
+	uint32_t used_len;
+};
+
+static uint64_t ram_alloc(struct rig *r, uint64_t len, uint64_t align, void **host)
+{
+	uint64_t gpa = vdrv_alloc(&r->x.mem, len, align, host);
+
+	assert_true(gpa != 0);
+	return gpa;
+}
+
+/*
+ * Data buffers from the scratch region, aligned in *host* memory (as Xen's page mappings are;
+ * the flat test RAM is only 16-byte aligned) so O_DIRECT sees the alignment the test intends.
+ */
+static uint64_t scratch_alloc(struct rig *r, uint64_t len, uint64_t align, void **host)
+{
+	if (!r->scratch_gpa)
+		r->scratch_gpa = ram_alloc(r, SCRATCH, 4096, NULL);
+	uint64_t gpa = r->scratch_gpa + r->scratch_next;
+	uintptr_t h = (uintptr_t)vdrv_host(&r->x.mem, gpa);
+
+	gpa += (align - h % align) % align;
+	assert_true(gpa + len <= r->scratch_gpa + SCRATCH);
+	r->scratch_next = gpa + len - r->scratch_gpa;
+	if (host)
+		*host = vdrv_host(&r->x.mem, gpa);
+	return gpa;
+}
+
+/* Header (readable), the data buffers as given, then one writable status byte. */
+static void req_build(struct rig *r, struct req *q, uint32_t type, uint64_t sector,
+		      const struct vdrv_buf *data, unsigned ndata)
+{
+	struct virtio_blk_outhdr *h;
+	uint8_t *st;
+
+	memset(q, 0, sizeof(*q));
+	q->b[q->n++] = (struct vdrv_buf){ ram_alloc(r, 16, 16, (void **)&h), 16, false };
+	h->type = htole32(type);
+	h->ioprio = 0;
+	h->sector = htole64(sector);
+	for (unsigned i = 0; i < ndata; i++)
+		q->b[q->n++] = data[i];
+	q->status_gpa = ram_alloc(r, 1, 1, (void **)&st);
+	*st = 0xee;
+	q->b[q->n++] = (struct vdrv_buf){ q->status_gpa, 1, true };
+}
+
+static uint8_t req_status(struct rig *r, const struct req *q)
+{
+	return *(uint8_t *)vdrv_host(&r->x.mem, q->status_gpa);
+}
+
+static void req_submit(struct rig *r, unsigned vq, struct req *q, bool indirect)
+{
+	assert_true(vdrv_submit(&r->drv, vq, q->b, q->n, indirect, q) >= 0);
+}
+
+/* Collect completions until n requests are done; fails the test on timeout. */
+static void wait_done(struct rig *r, unsigned vq, unsigned n)
+{
+	unsigned got = 0;
+
+	for (int waited = 0; got < n; waited += 10) {
+		uint32_t len;
+		void *tok;
+		int rc;
+
+		while ((rc = vdrv_get_used(&r->drv, vq, &len, &tok)) > 0) {
+			struct req *q = tok;
+
+			assert_non_null(q);
+			assert_false(q->done);
+			q->done = true;
+			q->used_len = len;
+			got++;
+		}
+		assert_true(rc >= 0);
+		if (got >= n)
+			break;
+		assert_true(waited < TIMEOUT_MS);
+		vdrv_enable_irq(&r->drv, vq);
+		if (r->x.io.wait_irq(&r->x.io, 10) > 0) {
+			uint32_t isr = vdrv_read32(&r->drv, R_INT_STATUS);
+
+			if (isr)
+				vdrv_write32(&r->drv, R_INT_ACK, isr);
+		}
+	}
+}
+
+/* One request, start to finish; returns the status byte. */
+static uint8_t do_req(struct rig *r, uint32_t type, uint64_t sector, const struct vdrv_buf *data,
+		      unsigned ndata, uint32_t *used_len)
+{
+	struct req q;
+
+	req_build(r, &q, type, sector, data, ndata);
+	req_submit(r, 0, &q, false);
+	vdrv_kick(&r->drv, 0);
+	wait_done(r, 0, 1);
+	if (used_len)
+		*used_len = q.used_len;
+	return req_status(r, &q);
+}
+
+static uint8_t do_rw(struct rig *r, bool write, uint64_t sector, uint64_t gpa, uint32_t len)
+{
+	struct vdrv_buf d = { gpa, len, !write };
+
+	return do_req(r, write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, sector, &d, 1, NULL);
+}
+
+static uint8_t do_dwz(struct rig *r, uint32_t type, uint64_t sector, uint32_t n, uint32_t flags)
+{
+	struct virtio_blk_dwz_seg *s;
+	struct vdrv_buf d = { ram_alloc(r, sizeof(*s), 16, (void **)&s), sizeof(*s), false };
+
+	s->sector = htole64(sector);
+	s->num_sectors = htole32(n);
+	s->flags = htole32(flags);
+	return do_req(r, type, sector, &d, 1, NULL);
+}
+
+/* The byte at disk offset off in generation gen of the test pattern. */
+static uint8_t pat(uint64_t off, unsigned gen)
+{
+	uint64_t x = (off / 8 + 1) * 0x9e3779b97f4a7c15ull + gen * 0x100000001b3ull;
+
+	return (uint8_t)((x >> 29) ^ (off & 7) ^ gen);
+}
+
+static void fill_pat(uint8_t *p, uint64_t off, uint32_t len, unsigned gen)
+{
+	for (uint32_t i = 0; i < len; i++)
+		p[i] = pat(off + i, gen);
+}
+
+static void assert_image_pat(struct rig *r, uint64_t off, uint32_t len, unsigned gen)
+{
+	uint8_t *buf = malloc(len);
+
+	assert_int_equal(pread(r->img, buf, len, (off_t)off), (ssize_t)len);
+	for (uint32_t i = 0; i < len; i++)
+		if (buf[i] != pat(off + i, gen))
+			fail_msg("image byte %llu is %#x, want %#x", (unsigned long long)(off + i),
+				 buf[i], pat(off + i, gen));
+	free(buf);
+}
+
+static void assert_image_zero(struct rig *r, uint64_t off, uint32_t len)
+{
+	uint8_t *buf = malloc(len);
+
+	assert_int_equal(pread(r->img, buf, len, (off_t)off), (ssize_t)len);
+	for (uint32_t i = 0; i < len; i++)
+		if (buf[i])
+			fail_msg("image byte %llu is %#x, want 0", (unsigned long long)(off + i),
+				 buf[i]);
+	free(buf);
+}
+
+static uint64_t cfg_read(struct rig *r, uint32_t off, uint32_t len)
+{
+	uint64_t v = 0;
+
+	vdrv_config_read(&r->drv, off, &v, len);
+	return le64toh(v);
+}
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+static void test_config_space(void **state)
+{
+	struct rig *r = *state;
+
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	assert_int_equal(r->drv.device_id, VIRTIO_ID_BLOCK);
+	uint64_t f = r->drv.device_features;
+
+	assert_true(f & VIRTIO_BIT(VIRTIO_BLK_F_FLUSH));
+	assert_true(f & VIRTIO_BIT(VIRTIO_BLK_F_DISCARD));
+	assert_true(f & VIRTIO_BIT(VIRTIO_BLK_F_WRITE_ZEROES));
+	assert_true(f & VIRTIO_BIT(VIRTIO_BLK_F_CONFIG_WCE));
+	assert_false(f & VIRTIO_BIT(VIRTIO_BLK_F_RO));
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_CAPACITY, 8), IMG_SIZE / 512);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_SIZE_MAX, 4), 1u << 20);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_SEG_MAX, 4), 1022);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_BLK_SIZE, 4), 512);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_PHYS_EXP, 1), 3);   /* 4096 / 512 */
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_ALIGN_OFF, 1), 0);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_MIN_IO, 2), 8);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_WRITEBACK, 1), 1);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_NUM_QUEUES, 2), 1);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_MAX_DISCARD, 4), 1u << 22);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_MAX_DISCARD_SEG, 4), 1);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_DISCARD_ALIGN, 4), 8);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_MAX_WZ, 4), 1u << 22);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_MAX_WZ_SEG, 4), 1);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_WZ_MAY_UNMAP, 1), 1);
+	/* Beyond the config space: the transport refuses, all ones. */
+	assert_int_equal((uint32_t)vmmio_read(r->x.dev, VIRTIO_MMIO_CONFIG + VIRTIO_BLK_CFG_SIZE, 4),
+			 0xffffffffu);
+}
+
+static void test_features_follow_config(void **state)
+{
+	struct rig *r = *state;
+
+	r->cfg.u.block.discard = false;
+	r->cfg.u.block.write_zeroes = false;
+	r->cfg.u.block.queues = 4;
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 4), 0);
+	assert_false(r->drv.device_features & VIRTIO_BIT(VIRTIO_BLK_F_DISCARD));
+	assert_false(r->drv.device_features & VIRTIO_BIT(VIRTIO_BLK_F_WRITE_ZEROES));
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_NUM_QUEUES, 2), 4);
+	/* Not negotiated, so the request types are unsupported. */
+	assert_int_equal(do_dwz(r, VIRTIO_BLK_T_DISCARD, 0, 8, 0), VIRTIO_BLK_S_UNSUPP);
+	assert_int_equal(do_dwz(r, VIRTIO_BLK_T_WRITE_ZEROES, 0, 8, 0), VIRTIO_BLK_S_UNSUPP);
+}
+
+static void test_get_id(void **state)
+{
+	struct rig *r = *state;
+	char *id;
+	uint64_t gpa;
+	uint32_t used;
+
+	snprintf(r->cfg.u.block.serial, sizeof(r->cfg.u.block.serial), "disk-0042");
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	gpa = ram_alloc(r, 20, 1, (void **)&id);
+	memset(id, 'x', 20);
+	struct vdrv_buf d = { gpa, 20, true };
+
+	assert_int_equal(do_req(r, VIRTIO_BLK_T_GET_ID, 0, &d, 1, &used), VIRTIO_BLK_S_OK);
+	assert_int_equal(used, 21);
+	assert_memory_equal(id, "disk-0042\0\0\0\0\0\0\0\0\0\0\0", 20);
+	/* A shorter buffer gets what fits. */
+	gpa = ram_alloc(r, 4, 1, (void **)&id);
+	d = (struct vdrv_buf){ gpa, 4, true };
+	assert_int_equal(do_req(r, VIRTIO_BLK_T_GET_ID, 0, &d, 1, &used), VIRTIO_BLK_S_OK);
+	assert_int_equal(used, 5);
+	assert_memory_equal(id, "disk", 4);
+}
+
+static void test_get_id_default(void **state)
+{
+	struct rig *r = *state;
+	char *id;
+	uint64_t gpa;
+
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	gpa = ram_alloc(r, 20, 1, (void **)&id);
+	struct vdrv_buf d = { gpa, 20, true };
+
+	assert_int_equal(do_req(r, VIRTIO_BLK_T_GET_ID, 0, &d, 1, NULL), VIRTIO_BLK_S_OK);
+	assert_memory_equal(id, "xvd-", 4);
+	for (int i = 4; i < 20; i++)
+		assert_true(strchr("0123456789abcdef", id[i]) != NULL);
+}
+
+/*
+ * qd requests in flight at once, each written (or read) through 1-4 buffers split at odd byte
+ * boundaries, every other one through an indirect table; one kick, one io_uring_submit.
+ */
+static void rw_round(struct rig *r, unsigned qd, bool write, unsigned gen, uint32_t misalign)
+{
+	struct req *reqs = calloc(qd, sizeof(*reqs));
+	const struct blk_stats *st = blk_get_stats(r->x.dev);
+	uint64_t submits = st->submits;
+
+	for (unsigned i = 0; i < qd; i++) {
+		uint64_t off = (uint64_t)i * 65536;
+		uint32_t len = 512u * (1 + (i * 37 + qd) % 128), done = 0;
+		unsigned nbuf = 1 + i % 4;
+		struct vdrv_buf d[4];
+		uint8_t *h;
+
+		for (unsigned k = 0; k < nbuf; k++) {
+			uint32_t piece = k + 1 == nbuf ? len - done : (len / nbuf) - (k ? 0 : 3);
+			uint64_t gpa = scratch_alloc(r, piece + misalign, 512, (void **)&h) + misalign;
+
+			h += misalign;
+			if (write)
+				fill_pat(h, off + done, piece, gen);
+			else
+				memset(h, 0x5a, piece);
+			d[k] = (struct vdrv_buf){ gpa, piece, !write };
+			done += piece;
+		}
+		req_build(r, &reqs[i], write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, off / 512, d,
+			  nbuf);
+		req_submit(r, 0, &reqs[i], i % 2);
+	}
+	vdrv_kick(&r->drv, 0);
+	assert_int_equal(st->submits - submits, 1);
+	wait_done(r, 0, qd);
+	for (unsigned i = 0; i < qd; i++) {
+		struct req *q = &reqs[i];
+		uint64_t off = (uint64_t)i * 65536, pos = off;
+
+		assert_int_equal(req_status(r, q), VIRTIO_BLK_S_OK);
+		for (unsigned k = 1; k + 1 < q->n; k++) {
+			uint8_t *h = vdrv_host(&r->x.mem, q->b[k].gpa);
+
+			for (uint32_t j = 0; !write && j < q->b[k].len; j++)
+				if (h[j] != pat(pos + j, gen))
+					fail_msg("qd %u req %u: byte %u of buffer %u wrong", qd, i, j, k);
+			pos += q->b[k].len;
+		}
+		assert_int_equal(q->used_len, write ? 1 : pos - off + 1);
+		if (write)
+			assert_image_pat(r, off, (uint32_t)(pos - off), gen);
+	}
+	assert_int_equal(st->inflight, 0);
+	r->scratch_next = 0;
+	free(reqs);
+}
+
+static void depth_rounds(struct rig *r, uint32_t misalign)
+{
+	static const unsigned depths[] = { 1, 2, 3, 8, 16, 32, 64, 100, 128 };
+
+	for (size_t i = 0; i < sizeof(depths) / sizeof(depths[0]); i++) {
+		rw_round(r, depths[i], true, (unsigned)i + 1, misalign);
+		rw_round(r, depths[i], false, (unsigned)i + 1, misalign);
+	}
+}
+
+static void test_rw_depths(void **state)
+{
+	struct rig *r = *state;
+
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	depth_rounds(r, 0);
+	assert_int_equal(blk_get_stats(r->x.dev)->errors, 0);
+}
+
+static void test_rw_depths_no_event_idx(void **state)
+{
+	struct rig *r = *state;
+
+	assert_int_equal(rig_start(r, (ALL_RING & ~VIRTIO_BIT(VIRTIO_F_EVENT_IDX)) | BLK_ALL, 1),
+			 0);
+	depth_rounds(r, 0);
+}
+
+/* cache = none: aligned buffers go straight to O_DIRECT, unaligned ones through a bounce. */
+static void test_rw_direct(void **state)
+{
+	struct rig *r = *state;
+	const struct blk_stats *st;
+
+	r->cfg.u.block.cache = BLK_CACHE_NONE;
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	st = blk_get_stats(r->x.dev);
+	uint8_t *h;
+	uint64_t gpa = scratch_alloc(r, 8192, 4096, (void **)&h);
+
+	fill_pat(h, 4096, 8192, 9);
+	assert_int_equal(do_rw(r, true, 8, gpa, 8192), VIRTIO_BLK_S_OK);
+	assert_int_equal(st->bounces, 0);
+	assert_image_pat(r, 4096, 8192, 9);
+	/* Buffers split at odd offsets: bounced, same result. */
+	rw_round(r, 16, true, 3, 1);
+	assert_true(st->bounces >= 16);
+	rw_round(r, 16, false, 3, 1);
+	assert_true(st->bounces >= 32);
+	depth_rounds(r, 0);
+}
+
+static void test_read_only(void **state)
+{
+	struct rig *r = *state;
+	uint8_t *h;
+
+	r->cfg.u.block.readonly = true;
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	assert_true(r->drv.features & VIRTIO_BIT(VIRTIO_BLK_F_RO));
+	assert_false(r->drv.device_features & VIRTIO_BIT(VIRTIO_BLK_F_DISCARD));
+	uint64_t gpa = ram_alloc(r, 4096, 512, (void **)&h);
+
+	memset(h, 0x77, 4096);
+	assert_int_equal(do_rw(r, true, 0, gpa, 4096), VIRTIO_BLK_S_IOERR);
+	assert_image_zero(r, 0, 4096);
+	assert_int_equal(do_rw(r, false, 0, gpa, 4096), VIRTIO_BLK_S_OK);
+	for (int i = 0; i < 4096; i++)
+		assert_int_equal(h[i], 0);
+	assert_int_equal(do_dwz(r, VIRTIO_BLK_T_DISCARD, 0, 8, 0), VIRTIO_BLK_S_UNSUPP);
+	assert_int_equal(do_req(r, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL), VIRTIO_BLK_S_OK);
+}
+
+static void test_out_of_range(void **state)
+{
+	struct rig *r = *state;
+	const uint64_t cap = IMG_SIZE / 512;
+	uint8_t *h;
+
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	uint64_t gpa = ram_alloc(r, 4096, 512, (void **)&h);
+
+	memset(h, 0x77, 4096);
+	assert_int_equal(do_rw(r, true, cap - 8, gpa, 4096), VIRTIO_BLK_S_OK);   /* last 4 KiB */
+	assert_int_equal(do_rw(r, true, cap - 7, gpa, 4096), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(do_rw(r, true, cap, gpa, 512), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(do_rw(r, false, cap, gpa, 512), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(do_rw(r, false, UINT64_MAX, gpa, 512), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(do_rw(r, true, UINT64_MAX / 512, gpa, 4096), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(do_rw(r, true, 0, gpa, 100), VIRTIO_BLK_S_IOERR);   /* not sectors */
+	assert_int_equal(do_dwz(r, VIRTIO_BLK_T_WRITE_ZEROES, cap - 1, 2, 0), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(do_dwz(r, VIRTIO_BLK_T_DISCARD, UINT64_MAX, 1, 0), VIRTIO_BLK_S_IOERR);
+	/* Nothing but the one valid write reached the image; the file did not grow. */
+	assert_image_zero(r, 0, 4096);
+	struct stat sb;
+
+	assert_int_equal(fstat(r->img, &sb), 0);
+	assert_int_equal(sb.st_size, IMG_SIZE);
+	assert_true(vdev_active(r->x.dev));
+}
+
+static void test_malformed(void **state)
+{
+	struct rig *r = *state;
+	struct req q;
+	uint8_t *p, *st;
+
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	/* An 8-byte header. */
+	uint64_t hdr = ram_alloc(r, 16, 16, (void **)&p);
+	uint64_t sgpa = ram_alloc(r, 1, 1, (void **)&st);
+
+	memset(p, 0, 16);
+	*st = 0xee;
+	struct vdrv_buf b2[2] = { { hdr, 8, false }, { sgpa, 1, true } };
+
+	assert_true(vdrv_submit(&r->drv, 0, b2, 2, false, &q) >= 0);
+	vdrv_kick(&r->drv, 0);
+	q.done = false;
+	wait_done(r, 0, 1);
+	assert_int_equal(*st, VIRTIO_BLK_S_IOERR);
+	/* A header split over two descriptors is valid. */
+	struct vdrv_buf b3[4];
+	uint8_t *data;
+
+	*st = 0xee;
+	b3[0] = (struct vdrv_buf){ hdr, 8, false };
+	b3[1] = (struct vdrv_buf){ hdr + 8, 8, false };
+	b3[2] = (struct vdrv_buf){ ram_alloc(r, 512, 512, (void **)&data), 512, true };
+	b3[3] = (struct vdrv_buf){ sgpa, 1, true };
+	assert_true(vdrv_submit(&r->drv, 0, b3, 4, true, &q) >= 0);
+	vdrv_kick(&r->drv, 0);
+	q.done = false;
+	wait_done(r, 0, 1);
+	assert_int_equal(*st, VIRTIO_BLK_S_OK);
+	assert_int_equal(q.used_len, 513);
+	/* Unknown types, and discard flags it must refuse. */
+	assert_int_equal(do_req(r, 99, 0, NULL, 0, NULL), VIRTIO_BLK_S_UNSUPP);
+	assert_int_equal(do_req(r, 0x80000001u, 0, NULL, 0, NULL), VIRTIO_BLK_S_UNSUPP);
+	assert_int_equal(do_dwz(r, VIRTIO_BLK_T_DISCARD, 0, 8, VIRTIO_BLK_DWZ_F_UNMAP),
+			 VIRTIO_BLK_S_UNSUPP);
+	assert_int_equal(do_dwz(r, VIRTIO_BLK_T_WRITE_ZEROES, 0, 8, 2), VIRTIO_BLK_S_UNSUPP);
+	assert_int_equal(do_dwz(r, VIRTIO_BLK_T_WRITE_ZEROES, 0, (1u << 22) + 1, 0),
+			 VIRTIO_BLK_S_IOERR);
+	/* A discard with two segments (we advertise one) and with a truncated one. */
+	struct virtio_blk_dwz_seg *s;
+	struct vdrv_buf seg = { ram_alloc(r, 32, 16, (void **)&s), 32, false };
+
+	memset(s, 0, 32);
+	s[0].num_sectors = s[1].num_sectors = htole32(8);
+	assert_int_equal(do_req(r, VIRTIO_BLK_T_DISCARD, 0, &seg, 1, NULL), VIRTIO_BLK_S_UNSUPP);
+	seg.len = 10;
+	assert_int_equal(do_req(r, VIRTIO_BLK_T_DISCARD, 0, &seg, 1, NULL), VIRTIO_BLK_S_IOERR);
+	assert_true(vdev_active(r->x.dev));
+	assert_int_equal(blk_get_stats(r->x.dev)->inflight, 0);
+}
+
+/* A chain with no writable byte cannot carry a status: the device asks for a reset. */
+static void test_no_status_byte(void **state)
+{
+	struct rig *r = *state;
+	struct virtio_blk_outhdr *h;
+	struct req q = { 0 };
+
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	struct vdrv_buf b = { ram_alloc(r, 16, 16, (void **)&h), 16, false };
+
+	memset(h, 0, sizeof(*h));
+	assert_true(vdrv_submit(&r->drv, 0, &b, 1, false, &q) >= 0);
+	vdrv_kick(&r->drv, 0);
+	wait_done(r, 0, 1);
+	assert_int_equal(q.used_len, 0);
+	assert_true(vdrv_status(&r->drv) & VIRTIO_STATUS_NEEDS_RESET);
+	assert_false(vdev_active(r->x.dev));
+	/* After a reset the device serves again. */
+	vdrv_reset(&r->drv);
+	assert_int_equal(vdrv_init(&r->drv, &r->x.io, &r->x.mem, ALL_RING | BLK_ALL, 1, 1024), 0);
+	assert_int_equal(do_req(r, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL), VIRTIO_BLK_S_OK);
+}
+
+static void test_discard_write_zeroes(void **state)
+{
+	struct rig *r = *state;
+	struct stat sb0, sb1;
+	uint8_t *h;
+
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	uint64_t gpa = ram_alloc(r, 1u << 20, 4096, (void **)&h);
+
+	fill_pat(h, 0, 1u << 20, 5);
+	assert_int_equal(do_rw(r, true, 0, gpa, 1u << 20), VIRTIO_BLK_S_OK);
+	assert_int_equal(do_req(r, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(fstat(r->img, &sb0), 0);
+	/* Discard 64 KiB at 64 KiB: a hole, zeroes, fewer blocks. */
+	assert_int_equal(do_dwz(r, VIRTIO_BLK_T_DISCARD, 128, 128, 0), VIRTIO_BLK_S_OK);
+	assert_image_zero(r, 65536, 65536);
+	assert_image_pat(r, 0, 65536, 5);
+	assert_image_pat(r, 131072, 65536, 5);
+	assert_int_equal(fstat(r->img, &sb1), 0);
+	assert_true(sb1.st_blocks < sb0.st_blocks);
+	/* Write zeroes without and with UNMAP, with odd sector counts. */
+	assert_int_equal(do_dwz(r, VIRTIO_BLK_T_WRITE_ZEROES, 512, 3, 0), VIRTIO_BLK_S_OK);
+	assert_image_zero(r, 512 * 512, 3 * 512);
+	assert_image_pat(r, 515 * 512, 512, 5);
+	assert_image_pat(r, 511 * 512, 512, 5);
+	assert_int_equal(do_dwz(r, VIRTIO_BLK_T_WRITE_ZEROES, 1024, 256, VIRTIO_BLK_DWZ_F_UNMAP),
+			 VIRTIO_BLK_S_OK);
+	assert_image_zero(r, 1024 * 512, 256 * 512);
+	assert_image_pat(r, 1280 * 512, 512, 5);
+	/* A zero-length one is a no-op. */
+	assert_int_equal(do_dwz(r, VIRTIO_BLK_T_WRITE_ZEROES, 0, 0, 0), VIRTIO_BLK_S_OK);
+	assert_image_pat(r, 0, 512, 5);
+	/* The guest reads the zeroes back too. */
+	memset(h, 0xff, 65536);
+	assert_int_equal(do_rw(r, false, 128, gpa, 65536), VIRTIO_BLK_S_OK);
+	for (int i = 0; i < 65536; i++)
+		assert_int_equal(h[i], 0);
+}
+
+/* Dirty page-cache pages of the image range, via cachestat(2); -1 when the kernel lacks it. */
+static long dirty_pages(struct rig *r, uint64_t off, uint64_t len)
+{
+	struct { uint64_t off, len; } range = { off, len };
+	struct { uint64_t cache, dirty, writeback, evicted, recently_evicted; } cs;
+
+#ifndef SYS_cachestat
+#define SYS_cachestat 451
+#endif
+	if (syscall(SYS_cachestat, r->img, &range, &cs, 0) < 0)
+		return -1;
+	return (long)(cs.dirty + cs.writeback);
+}
+
+/* Writeback leaves dirty pages until FLUSH; writethrough (WCE = 0) leaves none. */
+static void test_flush_and_wce(void **state)
+{
+	struct rig *r = *state;
+	uint8_t *h;
+
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	if (dirty_pages(r, 0, 4096) < 0)
+		skip();
+	uint64_t gpa = ram_alloc(r, 65536, 4096, (void **)&h);
+
+	fill_pat(h, 0, 65536, 7);
+	assert_int_equal(do_rw(r, true, 0, gpa, 65536), VIRTIO_BLK_S_OK);
+	assert_true(dirty_pages(r, 0, 65536) > 0);
+	assert_int_equal(do_req(r, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(dirty_pages(r, 0, 65536), 0);
+	/* The driver switches to writethrough. */
+	vmmio_write(r->x.dev, VIRTIO_MMIO_CONFIG + VIRTIO_BLK_CFG_WRITEBACK, 1, 0);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_WRITEBACK, 1), 0);
+	fill_pat(h, 1024 * 512, 65536, 7);
+	assert_int_equal(do_rw(r, true, 1024, gpa, 65536), VIRTIO_BLK_S_OK);
+	assert_int_equal(dirty_pages(r, 1024 * 512, 65536), 0);
+	assert_image_pat(r, 1024 * 512, 65536, 7) ;
+	/* And back. */
+	vmmio_write(r->x.dev, VIRTIO_MMIO_CONFIG + VIRTIO_BLK_CFG_WRITEBACK, 1, 1);
+	assert_int_equal(do_rw(r, true, 2048, gpa, 65536), VIRTIO_BLK_S_OK);
+	assert_true(dirty_pages(r, 2048 * 512, 65536) > 0);
+	/* Other config fields are read-only. */
+	vmmio_write(r->x.dev, VIRTIO_MMIO_CONFIG + VIRTIO_BLK_CFG_CAPACITY, 4, 1);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_CAPACITY, 8), IMG_SIZE / 512);
+	/* A reset restores writeback. */
+	vdrv_reset(&r->drv);
+	assert_int_equal(vdrv_init(&r->drv, &r->x.io, &r->x.mem, ALL_RING | BLK_ALL, 1, 1024), 0);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_WRITEBACK, 1), 1);
+}
+
+/* Without FLUSH negotiated, the device has to be writethrough. */
+static void test_no_flush_is_writethrough(void **state)
+{
+	struct rig *r = *state;
+	uint8_t *h;
+
+	assert_int_equal(rig_start(r, ALL_RING | (BLK_ALL & ~VIRTIO_BIT(VIRTIO_BLK_F_FLUSH)), 1),
+			 0);
+	if (dirty_pages(r, 0, 4096) < 0)
+		skip();
+	uint64_t gpa = ram_alloc(r, 65536, 4096, (void **)&h);
+
+	fill_pat(h, 0, 65536, 8);
+	assert_int_equal(do_rw(r, true, 0, gpa, 65536), VIRTIO_BLK_S_OK);
+	assert_int_equal(dirty_pages(r, 0, 65536), 0);
+}
+
+/* Writes, then a FLUSH, in one batch: the FLUSH completes after every write before it. */
+static void test_flush_ordering(void **state)
+{
+	struct rig *r = *state;
+	struct req w[32], f, after;
+	unsigned order = 0, flush_pos = 0, last_write = 0;
+
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	for (int i = 0; i < 32; i++) {
+		uint8_t *h;
+		struct vdrv_buf d = { ram_alloc(r, 65536, 4096, (void **)&h), 65536, false };
+
+		fill_pat(h, (uint64_t)i * 65536, 65536, 11);
+		req_build(r, &w[i], VIRTIO_BLK_T_OUT, (uint64_t)i * 128, &d, 1);
+		req_submit(r, 0, &w[i], i % 2);
+	}
+	req_build(r, &f, VIRTIO_BLK_T_FLUSH, 0, NULL, 0);
+	req_submit(r, 0, &f, false);
+	req_build(r, &after, VIRTIO_BLK_T_GET_ID, 0, NULL, 0);
+	req_submit(r, 0, &after, false);
+	vdrv_kick(&r->drv, 0);
+	/* Record completion order. */
+	for (unsigned got = 0, waited = 0; got < 34; waited += 10) {
+		uint32_t len;
+		void *tok;
+
+		while (vdrv_get_used(&r->drv, 0, &len, &tok) > 0) {
+			struct req *q = tok;
+
+			q->done = true;
+			got++;
+			order++;
+			if (q == &f)
+				flush_pos = order;
+			else if (q != &after)
+				last_write = order;
+		}
+		assert_true(waited < TIMEOUT_MS);
+		if (got < 34)
+			r->x.io.wait_irq(&r->x.io, 10);
+	}
+	assert_int_equal(req_status(r, &f), VIRTIO_BLK_S_OK);
+	assert_true(flush_pos > last_write);
+	for (int i = 0; i < 32; i++) {
+		assert_int_equal(req_status(r, &w[i]), VIRTIO_BLK_S_OK);
+		assert_image_pat(r, (uint64_t)i * 65536, 65536, 11);
+	}
+	if (dirty_pages(r, 0, 32 * 65536) >= 0)
+		assert_int_equal(dirty_pages(r, 0, 32 * 65536), 0);
+}
+
+static void test_multiqueue(void **state)
+{
+	struct rig *r = *state;
+	struct req q[4];
+
+	r->cfg.u.block.queues = 4;
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 4), 0);
+	assert_int_equal(r->drv.nqueues, 4);
+	for (unsigned i = 0; i < 4; i++) {
+		uint8_t *h;
+		struct vdrv_buf d = { ram_alloc(r, 8192, 512, (void **)&h), 8192, false };
+
+		fill_pat(h, i * 8192u, 8192, 13);
+		req_build(r, &q[i], VIRTIO_BLK_T_OUT, i * 16u, &d, 1);
+		req_submit(r, i, &q[i], false);
+		vdrv_kick(&r->drv, i);
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		wait_done(r, i, 1);
+		assert_int_equal(req_status(r, &q[i]), VIRTIO_BLK_S_OK);
+	}
+	assert_image_pat(r, 0, 4 * 8192, 13);
+}
+
+/*
+ * Reset with 128 large requests in flight: the reset returns only when the kernel is done with
+ * the guest's buffers, and the device never writes the used ring (or a status) afterwards.
+ */
+static void test_reset_in_flight(void **state)
+{
+	struct rig *r = *state;
+	struct req *reqs = calloc(128, sizeof(*reqs));
+	const struct blk_stats *st;
+
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	st = blk_get_stats(r->x.dev);
+	for (unsigned i = 0; i < 128; i++) {
+		uint8_t *h;
+		struct vdrv_buf d = { ram_alloc(r, 131072, 4096, (void **)&h), 131072, i % 2 };
+
+		memset(h, 0x33, 131072);
+		req_build(r, &reqs[i], i % 2 ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT,
+			  (i % 96) * 256u, &d, 1);
+		req_submit(r, 0, &reqs[i], true);
+	}
+	struct vring_used *used = r->drv.vq[0].used;
+
+	vdrv_kick(&r->drv, 0);
+	assert_true(st->inflight > 0);
+	vdrv_write32(&r->drv, R_STATUS, 0);
+	assert_int_equal(st->inflight, 0);
+	assert_int_equal(used->idx, 0);
+	for (unsigned i = 0; i < 128; i++)
+		assert_int_equal(req_status(r, &reqs[i]), 0xee);
+	/* Nothing arrives later either. */
+	for (int i = 0; i < 10; i++)
+		ev_run(r->loop, EVRUN_NOWAIT);
+	assert_int_equal(used->idx, 0);
+	assert_int_equal(gmem_flat_outstanding(r->x.gm), 0);
+	free(reqs);
+	/* The device works after the reset. */
+	assert_int_equal(vdrv_init(&r->drv, &r->x.io, &r->x.mem, ALL_RING | BLK_ALL, 1, 1024), 0);
+	rw_round(r, 8, true, 21, 0);
+	rw_round(r, 8, false, 21, 0);
+}
+
+static void test_refuses_bad_paths(void **state)
+{
+	struct rig *r = *state;
+	struct vdrv_direct x;
+	char dir[128];
+
+	snprintf(r->cfg.u.block.path, sizeof(r->cfg.u.block.path), "%s/missing.img", tmpdir);
+	assert_int_equal(vdrv_direct_open(&x, &r->cfg, RAM_GPA, RAM_SIZE, NULL), -EINVAL);
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+
+	assert_int_equal(vdrv_direct_open(&x, &r->cfg, RAM_GPA, RAM_SIZE, loop), -ENOENT);
+	snprintf(dir, sizeof(dir), "%s", tmpdir);
+	snprintf(r->cfg.u.block.path, sizeof(r->cfg.u.block.path), "%s", dir);
+	assert_int_equal(vdrv_direct_open(&x, &r->cfg, RAM_GPA, RAM_SIZE, loop), -EINVAL);
+	snprintf(r->cfg.u.block.path, sizeof(r->cfg.u.block.path), "/dev/null");
+	assert_int_equal(vdrv_direct_open(&x, &r->cfg, RAM_GPA, RAM_SIZE, loop), -EINVAL);
+	r->cfg.u.block.path[0] = 0;
+	assert_int_equal(vdrv_direct_open(&x, &r->cfg, RAM_GPA, RAM_SIZE, loop), -EINVAL);
+	snprintf(r->cfg.u.block.path, sizeof(r->cfg.u.block.path), "%s/disk.img", tmpdir);
+	r->cfg.u.block.queue_size = 100;
+	assert_int_equal(vdrv_direct_open(&x, &r->cfg, RAM_GPA, RAM_SIZE, loop), -EINVAL);
+	ev_loop_destroy(loop);
+}
+
+/* ---- block devices and small file systems (need root and a private mount namespace) ------ */
+
+static int run(const char *cmd)
+{
+	int rc = system(cmd);
+
+	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* A loop device over file with the given logical sector size, or "" when impossible. */
+static void loop_attach(const char *file, unsigned ssize, char *dev, size_t devlen)
+{
+	char cmd[512];
+	FILE *p;
+
+	dev[0] = 0;
+	snprintf(cmd, sizeof(cmd), "losetup --find --show --sector-size %u %s 2>/dev/null", ssize,
+		 file);
+	p = popen(cmd, "r");
+	if (!p)
+		return;
+	if (!fgets(dev, (int)devlen, p))
+		dev[0] = 0;
+	pclose(p);
+	dev[strcspn(dev, "\n")] = 0;
+}
+
+static void loop_detach(const char *dev)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "losetup -d %s", dev);
+	run(cmd);
+}
+
+static void test_block_device(void **state)
+{
+	struct rig *r = *state;
+	char dev[64], back[128];
+	uint8_t *h;
+
+	snprintf(back, sizeof(back), "%s/loop4k.img", tmpdir);
+	make_image(back, 8u << 20);
+	loop_attach(back, 4096, dev, sizeof(dev));
+	if (!dev[0]) {
+		print_message("[  SKIP    ] no loop device available\n");
+		unlink(back);
+		skip();
+	}
+	snprintf(r->cfg.u.block.path, sizeof(r->cfg.u.block.path), "%s", dev);
+	r->cfg.u.block.cache = BLK_CACHE_NONE;
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_CAPACITY, 8), (8u << 20) / 512);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_BLK_SIZE, 4), 4096);
+	uint64_t gpa = ram_alloc(r, 65536, 4096, (void **)&h);
+
+	fill_pat(h, 4096, 65536, 17);
+	assert_int_equal(do_rw(r, true, 8, gpa, 65536), VIRTIO_BLK_S_OK);
+	assert_int_equal(do_req(r, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL), VIRTIO_BLK_S_OK);
+	memset(h, 0, 65536);
+	assert_int_equal(do_rw(r, false, 8, gpa, 65536), VIRTIO_BLK_S_OK);
+	for (uint32_t i = 0; i < 65536; i++)
+		assert_int_equal(h[i], pat(4096 + i, 17));
+	/* Misaligned for a 4 KiB device: refused without touching it. */
+	assert_int_equal(do_rw(r, true, 1, gpa, 4096), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(do_dwz(r, VIRTIO_BLK_T_WRITE_ZEROES, 8, 8, 0), VIRTIO_BLK_S_OK);
+	memset(h, 0xff, 4096);
+	assert_int_equal(do_rw(r, false, 8, gpa, 4096), VIRTIO_BLK_S_OK);
+	for (uint32_t i = 0; i < 4096; i++)
+		assert_int_equal(h[i], 0);
+	assert_int_equal(do_dwz(r, VIRTIO_BLK_T_DISCARD, 16, 16, 0), VIRTIO_BLK_S_OK);
+	rig_stop(r);
+	/* The same device mounted: refused. */
+	char mnt[128], cmd[384];
+
+	snprintf(mnt, sizeof(mnt), "%s/mnt", tmpdir);
+	mkdir(mnt, 0700);
+	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s >/dev/null 2>&1 && mount %s %s", dev, dev,
+		 mnt);
+	if (private_mounts && run(cmd) == 0) {
+		struct vdrv_direct x;
+		struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+
+		assert_int_equal(vdrv_direct_open(&x, &r->cfg, RAM_GPA, RAM_SIZE, loop), -EBUSY);
+		ev_loop_destroy(loop);
+		assert_int_equal(umount(mnt), 0);
+	} else {
+		print_message("[  NOTE    ] cannot mount %s: mounted-device refusal not tested\n",
+			      dev);
+	}
+	rmdir(mnt);
+	loop_detach(dev);
+	unlink(back);
+}
+
+/* An image on a 1 MiB tmpfs: writes past the space get IOERR, the device carries on. */
+static void test_enospc(void **state)
+{
+	struct rig *r = *state;
+	char mnt[128], img[160];
+	uint8_t *h;
+
+	snprintf(mnt, sizeof(mnt), "%s/small", tmpdir);
+	mkdir(mnt, 0700);
+	if (!private_mounts || mount("tmpfs", mnt, "tmpfs", 0, "size=1m") < 0) {
+		print_message("[  SKIP    ] cannot mount a small tmpfs\n");
+		rmdir(mnt);
+		skip();
+	}
+	snprintf(img, sizeof(img), "%s/full.img", mnt);
+	make_image(img, 8u << 20);   /* sparse: 8 MiB of disk on 1 MiB of space */
+	snprintf(r->cfg.u.block.path, sizeof(r->cfg.u.block.path), "%s", img);
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	uint64_t gpa = ram_alloc(r, 262144, 4096, (void **)&h);
+	int ioerr = 0;
+
+	fill_pat(h, 0, 262144, 19);
+	for (unsigned i = 0; i < 8; i++) {
+		uint8_t s = do_rw(r, true, i * 512u, gpa, 262144);
+
+		assert_true(s == VIRTIO_BLK_S_OK || s == VIRTIO_BLK_S_IOERR);
+		ioerr += s == VIRTIO_BLK_S_IOERR;
+	}
+	assert_true(ioerr >= 4);
+	assert_true(blk_get_stats(r->x.dev)->errors >= 4);
+	assert_true(vdev_active(r->x.dev));
+	/* Discard frees space (tmpfs punches holes); write-zeroes falls back to punching. */
+	assert_int_equal(do_dwz(r, VIRTIO_BLK_T_DISCARD, 0, 2048, 0), VIRTIO_BLK_S_OK);
+	fill_pat(h, 7 * 512u * 512, 262144, 19);
+	assert_int_equal(do_rw(r, true, 7 * 512u, gpa, 262144), VIRTIO_BLK_S_OK);
+	assert_int_equal(do_dwz(r, VIRTIO_BLK_T_WRITE_ZEROES, 7 * 512u, 8, 0), VIRTIO_BLK_S_OK);
+	assert_image_zero(r, 7 * 512u * 512, 4096);
+	assert_image_pat(r, 7 * 512u * 512 + 4096, 4096, 19);
+	rig_stop(r);
+	umount2(mnt, MNT_DETACH);
+	rmdir(mnt);
+}
+
+static void cleanup_tmpdir(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	run(cmd);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_config_space), T(test_features_follow_config), T(test_get_id),
+		T(test_get_id_default), T(test_rw_depths), T(test_rw_depths_no_event_idx),
+		T(test_rw_direct), T(test_read_only), T(test_out_of_range), T(test_malformed),
+		T(test_no_status_byte), T(test_discard_write_zeroes), T(test_flush_and_wce),
+		T(test_no_flush_is_writethrough), T(test_flush_ordering), T(test_multiqueue),
+		T(test_reset_in_flight), T(test_refuses_bad_paths), T(test_block_device),
+		T(test_enospc),
+	};
+	int rc;
+
+	log_init(LOG_ERR, false);
+	if (!mkdtemp(tmpdir))
+		return 1;
+	/* Our own mount namespace, so test mounts vanish with us and never leak to the host. */
+	private_mounts = unshare(CLONE_NEWNS) == 0 &&
+			 mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0;
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	cleanup_tmpdir();
+	return rc;
+}
