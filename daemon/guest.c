@@ -377,8 +377,8 @@ int guest_setup(struct ev_loop *loop, const struct guest_params *p, struct guest
 
 fail_close:
 	guest_reset_devices(g);
-	xen_guest_close(g->xg);
 	guest_destroy_devices(g);
+	xen_guest_close(g->xg);
 fail_free:
 	free(g);
 	return rc;
@@ -391,8 +391,13 @@ void guest_teardown(struct guest *g)
 	guest_reset_devices(g);
 	if (!g->dead)
 		guest_set_backend_state(g, XEN_STATE_CLOSED);
-	xen_guest_close(g->xg);
+	/*
+	 * Devices go before the Xen side: their destroy still uses the vdev_host (loop, guest
+	 * memory) that xen_guest_close() frees. No ioreq can reach a destroyed device meanwhile,
+	 * because dispatch only runs inside the loop, which has stopped.
+	 */
 	guest_destroy_devices(g);
+	xen_guest_close(g->xg);
 	free(g);
 }
 

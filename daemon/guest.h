@@ -26,7 +26,7 @@ struct guest_params {
  */
 int guest_setup(struct ev_loop *loop, const struct guest_params *p, struct guest **out);
 
-/* Reverse of guest_setup(): reset devices, state=Closed, close the Xen side, destroy devices. */
+/* Reverse of guest_setup(): reset devices, state=Closed, destroy devices, close the Xen side. */
 void guest_teardown(struct guest *g);
 
 /* SIGHUP: apply what can change at run time from a freshly loaded configuration; log the rest. */

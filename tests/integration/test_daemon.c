@@ -102,7 +102,7 @@ static void dump_log(const char *path)
 static void start_daemon(struct rig *r, struct xsim_daemon *dm, const char *tag,
 			 const char *const *args)
 {
-	assert_int_equal(xsim_daemon_start(r->hub, dm, XVD_SIM_DAEMON, tag, args), 0);
+	assert_int_equal(xsim_daemon_start(r->hub, dm, XVD_SIM_DAEMON, tag, args, 0), 0);
 	if (xsim_daemon_wait_ready(dm, 10000) != 0) {
 		dump_log(dm->log_path);
 		fail_msg("daemon %s not ready", tag);
@@ -211,7 +211,8 @@ static void test_missing_domain(void **state)
 	int st = -1;
 
 	write_text(r->ini, rng_explicit_ini, "info");
-	assert_int_equal(xsim_daemon_start(r->hub, &dm, XVD_SIM_DAEMON, "missing", args), 0);
+	assert_int_equal(xsim_daemon_start(r->hub, &dm, XVD_SIM_DAEMON, "missing", args, 0),
+			 0);
 	assert_int_equal(xsim_daemon_wait_ready(&dm, 10000), -ECHILD);
 	assert_int_equal(xsim_daemon_wait_exit(&dm, 5000, &st), 0);
 	assert_true(WIFEXITED(st));
@@ -360,52 +361,33 @@ static void test_watch_systemd(void **state)
 static void test_watch_children(void **state)
 {
 	struct rig *r = *state;
-	const char *dir = xsim_hub_dir(r->hub);
-	char confdir[160], ini[192], logp[192];
-	pid_t pid;
-	int st = 0, fd;
+	char confdir[160], ini[192];
+	const char *args[] = { "--watch", "--foreground", "--config-dir", confdir, NULL };
+	struct xsim_daemon dm;
+	int st;
 
-	snprintf(confdir, sizeof(confdir), "%s/conf", dir);
+	snprintf(confdir, sizeof(confdir), "%s/conf", xsim_hub_dir(r->hub));
 	assert_int_equal(mkdir(confdir, 0700), 0);
 	snprintf(ini, sizeof(ini), "%s/g1.ini", confdir);
 	write_text(ini, "[guest]\nname = g1\n\n[rng]\n");
-	snprintf(logp, sizeof(logp), "%s/watch-child.log", dir);
-	fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_true(fd >= 0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		dup2(fd, 1);
-		dup2(fd, 2);
-		unsetenv("NOTIFY_SOCKET");
-		unsetenv("INVOCATION_ID");
-		execl(XVD_SIM_DAEMON, XVD_SIM_DAEMON, "--watch", "--foreground", "--config-dir",
-		      confdir, "--log-level", "debug", (char *)NULL);
-		_exit(127);
-	}
-	close(fd);
+	assert_int_equal(xsim_daemon_start(r->hub, &dm, XVD_SIM_DAEMON, "watch-child", args,
+					   XSIM_DAEMON_NO_NOTIFY), 0);
+	assert_true(log_wait(&dm, "starting child processes", 10000));
 	put_virtio_dev(r, 0, BASE0, 33, 4);
 	if (!routed_wait(r->dom, BASE0, true, 10000)) {
-		kill(pid, SIGKILL);
-		waitpid(pid, &st, 0);
-		dump_log(logp);
+		xsim_daemon_stop(&dm);
+		dump_log(dm.log_path);
 		fail_msg("no child instance served g1");
 	}
 	assert_int_equal(xsim_mmio_read(r->dom, 0, BASE0, 4), VIRTIO_MAGIC);
-	kill(pid, SIGTERM);
-	for (int t = 0; t < 10000 && waitpid(pid, &st, WNOHANG) == 0; t += 20)
-		sleep_ms(20);
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		kill(pid, SIGKILL);
-		dump_log(logp);
-		fail_msg("watcher wait status 0x%x", st);
-	}
-	/* The child was stopped (and reaped) before the watcher exited. */
+	st = xsim_daemon_stop(&dm);
+	expect_exit0(&dm, st);
+	/* The child was stopped and reaped before the watcher exited. */
 	assert_false(xsim_dom_routed(r->dom, BASE0));
-	assert_true(file_has(logp, "started instance pid"));
-	assert_true(file_has(logp, "SIGTERM: stopping"));
+	assert_true(xsim_daemon_log_has(&dm, "started instance pid"));
+	assert_true(xsim_daemon_log_has(&dm, "instance for g1 (domid"));
 	if (getenv("XVD_TEST_VERBOSE"))
-		dump_log(logp);
+		dump_log(dm.log_path);
 }
 
 int main(void)
@@ -419,5 +401,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_watch_systemd, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_watch_children, rig_setup, rig_teardown),
 	};
+
+	/* A test runner started by systemd must not turn watch mode into systemctl calls. */
+	unsetenv("INVOCATION_ID");
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
