@@ -348,7 +348,7 @@ static int daemon_notify_socket(struct xsim_hub *h, struct xsim_daemon *dm, cons
 	return 0;
 }
 
-/* environ plus NOTIFY_SOCKET (replacing any inherited one). */
+/* environ plus NOTIFY_SOCKET (replacing any inherited one; none when notify is NULL). */
 static char **daemon_env(const char *notify)
 {
 	size_t n = 0, j = 0;
@@ -362,7 +362,11 @@ static char **daemon_env(const char *notify)
 	for (size_t i = 0; i < n; i++)
 		if (strncmp(environ[i], "NOTIFY_SOCKET=", 14) != 0)
 			env[j++] = environ[i];
-	if (asprintf(&env[j], "NOTIFY_SOCKET=%s", notify) < 0) {
+	if (!notify)
+		env[j] = strdup("XSIM_NO_NOTIFY=1");   /* keeps daemon_free_env's layout */
+	else if (asprintf(&env[j], "NOTIFY_SOCKET=%s", notify) < 0)
+		env[j] = NULL;
+	if (!env[j]) {
 		free(env);
 		return NULL;
 	}
@@ -391,12 +395,12 @@ static void daemon_free_env(char **env)
 
 	while (env[n])
 		n++;
-	free(env[n - 1]);   /* the NOTIFY_SOCKET string we allocated */
+	free(env[n - 1]);   /* the string daemon_env allocated */
 	free(env);
 }
 
 int xsim_daemon_start(struct xsim_hub *h, struct xsim_daemon *dm, const char *binary,
-		      const char *tag, const char *const *args)
+		      const char *tag, const char *const *args, unsigned flags)
 {
 	char **argv, **env;
 	int logfd, rc;
@@ -409,7 +413,7 @@ int xsim_daemon_start(struct xsim_hub *h, struct xsim_daemon *dm, const char *bi
 	snprintf(dm->log_path, sizeof(dm->log_path), "%s/%s.log", h->dir, tag);
 	logfd = open(dm->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	argv = daemon_argv(binary, args);
-	env = daemon_env(dm->notify_path);
+	env = daemon_env(flags & XSIM_DAEMON_NO_NOTIFY ? NULL : dm->notify_path);
 	if (logfd < 0 || !argv || !env) {
 		rc = logfd < 0 ? -errno : -ENOMEM;
 		goto out;

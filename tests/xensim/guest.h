@@ -97,12 +97,16 @@ struct xsim_daemon {
 	bool reaped;
 };
 
+/* Start without NOTIFY_SOCKET: the daemon believes no systemd is around (watch mode then
+ * starts child instances instead of systemctl); no READY=1 can be waited for. */
+#define XSIM_DAEMON_NO_NOTIFY 1u
+
 /*
  * Start `binary` with args (NULL-terminated, argv[0] excluded) in an environment with
  * XENSIM_SOCKET and NOTIFY_SOCKET set; output goes to <hub dir>/<tag>.log.
  */
 int xsim_daemon_start(struct xsim_hub *h, struct xsim_daemon *dm, const char *binary,
-		      const char *tag, const char *const *args);
+		      const char *tag, const char *const *args, unsigned flags);
 /* Wait for READY=1 on the notify socket. 0, -ETIMEDOUT, or -ECHILD when the daemon exited. */
 int xsim_daemon_wait_ready(struct xsim_daemon *dm, int timeout_ms);
 /* Wait for exit; 0 with *status (wait status) or -ETIMEDOUT. */
