@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -132,16 +133,20 @@ static int read_expects(const char *path, struct expect *ex, int max)
 	return n;
 }
 
-/* Every error line is "FILE:LINE: KEY: message". */
+/* Every error line is "FILE:LINE: KEY: message", in line order. */
 static void check_format(const char *path, const char *errs)
 {
 	size_t plen = strlen(path);
+	long last = 0;
 	for (const char *l = errs; *l; l = strchr(l, '\n') + 1) {
 		const char *p = l + plen + 1;
 		if (strncmp(l, path, plen) != 0 || l[plen] != ':')
 			fail_msg("error does not start with the file name: %s", l);
 		if (strspn(p, "0123456789") == 0 || p[strspn(p, "0123456789")] != ':')
 			fail_msg("error has no line number: %s", l);
+		if (strtol(p, NULL, 10) < last)
+			fail_msg("errors out of line order: %s", errs);
+		last = strtol(p, NULL, 10);
 		const char *key = p + strspn(p, "0123456789") + 2;
 		const char *msg = strstr(key, ": ");
 		if (!msg || msg == key || msg > strchr(l, '\n') || msg[2] == '\n')
@@ -471,6 +476,51 @@ static void test_reload_is_clean(void **state)
 	assert_int_equal(cfg.guest.domid, -1);
 }
 
+/* Loads `len` bytes of `data` as a file (a memfd, so thousands of loads stay fast). */
+static int load_bytes(int fd, const char *data, size_t len)
+{
+	char path[64];
+	assert_int_equal(ftruncate(fd, 0), 0);
+	assert_int_equal(pwrite(fd, data, len, 0), (ssize_t)len);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	int rc = config_load(path, &cfg, err, sizeof(err));
+	if (rc == -1)
+		check_format(path, err);
+	return rc;
+}
+
+/* Damaged copies of example.ini: never a crash, and an error text exactly when rejected. */
+static void test_mutations(void **state)
+{
+	static const char pick[] = "\n\0 =:;#[]\"x0@,/-";
+	static char orig[8192], buf[8192];
+	char src[1200];
+	int rejected = 0;
+	(void)state;
+	src_path(src, sizeof(src), "config/example.ini");
+	FILE *f = fopen(src, "r");
+	assert_non_null(f);
+	size_t len = fread(orig, 1, sizeof(orig), f);
+	fclose(f);
+	int fd = memfd_create("test_config", MFD_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(load_bytes(fd, orig, len), 0);
+	srand(12345);
+	for (int i = 0; i < 3000; i++) {
+		memcpy(buf, orig, len);
+		for (int m = 1 + rand() % 4; m > 0; m--) {
+			size_t at = (size_t)rand() % len;
+			buf[at] = rand() % 2 ? (char)(rand() % 256) : pick[rand() % (sizeof(pick) - 1)];
+		}
+		int rc = load_bytes(fd, buf, len);
+		assert_true(rc == 0 || rc == -1);
+		assert_int_equal(rc == -1, err[0] != '\0');
+		rejected += rc == -1;
+	}
+	close(fd);
+	assert_true(rejected > 1000);
+}
+
 static void test_dev_type_names(void **state)
 {
 	static const char *const names[] = { "block", "net", "console", "i2c", "rng" };
@@ -501,6 +551,7 @@ int main(void)
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_error_truncation),
 		cmocka_unit_test(test_reload_is_clean),
+		cmocka_unit_test(test_mutations),
 		cmocka_unit_test(test_dev_type_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
