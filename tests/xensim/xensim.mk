@@ -55,3 +55,6 @@ $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(XSIM_GUEST_LI
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(XSIM_GUEST_LIB) $(TLIB_OBJS) $(CORE_LIB) $(DEP_LIBS) \
 		$(TEST_LIBS) -lpthread
+
+# Keep the test objects (make would delete them as intermediates and rebuild every time).
+.SECONDARY: $(patsubst $(BUILD)/%,$(BUILD)/obj/%.o,$(XSIM_SELF_TESTS) $(INTEG_TESTS))

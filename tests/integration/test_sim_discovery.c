@@ -1,0 +1,206 @@
+/*
+ * Device discovery by the real sim daemon: explicit windows from the INI, libxl's xenstore
+ * entries in the Xen 4.17 (virtio_disk, decimal base, state=2 handshake) and 4.18+ (virtio,
+ * hex base, type virtio,deviceN) layouts, and watch mode starting an instance per new guest.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tests/integration/itest.h"
+
+#define BE "/local/domain/0/backend"
+
+static struct itest *new_guest(const char *name)
+{
+	struct xsim_dom_opts o = { .name = name, .nr_vcpus = 2, .ram_mib = 16 };
+
+	return itest_new(&o);
+}
+
+static void stop_clean(struct itest *t)
+{
+	int st = itest_free(t);
+
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static void test_explicit(void **state)
+{
+	struct itest *t = new_guest("g1");
+
+	(void)state;
+	assert_non_null(t);
+	assert_false(xsim_dom_routed(t->dom, WIN0));
+	assert_int_equal(itest_serve(t, "[guest]\nname = g1\ndiscovery = explicit\n"
+				     "[rng]\nmmio = 0x02000000\nirq = 33\n"
+				     "[i2c \"bus0\"]\nmmio = 0x02000200\nirq = 34\n"
+				     "sim = eeprom@0x50\n"), 0);
+	assert_int_equal(itest_rd32(t, 0, WIN0 + R_MAGIC), VIRTIO_MAGIC);
+	assert_int_equal(itest_rd32(t, 0, WIN0 + R_DEVICE_ID), 4);
+	assert_int_equal(itest_rd32(t, 1, WIN1 + R_VERSION), 2);
+	assert_int_equal(itest_rd32(t, 1, WIN1 + R_DEVICE_ID), 34);
+	assert_false(xsim_dom_routed(t->dom, WIN1 + 0x200));
+	stop_clean(t);
+}
+
+/* libxl 4.18+: virtio = ["backend=0,type=virtio,device4,transport=mmio"] as the 2nd device. */
+static void write_virtio_rng(struct itest *t, unsigned devid, const char *base, unsigned irq)
+{
+	uint32_t id = xsim_dom_id(t->dom);
+	char p[160];
+
+#define W(key, ...) do { \
+		snprintf(p, sizeof(p), BE "/virtio/%u/%u/" key, id, devid); \
+		assert_int_equal(xsim_xs_write(t->hub, p, __VA_ARGS__), 0); \
+	} while (0)
+	W("frontend", "/local/domain/%u/device/virtio/%u", id, devid);
+	W("frontend-id", "%u", id);
+	W("online", "1");
+	W("irq", "%u", irq);
+	W("base", "%s", base);
+	W("type", "virtio,device4");
+	W("transport", "mmio");
+	W("grant_usage", "False");
+	W("state", "1");
+#undef W
+}
+
+static void test_xenstore_virtio_layout(void **state)
+{
+	struct itest *t = new_guest("g1");
+
+	(void)state;
+	assert_non_null(t);
+	write_virtio_rng(t, 0, "0x2000200", 34);
+	assert_int_equal(itest_serve(t, "[guest]\nname = g1\ndiscovery = xenstore\n[rng]\n"), 0);
+	assert_true(xsim_dom_routed(t->dom, WIN1));
+	assert_false(xsim_dom_routed(t->dom, WIN0));
+	assert_int_equal(itest_rd32(t, 0, WIN1 + R_MAGIC), VIRTIO_MAGIC);
+	assert_int_equal(itest_rd32(t, 0, WIN1 + R_DEVICE_ID), 4);
+	stop_clean(t);
+}
+
+/* libxl 4.17: disk = ["...,specification=virtio,backendtype=standalone"]; waits for state 2. */
+static void write_virtio_disk(struct itest *t, const char *img)
+{
+	uint32_t id = xsim_dom_id(t->dom);
+	char p[160];
+
+#define W(key, ...) do { \
+		snprintf(p, sizeof(p), BE "/virtio_disk/%u/51712/" key, id); \
+		assert_int_equal(xsim_xs_write(t->hub, p, __VA_ARGS__), 0); \
+	} while (0)
+	W("frontend", "/local/domain/%u/device/virtio_disk/51712", id);
+	W("frontend-id", "%u", id);
+	W("online", "1");
+	W("params", "%s", img);
+	W("mode", "w");
+	W("dev", "xvda");
+	W("type", "virtio_disk");
+	W("base", "%u", 0x02000000u);   /* decimal in this layout */
+	W("irq", "33");
+	W("state", "1");
+#undef W
+}
+
+static void test_xenstore_disk417_layout(void **state)
+{
+	struct itest *t = new_guest("g1");
+	char img[160], be_state[160];
+
+	(void)state;
+	assert_non_null(t);
+	snprintf(img, sizeof(img), "%s/disk.img", xsim_hub_dir(t->hub));
+	assert_int_equal(itest_write(img, "%s", ""), 0);
+	assert_int_equal(truncate(img, 1 << 20), 0);
+	write_virtio_disk(t, img);
+	write_virtio_rng(t, 0, "0x2000200", 34);   /* both layouts for one guest */
+	snprintf(be_state, sizeof(be_state), BE "/virtio_disk/%u/51712/state", xsim_dom_id(t->dom));
+	assert_int_equal(itest_serve(t, "[guest]\nname = g1\ndiscovery = xenstore\n"
+				     "[block \"root\"]\nvdev = xvda\n[rng]\n"), 0);
+	/* The handshake libxl waits for before unpausing the guest. */
+	assert_int_equal(xsim_xs_wait(t->hub, be_state, "2", 5000), 0);
+	assert_int_equal(itest_rd32(t, 0, WIN0 + R_DEVICE_ID), 2);
+	assert_int_equal(itest_rd32(t, 1, WIN1 + R_DEVICE_ID), 4);
+	stop_clean(t);
+}
+
+static bool wait_routed(struct xsim_dom *d, uint64_t addr, bool want, int timeout_ms)
+{
+	for (int waited = 0; waited < timeout_ms; waited += 10) {
+		if (xsim_dom_routed(d, addr) == want)
+			return true;
+		usleep(10000);
+	}
+	return xsim_dom_routed(d, addr) == want;
+}
+
+/* Watch mode: one guest present at start, one created later; each gets an instance. */
+static void test_watch_mode(void **state)
+{
+	struct itest *t = new_guest("g1");
+	struct xsim_dom_opts o2 = { .name = "g2", .nr_vcpus = 1, .ram_mib = 16 };
+	struct xsim_dom *d2;
+	char dir[160], ini[200];
+	const char *args[] = { "--watch", "--config-dir", dir, "--foreground", "--log-level",
+			       "info", NULL };
+	int st;
+
+	(void)state;
+	assert_non_null(t);
+	snprintf(dir, sizeof(dir), "%s/conf", xsim_hub_dir(t->hub));
+	assert_int_equal(mkdir(dir, 0755), 0);
+	for (int i = 1; i <= 2; i++) {
+		snprintf(ini, sizeof(ini), "%s/g%d.ini", dir, i);
+		assert_int_equal(itest_write(ini, "[guest]\nname = g%d\ndiscovery = xenstore\n"
+					     "[rng]\n", i), 0);
+	}
+	write_virtio_rng(t, 0, "0x2000000", 33);
+	/* Not under systemd (no NOTIFY_SOCKET): instances are child processes. */
+	assert_int_equal(xsim_daemon_start(t->hub, &t->dm, XVD_SIM_DAEMON, "watch", args,
+					   XSIM_DAEMON_NO_NOTIFY), 0);
+	assert_true(wait_routed(t->dom, WIN0, true, READY_MS));
+	assert_int_equal(itest_rd32(t, 0, WIN0 + R_DEVICE_ID), 4);
+	d2 = xsim_dom_create(t->hub, &o2);
+	assert_non_null(d2);
+	{
+		struct itest t2 = { .hub = t->hub, .dom = d2 };
+
+		write_virtio_rng(&t2, 0, "0x2000000", 33);
+	}
+	assert_true(wait_routed(d2, WIN0, true, READY_MS));
+	assert_int_equal(xsim_mmio_read(d2, 0, WIN0 + R_MAGIC, 4), VIRTIO_MAGIC);
+	/* The guest's death ends its instance; the watcher keeps going. */
+	assert_int_equal(xsim_dom_destroy(d2), 0);
+	assert_true(xsim_daemon_alive(&t->dm));
+	/* Stopping the watcher stops its instances: g1's windows go away. */
+	kill(t->dm.pid, SIGTERM);
+	assert_int_equal(xsim_daemon_wait_exit(&t->dm, 10000, &st), 0);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_true(wait_routed(t->dom, WIN0, false, 5000));
+	assert_true(xsim_daemon_log_has(&t->dm, "g2"));
+	itest_free(t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_explicit),
+		cmocka_unit_test(test_xenstore_virtio_layout),
+		cmocka_unit_test(test_xenstore_disk417_layout),
+		cmocka_unit_test(test_watch_mode),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
