@@ -473,6 +473,9 @@ static int run_watch(struct daemon *d)
 	};
 
 	log_set_guest("watch");
+	if (d->under_systemd && strcmp(d->o.config_dir, DEFAULT_CONFIG_DIR) != 0)
+		log_warn("xen-virtiod@.service instances read " DEFAULT_CONFIG_DIR "/<name>.ini; "
+			 "%s only decides which guests get one", d->o.config_dir);
 	if (start_loop(d) < 0 || watch_start(d->loop, &p, &d->watch) < 0)
 		return EXIT_FAIL;
 	notify_ready(d, "Watching for guests");

@@ -40,12 +40,20 @@ struct watch_child {
 	char name[WATCH_NAME_MAX];
 };
 
+/* Under systemd: the domid each guest name had when we last asked for its unit. */
+struct watch_seen {
+	struct watch_seen *next;
+	uint32_t domid;
+	char name[WATCH_NAME_MAX];
+};
+
 struct watch {
 	struct ev_loop *loop;
 	struct watch_params p;
 	char dir[PATH_MAX];
 	struct xen_backend_watch *bw;
 	struct watch_child *children;
+	struct watch_seen *seen;
 	ev_timer kill_timer;          /* shutdown: KILL what TERM did not stop */
 	bool stopping;
 	void (*done)(void *opaque);
@@ -90,7 +98,7 @@ static void watch_maybe_done(struct watch *w)
 
 static void watch_log_exit(const struct watch_child *c, int pid, int status)
 {
-	const char *what = c->instance ? "instance" : "systemctl start";
+	const char *what = c->instance ? "instance" : "systemctl";
 
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		log_info("%s for %s (domid %" PRIu32 ", pid %d) exited", what, c->name, c->domid,
@@ -150,10 +158,38 @@ static int watch_track(struct watch *w, pid_t pid, const char *name, uint32_t do
 	return 0;
 }
 
+/*
+ * The first time we see a name, "start": a running instance (watcher restarted) keeps serving.
+ * A name seen before with another domid is a re-created guest: its instance, if still there,
+ * serves the dead domain and would make "start" a no-op, so "restart".
+ */
+static const char *watch_unit_verb(struct watch *w, const char *name, uint32_t domid)
+{
+	struct watch_seen *s;
+
+	for (s = w->seen; s; s = s->next)
+		if (strcmp(s->name, name) == 0)
+			break;
+	if (s) {
+		const char *verb = s->domid == domid ? "start" : "restart";
+		s->domid = domid;
+		return verb;
+	}
+	s = calloc(1, sizeof(*s));
+	if (s) {
+		s->domid = domid;
+		snprintf(s->name, sizeof(s->name), "%s", name);
+		s->next = w->seen;
+		w->seen = s;
+	}
+	return "start";
+}
+
 static void watch_start_unit(struct watch *w, const char *name, uint32_t domid)
 {
 	char unit[WATCH_NAME_MAX + 32];
-	char *argv[] = { "systemctl", "start", "--no-block", unit, NULL };
+	char *argv[] = { "systemctl", (char *)watch_unit_verb(w, name, domid), "--no-block", unit,
+			 NULL };
 	pid_t pid;
 
 	snprintf(unit, sizeof(unit), "xen-virtiod@%s.service", name);
@@ -162,7 +198,7 @@ static void watch_start_unit(struct watch *w, const char *name, uint32_t domid)
 		log_err("%s: cannot fork systemctl: %s", name, strerror(errno));
 		return;
 	}
-	log_notice("%s (domid %" PRIu32 "): starting %s", name, domid, unit);
+	log_notice("%s (domid %" PRIu32 "): systemctl %s %s", name, domid, argv[1], unit);
 	w->started++;
 	watch_track(w, pid, name, domid, false);
 }
@@ -301,6 +337,11 @@ void watch_free(struct watch *w)
 		return;
 	xen_backend_watch_stop(w->bw);
 	ev_timer_stop(w->loop, &w->kill_timer);
+	while (w->seen) {
+		struct watch_seen *n = w->seen->next;
+		free(w->seen);
+		w->seen = n;
+	}
 	while (w->children) {
 		struct watch_child *c = w->children;
 		ev_child_stop(w->loop, &c->w);

@@ -168,6 +168,14 @@ static void test_explicit_signals(void **state)
 	write_text(r->ini, rng_explicit_ini, "debug");
 	kill(dm.pid, SIGHUP);
 	assert_true(log_wait(&dm, "SIGHUP: re-reading", 3000));
+	/* rng has no run-time reconfiguration: a changed rate and a new section need a restart. */
+	write_text(r->ini, "[guest]\nname = g1\ndiscovery = explicit\n\n"
+		   "[rng]\nmmio = 0x02000000\nirq = 33\nrate = 8\n\n"
+		   "[i2c \"bus0\"]\nmmio = 0x02000200\nirq = 34\nsim = lm75@0x48\n");
+	kill(dm.pid, SIGHUP);
+	assert_true(log_wait(&dm, "rng: changed, but cannot be reconfigured at run time", 3000));
+	assert_true(log_wait(&dm, "[i2c bus0] is new", 3000));
+	assert_false(xsim_dom_routed(r->dom, BASE1));
 	write_text(r->ini, "[guest]\nname = g1\nbogus = 1\n");
 	kill(dm.pid, SIGHUP);
 	assert_true(log_wait(&dm, "the running configuration stays", 3000));
@@ -354,6 +362,18 @@ static void test_watch_systemd(void **state)
 		fail_msg("systemctl was not asked to start xen-virtiod@g1.service");
 	}
 	assert_false(file_has(calls, "nofile"));
+
+	/* g1 re-created: its old instance may still serve the dead domain, so restart. */
+	assert_int_equal(xsim_dom_destroy(r->dom), 0);
+	r->dom = xsim_dom_create(r->hub, &(struct xsim_dom_opts){ .name = "g1", .ram_mib = 8 });
+	assert_non_null(r->dom);
+	put_virtio_dev(r, 0, BASE0, 33, 4);
+	for (int t = 0; t < 5000 && !file_has(calls, "restart"); t += 20)
+		sleep_ms(20);
+	if (!file_has(calls, "restart --no-block xen-virtiod@g1.service\n")) {
+		dump_log(dm.log_path);
+		fail_msg("systemctl was not asked to restart xen-virtiod@g1.service");
+	}
 	expect_exit0(&dm, xsim_daemon_stop(&dm));
 }
 
