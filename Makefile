@@ -62,6 +62,8 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 TESTS      += $(UNIT_TESTS)
 
 .PHONY: all check check-run install clean deps
+# Keep objects that pattern chains would treat as intermediate (and delete after each build).
+.SECONDARY:
 all: $(ALL_TARGETS)
 
 $(BUILD)/obj/%.o: %.c
