@@ -752,20 +752,29 @@ static void test_no_flush_is_writethrough(void **state)
 	assert_int_equal(dirty_pages(r, 0, 65536), 0);
 }
 
-/* Writes, then a FLUSH, in one batch: the FLUSH completes after every write before it. */
-static void test_flush_ordering(void **state)
+/*
+ * Writes, then a FLUSH, in one batch: the FLUSH completes after every write before it. With
+ * cache = none the writes are truly asynchronous, so a FLUSH that did not wait would overtake.
+ */
+static void flush_ordering(struct rig *r, enum config_blk_cache cache, uint32_t len)
 {
-	struct rig *r = *state;
 	struct req w[32], f, after;
 	unsigned order = 0, flush_pos = 0, last_write = 0;
 
+	/* Allocated blocks: O_DIRECT writes then go straight to the disk, asynchronously. */
+	int fd = open(r->image, O_RDWR);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fallocate(fd, 0, 0, IMG_SIZE), 0);
+	close(fd);
+	r->cfg.u.block.cache = cache;
 	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
 	for (int i = 0; i < 32; i++) {
 		uint8_t *h;
-		struct vdrv_buf d = { ram_alloc(r, 65536, 4096, (void **)&h), 65536, false };
+		struct vdrv_buf d = { scratch_alloc(r, len, 4096, (void **)&h), len, false };
 
-		fill_pat(h, (uint64_t)i * 65536, 65536, 11);
-		req_build(r, &w[i], VIRTIO_BLK_T_OUT, (uint64_t)i * 128, &d, 1);
+		fill_pat(h, (uint64_t)i * len, len, 11);
+		req_build(r, &w[i], VIRTIO_BLK_T_OUT, (uint64_t)i * (len / 512), &d, 1);
 		req_submit(r, 0, &w[i], i % 2);
 	}
 	req_build(r, &f, VIRTIO_BLK_T_FLUSH, 0, NULL, 0);
@@ -775,10 +784,10 @@ static void test_flush_ordering(void **state)
 	vdrv_kick(&r->drv, 0);
 	/* Record completion order. */
 	for (unsigned got = 0, waited = 0; got < 34; waited += 10) {
-		uint32_t len;
+		uint32_t ulen;
 		void *tok;
 
-		while (vdrv_get_used(&r->drv, 0, &len, &tok) > 0) {
+		while (vdrv_get_used(&r->drv, 0, &ulen, &tok) > 0) {
 			struct req *q = tok;
 
 			q->done = true;
@@ -797,10 +806,20 @@ static void test_flush_ordering(void **state)
 	assert_true(flush_pos > last_write);
 	for (int i = 0; i < 32; i++) {
 		assert_int_equal(req_status(r, &w[i]), VIRTIO_BLK_S_OK);
-		assert_image_pat(r, (uint64_t)i * 65536, 65536, 11);
+		assert_image_pat(r, (uint64_t)i * len, len, 11);
 	}
-	if (dirty_pages(r, 0, 32 * 65536) >= 0)
-		assert_int_equal(dirty_pages(r, 0, 32 * 65536), 0);
+	if (dirty_pages(r, 0, 32ull * len) >= 0)
+		assert_int_equal(dirty_pages(r, 0, 32ull * len), 0);
+}
+
+static void test_flush_ordering(void **state)
+{
+	flush_ordering(*state, BLK_CACHE_WRITEBACK, 65536);
+}
+
+static void test_flush_ordering_direct(void **state)
+{
+	flush_ordering(*state, BLK_CACHE_NONE, 512u << 10);
 }
 
 static void test_multiqueue(void **state)
@@ -1047,7 +1066,8 @@ int main(void)
 		T(test_get_id_default), T(test_rw_depths), T(test_rw_depths_no_event_idx),
 		T(test_rw_direct), T(test_read_only), T(test_out_of_range), T(test_malformed),
 		T(test_no_status_byte), T(test_discard_write_zeroes), T(test_flush_and_wce),
-		T(test_no_flush_is_writethrough), T(test_flush_ordering), T(test_multiqueue),
+		T(test_no_flush_is_writethrough), T(test_flush_ordering), T(test_flush_ordering_direct),
+		T(test_multiqueue),
 		T(test_reset_in_flight), T(test_refuses_bad_paths), T(test_block_device),
 		T(test_enospc),
 	};
