@@ -74,6 +74,7 @@ struct i2c_req {
 struct i2c_dev {
 	struct vdev vdev;
 	struct i2c_sim_bus *sim;
+	struct config_i2c cfg_sims;   /* the sim list as created, for reconfigure */
 	int fd;                       /* host adapter, -1 without one */
 	unsigned long funcs;          /* I2C_FUNCS of the adapter */
 	char adapter[CONFIG_PATH_MAX];
@@ -400,13 +401,14 @@ static bool i2c_collect(struct i2c_dev *i, struct virtqueue *vq, int *err)
 	bool failing = i->fail_latched;
 
 	*err = 0;
-	i->fail_latched = false;
 	while (i->ngroup < I2C_GROUP_MAX) {
 		struct vq_elem *e = vq_pop(vq, err);
 		struct i2c_req *r = &i->group[i->ngroup];
 
 		if (!e)
 			return failing;
+		/* The latch holds until the continuation actually arrives. */
+		i->fail_latched = false;
 		i->ngroup++;
 		i2c_parse(i, e, r);
 		if (!r->fail_next)
@@ -482,6 +484,35 @@ static void i2c_reset(struct vdev *d)
 		ev_idle_stop(d->host->loop, &i->more);
 }
 
+static bool i2c_sims_same(const struct config_i2c *a, const struct config_i2c *b)
+{
+	if (a->nsims != b->nsims)
+		return false;
+	for (unsigned k = 0; k < a->nsims && k < CONFIG_I2C_SIMS; k++)
+		if (a->sims[k].kind != b->sims[k].kind || a->sims[k].addr != b->sims[k].addr ||
+		    strcmp(a->sims[k].file, b->sims[k].file) != 0)
+			return false;
+	return true;
+}
+
+/*
+ * SIGHUP: the allow list applies at once (revoking access needs no restart); the backends are
+ * opened once, so a changed adapter or sim list is refused as a whole.
+ */
+static int i2c_reconfigure(struct vdev *d, const struct config_device *cfg)
+{
+	struct i2c_dev *i = i2c_of(d);
+	const struct config_i2c *c = &cfg->u.i2c;
+
+	if (strcmp(c->adapter, i->adapter) != 0 || !i2c_sims_same(c, &i->cfg_sims)) {
+		log_warn("%s: adapter and sim take effect only at restart", d->name);
+		return -EOPNOTSUPP;
+	}
+	i->allow_set = c->allow_set;
+	memcpy(i->allow, c->allow, sizeof(i->allow));
+	return 0;
+}
+
 static int i2c_open_adapter(struct i2c_dev *i, const char *path)
 {
 	snprintf(i->adapter, sizeof(i->adapter), "%s", path);
@@ -523,6 +554,8 @@ static int i2c_setup(struct i2c_dev *i, const struct config_i2c *c)
 
 	i->allow_set = c->allow_set;
 	memcpy(i->allow, c->allow, sizeof(i->allow));
+	i->cfg_sims.nsims = c->nsims;
+	memcpy(i->cfg_sims.sims, c->sims, sizeof(c->sims));
 	if (c->nsims)
 		err = i2c_add_sims(i, c);
 	if (!err && c->adapter[0])
@@ -586,5 +619,6 @@ const struct vdev_ops vdev_i2c_ops = {
 	.features_ok = i2c_features_ok,
 	.reset = i2c_reset,
 	.queue_notify = i2c_queue_notify,
+	.reconfigure = i2c_reconfigure,
 	.destroy = i2c_destroy,
 };

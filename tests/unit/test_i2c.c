@@ -707,6 +707,66 @@ static void test_bad_request_in_group_fails_rest(void **state)
 	assert_int_equal(d2[0], 'Q');
 }
 
+/* A group whose last chain so far has FAIL_NEXT: the rest arrives with a later kick. */
+static void test_group_split_across_kicks(void **state)
+{
+	struct rig *r = *state;
+	uint8_t at = 0x70, b = 0x55, *st1, *st2, *buf;
+	struct msg set = { EE, false, 1, &at, 0 }, miss = { 0x33, true, 1, &b, 0 };
+	struct msg get = { EE, true, 1, &b, 0 };
+
+	ee_write(r, 0x70, "PQ", 2);
+	ee_read(r, 0x00, &b, 1);
+	/* Succeeds, then the continuation runs as its own transfer. */
+	r->x.mem.next = r->heap;
+	st1 = submit_msg(r, &set, true, &buf);
+	vdrv_kick(&r->drv, 0);
+	assert_int_equal(vdrv_get_used(&r->drv, 0, NULL, NULL), 1);
+	assert_int_equal(*st1, ST_OK);
+	st2 = submit_msg(r, &get, false, &buf);
+	vdrv_kick(&r->drv, 0);
+	assert_int_equal(vdrv_get_used(&r->drv, 0, NULL, NULL), 1);
+	assert_int_equal(*st2, ST_OK);
+	assert_int_equal(buf[0], 'P');   /* pointer 0x70 -> 0x71 */
+	/* Fails: the continuation must fail too, without reaching the bus. */
+	r->x.mem.next = r->heap;
+	st1 = submit_msg(r, &miss, true, &buf);
+	vdrv_kick(&r->drv, 0);
+	assert_int_equal(vdrv_get_used(&r->drv, 0, NULL, NULL), 1);
+	assert_int_equal(*st1, ST_ERR);
+	st2 = submit_msg(r, &get, false, &buf);
+	vdrv_kick(&r->drv, 0);
+	assert_int_equal(vdrv_get_used(&r->drv, 0, NULL, NULL), 1);
+	assert_int_equal(*st2, ST_ERR);
+	/* The group is over: the next request is served, from the untouched pointer 0x71. */
+	assert_int_equal(xfer1(r, EE, true, &b, 1), ST_OK);
+	assert_int_equal(b, 'Q');
+}
+
+static void test_reconfigure_allow_list(void **state)
+{
+	struct rig *r = *state;
+	struct config_device n = r->cfg;
+	uint8_t b[2];
+
+	assert_non_null(r->x.dev->ops->reconfigure);
+	n.u.i2c.allow_set = true;
+	memset(n.u.i2c.allow, 0, sizeof(n.u.i2c.allow));
+	n.u.i2c.allow[EE] = 1;
+	assert_int_equal(r->x.dev->ops->reconfigure(r->x.dev, &n), 0);
+	assert_int_equal(xfer1(r, TS, true, b, 2), ST_ERR);
+	assert_int_equal(xfer1(r, EE, true, b, 1), ST_OK);
+	/* Changed backends are refused whole: the allow list stays as it was. */
+	n.u.i2c.allow[TS] = 1;
+	n.u.i2c.sims[1].addr = 0x4f;
+	assert_int_equal(r->x.dev->ops->reconfigure(r->x.dev, &n), -EOPNOTSUPP);
+	assert_int_equal(xfer1(r, TS, true, b, 2), ST_ERR);
+	/* Lifting the list restores access. */
+	n = r->cfg;
+	assert_int_equal(r->x.dev->ops->reconfigure(r->x.dev, &n), 0);
+	assert_int_equal(xfer1(r, TS, true, b, 2), ST_OK);
+}
+
 /* ---- configuration and the host adapter -------------------------------------------------- */
 
 static void test_bad_adapter_refused(void **state)
@@ -806,6 +866,8 @@ int main(void)
 		T(test_missing_status_needs_reset),
 		T(test_header_only_needs_reset),
 		T(test_bad_request_in_group_fails_rest),
+		T(test_group_split_across_kicks),
+		T(test_reconfigure_allow_list),
 		cmocka_unit_test(test_bad_adapter_refused),
 		cmocka_unit_test(test_passthrough_i2c_stub),
 #undef T
