@@ -4,6 +4,7 @@
  * guest dying under it.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -316,6 +317,48 @@ static void test_domain_death_mid_request(void **state)
 	itest_free(t);
 }
 
+/* vCPUs in parallel threads: every access answered, each on its own slot and port. */
+struct vcpu_job {
+	struct itest *t;
+	unsigned vcpu;
+	unsigned bad;
+};
+
+static void *vcpu_loop(void *arg)
+{
+	struct vcpu_job *j = arg;
+
+	for (unsigned i = 0; i < 2000; i++) {
+		uint64_t v = 0;
+		uint32_t off = (i & 1) ? R_DEVICE_ID : R_MAGIC;
+
+		if (xsim_mmio(j->t->dom, j->vcpu, WIN0 + off, 4, false, &v, 5000) < 0 ||
+		    v != ((i & 1) ? 4u : VIRTIO_MAGIC))
+			j->bad++;
+	}
+	return NULL;
+}
+
+static void test_concurrent_vcpus(void **state)
+{
+	struct itest *t = start(140, false);
+	struct vcpu_job jobs[6];
+	pthread_t th[6];
+	const unsigned vcpus[6] = { 0, 1, 2, 127, 128, 139 };
+
+	(void)state;
+	assert_non_null(t);
+	for (unsigned i = 0; i < 6; i++) {
+		jobs[i] = (struct vcpu_job){ .t = t, .vcpu = vcpus[i] };
+		assert_int_equal(pthread_create(&th[i], NULL, vcpu_loop, &jobs[i]), 0);
+	}
+	for (unsigned i = 0; i < 6; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(jobs[i].bad, 0);
+	}
+	stop_clean(t);
+}
+
 /* SIGTERM: exit 0, and the ioreq server is gone (the windows abort again). */
 static void test_sigterm_teardown(void **state)
 {
@@ -341,6 +384,7 @@ int main(void)
 		cmocka_unit_test(test_grant_readonly_refused),
 		cmocka_unit_test(test_domain_death_mid_request),
 		cmocka_unit_test(test_sigterm_teardown),
+		cmocka_unit_test(test_concurrent_vcpus),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -24,13 +24,6 @@
 #include "tests/xensim/guest.h"
 #include "tests/xensim/hub.h"
 
-struct xsim_retired {
-	struct xsim_retired *next;
-	struct xsim_server *s;
-	unsigned nr_vcpus;
-};
-
-static struct xsim_retired *hub_graveyard;   /* guarded by the hub lock of its hub */
 
 struct xsim_dom *hub_dom_get(struct xsim_hub *h, uint32_t domid)
 {
@@ -166,8 +159,8 @@ static void server_retire(struct xsim_dom *d, uint32_t id)
 	}
 	r->s = d->servers[id];
 	r->nr_vcpus = d->nr_vcpus;
-	r->next = hub_graveyard;
-	hub_graveyard = r;
+	r->next = d->hub->graveyard;
+	d->hub->graveyard = r;
 	d->servers[id] = NULL;
 }
 
@@ -570,10 +563,10 @@ void xsim_hub_stop(struct xsim_hub *h)
 	for (unsigned i = 0; i < XSIM_MAX_DOMS; i++)
 		if (h->doms[i])
 			dom_free(h->doms[i]);
-	while (hub_graveyard) {
-		struct xsim_retired *r = hub_graveyard;
+	while (h->graveyard) {
+		struct xsim_retired *r = h->graveyard;
 
-		hub_graveyard = r->next;
+		h->graveyard = r->next;
 		server_free(r->s, r->nr_vcpus);
 		free(r);
 	}

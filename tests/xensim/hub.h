@@ -42,6 +42,13 @@ struct xsim_server {
 
 struct xsim_hub;
 
+/* A destroyed server, kept until the hub stops (a guest access may still be using it). */
+struct xsim_retired {
+	struct xsim_retired *next;
+	struct xsim_server *s;
+	unsigned nr_vcpus;
+};
+
 struct xsim_dom {
 	struct xsim_hub *hub;
 	uint32_t domid;
@@ -91,6 +98,7 @@ struct xsim_hub {
 	unsigned nnodes, cap_nodes;
 	struct xsim_watch *watches;
 	unsigned nwatches, cap_watches;
+	struct xsim_retired *graveyard;
 };
 
 struct xsim_dom *hub_dom_get(struct xsim_hub *h, uint32_t domid);
