@@ -767,6 +767,124 @@ static void test_reconfigure_allow_list(void **state)
 	assert_int_equal(xfer1(r, TS, true, b, 2), ST_OK);
 }
 
+/* ---- random hostile chains -------------------------------------------------------------- */
+
+static uint32_t rnd_state = 0x12345678u;
+
+static uint32_t rnd(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 17;
+	rnd_state ^= rnd_state << 5;
+	return rnd_state;
+}
+
+static uint32_t rnd_len(void)
+{
+	static const uint32_t lens[] = { 0, 1, 2, 3, 4, 7, 8, 9, 16, 33, 257 };
+	uint32_t x = rnd() % 64;
+
+	if (x == 0)
+		return 65536 + rnd() % 8;   /* just past the limit */
+	return x < 11 ? lens[x] : 1 + rnd() % 12;
+}
+
+static void rnd_hdr(uint8_t *h, uint32_t len)
+{
+	static const uint16_t addrs[] = { EE << 1, TS << 1, TS2 << 1, 0x33 << 1, 0 };
+	uint16_t a = addrs[rnd() % 5];
+	uint32_t f = rnd() % 8 ? rnd() % 4 : rnd();
+
+	if (a == 0)
+		a = (uint16_t)rnd();
+	a = htole16(a);
+	f = htole32(f);
+	memcpy(h, &a, len < 2 ? len : 2);
+	if (len >= 8)
+		memcpy(h + 4, &f, 4);
+}
+
+struct rnd_chain {
+	uint8_t *status;   /* the last device-writable byte, NULL when there is none */
+};
+
+/* A chain of 1..6 descriptors, readable ones first, the first readable one a header. */
+static void rnd_chain(struct rig *r, struct rnd_chain *c, struct vdrv_buf *b, unsigned *nb)
+{
+	unsigned n = 1 + rnd() % 6, nread = rnd() % (n + 1);
+	uint8_t *h;
+
+	c->status = NULL;
+	for (unsigned k = 0; k < n; k++) {
+		bool w = k >= nread;
+		uint32_t len = k == 0 && !w && rnd() % 4 ? 8 : rnd_len();
+
+		b[k] = (struct vdrv_buf){ len ? galloc(r, len, (void **)&h) : RAM_GPA, len, w };
+		if (len && !w)
+			memset(h, (int)rnd(), len);
+		if (len && k == 0 && !w)
+			rnd_hdr(h, len);
+		if (len && w) {
+			memset(h, 0xee, len);
+			c->status = h + len - 1;
+		}
+	}
+	*nb = n;
+}
+
+static void test_random_hostile_chains(void **state)
+{
+	struct rig *r = *state;
+	unsigned resets = 0, oks = 0, errs = 0;
+
+	for (unsigned iter = 0; iter < 3000; iter++) {
+		struct rnd_chain c[4];
+		struct vdrv_buf b[6];
+		unsigned n = 1 + rnd() % 4, nb, used = 0, first_lost = n;
+		bool lost_status = false, done[4] = { false };
+		void *tok;
+
+		r->x.mem.next = r->heap;
+		for (unsigned k = 0; k < n; k++) {
+			rnd_chain(r, &c[k], b, &nb);
+			if (!c[k].status && !lost_status)
+				first_lost = k;
+			lost_status |= !c[k].status;
+			assert_true(vdrv_submit(&r->drv, 0, b, nb, false, &c[k]) >= 0);
+		}
+		vdrv_kick(&r->drv, 0);
+		while (vdrv_get_used(&r->drv, 0, NULL, &tok) == 1) {
+			done[(struct rnd_chain *)tok - c] = true;
+			used++;
+		}
+		/*
+		 * Every chain comes back, each answerable one with a status, and no mapping leaks.
+		 * A chain without a status byte stops the device after its group (NEEDS_RESET).
+		 */
+		assert_true(lost_status ? used > first_lost : used == n);
+		for (unsigned k = 0; k < n; k++) {
+			if (!c[k].status || !done[k])
+				continue;
+			assert_true(*c[k].status == ST_OK || *c[k].status == ST_ERR);
+			oks += *c[k].status == ST_OK;
+			errs += *c[k].status == ST_ERR;
+		}
+		assert_int_equal(gmem_flat_outstanding(r->x.gm), r->ring_maps);
+		assert_int_equal(needs_reset(r), lost_status);
+		if (lost_status) {
+			/* The driver reuses its rings: the heap stays where it was. */
+			assert_int_equal(vdrv_init(&r->drv, &r->x.io, &r->x.mem, want_features(), 1,
+						   QSIZE), 0);
+			resets++;
+		}
+	}
+	/* The mix exercised both outcomes, and the device still works. */
+	assert_true(oks > 100 && errs > 100 && resets > 10);
+	/* The last group may have ended on FAIL_NEXT: one message closes it, then all is well. */
+	assert_int_equal(xfer1(r, 0x33, false, NULL, 0), ST_ERR);
+	ee_write(r, 0x00, "ok", 2);
+}
+
 /* ---- configuration and the host adapter -------------------------------------------------- */
 
 static void test_bad_adapter_refused(void **state)
@@ -868,6 +986,7 @@ int main(void)
 		T(test_bad_request_in_group_fails_rest),
 		T(test_group_split_across_kicks),
 		T(test_reconfigure_allow_list),
+		T(test_random_hostile_chains),
 		cmocka_unit_test(test_bad_adapter_refused),
 		cmocka_unit_test(test_passthrough_i2c_stub),
 #undef T
