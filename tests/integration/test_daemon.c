@@ -190,6 +190,29 @@ static void test_explicit_signals(void **state)
 		dump_log(dm.log_path);
 }
 
+static const char i2c_explicit_ini[] =
+	"[guest]\nname = g1\ndiscovery = explicit\n\n"
+	"[i2c \"bus0\"]\nmmio = 0x02000000\nirq = 33\nsim = %s\nallow = %s\n";
+
+/* HUP reaches a device's reconfigure hook: accepted changes apply, refused ones are reported. */
+static void test_hup_reconfigure(void **state)
+{
+	struct rig *r = *state;
+	const char *args[] = { "--config", r->ini, NULL };
+	struct xsim_daemon dm;
+
+	write_text(r->ini, i2c_explicit_ini, "lm75@0x48", "0x48");
+	start_daemon(r, &dm, "reconf", args);
+	write_text(r->ini, i2c_explicit_ini, "lm75@0x48", "0x48,0x49");
+	kill(dm.pid, SIGHUP);
+	assert_true(log_wait(&dm, "i2c bus0: reconfigured", 3000));
+	write_text(r->ini, i2c_explicit_ini, "lm75@0x4a", "0x48,0x49");
+	kill(dm.pid, SIGHUP);
+	assert_true(log_wait(&dm, "i2c bus0: reconfiguration refused", 3000));
+	assert_int_equal(xsim_mmio_read(r->dom, 0, BASE0 + REG_DEVICE_ID, 4), 34);
+	expect_exit0(&dm, xsim_daemon_stop(&dm));
+}
+
 /* The guest going away ends the daemon with 0 and one line saying so. */
 static void test_domain_death(void **state)
 {
@@ -414,6 +437,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_explicit_signals, rig_setup, rig_teardown),
+		cmocka_unit_test_setup_teardown(test_hup_reconfigure, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_domain_death, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_missing_domain, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_xenstore_matching, rig_setup, rig_teardown),
