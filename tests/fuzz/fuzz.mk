@@ -1,0 +1,41 @@
+# libFuzzer targets over the virtio core (tests/fuzz/fuzz_*.c), built with clang from the
+# sources directly (never gcc objects), with ASan+UBSan.
+#
+#   make fuzz                    every target for FUZZ_SECONDS (default 60); fails on any crash
+#   make check-run (SAN=0)       each target for FUZZ_QUICK_SECONDS as one test (fuzz-quick)
+#
+# Seeds: tests/fuzz/corpus/<target>/ (tests/fuzz/gen-corpus.py writes them). New inputs and
+# crash artifacts go under $(BUILD)/fuzz, never into the repository.
+
+FUZZ_CC            ?= clang
+FUZZ_SECONDS       ?= 60
+FUZZ_QUICK_SECONDS ?= 3
+FUZZ_DIR   := $(BUILD)/fuzz
+FUZZ_NAMES := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS  := $(addprefix $(FUZZ_DIR)/,$(FUZZ_NAMES))
+FUZZ_SRCS  := devices/virtio_mmio.c devices/virtqueue.c devices/iov.c devices/rng.c \
+	      daemon/log.c tests/lib/gmem_flat.c
+FUZZ_FLAGS := -I. -D_GNU_SOURCE -D__XEN_TOOLS__ -std=c11 -g -O1 -Wall -Wextra -Werror \
+	      -fno-strict-aliasing -fno-omit-frame-pointer \
+	      -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRCS) $(wildcard devices/*.h ioreq/gmem.h tests/lib/gmem_flat.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRCS) -lev
+
+.PHONY: fuzz fuzz-build
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: $(FUZZ_BINS)
+	@sh tests/fuzz/run-fuzz.sh $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_NAMES)
+
+# The quick pass joins the plain test run only: the targets carry their own sanitizers.
+ifeq ($(SAN),0)
+TESTS += $(FUZZ_DIR)/fuzz-quick
+endif
+
+$(FUZZ_DIR)/fuzz-quick: $(FUZZ_BINS) tests/fuzz/run-fuzz.sh tests/fuzz/fuzz.mk
+	@mkdir -p $(dir $@)
+	@printf '#!/bin/sh\ncd "%s" && exec sh tests/fuzz/run-fuzz.sh "%s" %s %s\n' \
+		"$(CURDIR)" "$(FUZZ_DIR)" "$(FUZZ_QUICK_SECONDS)" "$(FUZZ_NAMES)" > $@
+	@chmod +x $@
