@@ -203,6 +203,17 @@ static int eeprom_load(struct sim_eeprom *e, const char *name)
 	return err;
 }
 
+/* Say at start, not at the guest's first write, when write-back cannot work. */
+static void eeprom_check_writable(struct sim_eeprom *e, const char *name)
+{
+	char dir[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s", e->file);
+	if (access(dirname(dir), W_OK) != 0)
+		log_warn("%s: eeprom file %s: its folder is not writable (%s); guest writes will "
+			 "fail", name, e->file, strerror(errno));
+}
+
 /* ---- LM75 -------------------------------------------------------------------------------- */
 
 struct sim_lm75 {
@@ -360,7 +371,9 @@ int i2c_sim_add_eeprom(struct i2c_sim_bus *bus, uint16_t addr, const char *file)
 	}
 	if (e->file)
 		err = eeprom_load(e, bus->name);
-	else
+	if (e->file && !err)
+		eeprom_check_writable(e, bus->name);
+	if (!e->file)
 		memset(e->mem, 0xff, sizeof(e->mem));
 	if (err) {
 		eeprom_destroy(&e->c);
