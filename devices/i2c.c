@@ -336,7 +336,7 @@ static unsigned i2c_run(struct i2c_dev *i, const struct i2c_req *reqs, unsigned 
 		return i2c_hw_run(i, reqs, n);
 	sim = i2c_sim_present(i->sim, reqs[0].addr);
 	for (k = 1; k < n; k++)
-		if ((i->sim && i2c_sim_present(i->sim, reqs[k].addr)) != sim)
+		if (i2c_sim_present(i->sim, reqs[k].addr) != sim)
 			break;
 	return sim ? i2c_sim_run(i, reqs, k) : i2c_hw_run(i, reqs, k);
 }
