@@ -233,6 +233,30 @@ static void test_domain_death(void **state)
 	assert_true(xsim_daemon_log_has(&dm, "the domain is gone"));
 }
 
+/*
+ * Without systemd and --foreground the command returns 0 only once the detached daemon serves
+ * (xen-virtiod-create relies on it); the daemon then lives on until its guest goes.
+ */
+static void test_detach_when_ready(void **state)
+{
+	struct rig *r = *state;
+	const char *args[] = { "--config", r->ini, NULL };
+	struct xsim_daemon dm;
+	int st = -1;
+
+	write_text(r->ini, rng_explicit_ini, "info");
+	assert_int_equal(xsim_daemon_start(r->hub, &dm, XVD_SIM_DAEMON, "detach", args,
+					   XSIM_DAEMON_NO_NOTIFY), 0);
+	assert_int_equal(xsim_daemon_wait_exit(&dm, 10000, &st), 0);
+	expect_exit0(&dm, st);
+	/* No polling: serving must already be true when the command returned. */
+	assert_true(xsim_dom_routed(r->dom, BASE0));
+	assert_int_equal(xsim_mmio_read(r->dom, 0, BASE0, 4), VIRTIO_MAGIC);
+	assert_int_equal(xsim_dom_destroy(r->dom), 0);
+	assert_true(log_wait(&dm, "the domain is gone", 10000));
+	assert_true(log_wait(&dm, "stopped", 10000));
+}
+
 /* A valid file naming a domain that does not exist: exit 1, nothing routed. */
 static void test_missing_domain(void **state)
 {
@@ -439,6 +463,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_explicit_signals, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_hup_reconfigure, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_domain_death, rig_setup, rig_teardown),
+		cmocka_unit_test_setup_teardown(test_detach_when_ready, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_missing_domain, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_xenstore_matching, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_disk417_state, rig_setup, rig_teardown),
