@@ -30,10 +30,17 @@ wait_log() {
 	return 0
 }
 
-# guest_cfg NAME CFG EXTRA_XL_KEYS...: write /run/NAME.cfg from /e2e/guests/CFG with the name set.
+# guest_cfg NAME CFG [KEY=VALUE]...: write /run/NAME.cfg from /e2e/guests/CFG with the name set
+# and each given xl key replaced (e.g. 'extra = "..."'). Prints the path.
 guest_cfg() {
 	n=$1 c=$2; shift 2
-	{ sed "s/^name *=.*/name = \"$n\"/" "/e2e/guests/$c"; for kv in "$@"; do echo "$kv"; done; } > "/run/$n.cfg"
+	cp "/e2e/guests/$c" "/run/$n.cfg.tmp"
+	for kv in "name = \"$n\"" "$@"; do
+		k=$(echo "$kv" | sed 's/[ =].*//')
+		sed -i "/^$k *=/d" "/run/$n.cfg.tmp"
+		echo "$kv" >> "/run/$n.cfg.tmp"
+	done
+	mv "/run/$n.cfg.tmp" "/run/$n.cfg"
 	echo "/run/$n.cfg"
 }
 

@@ -10,7 +10,7 @@ log_file=$E2E_BUILD/console.log
 timeout_s=${E2E_TIMEOUT:-900}
 
 qemu=(qemu-system-aarch64 -machine "$E2E_MACHINE" -cpu "$E2E_CPU" -smp "$E2E_SMP" -m "$E2E_MEM"
-	-nographic -no-reboot -kernel "$xen" -dtb "$dtb"
+	-nic none -nographic -no-reboot -kernel "$xen" -dtb "$dtb"
 	-device "loader,file=$E2E_IMAGE,addr=0x60000000,force-raw=on"
 	-device "loader,file=$initrd,addr=0x64000000,force-raw=on")
 if [ "${E2E_INTERACTIVE:-0}" = 1 ]; then

@@ -8,12 +8,12 @@ E2E_PHASE=dtb
 initrd=$1 dtb=$2 dom0_extra=${3:-}
 
 qver=$(dpkg-query -W -f='${Version}' qemu-system-arm)
-key=$(key_of "qemu=$qver" "$E2E_MACHINE" "$E2E_SMP" "$E2E_MEM")
+key=$(key_of "qemu=$qver" "$E2E_MACHINE" "$E2E_CPU" "$E2E_SMP" "$E2E_MEM" "$(hash_files "$0")")
 base=$(cache_dir dtb "$key")
 if ! is_done "$base"; then
 	mkdir -p "$base"
 	qemu-system-aarch64 -machine "$E2E_MACHINE,dumpdtb=$base/virt.dtb" -cpu "$E2E_CPU" \
-		-smp "$E2E_SMP" -m "$E2E_MEM" -nographic >/dev/null 2>&1 </dev/null || true
+		-smp "$E2E_SMP" -m "$E2E_MEM" -nic none -nographic >/dev/null 2>&1 </dev/null || true
 	[ -s "$base/virt.dtb" ] || die "qemu did not dump its device tree"
 	mark_done "$base"
 	log "dumped QEMU's device tree (qemu $qver)"

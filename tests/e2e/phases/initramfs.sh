@@ -8,6 +8,7 @@
 # Usage: initramfs.sh IMAGE ROOTFS_DOM0 ROOTFS_GUEST [DAEMON_DIR]
 # Key: sha256 of all of these. Output: $E2E_CACHE/initramfs/<key>/dom0-initrd.cpio (path on stdout).
 set -euo pipefail
+shopt -s nullglob
 E2E_PHASE=initramfs
 . "$(dirname "$0")/../lib.sh"
 image=$1 rootfs_dom0=$2 rootfs_guest=$3 daemon_dir=${4:-}
@@ -28,7 +29,7 @@ pack() { (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --owne
 # Guest overlay.
 g=$out/guest-overlay; mkdir -p "$g/e2e"
 install -m 0755 "$E2E_DIR/guest/init" "$g/init"
-for f in "$E2E_DIR"/scenarios/*.guest.sh; do [ -e "$f" ] && install -m 0644 "$f" "$g/e2e/"; done
+for f in "$E2E_DIR"/scenarios/*.guest.sh; do install -m 0644 "$f" "$g/e2e/"; done
 { cat "$rootfs_guest"; pack "$g" | gzip -6; } > "$out/guest.cpio.gz"
 
 # dom0 payload: big, already compact files, not compressed again.
