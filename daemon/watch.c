@@ -236,7 +236,7 @@ static void watch_start_instance(struct watch *w, const char *name, uint32_t dom
 	struct watch_child *c;
 
 	if (w->p.systemd) {
-		/* systemctl start of a running unit is a no-op; a stopping one is queued after. */
+		/* systemd knows whether the unit runs; watch_unit_verb() picks start or restart. */
 		watch_start_unit(w, name, domid);
 		return;
 	}
