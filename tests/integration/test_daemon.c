@@ -447,6 +447,18 @@ static void test_watch_children(void **state)
 		fail_msg("no child instance served g1");
 	}
 	assert_int_equal(xsim_mmio_read(r->dom, 0, BASE0, 4), VIRTIO_MAGIC);
+
+	/* Re-created under the same name: a new instance once the old one has gone. */
+	assert_int_equal(xsim_dom_destroy(r->dom), 0);
+	r->dom = xsim_dom_create(r->hub, &(struct xsim_dom_opts){ .name = "g1", .ram_mib = 8 });
+	assert_non_null(r->dom);
+	put_virtio_dev(r, 0, BASE0, 33, 4);
+	if (!routed_wait(r->dom, BASE0, true, 10000)) {
+		xsim_daemon_stop(&dm);
+		dump_log(dm.log_path);
+		fail_msg("no child instance served the re-created g1");
+	}
+	assert_int_equal(xsim_mmio_read(r->dom, 0, BASE0, 4), VIRTIO_MAGIC);
 	st = xsim_daemon_stop(&dm);
 	expect_exit0(&dm, st);
 	/* The child was stopped and reaped before the watcher exited. */
