@@ -13,6 +13,7 @@
 extern const struct vdev_ops vdev_rng_ops;
 extern const struct vdev_ops vdev_block_ops;
 extern const struct vdev_ops vdev_i2c_ops;
+extern const struct vdev_ops vdev_console_ops;
 
 static const struct registry_entry {
 	enum config_dev_type type;
@@ -21,6 +22,7 @@ static const struct registry_entry {
 	{ DEV_RNG, &vdev_rng_ops },
 	{ DEV_BLOCK, &vdev_block_ops },
 	{ DEV_I2C, &vdev_i2c_ops },
+	{ DEV_CONSOLE, &vdev_console_ops },
 };
 
 #define REGISTRY_LEN (sizeof(registry) / sizeof(registry[0]))

@@ -1,0 +1,1116 @@
+/*
+ * virtio-console (device id 3, virtio 1.2 §5.3): port 0 is the guest's console (hvc0); with
+ * `port = NAME:socket:PATH` lines the device offers MULTIPORT and each named port appears in the
+ * guest as /dev/virtio-ports/NAME.
+ *
+ * Backends. Every interactive byte stream of a port is a "sink": an accepted socket client, the
+ * pty master, or stdin/stdout. Guest output goes to the port's log file (O_APPEND, written
+ * synchronously: a regular file does not block for long) and to every sink; a sink that cannot
+ * take it now (slow reader, or a socket with nobody attached) keeps it in its own ring of
+ * `ring` KiB, oldest bytes dropped and counted, flushed when the reader is back. So the transmit
+ * queue is always serviced and the guest is never blocked beyond its own queue.
+ *
+ * A socket serves one client at a time: while one is attached the listener is not polled, so a
+ * second client's connect() waits in the backlog until the first one leaves (then it gets the
+ * ring's contents). The pty slave is held open by the daemon (in raw mode) so the master never
+ * reports a hangup when a terminal program detaches; output then waits in the tty's buffer and
+ * in the ring.
+ *
+ * Input: a port reads its sinks only while it holds (or can pop) a receive buffer and the guest
+ * has the port open. Without buffers the read watchers stop and the bytes stay in the kernel's
+ * socket / tty buffer; the guest's next kick on the receive queue resumes reading. Bytes are read
+ * straight into the guest's buffer, one chain per read().
+ *
+ * The pty's window size cannot be watched per device (SIGWINCH goes to the controlling process
+ * only), so a timer polls TIOCGWINSZ; on change the config space is updated with a config
+ * interrupt and, with MULTIPORT, a RESIZE control message goes to the console port (cols then
+ * rows, as the spec orders them).
+ */
+#include <endian.h>
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "devices/console.h"
+#include "devices/console_ring.h"
+#include "devices/iov.h"
+
+extern const struct vdev_ops vdev_console_ops;
+
+#define CON_QUEUE_MAX   256
+#define CON_MAX_PORTS   (1 + CONFIG_CONSOLE_PORTS)
+#define CON_CTRL_SLOTS  64          /* device->guest control messages waiting for buffers */
+#define CON_TICK_S      0.25        /* pty size poll and idle-client check */
+#define CON_DEF_COLS    80
+#define CON_DEF_ROWS    25
+
+enum con_sink_kind { SINK_SOCKET, SINK_PTY, SINK_STDIO };
+
+/* One interactive byte stream of a port. */
+struct con_sink {
+	struct con_port *port;
+	enum con_sink_kind kind;
+	int rfd, wfd;               /* -1: nobody attached */
+	bool eof;                   /* the input side ended (stdin closed): stop reading */
+	ev_io rd, wr;
+	struct con_ring out;        /* guest output not yet written to wfd */
+};
+
+struct con_port {
+	struct console *con;
+	unsigned id;
+	char name[CONFIG_NAME_MAX];
+	/* backends */
+	int listen_fd;
+	ev_io accept_w;
+	char sock_path[CONFIG_PATH_MAX];
+	int log_fd;
+	unsigned nsinks;
+	struct con_sink sinks[3];   /* socket, pty, stdio (port 0); socket only (named ports) */
+	/* guest state, cleared at reset */
+	bool ready;                 /* PORT_READY(1) seen (MULTIPORT) */
+	bool guest_open;            /* the guest may take input on this port */
+	bool rx_paused;             /* no receive buffer: reading stopped until a kick */
+	struct vq_elem *rx_elem;    /* a popped receive buffer waiting for input */
+	struct console_stats st;
+};
+
+struct con_ctrl_msg {
+	uint32_t id;
+	uint16_t event, value;
+	uint16_t extra_len;
+	uint8_t extra[CONFIG_NAME_MAX];
+};
+
+struct console {
+	struct vdev vdev;
+	unsigned nports;
+	bool multiport;             /* MULTIPORT negotiated (valid while active) */
+	uint16_t cols, rows;
+	int pty_slave;
+	char pty_path[PATH_MAX];
+	char pty_link[CONFIG_PATH_MAX];
+	bool stdio;
+	int stdio_flags[2];         /* O_ flags of fds 0 and 1 before we made them non-blocking */
+	ev_timer tick;
+	ev_idle more;               /* a transmit queue had more than VQ_BUDGET chains */
+	unsigned ctrl_head, ctrl_len;
+	struct con_ctrl_msg ctrl[CON_CTRL_SLOTS];
+	struct console_ctrl_stats cst;
+	struct con_port ports[CON_MAX_PORTS];
+};
+
+static struct console *con_of(struct vdev *d)
+{
+	return container_of(d, struct console, vdev);
+}
+
+static struct ev_loop *con_loop(struct console *c)
+{
+	return c->vdev.host->loop;
+}
+
+/* ---- control queue, device -> guest -------------------------------------------------------- */
+
+/* Hand queued control messages to the guest while it has buffers for them. */
+static void ctrl_flush(struct console *c)
+{
+	struct virtqueue *vq = &c->vdev.vqs[CONSOLE_Q_CTRL_RX];
+	bool pushed = false;
+	int err = 0;
+
+	while (c->ctrl_len && vdev_active(&c->vdev)) {
+		struct vq_elem *e = vq_pop(vq, &err);
+		struct con_ctrl_msg *m = &c->ctrl[c->ctrl_head];
+		uint8_t buf[CONSOLE_CTRL_HDR + CONFIG_NAME_MAX];
+		uint32_t id = htole32(m->id);
+		uint16_t ev = htole16(m->event), val = htole16(m->value);
+
+		if (!e)
+			break;
+		memcpy(buf, &id, 4);
+		memcpy(buf + 4, &ev, 2);
+		memcpy(buf + 6, &val, 2);
+		memcpy(buf + CONSOLE_CTRL_HDR, m->extra, m->extra_len);
+		vq_push(e, (uint32_t)iov_from_buf(e->iov + e->n_out, e->n_in, 0, buf,
+						  CONSOLE_CTRL_HDR + m->extra_len));
+		pushed = true;
+		c->ctrl_head = (c->ctrl_head + 1) % CON_CTRL_SLOTS;
+		c->ctrl_len--;
+	}
+	if (err)
+		vdev_vq_error(&c->vdev, vq);
+	if (pushed)
+		vdev_used(&c->vdev, vq);
+}
+
+static void ctrl_send(struct console *c, unsigned id, uint16_t event, uint16_t value,
+		      const void *extra, size_t extra_len)
+{
+	struct con_ctrl_msg *m;
+
+	if (!c->multiport || !vdev_active(&c->vdev))
+		return;
+	if (c->ctrl_len == CON_CTRL_SLOTS) {
+		/* Only a guest that never posts control buffers fills this; it loses news. */
+		c->cst.dropped++;
+		log_rl(&c->vdev.rl, LOG_WARNING, "%s: control queue full, message dropped",
+		       c->vdev.name);
+		return;
+	}
+	m = &c->ctrl[(c->ctrl_head + c->ctrl_len) % CON_CTRL_SLOTS];
+	*m = (struct con_ctrl_msg){ .id = id, .event = event, .value = value };
+	if (extra_len > sizeof(m->extra))
+		extra_len = sizeof(m->extra);
+	memcpy(m->extra, extra, extra_len);
+	m->extra_len = (uint16_t)extra_len;
+	c->ctrl_len++;
+	ctrl_flush(c);
+}
+
+static void ctrl_send_resize(struct console *c)
+{
+	uint16_t sz[2] = { htole16(c->cols), htole16(c->rows) };
+
+	if (c->ports[0].ready)
+		ctrl_send(c, 0, VIRTIO_CONSOLE_RESIZE, 0, sz, sizeof(sz));
+}
+
+/* Tell the guest whether somebody is attached to named port p. */
+static void port_announce_host(struct con_port *p, bool open)
+{
+	if (p->id != 0 && p->ready)
+		ctrl_send(p->con, p->id, VIRTIO_CONSOLE_PORT_OPEN, open, NULL, 0);
+}
+
+/* ---- sinks: output ----------------------------------------------------------------------- */
+
+static bool sink_attached(const struct con_sink *s)
+{
+	return s->wfd >= 0;
+}
+
+static void sink_detach(struct con_sink *s);
+
+static ssize_t sink_writev(struct con_sink *s, const struct iovec *iov, unsigned n)
+{
+	if (s->kind == SINK_SOCKET) {
+		struct msghdr mh = { .msg_iov = (struct iovec *)iov, .msg_iovlen = n };
+
+		return sendmsg(s->wfd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
+	return writev(s->wfd, iov, (int)n);
+}
+
+/* A write failed for a reason other than a full buffer: the reader is gone. */
+static void sink_write_failed(struct con_sink *s, int err)
+{
+	log_rl(&s->port->con->vdev.rl, LOG_NOTICE, "%s: port %u: output failed: %s",
+	       s->port->con->vdev.name, s->port->id, strerror(err));
+	sink_detach(s);
+}
+
+static void sink_queue(struct con_sink *s, const void *p, size_t n)
+{
+	size_t drop = con_ring_put(&s->out, p, n);
+
+	if (drop) {
+		s->port->st.dropped += drop;
+		log_rl(&s->port->con->vdev.rl, LOG_NOTICE,
+		       "%s: port %u: no reader, oldest output dropped", s->port->con->vdev.name,
+		       s->port->id);
+	}
+	if (sink_attached(s) && s->out.len && con_loop(s->port->con))
+		ev_io_start(con_loop(s->port->con), &s->wr);
+}
+
+/* Guest output for this sink: written now when possible, the rest into its ring. */
+static void sink_output(struct con_sink *s, const uint8_t *p, size_t n)
+{
+	if (sink_attached(s) && s->out.len == 0) {
+		struct iovec iov = { (void *)p, n };
+		ssize_t w = sink_writev(s, &iov, 1);
+
+		if (w < 0 && errno != EAGAIN && errno != EINTR) {
+			sink_write_failed(s, errno);
+		} else if (w > 0) {
+			p += w;
+			n -= (size_t)w;
+		}
+	}
+	if (n)
+		sink_queue(s, p, n);
+}
+
+/* The reader can take more: drain the ring. */
+static void sink_flush(struct con_sink *s)
+{
+	while (s->out.len) {
+		struct iovec iov[2];
+		unsigned n = con_ring_peek(&s->out, iov);
+		ssize_t w = sink_writev(s, iov, n);
+
+		if (w < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (w <= 0) {
+			sink_write_failed(s, w < 0 ? errno : EPIPE);
+			return;
+		}
+		con_ring_consume(&s->out, (size_t)w);
+	}
+	ev_io_stop(con_loop(s->port->con), &s->wr);
+}
+
+static void sink_wr_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	sink_flush(container_of(w, struct con_sink, wr));
+}
+
+/* Guest output of port p: log file first (the record), then every sink. */
+static void port_output(struct con_port *p, const uint8_t *data, size_t n)
+{
+	p->st.from_guest += n;
+	if (p->log_fd >= 0 && write(p->log_fd, data, n) != (ssize_t)n)
+		log_rl(&p->con->vdev.rl, LOG_WARNING, "%s: port %u: log write failed: %s",
+		       p->con->vdev.name, p->id, strerror(errno));
+	for (unsigned i = 0; i < p->nsinks; i++)
+		sink_output(&p->sinks[i], data, n);
+}
+
+/* ---- sinks: input ------------------------------------------------------------------------ */
+
+static bool port_input_allowed(const struct con_port *p)
+{
+	const struct console *c = p->con;
+
+	if (!vdev_active(&c->vdev) || !c->vdev.vqs[console_rxq(p->id)].enabled)
+		return false;
+	return c->multiport ? p->guest_open : p->id == 0;
+}
+
+/* Start or stop the read watchers of p to match whether input can go anywhere. */
+static void port_update_rx(struct con_port *p)
+{
+	struct ev_loop *loop = con_loop(p->con);
+	bool on = port_input_allowed(p) && !p->rx_paused;
+
+	for (unsigned i = 0; loop && i < p->nsinks; i++) {
+		struct con_sink *s = &p->sinks[i];
+
+		if (on && s->rfd >= 0 && !s->eof)
+			ev_io_start(loop, &s->rd);
+		else
+			ev_io_stop(loop, &s->rd);
+	}
+}
+
+/* A receive buffer for p: the held one, or the next from the ring. NULL pauses input. */
+static struct vq_elem *port_rx_buffer(struct con_port *p)
+{
+	struct virtqueue *vq = &p->con->vdev.vqs[console_rxq(p->id)];
+	int err;
+
+	for (int tries = 0; !p->rx_elem && tries < 2; tries++) {
+		p->rx_elem = vq_pop(vq, &err);
+		if (err) {
+			vdev_vq_error(&p->con->vdev, vq);
+			return NULL;
+		}
+		/* Empty: re-arm kicks, and look again in case one raced in before that. */
+		if (!p->rx_elem && !vq_enable_notify(vq))
+			break;
+	}
+	if (!p->rx_elem) {
+		p->rx_paused = true;
+		port_update_rx(p);
+	}
+	return p->rx_elem;
+}
+
+static void sink_input_ended(struct con_sink *s, int err)
+{
+	if (s->kind == SINK_SOCKET) {
+		sink_detach(s);
+		return;
+	}
+	/* stdin at EOF, or a pty error: keep the output side, stop reading. */
+	if (err)
+		log_rl(&s->port->con->vdev.rl, LOG_NOTICE, "%s: port %u: input failed: %s",
+		       s->port->con->vdev.name, s->port->id, strerror(err));
+	s->eof = true;
+	ev_io_stop(con_loop(s->port->con), &s->rd);
+}
+
+/* Move what s has to offer into receive buffers; at most VQ_BUDGET reads per wakeup. */
+static void sink_input(struct con_sink *s)
+{
+	struct con_port *p = s->port;
+	struct virtqueue *vq = &p->con->vdev.vqs[console_rxq(p->id)];
+	bool pushed = false;
+
+	for (unsigned n = 0; n < VQ_BUDGET && s->rfd >= 0 && port_input_allowed(p); n++) {
+		struct vq_elem *e = port_rx_buffer(p);
+		ssize_t r;
+
+		if (!e)
+			break;
+		if (e->n_in == 0 || e->in_len == 0) {
+			vq_push(e, 0);   /* nothing writable: return it unused */
+			p->rx_elem = NULL;
+			pushed = true;
+			continue;
+		}
+		r = readv(s->rfd, e->iov + e->n_out, e->n_in);
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			break;
+		if (r <= 0) {
+			sink_input_ended(s, r < 0 ? errno : 0);
+			break;
+		}
+		p->rx_elem = NULL;
+		p->st.to_guest += (uint64_t)r;
+		vq_push(e, (uint32_t)r);
+		pushed = true;
+	}
+	if (pushed)
+		vdev_used(&p->con->vdev, vq);
+}
+
+static void con_check_size(struct console *c);
+
+static void sink_rd_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct con_sink *s = container_of(w, struct con_sink, rd);
+
+	(void)loop;
+	(void)revents;
+	if (s->kind == SINK_PTY)
+		con_check_size(s->port->con);
+	sink_input(s);
+}
+
+/* ---- socket clients ---------------------------------------------------------------------- */
+
+static void sink_detach(struct con_sink *s)
+{
+	struct con_port *p = s->port;
+	struct ev_loop *loop = con_loop(p->con);
+
+	if (s->kind != SINK_SOCKET || s->rfd < 0)
+		return;
+	if (loop) {
+		ev_io_stop(loop, &s->rd);
+		ev_io_stop(loop, &s->wr);
+		ev_io_start(loop, &p->accept_w);   /* the next client in the backlog may come */
+	}
+	close(s->rfd);
+	s->rfd = s->wfd = -1;
+	log_info("%s: port %u: client detached", p->con->vdev.name, p->id);
+	port_announce_host(p, false);
+}
+
+static void sink_attach(struct con_sink *s, int fd)
+{
+	struct con_port *p = s->port;
+	struct ev_loop *loop = con_loop(p->con);
+
+	s->rfd = s->wfd = fd;
+	ev_io_set(&s->rd, fd, EV_READ);
+	ev_io_set(&s->wr, fd, EV_WRITE);
+	ev_io_stop(loop, &p->accept_w);    /* one client at a time; others wait in the backlog */
+	p->st.attaches++;
+	log_info("%s: port %u: client attached", p->con->vdev.name, p->id);
+	if (s->out.len)
+		ev_io_start(loop, &s->wr);      /* replay what was kept while nobody listened */
+	port_update_rx(p);
+	port_announce_host(p, true);
+}
+
+static void port_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct con_port *p = container_of(w, struct con_port, accept_w);
+	int fd = accept4(p->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	(void)loop;
+	(void)revents;
+	if (fd < 0) {
+		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			log_rl(&p->con->vdev.rl, LOG_WARNING, "%s: port %u: accept: %s",
+			       p->con->vdev.name, p->id, strerror(errno));
+		return;
+	}
+	sink_attach(&p->sinks[0], fd);
+}
+
+/*
+ * A client that left while input was paused is not seen by a read watcher; a peek finds its
+ * EOF (queued input is still delivered first: the peek then returns data).
+ */
+static void port_check_client(struct con_port *p)
+{
+	struct con_sink *s = &p->sinks[0];
+	char b;
+
+	if (s->kind != SINK_SOCKET || s->rfd < 0 || ev_is_active(&s->rd))
+		return;
+	if (recv(s->rfd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+		sink_detach(s);
+}
+
+static int port_listen(struct con_port *p, const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	/* A stale socket of an earlier run would make bind fail; anything else is not ours. */
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
+		int rc = -errno;
+
+		close(fd);
+		return rc;
+	}
+	p->listen_fd = fd;
+	snprintf(p->sock_path, sizeof(p->sock_path), "%s", path);
+	ev_io_init(&p->accept_w, port_accept_cb, fd, EV_READ);
+	ev_io_start(con_loop(p->con), &p->accept_w);
+	return 0;
+}
+
+/* ---- pty and window size ----------------------------------------------------------------- */
+
+/* Allocate the pty; returns the master fd or a negative errno. */
+static int con_open_pty(struct console *c)
+{
+	struct termios t;
+	int m = posix_openpt(O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+
+	if (m < 0)
+		return -errno;
+	if (grantpt(m) < 0 || unlockpt(m) < 0 || ptsname_r(m, c->pty_path, sizeof(c->pty_path)))
+		goto fail;
+	/* Held open so the master never hangs up when a terminal program detaches. */
+	c->pty_slave = open(c->pty_path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (c->pty_slave < 0)
+		goto fail;
+	/* Raw: the guest's own tty does line editing, echo and CR/LF; bytes pass unchanged. */
+	if (tcgetattr(c->pty_slave, &t) == 0) {
+		cfmakeraw(&t);
+		tcsetattr(c->pty_slave, TCSANOW, &t);
+	}
+	return m;
+fail:;
+	int rc = -errno;
+
+	close(m);
+	return rc ? rc : -EIO;
+}
+
+static void con_link_pty(struct console *c, const char *link)
+{
+	struct stat st;
+
+	/* Replace only an old symlink; never remove a file that someone else put there. */
+	if (lstat(link, &st) == 0 && S_ISLNK(st.st_mode))
+		unlink(link);
+	if (symlink(c->pty_path, link) < 0) {
+		log_warn("%s: cannot link %s to %s: %s", c->vdev.name, link, c->pty_path,
+			 strerror(errno));
+		return;
+	}
+	snprintf(c->pty_link, sizeof(c->pty_link), "%s", link);
+}
+
+static void con_unlink_pty(struct console *c)
+{
+	char target[PATH_MAX];
+	ssize_t n;
+
+	if (!c->pty_link[0])
+		return;
+	n = readlink(c->pty_link, target, sizeof(target) - 1);
+	if (n >= 0) {
+		target[n] = 0;
+		if (strcmp(target, c->pty_path) == 0)
+			unlink(c->pty_link);
+	}
+	c->pty_link[0] = 0;
+}
+
+static int con_pty_fd(struct console *c)
+{
+	for (unsigned i = 0; i < c->ports[0].nsinks; i++)
+		if (c->ports[0].sinks[i].kind == SINK_PTY)
+			return c->ports[0].sinks[i].wfd;
+	return -1;
+}
+
+/* The pty's size changed (a terminal attached or resized): tell the guest. */
+static void con_check_size(struct console *c)
+{
+	struct winsize ws;
+	int fd = con_pty_fd(c);
+
+	if (fd < 0 || ioctl(fd, TIOCGWINSZ, &ws) < 0 || !ws.ws_col || !ws.ws_row)
+		return;
+	if (ws.ws_col == c->cols && ws.ws_row == c->rows)
+		return;
+	c->cols = ws.ws_col;
+	c->rows = ws.ws_row;
+	log_info("%s: console size %ux%u", c->vdev.name, c->cols, c->rows);
+	vdev_config_changed(&c->vdev);
+	ctrl_send_resize(c);
+}
+
+static void con_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct console *c = container_of(w, struct console, tick);
+
+	(void)loop;
+	(void)revents;
+	con_check_size(c);
+	for (unsigned i = 0; i < c->nports; i++)
+		port_check_client(&c->ports[i]);
+}
+
+/* Initial size: the configured one (also given to the pty), else the pty's, else 80x25. */
+static void con_init_size(struct console *c, const struct config_console *cc)
+{
+	struct winsize ws = { 0 };
+	int fd = con_pty_fd(c);
+
+	c->cols = CON_DEF_COLS;
+	c->rows = CON_DEF_ROWS;
+	if (cc->cols && cc->rows) {
+		c->cols = cc->cols;
+		c->rows = cc->rows;
+		ws.ws_col = cc->cols;
+		ws.ws_row = cc->rows;
+		if (fd >= 0)
+			ioctl(fd, TIOCSWINSZ, &ws);
+	} else if (fd >= 0 && ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col && ws.ws_row) {
+		c->cols = ws.ws_col;
+		c->rows = ws.ws_row;
+	}
+}
+
+/* ---- transmit ------------------------------------------------------------------------------ */
+
+/* Take up to VQ_BUDGET chains of p's transmit queue; returns true when more are waiting. */
+static bool port_tx(struct con_port *p)
+{
+	struct virtqueue *vq = &p->con->vdev.vqs[console_rxq(p->id) + 1];
+	bool pushed = false;
+	int err = 0;
+
+	for (unsigned n = 0; n < VQ_BUDGET; n++) {
+		struct vq_elem *e = vq_pop(vq, &err);
+
+		if (!e)
+			break;
+		for (unsigned i = 0; i < e->n_out; i++)
+			port_output(p, e->iov[i].iov_base, e->iov[i].iov_len);
+		vq_push(e, 0);
+		pushed = true;
+	}
+	if (err)
+		vdev_vq_error(&p->con->vdev, vq);
+	if (pushed)
+		vdev_used(&p->con->vdev, vq);
+	return !err && vq_has_work(vq);
+}
+
+static bool port_exists_for_guest(const struct console *c, unsigned id)
+{
+	return id < c->nports && (id == 0 || c->multiport);
+}
+
+static void con_tx_all(struct console *c)
+{
+	bool more = false;
+
+	for (unsigned i = 0; i < c->nports && vdev_active(&c->vdev); i++)
+		if (port_exists_for_guest(c, i))
+			more |= port_tx(&c->ports[i]);
+	if (more && con_loop(c))
+		ev_idle_start(con_loop(c), &c->more);
+}
+
+static void ctrl_receive(struct console *c);
+
+/* A queue had more than VQ_BUDGET chains: continue after the loop served everything else. */
+static void con_more_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	struct console *c = container_of(w, struct console, more);
+
+	(void)revents;
+	ev_idle_stop(loop, w);
+	con_tx_all(c);
+	if (c->multiport)
+		ctrl_receive(c);
+}
+
+/* ---- control queue, guest -> device -------------------------------------------------------- */
+
+static void ctrl_bad(struct console *c, const char *why, uint32_t id, uint16_t event)
+{
+	c->cst.bad++;
+	log_rl(&c->vdev.rl, LOG_WARNING, "%s: control message ignored (%s): id %u event %u",
+	       c->vdev.name, why, id, event);
+}
+
+static void ctrl_device_ready(struct console *c, uint16_t value)
+{
+	if (!value) {
+		log_rl(&c->vdev.rl, LOG_WARNING, "%s: the driver failed to initialise",
+		       c->vdev.name);
+		return;
+	}
+	for (unsigned i = 0; i < c->nports; i++)
+		ctrl_send(c, i, VIRTIO_CONSOLE_PORT_ADD, 0, NULL, 0);
+}
+
+static void ctrl_port_ready(struct console *c, struct con_port *p, uint16_t value)
+{
+	if (!value) {
+		log_rl(&c->vdev.rl, LOG_WARNING, "%s: the driver could not add port %u",
+		       c->vdev.name, p->id);
+		return;
+	}
+	if (p->ready)
+		return;     /* said twice: the port's news were sent already */
+	p->ready = true;
+	if (p->id == 0) {
+		/* A console port is open on the guest side from the start (it is hvc0). */
+		ctrl_send(c, 0, VIRTIO_CONSOLE_CONSOLE_PORT, 1, NULL, 0);
+		ctrl_send_resize(c);
+		p->guest_open = true;
+		port_update_rx(p);
+		return;
+	}
+	ctrl_send(c, p->id, VIRTIO_CONSOLE_PORT_NAME, 1, p->name, strlen(p->name));
+	if (sink_attached(&p->sinks[0]))
+		port_announce_host(p, true);
+}
+
+static void ctrl_port_open(struct console *c, struct con_port *p, uint16_t value)
+{
+	if (value > 1) {
+		ctrl_bad(c, "open value not 0 or 1", p->id, VIRTIO_CONSOLE_PORT_OPEN);
+		return;
+	}
+	p->guest_open = value;
+	log_info("%s: port %u %s by the guest", c->vdev.name, p->id, value ? "opened" : "closed");
+	if (p->guest_open)
+		p->rx_paused = false;   /* look for buffers again */
+	port_update_rx(p);
+}
+
+static void ctrl_handle(struct console *c, uint32_t id, uint16_t event, uint16_t value)
+{
+	if (event == VIRTIO_CONSOLE_DEVICE_READY) {
+		ctrl_device_ready(c, value);
+		return;
+	}
+	if (event != VIRTIO_CONSOLE_PORT_READY && event != VIRTIO_CONSOLE_PORT_OPEN) {
+		ctrl_bad(c, "not an event a driver sends", id, event);
+		return;
+	}
+	if (id >= c->nports) {
+		ctrl_bad(c, "no such port", id, event);
+		return;
+	}
+	if (event == VIRTIO_CONSOLE_PORT_READY)
+		ctrl_port_ready(c, &c->ports[id], value);
+	else
+		ctrl_port_open(c, &c->ports[id], value);
+}
+
+static void ctrl_receive(struct console *c)
+{
+	struct virtqueue *vq = &c->vdev.vqs[CONSOLE_Q_CTRL_TX];
+	bool pushed = false;
+	int err = 0;
+
+	for (unsigned n = 0; n < VQ_BUDGET && vdev_active(&c->vdev); n++) {
+		struct vq_elem *e = vq_pop(vq, &err);
+		uint8_t hdr[CONSOLE_CTRL_HDR];
+		uint32_t id;
+		uint16_t event, value;
+
+		if (!e)
+			break;
+		/* One private copy of the header, then only that copy is looked at. */
+		if (iov_to_buf(e->iov, e->n_out, 0, hdr, sizeof(hdr)) < sizeof(hdr)) {
+			vq_push(e, 0);
+			pushed = true;
+			ctrl_bad(c, "shorter than 8 bytes", 0, 0);
+			continue;
+		}
+		vq_push(e, 0);
+		pushed = true;
+		memcpy(&id, hdr, 4);
+		memcpy(&event, hdr + 4, 2);
+		memcpy(&value, hdr + 6, 2);
+		ctrl_handle(c, le32toh(id), le16toh(event), le16toh(value));
+	}
+	if (err)
+		vdev_vq_error(&c->vdev, vq);
+	if (pushed)
+		vdev_used(&c->vdev, vq);
+	if (!err && vq_has_work(vq) && con_loop(c))
+		ev_idle_start(con_loop(c), &c->more);
+}
+
+/* ---- vdev_ops -------------------------------------------------------------------------------- */
+
+static void con_config_read(struct vdev *d, uint32_t off, void *buf, uint32_t len)
+{
+	struct console *c = con_of(d);
+	uint8_t cfg[CONSOLE_CFG_SIZE] = { 0 };
+	uint16_t cols = htole16(c->cols), rows = htole16(c->rows);
+	uint32_t ports = htole32(c->nports);
+
+	memcpy(cfg + CONSOLE_CFG_COLS, &cols, 2);
+	memcpy(cfg + CONSOLE_CFG_ROWS, &rows, 2);
+	memcpy(cfg + CONSOLE_CFG_MAX_PORTS, &ports, 4);
+	memcpy(buf, cfg + off, len);   /* the transport checked off + len <= CONSOLE_CFG_SIZE */
+}
+
+/* Only emerg_wr is writable: its low byte goes out on port 0 as if transmitted. */
+static void con_config_write(struct vdev *d, uint32_t off, const void *buf, uint32_t len)
+{
+	struct console *c = con_of(d);
+
+	(void)len;
+	if (off != CONSOLE_CFG_EMERG_WR || !vdev_has(d, VIRTIO_CONSOLE_F_EMERG_WRITE)) {
+		log_rl(&d->rl, LOG_WARNING, "%s: config write at %u ignored", d->name, off);
+		return;
+	}
+	c->ports[0].st.emerg++;
+	port_output(&c->ports[0], buf, 1);
+}
+
+static int con_activate(struct vdev *d)
+{
+	struct console *c = con_of(d);
+
+	c->multiport = vdev_has(d, VIRTIO_CONSOLE_F_MULTIPORT);
+	for (unsigned i = 0; i < c->nports; i++) {
+		c->ports[i].rx_paused = false;
+		port_update_rx(&c->ports[i]);
+	}
+	return 0;
+}
+
+static void port_reset(struct con_port *p)
+{
+	if (p->rx_elem)
+		vq_drop(p->rx_elem);
+	p->rx_elem = NULL;
+	p->ready = p->guest_open = p->rx_paused = false;
+}
+
+static void con_reset(struct vdev *d)
+{
+	struct console *c = con_of(d);
+
+	for (unsigned i = 0; i < c->nports; i++)
+		port_reset(&c->ports[i]);
+	c->multiport = false;
+	c->ctrl_head = c->ctrl_len = 0;
+	if (con_loop(c))
+		ev_idle_stop(con_loop(c), &c->more);
+	/* Stop reading: the device is inactive now, so port_update_rx turns everything off. */
+	for (unsigned i = 0; i < c->nports; i++)
+		port_update_rx(&c->ports[i]);
+}
+
+static void con_queue_notify(struct vdev *d, unsigned q)
+{
+	struct console *c = con_of(d);
+	unsigned port = q < 2 ? 0 : q / 2 - 1;
+
+	if (q == CONSOLE_Q_CTRL_RX || q == CONSOLE_Q_CTRL_TX) {
+		if (!c->multiport)
+			return;     /* control queues exist only with MULTIPORT */
+		if (q == CONSOLE_Q_CTRL_RX)
+			ctrl_flush(c);
+		else
+			ctrl_receive(c);
+	} else if (!port_exists_for_guest(c, port)) {
+		return;     /* a data queue of a port the guest did not negotiate */
+	} else if (q == console_rxq(port)) {
+		c->ports[port].rx_paused = false;   /* new buffers: read the backends again */
+		port_update_rx(&c->ports[port]);
+	} else {
+		con_tx_all(c);
+	}
+}
+
+/* ---- create and destroy -------------------------------------------------------------------- */
+
+static void sink_init(struct con_sink *s, struct con_port *p, enum con_sink_kind kind)
+{
+	s->port = p;
+	s->kind = kind;
+	s->rfd = s->wfd = -1;
+	ev_io_init(&s->rd, sink_rd_cb, -1, EV_READ);
+	ev_io_init(&s->wr, sink_wr_cb, -1, EV_WRITE);
+}
+
+static void sink_set_fds(struct con_sink *s, int rfd, int wfd)
+{
+	s->rfd = rfd;
+	s->wfd = wfd;
+	ev_io_set(&s->rd, rfd, EV_READ);
+	ev_io_set(&s->wr, wfd, EV_WRITE);
+}
+
+static int port_add_sink(struct con_port *p, enum con_sink_kind kind, size_t ring)
+{
+	struct con_sink *s = &p->sinks[p->nsinks];
+
+	sink_init(s, p, kind);
+	if (con_ring_init(&s->out, ring) < 0)
+		return -ENOMEM;
+	p->nsinks++;
+	return 0;
+}
+
+static void port_init(struct console *c, struct con_port *p, unsigned id)
+{
+	p->con = c;
+	p->id = id;
+	p->listen_fd = -1;
+	p->log_fd = -1;
+}
+
+static int port_open_log(struct con_port *p, const char *path)
+{
+	p->log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+	return p->log_fd < 0 ? -errno : 0;
+}
+
+/* stdin and stdout as a sink; their O_NONBLOCK is restored at destroy. */
+static int con_open_stdio(struct console *c, struct con_sink *s)
+{
+	for (int fd = 0; fd < 2; fd++) {
+		c->stdio_flags[fd] = fcntl(fd, F_GETFL);
+		if (c->stdio_flags[fd] < 0)
+			return -errno;
+		fcntl(fd, F_SETFL, c->stdio_flags[fd] | O_NONBLOCK);
+	}
+	c->stdio = true;
+	sink_set_fds(s, 0, 1);
+	return 0;
+}
+
+static int con_open_port0(struct console *c, const struct config_console *cc, size_t ring)
+{
+	struct con_port *p = &c->ports[0];
+	int rc = 0;
+
+	if (cc->socket[0] && (rc = port_add_sink(p, SINK_SOCKET, ring)) == 0 &&
+	    (rc = port_listen(p, cc->socket)) < 0)
+		log_err("%s: socket %s: %s", c->vdev.name, cc->socket, strerror(-rc));
+	if (rc == 0 && cc->pty && (rc = port_add_sink(p, SINK_PTY, ring)) == 0) {
+		rc = con_open_pty(c);
+		if (rc < 0) {
+			log_err("%s: cannot allocate a pty: %s", c->vdev.name, strerror(-rc));
+		} else {
+			sink_set_fds(&p->sinks[p->nsinks - 1], rc, rc);
+			rc = 0;
+			log_notice("%s: console on pty %s", c->vdev.name, c->pty_path);
+			if (cc->pty_link[0])
+				con_link_pty(c, cc->pty_link);
+		}
+	}
+	if (rc == 0 && cc->stdio && (rc = port_add_sink(p, SINK_STDIO, ring)) == 0 &&
+	    (rc = con_open_stdio(c, &p->sinks[p->nsinks - 1])) < 0)
+		log_err("%s: stdio: %s", c->vdev.name, strerror(-rc));
+	if (rc == 0 && cc->log[0] && (rc = port_open_log(p, cc->log)) < 0)
+		log_err("%s: log %s: %s", c->vdev.name, cc->log, strerror(-rc));
+	return rc;
+}
+
+static int con_open_named(struct console *c, const struct config_console_port *cp,
+			  unsigned id, size_t ring)
+{
+	struct con_port *p = &c->ports[id];
+	int rc;
+
+	snprintf(p->name, sizeof(p->name), "%s", cp->name);
+	rc = port_add_sink(p, SINK_SOCKET, ring);
+	if (rc == 0 && (rc = port_listen(p, cp->socket)) < 0)
+		log_err("%s: port %s: socket %s: %s", c->vdev.name, cp->name, cp->socket,
+			strerror(-rc));
+	return rc;
+}
+
+static void port_close(struct console *c, struct con_port *p)
+{
+	struct ev_loop *loop = con_loop(c);
+
+	for (unsigned i = 0; i < p->nsinks; i++) {
+		struct con_sink *s = &p->sinks[i];
+
+		if (loop) {
+			ev_io_stop(loop, &s->rd);
+			ev_io_stop(loop, &s->wr);
+		}
+		if (s->kind != SINK_STDIO && s->rfd >= 0)
+			close(s->rfd);
+		con_ring_fini(&s->out);
+	}
+	if (p->listen_fd >= 0) {
+		if (loop)
+			ev_io_stop(loop, &p->accept_w);
+		close(p->listen_fd);
+		unlink(p->sock_path);
+	}
+	if (p->log_fd >= 0)
+		close(p->log_fd);
+	p->nsinks = 0;
+	p->listen_fd = p->log_fd = -1;
+}
+
+static void con_close(struct console *c)
+{
+	if (con_loop(c)) {
+		ev_timer_stop(con_loop(c), &c->tick);
+		ev_idle_stop(con_loop(c), &c->more);
+	}
+	for (unsigned i = 0; i < c->nports; i++)
+		port_close(c, &c->ports[i]);
+	con_unlink_pty(c);
+	if (c->pty_slave >= 0)
+		close(c->pty_slave);
+	c->pty_slave = -1;
+	for (int fd = 0; c->stdio && fd < 2; fd++)
+		fcntl(fd, F_SETFL, c->stdio_flags[fd]);
+	c->stdio = false;
+}
+
+static int con_open(struct console *c, const struct config_console *cc)
+{
+	size_t ring = (size_t)cc->ring_kib * 1024;
+	int rc;
+
+	if (!con_loop(c) && (cc->socket[0] || cc->pty || cc->stdio || cc->nports)) {
+		log_err("%s: interactive backends need an event loop", c->vdev.name);
+		return -EINVAL;
+	}
+	c->nports = 1 + cc->nports;
+	for (unsigned i = 0; i < c->nports; i++)
+		port_init(c, &c->ports[i], i);
+	rc = con_open_port0(c, cc, ring);
+	for (unsigned i = 1; rc == 0 && i < c->nports; i++)
+		rc = con_open_named(c, &cc->ports[i - 1], i, ring);
+	if (rc < 0)
+		return rc;
+	con_init_size(c, cc);
+	if (con_loop(c))
+		ev_timer_start(con_loop(c), &c->tick);
+	return 0;
+}
+
+static int con_create(struct vdev_host *host, const struct config_device *cfg, struct vdev **out)
+{
+	struct console *c = calloc(1, sizeof(*c));
+	char name[80];
+	int rc;
+
+	if (!c)
+		return -ENOMEM;
+	snprintf(name, sizeof(name), "console %s", cfg->name);
+	c->pty_slave = -1;
+	ev_timer_init(&c->tick, con_tick_cb, CON_TICK_S, CON_TICK_S);
+	ev_idle_init(&c->more, con_more_cb);
+	rc = vdev_init(&c->vdev, &vdev_console_ops, host, name,
+		       cfg->u.console.nports ? 4 + 2 * cfg->u.console.nports : 2, CON_QUEUE_MAX);
+	if (rc < 0) {
+		log_err("%s: cannot initialise: %s", name, strerror(-rc));
+		free(c);
+		return rc;
+	}
+	c->vdev.host_features = VIRTIO_BIT(VIRTIO_CONSOLE_F_SIZE) |
+				VIRTIO_BIT(VIRTIO_CONSOLE_F_EMERG_WRITE);
+	if (cfg->u.console.nports)
+		c->vdev.host_features |= VIRTIO_BIT(VIRTIO_CONSOLE_F_MULTIPORT);
+	c->vdev.config_size = CONSOLE_CFG_SIZE;
+	rc = con_open(c, &cfg->u.console);
+	if (rc < 0) {
+		con_close(c);
+		vdev_fini(&c->vdev);
+		free(c);
+		return rc;
+	}
+	*out = &c->vdev;
+	return 0;
+}
+
+static void con_destroy(struct vdev *d)
+{
+	struct console *c = con_of(d);
+
+	con_close(c);
+	vdev_fini(d);
+	free(c);
+}
+
+/* ---- counters ---------------------------------------------------------------------------- */
+
+int console_get_stats(const struct vdev *d, unsigned port, struct console_stats *st)
+{
+	const struct console *c;
+
+	if (!d || d->ops != &vdev_console_ops)
+		return -EINVAL;
+	c = container_of(d, const struct console, vdev);
+	if (port >= c->nports)
+		return -EINVAL;
+	*st = c->ports[port].st;
+	return 0;
+}
+
+int console_get_ctrl_stats(const struct vdev *d, struct console_ctrl_stats *st)
+{
+	if (!d || d->ops != &vdev_console_ops)
+		return -EINVAL;
+	*st = container_of(d, const struct console, vdev)->cst;
+	return 0;
+}
+
+const struct vdev_ops vdev_console_ops = {
+	.type = "console",
+	.device_id = VIRTIO_ID_CONSOLE,
+	.create = con_create,
+	.config_read = con_config_read,
+	.config_write = con_config_write,
+	.activate = con_activate,
+	.reset = con_reset,
+	.queue_notify = con_queue_notify,
+	.destroy = con_destroy,
+};
