@@ -20,7 +20,7 @@
 #define XSIM_RAM0_BASE   UINT64_C(0x40000000)    /* Arm GUEST_RAM0_BASE */
 #define XSIM_RAM1_BASE   UINT64_C(0x200000000)   /* Arm GUEST_RAM1_BASE */
 #define XSIM_NR_IRQS     1020u                   /* SPIs are 32..1019 */
-#define XSIM_NR_GRANTS   8192u
+#define XSIM_NR_GRANTS   32768u   /* 64 v1 grant frames: Xen's default max_grant_frames */
 #define XSIM_SLOTS_PER_PAGE 128u                 /* XSIM_PAGE / sizeof(ioreq_t) */
 #define XSIM_DATA_MAX    16384u
 
