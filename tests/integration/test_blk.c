@@ -1,0 +1,500 @@
+/*
+ * virtio-blk through the real daemon on xensim: a guest driver reaches the disk through ioreq
+ * slots and event channels, the daemon does io_uring I/O on a real image file. Covers the
+ * request types at depth, grant mappings, a reset with requests in flight, and crash
+ * consistency: SIGKILL right after a FLUSH is acknowledged, then a fresh daemon and guest read
+ * back every acknowledged block.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "devices/blk.h"
+#include "devices/device.h"
+#include "tests/integration/itest.h"
+
+#define RAM_GPA   UINT64_C(0x40000000)
+#define HEAP_SIZE (48u << 20)
+#define SCRATCH   (40u << 20)
+#define SPI       33
+#define IMG_SIZE  (32u << 20)
+#define WAIT_MS   10000
+#define R_INT_STATUS 0x60
+#define R_INT_ACK    0x64
+#define RING (VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_EVENT_IDX) | \
+	      VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC))
+#define BLK (VIRTIO_BIT(VIRTIO_BLK_F_SEG_MAX) | VIRTIO_BIT(VIRTIO_BLK_F_BLK_SIZE) | \
+	     VIRTIO_BIT(VIRTIO_BLK_F_FLUSH) | VIRTIO_BIT(VIRTIO_BLK_F_CONFIG_WCE) | \
+	     VIRTIO_BIT(VIRTIO_BLK_F_RO) | VIRTIO_BIT(VIRTIO_BLK_F_DISCARD) | \
+	     VIRTIO_BIT(VIRTIO_BLK_F_WRITE_ZEROES) | VIRTIO_BIT(VIRTIO_BLK_F_MQ))
+
+static char workdir[] = "/tmp/itest_blk.XXXXXX";
+
+struct guest {
+	struct itest *t;
+	struct xsim_vio vio;
+	struct vdrv_mem mem;
+	struct vdrv drv;
+	uint64_t heap, heap_gpa;    /* scratch cursor and start */
+	char img[128];
+};
+
+struct req {
+	struct vdrv_buf b[8];
+	unsigned n;
+	uint8_t *status;
+	bool done;
+	uint32_t used_len;
+};
+
+static void make_image(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, IMG_SIZE), 0);
+	close(fd);
+}
+
+/* itest_serve(), with $BLK_ITEST_LOG (e.g. debug) as the daemon's log level. */
+static int serve(struct itest *t, const char *ini)
+{
+	const char *lvl = getenv("BLK_ITEST_LOG");
+	const char *args[] = { "--foreground", "--config", t->ini, "--log-level",
+			       lvl ? lvl : "info", NULL };
+	int rc;
+
+	if (itest_write(t->ini, "%s", ini) < 0)
+		return -1;
+	rc = xsim_daemon_start(t->hub, &t->dm, XVD_SIM_DAEMON, "daemon", args, 0);
+	if (rc == 0)
+		rc = xsim_daemon_wait_ready(&t->dm, READY_MS);
+	if (rc < 0)
+		itest_dump_log(t);
+	return rc;
+}
+
+static void guest_start(struct guest *g, const char *extra, bool grants)
+{
+	char ini[1024];
+	uint64_t want = RING | BLK | (grants ? VIRTIO_BIT(VIRTIO_F_ACCESS_PLATFORM) : 0);
+
+	/* A fresh driver: one kept from an earlier guest would reuse that guest's ring addresses. */
+	memset(&g->drv, 0, sizeof(g->drv));
+	g->t = itest_new(&(struct xsim_dom_opts){ .name = "g1", .ram_mib = 128 });
+	assert_non_null(g->t);
+	snprintf(ini, sizeof(ini),
+		 "[guest]\nname = g1\ndiscovery = explicit\ngrant_usage = %s\n\n"
+		 "[block \"root\"]\nmmio = 0x02000000\nirq = 33\npath = %s\nqueue_size = 256\n%s",
+		 grants ? "yes" : "no", g->img, extra ? extra : "");
+	assert_int_equal(serve(g->t, ini), 0);
+	xsim_vio_init(&g->vio, g->t->dom, 0, WIN0, SPI);
+	int rc = xsim_vmem_init(&g->mem, g->t->dom, RAM_GPA, HEAP_SIZE, grants);
+
+	if (rc < 0)
+		fail_msg("xsim_vmem_init(%u MiB, grants %d): %s", HEAP_SIZE >> 20, grants,
+			 strerror(-rc));
+	assert_int_equal(vdrv_init(&g->drv, &g->vio.io, &g->mem, want, 1, 256), 0);
+	assert_int_equal(g->drv.device_id, VIRTIO_ID_BLOCK);
+	/* Test buffers come from here; the driver's own (indirect tables) from after it. */
+	g->heap = vdrv_alloc(&g->mem, SCRATCH, 4096, NULL);
+	assert_true(g->heap != 0);
+	g->heap_gpa = g->heap;
+}
+
+static void guest_stop(struct guest *g)
+{
+	int st = itest_free(g->t);
+
+	g->t = NULL;
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static int setup(void **state)
+{
+	struct guest *g = calloc(1, sizeof(*g));
+
+	snprintf(g->img, sizeof(g->img), "%s/disk.img", workdir);
+	make_image(g->img);
+	*state = g;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct guest *g = *state;
+
+	if (g->t)
+		itest_free(g->t);
+	unlink(g->img);
+	free(g);
+	return 0;
+}
+
+/* Bump allocation in the scratch region; scratch_reset() starts it over. */
+static uint64_t galloc(struct guest *g, uint32_t len, uint32_t align, void **host)
+{
+	uint64_t gpa = (g->heap + align - 1) / align * align;
+
+	assert_true(gpa + len <= g->heap_gpa + SCRATCH);
+	g->heap = gpa + len;
+	if (host)
+		*host = vdrv_host(&g->mem, gpa);
+	return gpa;
+}
+
+static void scratch_reset(struct guest *g)
+{
+	g->heap = g->heap_gpa;
+}
+
+static void req_build(struct guest *g, struct req *q, uint32_t type, uint64_t sector,
+		      const struct vdrv_buf *data, unsigned ndata)
+{
+	struct virtio_blk_outhdr *h;
+
+	memset(q, 0, sizeof(*q));
+	q->b[q->n++] = (struct vdrv_buf){ galloc(g, 16, 16, (void **)&h), 16, false };
+	h->type = htole32(type);
+	h->ioprio = 0;
+	h->sector = htole64(sector);
+	for (unsigned i = 0; i < ndata; i++)
+		q->b[q->n++] = data[i];
+	q->b[q->n] = (struct vdrv_buf){ galloc(g, 1, 1, (void **)&q->status), 1, true };
+	q->n++;
+	*q->status = 0xee;
+}
+
+static void wait_done(struct guest *g, unsigned n)
+{
+	unsigned got = 0;
+
+	for (int waited = 0; got < n; waited += 10) {
+		uint32_t len;
+		void *tok;
+		int rc;
+
+		while ((rc = vdrv_get_used(&g->drv, 0, &len, &tok)) > 0) {
+			struct req *q = tok;
+
+			assert_false(q->done);
+			q->done = true;
+			q->used_len = len;
+			got++;
+		}
+		assert_true(rc >= 0);
+		if (got >= n)
+			break;
+		if (waited >= WAIT_MS)
+			itest_dump_log(g->t);
+		if (waited >= WAIT_MS)
+			fail_msg("%u of %u requests completed", got, n);
+		vdrv_enable_irq(&g->drv, 0);
+		if (g->vio.io.wait_irq(&g->vio.io, 10) > 0) {
+			uint32_t isr = vdrv_read32(&g->drv, R_INT_STATUS);
+
+			if (isr)
+				vdrv_write32(&g->drv, R_INT_ACK, isr);
+		}
+	}
+}
+
+static uint8_t do_req(struct guest *g, uint32_t type, uint64_t sector,
+		      const struct vdrv_buf *data, unsigned ndata)
+{
+	struct req q;
+
+	req_build(g, &q, type, sector, data, ndata);
+	assert_true(vdrv_submit(&g->drv, 0, q.b, q.n, false, &q) >= 0);
+	vdrv_kick(&g->drv, 0);
+	wait_done(g, 1);
+	return *q.status;
+}
+
+static uint8_t pat(uint64_t off, unsigned gen)
+{
+	uint64_t x = (off / 8 + 1) * 0x9e3779b97f4a7c15ull + gen * 0x100000001b3ull;
+
+	return (uint8_t)((x >> 29) ^ (off & 7) ^ gen);
+}
+
+static void assert_file_pat(const char *img, uint64_t off, uint32_t len, unsigned gen)
+{
+	uint8_t *buf = malloc(len);
+	int fd = open(img, O_RDONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, buf, len, (off_t)off), (ssize_t)len);
+	close(fd);
+	for (uint32_t i = 0; i < len; i++)
+		if (gen ? buf[i] != pat(off + i, gen) : buf[i] != 0)
+			fail_msg("image byte %llu is %#x", (unsigned long long)(off + i), buf[i]);
+	free(buf);
+}
+
+/*
+ * qd requests in flight, each of 1-3 buffers (odd split points), every other one indirect:
+ * written with generation gen, then read back and compared; the image file is checked too.
+ */
+static void rw_depth(struct guest *g, unsigned qd, unsigned gen)
+{
+	struct req *w = calloc(qd, sizeof(*w));
+
+	for (int pass = 0; pass < 2; pass++) {
+		bool write = pass == 0;
+
+		scratch_reset(g);
+		for (unsigned i = 0; i < qd; i++) {
+			uint64_t off = (uint64_t)i * 131072;
+			uint32_t len = 4096u * (1 + (i * 5 + qd) % 32), done = 0;
+			unsigned nbuf = 1 + i % 3;
+			struct vdrv_buf d[3];
+
+			for (unsigned k = 0; k < nbuf; k++) {
+				uint32_t piece = k + 1 == nbuf ? len - done : len / nbuf - 512u * k;
+				uint8_t *h;
+
+				d[k] = (struct vdrv_buf){ galloc(g, piece, 512, (void **)&h), piece,
+							  !write };
+				for (uint32_t j = 0; j < piece; j++)
+					h[j] = write ? pat(off + done + j, gen) : 0x5a;
+				done += piece;
+			}
+			req_build(g, &w[i], write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, off / 512,
+				  d, nbuf);
+			assert_true(vdrv_submit(&g->drv, 0, w[i].b, w[i].n, i % 2 || qd > 32,
+						&w[i]) >= 0);
+		}
+		vdrv_kick(&g->drv, 0);
+		wait_done(g, qd);
+		for (unsigned i = 0; i < qd; i++) {
+			uint64_t pos = (uint64_t)i * 131072;
+
+			assert_int_equal(*w[i].status, VIRTIO_BLK_S_OK);
+			for (unsigned k = 1; !write && k + 1 < w[i].n; k++) {
+				uint8_t *h = vdrv_host(&g->mem, w[i].b[k].gpa);
+
+				for (uint32_t j = 0; j < w[i].b[k].len; j++)
+					if (h[j] != pat(pos + j, gen))
+						fail_msg("qd %u req %u buf %u byte %u", qd, i, k, j);
+				pos += w[i].b[k].len;
+			}
+			if (write)
+				assert_int_equal(w[i].used_len, 1);
+		}
+	}
+	for (unsigned i = 0; i < qd; i++)
+		assert_file_pat(g->img, (uint64_t)i * 131072, 4096u * (1 + (i * 5 + qd) % 32), gen);
+	free(w);
+}
+
+static void depths(struct guest *g)
+{
+	static const unsigned qds[] = { 1, 4, 32, 128 };
+
+	for (unsigned i = 0; i < 4; i++)
+		rw_depth(g, qds[i], i + 1);
+}
+
+static void test_rw_depths(void **state)
+{
+	struct guest *g = *state;
+
+	guest_start(g, NULL, false);
+	depths(g);
+	guest_stop(g);
+}
+
+static void test_rw_depths_direct_grants(void **state)
+{
+	struct guest *g = *state;
+
+	guest_start(g, "cache = none\n", true);
+	assert_true(g->drv.features & VIRTIO_BIT(VIRTIO_F_ACCESS_PLATFORM));
+	depths(g);
+	guest_stop(g);
+}
+
+static void test_request_types(void **state)
+{
+	struct guest *g = *state;
+	struct virtio_blk_dwz_seg *s;
+	char *id;
+
+	guest_start(g, "serial = it-disk\n", false);
+	rw_depth(g, 8, 7);
+	scratch_reset(g);
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_FLUSH, 0, NULL, 0), VIRTIO_BLK_S_OK);
+	struct vdrv_buf idb = { galloc(g, 20, 1, (void **)&id), 20, true };
+
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_GET_ID, 0, &idb, 1), VIRTIO_BLK_S_OK);
+	assert_memory_equal(id, "it-disk\0", 8);
+	struct vdrv_buf seg = { galloc(g, 16, 16, (void **)&s), 16, false };
+
+	/* Discard the first request's range, write-zeroes (UNMAP) the second's. */
+	*s = (struct virtio_blk_dwz_seg){ htole64(0), htole32(8), 0 };
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_DISCARD, 0, &seg, 1), VIRTIO_BLK_S_OK);
+	assert_file_pat(g->img, 0, 4096, 0);
+	*s = (struct virtio_blk_dwz_seg){ htole64(256), htole32(16), htole32(1) };
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_WRITE_ZEROES, 256, &seg, 1), VIRTIO_BLK_S_OK);
+	assert_file_pat(g->img, 131072, 8192, 0);
+	assert_int_equal(do_req(g, 42, 0, NULL, 0), VIRTIO_BLK_S_UNSUPP);
+	/* Out of range, and a malformed (8-byte) header. */
+	uint8_t *h;
+	struct vdrv_buf d = { galloc(g, 4096, 512, (void **)&h), 4096, true };
+
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_IN, IMG_SIZE / 512 - 1, &d, 1),
+			 VIRTIO_BLK_S_IOERR);
+	struct req q;
+
+	req_build(g, &q, VIRTIO_BLK_T_IN, 0, NULL, 0);
+	q.b[0].len = 8;
+	assert_true(vdrv_submit(&g->drv, 0, q.b, q.n, false, &q) >= 0);
+	vdrv_kick(&g->drv, 0);
+	wait_done(g, 1);
+	assert_int_equal(*q.status, VIRTIO_BLK_S_IOERR);
+	guest_stop(g);
+}
+
+static void test_read_only(void **state)
+{
+	struct guest *g = *state;
+	uint8_t *h;
+
+	guest_start(g, "readonly = yes\n", false);
+	assert_true(g->drv.features & VIRTIO_BIT(VIRTIO_BLK_F_RO));
+	struct vdrv_buf d = { galloc(g, 4096, 512, (void **)&h), 4096, false };
+
+	memset(h, 0x42, 4096);
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_OUT, 0, &d, 1), VIRTIO_BLK_S_IOERR);
+	assert_file_pat(g->img, 0, 4096, 0);
+	d.write = true;
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_IN, 0, &d, 1), VIRTIO_BLK_S_OK);
+	assert_int_equal(h[0], 0);
+	guest_stop(g);
+}
+
+/* Reset with 64 requests in flight; afterwards the device works and the daemon is healthy. */
+static void test_reset_in_flight(void **state)
+{
+	struct guest *g = *state;
+	struct req w[64];
+
+	guest_start(g, "cache = none\n", false);
+	for (unsigned i = 0; i < 64; i++) {
+		uint8_t *h;
+		struct vdrv_buf d = { galloc(g, 262144, 4096, (void **)&h), 262144, i % 2 };
+
+		memset(h, 0x33, 262144);
+		req_build(g, &w[i], i % 2 ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT, i * 512u, &d, 1);
+		assert_true(vdrv_submit(&g->drv, 0, w[i].b, w[i].n, true, &w[i]) >= 0);
+	}
+	vdrv_kick(&g->drv, 0);
+	vdrv_reset(&g->drv);
+	assert_int_equal(vdrv_status(&g->drv), 0);
+	assert_int_equal(vdrv_init(&g->drv, &g->vio.io, &g->mem, RING | BLK, 1, 256), 0);
+	scratch_reset(g);
+	rw_depth(g, 16, 9);
+	assert_true(xsim_daemon_alive(&g->t->dm));
+	guest_stop(g);
+}
+
+/*
+ * Crash consistency: rounds of writes, each acknowledged; after the last round a FLUSH, and the
+ * moment it is acknowledged the daemon is SIGKILLed. A new daemon for a new guest must read
+ * back every acknowledged block.
+ */
+static void test_crash_after_flush(void **state)
+{
+	struct guest *g = *state;
+	const unsigned rounds = 6, per = 32;
+
+	guest_start(g, "cache = writeback\n", false);
+	for (unsigned r = 0; r < rounds; r++) {
+		struct req w[32];
+
+		scratch_reset(g);
+		for (unsigned i = 0; i < per; i++) {
+			/* Later rounds overwrite half of the earlier blocks. */
+			uint64_t off = ((uint64_t)(i + r * per / 2) % (rounds * per)) * 65536;
+			uint8_t *h;
+			struct vdrv_buf d = { galloc(g, 65536, 4096, (void **)&h), 65536, false };
+
+			for (uint32_t j = 0; j < 65536; j++)
+				h[j] = pat(off + j, r + 1);
+			req_build(g, &w[i], VIRTIO_BLK_T_OUT, off / 512, &d, 1);
+			assert_true(vdrv_submit(&g->drv, 0, w[i].b, w[i].n, i % 2, &w[i]) >= 0);
+		}
+		vdrv_kick(&g->drv, 0);
+		wait_done(g, per);
+		for (unsigned i = 0; i < per; i++)
+			assert_int_equal(*w[i].status, VIRTIO_BLK_S_OK);
+	}
+	scratch_reset(g);
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_FLUSH, 0, NULL, 0), VIRTIO_BLK_S_OK);
+	assert_int_equal(kill(g->t->dm.pid, SIGKILL), 0);
+	int st = 0;
+
+	assert_int_equal(xsim_daemon_wait_exit(&g->t->dm, 5000, &st), 0);
+	assert_true(WIFSIGNALED(st));
+	g->t->dm.pid = -1;
+	xsim_hub_stop(g->t->hub);
+	free(g->t);
+	g->t = NULL;
+
+	/* Expected generation of every 64 KiB block: the last round that wrote it. */
+	unsigned gen[192] = { 0 };
+
+	for (unsigned r = 0; r < rounds; r++)
+		for (unsigned i = 0; i < per; i++)
+			gen[(i + r * per / 2) % (rounds * per)] = r + 1;
+	guest_start(g, NULL, false);
+	for (unsigned blk = 0; blk < rounds * per; blk++) {
+		uint8_t *h;
+
+		scratch_reset(g);
+		struct vdrv_buf d = { galloc(g, 65536, 4096, (void **)&h), 65536, true };
+
+		uint8_t st = do_req(g, VIRTIO_BLK_T_IN, blk * 128u, &d, 1);
+
+		if (st != VIRTIO_BLK_S_OK)
+			itest_dump_log(g->t);
+		assert_int_equal(st, VIRTIO_BLK_S_OK);
+		for (uint32_t j = 0; j < 65536; j++)
+			if (h[j] != (gen[blk] ? pat(blk * 65536ull + j, gen[blk]) : 0))
+				fail_msg("block %u byte %u lost (gen %u)", blk, j, gen[blk]);
+	}
+	guest_stop(g);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_rw_depths), T(test_rw_depths_direct_grants), T(test_request_types),
+		T(test_read_only), T(test_reset_in_flight), T(test_crash_after_flush),
+	};
+	char cmd[96];
+	int rc;
+
+	if (!mkdtemp(workdir))
+		return 1;
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", workdir);
+	if (system(cmd) != 0)
+		rc = rc ? rc : 1;
+	return rc;
+}
