@@ -61,6 +61,9 @@ mkdir -p "$root/bin" "$root/sbin" "$root/usr/bin" "$root/usr/sbin"
 ln -sf busybox "$root/bin/sh"
 log "resolving shared libraries"
 copy_elf_deps "$root" "$out/stage"
+# The programs' interpreter (PT_INTERP) is /lib/ld-linux-aarch64.so.1.
+[ -e "$root/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1" ] || die "no dynamic loader"
+ln -sf aarch64-linux-gnu/ld-linux-aarch64.so.1 "$root/lib/ld-linux-aarch64.so.1"
 mkdir -p "$root"/{dev,proc,sys,run,tmp,mnt,root,etc,var/log,var/lib,var/run}
 [ "$SET" = dom0 ] && mkdir -p "$root"/{var/log/xen/console,var/lib/xen,var/run/xen,var/lib/xenstored,proc/xen}
 rm -rf "$root/usr/lib/xen-4.17/bin/pygrub" "$root/usr/lib/xen-4.17/bin/xenpvnetboot"
