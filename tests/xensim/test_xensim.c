@@ -400,6 +400,59 @@ static void test_ioreq_setup_and_masking(void **state)
 	dmodel_close(&m);
 }
 
+/* Two servers: an access reaches only the one whose range covers it; INVALIDATE reaches both. */
+static void test_two_servers_routing(void **state)
+{
+	struct fx *f = *state;
+	struct dmodel a, b;
+	struct ioreq req = { .count = 1, .size = 4, .state = STATE_IOREQ_READY,
+			     .type = IOREQ_TYPE_COPY, .dir = IOREQ_READ };
+
+	assert_int_equal(dmodel_open(&a, 1), 0);
+	memset(&b, 0, sizeof(b));
+	b.dm = xendevicemodel_open(NULL, 0);
+	b.fm = xenforeignmemory_open(NULL, 0);
+	b.xce = xenevtchn_open(NULL, 0);
+	assert_int_equal(xendevicemodel_create_ioreq_server(b.dm, 1, 0, &b.id), 0);
+	assert_int_not_equal(b.id, a.id);
+	{
+		void *addr = NULL;
+
+		b.nr_vcpus = 200;
+		b.res = xenforeignmemory_map_resource(b.fm, 1, XENMEM_resource_ioreq_server, b.id,
+						      1, 2, &addr, PROT_READ | PROT_WRITE, 0);
+		assert_non_null(b.res);
+		b.slots = addr;
+	}
+	/* Not enabled yet: vp_eport is not published and nothing routes to it. */
+	assert_int_equal(b.slots[0].vp_eport, 0);
+	assert_int_equal(xendevicemodel_map_io_range_to_ioreq_server(b.dm, 1, b.id, 1,
+								     WIN_BASE + 0x200,
+								     WIN_BASE + 0x3ff), 0);
+	assert_false(xsim_dom_routed(f->dom, WIN_BASE + 0x200));
+	assert_int_equal(xendevicemodel_set_ioreq_server_state(b.dm, 1, b.id, 1), 0);
+	assert_int_not_equal(b.slots[0].vp_eport, 0);
+	assert_int_not_equal(b.slots[0].vp_eport, a.slots[0].vp_eport);
+	req.addr = WIN_BASE + 0x204;
+	assert_int_equal(xsim_ioreq_raw(f->dom, 3, req.addr, &req, NULL, 0), 0);
+	assert_int_equal(b.slots[3].state, STATE_IOREQ_READY);
+	assert_int_equal(a.slots[3].state, STATE_IOREQ_NONE);
+	req.addr = WIN_BASE + 0x4;
+	assert_int_equal(xsim_ioreq_raw(f->dom, 4, req.addr, &req, NULL, 0), 0);
+	assert_int_equal(a.slots[4].state, STATE_IOREQ_READY);
+	assert_int_equal(b.slots[4].state, STATE_IOREQ_NONE);
+	/* An evtchn handle restricted to domain 1 cannot bind another domain's port. */
+	assert_int_equal(xenevtchn_restrict(b.xce, 1), 0);
+	assert_int_equal(xenevtchn_bind_interdomain(b.xce, 2, b.slots[0].vp_eport), -1);
+	assert_int_equal(errno, EPERM);
+	/* Binding a port that is no vCPU's fails like an unbound remote port. */
+	assert_int_equal(xenevtchn_bind_interdomain(b.xce, 1, 9999), -1);
+	assert_int_equal(errno, EINVAL);
+	b.nr_vcpus = 0;
+	dmodel_close(&b);
+	dmodel_close(&a);
+}
+
 /* ---- ioreq round trip with the device model in another process ---- */
 
 #define STOP_OFF 0x1fc
@@ -485,6 +538,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_gnttab, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_irq_edges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ioreq_setup_and_masking, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_two_servers_routing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ioreq_roundtrip_child, setup, teardown),
 	};
 
