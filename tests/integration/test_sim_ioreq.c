@@ -26,20 +26,26 @@
 #define RAM_GPA UINT64_C(0x40100000)
 #define RAM_LEN (UINT64_C(1) << 20)
 
-static struct itest *start(unsigned nr_vcpus, bool grants)
+static struct itest *start_opts(unsigned nr_vcpus, const char *guest_keys)
 {
-	struct xsim_dom_opts o = { .name = "g1", .nr_vcpus = nr_vcpus, .ram_mib = 32 };
+	struct xsim_dom_opts o = { .name = "g1", .nr_vcpus = nr_vcpus, .ram_mib = 32,
+				   .ram1_mib = 8 };
 	struct itest *t = itest_new(&o);
 	char ini[512];
 
 	if (!t)
 		return NULL;
-	snprintf(ini, sizeof(ini), RNG_INI, grants ? "grant_usage = yes\n" : "");
+	snprintf(ini, sizeof(ini), RNG_INI, guest_keys);
 	if (itest_serve(t, ini) < 0) {
 		itest_free(t);
 		return NULL;
 	}
 	return t;
+}
+
+static struct itest *start(unsigned nr_vcpus, bool grants)
+{
+	return start_opts(nr_vcpus, grants ? "grant_usage = yes\n" : "");
 }
 
 static void stop_clean(struct itest *t)
@@ -317,6 +323,71 @@ static void test_domain_death_mid_request(void **state)
 	itest_free(t);
 }
 
+/* Buffers in the second RAM bank, with all RAM premapped, and with a tiny mapping cache. */
+static void rng_in_bank1(const char *guest_keys)
+{
+	struct itest *t = start_opts(1, guest_keys);
+	struct xsim_vio vio;
+	struct vdrv_mem mem;
+	struct vdrv drv = { 0 };
+	struct vdrv_buf b = { .len = 3000, .write = true };
+	uint8_t *host;
+
+	assert_non_null(t);
+	xsim_vio_init(&vio, t->dom, 0, WIN0, 33);
+	assert_int_equal(xsim_vmem_init(&mem, t->dom, XSIM_RAM1_BASE + 0x10000, 1 << 20, false), 0);
+	assert_int_equal(vdrv_init(&drv, &vio.io, &mem, WANT, 1, 32), 0);
+	for (int i = 0; i < 32; i++) {
+		b.gpa = vdrv_alloc(&mem, 3000, 8, (void **)&host);
+		assert_int_not_equal(b.gpa, 0);
+		memset(host, 0, 3000);
+		assert_int_equal(vdrv_transfer(&drv, 0, &b, 1, i & 1, 5000), 3000);
+		assert_false(all_zero(host + 2900, 100));
+	}
+	stop_clean(t);
+}
+
+static void test_bank1_premap(void **state)
+{
+	(void)state;
+	rng_in_bank1("premap = yes\n");
+}
+
+static void test_bank1_small_cache(void **state)
+{
+	(void)state;
+	rng_in_bank1("map_cache = 1\n");
+}
+
+/* A buffer in a hole of the guest's address space: the request fails, nothing else does. */
+static void test_buffer_in_hole(void **state)
+{
+	struct itest *t = start(1, false);
+	struct xsim_vio vio;
+	struct vdrv_mem mem;
+	struct vdrv drv;
+	const uint64_t holes[] = { 0x30000000, 0x40000000 + (32u << 20) - 16, 0x1f0000000,
+				   XSIM_RAM1_BASE + (8u << 20), ~UINT64_C(0) - 8 };
+
+	(void)state;
+	assert_non_null(t);
+	for (unsigned i = 0; i < sizeof(holes) / sizeof(holes[0]); i++) {
+		struct vdrv_buf b = { .gpa = holes[i], .len = 64, .write = true };
+
+		rng_init(t, &drv, &vio, &mem, 0, false);
+		/* Never filled: left unused (queue broken) or used with length 0. */
+		assert_true(vdrv_transfer(&drv, 0, &b, 1, false, 300) <= 0);
+		assert_true(xsim_daemon_alive(&t->dm));
+	}
+	/* The device still works after a reset. */
+	rng_init(t, &drv, &vio, &mem, 0, false);
+	struct vdrv_buf ok = { .len = 64, .write = true };
+
+	ok.gpa = vdrv_alloc(&mem, 64, 16, NULL);
+	assert_int_equal(vdrv_transfer(&drv, 0, &ok, 1, false, 5000), 64);
+	stop_clean(t);
+}
+
 /* vCPUs in parallel threads: every access answered, each on its own slot and port. */
 struct vcpu_job {
 	struct itest *t;
@@ -385,6 +456,9 @@ int main(void)
 		cmocka_unit_test(test_domain_death_mid_request),
 		cmocka_unit_test(test_sigterm_teardown),
 		cmocka_unit_test(test_concurrent_vcpus),
+		cmocka_unit_test(test_bank1_premap),
+		cmocka_unit_test(test_bank1_small_cache),
+		cmocka_unit_test(test_buffer_in_hole),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
