@@ -1,0 +1,360 @@
+/*
+ * virtio-blk benchmark: a guest driver on xensim drives the real sim daemon at a fixed queue
+ * depth for a fixed time, then fio (io_uring engine) runs the same pattern on the same file with
+ * the same block size, depth and cache mode as the baseline. Prints one line per case:
+ *   BENCH <name> value=<v> unit=<u> baseline=<b> ratio=<r>
+ *
+ * The guest behaves like Linux's virtio_blk: it kicks only when the device's avail_event asks
+ * for it (EVENT_IDX), re-arms used_event after draining the used ring, and reads and
+ * acknowledges InterruptStatus on every interrupt.
+ *
+ * Environment: BENCH_DIR (where the image lives, default /var/tmp), BENCH_SECONDS (per case and
+ * side, default 3), BENCH_IMG_MIB (default 256), BENCH_CACHE (none | writeback, default none),
+ * BENCH_FILTER (run only cases whose name contains it).
+ */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "devices/blk.h"
+#include "devices/device.h"
+#include "tests/xensim/guest.h"
+
+#ifndef XVD_SIM_DAEMON
+#error "XVD_SIM_DAEMON must name the sim daemon binary"
+#endif
+
+#define WIN0         UINT64_C(0x02000000)
+#define SPI          33
+#define RAM_GPA      UINT64_C(0x40000000)
+#define HEAP         (32u << 20)
+#define MAX_QD       64
+#define R_INT_STATUS 0x60
+#define R_INT_ACK    0x64
+#define R_NOTIFY     0x50
+
+struct bcase {
+	const char *name;
+	const char *fio_rw;      /* randread, randwrite, read, write */
+	bool write, rand;
+	uint32_t bs;
+	unsigned qd;
+};
+
+static const struct bcase cases[] = {
+	{ "blk_randread_4k_qd1", "randread", false, true, 4096, 1 },
+	{ "blk_randread_4k_qd32", "randread", false, true, 4096, 32 },
+	{ "blk_randwrite_4k_qd32", "randwrite", true, true, 4096, 32 },
+	{ "blk_seqread_128k_qd8", "read", false, false, 131072, 8 },
+	{ "blk_seqwrite_128k_qd8", "write", true, false, 131072, 8 },
+};
+
+struct slot {
+	struct vdrv_buf b[3];
+	struct virtio_blk_outhdr *hdr;
+	uint8_t *status;
+};
+
+struct bench {
+	struct xsim_hub *hub;
+	struct xsim_dom *dom;
+	struct xsim_daemon dm;
+	struct xsim_vio vio;
+	struct vdrv_mem mem;
+	struct vdrv drv;
+	struct slot slots[MAX_QD];
+	char img[256];
+	uint64_t img_bytes;
+	bool direct;
+	double secs;
+	uint64_t seq_off, rng;
+	uint64_t errors, kicks, irqs;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t env_u64(const char *name, uint64_t dflt)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? strtoull(v, NULL, 0) : dflt;
+}
+
+/* A fully written image, so reads hit real blocks rather than holes. */
+static int make_image(struct bench *b)
+{
+	size_t chunk = 1u << 20;
+	char *buf = malloc(chunk);
+	int fd = open(b->img, O_RDWR | O_CREAT | O_TRUNC, 0600);
+
+	if (fd < 0 || !buf) {
+		free(buf);
+		return -1;
+	}
+	for (size_t i = 0; i < chunk; i++)
+		buf[i] = (char)(i * 131 + 7);
+	for (uint64_t off = 0; off < b->img_bytes; off += chunk)
+		if (pwrite(fd, buf, chunk, (off_t)off) != (ssize_t)chunk) {
+			close(fd);
+			free(buf);
+			return -1;
+		}
+	fsync(fd);
+	close(fd);
+	free(buf);
+	return 0;
+}
+
+static int bench_start(struct bench *b)
+{
+	char ini[1024], inipath[512];
+	const char *args[] = { "--foreground", "--config", inipath, "--log-level", "warning",
+			       NULL };
+	uint64_t want = VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_EVENT_IDX) |
+			VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC) | VIRTIO_BIT(VIRTIO_BLK_F_FLUSH) |
+			VIRTIO_BIT(VIRTIO_BLK_F_SEG_MAX) | VIRTIO_BIT(VIRTIO_BLK_F_BLK_SIZE);
+	FILE *f;
+
+	b->hub = xsim_hub_start();
+	b->dom = b->hub ? xsim_dom_create(b->hub, &(struct xsim_dom_opts){ .name = "bench",
+									 .ram_mib = 128 }) : NULL;
+	if (!b->dom)
+		return -1;
+	snprintf(inipath, sizeof(inipath), "%s/bench.ini", xsim_hub_dir(b->hub));
+	snprintf(ini, sizeof(ini),
+		 "[guest]\nname = bench\ndiscovery = explicit\n\n[block \"bench\"]\n"
+		 "mmio = 0x02000000\nirq = 33\npath = %s\ncache = %s\nqueue_size = 256\n",
+		 b->img, b->direct ? "none" : "writeback");
+	f = fopen(inipath, "w");
+	if (!f || fputs(ini, f) < 0 || fclose(f) != 0)
+		return -1;
+	if (xsim_daemon_start(b->hub, &b->dm, XVD_SIM_DAEMON, "daemon", args, 0) < 0 ||
+	    xsim_daemon_wait_ready(&b->dm, 10000) < 0)
+		return -1;
+	xsim_vio_init(&b->vio, b->dom, 0, WIN0, SPI);
+	if (xsim_vmem_init(&b->mem, b->dom, RAM_GPA, HEAP, false) < 0)
+		return -1;
+	return vdrv_init(&b->drv, &b->vio.io, &b->mem, want, 1, 256);
+}
+
+/* Per-slot request memory, allocated once: header, data (4 KiB aligned), status. */
+static void slots_init(struct bench *b, uint32_t bs)
+{
+	b->mem.next = 0;
+	/* Past the rings and the driver's tables, which vdrv_init() took from the start. */
+	b->mem.next = 4u << 20;
+	for (unsigned i = 0; i < MAX_QD; i++) {
+		struct slot *s = &b->slots[i];
+		void *h;
+
+		s->b[0] = (struct vdrv_buf){ vdrv_alloc(&b->mem, 16, 16, (void **)&s->hdr), 16,
+					     false };
+		s->b[1] = (struct vdrv_buf){ vdrv_alloc(&b->mem, bs, 4096, &h), bs, false };
+		s->b[2] = (struct vdrv_buf){ vdrv_alloc(&b->mem, 1, 1, (void **)&s->status), 1,
+					     true };
+		memset(h, 0x6b, bs);
+	}
+}
+
+static uint64_t next_off(struct bench *b, const struct bcase *c)
+{
+	uint64_t blocks = b->img_bytes / c->bs;
+
+	if (c->rand) {
+		b->rng = b->rng * 6364136223846793005ull + 1442695040888963407ull;
+		return ((b->rng >> 17) % blocks) * c->bs;
+	}
+	uint64_t off = b->seq_off;
+
+	b->seq_off = (b->seq_off + c->bs) % (blocks * c->bs);
+	return off;
+}
+
+static void slot_submit(struct bench *b, const struct bcase *c, struct slot *s)
+{
+	s->hdr->type = htole32(c->write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN);
+	s->hdr->ioprio = 0;
+	s->hdr->sector = htole64(next_off(b, c) / 512);
+	s->b[1].write = !c->write;
+	*s->status = 0xee;
+	if (vdrv_submit(&b->drv, 0, s->b, 3, false, s) < 0)
+		b->errors++;
+}
+
+/* Kick only when the device asked for it (EVENT_IDX avail_event), as Linux does. */
+static void kick_if_needed(struct bench *b, uint16_t old)
+{
+	struct vdrv_vq *vq = &b->drv.vq[0];
+	uint16_t event;
+
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	event = __atomic_load_n(&vring_avail_event(vq->used, vq->num), __ATOMIC_RELAXED);
+	if (vring_need_event(le16toh(event), vq->avail_idx, old)) {
+		vdrv_write32(&b->drv, R_NOTIFY, 0);
+		b->kicks++;
+	}
+}
+
+/* Drain the used ring, resubmitting each finished slot; returns completions. */
+static unsigned reap(struct bench *b, const struct bcase *c, bool resubmit)
+{
+	unsigned n = 0;
+	uint32_t len;
+	void *tok;
+
+	for (;;) {
+		while (vdrv_get_used(&b->drv, 0, &len, &tok) > 0) {
+			struct slot *s = tok;
+
+			if (*s->status != VIRTIO_BLK_S_OK)
+				b->errors++;
+			n++;
+			if (resubmit)
+				slot_submit(b, c, s);
+		}
+		vdrv_enable_irq(&b->drv, 0);
+		/* A completion that raced the re-arm is handled now, not after an interrupt. */
+		if (__atomic_load_n(&b->drv.vq[0].used->idx, __ATOMIC_ACQUIRE) ==
+		    b->drv.vq[0].last_used)
+			return n;
+	}
+}
+
+static double run_guest(struct bench *b, const struct bcase *c)
+{
+	uint64_t done = 0;
+	unsigned inflight = c->qd;
+	double t0, t1;
+	uint16_t old = b->drv.vq[0].avail_idx;
+
+	slots_init(b, c->bs);
+	b->seq_off = 0;
+	for (unsigned i = 0; i < c->qd; i++)
+		slot_submit(b, c, &b->slots[i]);
+	vdrv_write32(&b->drv, R_NOTIFY, 0);
+	t0 = now_s();
+	t1 = t0;
+	while (inflight) {
+		bool stop = t1 - t0 >= b->secs;
+
+		if (b->vio.io.wait_irq(&b->vio.io, 1000) > 0) {
+			uint32_t isr = vdrv_read32(&b->drv, R_INT_STATUS);
+
+			if (isr)
+				vdrv_write32(&b->drv, R_INT_ACK, isr);
+			b->irqs++;
+		}
+		old = b->drv.vq[0].avail_idx;
+		unsigned n = reap(b, c, !stop);
+
+		if (stop)
+			inflight -= n;
+		else
+			done += n;
+		if (!stop)
+			kick_if_needed(b, old);
+		t1 = now_s();
+		if (t1 - t0 > b->secs + 10)
+			break;    /* the device stopped answering; errors tell */
+	}
+	return (double)done / b->secs;
+}
+
+/* fio's IOPS for the case, from its JSON output; < 0 when fio is missing or failed. */
+static double run_fio(struct bench *b, const struct bcase *c)
+{
+	char cmd[1024], line[512];
+	const char *key = c->write ? "\"write\" : {" : "\"read\" : {";
+	double iops = -1;
+	bool in = false;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd),
+		 "fio --name=base --filename=%s --ioengine=io_uring --direct=%d --rw=%s "
+		 "--bs=%u --iodepth=%u --size=%llu --runtime=%g --time_based --norandommap "
+		 "--randrepeat=0 --output-format=json 2>/dev/null",
+		 b->img, b->direct, c->fio_rw, c->bs, c->qd, (unsigned long long)b->img_bytes,
+		 b->secs);
+	p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	while (fgets(line, sizeof(line), p)) {
+		if (strstr(line, key))
+			in = true;
+		char *v = in && iops < 0 ? strstr(line, "\"iops\" : ") : NULL;
+
+		if (v)
+			iops = strtod(v + 9, NULL);
+	}
+	if (pclose(p) != 0)
+		return -1;
+	return iops;
+}
+
+static void report(const struct bcase *c, double guest_iops, double fio_iops)
+{
+	bool mb = c->bs >= 65536;
+	double scale = mb ? c->bs / 1048576.0 : 1.0;
+	double v = guest_iops * scale, base = fio_iops * scale;
+
+	printf("BENCH %s value=%.1f unit=%s baseline=%.1f ratio=%.2f\n", c->name, v,
+	       mb ? "MiB/s" : "iops", base, base > 0 ? v / base : 0.0);
+	fflush(stdout);
+}
+
+int main(void)
+{
+	struct bench *b = calloc(1, sizeof(*b));
+	const char *dir = getenv("BENCH_DIR"), *filter = getenv("BENCH_FILTER");
+	const char *cache = getenv("BENCH_CACHE");
+	int rc = 0;
+
+	b->secs = (double)env_u64("BENCH_SECONDS", 3);
+	b->img_bytes = env_u64("BENCH_IMG_MIB", 256) << 20;
+	b->direct = !cache || strcmp(cache, "writeback") != 0;
+	b->rng = 0x853c49e6748fea9bull;
+	snprintf(b->img, sizeof(b->img), "%s/xvd-bench-%d.img", dir ? dir : "/var/tmp",
+		 (int)getpid());
+	if (make_image(b) < 0 || bench_start(b) < 0) {
+		fprintf(stderr, "blk_bench: setup failed (image %s)\n", b->img);
+		unlink(b->img);
+		return 1;
+	}
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct bcase *c = &cases[i];
+
+		if (filter && !strstr(c->name, filter))
+			continue;
+		b->errors = b->kicks = b->irqs = 0;
+		double g = run_guest(b, c);
+
+		if (b->errors) {
+			fprintf(stderr, "blk_bench: %s: %llu errors\n", c->name,
+				(unsigned long long)b->errors);
+			rc = 1;
+		}
+		fprintf(stderr, "# %s: %.0f req/s, %llu kicks, %llu interrupts (cache=%s)\n",
+			c->name, g, (unsigned long long)b->kicks, (unsigned long long)b->irqs,
+			b->direct ? "none" : "writeback");
+		report(c, g, run_fio(b, c));
+	}
+	xsim_daemon_stop(&b->dm);
+	xsim_hub_stop(b->hub);
+	unlink(b->img);
+	free(b);
+	return rc;
+}
