@@ -913,15 +913,19 @@ static int port_open_log(struct con_port *p, const char *path)
 	return p->log_fd < 0 ? -errno : 0;
 }
 
-/* stdin and stdout as a sink; their O_NONBLOCK is restored at destroy. */
+/*
+ * stdin and stdout as a sink. Both may share one file description (a terminal): every flag is
+ * read before any is changed, and destroy restores them in reverse order.
+ */
 static int con_open_stdio(struct console *c, struct con_sink *s)
 {
 	for (int fd = 0; fd < 2; fd++) {
 		c->stdio_flags[fd] = fcntl(fd, F_GETFL);
 		if (c->stdio_flags[fd] < 0)
 			return -errno;
-		fcntl(fd, F_SETFL, c->stdio_flags[fd] | O_NONBLOCK);
 	}
+	for (int fd = 0; fd < 2; fd++)
+		fcntl(fd, F_SETFL, c->stdio_flags[fd] | O_NONBLOCK);
 	c->stdio = true;
 	sink_set_fds(s, 0, 1);
 	return 0;
@@ -1008,7 +1012,7 @@ static void con_close(struct console *c)
 	if (c->pty_slave >= 0)
 		close(c->pty_slave);
 	c->pty_slave = -1;
-	for (int fd = 0; c->stdio && fd < 2; fd++)
+	for (int fd = 1; c->stdio && fd >= 0; fd--)
 		fcntl(fd, F_SETFL, c->stdio_flags[fd]);
 	c->stdio = false;
 }
