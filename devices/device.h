@@ -49,6 +49,7 @@ struct vdev_host {
 	struct ev_loop *loop;
 	struct gmem *gm;
 	const char *guest_name;
+	uint32_t domid;     /* the guest's domain id (0 in unit tests): default backend names */
 	bool grant_mem;     /* guest memory is grant-mapped: offer VIRTIO_F_ACCESS_PLATFORM */
 	/* Deliver the device's interrupt (an edge on its SPI). Never blocks. */
 	void (*raise_irq)(struct vdev_host *host, struct vdev *dev);

@@ -378,6 +378,30 @@ void vq_push(struct vq_elem *e, uint32_t written)
 	free(e);
 }
 
+void vq_push_many(struct vq_elem *const *e, const uint32_t *written, unsigned n)
+{
+	struct virtqueue *vq = n ? e[0]->vq : NULL;
+	uint16_t idx = vq ? vq->used_idx : 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		vq_unmap_elem(e[i]);
+		if (!vq_elem_current(e[i]))
+			continue;
+		struct vring_used_elem *u = &vq->used->ring[idx++ & (vq->num - 1)];
+
+		u->id = htole32(e[i]->head);
+		u->len = htole32(written[i] < e[i]->in_len ? written[i] : e[i]->in_len);
+		vq->inflight--;
+	}
+	if (vq && idx != vq->used_idx) {
+		vq->used_idx = idx;
+		/* Release: every element above is visible before the one index that publishes all. */
+		__atomic_store_n(&vq->used->idx, htole16(vq->used_idx), __ATOMIC_RELEASE);
+	}
+	for (unsigned i = 0; i < n; i++)
+		free(e[i]);
+}
+
 void vq_drop(struct vq_elem *e)
 {
 	vq_unmap_elem(e);

@@ -89,6 +89,13 @@ bool vq_has_work(struct virtqueue *vq);
  */
 void vq_push(struct vq_elem *e, uint32_t written);
 
+/*
+ * vq_push() for n chains of one queue at once: every used element is written before the single
+ * index update that publishes them, so the driver never sees part of a group (virtio-net's
+ * mergeable receive buffers, where the first buffer announces how many follow).
+ */
+void vq_push_many(struct vq_elem *const *e, const uint32_t *written, unsigned n);
+
 /* Give up an element without returning it to the guest (device reset, teardown). */
 void vq_drop(struct vq_elem *e);
 

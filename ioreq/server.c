@@ -345,6 +345,7 @@ static void xg_init_host(struct xen_guest *g)
 	g->host.loop = g->loop;
 	g->host.gm = g->gm;
 	g->host.guest_name = g->name;
+	g->host.domid = g->opts.domid;
 	g->host.grant_mem = g->opts.grant_usage;
 	g->host.raise_irq = xg_raise_irq;
 	g->host.opaque = g;
