@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -421,6 +422,13 @@ int xsim_daemon_start(struct xsim_hub *h, struct xsim_daemon *dm, const char *bi
 	/* Everything is prepared before fork: the child of a threaded process only execs. */
 	dm->pid = fork();
 	if (dm->pid == 0) {
+		/*
+		 * A test that fails half-way never stops its daemons: they die with the test
+		 * process, and their own children (watch mode) share their process group, which
+		 * xsim_daemon_stop() kills.
+		 */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		setpgid(0, 0);
 		dup2(logfd, 1);
 		dup2(logfd, 2);
 		execve(binary, argv, env);
@@ -436,22 +444,32 @@ out:
 	return rc;
 }
 
-static bool daemon_reap(struct xsim_daemon *dm, int flags)
+/*
+ * Has the daemon exited? Records its wait status but leaves the zombie in place (WNOWAIT): while
+ * it is unreaped its pid, and so its process group id, cannot be reused, which makes the
+ * group kill in xsim_daemon_stop() safe.
+ */
+static bool daemon_exited(struct xsim_daemon *dm, bool block)
 {
-	int st;
+	siginfo_t si = { .si_pid = 0 };
 
 	if (dm->reaped)
 		return true;
-	if (dm->pid > 0 && waitpid(dm->pid, &st, flags) == dm->pid) {
-		dm->reaped = true;
-		dm->status = st;
-	}
-	return dm->reaped;
+	if (dm->pid <= 0 ||
+	    waitid(P_PID, (id_t)dm->pid, &si, WEXITED | WNOWAIT | (block ? 0 : WNOHANG)) < 0 ||
+	    si.si_pid != dm->pid)
+		return false;
+	dm->reaped = true;
+	if (si.si_code == CLD_EXITED)
+		dm->status = (si.si_status & 0xff) << 8;
+	else
+		dm->status = (si.si_status & 0x7f) | (si.si_code == CLD_DUMPED ? 0x80 : 0);
+	return true;
 }
 
 bool xsim_daemon_alive(struct xsim_daemon *dm)
 {
-	return dm->pid > 0 && !daemon_reap(dm, WNOHANG);
+	return dm->pid > 0 && !daemon_exited(dm, false);
 }
 
 int xsim_daemon_wait_ready(struct xsim_daemon *dm, int timeout_ms)
@@ -481,7 +499,7 @@ int xsim_daemon_wait_exit(struct xsim_daemon *dm, int timeout_ms, int *status)
 {
 	int64_t deadline = guest_now_ms() + timeout_ms;
 
-	while (!daemon_reap(dm, WNOHANG)) {
+	while (!daemon_exited(dm, false)) {
 		if (guest_now_ms() >= deadline)
 			return -ETIMEDOUT;
 		usleep(5000);
@@ -491,17 +509,25 @@ int xsim_daemon_wait_exit(struct xsim_daemon *dm, int timeout_ms, int *status)
 	return 0;
 }
 
-int xsim_daemon_stop(struct xsim_daemon *dm)
+static void daemon_terminate(struct xsim_daemon *dm)
 {
-	if (dm->pid <= 0)
-		return 0;
-	if (!daemon_reap(dm, WNOHANG)) {
+	if (!daemon_exited(dm, false)) {
 		kill(dm->pid, SIGTERM);
 		if (xsim_daemon_wait_exit(dm, 5000, NULL) < 0) {
 			kill(dm->pid, SIGKILL);
-			daemon_reap(dm, 0);
+			daemon_exited(dm, true);
 		}
 	}
+	/* Anything the daemon left behind in its process group (watch-mode instances). */
+	kill(-dm->pid, SIGKILL);
+	waitpid(dm->pid, NULL, 0);
+	dm->pid = -1;
+}
+
+int xsim_daemon_stop(struct xsim_daemon *dm)
+{
+	if (dm->pid > 0)
+		daemon_terminate(dm);
 	if (dm->notify_fd >= 0) {
 		close(dm->notify_fd);
 		unlink(dm->notify_path);

@@ -93,8 +93,8 @@ struct xsim_daemon {
 	int notify_fd;          /* NOTIFY_SOCKET datagram socket the daemon reports to */
 	char notify_path[160];
 	char log_path[160];     /* the daemon's stdout+stderr */
-	int status;             /* wait status once reaped */
-	bool reaped;
+	int status;             /* wait status, once it has exited */
+	bool reaped;            /* it has exited (the zombie is reaped by xsim_daemon_stop) */
 };
 
 /* Start without NOTIFY_SOCKET: the daemon believes no systemd is around (watch mode then
@@ -112,7 +112,11 @@ int xsim_daemon_wait_ready(struct xsim_daemon *dm, int timeout_ms);
 /* Wait for exit; 0 with *status (wait status) or -ETIMEDOUT. */
 int xsim_daemon_wait_exit(struct xsim_daemon *dm, int timeout_ms, int *status);
 bool xsim_daemon_alive(struct xsim_daemon *dm);
-/* SIGTERM, wait up to 5 s, then SIGKILL; returns the wait status. */
+/*
+ * SIGTERM, wait up to 5 s, then SIGKILL; kill what is left of its process group; reap; close
+ * the notify socket. Returns the wait status. The daemon dies with the test process too
+ * (PR_SET_PDEATHSIG), so a failing test leaves nothing running.
+ */
 int xsim_daemon_stop(struct xsim_daemon *dm);
 /* True when the daemon's log contains needle. */
 bool xsim_daemon_log_has(struct xsim_daemon *dm, const char *needle);
