@@ -173,7 +173,8 @@ static void ctrl_send(struct console *c, unsigned id, uint16_t event, uint16_t v
 	*m = (struct con_ctrl_msg){ .id = id, .event = event, .value = value };
 	if (extra_len > sizeof(m->extra))
 		extra_len = sizeof(m->extra);
-	memcpy(m->extra, extra, extra_len);
+	if (extra_len)
+		memcpy(m->extra, extra, extra_len);
 	m->extra_len = (uint16_t)extra_len;
 	c->ctrl_len++;
 	ctrl_flush(c);
