@@ -58,6 +58,8 @@ struct rig {
 	int img;                     /* our own fd on the image, to check what reached it */
 	char image[128];             /* the temp-dir image setup() made */
 	uint64_t scratch_gpa, scratch_next;   /* data buffers, reused round after round */
+	char loopdev[64];            /* attached by the test: teardown detaches it */
+	char mnt[128];               /* mounted by the test: teardown unmounts it */
 	bool open;
 };
 
@@ -129,11 +131,19 @@ static int setup(void **state)
 	return 0;
 }
 
+static void loop_detach(const char *dev);
+
 static int teardown(void **state)
 {
 	struct rig *r = *state;
 
 	rig_stop(r);
+	if (r->loopdev[0])
+		loop_detach(r->loopdev);
+	if (r->mnt[0]) {
+		umount2(r->mnt, MNT_DETACH);
+		rmdir(r->mnt);
+	}
 	unlink(r->image);
 	free(r);
 	return 0;
@@ -956,6 +966,7 @@ static void test_block_device(void **state)
 	snprintf(back, sizeof(back), "%s/loop4k.img", tmpdir);
 	make_image(back, 8u << 20);
 	loop_attach(back, 4096, dev, sizeof(dev));
+	snprintf(r->loopdev, sizeof(r->loopdev), "%s", dev);
 	if (!dev[0]) {
 		print_message("[  SKIP    ] no loop device available\n");
 		unlink(back);
@@ -1004,6 +1015,7 @@ static void test_block_device(void **state)
 	}
 	rmdir(mnt);
 	loop_detach(dev);
+	r->loopdev[0] = 0;
 	unlink(back);
 }
 
@@ -1021,6 +1033,7 @@ static void test_enospc(void **state)
 		rmdir(mnt);
 		skip();
 	}
+	snprintf(r->mnt, sizeof(r->mnt), "%s", mnt);
 	snprintf(img, sizeof(img), "%s/full.img", mnt);
 	make_image(img, 8u << 20);   /* sparse: 8 MiB of disk on 1 MiB of space */
 	snprintf(r->cfg.u.block.path, sizeof(r->cfg.u.block.path), "%s", img);
@@ -1048,6 +1061,57 @@ static void test_enospc(void **state)
 	rig_stop(r);
 	umount2(mnt, MNT_DETACH);
 	rmdir(mnt);
+	r->mnt[0] = 0;
+}
+
+/*
+ * A real EIO: a loop device whose backing file sits on a full 1 MiB tmpfs. Buffered writes land
+ * in the device's page cache and succeed; the FLUSH that has to write them back fails with EIO,
+ * and the guest must see IOERR for it. In writethrough mode the write itself fails.
+ */
+static void test_eio_on_flush(void **state)
+{
+	struct rig *r = *state;
+	char mnt[128], back[160], dev[64];
+	uint8_t *h;
+
+	snprintf(mnt, sizeof(mnt), "%s/eio", tmpdir);
+	mkdir(mnt, 0700);
+	if (!private_mounts || mount("tmpfs", mnt, "tmpfs", 0, "size=1m") < 0) {
+		print_message("[  SKIP    ] cannot mount a small tmpfs\n");
+		rmdir(mnt);
+		skip();
+	}
+	snprintf(r->mnt, sizeof(r->mnt), "%s", mnt);
+	snprintf(back, sizeof(back), "%s/backing.img", mnt);
+	make_image(back, 8u << 20);
+	loop_attach(back, 512, dev, sizeof(dev));
+	snprintf(r->loopdev, sizeof(r->loopdev), "%s", dev);
+	if (!dev[0]) {
+		print_message("[  SKIP    ] no loop device available\n");
+		skip();
+	}
+	snprintf(r->cfg.u.block.path, sizeof(r->cfg.u.block.path), "%s", dev);
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	uint64_t gpa = scratch_alloc(r, 262144, 4096, (void **)&h);
+
+	memset(h, 0x5c, 262144);
+	for (unsigned i = 0; i < 16; i++)
+		assert_int_equal(do_rw(r, true, i * 512u, gpa, 262144), VIRTIO_BLK_S_OK);
+	uint64_t errors = blk_get_stats(r->x.dev)->errors;
+
+	assert_int_equal(do_req(r, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(blk_get_stats(r->x.dev)->errors, errors + 1);
+	/* Writethrough: the failure reaches the write itself. */
+	vmmio_write(r->x.dev, VIRTIO_MMIO_CONFIG + VIRTIO_BLK_CFG_WRITEBACK, 1, 0);
+	assert_int_equal(do_rw(r, true, 12288, gpa, 262144), VIRTIO_BLK_S_IOERR);
+	assert_true(vdev_active(r->x.dev));
+	rig_stop(r);
+	loop_detach(dev);
+	r->loopdev[0] = 0;
+	umount2(mnt, MNT_DETACH);
+	rmdir(mnt);
+	r->mnt[0] = 0;
 }
 
 static void cleanup_tmpdir(void)
@@ -1069,7 +1133,7 @@ int main(void)
 		T(test_no_flush_is_writethrough), T(test_flush_ordering), T(test_flush_ordering_direct),
 		T(test_multiqueue),
 		T(test_reset_in_flight), T(test_refuses_bad_paths), T(test_block_device),
-		T(test_enospc),
+		T(test_enospc), T(test_eio_on_flush),
 	};
 	int rc;
 
