@@ -76,6 +76,8 @@ static int guest_target(struct xsim_dom *d, unsigned vcpu, uint64_t route, struc
 		rc = -ESRCH;
 	else if (!s)
 		rc = -EFAULT;   /* no server: Xen injects a data abort into the guest */
+	else if (vcpu >= s->nchans)
+		rc = -ENXIO;    /* no slot for this vCPU (ioreq_pages_max) */
 	else {
 		*slot = &s->slots[vcpu];
 		*ch = &s->chans[vcpu];

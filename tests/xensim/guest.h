@@ -34,6 +34,12 @@ struct xsim_dom_opts {
 	unsigned nr_vcpus;      /* default 1 */
 	uint64_t ram_mib;       /* bank 0 at 0x40000000; default 64 */
 	uint64_t ram1_mib;      /* bank 1 at 0x200000000; 0 = none */
+	/*
+	 * 0: every ioreq server gets ceil(nr_vcpus / 128) ioreq pages (the team's contract).
+	 * 1: released Xen (4.17-4.20) behaviour: only XENMEM_resource_ioreq_server_frame_ioreq(0)
+	 *    exists, so vCPUs from 128 on have no slot (their accesses return -ENXIO here).
+	 */
+	unsigned ioreq_pages_max;
 };
 
 /* Create a running domain; writes /local/domain/<id>/name and fires @introduceDomain. */
@@ -49,7 +55,8 @@ bool xsim_dom_routed(struct xsim_dom *d, uint64_t addr);
 /*
  * One guest MMIO access from `vcpu`: fill the slot of the ioreq server covering addr, signal
  * its event channel, wait up to timeout_ms for STATE_IORESP_READY. -EFAULT when no server
- * covers addr (a data abort for the guest), -ETIMEDOUT when nobody answered.
+ * covers addr (a data abort for the guest), -ETIMEDOUT when nobody answered, -ENXIO when
+ * the server has no slot for that vCPU.
  */
 int xsim_mmio(struct xsim_dom *d, unsigned vcpu, uint64_t addr, unsigned size, bool write,
 	      uint64_t *data, int timeout_ms);

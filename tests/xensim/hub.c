@@ -79,9 +79,9 @@ fail:
 
 /* ---- ioreq servers ---- */
 
-static void server_free(struct xsim_server *s, unsigned nr_vcpus)
+static void server_free(struct xsim_server *s)
 {
-	for (unsigned i = 0; s->chans && i < nr_vcpus; i++) {
+	for (unsigned i = 0; s->chans && i < s->nchans; i++) {
 		close(s->chans[i].to_dm);
 		close(s->chans[i].to_guest);
 	}
@@ -101,21 +101,26 @@ static struct xsim_server *server_new(struct xsim_dom *d)
 	if (!s)
 		return NULL;
 	s->npages = (d->nr_vcpus + XSIM_SLOTS_PER_PAGE - 1) / XSIM_SLOTS_PER_PAGE;
+	if (d->ioreq_pages_max && s->npages > d->ioreq_pages_max)
+		s->npages = d->ioreq_pages_max;
+	s->nchans = d->nr_vcpus < s->npages * XSIM_SLOTS_PER_PAGE ? d->nr_vcpus
+								 : s->npages * XSIM_SLOTS_PER_PAGE;
 	s->pages_fd = hub_memfd("xsim-ioreq", (uint64_t)s->npages * XSIM_PAGE, &map);
-	s->chans = calloc(d->nr_vcpus, sizeof(*s->chans));
+	s->chans = calloc(s->nchans, sizeof(*s->chans));
 	if (s->pages_fd < 0 || !s->chans) {
-		s->npages = 0;
-		server_free(s, 0);
+		s->npages = s->nchans = 0;
+		server_free(s);
 		return NULL;
 	}
 	s->slots = map;
-	for (unsigned i = 0; i < d->nr_vcpus; i++) {
+	for (unsigned i = 0; i < s->nchans; i++) {
 		s->chans[i].to_dm = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		s->chans[i].to_guest = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		s->chans[i].port = d->next_port++;
 		s->slots[i].state = STATE_IOREQ_NONE;
 		if (s->chans[i].to_dm < 0 || s->chans[i].to_guest < 0) {
-			server_free(s, i + 1);
+			s->nchans = i + 1;
+			server_free(s);
 			return NULL;
 		}
 	}
@@ -124,9 +129,9 @@ static struct xsim_server *server_new(struct xsim_dom *d)
 
 /* Xen writes each vCPU's vp_eport into the ioreq page when the server is enabled (until then
  * a device model reading it sees 0), so a daemon must enable before binding. */
-static void server_set_state(struct xsim_server *s, unsigned nr_vcpus, bool enabled)
+static void server_set_state(struct xsim_server *s, bool enabled)
 {
-	for (unsigned i = 0; enabled && i < nr_vcpus; i++)
+	for (unsigned i = 0; enabled && i < s->nchans; i++)
 		s->slots[i].vp_eport = s->chans[i].port;
 	s->enabled = enabled;
 }
@@ -158,7 +163,6 @@ static void server_retire(struct xsim_dom *d, uint32_t id)
 		return;
 	}
 	r->s = d->servers[id];
-	r->nr_vcpus = d->nr_vcpus;
 	r->next = d->hub->graveyard;
 	d->hub->graveyard = r;
 	d->servers[id] = NULL;
@@ -195,7 +199,7 @@ static struct xsim_chan *hub_chan_by_port(struct xsim_dom *d, uint32_t port)
 	for (unsigned i = 0; i < XSIM_MAX_SERVERS; i++) {
 		struct xsim_server *s = d->servers[i];
 
-		for (unsigned v = 0; s && v < d->nr_vcpus; v++)
+		for (unsigned v = 0; s && v < s->nchans; v++)
 			if (s->chans[v].port == port)
 				return &s->chans[v];
 	}
@@ -239,7 +243,7 @@ static int hub_do_dm(struct xsim_hub *h, struct xsim_msg *m, struct hub_reply *r
 		return -ENOENT;
 	switch (m->op) {
 	case XSIM_OP_SERVER_STATE:
-		server_set_state(s, d->nr_vcpus, m->b != 0);
+		server_set_state(s, m->b != 0);
 		return 0;
 	case XSIM_OP_MAP_RANGE:
 		return server_map_range(s, m->b != 0, m->x, m->y);
@@ -523,7 +527,7 @@ static void dom_free(struct xsim_dom *d)
 {
 	for (unsigned i = 0; i < XSIM_MAX_SERVERS; i++)
 		if (d->servers[i])
-			server_free(d->servers[i], d->nr_vcpus);
+			server_free(d->servers[i]);
 	for (unsigned v = 0; d->vcpu_lock && v < d->nr_vcpus; v++)
 		pthread_mutex_destroy(&d->vcpu_lock[v]);
 	free(d->vcpu_lock);
@@ -567,7 +571,7 @@ void xsim_hub_stop(struct xsim_hub *h)
 		struct xsim_retired *r = h->graveyard;
 
 		h->graveyard = r->next;
-		server_free(r->s, r->nr_vcpus);
+		server_free(r->s);
 		free(r);
 	}
 	store_free(h);
@@ -625,6 +629,7 @@ static struct xsim_dom *dom_new(struct xsim_hub *h, const struct xsim_dom_opts *
 	d->domid = id;
 	d->ram_fd = d->ctl_fd = -1;
 	d->nr_vcpus = o->nr_vcpus ? o->nr_vcpus : 1;
+	d->ioreq_pages_max = o->ioreq_pages_max;
 	d->next_port = 1;
 	d->next_gref = 8;
 	snprintf(d->name, sizeof(d->name), "%s", o->name ? o->name : "guest");

@@ -34,6 +34,7 @@ struct xsim_server {
 	bool enabled;
 	int pages_fd;
 	unsigned npages;
+	unsigned nchans;        /* vCPUs with a slot: min(nr_vcpus, 128 * npages) */
 	struct ioreq *slots;    /* hub's mapping of the ioreq pages: slot i is vCPU i */
 	struct xsim_chan *chans;/* one per vCPU */
 	unsigned nranges;
@@ -46,7 +47,6 @@ struct xsim_hub;
 struct xsim_retired {
 	struct xsim_retired *next;
 	struct xsim_server *s;
-	unsigned nr_vcpus;
 };
 
 struct xsim_dom {
@@ -54,6 +54,7 @@ struct xsim_dom {
 	uint32_t domid;
 	char name[64];
 	unsigned nr_vcpus;
+	unsigned ioreq_pages_max;   /* 0: as many ioreq pages as the vCPUs need */
 	bool alive;
 	int ram_fd, ctl_fd;
 	uint8_t *ram;           /* the whole RAM memfd: bank 0 then bank 1 */

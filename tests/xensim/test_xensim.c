@@ -453,6 +453,43 @@ static void test_two_servers_routing(void **state)
 	dmodel_close(&a);
 }
 
+/* Released Xen has one ioreq frame per server: 128 vCPU slots, frame_ioreq(1) is EINVAL. */
+static void test_one_ioreq_frame(void **state)
+{
+	struct fx *f = *state;
+	struct xsim_dom_opts o = { .name = "old", .nr_vcpus = 200, .ioreq_pages_max = 1 };
+	struct xsim_dom *d = xsim_dom_create(f->hub, &o);
+	xendevicemodel_handle *dm = xendevicemodel_open(NULL, 0);
+	xenforeignmemory_handle *fm = xenforeignmemory_open(NULL, 0);
+	xenforeignmemory_resource_handle *res;
+	uint32_t id = xsim_dom_id(d);
+	ioservid_t sid;
+	void *addr = NULL;
+	ioreq_t *slots;
+	uint64_t v;
+
+	assert_non_null(d);
+	assert_int_equal(xendevicemodel_create_ioreq_server(dm, id, 0, &sid), 0);
+	assert_null(xenforeignmemory_map_resource(fm, id, XENMEM_resource_ioreq_server, sid, 1, 2,
+						  &addr, PROT_READ | PROT_WRITE, 0));
+	assert_int_equal(errno, EINVAL);
+	assert_null(xenforeignmemory_map_resource(fm, id, XENMEM_resource_ioreq_server, sid, 2, 1,
+						  &addr, PROT_READ | PROT_WRITE, 0));
+	res = xenforeignmemory_map_resource(fm, id, XENMEM_resource_ioreq_server, sid, 1, 1, &addr,
+					    PROT_READ | PROT_WRITE, 0);
+	assert_non_null(res);
+	slots = addr;
+	assert_int_equal(xendevicemodel_map_io_range_to_ioreq_server(dm, id, sid, 1, WIN_BASE,
+								     WIN_END), 0);
+	assert_int_equal(xendevicemodel_set_ioreq_server_state(dm, id, sid, 1), 0);
+	assert_int_not_equal(slots[127].vp_eport, 0);
+	assert_int_equal(xsim_mmio(d, 150, WIN_BASE, 4, false, &v, 10), -ENXIO);
+	assert_int_equal(xsim_mmio(d, 127, WIN_BASE, 4, false, &v, 10), -ETIMEDOUT);
+	xenforeignmemory_unmap_resource(fm, res);
+	xenforeignmemory_close(fm);
+	xendevicemodel_close(dm);
+}
+
 /* ---- ioreq round trip with the device model in another process ---- */
 
 #define STOP_OFF 0x1fc
@@ -539,6 +576,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_irq_edges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ioreq_setup_and_masking, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_servers_routing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_one_ioreq_frame, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ioreq_roundtrip_child, setup, teardown),
 	};
 
