@@ -11,8 +11,17 @@ struct flat_grant {
 	uint64_t gpa;
 };
 
+/* One distinct (pointer, length) pair currently mapped, and how many times. */
+struct flat_mapping {
+	const void *ptr;
+	size_t len;
+	unsigned long count;
+};
+
 struct gmem_flat {
 	struct gmem gm;          /* first member, as gmem.h requires */
+	struct flat_mapping *live;
+	size_t nlive, caplive;
 	uint64_t base, size;
 	uint8_t *buf;
 	uint8_t *page;           /* enum flat_page per page */
@@ -74,6 +83,36 @@ static void *flat_map_grant(struct gmem_flat *f, uint64_t gpa, size_t len, unsig
 	return f->buf + (f->grants[ref0].gpa + off - f->base);
 }
 
+static struct flat_mapping *flat_find(struct gmem_flat *f, const void *ptr, size_t len)
+{
+	for (size_t i = 0; i < f->nlive; i++)
+		if (f->live[i].ptr == ptr && f->live[i].len == len)
+			return &f->live[i];
+	return NULL;
+}
+
+/* Remember a mapping so its unmap can be matched exactly; false when out of memory. */
+static bool flat_track(struct gmem_flat *f, const void *ptr, size_t len)
+{
+	struct flat_mapping *m = flat_find(f, ptr, len);
+
+	if (m) {
+		m->count++;
+		return true;
+	}
+	if (f->nlive == f->caplive) {
+		size_t cap = f->caplive ? 2 * f->caplive : 16;
+		struct flat_mapping *n = realloc(f->live, cap * sizeof(*n));
+
+		if (!n)
+			return false;
+		f->live = n;
+		f->caplive = cap;
+	}
+	f->live[f->nlive++] = (struct flat_mapping){ ptr, len, 1 };
+	return true;
+}
+
 static void *flat_map(struct gmem *gm, uint64_t gpa, size_t len, unsigned prot)
 {
 	struct gmem_flat *f = flat_of(gm);
@@ -83,7 +122,7 @@ static void *flat_map(struct gmem *gm, uint64_t gpa, size_t len, unsigned prot)
 		p = flat_map_grant(f, gpa, len, prot);
 	else if (flat_range_usable(f, gpa, len, prot))
 		p = f->buf + (gpa - f->base);
-	if (!p) {
+	if (!p || !flat_track(f, p, len)) {
 		f->failed_maps++;
 		return NULL;
 	}
@@ -95,13 +134,15 @@ static void *flat_map(struct gmem *gm, uint64_t gpa, size_t len, unsigned prot)
 static void flat_unmap(struct gmem *gm, void *ptr, size_t len)
 {
 	struct gmem_flat *f = flat_of(gm);
-	uint8_t *p = ptr;
+	struct flat_mapping *m = flat_find(f, ptr, len);
 
-	if (p < f->buf || p >= f->buf + f->size || len > (size_t)(f->buf + f->size - p) ||
-	    f->outstanding == 0) {
+	/* Only the exact pointer and length of a live mapping may be unmapped. */
+	if (!m) {
 		f->bad_unmaps++;
 		return;
 	}
+	if (--m->count == 0)
+		*m = f->live[--f->nlive];
 	f->outstanding--;
 }
 
@@ -111,6 +152,7 @@ static void flat_destroy(struct gmem *gm)
 
 	free(f->buf);
 	free(f->page);
+	free(f->live);
 	free(f);
 }
 

@@ -33,7 +33,7 @@ void gmem_flat_set_ram(struct gmem *gm, uint64_t gpa, uint64_t len);
 int gmem_flat_grant(struct gmem *gm, uint32_t ref, uint64_t gpa, bool readonly);
 void gmem_flat_ungrant(struct gmem *gm, uint32_t ref);
 
-/* Successful maps not yet unmapped; unmaps of pointers this gmem never returned. */
+/* Successful maps not yet unmapped; unmaps not matching a live map's pointer and length. */
 long gmem_flat_outstanding(struct gmem *gm);
 unsigned long gmem_flat_bad_unmaps(struct gmem *gm);
 /* Calls to map that failed (a test can assert the device tried and was refused). */
