@@ -322,7 +322,8 @@ static int hub_do_xs(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg *m
 						       : store_unwatch(h, c, path, token);
 		return rc;
 	case XSIM_OP_XS_INTRODUCED:
-		m->a = hub_dom_alive(h, m->domid) != NULL;
+		/* Domain 0 (where the daemon runs) is always there. */
+		m->a = m->domid == 0 || hub_dom_alive(h, m->domid) != NULL;
 		return 0;
 	}
 	return hub_do_xs_rw(h, m);

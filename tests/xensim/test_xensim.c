@@ -158,6 +158,7 @@ static void test_xs_release_domain(void **state)
 	assert_true(xs_watch(xs, "@releaseDomain", "rel"));
 	expect_event(xs, "@releaseDomain", "rel");
 	assert_true(xs_is_domain_introduced(xs, id));
+	assert_true(xs_is_domain_introduced(xs, 0));
 	assert_false(xs_is_domain_introduced(xs, 999));
 	assert_int_equal(xsim_dom_destroy(f->dom), 0);
 	expect_event(xs, "@releaseDomain", "rel");
