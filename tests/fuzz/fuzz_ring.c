@@ -3,7 +3,8 @@
  * descriptors and indirect tables; the device side pops and pushes everything it can.
  *
  * Input: a 12-byte header, then guest RAM contents (copied to the start of 64 KiB of RAM):
- *   [0] queue size 1 << (b % 9)   [1] bit0 EVENT_IDX, bit1 INDIRECT_DESC, bit2 hold elements
+ *   [0] queue size 1 << (b % 9)   [1] bit0 EVENT_IDX, bit1 INDIRECT_DESC, bit2 hold elements,
+ *       bit3 return the held ones as one group (vq_push_many)
  *   [2..3] desc offset  [4..5] avail offset  [6..7] used offset  (within RAM)
  *   [8..9] avail->idx rewrite after the first pop  [10] rewrite it (b & 1)  [11] push lengths
  * Any crash, sanitizer report, or mapping left behind after the reset is a bug.
@@ -46,6 +47,14 @@ static void drain(struct virtqueue *vq, const uint8_t *h, uint16_t *avail_idx)
 			continue;
 		}
 		vq_push(e, h[11] & 1 ? e->in_len : (uint32_t)h[11] << 8);
+	}
+	if (h[1] & 8) {
+		uint32_t written[HOLD_MAX];
+
+		for (unsigned i = 0; i < nheld; i++)
+			written[i] = (uint32_t)h[11] << (i & 7);
+		vq_push_many(held, written, nheld);
+		nheld = 0;
 	}
 	while (nheld) {
 		struct vq_elem *e = held[--nheld];

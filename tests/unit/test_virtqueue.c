@@ -632,6 +632,37 @@ static void test_vq_push_after_reset_dropped(void **state)
 	direct_close(&t);
 }
 
+/* A group goes out with one index update; a stale element in the group is left out. */
+static void test_vq_push_many(void **state)
+{
+	struct direct t;
+	struct vq_elem *e[4];
+	uint32_t written[4] = { 1, 2, 100, 4 };
+	int err;
+
+	(void)state;
+	direct_open(&t, 8, 0);
+	for (uint16_t i = 0; i < 4; i++)
+		direct_add(&t, (uint16_t)(7 - i), 16);
+	for (int i = 0; i < 4; i++) {
+		e[i] = vq_pop(&t.vq, &err);
+		assert_non_null(e[i]);
+	}
+	vq_push_many(e, written, 3);
+	assert_int_equal(t.used->idx, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(t.used->ring[i].id, 7 - i);
+		assert_int_equal(t.used->ring[i].len, i == 2 ? 16 : written[i]);
+	}
+	vq_push_many(e, written, 0);                     /* nothing: harmless */
+	assert_int_equal(t.vq.inflight, 1);
+	vq_reset(&t.vq);
+	vq_push_many(&e[3], &written[3], 1);             /* after a reset: only unmapped */
+	assert_int_equal(t.used->idx, 3);
+	assert_int_equal(gmem_flat_outstanding(t.gm), 0);
+	direct_close(&t);
+}
+
 static void test_vq_drop(void **state)
 {
 	struct direct t;
@@ -772,6 +803,7 @@ int main(void)
 		T(test_grant_addresses),
 		cmocka_unit_test(test_vq_configure_refusals),
 		cmocka_unit_test(test_vq_push_after_reset_dropped),
+		cmocka_unit_test(test_vq_push_many),
 		cmocka_unit_test(test_vq_drop),
 		cmocka_unit_test(test_vq_event_idx_wrap_math),
 		cmocka_unit_test(test_vq_notify_suppression_towards_driver),
