@@ -856,8 +856,8 @@ static void blk_config_write(struct vdev *d, uint32_t off, const void *buf, uint
 		return;
 	}
 	b->writeback = *(const uint8_t *)buf ? 1 : 0;
-	log_info("%s: guest switched to %s", d->name,
-		 b->writeback ? "writeback" : "writethrough");
+	log_rl(&d->rl, LOG_INFO, "%s: guest switched to %s", d->name,
+	       b->writeback ? "writeback" : "writethrough");
 }
 
 static int blk_activate(struct vdev *d)
