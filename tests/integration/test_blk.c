@@ -86,19 +86,26 @@ static int serve(struct itest *t, const char *ini)
 	return rc;
 }
 
-static void guest_start(struct guest *g, const char *extra, bool grants)
+/* Serve ini (NULL: write it from extra), then bring the guest's driver up. */
+static void guest_start_ini(struct guest *g, const char *ini, const char *extra, bool grants,
+			    void (*before)(struct guest *g))
 {
-	char ini[1024];
+	char buf[1024];
 	uint64_t want = RING | BLK | (grants ? VIRTIO_BIT(VIRTIO_F_ACCESS_PLATFORM) : 0);
 
 	/* A fresh driver: one kept from an earlier guest would reuse that guest's ring addresses. */
 	memset(&g->drv, 0, sizeof(g->drv));
 	g->t = itest_new(&(struct xsim_dom_opts){ .name = "g1", .ram_mib = 128 });
 	assert_non_null(g->t);
-	snprintf(ini, sizeof(ini),
-		 "[guest]\nname = g1\ndiscovery = explicit\ngrant_usage = %s\n\n"
-		 "[block \"root\"]\nmmio = 0x02000000\nirq = 33\npath = %s\nqueue_size = 256\n%s",
-		 grants ? "yes" : "no", g->img, extra ? extra : "");
+	if (!ini) {
+		snprintf(buf, sizeof(buf),
+			 "[guest]\nname = g1\ndiscovery = explicit\ngrant_usage = %s\n\n"
+			 "[block \"root\"]\nmmio = 0x02000000\nirq = 33\npath = %s\n"
+			 "queue_size = 256\n%s", grants ? "yes" : "no", g->img, extra ? extra : "");
+		ini = buf;
+	}
+	if (before)
+		before(g);
 	assert_int_equal(serve(g->t, ini), 0);
 	xsim_vio_init(&g->vio, g->t->dom, 0, WIN0, SPI);
 	int rc = xsim_vmem_init(&g->mem, g->t->dom, RAM_GPA, HEAP_SIZE, grants);
@@ -112,6 +119,11 @@ static void guest_start(struct guest *g, const char *extra, bool grants)
 	g->heap = vdrv_alloc(&g->mem, SCRATCH, 4096, NULL);
 	assert_true(g->heap != 0);
 	g->heap_gpa = g->heap;
+}
+
+static void guest_start(struct guest *g, const char *extra, bool grants)
+{
+	guest_start_ini(g, NULL, extra, grants, NULL);
 }
 
 static void guest_stop(struct guest *g)
@@ -480,12 +492,60 @@ static void test_crash_after_flush(void **state)
 	guest_stop(g);
 }
 
+/* Xen 4.17 layout: libxl's disk entries give the image ("params") and mode r: read-only. */
+static void write_disk417(struct guest *g)
+{
+	uint32_t id = xsim_dom_id(g->t->dom);
+	char p[160];
+	static const char *const kv[][2] = {
+		{ "frontend-id", NULL }, { "online", "1" }, { "mode", "r" }, { "dev", "xvda" },
+		{ "type", "virtio_disk" }, { "base", "33554432" }, { "irq", "33" },
+		{ "state", "1" },
+	};
+
+	for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++) {
+		snprintf(p, sizeof(p), "/local/domain/0/backend/virtio_disk/%u/51712/%s", id,
+			 kv[i][0]);
+		if (kv[i][1])
+			assert_int_equal(xsim_xs_write(g->t->hub, p, "%s", kv[i][1]), 0);
+		else
+			assert_int_equal(xsim_xs_write(g->t->hub, p, "%u", id), 0);
+	}
+	snprintf(p, sizeof(p), "/local/domain/0/backend/virtio_disk/%u/51712/params", id);
+	assert_int_equal(xsim_xs_write(g->t->hub, p, "%s", g->img), 0);
+	snprintf(p, sizeof(p), "/local/domain/0/backend/virtio_disk/%u/51712/frontend", id);
+	assert_int_equal(xsim_xs_write(g->t->hub, p, "/local/domain/%u/device/virtio_disk/51712",
+				       id), 0);
+}
+
+static void test_xenstore_417_disk(void **state)
+{
+	struct guest *g = *state;
+	uint8_t *h;
+	int fd = open(g->img, O_WRONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "xen-4.17", 8, 4096), 8);
+	close(fd);
+	guest_start_ini(g, "[guest]\nname = g1\ndiscovery = xenstore\n[block \"root\"]\n"
+			"vdev = xvda\n", NULL, false, write_disk417);
+	assert_true(g->drv.features & VIRTIO_BIT(VIRTIO_BLK_F_RO));
+	struct vdrv_buf d = { galloc(g, 4096, 4096, (void **)&h), 4096, true };
+
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_IN, 8, &d, 1), VIRTIO_BLK_S_OK);
+	assert_memory_equal(h, "xen-4.17", 8);
+	d.write = false;
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_OUT, 8, &d, 1), VIRTIO_BLK_S_IOERR);
+	guest_stop(g);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_rw_depths), T(test_rw_depths_direct_grants), T(test_request_types),
 		T(test_read_only), T(test_reset_in_flight), T(test_crash_after_flush),
+		T(test_xenstore_417_disk),
 	};
 	char cmd[96];
 	int rc;
