@@ -1,0 +1,45 @@
+/*
+ * Least privilege once the daemon serves its guest.
+ *
+ * Two steps, because capabilities belong to a thread and are inherited by the threads it
+ * creates later (libxenstore starts a reader thread for the death watch inside
+ * xen_guest_start()):
+ *   1. sandbox_drop_caps(), after the devices exist (tap, bridge, block devices, i2c adapters
+ *      are open) and before xen_guest_start(): every capability goes.
+ *   2. sandbox_enter(), after xen_guest_start() and before READY=1: no_new_privs, then a
+ *      seccomp filter on every thread allowing only what the serving loop and teardown use;
+ *      anything else kills the process (SIGSYS).
+ *
+ * Environment, for debugging only:
+ *   XVD_NO_SECCOMP=1    no seccomp filter (capabilities are still dropped)
+ *   XVD_SECCOMP_LOG=1   the filter logs (kernel audit, type=SECCOMP) instead of killing
+ * Sanitizer builds (SAN=1) skip the filter: ASan/LSan's runtime needs ptrace and clone at exit.
+ */
+#ifndef XVD_SANDBOX_H
+#define XVD_SANDBOX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* 0, or a negative errno (logged). Drops the effective, permitted, inheritable and ambient
+ * sets of the calling thread, and the bounding set when we may (CAP_SETPCAP). */
+int sandbox_drop_caps(void);
+
+/* True when the calling thread has no effective or permitted capability left. */
+bool sandbox_caps_empty(void);
+
+/* No default action given: kill the process. */
+#define SANDBOX_KILL 0
+/* The default action is SCMP_ACT_LOG: allowed, but the kernel logs it. */
+#define SANDBOX_LOG  1
+
+/*
+ * Set no_new_privs and load the filter on every thread of the process (the function tests
+ * use to prove the filter kills and allows). 0 or a negative errno (logged).
+ */
+int sandbox_load_filter(int mode);
+
+/* What the daemon calls once serving: honours the environment above. 0 or a negative errno. */
+int sandbox_enter(void);
+
+#endif
