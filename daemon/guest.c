@@ -13,6 +13,7 @@
 
 #include "config/config.h"
 #include "daemon/log.h"
+#include "daemon/sandbox.h"
 #include "devices/device.h"
 #include "devices/virtio_mmio.h"
 #include "ioreq/xen.h"
@@ -366,6 +367,10 @@ int guest_setup(struct ev_loop *loop, const struct guest_params *p, struct guest
 	if (rc < 0)
 		goto fail_free;
 	rc = guest_create_devices(g);
+	if (rc < 0)
+		goto fail_close;
+	/* Every capability was for opening things (tap, bridge, images); threads inherit this. */
+	rc = sandbox_drop_caps();
 	if (rc < 0)
 		goto fail_close;
 	rc = xen_guest_start(g->xg, guest_died, g);

@@ -23,6 +23,7 @@
 #include "config/config.h"
 #include "daemon/guest.h"
 #include "daemon/log.h"
+#include "daemon/sandbox.h"
 #include "daemon/watch.h"
 
 #ifndef container_of
@@ -427,6 +428,13 @@ static int serve_guest(struct daemon *d, const struct config *cfg)
 
 	if (guest_setup(d->loop, &p, &d->guest) < 0) {
 		sd_notify(0, "STATUS=Failed to set up the guest");
+		return EXIT_FAIL;
+	}
+	/* From here on only the serving loop's syscalls (daemon/sandbox.h). */
+	if (sandbox_enter() < 0) {
+		sd_notify(0, "STATUS=Failed to enter the sandbox");
+		guest_teardown(d->guest);
+		d->guest = NULL;
 		return EXIT_FAIL;
 	}
 	snprintf(status, sizeof(status), "Serving %s (domid %u): %u devices",
