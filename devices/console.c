@@ -1036,7 +1036,8 @@ static int con_open(struct console *c, const struct config_console *cc)
 	if (rc < 0)
 		return rc;
 	con_init_size(c, cc);
-	if (con_loop(c))
+	/* The tick watches the pty's size and clients that left while input was paused. */
+	if (con_loop(c) && (cc->pty || cc->socket[0] || cc->nports))
 		ev_timer_start(con_loop(c), &c->tick);
 	return 0;
 }
