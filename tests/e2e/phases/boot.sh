@@ -21,10 +21,10 @@ log "qemu-system-aarch64 (timeout ${timeout_s}s), console: $log_file"
 rcf=$E2E_BUILD/qemu.rc; rm -f "$rcf"
 run_qemu() { timeout -k 10 "$timeout_s" "${qemu[@]}" </dev/null 2>&1; echo $? > "$rcf"; }
 if [ "${E2E_VERBOSE:-0}" = 1 ]; then
-	run_qemu | tr -d '\r' | tee "$log_file"
+	run_qemu | sed -u 's/\r$//' | tee "$log_file"
 else
 	# Progress: the harness's own lines as they come.
-	run_qemu | tr -d '\r' | tee "$log_file" |
+	run_qemu | sed -u 's/\r$//' | tee "$log_file" |
 		grep --line-buffered -E '^(E2E-|\(XEN\) Xen version|\(XEN\) \*\*\*|Kernel panic)' |
 		while IFS= read -r l; do log "$l"; done || true
 fi

@@ -8,9 +8,11 @@ E2E_PHASE=kernel
 
 ver=$(apt-cache show --no-all-versions "$LINUX_SRC_PKG" 2>/dev/null | sed -n 's/^Version: //p' | head -1)
 [ -n "$ver" ] || die "$LINUX_SRC_PKG not known to apt (did phase host run?)"
-# An already built kernel for this fragment is reused even if a newer source package appears,
-# unless E2E_KERNEL_FOLLOW=1: the key is computed from the newest cached source version.
-key=$(key_of "$LINUX_SRC_PKG=$ver" "$(hash_files "$E2E_DIR/kernel.config" "$0")")
+# The key: source version, fragment, compiler and the recipe below (not this whole file, so that
+# an edit of its messages or of the download step does not cost a 5-20 minute rebuild).
+RECIPE="allnoconfig; merge_config.sh -m kernel.config; olddefconfig; Image; ARCH=arm64 CROSS_COMPILE=$CROSS"
+gccv=$(${CROSS}gcc -dumpfullversion 2>/dev/null || echo none)
+key=$(key_of "$LINUX_SRC_PKG=$ver" "gcc=$gccv" "$RECIPE" "$(hash_files "$E2E_DIR/kernel.config")")
 out=$(cache_dir kernel "$key")
 if is_done "$out"; then log "cached: $out/Image ($LINUX_SRC_PKG $ver)"; echo "$out/Image"; exit 0; fi
 
@@ -35,6 +37,7 @@ if ! is_done "$src"; then
 fi
 
 rm -rf "$out"; mkdir -p "$out/build"
+# Keep RECIPE above in step with these commands.
 K="make -s -C $src O=$out/build ARCH=arm64 CROSS_COMPILE=$CROSS"
 log "configuring (allnoconfig + kernel.config)"
 $K allnoconfig >/dev/null
