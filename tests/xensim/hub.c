@@ -293,6 +293,8 @@ static int hub_do_xs_rw(struct xsim_hub *h, struct xsim_msg *m)
 		free(path_copy);
 		return rc_dir;
 	}
+	if (m->op != XSIM_OP_XS_READ)
+		return -ENOSYS;
 	rc = store_read(h, m->data, &v, &len);
 	if (rc == 0) {
 		memcpy(m->data, v, len);
@@ -311,6 +313,12 @@ static int hub_do_xs(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg *m
 		if (fd_in < 0 || c->sink >= 0)
 			return -EINVAL;
 		c->sink = fd_in;
+		{
+			/* Room for thousands of events before the queue has to take over. */
+			int sz = 1 << 20;
+
+			setsockopt(c->sink, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+		}
 		return 1;   /* fd kept */
 	case XSIM_OP_XS_WATCH:
 	case XSIM_OP_XS_UNWATCH:
@@ -423,6 +431,7 @@ static void hub_accept(struct xsim_hub *h)
 	}
 	c->fd = fd;
 	c->sink = -1;
+	c->q_tail = &c->q_head;
 	h->conns = v;
 	h->conns[h->nconns++] = c;
 	pthread_mutex_unlock(&h->lock);
@@ -436,10 +445,53 @@ static void hub_drop(struct xsim_hub *h, unsigned i)
 	store_drop_conn(h, c);
 	h->conns[i] = h->conns[--h->nconns];
 	pthread_mutex_unlock(&h->lock);
+	while (c->q_head) {
+		struct xsim_event *e = c->q_head;
+
+		c->q_head = e->next;
+		free(e);
+	}
 	close(c->fd);
 	if (c->sink >= 0)
 		close(c->sink);
 	free(c);
+}
+
+/* [stop, listen, wake, each connection, each connection's sink (POLLOUT when queued)]. */
+#define HUB_FIXED_FDS 3u
+
+static struct pollfd *hub_pollfds(struct xsim_hub *h, unsigned n)
+{
+	struct pollfd *p = calloc(HUB_FIXED_FDS + 2 * n, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p[0] = (struct pollfd){ .fd = h->stop_fd, .events = POLLIN };
+	p[1] = (struct pollfd){ .fd = h->listen_fd, .events = POLLIN };
+	p[2] = (struct pollfd){ .fd = h->wake_fd, .events = POLLIN };
+	pthread_mutex_lock(&h->lock);
+	for (unsigned i = 0; i < n; i++) {
+		struct xsim_conn *c = h->conns[i];
+
+		p[HUB_FIXED_FDS + i] = (struct pollfd){ .fd = c->fd, .events = POLLIN };
+		p[HUB_FIXED_FDS + n + i] = (struct pollfd){ .fd = c->q_head ? c->sink : -1,
+							    .events = POLLOUT };
+	}
+	pthread_mutex_unlock(&h->lock);
+	return p;
+}
+
+static void hub_flush_sinks(struct xsim_hub *h, const struct pollfd *p, unsigned n)
+{
+	uint64_t drain;
+
+	if (p[2].revents && read(h->wake_fd, &drain, sizeof(drain)) < 0)
+		drain = 0;   /* nothing to do: the eventfd was only a wake-up */
+	pthread_mutex_lock(&h->lock);
+	for (unsigned i = 0; i < n; i++)
+		if (p[HUB_FIXED_FDS + n + i].revents)
+			store_flush(h->conns[i]);
+	pthread_mutex_unlock(&h->lock);
 }
 
 static void *hub_thread(void *arg)
@@ -449,24 +501,16 @@ static void *hub_thread(void *arg)
 
 	for (;;) {
 		unsigned n = h->nconns;   /* only this thread changes nconns */
-		struct pollfd *p = calloc(n + 2, sizeof(*p));
+		struct pollfd *p = m ? hub_pollfds(h, n) : NULL;
 
-		if (!p || !m)
-			break;
-		p[0] = (struct pollfd){ .fd = h->stop_fd, .events = POLLIN };
-		p[1] = (struct pollfd){ .fd = h->listen_fd, .events = POLLIN };
-		for (unsigned i = 0; i < n; i++)
-			p[i + 2] = (struct pollfd){ .fd = h->conns[i]->fd, .events = POLLIN };
-		if (poll(p, n + 2, -1) < 0 && errno != EINTR) {
+		if (!p || (poll(p, HUB_FIXED_FDS + 2 * n, -1) < 0 && errno != EINTR) ||
+		    p[0].revents) {
 			free(p);
 			break;
 		}
-		if (p[0].revents) {
-			free(p);
-			break;
-		}
+		hub_flush_sinks(h, p, n);
 		for (unsigned i = n; i-- > 0;)
-			if (p[i + 2].revents && !hub_serve(h, h->conns[i], m))
+			if (p[HUB_FIXED_FDS + i].revents && !hub_serve(h, h->conns[i], m))
 				hub_drop(h, i);
 		if (p[1].revents)
 			hub_accept(h);
@@ -499,14 +543,16 @@ struct xsim_hub *xsim_hub_start(void)
 
 	if (!h)
 		return NULL;
-	h->listen_fd = h->stop_fd = -1;
+	h->listen_fd = h->stop_fd = h->wake_fd = -1;
 	h->next_domid = 1;
 	pthread_mutex_init(&h->lock, NULL);
 	snprintf(h->dir, sizeof(h->dir), "/tmp/xsim.XXXXXX");
 	if (!mkdtemp(h->dir) || hub_listen(h) < 0)
 		goto fail;
 	h->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (h->stop_fd < 0 || store_write(h, "/local/domain/0/name", "Domain-0", 8) < 0 ||
+	h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (h->stop_fd < 0 || h->wake_fd < 0 ||
+	    store_write(h, "/local/domain/0/name", "Domain-0", 8) < 0 ||
 	    store_write(h, "/local/domain/0/domid", "0", 1) < 0)
 		goto fail;
 	if (pthread_create(&h->thread, NULL, hub_thread, h) != 0)
@@ -519,6 +565,8 @@ fail:
 		close(h->listen_fd);
 	if (h->stop_fd >= 0)
 		close(h->stop_fd);
+	if (h->wake_fd >= 0)
+		close(h->wake_fd);
 	rmdir(h->dir);
 	free(h);
 	return NULL;
@@ -578,6 +626,7 @@ void xsim_hub_stop(struct xsim_hub *h)
 	store_free(h);
 	close(h->listen_fd);
 	close(h->stop_fd);
+	close(h->wake_fd);
 	hub_rm_dir(h->dir);
 	unsetenv(XSIM_ENV_SOCKET);
 	pthread_mutex_destroy(&h->lock);

@@ -69,9 +69,17 @@ struct xsim_dom {
 	uint32_t gnt_rw_base, gnt_ro_base;
 };
 
+/* A watch event the client has not taken yet (its socket buffer was full). */
+struct xsim_event {
+	struct xsim_event *next;
+	size_t len;
+	char data[];            /* "path\0token\0" */
+};
+
 struct xsim_conn {
 	int fd;
 	int sink;               /* xenstore watch events, -1 until XSIM_OP_XS_SINK */
+	struct xsim_event *q_head, **q_tail;   /* in order; flushed by the hub thread */
 };
 
 struct xsim_node {
@@ -89,6 +97,7 @@ struct xsim_hub {
 	pthread_mutex_t lock;   /* everything below; the data path takes it only for lookups */
 	pthread_t thread;
 	int listen_fd, stop_fd;
+	int wake_fd;            /* eventfd: a watch event was queued, poll for POLLOUT */
 	char dir[64];           /* private temporary directory (socket, test files) */
 	char sock[128];
 	struct xsim_dom *doms[XSIM_MAX_DOMS];
@@ -115,6 +124,8 @@ int store_directory(struct xsim_hub *h, const char *path, char *buf, unsigned ca
 int store_watch(struct xsim_hub *h, struct xsim_conn *c, const char *path, const char *token);
 int store_unwatch(struct xsim_hub *h, struct xsim_conn *c, const char *path, const char *token);
 void store_drop_conn(struct xsim_hub *h, struct xsim_conn *c);
+/* Send queued watch events until the client's socket is full again. Caller holds the lock. */
+void store_flush(struct xsim_conn *c);
 /* Fire watches for a special path such as @releaseDomain. */
 void store_fire(struct xsim_hub *h, const char *path);
 void store_free(struct xsim_hub *h);

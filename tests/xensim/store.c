@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "tests/xensim/hub.h"
 
@@ -42,17 +43,49 @@ static struct xsim_node *store_find(struct xsim_hub *h, const char *path)
 	return NULL;
 }
 
-/* Watch events are sent without blocking: a daemon that stops reading loses events, not us. */
-static void store_send_event(struct xsim_watch *w, const char *path)
+void store_flush(struct xsim_conn *c)
 {
-	char buf[STORE_PATH_MAX * 2 + 2];
-	size_t a = strlen(path) + 1, b = strlen(w->token) + 1;
+	while (c->q_head) {
+		struct xsim_event *e = c->q_head;
 
-	if (w->conn->sink < 0 || a + b > sizeof(buf))
+		if (send(c->sink, e->data, e->len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 &&
+		    errno == EAGAIN)
+			return;
+		/* Sent, or the client is gone (its events go with it). */
+		c->q_head = e->next;
+		if (!c->q_head)
+			c->q_tail = &c->q_head;
+		free(e);
+	}
+}
+
+/*
+ * Like xenstored, never lose an event: send it without blocking (the hub must not wait for a
+ * busy daemon), and when the client's socket is full queue it, in order, for the hub thread.
+ */
+static void store_send_event(struct xsim_hub *h, struct xsim_watch *w, const char *path)
+{
+	struct xsim_conn *c = w->conn;
+	size_t a = strlen(path) + 1, b = strlen(w->token) + 1;
+	struct xsim_event *e;
+	uint64_t one = 1;
+
+	if (c->sink < 0)
 		return;
-	memcpy(buf, path, a);
-	memcpy(buf + a, w->token, b);
-	(void)send(w->conn->sink, buf, a + b, MSG_DONTWAIT | MSG_NOSIGNAL);
+	e = malloc(sizeof(*e) + a + b);
+	if (!e)
+		return;
+	e->next = NULL;
+	e->len = a + b;
+	memcpy(e->data, path, a);
+	memcpy(e->data + a, w->token, b);
+	if (!c->q_tail)
+		c->q_tail = &c->q_head;
+	*c->q_tail = e;
+	c->q_tail = &e->next;
+	store_flush(c);
+	if (c->q_head && write(h->wake_fd, &one, sizeof(one)) < 0)
+		return;   /* the eventfd is saturated: the hub thread is awake anyway */
 }
 
 static void store_changed(struct xsim_hub *h, const char *path, bool removed)
@@ -62,11 +95,11 @@ static void store_changed(struct xsim_hub *h, const char *path, bool removed)
 
 		if (w->path[0] == '@' || path[0] == '@') {
 			if (strcmp(w->path, path) == 0)
-				store_send_event(w, path);
+				store_send_event(h, w, path);
 		} else if (store_subpath(w->path, path)) {
-			store_send_event(w, path);
+			store_send_event(h, w, path);
 		} else if (removed && store_subpath(path, w->path)) {
-			store_send_event(w, w->path);
+			store_send_event(h, w, w->path);
 		}
 	}
 }
@@ -225,7 +258,7 @@ int store_watch(struct xsim_hub *h, struct xsim_conn *c, const char *path, const
 	}
 	h->nwatches++;
 	/* xenstored fires every new watch once, so a watcher needs no separate initial scan. */
-	store_send_event(w, path);
+	store_send_event(h, w, path);
 	return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -144,6 +145,35 @@ static void test_xs_watch(void **state)
 	assert_false(xs_unwatch(xs, "/local/domain/0/backend", "be"));
 	assert_int_equal(xsim_xs_write(f->hub, "/local/domain/0/backend/x", "1"), 0);
 	assert_null(next_event(xs, 50));
+	xs_close(xs);
+}
+
+/* A client that does not read for a while loses no event, and gets them in order. */
+static void test_xs_watch_no_loss(void **state)
+{
+	struct fx *f = *state;
+	struct xs_handle *xs = xs_open(0);
+	enum { N = 5000 };
+	char path[64];
+	unsigned got = 0;
+
+	assert_non_null(xs);
+	assert_true(xs_watch(xs, "/flood", "f"));
+	expect_event(xs, "/flood", "f");
+	for (unsigned i = 0; i < N; i++) {
+		snprintf(path, sizeof(path), "/flood/%u", i);
+		assert_int_equal(xsim_xs_write(f->hub, path, "%u", i), 0);
+	}
+	while (got < N) {
+		char **ev = next_event(xs, 2000);
+
+		assert_non_null(ev);
+		snprintf(path, sizeof(path), "/flood/%u", got);
+		assert_string_equal(ev[XS_WATCH_PATH], path);
+		free(ev);
+		got++;
+	}
+	assert_null(next_event(xs, 20));
 	xs_close(xs);
 }
 
@@ -571,6 +601,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_xs_read_write_directory, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_xs_watch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_xs_watch_no_loss, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_xs_release_domain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fmem_map, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gnttab, setup, teardown),
