@@ -1115,6 +1115,86 @@ static void test_create_errors(void **state)
 	rmdir(r->dir);
 }
 
+/* A client attached before the guest is ready for the port: PORT_OPEN follows PORT_NAME. */
+static void test_multiport_client_first(void **state)
+{
+	struct rig *r = *state;
+	struct config_console *cc = &r->cfg.u.console;
+	struct cmsg m;
+	int a;
+
+	cc->nports = 1;
+	snprintf(cc->ports[0].name, CONFIG_NAME_MAX, "early");
+	snprintf(cc->ports[0].socket, CONFIG_PATH_MAX, "%s", r->port1);
+	rig_start(r, BASE_FEATURES | VIRTIO_BIT(VIRTIO_CONSOLE_F_MULTIPORT), 6);
+	a = client_connect(r->port1);
+	pump(r, 20);
+	rx_post_all(r, &r->rx[1]);
+	ctrl_expect_none(r);                 /* nothing is said before the port is ready */
+	ctrl_send(r, 0, VIRTIO_CONSOLE_DEVICE_READY, 1);
+	ctrl_expect(r, 0, VIRTIO_CONSOLE_PORT_ADD, 0);
+	ctrl_expect(r, 1, VIRTIO_CONSOLE_PORT_ADD, 0);
+	ctrl_send(r, 1, VIRTIO_CONSOLE_PORT_READY, 1);
+	assert_true(ctrl_next(r, &m, WAIT_MS));
+	assert_int_equal(m.event, VIRTIO_CONSOLE_PORT_NAME);
+	assert_memory_equal(m.extra, "early", 5);
+	ctrl_expect(r, 1, VIRTIO_CONSOLE_PORT_OPEN, 1);
+	/* PORT_READY again (a confused driver) repeats nothing. */
+	ctrl_send(r, 1, VIRTIO_CONSOLE_PORT_READY, 1);
+	ctrl_expect_none(r);
+	close(a);
+}
+
+/*
+ * A client that leaves while input is paused is noticed without any guest output, and the next
+ * one gets the console; a client that left unread input behind stays until the guest took it.
+ */
+static void test_paused_client_leaves(void **state)
+{
+	struct rig *r = *state;
+	uint8_t buf[8];
+	int a, b, c;
+
+	rig_start(r, BASE_FEATURES, 2);
+	a = client_connect(r->sock);
+	pump(r, 30);
+	b = client_connect(r->sock);
+	close(a);
+	pump(r, 700);                    /* a few ticks */
+	assert_int_equal(port_stats(r, 0).attaches, 2);
+	host_write(b, "unread", 6);      /* no receive buffers: stays in b's socket */
+	pump(r, 30);
+	c = client_connect(r->sock);
+	close(b);
+	pump(r, 700);
+	assert_int_equal(port_stats(r, 0).attaches, 2);
+	rx_post_all(r, &r->rx[0]);
+	assert_int_equal(guest_recv(r, buf, 6, WAIT_MS), 6);
+	assert_memory_equal(buf, "unread", 6);
+	pump(r, 50);                     /* then b's end of file, and c is attached */
+	assert_int_equal(port_stats(r, 0).attaches, 3);
+	close(c);
+}
+
+/* ring = 0: nothing is kept while nobody is attached, all of it is counted. */
+static void test_ring_off(void **state)
+{
+	struct rig *r = *state;
+	uint8_t buf[8];
+	int fd;
+
+	r->cfg.u.console.ring_kib = 0;
+	rig_start(r, BASE_FEATURES, 2);
+	guest_send(r, "lost", 4);
+	assert_int_equal(port_stats(r, 0).dropped, 4);
+	fd = client_connect(r->sock);
+	host_expect_silence(r, fd, 30);
+	guest_send(r, "seen", 4);
+	assert_int_equal(host_read(r, fd, buf, 4, WAIT_MS), 4);
+	assert_memory_equal(buf, "seen", 4);
+	close(fd);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_cfg, teardown)
 
 int main(void)
@@ -1138,6 +1218,9 @@ int main(void)
 		T(test_pty_configured_size),
 		T(test_multiport),
 		T(test_multiport_resize),
+		T(test_multiport_client_first),
+		T(test_paused_client_leaves),
+		T(test_ring_off),
 		T(test_malformed_control),
 		T(test_control_queue_overflow),
 		T(test_reset_and_reinit),
