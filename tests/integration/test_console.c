@@ -5,6 +5,7 @@
  * socket goes through the MULTIPORT handshake; the socket is gone after the daemon exits.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -34,7 +36,7 @@
 static const char ini_fmt[] =
 	"[guest]\nname = g1\ndiscovery = explicit\ngrant_usage = %s\n\n"
 	"[console \"hvc0\"]\nmmio = 0x02000000\nirq = 33\n"
-	"socket = %s/hvc0.sock\nlog = %s/hvc0.log\n%s";
+	"socket = %s/hvc0.sock\nlog = %s/hvc0.log\n%s%s";
 
 struct guest {
 	struct itest *t;
@@ -82,10 +84,14 @@ static void rx_setup(struct guest *g, unsigned slot, unsigned q)
 	vdrv_kick(&g->drv, q);
 }
 
-/* named: add the port "org.test.agent" on <dir>/agent.sock (the device offers MULTIPORT). */
-static void guest_start(struct guest *g, bool grants, bool named, uint64_t want, unsigned nq)
+/*
+ * named: add the port "org.test.agent" on <dir>/agent.sock (the device offers MULTIPORT);
+ * pty: add a pty linked at <dir>/hvc0.pty.
+ */
+static void guest_start_with(struct guest *g, bool grants, bool named, bool pty, uint64_t want,
+			     unsigned nq)
 {
-	char ini[1024], extra[200] = "";
+	char ini[1024], extra[200] = "", ptyline[200] = "";
 
 	memset(g, 0, sizeof(*g));
 	snprintf(g->dir, sizeof(g->dir), "/tmp/itest_console.XXXXXX");
@@ -94,9 +100,12 @@ static void guest_start(struct guest *g, bool grants, bool named, uint64_t want,
 	snprintf(g->port_sock, sizeof(g->port_sock), "%s/agent.sock", g->dir);
 	if (named)
 		snprintf(extra, sizeof(extra), "port = org.test.agent:socket:%s\n", g->port_sock);
+	if (pty)
+		snprintf(ptyline, sizeof(ptyline), "pty = yes\npty_link = %s/hvc0.pty\n", g->dir);
 	g->t = itest_new(&(struct xsim_dom_opts){ .name = "g1" });
 	assert_non_null(g->t);
-	snprintf(ini, sizeof(ini), ini_fmt, grants ? "yes" : "no", g->dir, g->dir, extra);
+	snprintf(ini, sizeof(ini), ini_fmt, grants ? "yes" : "no", g->dir, g->dir, extra,
+		 ptyline);
 	assert_int_equal(itest_serve(g->t, ini), 0);
 	xsim_vio_init(&g->vio, g->t->dom, 0, WIN0, SPI);
 	assert_int_equal(xsim_vmem_init(&g->mem, g->t->dom, RAM_GPA, HEAP_SIZE, grants), 0);
@@ -106,6 +115,11 @@ static void guest_start(struct guest *g, bool grants, bool named, uint64_t want,
 	assert_int_equal(vdrv_init(&g->drv, &g->vio.io, &g->mem, want, nq, 64), 0);
 	assert_int_equal(g->drv.device_id, VIRTIO_ID_CONSOLE);
 	g->tx_gpa = galloc(g, 4096, &g->tx);
+}
+
+static void guest_start(struct guest *g, bool grants, bool named, uint64_t want, unsigned nq)
+{
+	guest_start_with(g, grants, named, false, want, nq);
 }
 
 /* Stop the daemon (clean exit), check the socket is gone; the temp dir stays for the caller. */
@@ -350,6 +364,49 @@ static void test_named_port(void **state)
 	guest_cleanup(&g);
 }
 
+/* The pty under the daemon (and its sandbox): a line both ways, a resize, the link removed. */
+static void test_pty(void **state)
+{
+	struct guest g;
+	struct winsize ws = { .ws_row = 48, .ws_col = 150 };
+	char link[160], buf[32];
+	struct stat st;
+	uint16_t cols = 0, rows = 0;
+	long end;
+	int pts;
+
+	(void)state;
+	guest_start_with(&g, false, false, true, VIRTIO_BIT(VIRTIO_CONSOLE_F_SIZE), 2);
+	snprintf(link, sizeof(link), "%s/hvc0.pty", g.dir);
+	assert_true(xsim_daemon_log_has(&g.t->dm, "console on pty /dev/pts/"));
+	pts = open(link, O_RDWR | O_NOCTTY);
+	assert_true(pts >= 0);
+	rx_setup(&g, 0, 0);
+	assert_int_equal(write(pts, "whoami\r", 7), 7);
+	assert_int_equal(guest_recv(&g, 0, 0, buf, 7), 7);
+	assert_memory_equal(buf, "whoami\r", 7);
+	guest_send(&g, 1, "root\r\n");
+	assert_int_equal(client_read(pts, buf, 6, WAIT_MS), 6);
+	assert_memory_equal(buf, "root\r\n", 6);
+	vdrv_config_read(&g.drv, CONSOLE_CFG_COLS, &cols, 2);
+	assert_int_equal(cols, 80);
+	assert_int_equal(ioctl(pts, TIOCSWINSZ, &ws), 0);
+	end = now_ms() + WAIT_MS;
+	while (!(vdrv_read32(&g.drv, 0x060) & 2u) && now_ms() < end)
+		g.vio.io.wait_irq(&g.vio.io, 10);
+	assert_true(vdrv_read32(&g.drv, 0x060) & 2u);
+	vdrv_write32(&g.drv, 0x064, 2u);
+	vdrv_config_read(&g.drv, CONSOLE_CFG_COLS, &cols, 2);
+	vdrv_config_read(&g.drv, CONSOLE_CFG_ROWS, &rows, 2);
+	assert_int_equal(cols, 150);
+	assert_int_equal(rows, 48);
+	close(pts);
+	assert_int_equal(g.vio.errors, 0);
+	guest_stop(&g);
+	assert_int_equal(lstat(link, &st), -1);
+	guest_cleanup(&g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -357,6 +414,7 @@ int main(void)
 		cmocka_unit_test(test_line_round_trip_grants),
 		cmocka_unit_test(test_replay_and_log),
 		cmocka_unit_test(test_named_port),
+		cmocka_unit_test(test_pty),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
