@@ -135,6 +135,9 @@ static const unsigned long sandbox_ioctl_cmds[] = {
 	0x5421,  /* FIONBIO */
 	0x5451,  /* FIOCLEX */
 	0x5450,  /* FIONCLEX */
+	0x8910,  /* SIOCGIFNAME: if_indextoname() (net link state, by index) */
+	0x8913,  /* SIOCGIFFLAGS: net's tap up and running? (setting flags needs a capability) */
+	0x8933,  /* SIOCGIFINDEX: if_nametoindex() */
 };
 
 #define IOC_TYPE_MASK 0xff00UL
@@ -197,11 +200,18 @@ static int sandbox_add_conditional(scmp_filter_ctx ctx)
 {
 	scmp_datum_t self = (scmp_datum_t)getpid();
 	struct scmp_arg_cmp unix_only = SCMP_A0(SCMP_CMP_EQ, AF_UNIX);
+	/* The type without SOCK_NONBLOCK / SOCK_CLOEXEC. */
+	struct scmp_arg_cmp inet_dgram[2] = { SCMP_A0(SCMP_CMP_EQ, AF_INET),
+					      SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_DGRAM) };
 	struct scmp_arg_cmp thread = SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD);
 	struct scmp_arg_cmp to_self = SCMP_A0(SCMP_CMP_EQ, self);
 
-	/* New sockets: only unix ones (sd_notify, xenstored). Tap and netlink are set up earlier. */
-	if (sandbox_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, &unix_only, "socket") < 0)
+	/*
+	 * New sockets: unix ones (sd_notify, xenstored, glibc's if_indextoname) and the datagram
+	 * socket net's link query takes SIOCGIFFLAGS through. Tap and netlink are set up earlier.
+	 */
+	if (sandbox_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, &unix_only, "socket") < 0 ||
+	    sandbox_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2, inet_dgram, "socket") < 0)
 		return -1;
 	/*
 	 * Threads (libxenstore's reader) but never a new process. clone3 hides its flags in
