@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include <cmocka.h>
 
 #include "devices/device.h"
@@ -48,9 +50,11 @@ static void rig_write_ini(struct rig *r, const char *guest_extra)
 	fclose(f);
 }
 
-static void rig_open(struct rig *r, unsigned vcpus, const char *guest_extra)
+static void rig_open_ram(struct rig *r, unsigned vcpus, uint64_t ram1_mib,
+			 const char *guest_extra)
 {
-	struct xsim_dom_opts o = { .name = "guest1", .nr_vcpus = vcpus, .ram_mib = 64 };
+	struct xsim_dom_opts o = { .name = "guest1", .nr_vcpus = vcpus, .ram_mib = 64,
+				   .ram1_mib = ram1_mib };
 	const char *args[] = { "--config", r->ini, "--foreground", "--log-level", "debug", NULL };
 
 	memset(r, 0, sizeof(*r));
@@ -61,6 +65,11 @@ static void rig_open(struct rig *r, unsigned vcpus, const char *guest_extra)
 	rig_write_ini(r, guest_extra);
 	assert_int_equal(xsim_daemon_start(r->hub, &r->dm, XVD_SIM_DAEMON, "daemon", args, 0), 0);
 	assert_int_equal(xsim_daemon_wait_ready(&r->dm, 10000), 0);
+}
+
+static void rig_open(struct rig *r, unsigned vcpus, const char *guest_extra)
+{
+	rig_open_ram(r, vcpus, 0, guest_extra);
 }
 
 static void rig_close(struct rig *r)
@@ -195,6 +204,8 @@ static void rng_fill(struct rig *r, struct vdrv *drv, uint64_t gpa, uint32_t len
 
 static void rng_start(struct rig *r, struct xsim_vio *v, struct vdrv_mem *m, struct vdrv *drv)
 {
+	/* vdrv_init() keeps a driver whose io and mem pointers match: start from nothing. */
+	memset(drv, 0, sizeof(*drv));
 	xsim_vio_init(v, r->dom, 0, WIN0, SPI0);
 	assert_int_equal(xsim_vmem_init(m, r->dom, RAM_GPA, 4u << 20, false), 0);
 	assert_int_equal(vdrv_init(drv, &v->io, m, VIRTIO_BIT(VIRTIO_F_VERSION_1), 1, 64), 0);
@@ -241,6 +252,84 @@ static void test_premap(void **state)
 	assert_int_equal(rig_stat(&r, "bucket_maps"), 0);
 	assert_int_equal(rig_stat(&r, "temp_maps"), 0);
 	vdrv_reset(&drv);
+	rig_close(&r);
+}
+
+/* premap probes bank 1 too: 64 + 16 MiB, and a buffer up there is served from it. */
+static void test_premap_two_banks(void **state)
+{
+	struct rig r;
+	struct xsim_vio v;
+	struct vdrv_mem m;
+	struct vdrv drv;
+	struct vdrv_buf b = { .gpa = UINT64_C(0x200000000) + (15u << 20), .len = 4096,
+			      .write = true };
+
+	(void)state;
+	rig_open_ram(&r, 1, 16, "premap = yes");
+	rng_start(&r, &v, &m, &drv);
+	assert_true(vdrv_transfer(&drv, 0, &b, 1, false, TIMEOUT) > 0);
+	assert_int_equal(rig_stat(&r, "premapped_mib"), 80);
+	assert_int_equal(rig_stat(&r, "bucket_maps"), 0);
+	vdrv_reset(&drv);
+	rig_close(&r);
+}
+
+/* A slot that is not STATE_IOREQ_READY is left alone: counted, never answered. */
+static void test_slot_not_ready(void **state)
+{
+	struct ioreq q = { .addr = WIN0, .count = 1, .size = 4, .state = STATE_IOREQ_NONE,
+			   .dir = IOREQ_READ, .type = IOREQ_TYPE_COPY };
+	struct ioreq resp;
+	struct rig r;
+
+	(void)state;
+	rig_open(&r, 2, "");
+	assert_int_equal(xsim_ioreq_raw(r.dom, 1, WIN0, &q, &resp, 200), -ETIMEDOUT);
+	q.state = STATE_IOREQ_INPROCESS;
+	assert_int_equal(xsim_ioreq_raw(r.dom, 1, WIN0, &q, &resp, 200), -ETIMEDOUT);
+	assert_int_equal(rig_stat(&r, "spurious"), 2);
+	assert_int_equal(xsim_mmio_read(r.dom, 1, WIN0, 4), MAGIC);
+	assert_int_equal(rig_stat(&r, "bad_ioreqs"), 0);
+	rig_close(&r);
+}
+
+struct hammer {
+	struct rig *r;
+	unsigned vcpu;
+	unsigned bad;
+};
+
+static void *hammer_run(void *arg)
+{
+	struct hammer *h = arg;
+
+	for (int i = 0; i < 2000; i++)
+		if (xsim_mmio_read(h->r->dom, h->vcpu, WIN0 + (i & 1) * 8, 4) !=
+		    ((i & 1) ? 4u : MAGIC))
+			h->bad++;
+	return NULL;
+}
+
+/* Many vCPUs at once: every pending port is drained and every access answered correctly. */
+static void test_concurrent_vcpus(void **state)
+{
+	enum { N = 16 };
+	struct hammer h[N];
+	pthread_t t[N];
+	struct rig r;
+
+	(void)state;
+	rig_open(&r, 160, "");
+	for (unsigned i = 0; i < N; i++) {
+		h[i] = (struct hammer){ .r = &r, .vcpu = i * 10, .bad = 0 };
+		assert_int_equal(pthread_create(&t[i], NULL, hammer_run, &h[i]), 0);
+	}
+	for (unsigned i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(h[i].bad, 0);
+	}
+	assert_true(rig_stat(&r, "ioreqs") >= N * 2000);
 	rig_close(&r);
 }
 
@@ -312,6 +401,9 @@ int main(void)
 		cmocka_unit_test(test_invalidate),
 		cmocka_unit_test(test_cache_evicts),
 		cmocka_unit_test(test_premap),
+		cmocka_unit_test(test_premap_two_banks),
+		cmocka_unit_test(test_slot_not_ready),
+		cmocka_unit_test(test_concurrent_vcpus),
 		cmocka_unit_test(test_buffer_outside_ram),
 		cmocka_unit_test(test_domain_death),
 		cmocka_unit_test(test_other_domain_death),
