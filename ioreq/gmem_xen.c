@@ -547,6 +547,10 @@ static void gx_unmap(struct gmem *gm, void *ptr, size_t len)
 		log_rl(&gx->rl, LOG_ERR, "gmem: unmap of a pointer never mapped (%p)", ptr);
 }
 
+/*
+ * Premapped RAM is kept: premap is for guests whose memory does not change (no ballooning),
+ * and remapping gigabytes per invalidate would defeat its purpose.
+ */
 static void gx_invalidate(struct gmem *gm)
 {
 	struct gmem_xen *gx = gx_of(gm);
