@@ -1,0 +1,177 @@
+/*
+ * The real sim daemon once serving: no capability left on any thread, no_new_privs, and the
+ * seccomp filter in force on every thread (plain builds; sanitizer builds skip the filter). It
+ * then still serves register accesses, SIGUSR1, SIGHUP (re-reads the INI) and a clean SIGTERM
+ * teardown, all under the filter. (Every other integration test runs under it too: test_i2c
+ * covers EEPROM persistence through tmp + rename, test_blk io_uring, test_console sockets.)
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tests/integration/itest.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
+/* The value of "Key:" in /proc/<pid>/task/<tid>/status, or "" when missing. */
+static void status_field(pid_t pid, const char *tid, const char *key, char *out, size_t len)
+{
+	char path[96], line[256];
+	size_t klen = strlen(key);
+	FILE *f;
+
+	out[0] = '\0';
+	snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)pid, tid);
+	f = fopen(path, "r");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+			snprintf(out, len, "%s", line + klen + 1 + strspn(line + klen + 1, " \t"));
+			out[strcspn(out, "\n")] = '\0';
+			break;
+		}
+	}
+	fclose(f);
+}
+
+/* Checks every thread of the daemon; returns how many threads were seen. */
+static unsigned check_threads(pid_t pid, const char *want_seccomp)
+{
+	char path[64], v[64];
+	struct dirent *e;
+	unsigned n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		n++;
+		status_field(pid, e->d_name, "CapEff", v, sizeof(v));
+		assert_string_equal(v, "0000000000000000");
+		status_field(pid, e->d_name, "CapPrm", v, sizeof(v));
+		assert_string_equal(v, "0000000000000000");
+		status_field(pid, e->d_name, "CapAmb", v, sizeof(v));
+		assert_string_equal(v, "0000000000000000");
+		status_field(pid, e->d_name, "NoNewPrivs", v, sizeof(v));
+		assert_string_equal(v, "1");
+		status_field(pid, e->d_name, "Seccomp", v, sizeof(v));
+		assert_string_equal(v, want_seccomp);
+	}
+	closedir(d);
+	return n;
+}
+
+static bool log_wait(struct itest *t, const char *needle, int ms)
+{
+	for (int i = 0; i < ms / 10; i++) {
+		if (xsim_daemon_log_has(&t->dm, needle))
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+static struct itest *serve(const char *eeprom)
+{
+	struct xsim_dom_opts o = { .name = "g1", .nr_vcpus = 2, .ram_mib = 16 };
+	struct itest *t = itest_new(&o);
+	char ini[512];
+
+	assert_non_null(t);
+	snprintf(ini, sizeof(ini),
+		 "[guest]\nname = g1\ndiscovery = explicit\n"
+		 "[rng]\nmmio = 0x02000000\nirq = 33\n"
+		 "[i2c \"bus0\"]\nmmio = 0x02000200\nirq = 34\nsim = eeprom@0x50:%s\n", eeprom);
+	assert_int_equal(itest_serve(t, ini), 0);
+	return t;
+}
+
+static void stop_clean(struct itest *t)
+{
+	int st = itest_free(t);
+
+	if (WIFSIGNALED(st))
+		fprintf(stderr, "daemon died by signal %d\n", WTERMSIG(st));
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static void test_serving_daemon_is_sandboxed(void **state)
+{
+	char eeprom[256];
+	struct itest *t;
+
+	(void)state;
+	unsetenv("XVD_NO_SECCOMP");
+	unsetenv("XVD_SECCOMP_LOG");
+	snprintf(eeprom, sizeof(eeprom), "/tmp/test_sandbox_eeprom.%d.bin", (int)getpid());
+	unlink(eeprom);
+	t = serve(eeprom);
+	assert_true(xsim_daemon_log_has(&t->dm, "every capability dropped"));
+	assert_true(xsim_daemon_log_has(&t->dm, SANITIZED ? "sanitizer build: no seccomp filter"
+							  : "seccomp filter loaded"));
+	assert_true(check_threads(t->dm.pid, SANITIZED ? "0" : "2") >= 1);
+
+	/* Still serving, under the filter. */
+	assert_int_equal(itest_rd32(t, 0, WIN0 + R_MAGIC), VIRTIO_MAGIC);
+	assert_int_equal(itest_rd32(t, 1, WIN1 + R_DEVICE_ID), 34);
+	kill(t->dm.pid, SIGUSR1);
+	assert_true(log_wait(t, "guest g1 domid", 3000));
+	kill(t->dm.pid, SIGHUP);
+	assert_true(log_wait(t, "SIGHUP: re-reading", 3000));
+	usleep(100000);
+	assert_true(xsim_daemon_alive(&t->dm));
+	assert_int_equal(itest_rd32(t, 0, WIN0 + R_DEVICE_ID), 4);
+	stop_clean(t);
+	unlink(eeprom);
+}
+
+/* XVD_NO_SECCOMP=1: no filter, but the capabilities are gone all the same. */
+static void test_no_seccomp_override(void **state)
+{
+	char eeprom[256];
+	struct itest *t;
+
+	(void)state;
+	snprintf(eeprom, sizeof(eeprom), "/tmp/test_sandbox_eeprom.%d.b.bin", (int)getpid());
+	setenv("XVD_NO_SECCOMP", "1", 1);
+	t = serve(eeprom);
+	unsetenv("XVD_NO_SECCOMP");
+	assert_true(xsim_daemon_log_has(&t->dm, "XVD_NO_SECCOMP is set"));
+	assert_true(check_threads(t->dm.pid, "0") >= 1);
+	assert_int_equal(itest_rd32(t, 0, WIN0 + R_MAGIC), VIRTIO_MAGIC);
+	stop_clean(t);
+	unlink(eeprom);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_serving_daemon_is_sandboxed),
+		cmocka_unit_test(test_no_seccomp_override),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
