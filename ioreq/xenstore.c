@@ -235,9 +235,13 @@ static int xs_parse_disk417(struct xs_handle *xs, struct xen_vdev_desc *d)
 	char *params = xs_readf(xs, "%s/params", d->be_path);
 	char *mode = xs_readf(xs, "%s/mode", d->be_path);
 	char *dev = xs_readf(xs, "%s/dev", d->be_path);
+	char *transport = xs_readf(xs, "%s/transport", d->be_path);
 	int rc = 0;
 
 	d->virtio_id = 2;
+	/* libxl 4.17 writes transport = mmio too; anything else is not for a virtio-mmio backend. */
+	if (transport && strcmp(transport, "mmio"))
+		rc = -EINVAL;
 	if (params && xs_copy_str(d->params, sizeof(d->params), params) < 0)
 		rc = -EINVAL;
 	if (dev && xs_copy_str(d->vdev, sizeof(d->vdev), dev) < 0)
@@ -246,8 +250,9 @@ static int xs_parse_disk417(struct xs_handle *xs, struct xen_vdev_desc *d)
 		rc = -EINVAL;
 	d->readonly = mode && strcmp(mode, "r") == 0;
 	if (rc < 0)
-		log_warn("xenstore: %s: bad params, dev or mode '%s'", d->be_path,
+		log_warn("xenstore: %s: bad params, dev, transport or mode '%s'", d->be_path,
 			 mode ? mode : "(none)");
+	free(transport);
 	free(params);
 	free(mode);
 	free(dev);
