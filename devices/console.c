@@ -108,6 +108,7 @@ struct console {
 	unsigned ctrl_head, ctrl_len;
 	struct con_ctrl_msg ctrl[CON_CTRL_SLOTS];
 	struct console_ctrl_stats cst;
+	struct config_console cc;   /* as created: what a reload may not change */
 	struct con_port ports[CON_MAX_PORTS];
 };
 
@@ -1066,6 +1067,7 @@ static int con_create(struct vdev_host *host, const struct config_device *cfg, s
 	if (cfg->u.console.nports)
 		c->vdev.host_features |= VIRTIO_BIT(VIRTIO_CONSOLE_F_MULTIPORT);
 	c->vdev.config_size = CONSOLE_CFG_SIZE;
+	c->cc = cfg->u.console;
 	rc = con_open(c, &cfg->u.console);
 	if (rc < 0) {
 		con_close(c);
@@ -1084,6 +1086,60 @@ static void con_destroy(struct vdev *d)
 	con_close(c);
 	vdev_fini(d);
 	free(c);
+}
+
+/* ---- reload ------------------------------------------------------------------------------ */
+
+static bool con_ports_same(const struct config_console *a, const struct config_console *b)
+{
+	if (a->nports != b->nports)
+		return false;
+	for (unsigned i = 0; i < a->nports; i++)
+		if (strcmp(a->ports[i].name, b->ports[i].name) != 0 ||
+		    strcmp(a->ports[i].socket, b->ports[i].socket) != 0)
+			return false;
+	return true;
+}
+
+/* Everything but the log file is fixed once the backends are open. */
+static bool con_fixed_same(const struct config_console *a, const struct config_console *b)
+{
+	return strcmp(a->socket, b->socket) == 0 && a->pty == b->pty &&
+	       strcmp(a->pty_link, b->pty_link) == 0 && a->stdio == b->stdio &&
+	       a->ring_kib == b->ring_kib && a->rows == b->rows && a->cols == b->cols &&
+	       con_ports_same(a, b);
+}
+
+/*
+ * SIGHUP: the log file is opened again (after logrotate moved it away, or at a new path); the
+ * other keys take effect only at restart, and a reload that changes them is refused as a whole.
+ */
+static int con_reconfigure(struct vdev *d, const struct config_device *cfg)
+{
+	struct console *c = con_of(d);
+	struct con_port *p = &c->ports[0];
+	const struct config_console *cc = &cfg->u.console;
+	int fd = -1;
+
+	if (!con_fixed_same(cc, &c->cc)) {
+		log_warn("%s: only log takes effect at run time; restart for the other keys",
+			 d->name);
+		return -EOPNOTSUPP;
+	}
+	if (cc->log[0]) {
+		fd = open(cc->log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+		if (fd < 0) {
+			int rc = -errno;
+
+			log_err("%s: log %s: %s", d->name, cc->log, strerror(-rc));
+			return rc;
+		}
+	}
+	if (p->log_fd >= 0)
+		close(p->log_fd);
+	p->log_fd = fd;
+	snprintf(c->cc.log, sizeof(c->cc.log), "%s", cc->log);
+	return 0;
 }
 
 /* ---- counters ---------------------------------------------------------------------------- */
@@ -1118,5 +1174,6 @@ const struct vdev_ops vdev_console_ops = {
 	.activate = con_activate,
 	.reset = con_reset,
 	.queue_notify = con_queue_notify,
+	.reconfigure = con_reconfigure,
 	.destroy = con_destroy,
 };

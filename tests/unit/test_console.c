@@ -1195,6 +1195,50 @@ static void test_ring_off(void **state)
 	close(fd);
 }
 
+/* SIGHUP after logrotate: the log is opened again; other changes are refused whole. */
+static void test_reload_reopens_log(void **state)
+{
+	struct rig *r = *state;
+	struct config_device n;
+	char rotated[160], buf[32] = { 0 };
+	FILE *f;
+
+	snprintf(r->cfg.u.console.log, CONFIG_PATH_MAX, "%s", r->log);
+	rig_start(r, BASE_FEATURES, 2);
+	guest_send(r, "old\n", 4);
+	snprintf(rotated, sizeof(rotated), "%s.1", r->log);
+	assert_int_equal(rename(r->log, rotated), 0);
+	n = r->cfg;
+	assert_int_equal(r->x.dev->ops->reconfigure(r->x.dev, &n), 0);
+	guest_send(r, "new\n", 4);
+	f = fopen(r->log, "r");
+	assert_non_null(f);
+	assert_int_equal(fread(buf, 1, sizeof(buf), f), 4);
+	fclose(f);
+	assert_memory_equal(buf, "new\n", 4);
+	f = fopen(rotated, "r");
+	assert_non_null(f);
+	assert_int_equal(fread(buf, 1, sizeof(buf), f), 4);
+	fclose(f);
+	assert_memory_equal(buf, "old\n", 4);
+	/* A new socket path needs a restart: refused, the log stays where it is. */
+	snprintf(n.u.console.socket, CONFIG_PATH_MAX, "%s/other.sock", r->dir);
+	snprintf(n.u.console.log, CONFIG_PATH_MAX, "%s/other.log", r->dir);
+	assert_int_equal(r->x.dev->ops->reconfigure(r->x.dev, &n), -EOPNOTSUPP);
+	guest_send(r, "x", 1);
+	assert_int_equal(access(n.u.console.log, F_OK), -1);
+	/* A log that cannot be opened keeps the old one. */
+	n = r->cfg;
+	snprintf(n.u.console.log, CONFIG_PATH_MAX, "%s/no/such/dir.log", r->dir);
+	assert_true(r->x.dev->ops->reconfigure(r->x.dev, &n) < 0);
+	guest_send(r, "y", 1);
+	f = fopen(r->log, "r");
+	assert_non_null(f);
+	assert_int_equal(fread(buf, 1, sizeof(buf), f), 6);
+	fclose(f);
+	assert_memory_equal(buf, "new\nxy", 6);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup_cfg, teardown)
 
 int main(void)
@@ -1212,6 +1256,7 @@ int main(void)
 		T(test_no_rx_buffers),
 		T(test_log_file),
 		T(test_log_only),
+		T(test_reload_reopens_log),
 		T(test_emergency_write),
 		T(test_emergency_write_not_negotiated),
 		T(test_pty_resize),
