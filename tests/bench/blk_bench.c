@@ -10,7 +10,9 @@
  *
  * Environment: BENCH_DIR (where the image lives, default /var/tmp), BENCH_SECONDS (per case and
  * side, default 3), BENCH_IMG_MIB (default 256), BENCH_CACHE (none | writeback, default none),
- * BENCH_FILTER (run only cases whose name contains it).
+ * BENCH_FILTER (run only cases whose name contains it), BENCH_REPEAT (default 3: guest and fio
+ * runs alternate that many times and the medians are reported, so a load change on a shared
+ * machine hits both sides alike).
  */
 #include <endian.h>
 #include <errno.h>
@@ -316,12 +318,30 @@ static void report(const struct bcase *c, double guest_iops, double fio_iops)
 	fflush(stdout);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double median(double *v, unsigned n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 int main(void)
 {
 	struct bench *b = calloc(1, sizeof(*b));
 	const char *dir = getenv("BENCH_DIR"), *filter = getenv("BENCH_FILTER");
 	const char *cache = getenv("BENCH_CACHE");
+	unsigned reps = (unsigned)env_u64("BENCH_REPEAT", 3);
+	double gv[16], fv[16];
 	int rc = 0;
+
+	if (reps < 1 || reps > 16)
+		reps = 3;
 
 	b->secs = (double)env_u64("BENCH_SECONDS", 3);
 	b->img_bytes = env_u64("BENCH_IMG_MIB", 256) << 20;
@@ -340,17 +360,19 @@ int main(void)
 		if (filter && !strstr(c->name, filter))
 			continue;
 		b->errors = b->kicks = b->irqs = 0;
-		double g = run_guest(b, c);
-
+		for (unsigned r = 0; r < reps; r++) {
+			gv[r] = run_guest(b, c);
+			fv[r] = run_fio(b, c);
+		}
 		if (b->errors) {
 			fprintf(stderr, "blk_bench: %s: %llu errors\n", c->name,
 				(unsigned long long)b->errors);
 			rc = 1;
 		}
-		fprintf(stderr, "# %s: %.0f req/s, %llu kicks, %llu interrupts (cache=%s)\n",
-			c->name, g, (unsigned long long)b->kicks, (unsigned long long)b->irqs,
+		fprintf(stderr, "# %s: %llu kicks, %llu interrupts over %u runs (cache=%s)\n",
+			c->name, (unsigned long long)b->kicks, (unsigned long long)b->irqs, reps,
 			b->direct ? "none" : "writeback");
-		report(c, g, run_fio(b, c));
+		report(c, median(gv, reps), median(fv, reps));
 	}
 	xsim_daemon_stop(&b->dm);
 	xsim_hub_stop(b->hub);
