@@ -723,7 +723,8 @@ static void ctrl_port_open(struct console *c, struct con_port *p, uint16_t value
 		return;
 	}
 	p->guest_open = value;
-	log_info("%s: port %u %s by the guest", c->vdev.name, p->id, value ? "opened" : "closed");
+	log_rl(&c->vdev.rl, LOG_INFO, "%s: port %u %s by the guest", c->vdev.name, p->id,
+	       value ? "opened" : "closed");
 	if (p->guest_open)
 		p->rx_paused = false;   /* look for buffers again */
 	port_update_rx(p);
