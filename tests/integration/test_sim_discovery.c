@@ -132,7 +132,15 @@ static void test_xenstore_disk417_layout(void **state)
 	assert_int_equal(xsim_xs_wait(t->hub, be_state, "2", 5000), 0);
 	assert_int_equal(itest_rd32(t, 0, WIN0 + R_DEVICE_ID), 2);
 	assert_int_equal(itest_rd32(t, 1, WIN1 + R_DEVICE_ID), 4);
-	stop_clean(t);
+	/* A clean stop tells the toolstack the backend is gone (XenbusStateClosed). */
+	{
+		int st = xsim_daemon_stop(&t->dm);
+
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 0);
+	}
+	assert_int_equal(xsim_xs_wait(t->hub, be_state, "6", 1000), 0);
+	itest_free(t);
 }
 
 static bool wait_routed(struct xsim_dom *d, uint64_t addr, bool want, int timeout_ms)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -388,6 +389,42 @@ static void test_buffer_in_hole(void **state)
 	stop_clean(t);
 }
 
+/*
+ * A daemon killed outright leaves its ioreq server behind (Xen does not know the process
+ * died). A new daemon for the same guest creates a newer server, which Xen favours: it serves.
+ */
+static void test_restart_after_kill(void **state)
+{
+	struct itest *t = start(2, false);
+	const char *args[] = { "--foreground", "--config", NULL, NULL };
+	struct xsim_vio vio;
+	struct vdrv_mem mem;
+	struct vdrv drv;
+	struct vdrv_buf b = { .len = 64, .write = true };
+	int st;
+
+	(void)state;
+	assert_non_null(t);
+	args[2] = t->ini;
+	assert_int_equal(kill(t->dm.pid, SIGKILL), 0);
+	assert_int_equal(xsim_daemon_wait_exit(&t->dm, 5000, &st), 0);
+	assert_true(WIFSIGNALED(st));
+	xsim_daemon_stop(&t->dm);
+	/* Nobody answers now: the stale server still owns the window. */
+	assert_true(xsim_dom_routed(t->dom, WIN0));
+	{
+		uint64_t v;
+
+		assert_int_equal(xsim_mmio(t->dom, 0, WIN0 + R_MAGIC, 4, false, &v, 100), -ETIMEDOUT);
+	}
+	assert_int_equal(xsim_daemon_start(t->hub, &t->dm, XVD_SIM_DAEMON, "daemon2", args, 0), 0);
+	assert_int_equal(xsim_daemon_wait_ready(&t->dm, READY_MS), 0);
+	rng_init(t, &drv, &vio, &mem, 1, false);
+	b.gpa = vdrv_alloc(&mem, 64, 16, NULL);
+	assert_int_equal(vdrv_transfer(&drv, 0, &b, 1, false, 5000), 64);
+	stop_clean(t);
+}
+
 /* vCPUs in parallel threads: every access answered, each on its own slot and port. */
 struct vcpu_job {
 	struct itest *t;
@@ -459,6 +496,7 @@ int main(void)
 		cmocka_unit_test(test_bank1_premap),
 		cmocka_unit_test(test_bank1_small_cache),
 		cmocka_unit_test(test_buffer_in_hole),
+		cmocka_unit_test(test_restart_after_kill),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -45,9 +45,14 @@ static struct xsim_server *hub_server(struct xsim_dom *d, uint32_t id)
 	return id < XSIM_MAX_SERVERS ? d->servers[id] : NULL;
 }
 
+/*
+ * Like Xen's ioreq_server_select(): servers are tried from the highest id down, so the most
+ * recently created one wins where ranges overlap (a restarted device model takes over from one
+ * that died without destroying its server).
+ */
 struct xsim_server *hub_route(struct xsim_dom *d, uint64_t addr)
 {
-	for (unsigned i = 0; i < XSIM_MAX_SERVERS; i++) {
+	for (unsigned i = XSIM_MAX_SERVERS; i-- > 0;) {
 		struct xsim_server *s = d->servers[i];
 
 		if (!s || !s->enabled)
