@@ -49,7 +49,7 @@ uint32_t xsim_dom_id(struct xsim_dom *d);
 int xsim_dom_destroy(struct xsim_dom *d);
 /* Host pointer to guest RAM [gpa, gpa+len), or NULL outside RAM. */
 void *xsim_dom_ram(struct xsim_dom *d, uint64_t gpa, uint64_t len);
-/* Number of enabled ioreq servers covering addr (0 when a guest access would abort). */
+/* True when an enabled ioreq server covers addr (false: a guest access would abort). */
 bool xsim_dom_routed(struct xsim_dom *d, uint64_t addr);
 
 /*
@@ -60,6 +60,7 @@ bool xsim_dom_routed(struct xsim_dom *d, uint64_t addr);
  */
 int xsim_mmio(struct xsim_dom *d, unsigned vcpu, uint64_t addr, unsigned size, bool write,
 	      uint64_t *data, int timeout_ms);
+/* The same with a 5 s timeout; a failed read returns all-ones, as a guest would see. */
 uint64_t xsim_mmio_read(struct xsim_dom *d, unsigned vcpu, uint64_t addr, unsigned size);
 int xsim_mmio_write(struct xsim_dom *d, unsigned vcpu, uint64_t addr, unsigned size,
 		    uint64_t val);
