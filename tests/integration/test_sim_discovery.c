@@ -15,7 +15,9 @@
 
 #include <cmocka.h>
 
+#include "devices/device.h"
 #include "tests/integration/itest.h"
+#include "tests/lib/vdriver.h"
 
 #define BE "/local/domain/0/backend"
 
@@ -53,8 +55,17 @@ static void test_explicit(void **state)
 	stop_clean(t);
 }
 
+static void write_virtio_rng_gu(struct itest *t, unsigned devid, const char *base, unsigned irq,
+				const char *grant_usage);
+
 /* libxl 4.18+: virtio = ["backend=0,type=virtio,device4,transport=mmio"] as the 2nd device. */
 static void write_virtio_rng(struct itest *t, unsigned devid, const char *base, unsigned irq)
+{
+	write_virtio_rng_gu(t, devid, base, irq, "False");
+}
+
+static void write_virtio_rng_gu(struct itest *t, unsigned devid, const char *base, unsigned irq,
+				const char *grant_usage)
 {
 	uint32_t id = xsim_dom_id(t->dom);
 	char p[160];
@@ -70,7 +81,7 @@ static void write_virtio_rng(struct itest *t, unsigned devid, const char *base, 
 	W("base", "%s", base);
 	W("type", "virtio,device4");
 	W("transport", "mmio");
-	W("grant_usage", "False");
+	W("grant_usage", "%s", grant_usage);
 	W("state", "1");
 #undef W
 }
@@ -87,6 +98,29 @@ static void test_xenstore_virtio_layout(void **state)
 	assert_false(xsim_dom_routed(t->dom, WIN0));
 	assert_int_equal(itest_rd32(t, 0, WIN1 + R_MAGIC), VIRTIO_MAGIC);
 	assert_int_equal(itest_rd32(t, 0, WIN1 + R_DEVICE_ID), 4);
+	stop_clean(t);
+}
+
+/* grant_usage=1 in the xl config: the device offers ACCESS_PLATFORM and takes grant addresses. */
+static void test_xenstore_grant_usage(void **state)
+{
+	struct itest *t = new_guest("g1");
+	struct xsim_vio vio;
+	struct vdrv_mem mem;
+	struct vdrv drv = { 0 };
+	struct vdrv_buf b = { .len = 100, .write = true };
+	uint64_t want = VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_ACCESS_PLATFORM);
+
+	(void)state;
+	assert_non_null(t);
+	write_virtio_rng_gu(t, 0, "0x2000000", 33, "True");
+	assert_int_equal(itest_serve(t, "[guest]\nname = g1\ndiscovery = xenstore\n[rng]\n"), 0);
+	xsim_vio_init(&vio, t->dom, 0, WIN0, 33);
+	assert_int_equal(xsim_vmem_init(&mem, t->dom, 0x40000000, 1 << 20, true), 0);
+	assert_int_equal(vdrv_init(&drv, &vio.io, &mem, want, 1, 16), 0);
+	assert_true(drv.features & VIRTIO_BIT(VIRTIO_F_ACCESS_PLATFORM));
+	b.gpa = vdrv_alloc(&mem, 100, 16, NULL);
+	assert_int_equal(vdrv_transfer(&drv, 0, &b, 1, false, 5000), 100);
 	stop_clean(t);
 }
 
@@ -206,6 +240,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_explicit),
 		cmocka_unit_test(test_xenstore_virtio_layout),
+		cmocka_unit_test(test_xenstore_grant_usage),
 		cmocka_unit_test(test_xenstore_disk417_layout),
 		cmocka_unit_test(test_watch_mode),
 	};
