@@ -3,6 +3,8 @@
  * It never validates what the device under test must validate, so tests can hand it hostile
  * chains (e.g. readable after writable) and corrupt its rings directly.
  *
+ * A struct vdrv must be zeroed before its first vdrv_init(); later calls reuse its rings.
+ *
  * Indirect tables: vq->indirect_gpa holds 2*num entries. [0, num) is the table in use by a
  * head (0 if none), [num, 2*num) a table of VDRV_INDIRECT_MAX entries allocated once per head
  * and reused, so long runs do not exhaust the bump allocator.
@@ -116,7 +118,12 @@ static void vdrv_write_addr(struct vdrv *drv, uint32_t lo, uint64_t addr)
 /* Allocate the rings of queue q (first time only) and link the free list. */
 static int vdrv_alloc_ring(struct vdrv *drv, struct vdrv_vq *vq, uint16_t num)
 {
-	if (vq->num != num) {
+	/* Reuse the rings of an earlier init only while they still belong to this allocator. */
+	bool reuse = vq->num == num && vq->desc_gpa >= drv->mem->gpa &&
+		     vq->desc_gpa - drv->mem->gpa < drv->mem->next &&
+		     (void *)vq->desc == vdrv_host(drv->mem, vq->desc_gpa);
+
+	if (!reuse) {
 		void *d, *a, *u, *t, *ind;
 
 		/*
