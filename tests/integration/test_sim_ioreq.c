@@ -415,7 +415,8 @@ static void test_restart_after_kill(void **state)
 	{
 		uint64_t v;
 
-		assert_int_equal(xsim_mmio(t->dom, 0, WIN0 + R_MAGIC, 4, false, &v, 100), -ETIMEDOUT);
+		assert_int_equal(xsim_mmio(t->dom, 0, WIN0 + R_MAGIC, 4, false, &v, 100),
+				 -ETIMEDOUT);
 	}
 	assert_int_equal(xsim_daemon_start(t->hub, &t->dm, XVD_SIM_DAEMON, "daemon2", args, 0), 0);
 	assert_int_equal(xsim_daemon_wait_ready(&t->dm, READY_MS), 0);

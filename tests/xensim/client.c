@@ -185,7 +185,8 @@ void *xsim_map_frames(int fd, const int64_t *offsets, size_t pages, int prot)
 			i++;
 			continue;
 		}
-		while (i + run < pages && offsets[i + run] == offsets[i] + (int64_t)(run * XSIM_PAGE))
+		while (i + run < pages &&
+		       offsets[i + run] == offsets[i] + (int64_t)(run * XSIM_PAGE))
 			run++;
 		if (mmap(base + i * XSIM_PAGE, run * XSIM_PAGE, prot, MAP_SHARED | MAP_FIXED, fd,
 			 offsets[i]) == MAP_FAILED) {

@@ -138,7 +138,8 @@ static void test_xs_watch(void **state)
 		char **ev = next_event(xs, 2000);
 
 		assert_non_null(ev);
-		assert_true(!strcmp(ev[XS_WATCH_TOKEN], "be") || !strcmp(ev[XS_WATCH_TOKEN], "leaf"));
+		assert_true(!strcmp(ev[XS_WATCH_TOKEN], "be") ||
+			    !strcmp(ev[XS_WATCH_TOKEN], "leaf"));
 		free(ev);
 	}
 	assert_true(xs_unwatch(xs, "/local/domain/0/backend", "be"));
@@ -535,7 +536,8 @@ static int child_serve(void)
 	if (dmodel_open(&m, 1) < 0)
 		return 10;
 	for (;;) {
-		int port = xenevtchn_pending(m.xce), v = port < 0 ? -1 : vcpu_of(&m, (evtchn_port_t)port);
+		int port = xenevtchn_pending(m.xce);
+		int v = port < 0 ? -1 : vcpu_of(&m, (evtchn_port_t)port);
 		ioreq_t *s;
 		bool stop = false;
 
