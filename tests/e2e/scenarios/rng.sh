@@ -15,7 +15,7 @@ log_level = debug
 mmio = 0x02000000
 irq = 33
 EOI
-cfg=$(guest_cfg $name rng.cfg 'extra = "console=hvc0 rdinit=/init e2e.run=rng"')
+cfg=$(guest_cfg $name one-window.cfg 'extra = "console=hvc0 rdinit=/init e2e.run=rng"')
 dlog=/var/log/xen-virtiod/$name.log
 say "xen-virtiod-create $cfg"
 if ! XEN_VIRTIOD_SYSTEMD=no XEN_VIRTIOD_CONFIG_DIR=/run/xen-virtiod XEN_VIRTIOD_LOG_DIR=/var/log/xen-virtiod \
