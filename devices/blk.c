@@ -68,6 +68,8 @@ struct blk_dev {
 	uint64_t more_queues;               /* bit q: queue q has leftover work */
 	uint64_t touched;                   /* bit q: pushed to queue q, vdev_used() due */
 	uint32_t epoch;                     /* bumped at reset: older requests are stale */
+	bool resetting;                     /* draining: completions must not pop new work */
+	uint32_t qinflight[BLK_MAX_QUEUES]; /* per queue, current epoch: kicks suppressed while > 0 */
 	uint64_t bounce_bytes;
 	struct blk_stats st;
 };
@@ -450,6 +452,8 @@ static void blk_cqe(struct blk_dev *b, const struct io_uring_cqe *cqe)
 	if (--r->pending)
 		return;
 	b->st.inflight--;
+	if (r->epoch == b->epoch)
+		b->qinflight[r->q]--;
 	blk_req_done(b, r);
 }
 
@@ -462,6 +466,9 @@ static void blk_used(struct blk_dev *b)
 		if ((t & 1) && q < b->vdev.num_queues)
 			vdev_used(&b->vdev, &b->vdev.vqs[q]);
 }
+
+static bool blk_process(struct blk_dev *b, unsigned q);
+static void blk_more(struct blk_dev *b, unsigned q);
 
 static void blk_reap(struct blk_dev *b)
 {
@@ -479,7 +486,13 @@ static void blk_reap(struct blk_dev *b)
 	if (n)
 		b->st.reaps++;
 	blk_submit(b);   /* write-zeroes retries, or SQEs a busy ring refused */
+	uint64_t done = b->touched;
+
 	blk_used(b);
+	/* Kicks are off while a queue is busy: whatever the driver added meanwhile is taken now. */
+	for (unsigned q = 0; done && !b->resetting; q++, done >>= 1)
+		if ((done & 1) && q < b->vdev.num_queues && blk_process(b, q))
+			blk_more(b, q);
 }
 
 /* ---- starting requests ------------------------------------------------------------------- */
@@ -541,6 +554,7 @@ static int blk_submit_req(struct blk_dev *b, struct blk_req *r)
 		r->pending = 2;
 	}
 	b->st.inflight++;
+	b->qinflight[r->q]++;
 	return 0;
 }
 
@@ -747,29 +761,47 @@ static void blk_start(struct blk_dev *b, struct vq_elem *e)
 
 /* ---- queues ------------------------------------------------------------------------------ */
 
-/* Pop up to VQ_BUDGET chains of queue q, submit them as one batch; true when more wait. */
+/*
+ * Pop up to VQ_BUDGET chains of queue q and submit them as one batch; true when more wait.
+ * While requests of q are in flight the driver's kicks stay off: every completion batch looks at
+ * the avail ring anyway (blk_reap), so a busy queue costs the guest no notifications (on Xen, a
+ * trap and an ioreq round trip each). Kicks are re-enabled only when q goes idle, and the ring is
+ * looked at once more after that, so a chain published meanwhile is not stranded.
+ */
 static bool blk_process(struct blk_dev *b, unsigned q)
 {
 	struct virtqueue *vq = &b->vdev.vqs[q];
 	unsigned n = 0;
 	int err = 0;
 
+	if (!vdev_active(&b->vdev) || !vq->enabled)
+		return false;
 	vq_disable_notify(vq);
 	for (;;) {
-		struct vq_elem *e = NULL;
+		struct vq_elem *e;
 
-		while (n < VQ_BUDGET && vdev_active(&b->vdev) && (e = vq_pop(vq, &err))) {
+		/* Peek first: vq_pop() on an empty ring would re-arm kicks (EVENT_IDX). */
+		while (n < VQ_BUDGET && vdev_active(&b->vdev) && vq_has_work(vq) &&
+		       (e = vq_pop(vq, &err))) {
 			blk_start(b, e);
 			n++;
 		}
 		if (err)
 			vdev_vq_error(&b->vdev, vq);
-		if (n == VQ_BUDGET || err || !vdev_active(&b->vdev) || !vq_enable_notify(vq))
+		if (n == VQ_BUDGET || err || !vdev_active(&b->vdev) || b->qinflight[q] ||
+		    !vq_enable_notify(vq))
 			break;
 	}
 	blk_submit(b);
 	blk_used(b);
 	return n == VQ_BUDGET && vq_has_work(vq);
+}
+
+/* Fairness: the rest of queue q waits for the next loop iteration. */
+static void blk_more(struct blk_dev *b, unsigned q)
+{
+	b->more_queues |= UINT64_C(1) << q;
+	ev_idle_start(b->vdev.host->loop, &b->more);
 }
 
 static void blk_more_cb(struct ev_loop *loop, ev_idle *w, int revents)
@@ -790,11 +822,8 @@ static void blk_queue_notify(struct vdev *d, unsigned q)
 {
 	struct blk_dev *b = blk_of(d);
 
-	if (!blk_process(b, q))
-		return;
-	/* Fairness: the rest waits for the next loop iteration. */
-	b->more_queues |= UINT64_C(1) << q;
-	ev_idle_start(d->host->loop, &b->more);
+	if (blk_process(b, q))
+		blk_more(b, q);
 }
 
 /* ---- ops --------------------------------------------------------------------------------- */
@@ -908,15 +937,18 @@ static void blk_reset(struct vdev *d)
 	b->epoch++;
 	b->more_queues = 0;
 	b->touched = 0;
-	if (d->host->loop)
-		ev_idle_stop(d->host->loop, &b->more);
+	memset(b->qinflight, 0, sizeof(b->qinflight));
+	ev_idle_stop(d->host->loop, &b->more);
+	b->resetting = true;
 	blk_drain(b, BLK_RESET_WAIT_MS);
+	b->resetting = false;
 	b->writeback = 1;
 }
 
 static void blk_free(struct blk_dev *b)
 {
 	if (b->ring_ok) {
+		b->resetting = true;
 		blk_drain(b, -1);
 		ev_io_stop(b->vdev.host->loop, &b->efd_w);
 		ev_idle_stop(b->vdev.host->loop, &b->more);
