@@ -934,29 +934,58 @@ static int con_open_stdio(struct console *c, struct con_sink *s)
 	return 0;
 }
 
+static int con_add_socket(struct console *c, struct con_port *p, const char *path, size_t ring)
+{
+	int rc = port_add_sink(p, SINK_SOCKET, ring);
+
+	if (rc == 0)
+		rc = port_listen(p, path);
+	if (rc < 0)
+		log_err("%s: port %u: socket %s: %s", c->vdev.name, p->id, path, strerror(-rc));
+	return rc;
+}
+
+static int con_add_pty(struct console *c, const struct config_console *cc, size_t ring)
+{
+	struct con_port *p = &c->ports[0];
+	int fd = port_add_sink(p, SINK_PTY, ring);
+
+	if (fd == 0)
+		fd = con_open_pty(c);
+	if (fd < 0) {
+		log_err("%s: cannot allocate a pty: %s", c->vdev.name, strerror(-fd));
+		return fd;
+	}
+	sink_set_fds(&p->sinks[p->nsinks - 1], fd, fd);
+	log_notice("%s: console on pty %s", c->vdev.name, c->pty_path);
+	if (cc->pty_link[0])
+		con_link_pty(c, cc->pty_link);
+	return 0;
+}
+
+static int con_add_stdio(struct console *c, size_t ring)
+{
+	struct con_port *p = &c->ports[0];
+	int rc = port_add_sink(p, SINK_STDIO, ring);
+
+	if (rc == 0)
+		rc = con_open_stdio(c, &p->sinks[p->nsinks - 1]);
+	if (rc < 0)
+		log_err("%s: stdio: %s", c->vdev.name, strerror(-rc));
+	return rc;
+}
+
 static int con_open_port0(struct console *c, const struct config_console *cc, size_t ring)
 {
 	struct con_port *p = &c->ports[0];
 	int rc = 0;
 
-	if (cc->socket[0] && (rc = port_add_sink(p, SINK_SOCKET, ring)) == 0 &&
-	    (rc = port_listen(p, cc->socket)) < 0)
-		log_err("%s: socket %s: %s", c->vdev.name, cc->socket, strerror(-rc));
-	if (rc == 0 && cc->pty && (rc = port_add_sink(p, SINK_PTY, ring)) == 0) {
-		rc = con_open_pty(c);
-		if (rc < 0) {
-			log_err("%s: cannot allocate a pty: %s", c->vdev.name, strerror(-rc));
-		} else {
-			sink_set_fds(&p->sinks[p->nsinks - 1], rc, rc);
-			rc = 0;
-			log_notice("%s: console on pty %s", c->vdev.name, c->pty_path);
-			if (cc->pty_link[0])
-				con_link_pty(c, cc->pty_link);
-		}
-	}
-	if (rc == 0 && cc->stdio && (rc = port_add_sink(p, SINK_STDIO, ring)) == 0 &&
-	    (rc = con_open_stdio(c, &p->sinks[p->nsinks - 1])) < 0)
-		log_err("%s: stdio: %s", c->vdev.name, strerror(-rc));
+	if (cc->socket[0])
+		rc = con_add_socket(c, p, cc->socket, ring);
+	if (rc == 0 && cc->pty)
+		rc = con_add_pty(c, cc, ring);
+	if (rc == 0 && cc->stdio)
+		rc = con_add_stdio(c, ring);
 	if (rc == 0 && cc->log[0] && (rc = port_open_log(p, cc->log)) < 0)
 		log_err("%s: log %s: %s", c->vdev.name, cc->log, strerror(-rc));
 	return rc;
@@ -966,14 +995,9 @@ static int con_open_named(struct console *c, const struct config_console_port *c
 			  unsigned id, size_t ring)
 {
 	struct con_port *p = &c->ports[id];
-	int rc;
 
 	snprintf(p->name, sizeof(p->name), "%s", cp->name);
-	rc = port_add_sink(p, SINK_SOCKET, ring);
-	if (rc == 0 && (rc = port_listen(p, cp->socket)) < 0)
-		log_err("%s: port %s: socket %s: %s", c->vdev.name, cp->name, cp->socket,
-			strerror(-rc));
-	return rc;
+	return con_add_socket(c, p, cp->socket, ring);
 }
 
 static void port_close(struct console *c, struct con_port *p)
