@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "daemon/log.h"
 #include "ioreq/gmem_xen.h"
 #include "tests/xensim/guest.h"
 
@@ -215,5 +216,6 @@ int main(void)
 		cmocka_unit_test(test_premap),
 	};
 
+	log_init(LOG_WARNING, false);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

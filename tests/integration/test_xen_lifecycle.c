@@ -1,0 +1,297 @@
+/*
+ * ioreq/server.c in process, against the xensim drop-in libraries: open, add, start and close
+ * as the daemon's guest.c does, with the failure paths a daemon cannot easily reach: a domain
+ * that does not exist, bad or overlapping windows, a guest closed before it was started, and
+ * repeated open/close without leaking a file descriptor or leaving a window routed.
+ * The Xen side runs in a forked child, the guest's side in the test process.
+ * Built by ioreq/ioreq.mk (it links the ioreq objects and libxensim).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <ev.h>
+
+#include "config/config.h"
+#include "daemon/log.h"
+#include "devices/device.h"
+#include "devices/virtio_mmio.h"
+#include "ioreq/xen.h"
+#include "ioreq/xen_stats.h"
+#include "tests/xensim/guest.h"
+
+#define WIN0  UINT64_C(0x02000000)
+#define MAGIC 0x74726976u
+
+#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #c); \
+			_exit(__LINE__ % 250 + 1); } } while (0)
+
+struct lc {
+	struct xsim_hub *hub;
+	struct xsim_dom *dom;
+	int to_child[2], to_parent[2];
+};
+
+static void lc_send(int fd, char c)
+{
+	if (write(fd, &c, 1) != 1)
+		_exit(99);
+}
+
+static char lc_recv(int fd)
+{
+	char c = 0;
+
+	return read(fd, &c, 1) == 1 ? c : 0;
+}
+
+static unsigned lc_count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	unsigned n = 0;
+
+	while (d && readdir(d))
+		n++;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static struct xen_opts lc_opts(struct lc *t)
+{
+	return (struct xen_opts){ .domid = xsim_dom_id(t->dom), .map_cache_mib = 8 };
+}
+
+static struct vdev *lc_rng(struct xen_guest *g)
+{
+	struct config_device cfg = { .type = DEV_RNG, .devid = -1 };
+	struct vdev *dev = NULL;
+
+	CHECK(vdev_create(xen_guest_host(g), &cfg, &dev) == 0 && dev);
+	return dev;
+}
+
+/* The order guest.c tears down in: devices reset and destroyed, then the Xen side. */
+static void lc_close(struct xen_guest *g, struct vdev *dev)
+{
+	if (dev) {
+		vmmio_reset(dev);
+		vdev_destroy(dev);
+	}
+	xen_guest_close(g);
+}
+
+static void lc_run(struct lc *t, void (*child)(struct lc *t), void (*parent)(struct lc *t))
+{
+	struct xsim_dom_opts o = { .name = "guest1", .nr_vcpus = 3, .ram_mib = 16 };
+	int status = -1;
+	pid_t pid;
+
+	memset(t, 0, sizeof(*t));
+	t->hub = xsim_hub_start();
+	assert_non_null(t->hub);
+	t->dom = xsim_dom_create(t->hub, &o);
+	assert_non_null(t->dom);
+	assert_int_equal(pipe(t->to_child), 0);
+	assert_int_equal(pipe(t->to_parent), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		child(t);
+		_exit(0);
+	}
+	if (parent)
+		parent(t);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	xsim_hub_stop(t->hub);
+	for (int i = 0; i < 2; i++) {
+		close(t->to_child[i]);
+		close(t->to_parent[i]);
+	}
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* ---- a domain that is not there ---- */
+
+static void child_no_domain(struct lc *t)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct xen_opts o = lc_opts(t);
+	struct xen_guest *g = (struct xen_guest *)(uintptr_t)1;   /* must come back NULL */
+	unsigned fds = lc_count_fds();
+
+	o.domid = 4242;
+	CHECK(xen_guest_open(loop, &o, &g) < 0);
+	CHECK(g == NULL);
+	CHECK(lc_count_fds() == fds);
+	xen_guest_close(NULL);
+	ev_loop_destroy(loop);
+}
+
+static void test_no_domain(void **state)
+{
+	struct lc t;
+
+	(void)state;
+	lc_run(&t, child_no_domain, NULL);
+}
+
+/* ---- windows: bad ones refused, the good one routed until close ---- */
+
+static void child_windows(struct lc *t)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct xen_opts o = lc_opts(t);
+	struct xen_guest *g;
+	struct vdev *dev;
+
+	CHECK(xen_guest_open(loop, &o, &g) == 0);
+	dev = lc_rng(g);
+	CHECK(xen_guest_add_device(g, dev, WIN0, 33) == 0);
+	CHECK(dev->mmio_base == WIN0 && dev->irq == 33);
+	CHECK(xen_guest_add_device(g, dev, WIN0 + 0x100, 34) == -EINVAL);   /* overlaps */
+	CHECK(xen_guest_add_device(g, dev, WIN0 - 0x100, 34) == -EINVAL);   /* overlaps */
+	CHECK(xen_guest_add_device(g, dev, UINT64_MAX - 0x100, 34) == -EINVAL);
+	CHECK(xen_guest_add_device(g, dev, WIN0 + 0x400, 5) == -EINVAL);    /* not an SPI */
+	CHECK(dev->mmio_base == WIN0 && dev->irq == 33);
+	CHECK(xen_guest_start(g, NULL, NULL) == 0);
+	lc_send(t->to_parent[1], 'r');
+	/* Serve until the parent has read the device through a vCPU slot. */
+	while (lc_recv(t->to_child[0]) != 'c')
+		;
+	lc_close(g, dev);
+	ev_loop_destroy(loop);
+	lc_send(t->to_parent[1], 'd');
+}
+
+static void parent_windows(struct lc *t)
+{
+	assert_int_equal(lc_recv(t->to_parent[0]), 'r');
+	assert_true(xsim_dom_routed(t->dom, WIN0));
+	assert_false(xsim_dom_routed(t->dom, WIN0 + 0x200));
+	uint64_t v = 0;
+
+	/* The child is blocked in read(), not in its loop: nobody serves, the access times out. */
+	assert_int_equal(xsim_mmio(t->dom, 0, WIN0, 4, false, &v, 200), -ETIMEDOUT);
+	lc_send(t->to_child[1], 'c');
+	assert_int_equal(lc_recv(t->to_parent[0]), 'd');
+	assert_false(xsim_dom_routed(t->dom, WIN0));
+}
+
+static void test_windows(void **state)
+{
+	struct lc t;
+
+	(void)state;
+	lc_run(&t, child_windows, parent_windows);
+}
+
+/* ---- served from the loop, then closed: everything unrouted ---- */
+
+static void lc_stop_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)revents;
+	ev_io_stop(loop, w);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void child_serve(struct lc *t)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct xen_opts o = lc_opts(t);
+	struct xen_guest_stats st;
+	struct xen_guest *g;
+	struct vdev *dev;
+	ev_io stop;
+
+	CHECK(xen_guest_open(loop, &o, &g) == 0);
+	dev = lc_rng(g);
+	CHECK(xen_guest_add_device(g, dev, WIN0, 33) == 0);
+	CHECK(xen_guest_start(g, NULL, NULL) == 0);
+	ev_io_init(&stop, lc_stop_cb, t->to_child[0], EV_READ);
+	ev_io_start(loop, &stop);
+	lc_send(t->to_parent[1], 'r');
+	ev_run(loop, 0);
+	xen_guest_get_stats(g, &st);
+	CHECK(st.nr_vcpus == 3 && st.nr_frames == 1 && st.ioreqs == 6 && st.bad_ioreqs == 0);
+	lc_close(g, dev);
+	ev_loop_destroy(loop);
+	lc_send(t->to_parent[1], 'd');
+}
+
+static void parent_serve(struct lc *t)
+{
+	assert_int_equal(lc_recv(t->to_parent[0]), 'r');
+	for (unsigned vcpu = 0; vcpu < 3; vcpu++) {
+		assert_int_equal(xsim_mmio_read(t->dom, vcpu, WIN0, 4), MAGIC);
+		assert_int_equal(xsim_mmio_read(t->dom, vcpu, WIN0 + 8, 4), 4);
+	}
+	lc_send(t->to_child[1], 'c');
+	assert_int_equal(lc_recv(t->to_parent[0]), 'd');
+	assert_false(xsim_dom_routed(t->dom, WIN0));
+}
+
+static void test_serve_and_close(void **state)
+{
+	struct lc t;
+
+	(void)state;
+	lc_run(&t, child_serve, parent_serve);
+}
+
+/* ---- open and close, started or not, many times: no descriptor left behind ---- */
+
+static void child_repeat(struct lc *t)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct xen_opts o = lc_opts(t);
+	unsigned fds = lc_count_fds();
+
+	for (int i = 0; i < 40; i++) {
+		struct xen_guest *g;
+		struct vdev *dev = NULL;
+
+		o.premap = i % 4 == 3;
+		CHECK(xen_guest_open(loop, &o, &g) == 0);
+		if (i % 2) {
+			dev = lc_rng(g);
+			CHECK(xen_guest_add_device(g, dev, WIN0 + (uint64_t)(i % 8) * 0x200, 40) == 0);
+		}
+		if (i % 3 == 0)
+			CHECK(xen_guest_start(g, NULL, NULL) == 0);
+		lc_close(g, dev);
+		CHECK(lc_count_fds() == fds);
+	}
+	ev_loop_destroy(loop);
+}
+
+static void test_repeat_open_close(void **state)
+{
+	struct lc t;
+
+	(void)state;
+	lc_run(&t, child_repeat, NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_no_domain),
+		cmocka_unit_test(test_windows),
+		cmocka_unit_test(test_serve_and_close),
+		cmocka_unit_test(test_repeat_open_close),
+	};
+
+	log_init(LOG_WARNING, false);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
