@@ -24,7 +24,12 @@
  * The pty's window size cannot be watched per device (SIGWINCH goes to the controlling process
  * only), so a timer polls TIOCGWINSZ; on change the config space is updated with a config
  * interrupt and, with MULTIPORT, a RESIZE control message goes to the console port (cols then
- * rows, as the spec orders them).
+ * rows, as the spec orders them). The same tick finds socket clients that hung up while input
+ * was paused (no read watcher is running then to see their end of file).
+ *
+ * Control queue (MULTIPORT): device messages wait in a bounded FIFO until the guest posts
+ * control buffers; guest messages are copied once (8-byte header) and validated; malformed ones
+ * are ignored and counted. A reload (SIGHUP) reopens the log file, nothing else.
  */
 #include <endian.h>
 #include <errno.h>
