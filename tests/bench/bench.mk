@@ -23,4 +23,3 @@ $(BUILD)/tests/bench/%: $(BUILD)/obj/tests/bench/%.o $(BUILD)/sim/libxsimguest.a
 	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/sim/libxsimguest.a $(TLIB_OBJS) $(CORE_LIB) \
 		$(DEP_LIBS) $(TEST_LIBS) -lpthread
 
-.SECONDARY: $(patsubst $(BUILD)/%,$(BUILD)/obj/%.o,$(BENCH_BINS))

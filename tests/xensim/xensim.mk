@@ -57,4 +57,3 @@ $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(XSIM_GUEST_LI
 		$(TEST_LIBS) -lpthread
 
 # Keep the test objects (make would delete them as intermediates and rebuild every time).
-.SECONDARY: $(patsubst $(BUILD)/%,$(BUILD)/obj/%.o,$(XSIM_SELF_TESTS) $(INTEG_TESTS))
