@@ -5,7 +5,7 @@
 #   make install      PREFIX=/usr/local DESTDIR=
 #   make clean
 #
-# Sub-makefiles (*.mk next to what they build) add targets and tests; see the include at the end.
+# Sub-makefiles (*.mk next to what they build) add targets and tests; see the include below.
 
 VERSION := 0.1.0
 BUILD   ?= build
@@ -61,6 +61,11 @@ UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 TESTS      += $(UNIT_TESTS)
 
+.DEFAULT_GOAL := all
+# Fragments next to what they build add targets and tests. Included before the rules below so
+# that their additions to ALL_TARGETS and TESTS are in those rules' prerequisites.
+-include $(wildcard */*.mk tests/*/*.mk)
+
 .PHONY: all check check-run install clean deps
 # Keep objects that pattern chains would treat as intermediate (and delete after each build).
 .SECONDARY:
@@ -108,5 +113,4 @@ install: $(DAEMON)
 clean:
 	rm -rf build
 
--include $(wildcard */*.mk tests/*/*.mk)
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
