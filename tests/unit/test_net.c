@@ -1,0 +1,1592 @@
+/*
+ * virtio-net through the real transport, a real libev loop and real tap devices, with the
+ * kernel's own network stack as the peer. The whole test runs in a forked child inside a fresh
+ * network namespace (unshare), so every tap, address and packet is private and vanishes with it.
+ *
+ * Topology inside the namespace:
+ *   guest (this test, through the RX/TX queues)  10.0.0.2  <->  tap "vnt0" 10.0.0.1 (kernel)
+ *   kernel forwards 10.0.1.0/24 to a second tap "vpeer0" 10.0.1.1, whose far end (10.0.1.2) is
+ *   this test reading and writing that tap directly. Frames the guest sends to 10.0.1.2 come out
+ *   of vpeer0 after the kernel completed checksums and segmented GSO; frames the test writes
+ *   into vpeer0 (GSO, partial checksums) reach the guest through the device.
+ */
+#include <arpa/inet.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <linux/sockios.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <netinet/in.h>
+#include <netpacket/packet.h>
+#include <poll.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <ev.h>
+
+#include "devices/device.h"
+#include "devices/net.h"
+#include "devices/virtio_mmio.h"
+#include "tests/lib/gmem_flat.h"
+#include "tests/lib/vdriver.h"
+#include "tests/lib/vdriver_direct.h"
+
+#define RAM_GPA    UINT64_C(0x40000000)
+#define RAM_SIZE   (64u << 20)
+#define R_INT_STATUS 0x60
+#define R_INT_ACK    0x64
+#define R_STATUS     0x70
+#define R_CFG        0x100
+#define TIMEOUT_MS 3000
+#define TAP        "vnt0"
+#define PEER       "vpeer0"
+#define RX_SLOTS   128u
+#define RX_BUF     1526u          /* a 1500-MTU frame plus header: what Linux posts without GSO */
+#define TX_AREA    (128u << 10)
+#define FRAME_CAP  (70u << 10)
+
+#define ALL_RING (VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_EVENT_IDX) | \
+		  VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC))
+#define F(b) VIRTIO_BIT(VIRTIO_NET_F_##b)
+#define BASIC (ALL_RING | F(MAC) | F(STATUS) | F(MTU) | F(CTRL_VQ) | F(CTRL_RX))
+#define OFFL  (F(CSUM) | F(GUEST_CSUM) | F(HOST_TSO4) | F(HOST_TSO6) | F(GUEST_TSO4) | \
+	       F(GUEST_TSO6) | F(MRG_RXBUF))
+
+#define IP_TAP   0x0a000001u      /* 10.0.0.1 */
+#define IP_GUEST 0x0a000002u      /* 10.0.0.2 */
+#define IP_PEER  0x0a000101u      /* 10.0.1.1 */
+#define IP_FAR   0x0a000102u      /* 10.0.1.2: the test behind vpeer0 */
+
+static const uint8_t far_mac[6] = { 0x02, 0, 0, 0, 0x01, 0x02 };
+
+struct rig {
+	struct vdrv_direct x;
+	struct vdrv drv;
+	struct ev_loop *loop;
+	struct config_device cfg;
+	bool open;
+	unsigned pairs;            /* queue pairs the driver set up */
+	uint16_t ctrlq;
+	uint8_t gmac[6], hmac[6], pmac[6];   /* guest, tap, peer tap */
+	int peer;                  /* vpeer0, vnet header of 12 bytes, no offloads */
+	uint64_t rx_gpa[NET_MAX_PAIRS];
+	uint8_t *rx_host[NET_MAX_PAIRS];
+	uint32_t rx_size;          /* bytes per RX buffer */
+	uint64_t tx_gpa, ctrl_gpa;
+	uint8_t *tx_host, *ctrl_host;
+	uint32_t isr_seen;
+	uint8_t frame[FRAME_CAP];  /* scratch for one received or built frame */
+};
+
+/* ---- namespace plumbing (ioctls, no shelling out) --------------------------------------- */
+
+static int sock_ioctl(unsigned long req, void *arg)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	int rc = s < 0 ? -1 : ioctl(s, req, arg);
+
+	if (s >= 0)
+		close(s);
+	return rc;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		ssize_t w = write(fd, text, strlen(text));
+		(void)w;
+		close(fd);
+	}
+}
+
+static void ifr_init(struct ifreq *ifr, const char *name)
+{
+	memset(ifr, 0, sizeof(*ifr));
+	snprintf(ifr->ifr_name, sizeof(ifr->ifr_name), "%s", name);
+}
+
+static void if_set_up(const char *name, bool up)
+{
+	struct ifreq ifr;
+
+	ifr_init(&ifr, name);
+	assert_int_equal(sock_ioctl(SIOCGIFFLAGS, &ifr), 0);
+	ifr.ifr_flags = (short)(up ? ifr.ifr_flags | IFF_UP : ifr.ifr_flags & ~IFF_UP);
+	assert_int_equal(sock_ioctl(SIOCSIFFLAGS, &ifr), 0);
+}
+
+static void sin_set(struct sockaddr *sa, uint32_t ip)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(ip) };
+
+	memcpy(sa, &sin, sizeof(sin));
+}
+
+static void if_addr(const char *name, uint32_t ip)
+{
+	struct ifreq ifr;
+
+	ifr_init(&ifr, name);
+	sin_set(&ifr.ifr_addr, ip);
+	assert_int_equal(sock_ioctl(SIOCSIFADDR, &ifr), 0);
+	sin_set(&ifr.ifr_netmask, 0xffffff00u);
+	assert_int_equal(sock_ioctl(SIOCSIFNETMASK, &ifr), 0);
+	if_set_up(name, true);
+}
+
+static void if_hwaddr(const char *name, uint8_t mac[6])
+{
+	struct ifreq ifr;
+
+	ifr_init(&ifr, name);
+	assert_int_equal(sock_ioctl(SIOCGIFHWADDR, &ifr), 0);
+	memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+}
+
+static void arp_static(const char *dev, uint32_t ip, const uint8_t mac[6])
+{
+	struct arpreq req;
+
+	memset(&req, 0, sizeof(req));
+	sin_set(&req.arp_pa, ip);
+	req.arp_ha.sa_family = ARPHRD_ETHER;
+	memcpy(req.arp_ha.sa_data, mac, 6);
+	req.arp_flags = ATF_PERM | ATF_COM;
+	snprintf(req.arp_dev, sizeof(req.arp_dev), "%s", dev);
+	assert_int_equal(sock_ioctl(SIOCSARP, &req), 0);
+}
+
+static bool if_exists(const char *name)
+{
+	return if_nametoindex(name) != 0;
+}
+
+/* The far end of the forwarding path: a plain tap the test reads and writes itself. */
+static int peer_open(void)
+{
+	struct ifreq ifr;
+	int hdr = VIRTIO_NET_HDR_LEN;
+	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	ifr_init(&ifr, PEER);
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	assert_int_equal(ioctl(fd, TUNSETIFF, &ifr), 0);
+	assert_int_equal(ioctl(fd, TUNSETVNETHDRSZ, &hdr), 0);
+	/* No offloads: the kernel completes checksums and segments before handing frames to us. */
+	assert_int_equal(ioctl(fd, TUNSETOFFLOAD, 0UL), 0);
+	if_addr(PEER, IP_PEER);
+	arp_static(PEER, IP_FAR, far_mac);
+	return fd;
+}
+
+/* Read one frame from the peer tap (header included); 0 on timeout. */
+static ssize_t peer_read(struct rig *r, void *buf, size_t cap, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = r->peer, .events = POLLIN };
+
+	for (;;) {
+		ssize_t n = read(r->peer, buf, cap);
+
+		if (n >= 0 || errno != EAGAIN)
+			return n;
+		if (poll(&pfd, 1, timeout_ms) <= 0)
+			return 0;
+	}
+}
+
+/* ---- checksums and frame builders -------------------------------------------------------- */
+
+static uint32_t csum_add(uint32_t sum, const uint8_t *d, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i += 2)
+		sum += (uint32_t)(d[i] << 8 | d[i + 1]);
+	if (len & 1)
+		sum += (uint32_t)d[len - 1] << 8;
+	return sum;
+}
+
+static uint16_t csum_fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)sum;
+}
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+static void put32(uint8_t *p, uint32_t v) { put16(p, (uint16_t)(v >> 16)); put16(p + 2, (uint16_t)v); }
+static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static uint32_t get32(const uint8_t *p) { return (uint32_t)get16(p) << 16 | get16(p + 2); }
+
+static uint32_t pseudo_sum(const uint8_t *ip, uint8_t proto, size_t l4len)
+{
+	uint32_t sum = csum_add(0, ip + 12, 8);
+
+	return sum + proto + (uint32_t)l4len;
+}
+
+/* True when the IPv4 header and the TCP/UDP checksum of the packet at ip are correct. */
+static bool l4_csum_ok(const uint8_t *ip, size_t iplen)
+{
+	size_t ihl = (size_t)(ip[0] & 15) * 4;
+
+	if (csum_fold(csum_add(0, ip, ihl)) != 0xffff)
+		return false;
+	return csum_fold(csum_add(pseudo_sum(ip, ip[9], iplen - ihl), ip + ihl, iplen - ihl)) ==
+	       0xffff;
+}
+
+static size_t eth(uint8_t *f, const uint8_t dst[6], const uint8_t src[6], uint16_t type)
+{
+	memcpy(f, dst, 6);
+	memcpy(f + 6, src, 6);
+	put16(f + 12, type);
+	return 14;
+}
+
+static size_t ipv4(uint8_t *p, uint8_t proto, uint32_t src, uint32_t dst, size_t l4len,
+		   uint16_t id)
+{
+	memset(p, 0, 20);
+	p[0] = 0x45;
+	put16(p + 2, (uint16_t)(20 + l4len));
+	put16(p + 4, id);
+	p[6] = 0x40;      /* DF */
+	p[8] = 64;
+	p[9] = proto;
+	put32(p + 12, src);
+	put32(p + 16, dst);
+	put16(p + 10, (uint16_t)~csum_fold(csum_add(0, p, 20)));
+	return 20;
+}
+
+enum csum_mode { CSUM_FULL, CSUM_PARTIAL };
+
+/* Ethernet + IPv4 + UDP; PARTIAL leaves the pseudo-header sum for NEEDS_CSUM. */
+static size_t udp_frame(uint8_t *f, const uint8_t dst[6], const uint8_t src[6], uint32_t sip,
+			uint32_t dip, uint16_t sport, uint16_t dport, const uint8_t *pl, size_t n,
+			enum csum_mode m)
+{
+	size_t o = eth(f, dst, src, 0x0800);
+	uint8_t *ip = f + o, *u = ip + 20;
+
+	o += ipv4(ip, 17, sip, dip, 8 + n, 1);
+	put16(u, sport);
+	put16(u + 2, dport);
+	put16(u + 4, (uint16_t)(8 + n));
+	put16(u + 6, 0);
+	memcpy(u + 8, pl, n);
+	uint32_t ps = pseudo_sum(ip, 17, 8 + n);
+
+	put16(u + 6, m == CSUM_PARTIAL ? csum_fold(ps) : (uint16_t)~csum_fold(csum_add(ps, u, 8 + n)));
+	return o + 8 + n;
+}
+
+static size_t tcp_frame(uint8_t *f, const uint8_t dst[6], const uint8_t src[6], uint32_t sip,
+			uint32_t dip, uint32_t seq, const uint8_t *pl, size_t n, enum csum_mode m)
+{
+	size_t o = eth(f, dst, src, 0x0800);
+	uint8_t *ip = f + o, *t = ip + 20;
+
+	o += ipv4(ip, 6, sip, dip, 20 + n, 7);
+	memset(t, 0, 20);
+	put16(t, 40000);
+	put16(t + 2, 5001);
+	put32(t + 4, seq);
+	put32(t + 8, 1);
+	t[12] = 5 << 4;
+	t[13] = 0x18;     /* PSH ACK */
+	put16(t + 14, 65535);
+	memcpy(t + 20, pl, n);
+	uint32_t ps = pseudo_sum(ip, 6, 20 + n);
+
+	put16(t + 16, m == CSUM_PARTIAL ? csum_fold(ps) : (uint16_t)~csum_fold(csum_add(ps, t, 20 + n)));
+	return o + 20 + n;
+}
+
+static void pattern(uint8_t *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(i * 7 + seed * 13 + (i >> 8));
+}
+
+static struct virtio_net_hdr hdr_partial(uint16_t start, uint16_t off)
+{
+	return (struct virtio_net_hdr){ .flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+					.csum_start = htole16(start), .csum_offset = htole16(off) };
+}
+
+/* ---- the rig: device, driver, taps ------------------------------------------------------- */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void cfg_default(struct config_device *cfg, unsigned pairs)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->type = DEV_NET;
+	cfg->devid = -1;
+	snprintf(cfg->name, sizeof(cfg->name), "eth0");
+	snprintf(cfg->u.net.tap, sizeof(cfg->u.net.tap), TAP);
+	cfg->u.net.mtu = 1500;
+	cfg->u.net.queues = (uint16_t)pairs;
+	cfg->u.net.queue_size = 256;
+}
+
+static struct net_stats stats(struct rig *r)
+{
+	struct net_stats s;
+
+	assert_true(net_get_stats(r->x.dev, &s));
+	return s;
+}
+
+static uint64_t ram_alloc(struct rig *r, uint64_t len, void **host)
+{
+	uint64_t gpa = vdrv_alloc(&r->x.mem, len, 4096, host);
+
+	assert_true(gpa != 0);
+	return gpa;
+}
+
+/* Run the loop up to ms; remember and acknowledge interrupt causes. */
+static void rig_wait(struct rig *r, int ms)
+{
+	if (r->x.io.wait_irq(&r->x.io, ms) > 0) {
+		uint32_t isr = vdrv_read32(&r->drv, R_INT_STATUS);
+
+		r->isr_seen |= isr;
+		vdrv_write32(&r->drv, R_INT_ACK, isr);
+	}
+}
+
+static void rig_run(struct rig *r, int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+
+	while (now_ms() < end)
+		rig_wait(r, 10);
+}
+
+static void rig_create(struct rig *r)
+{
+	r->loop = ev_loop_new(EVFLAG_AUTO);
+	assert_int_equal(vdrv_direct_open(&r->x, &r->cfg, RAM_GPA, RAM_SIZE, r->loop), 0);
+	r->open = true;
+	if_addr(TAP, IP_TAP);
+	if_hwaddr(TAP, r->hmac);
+	r->peer = peer_open();
+	if_hwaddr(PEER, r->pmac);
+}
+
+#define BAD_TOKEN ((void *)(uintptr_t)0xbad0)
+static unsigned bad_seen;
+
+static void rx_post(struct rig *r, unsigned pair, unsigned slot)
+{
+	struct vdrv_buf b = { .gpa = r->rx_gpa[pair] + (uint64_t)slot * r->rx_size,
+			      .len = r->rx_size, .write = true };
+
+	assert_true(vdrv_submit(&r->drv, 2 * pair, &b, 1, false, (void *)(uintptr_t)(slot + 1)) >= 0);
+}
+
+static void rx_fill(struct rig *r, unsigned pair, unsigned from, unsigned n)
+{
+	for (unsigned i = from; i < from + n; i++)
+		rx_post(r, pair, i);
+	vdrv_kick(&r->drv, 2 * pair);
+}
+
+static void rig_start_opt(struct rig *r, uint64_t want, bool fill)
+{
+	unsigned pairs = (want & F(MQ)) ? r->cfg.u.net.queues : 1;
+	unsigned nq = 2 * pairs + 1;
+
+	rig_create(r);
+	assert_int_equal(vdrv_init(&r->drv, &r->x.io, &r->x.mem, want, nq, 256), 0);
+	r->pairs = pairs;
+	r->ctrlq = (uint16_t)(nq - 1);
+	vdrv_config_read(&r->drv, 0, r->gmac, 6);
+	arp_static(TAP, IP_GUEST, r->gmac);
+	if (!r->rx_size)
+		r->rx_size = RX_BUF;
+	for (unsigned p = 0; p < pairs; p++) {
+		r->rx_gpa[p] = ram_alloc(r, (uint64_t)RX_SLOTS * r->rx_size, (void **)&r->rx_host[p]);
+		if (fill)
+			rx_fill(r, p, 0, RX_SLOTS);
+	}
+	r->tx_gpa = ram_alloc(r, TX_AREA, (void **)&r->tx_host);
+	r->ctrl_gpa = ram_alloc(r, 8192, (void **)&r->ctrl_host);
+	bad_seen = 0;
+}
+
+static void rig_start(struct rig *r, uint64_t want)
+{
+	rig_start_opt(r, want, true);
+}
+
+static int setup(void **state)
+{
+	struct rig *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return -1;
+	r->peer = -1;
+	cfg_default(&r->cfg, 1);
+	*state = r;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct rig *r = *state;
+
+	if (r->open) {
+		vdrv_reset(&r->drv);
+		assert_int_equal(gmem_flat_outstanding(r->x.gm), 0);
+		assert_int_equal(gmem_flat_bad_unmaps(r->x.gm), 0);
+		vdrv_direct_close(&r->x);
+		ev_loop_destroy(r->loop);
+		/* A tap the device created goes with it. */
+		assert_false(if_exists(TAP));
+	}
+	if (r->peer >= 0)
+		close(r->peer);
+	free(r);
+	return 0;
+}
+
+/* ---- the guest's side: receive ----------------------------------------------------------- */
+
+/* Next used RX buffer of pair (any pair when pair < 0); false on timeout. */
+static bool rx_next(struct rig *r, int pair, uint64_t deadline, unsigned *qp, uint32_t *len,
+		    unsigned *slot)
+{
+	for (;;) {
+		for (unsigned p = 0; p < r->pairs; p++) {
+			void *tok;
+
+			if (pair >= 0 && p != (unsigned)pair)
+				continue;
+			int got = vdrv_get_used(&r->drv, 2 * p, len, &tok);
+
+			assert_true(got >= 0);
+			if (got && tok == BAD_TOKEN) {
+				assert_int_equal(*len, 0);
+				bad_seen++;
+				continue;
+			}
+			if (got) {
+				*qp = p;
+				*slot = (unsigned)((uintptr_t)tok - 1);
+				return true;
+			}
+			vdrv_enable_irq(&r->drv, 2 * p);
+		}
+		if (now_ms() >= deadline)
+			return false;
+		rig_wait(r, 5);
+	}
+}
+
+static bool no_repost;
+static unsigned last_nb, last_pair;
+
+/*
+ * One frame (header apart) into r->frame, following num_buffers; its length, or -1 on timeout.
+ * The buffers go back to the ring unless no_repost.
+ */
+static int64_t rx_frame(struct rig *r, int pair, struct virtio_net_hdr *h, int timeout_ms)
+{
+	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	unsigned q, slot;
+	uint32_t len;
+	size_t total = 0;
+
+	if (!rx_next(r, pair, deadline, &q, &len, &slot))
+		return -1;
+	uint8_t *src = r->rx_host[q] + (size_t)slot * r->rx_size;
+
+	assert_true(len >= VIRTIO_NET_HDR_LEN && len <= r->rx_size);
+	memcpy(h, src, VIRTIO_NET_HDR_LEN);
+	unsigned nb = le16toh(h->num_buffers);
+
+	assert_true(nb >= 1);
+	memcpy(r->frame, src + VIRTIO_NET_HDR_LEN, len - VIRTIO_NET_HDR_LEN);
+	total = len - VIRTIO_NET_HDR_LEN;
+	if (!no_repost)
+		rx_post(r, q, slot);
+	for (unsigned i = 1; i < nb; i++) {
+		unsigned q2;
+
+		/* The group was published at once: the rest is already there. */
+		assert_true(rx_next(r, (int)q, now_ms(), &q2, &len, &slot));
+		assert_true(total + len <= sizeof(r->frame));
+		memcpy(r->frame + total, r->rx_host[q] + (size_t)slot * r->rx_size, len);
+		total += len;
+		if (!no_repost)
+			rx_post(r, q, slot);
+	}
+	if (!no_repost)
+		vdrv_kick(&r->drv, 2 * q);
+	last_nb = nb;
+	last_pair = q;
+	return (int64_t)total;
+}
+
+struct want {
+	uint16_t type;       /* ethertype */
+	uint8_t proto;       /* IPv4 protocol, 0 = any */
+	uint16_t dport;      /* UDP/TCP destination port, 0 = any */
+	uint8_t icmp_type;
+};
+
+static bool frame_matches(const uint8_t *f, size_t len, const struct want *w)
+{
+	if (len < 14 || get16(f + 12) != w->type)
+		return false;
+	if (w->type != 0x0800 || !w->proto)
+		return true;
+	if (len < 34 || f[14 + 9] != w->proto)
+		return false;
+	if (w->proto == 1)
+		return len >= 35 && f[34] == w->icmp_type;
+	return !w->dport || (len >= 38 && get16(f + 36) == w->dport);
+}
+
+/* Frames until one matches (others are skipped); its length or -1. */
+static int64_t rx_match(struct rig *r, int pair, const struct want *w, struct virtio_net_hdr *h,
+			int timeout_ms)
+{
+	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+
+	for (;;) {
+		int64_t left = (int64_t)(deadline - now_ms());
+		int64_t n = rx_frame(r, pair, h, left > 0 ? (int)left : 0);
+
+		if (n < 0 || frame_matches(r->frame, (size_t)n, w))
+			return n;
+	}
+}
+
+/* ---- the guest's side: transmit and control ---------------------------------------------- */
+
+/* A chain made of `raw` split into pieces of `piece` bytes; the used length or -1. */
+static int64_t tx_raw(struct rig *r, unsigned pair, const void *raw, size_t len, size_t piece)
+{
+	struct vdrv_buf b[80];
+	unsigned n = 0;
+
+	assert_true(len <= TX_AREA);
+	memcpy(r->tx_host, raw, len);
+	for (size_t off = 0; off < len; off += piece) {
+		assert_true(n < 80);
+		b[n++] = (struct vdrv_buf){ .gpa = r->tx_gpa + off,
+					    .len = (uint32_t)(len - off < piece ? len - off : piece) };
+	}
+	return vdrv_transfer(&r->drv, 2 * pair + 1, b, n, n > 4, TIMEOUT_MS);
+}
+
+/* Header in its own buffer, the frame after it in pieces (as a scatter-gather driver does). */
+static void tx_send(struct rig *r, unsigned pair, const struct virtio_net_hdr *h,
+		    const uint8_t *frame, size_t len)
+{
+	struct vdrv_buf b[80];
+	unsigned n = 0;
+	size_t piece = len > 8192 ? 4096 : len;
+
+	assert_true(VIRTIO_NET_HDR_LEN + len <= TX_AREA);
+	memcpy(r->tx_host, h, VIRTIO_NET_HDR_LEN);
+	memcpy(r->tx_host + 64, frame, len);
+	b[n++] = (struct vdrv_buf){ .gpa = r->tx_gpa, .len = VIRTIO_NET_HDR_LEN };
+	for (size_t off = 0; off < len; off += piece)
+		b[n++] = (struct vdrv_buf){ .gpa = r->tx_gpa + 64 + off,
+					    .len = (uint32_t)(len - off < piece ? len - off : piece) };
+	assert_true(vdrv_transfer(&r->drv, 2 * pair + 1, b, n, n > 4, TIMEOUT_MS) >= 0);
+}
+
+static uint8_t ctrl_cmd(struct rig *r, uint8_t cls, uint8_t cmd, const void *data, size_t len)
+{
+	struct vdrv_buf b[2] = {
+		{ .gpa = r->ctrl_gpa, .len = (uint32_t)(2 + len) },
+		{ .gpa = r->ctrl_gpa + 4096, .len = 1, .write = true },
+	};
+
+	r->ctrl_host[0] = cls;
+	r->ctrl_host[1] = cmd;
+	if (len)
+		memcpy(r->ctrl_host + 2, data, len);
+	r->ctrl_host[4096] = 0xee;
+	assert_int_equal(vdrv_transfer(&r->drv, r->ctrlq, b, 2, false, TIMEOUT_MS), 1);
+	return r->ctrl_host[4096];
+}
+
+/* ---- the kernel's side: sockets ---------------------------------------------------------- */
+
+static int udp_sock(uint32_t ip, uint16_t port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+				 .sin_addr.s_addr = htonl(ip) };
+	struct timeval tv = { .tv_sec = 2 };
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	assert_true(s >= 0);
+	assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return s;
+}
+
+static void udp_send(int s, uint32_t ip, uint16_t port, const void *p, size_t n)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+				 .sin_addr.s_addr = htonl(ip) };
+
+	assert_int_equal(sendto(s, p, n, 0, (struct sockaddr *)&a, sizeof(a)), (ssize_t)n);
+}
+
+static void ping(struct rig *r, unsigned pair, uint16_t seq)
+{
+	uint8_t f[256], pl[64];
+	struct virtio_net_hdr h = { 0 };
+	size_t o = eth(f, r->hmac, r->gmac, 0x0800);
+	uint8_t *ip = f + o, *ic = ip + 20;
+
+	pattern(pl, sizeof(pl), seq);
+	o += ipv4(ip, 1, IP_GUEST, IP_TAP, 8 + sizeof(pl), seq);
+	ic[0] = 8;
+	ic[1] = 0;
+	put16(ic + 2, 0);
+	put16(ic + 4, 0x1234);
+	put16(ic + 6, seq);
+	memcpy(ic + 8, pl, sizeof(pl));
+	put16(ic + 2, (uint16_t)~csum_fold(csum_add(0, ic, 8 + sizeof(pl))));
+	tx_send(r, pair, &h, f, o + 8 + sizeof(pl));
+
+	struct want w = { .type = 0x0800, .proto = 1, .icmp_type = 0 };
+	int64_t n = rx_match(r, -1, &w, &h, TIMEOUT_MS);
+
+	assert_int_equal(n, 14 + 20 + 8 + sizeof(pl));
+	const uint8_t *rip = r->frame + 14, *ric = rip + 20;
+
+	assert_memory_equal(r->frame, r->gmac, 6);
+	assert_int_equal(get32(rip + 12), IP_TAP);
+	assert_int_equal(get32(rip + 16), IP_GUEST);
+	assert_int_equal(csum_fold(csum_add(0, rip, 20)), 0xffff);
+	assert_int_equal(csum_fold(csum_add(0, ric, 8 + sizeof(pl))), 0xffff);
+	assert_int_equal(get16(ric + 4), 0x1234);
+	assert_int_equal(get16(ric + 6), seq);
+	assert_memory_equal(ric + 8, pl, sizeof(pl));
+}
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+static uint16_t cfg16(struct rig *r, uint32_t off)
+{
+	uint16_t v;
+
+	vdrv_config_read(&r->drv, off, &v, 2);
+	return le16toh(v);
+}
+
+static void wait_link(struct rig *r, uint16_t want)
+{
+	uint64_t end = now_ms() + TIMEOUT_MS;
+
+	while (cfg16(r, VIRTIO_NET_CFG_STATUS) != want && now_ms() < end)
+		rig_wait(r, 10);
+	assert_int_equal(cfg16(r, VIRTIO_NET_CFG_STATUS), want);
+}
+
+/* Config space, offered features, the tap as created, a MAC stable per guest and device. */
+static void test_config(void **state)
+{
+	struct rig *r = *state;
+	struct ifreq ifr;
+	uint64_t need = F(MAC) | F(STATUS) | F(MTU) | F(MRG_RXBUF) | F(CSUM) | F(GUEST_CSUM) |
+			F(HOST_TSO4) | F(HOST_TSO6) | F(GUEST_TSO4) | F(GUEST_TSO6) | F(CTRL_VQ) |
+			F(CTRL_RX);
+
+	r->cfg.u.net.mtu = 1400;
+	rig_start(r, BASIC | OFFL);
+	assert_int_equal(vdrv_read32(&r->drv, 0x008), VIRTIO_ID_NET);
+	assert_int_equal(r->drv.device_features & need, need);
+	assert_int_equal(r->drv.device_features & F(MQ), 0);
+	assert_int_equal(cfg16(r, VIRTIO_NET_CFG_MTU), 1400);
+	assert_int_equal(cfg16(r, VIRTIO_NET_CFG_MAX_PAIRS), 1);
+	ifr_init(&ifr, TAP);
+	assert_int_equal(sock_ioctl(SIOCGIFMTU, &ifr), 0);
+	assert_int_equal(ifr.ifr_mtu, 1400);
+	wait_link(r, VIRTIO_NET_S_LINK_UP);
+	/* Xen's OUI, the top bit of the fourth byte clear (as libxl does). */
+	assert_int_equal(r->gmac[0], 0x00);
+	assert_int_equal(r->gmac[1], 0x16);
+	assert_int_equal(r->gmac[2], 0x3e);
+	assert_int_equal(r->gmac[3] & 0x80, 0);
+	/* The same guest and device name give the same MAC; another device name another one. */
+	struct config_device c2 = r->cfg;
+	struct vdrv_direct y;
+	uint8_t m[6];
+
+	snprintf(c2.u.net.tap, sizeof(c2.u.net.tap), "vnt1");
+	assert_int_equal(vdrv_direct_open(&y, &c2, RAM_GPA, 1u << 20, r->loop), 0);
+	for (unsigned i = 0; i < 6; i++)
+		m[i] = (uint8_t)vmmio_read(y.dev, R_CFG + i, 1);
+	assert_memory_equal(m, r->gmac, 6);
+	vdrv_direct_close(&y);
+	snprintf(c2.name, sizeof(c2.name), "eth1");
+	assert_int_equal(vdrv_direct_open(&y, &c2, RAM_GPA, 1u << 20, r->loop), 0);
+	for (unsigned i = 0; i < 6; i++)
+		m[i] = (uint8_t)vmmio_read(y.dev, R_CFG + i, 1);
+	assert_memory_not_equal(m, r->gmac, 6);
+	vdrv_direct_close(&y);
+	assert_false(if_exists("vnt1"));
+	/* A configured MAC is used as is. */
+	static const uint8_t mine[6] = { 0x02, 0x11, 0x22, 0x33, 0x44, 0x55 };
+
+	memcpy(c2.u.net.mac, mine, 6);
+	c2.u.net.mac_set = true;
+	assert_int_equal(vdrv_direct_open(&y, &c2, RAM_GPA, 1u << 20, r->loop), 0);
+	for (unsigned i = 0; i < 6; i++)
+		m[i] = (uint8_t)vmmio_read(y.dev, R_CFG + i, 1);
+	assert_memory_equal(m, mine, 6);
+	vdrv_direct_close(&y);
+}
+
+/* Feature dependencies (virtio 1.2 §5.1.3.1): FEATURES_OK does not stick without them. */
+static void test_feature_dependencies(void **state)
+{
+	struct rig *r = *state;
+
+	rig_create(r);
+	assert_true(vdrv_init(&r->drv, &r->x.io, &r->x.mem, ALL_RING | F(GUEST_TSO4), 3, 256) < 0);
+	assert_true(vdrv_init(&r->drv, &r->x.io, &r->x.mem, ALL_RING | F(HOST_TSO4), 3, 256) < 0);
+	assert_true(vdrv_init(&r->drv, &r->x.io, &r->x.mem, ALL_RING | F(CTRL_RX), 3, 256) < 0);
+	assert_int_equal(vdrv_init(&r->drv, &r->x.io, &r->x.mem, BASIC | OFFL, 3, 256), 0);
+	/* Offloads toward the guest are exactly what it negotiated. */
+	assert_int_equal(stats(r).offloads, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6);
+	vdrv_reset(&r->drv);
+	assert_int_equal(stats(r).offloads, 0);
+	assert_int_equal(vdrv_init(&r->drv, &r->x.io, &r->x.mem, BASIC | F(CSUM) | F(GUEST_CSUM),
+				   3, 256), 0);
+	assert_int_equal(stats(r).offloads, TUN_F_CSUM);
+}
+
+/* The guest asks the kernel for 10.0.0.1's MAC, then pings it. */
+static void test_arp_and_ping(void **state)
+{
+	struct rig *r = *state;
+	uint8_t f[64];
+	static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	struct virtio_net_hdr h = { 0 };
+	size_t o;
+
+	rig_start(r, BASIC | OFFL);
+	memset(f, 0, sizeof(f));
+	o = eth(f, bcast, r->gmac, 0x0806);
+	put16(f + o, 1);
+	put16(f + o + 2, 0x0800);
+	f[o + 4] = 6;
+	f[o + 5] = 4;
+	put16(f + o + 6, 1);
+	memcpy(f + o + 8, r->gmac, 6);
+	put32(f + o + 14, IP_GUEST);
+	put32(f + o + 24, IP_TAP);
+	tx_send(r, 0, &h, f, 60);
+
+	struct want w = { .type = 0x0806 };
+	int64_t n = rx_match(r, 0, &w, &h, TIMEOUT_MS);
+
+	assert_true(n >= 42);
+	const uint8_t *a = r->frame + 14;
+
+	assert_memory_equal(r->frame, r->gmac, 6);
+	assert_int_equal(get16(a + 6), 2);                 /* reply */
+	assert_memory_equal(a + 8, r->hmac, 6);
+	assert_int_equal(get32(a + 14), IP_TAP);
+	assert_memory_equal(a + 18, r->gmac, 6);
+	assert_int_equal(get32(a + 24), IP_GUEST);
+	for (uint16_t seq = 1; seq <= 5; seq++)
+		ping(r, 0, seq);
+	assert_int_equal(stats(r).tx_frames, 6);
+	assert_int_equal(stats(r).tx_malformed + stats(r).tx_errors + stats(r).rx_dropped, 0);
+}
+
+static uint8_t payload[FRAME_CAP], frame[FRAME_CAP];
+
+/* UDP both ways without offloads: full checksums, payloads byte for byte, a 60 000-byte datagram
+ * arriving as IP fragments in 1526-byte buffers. */
+static void test_udp_both_ways(void **state)
+{
+	struct rig *r = *state;
+	struct virtio_net_hdr h = { 0 };
+	struct want w = { .type = 0x0800, .proto = 17, .dport = 6000 };
+	int s;
+
+	rig_start(r, BASIC);
+	s = udp_sock(IP_TAP, 5000);
+	pattern(payload, 1000, 1);
+	udp_send(s, IP_GUEST, 6000, payload, 1000);
+	assert_int_equal(rx_match(r, 0, &w, &h, TIMEOUT_MS), 14 + 20 + 8 + 1000);
+	assert_int_equal(h.flags, 0);          /* no GUEST_CSUM: nothing left to the guest */
+	assert_int_equal(h.gso_type, 0);
+	assert_int_equal(le16toh(h.num_buffers), 1);
+	assert_true(l4_csum_ok(r->frame + 14, 20 + 8 + 1000));
+	assert_memory_equal(r->frame + 42, payload, 1000);
+
+	/* guest -> kernel */
+	pattern(payload, 1200, 2);
+	size_t n = udp_frame(frame, r->hmac, r->gmac, IP_GUEST, IP_TAP, 6000, 5000, payload, 1200,
+			     CSUM_FULL);
+	uint8_t got[2048];
+	struct sockaddr_in from;
+	socklen_t fl = sizeof(from);
+
+	tx_send(r, 0, &h, frame, n);
+	assert_int_equal(recvfrom(s, got, sizeof(got), 0, (struct sockaddr *)&from, &fl), 1200);
+	assert_memory_equal(got, payload, 1200);
+	assert_int_equal(ntohs(from.sin_port), 6000);
+	assert_int_equal(ntohl(from.sin_addr.s_addr), IP_GUEST);
+
+	/* 60 000 bytes: IP fragments, reassembled by the test, checked end to end. */
+	static uint8_t dgram[65536];
+	size_t have = 0, total = 0;
+	uint16_t id = 0;
+
+	pattern(payload, 60000, 3);
+	udp_send(s, IP_GUEST, 6000, payload, 60000);
+	w.dport = 0;
+	while (!total || have < total) {
+		int64_t len = rx_match(r, 0, &w, &h, TIMEOUT_MS);
+
+		assert_true(len > 34);
+		const uint8_t *ip = r->frame + 14;
+		uint16_t fo = get16(ip + 6);
+		size_t dlen = get16(ip + 2) - 20u, off = (size_t)(fo & 0x1fff) * 8;
+
+		assert_true(len <= 1514);
+		assert_int_equal(csum_fold(csum_add(0, ip, 20)), 0xffff);
+		if (!id)
+			id = get16(ip + 4);
+		assert_int_equal(get16(ip + 4), id);
+		assert_true(off + dlen <= sizeof(dgram));
+		memcpy(dgram + off, ip + 20, dlen);
+		have += dlen;
+		if (!(fo & 0x2000))
+			total = off + dlen;
+	}
+	assert_int_equal(total, 8 + 60000);
+	assert_int_equal(have, total);
+	assert_memory_equal(dgram + 8, payload, 60000);
+	close(s);
+}
+
+/* Read frames from the peer tap until one is IPv4 with this protocol; its length (with header). */
+static ssize_t peer_match(struct rig *r, uint8_t proto)
+{
+	uint64_t end = now_ms() + TIMEOUT_MS;
+
+	for (;;) {
+		int left = (int)(end - now_ms());
+		ssize_t n = peer_read(r, frame, sizeof(frame), left > 0 ? left : 0);
+
+		if (n <= 0)
+			return n;
+		const uint8_t *f = frame + VIRTIO_NET_HDR_LEN;
+
+		if (n >= 12 + 34 && get16(f + 12) == 0x0800 && f[14 + 9] == proto)
+			return n;
+	}
+}
+
+/* NEEDS_CSUM from the guest: the frame leaves the far tap with a correct checksum. */
+static void test_tx_csum_offload(void **state)
+{
+	struct rig *r = *state;
+	uint8_t f[2048];
+	struct virtio_net_hdr h = hdr_partial(34, 6);
+	size_t n;
+	ssize_t got;
+
+	rig_start(r, BASIC | OFFL);
+	pattern(payload, 999, 4);
+	n = udp_frame(f, r->hmac, r->gmac, IP_GUEST, IP_FAR, 6000, 7000, payload, 999, CSUM_PARTIAL);
+	tx_send(r, 0, &h, f, n);
+	got = peer_match(r, 17);
+	assert_int_equal(got, 12 + n);
+	const uint8_t *ip = frame + 12 + 14;
+
+	assert_true(get16(frame + 12 + 14 + 20 + 6) != get16(f + 14 + 20 + 6));
+	assert_true(l4_csum_ok(ip, 20 + 8 + 999));
+	assert_int_equal(get32(ip + 16), IP_FAR);
+	assert_memory_equal(ip + 28, payload, 999);
+
+	h = hdr_partial(34, 16);
+	n = tcp_frame(f, r->hmac, r->gmac, IP_GUEST, IP_FAR, 1000, payload, 777, CSUM_PARTIAL);
+	tx_send(r, 0, &h, f, n);
+	got = peer_match(r, 6);
+	assert_int_equal(got, 12 + n);
+	assert_true(l4_csum_ok(frame + 12 + 14, 20 + 20 + 777));
+	assert_memory_equal(frame + 12 + 14 + 40, payload, 777);
+}
+
+/* A 64 KiB TCP segment (GSO TCPV4) from the guest leaves the far tap cut into MSS segments. */
+static void test_tso_segmentation(void **state)
+{
+	struct rig *r = *state;
+	static uint8_t f[FRAME_CAP];
+	const size_t len = 65000, mss = 1448;
+	struct virtio_net_hdr h = hdr_partial(34, 16);
+	static uint8_t seen[65000];
+	size_t bytes = 0;
+	unsigned segs = 0;
+	const uint32_t seq0 = 0x10000000u;
+
+	rig_start(r, BASIC | OFFL);
+	h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+	h.gso_size = htole16(mss);
+	h.hdr_len = htole16(54);
+	pattern(payload, len, 5);
+	size_t n = tcp_frame(f, r->hmac, r->gmac, IP_GUEST, IP_FAR, seq0, payload, len, CSUM_PARTIAL);
+
+	tx_send(r, 0, &h, f, n);
+	memset(seen, 0, sizeof(seen));
+	while (bytes < len) {
+		ssize_t got = peer_match(r, 6);
+
+		assert_true(got > 12 + 54);
+		const uint8_t *ip = frame + 12 + 14, *t = ip + 20;
+		size_t iplen = get16(ip + 2), plen = iplen - 40, off = get32(t + 4) - seq0;
+
+		assert_int_equal((size_t)got, 12 + 14 + iplen);
+		assert_true(14 + iplen <= 1514);
+		assert_true(plen <= mss && plen > 0);
+		assert_true(l4_csum_ok(ip, iplen));
+		assert_true(off + plen <= len);
+		assert_memory_equal(t + 20, payload + off, plen);
+		for (size_t i = off; i < off + plen; i++) {
+			assert_int_equal(seen[i], 0);
+			seen[i] = 1;
+		}
+		bytes += plen;
+		segs++;
+	}
+	assert_int_equal(segs, (len + mss - 1) / mss);
+	assert_int_equal(stats(r).tx_frames, 1);
+	assert_int_equal(stats(r).tx_bytes, n);
+}
+
+/* Write a 64 KiB GSO TCP frame into the far tap: the kernel forwards it towards the guest. */
+static size_t peer_send_gso(struct rig *r, size_t len, uint32_t seq0)
+{
+	static uint8_t f[FRAME_CAP];
+	struct virtio_net_hdr h = hdr_partial(34, 16);
+
+	h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+	h.gso_size = htole16(1448);
+	h.hdr_len = htole16(54);
+	pattern(payload, len, 6);
+	memcpy(f, &h, 12);
+	size_t n = tcp_frame(f + 12, r->pmac, far_mac, IP_FAR, IP_GUEST, seq0, payload, len,
+			     CSUM_PARTIAL);
+
+	assert_int_equal(write(r->peer, f, 12 + n), (ssize_t)(12 + n));
+	return n;
+}
+
+/* Complete a NEEDS_CSUM checksum as a guest driver would. */
+static void csum_complete(uint8_t *f, size_t len, const struct virtio_net_hdr *h)
+{
+	size_t start = le16toh(h->csum_start), off = le16toh(h->csum_offset);
+
+	assert_true(start + off + 2 <= len);
+	put16(f + start + off, (uint16_t)~csum_fold(csum_add(0, f + start, len - start)));
+}
+
+/* GUEST_TSO4 + MRG_RXBUF: one 64 KiB frame spread over 1526-byte buffers, GSO fields intact. */
+static void test_rx_gso_mergeable(void **state)
+{
+	struct rig *r = *state;
+	struct virtio_net_hdr h;
+	struct want w = { .type = 0x0800, .proto = 6 };
+	const size_t len = 65000;
+
+	rig_start(r, BASIC | OFFL);
+	uint64_t bufs0 = stats(r).rx_buffers;
+	size_t n = peer_send_gso(r, len, 5);
+	int64_t got = rx_match(r, 0, &w, &h, TIMEOUT_MS);
+
+	assert_int_equal(got, (int64_t)n);
+	assert_true(last_nb >= (n + 12) / RX_BUF);
+	assert_int_equal(stats(r).rx_buffers - bufs0, last_nb);
+	assert_int_equal(h.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+	assert_int_equal(le16toh(h.gso_size), 1448);
+	assert_true(h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM);
+	assert_memory_equal(r->frame + 54, payload, len);
+	csum_complete(r->frame, (size_t)got, &h);
+	assert_true(l4_csum_ok(r->frame + 14, (size_t)got - 14));
+	assert_int_equal(stats(r).rx_dropped, 0);
+}
+
+/* Without GUEST_TSO4 the kernel segments before the tap: MSS-sized frames, one buffer each. */
+static void test_rx_gso_segmented_without_guest_tso(void **state)
+{
+	struct rig *r = *state;
+	struct virtio_net_hdr h;
+	struct want w = { .type = 0x0800, .proto = 6 };
+	const size_t len = 20000;
+	size_t bytes = 0;
+
+	rig_start(r, BASIC | F(CSUM) | F(GUEST_CSUM) | F(MRG_RXBUF));
+	peer_send_gso(r, len, 0);
+	while (bytes < len) {
+		int64_t got = rx_match(r, 0, &w, &h, TIMEOUT_MS);
+
+		assert_true(got > 54 && got <= 1514);
+		assert_int_equal(h.gso_type, 0);
+		assert_int_equal(le16toh(h.num_buffers), 1);
+		uint32_t off = get32(r->frame + 34 + 4);
+
+		assert_memory_equal(r->frame + 54, payload + off, (size_t)got - 54);
+		bytes += (size_t)got - 54;
+	}
+	assert_int_equal(bytes, len);
+}
+
+/* GUEST_CSUM: a local UDP datagram reaches the guest with NEEDS_CSUM and a usable partial sum. */
+static void test_rx_csum_to_guest(void **state)
+{
+	struct rig *r = *state;
+	struct virtio_net_hdr h;
+	struct want w = { .type = 0x0800, .proto = 17, .dport = 6000 };
+	int s;
+
+	rig_start(r, BASIC | OFFL);
+	s = udp_sock(IP_TAP, 5000);
+	pattern(payload, 500, 7);
+	udp_send(s, IP_GUEST, 6000, payload, 500);
+	int64_t got = rx_match(r, 0, &w, &h, TIMEOUT_MS);
+
+	assert_int_equal(got, 42 + 500);
+	assert_int_equal(h.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+	assert_int_equal(le16toh(h.csum_start), 34);
+	assert_int_equal(le16toh(h.csum_offset), 6);
+	csum_complete(r->frame, (size_t)got, &h);
+	assert_true(l4_csum_ok(r->frame + 14, (size_t)got - 14));
+	assert_memory_equal(r->frame + 42, payload, 500);
+	close(s);
+}
+
+/* No RX buffers: the device stops reading, the kernel keeps queueing; buffers bring it all. */
+static void test_rx_starvation_recovery(void **state)
+{
+	struct rig *r = *state;
+	struct virtio_net_hdr h;
+	struct want w = { .type = 0x0800, .proto = 17, .dport = 6000 };
+	const unsigned total = 100, first = 16;
+	uint8_t pl[300];
+	int s;
+
+	rig_start_opt(r, BASIC | OFFL, false);
+	s = udp_sock(IP_TAP, 5000);
+	no_repost = true;
+	rx_fill(r, 0, 0, first);
+	for (unsigned i = 0; i < total; i++) {
+		pattern(pl, sizeof(pl), i);
+		put32(pl, i);
+		udp_send(s, IP_GUEST, 6000, pl, sizeof(pl));
+	}
+	unsigned next = 0;
+
+	for (; next < first; next++) {
+		assert_int_equal(rx_match(r, 0, &w, &h, TIMEOUT_MS), 42 + sizeof(pl));
+		assert_int_equal(get32(r->frame + 42), next);
+	}
+	/* Nothing more can arrive; the device noticed and paused. */
+	assert_int_equal(rx_frame(r, 0, &h, 300), -1);
+	assert_true(stats(r).rx_starved >= 1);
+	rig_run(r, 200);
+	/* Refill (reusing the consumed slots) and kick: everything queued meanwhile, in order. */
+	no_repost = false;
+	rx_fill(r, 0, 0, RX_SLOTS);
+	for (; next < total; next++) {
+		assert_int_equal(rx_match(r, 0, &w, &h, TIMEOUT_MS), 42 + sizeof(pl));
+		assert_int_equal(get32(r->frame + 42), next);
+		pattern(pl, sizeof(pl), next);
+		assert_memory_equal(r->frame + 46, pl + 4, sizeof(pl) - 4);
+	}
+	assert_int_equal(stats(r).rx_dropped, 0);
+	close(s);
+}
+
+/* ip link set down / up: STATUS follows, each change with a configuration interrupt. */
+static void test_link_down_up(void **state)
+{
+	struct rig *r = *state;
+	uint32_t gen0;
+
+	rig_start(r, BASIC);
+	wait_link(r, VIRTIO_NET_S_LINK_UP);
+	rig_run(r, 50);
+	r->isr_seen = 0;
+	gen0 = vdrv_read32(&r->drv, 0xfc);
+	if_set_up(TAP, false);
+	wait_link(r, 0);
+	assert_true(r->isr_seen & VIRTIO_MMIO_INT_CONFIG);
+	assert_true(vdrv_read32(&r->drv, 0xfc) != gen0);
+	assert_false(stats(r).link_up);
+	r->isr_seen = 0;
+	if_set_up(TAP, true);
+	wait_link(r, VIRTIO_NET_S_LINK_UP);
+	assert_true(r->isr_seen & VIRTIO_MMIO_INT_CONFIG);
+	assert_true(stats(r).link_changes >= 2);
+	/* The neighbour entry went with the link; traffic works again once it is back. */
+	arp_static(TAP, IP_GUEST, r->gmac);
+	ping(r, 0, 9);
+}
+
+/* Hostile TX chains: each dropped, counted and completed; the queue keeps working. */
+static void test_malformed_tx(void **state)
+{
+	struct rig *r = *state;
+	static uint8_t raw[TX_AREA];
+	static const struct {
+		struct virtio_net_hdr h;
+		size_t flen;           /* 0: the valid 242-byte UDP frame */
+	} cases[] = {
+		{ { 0 }, 10 },                                                    /* runt */
+		{ { .gso_type = 2 }, 0 },                                         /* unknown type */
+		{ { .flags = 1, .gso_type = 1, .csum_start = 34, .csum_offset = 6, .hdr_len = 42 },
+		  0 },                                                            /* gso_size 0 */
+		{ { .gso_type = 1, .gso_size = 100, .hdr_len = 42 }, 0 },         /* no NEEDS_CSUM */
+		{ { .flags = 1, .csum_start = 1000, .csum_offset = 6 }, 0 },      /* start beyond */
+		{ { .flags = 1, .csum_start = 34, .csum_offset = 65535 }, 0 },    /* offset beyond */
+		{ { .flags = VIRTIO_NET_HDR_F_DATA_VALID }, 0 },                  /* device's flag */
+		{ { .flags = 1, .gso_type = 0x81, .gso_size = 100, .csum_start = 34,
+		    .csum_offset = 6, .hdr_len = 42 }, 0 },                       /* ECN */
+		{ { .flags = 1, .gso_type = 3, .gso_size = 100, .csum_start = 34,
+		    .csum_offset = 6, .hdr_len = 42 }, 0 },                       /* UFO not agreed */
+		{ { .flags = 1, .gso_type = 1, .gso_size = 100, .csum_start = 34,
+		    .csum_offset = 6, .hdr_len = 60000 }, 0 },                    /* hdr_len beyond */
+		{ { 0 }, 70000 },                                                 /* > 64 KiB */
+	};
+	unsigned bad = 0;
+
+	rig_start(r, BASIC | OFFL);
+	size_t n = udp_frame(frame, r->hmac, r->gmac, IP_GUEST, IP_TAP, 1, 2, payload, 200,
+			     CSUM_PARTIAL);
+
+	/* Shorter than the header. */
+	assert_int_equal(tx_raw(r, 0, raw, 6, 4096), 0);
+	assert_int_equal(stats(r).tx_malformed, ++bad);
+	/* Only device-writable buffers. */
+	struct vdrv_buf wb = { .gpa = r->tx_gpa, .len = 64, .write = true };
+
+	assert_true(vdrv_transfer(&r->drv, 1, &wb, 1, false, TIMEOUT_MS) >= 0);
+	assert_int_equal(stats(r).tx_malformed, ++bad);
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t flen = cases[i].flen ? cases[i].flen : n;
+
+		memcpy(raw, &cases[i].h, 12);
+		memset(raw + 12, 0, flen);
+		memcpy(raw + 12, frame, flen < n ? flen : n);
+		assert_int_equal(tx_raw(r, 0, raw, 12 + flen, 4096), 0);
+		assert_int_equal(stats(r).tx_malformed, ++bad);
+	}
+	assert_false(vdrv_status(&r->drv) & VIRTIO_STATUS_NEEDS_RESET);
+	assert_int_equal(stats(r).tx_frames, 0);
+	ping(r, 0, 1);
+	assert_int_equal(stats(r).tx_frames, 1);
+}
+
+/* RX chains too small for a header come back empty, counted; the next one is used. */
+static void test_rx_bad_chains(void **state)
+{
+	struct rig *r = *state;
+	struct vdrv_buf small = { .gpa = r->tx_gpa, .len = 4, .write = true };
+
+	rig_start_opt(r, BASIC | OFFL, false);
+	small.gpa = r->tx_gpa + 8192;
+	assert_true(vdrv_submit(&r->drv, 0, &small, 1, false, BAD_TOKEN) >= 0);
+	rx_fill(r, 0, 0, RX_SLOTS);
+	ping(r, 0, 3);
+	assert_int_equal(bad_seen, 1);
+	assert_int_equal(stats(r).rx_bad_chains, 1);
+	assert_false(vdrv_status(&r->drv) & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+/* A frame the kernel sends out of the tap as is (packet socket): ethertype 0x88b5, a marker. */
+static void raw_out(const uint8_t dst[6], const uint8_t src[6], uint8_t marker)
+{
+	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_halen = 6,
+				   .sll_ifindex = (int)if_nametoindex(TAP) };
+	uint8_t f[60] = { 0 };
+	int s = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+
+	assert_true(s >= 0);
+	eth(f, dst, src, 0x88b5);
+	f[14] = marker;
+	memcpy(sll.sll_addr, dst, 6);
+	assert_int_equal(sendto(s, f, sizeof(f), 0, (struct sockaddr *)&sll, sizeof(sll)), 60);
+	close(s);
+}
+
+/* Markers received until `until` arrives (tun keeps order: earlier ones came before it). */
+static uint32_t markers_until(struct rig *r, uint8_t until)
+{
+	struct want w = { .type = 0x88b5 };
+	struct virtio_net_hdr h;
+	uint32_t seen = 0;
+
+	for (;;) {
+		int64_t n = rx_match(r, 0, &w, &h, TIMEOUT_MS);
+
+		assert_true(n >= 15);
+		seen |= 1u << r->frame[14];
+		if (r->frame[14] == until)
+			return seen;
+	}
+}
+
+/* CTRL_RX: promiscuous and all-multicast switch the tap's filter; MAC table; bad commands. */
+static void test_ctrl_rx_filter(void **state)
+{
+	struct rig *r = *state;
+	static const uint8_t other[6] = { 0x02, 0, 0, 0, 0, 0x99 };
+	static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	static const uint8_t mc1[6] = { 0x01, 0x00, 0x5e, 0, 0, 0xfb };
+	static const uint8_t mc2[6] = { 0x01, 0x00, 0x5e, 0, 0, 0xfc };
+	uint8_t on = 1, off = 0;
+
+	rig_start(r, BASIC | OFFL);
+	/* Default: promiscuous, as a driver that never set a filter expects. */
+	raw_out(other, r->hmac, 1);
+	raw_out(r->gmac, r->hmac, 2);
+	assert_int_equal(markers_until(r, 2), (1u << 1) | (1u << 2));
+	assert_true(stats(r).promisc);
+
+	assert_int_equal(ctrl_cmd(r, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_PROMISC, &off, 1),
+			 VIRTIO_NET_OK);
+	assert_false(stats(r).promisc);
+	raw_out(other, r->hmac, 3);
+	raw_out(mc1, r->hmac, 4);
+	raw_out(bcast, r->hmac, 5);
+	raw_out(r->gmac, r->hmac, 6);
+	assert_int_equal(markers_until(r, 6), (1u << 5) | (1u << 6));
+
+	assert_int_equal(ctrl_cmd(r, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_ALLMULTI, &on, 1),
+			 VIRTIO_NET_OK);
+	assert_true(stats(r).allmulti);
+	raw_out(other, r->hmac, 7);
+	raw_out(mc1, r->hmac, 8);
+	raw_out(r->gmac, r->hmac, 9);
+	assert_int_equal(markers_until(r, 9), (1u << 8) | (1u << 9));
+
+	/* MAC table: one multicast address accepted, the other not (all-multicast off again). */
+	uint8_t tbl[4 + 4 + 6] = { 0, 0, 0, 0, 1, 0, 0, 0 };
+
+	memcpy(tbl + 8, mc1, 6);
+	assert_int_equal(ctrl_cmd(r, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_ALLMULTI, &off, 1),
+			 VIRTIO_NET_OK);
+	assert_int_equal(ctrl_cmd(r, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_TABLE_SET, tbl,
+				  sizeof(tbl)), VIRTIO_NET_OK);
+	raw_out(mc2, r->hmac, 10);
+	raw_out(mc1, r->hmac, 11);
+	raw_out(r->gmac, r->hmac, 12);
+	assert_int_equal(markers_until(r, 12), (1u << 11) | (1u << 12));
+
+	assert_int_equal(ctrl_cmd(r, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_PROMISC, &on, 1),
+			 VIRTIO_NET_OK);
+	raw_out(other, r->hmac, 13);
+	assert_int_equal(markers_until(r, 13), 1u << 13);
+
+	/* Refused: unknown class, wrong length, a table longer than its data, MQ not negotiated. */
+	uint64_t err0 = stats(r).ctrl_errors;
+	uint8_t two[2] = { 1, 1 };
+	uint8_t lying[8] = { 9, 0, 0, 0, 0, 0, 0, 0 };
+	uint16_t pairs = htole16(1);
+
+	assert_int_equal(ctrl_cmd(r, 9, 0, NULL, 0), VIRTIO_NET_ERR);
+	assert_int_equal(ctrl_cmd(r, VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_PROMISC, two, 2),
+			 VIRTIO_NET_ERR);
+	assert_int_equal(ctrl_cmd(r, VIRTIO_NET_CTRL_MAC, VIRTIO_NET_CTRL_MAC_TABLE_SET, lying, 8),
+			 VIRTIO_NET_ERR);
+	assert_int_equal(ctrl_cmd(r, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, &pairs, 2),
+			 VIRTIO_NET_ERR);
+	assert_int_equal(stats(r).ctrl_errors - err0, 4);
+	assert_true(stats(r).promisc);
+	ping(r, 0, 2);
+}
+
+/* MQ with two pairs: VQ_PAIRS_SET, flows spread over both RX queues, TX on the second pair. */
+static void test_mq_two_pairs(void **state)
+{
+	struct rig *r = *state;
+	struct want w = { .type = 0x0800, .proto = 17, .dport = 6000 };
+	struct virtio_net_hdr h;
+	enum { FLOWS = 16, PER = 4 };
+	int socks[FLOWS];
+	unsigned per_q[2] = { 0 }, seen[FLOWS] = { 0 };
+	uint16_t v;
+	uint8_t pl[200];
+
+	cfg_default(&r->cfg, 2);
+	rig_start(r, BASIC | OFFL | F(MQ));
+	assert_true(r->drv.device_features & F(MQ));
+	assert_int_equal(cfg16(r, VIRTIO_NET_CFG_MAX_PAIRS), 2);
+	assert_int_equal(stats(r).active_pairs, 1);
+	v = htole16(3);
+	assert_int_equal(ctrl_cmd(r, VIRTIO_NET_CTRL_MQ, 0, &v, 2), VIRTIO_NET_ERR);
+	v = htole16(0);
+	assert_int_equal(ctrl_cmd(r, VIRTIO_NET_CTRL_MQ, 0, &v, 2), VIRTIO_NET_ERR);
+	v = htole16(2);
+	assert_int_equal(ctrl_cmd(r, VIRTIO_NET_CTRL_MQ, 0, &v, 2), VIRTIO_NET_OK);
+	assert_int_equal(stats(r).active_pairs, 2);
+
+	for (unsigned f = 0; f < FLOWS; f++)
+		socks[f] = udp_sock(IP_TAP, (uint16_t)(5100 + f));
+	for (unsigned i = 0; i < PER; i++)
+		for (unsigned f = 0; f < FLOWS; f++) {
+			pattern(pl, sizeof(pl), f * 100 + i);
+			pl[0] = (uint8_t)f;
+			pl[1] = (uint8_t)i;
+			udp_send(socks[f], IP_GUEST, 6000, pl, sizeof(pl));
+		}
+	for (unsigned k = 0; k < FLOWS * PER; k++) {
+		assert_int_equal(rx_match(r, -1, &w, &h, TIMEOUT_MS), 42 + sizeof(pl));
+		unsigned f = r->frame[42], i = r->frame[43];
+
+		assert_true(f < FLOWS && i < PER);
+		assert_int_equal(get16(r->frame + 34), 5100 + f);
+		/* Per flow, in order (one flow stays on one queue). */
+		assert_int_equal(seen[f], i);
+		seen[f]++;
+		pattern(pl, sizeof(pl), f * 100 + i);
+		assert_memory_equal(r->frame + 44, pl + 2, sizeof(pl) - 2);
+		per_q[last_pair]++;
+	}
+	assert_true(per_q[0] > 0 && per_q[1] > 0);
+	print_message("  flows over the RX queues: %u / %u\n", per_q[0], per_q[1]);
+
+	/* TX on pair 1: ping, and UDP to a kernel socket. */
+	ping(r, 1, 11);
+	pattern(payload, 300, 8);
+	size_t n = udp_frame(frame, r->hmac, r->gmac, IP_GUEST, IP_TAP, 6000, 5100, payload, 300,
+			     CSUM_FULL);
+	uint8_t got[512];
+
+	memset(&h, 0, sizeof(h));
+	tx_send(r, 1, &h, frame, n);
+	assert_int_equal(recv(socks[0], got, sizeof(got), 0), 300);
+	assert_memory_equal(got, payload, 300);
+
+	/* Back to one pair: everything on queue 0. */
+	v = htole16(1);
+	assert_int_equal(ctrl_cmd(r, VIRTIO_NET_CTRL_MQ, 0, &v, 2), VIRTIO_NET_OK);
+	assert_int_equal(stats(r).active_pairs, 1);
+	for (unsigned f = 0; f < FLOWS; f++)
+		udp_send(socks[f], IP_GUEST, 6000, pl, sizeof(pl));
+	for (unsigned f = 0; f < FLOWS; f++) {
+		assert_int_equal(rx_match(r, -1, &w, &h, TIMEOUT_MS), 42 + sizeof(pl));
+		assert_int_equal(last_pair, 0);
+	}
+	for (unsigned f = 0; f < FLOWS; f++)
+		close(socks[f]);
+}
+
+/* A reset while a frame waits for more buffers: held chains dropped, nothing leaks, reusable. */
+static void test_reset_with_pending_frame(void **state)
+{
+	struct rig *r = *state;
+
+	rig_start_opt(r, BASIC | OFFL, false);
+	rx_fill(r, 0, 0, 3);
+	peer_send_gso(r, 65000, 1);
+	rig_run(r, 200);
+	assert_true(stats(r).rx_starved >= 1);
+	assert_int_equal(stats(r).rx_frames, 0);
+	vdrv_reset(&r->drv);
+	assert_int_equal(gmem_flat_outstanding(r->x.gm), 0);
+	r->x.mem.next = 0;
+	assert_int_equal(vdrv_init(&r->drv, &r->x.io, &r->x.mem, BASIC | OFFL, 3, 256), 0);
+	r->rx_gpa[0] = ram_alloc(r, (uint64_t)RX_SLOTS * r->rx_size, (void **)&r->rx_host[0]);
+	r->tx_gpa = ram_alloc(r, TX_AREA, (void **)&r->tx_host);
+	rx_fill(r, 0, 0, RX_SLOTS);
+	ping(r, 0, 4);
+}
+
+/* No tap name: "xvd<domid>.<n>" is created, put on the bridge and brought up; gone at the end. */
+static void test_default_tap_on_bridge(void **state)
+{
+	struct rig *r = *state;
+	char br[IFNAMSIZ] = "xbr0";
+	struct ifreq ifr;
+	struct net_stats st;
+
+	assert_int_equal(sock_ioctl(SIOCBRADDBR, br), 0);
+	if_addr(br, 0x0a000201u);              /* 10.0.2.1 */
+	r->cfg.u.net.tap[0] = 0;
+	snprintf(r->cfg.u.net.bridge, sizeof(r->cfg.u.net.bridge), "%s", br);
+	r->loop = ev_loop_new(EVFLAG_AUTO);
+	assert_int_equal(vdrv_direct_open(&r->x, &r->cfg, RAM_GPA, RAM_SIZE, r->loop), 0);
+	r->open = true;
+	assert_true(net_get_stats(r->x.dev, &st));
+	assert_string_equal(st.ifname, "xvd0.0");
+	ifr_init(&ifr, "xvd0.0");
+	assert_int_equal(sock_ioctl(SIOCGIFFLAGS, &ifr), 0);
+	assert_true(ifr.ifr_flags & IFF_UP);
+	assert_int_equal(vdrv_init(&r->drv, &r->x.io, &r->x.mem, BASIC | OFFL, 3, 256), 0);
+	r->pairs = 1;
+	r->rx_size = RX_BUF;
+	vdrv_config_read(&r->drv, 0, r->gmac, 6);
+	r->rx_gpa[0] = ram_alloc(r, (uint64_t)RX_SLOTS * r->rx_size, (void **)&r->rx_host[0]);
+	r->tx_gpa = ram_alloc(r, TX_AREA, (void **)&r->tx_host);
+	rx_fill(r, 0, 0, RX_SLOTS);
+	/* The bridge answers an ARP request that came in through its new port. */
+	uint8_t f[60] = { 0 };
+	static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	struct virtio_net_hdr h = { 0 };
+	size_t o = eth(f, bcast, r->gmac, 0x0806);
+
+	put16(f + o, 1);
+	put16(f + o + 2, 0x0800);
+	f[o + 4] = 6;
+	f[o + 5] = 4;
+	put16(f + o + 6, 1);
+	memcpy(f + o + 8, r->gmac, 6);
+	put32(f + o + 14, 0x0a000202u);
+	put32(f + o + 24, 0x0a000201u);
+	tx_send(r, 0, &h, f, 60);
+
+	struct want w = { .type = 0x0806 };
+
+	assert_true(rx_match(r, 0, &w, &h, TIMEOUT_MS) >= 42);
+	assert_int_equal(get16(r->frame + 14 + 6), 2);
+	assert_int_equal(get32(r->frame + 14 + 14), 0x0a000201u);
+	/* A second device without a name takes the next free one. */
+	struct vdrv_direct y;
+	struct config_device c2 = r->cfg;
+
+	snprintf(c2.name, sizeof(c2.name), "eth1");
+	assert_int_equal(vdrv_direct_open(&y, &c2, RAM_GPA, 1u << 20, r->loop), 0);
+	assert_true(net_get_stats(y.dev, &st));
+	assert_string_equal(st.ifname, "xvd0.1");
+	vdrv_direct_close(&y);
+	assert_false(if_exists("xvd0.1"));
+	vdrv_reset(&r->drv);
+	vdrv_direct_close(&r->x);
+	ev_loop_destroy(r->loop);
+	r->open = false;
+	assert_false(if_exists("xvd0.0"));
+	assert_true(if_exists(br));
+	if_set_up(br, false);
+	assert_int_equal(sock_ioctl(SIOCBRDELBR, br), 0);
+}
+
+/* An existing tap is used, not removed; a missing bridge fails creation cleanly. */
+static void test_existing_tap_and_bad_bridge(void **state)
+{
+	struct rig *r = *state;
+	struct ifreq ifr;
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	struct vdrv_direct y;
+	struct config_device c = r->cfg;
+
+	assert_true(fd >= 0);
+	ifr_init(&ifr, "vkeep0");
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	assert_int_equal(ioctl(fd, TUNSETIFF, &ifr), 0);
+	assert_int_equal(ioctl(fd, TUNSETPERSIST, 1), 0);
+	close(fd);
+	snprintf(c.u.net.tap, sizeof(c.u.net.tap), "vkeep0");
+	assert_int_equal(vdrv_direct_open(&y, &c, RAM_GPA, 1u << 20, NULL) < 0, 1);   /* no loop */
+	r->loop = ev_loop_new(EVFLAG_AUTO);
+	assert_int_equal(vdrv_direct_open(&y, &c, RAM_GPA, 1u << 20, r->loop), 0);
+	vdrv_direct_close(&y);
+	assert_true(if_exists("vkeep0"));
+	fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	ifr_init(&ifr, "vkeep0");
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	assert_int_equal(ioctl(fd, TUNSETIFF, &ifr), 0);
+	assert_int_equal(ioctl(fd, TUNSETPERSIST, 0), 0);
+	close(fd);
+	assert_false(if_exists("vkeep0"));
+	snprintf(c.u.net.tap, sizeof(c.u.net.tap), "vnew0");
+	snprintf(c.u.net.bridge, sizeof(c.u.net.bridge), "nobr0");
+	assert_true(vdrv_direct_open(&y, &c, RAM_GPA, 1u << 20, r->loop) < 0);
+	assert_false(if_exists("vnew0"));
+	ev_loop_destroy(r->loop);
+}
+
+/* ---- main: everything in a private network namespace ------------------------------------ */
+
+static int run_all(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_config),
+		T(test_feature_dependencies),
+		T(test_arp_and_ping),
+		T(test_udp_both_ways),
+		T(test_tx_csum_offload),
+		T(test_tso_segmentation),
+		T(test_rx_gso_mergeable),
+		T(test_rx_gso_segmented_without_guest_tso),
+		T(test_rx_csum_to_guest),
+		T(test_rx_starvation_recovery),
+		T(test_link_down_up),
+		T(test_malformed_tx),
+		T(test_rx_bad_chains),
+		T(test_ctrl_rx_filter),
+		T(test_mq_two_pairs),
+		T(test_reset_with_pending_frame),
+		T(test_default_tap_on_bridge),
+		T(test_existing_tap_and_bad_bridge),
+	};
+#undef T
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
+
+int main(void)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid < 0)
+		return 1;
+	if (pid == 0) {
+		if (unshare(CLONE_NEWNET) < 0) {
+			fprintf(stderr, "test_net: cannot create a network namespace: %s\n",
+				strerror(errno));
+			_exit(77);
+		}
+		/* Quiet links (no IPv6 chatter) and forwarding for the far tap. */
+		write_file("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
+		write_file("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
+		write_file("/proc/sys/net/ipv4/ip_forward", "1");
+		_exit(run_all());
+	}
+	if (waitpid(pid, &st, 0) < 0)
+		return 1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+}
