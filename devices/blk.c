@@ -55,6 +55,7 @@ struct blk_dev {
 	int fd;
 	bool is_bdev, readonly, direct;
 	bool no_zero_range, no_punch;       /* fallocate modes the backend refused */
+	bool dio_bounce_all;                /* O_DIRECT refused guest mappings (EFAULT) */
 	uint64_t capacity;                  /* 512-byte sectors */
 	uint32_t lbs, pbs, opt_io;          /* logical / physical block, optimal I/O (bytes) */
 	uint32_t dio_mem, dio_off;          /* O_DIRECT alignment of buffers / offsets and lengths */
@@ -414,6 +415,28 @@ static uint8_t blk_req_status(struct blk_dev *b, struct blk_req *r)
 	return VIRTIO_BLK_S_IOERR;
 }
 
+static int blk_bounce(struct blk_dev *b, struct blk_req *r);
+
+/*
+ * O_DIRECT pins the buffers' pages; mappings the kernel cannot pin (foreign mappings are
+ * VM_IO|VM_PFNMAP on some dom0 kernels) fail with EFAULT. Then every request of this disk goes
+ * through a bounce buffer, starting with this one. Returns true when r was resubmitted.
+ */
+static bool blk_dio_fallback(struct blk_dev *b, struct blk_req *r)
+{
+	if (r->res != -EFAULT || !b->direct || r->bounce ||
+	    (r->op != BLK_OP_READ && r->op != BLK_OP_WRITE))
+		return false;
+	if (!b->dio_bounce_all)
+		log_warn("%s: O_DIRECT cannot use guest memory here (EFAULT); bouncing every request",
+			 b->vdev.name);
+	b->dio_bounce_all = true;
+	if (blk_bounce(b, r) < 0)
+		return false;
+	r->res = r->sync_res = 0;
+	return blk_submit_req(b, r) == 0;
+}
+
 static void blk_req_done(struct blk_dev *b, struct blk_req *r)
 {
 	uint32_t written = 1;
@@ -425,6 +448,8 @@ static void blk_req_done(struct blk_dev *b, struct blk_req *r)
 		return;
 	}
 	if (r->op == BLK_OP_WZ && r->res == -EOPNOTSUPP && blk_dwz_retry(b, r))
+		return;
+	if (blk_dio_fallback(b, r))
 		return;
 	uint8_t status = blk_req_status(b, r);
 
@@ -626,7 +651,9 @@ static void blk_start_rw(struct blk_dev *b, struct vq_elem *e, bool write, uint6
 			  (unsigned)e->n_out + e->n_in);
 
 	r->niov = n < 0 ? 0 : (unsigned)n;
-	if (n <= 0 || (b->direct && !blk_dio_aligned(b, r) && blk_bounce(b, r) < 0)) {
+	bool bounce = b->direct && (b->dio_bounce_all || !blk_dio_aligned(b, r));
+
+	if (n <= 0 || (bounce && blk_bounce(b, r) < 0)) {
 		blk_req_free(b, r);
 		return blk_bad(b, e, VIRTIO_BLK_S_IOERR, "no bounce buffer", sector);
 	}
