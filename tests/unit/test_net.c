@@ -14,6 +14,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <linux/if_tun.h>
 #include <linux/sockios.h>
 #include <net/if.h>
@@ -1538,6 +1539,131 @@ static void test_existing_tap_and_bad_bridge(void **state)
 	ev_loop_destroy(r->loop);
 }
 
+/* The device's own tap fd, found the way an administrator would: /proc/self/fdinfo "iff:". */
+static int device_tap_fd(const char *ifname)
+{
+	char path[64], line[128], want[64];
+
+	snprintf(want, sizeof(want), "iff:\t%s\n", ifname);
+	for (int fd = 3; fd < 1024; fd++) {
+		snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+		FILE *f = fopen(path, "re");
+		bool hit = false;
+
+		while (f && !hit && fgets(line, sizeof(line), f))
+			hit = strcmp(line, want) == 0;
+		if (f)
+			fclose(f);
+		if (hit)
+			return fd;
+	}
+	return -1;
+}
+
+static int shell(const char *cmd)
+{
+	int st = system(cmd);
+
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/*
+ * TX backpressure as on a slow uplink: the tap is bridged to a port whose qdisc (tbf at 8 kbit/s)
+ * holds the frames, still charged to the tap's 32 KiB send buffer. writev says EAGAIN; the device
+ * keeps the chain and waits for POLLOUT. When the port speeds up, the kernel frees those skbs,
+ * signals POLLOUT, and everything arrives in order; nothing is lost.
+ */
+static void test_tx_backpressure(void **state)
+{
+	struct rig *r = *state;
+	enum { N = 200, FLEN = 1000 };
+	char br[IFNAMSIZ] = "xbr1";
+	struct ifreq ifr;
+	static const uint8_t dst[6] = { 0x02, 0, 0, 0, 0, 0x77 };
+	int sink = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	int sndbuf = 32768;
+	uint8_t *area, f[FLEN + 64];
+	struct virtio_net_hdr h = { 0 };
+	unsigned done = 0, got = 0;
+
+	rig_start(r, BASIC | OFFL);
+	assert_true(sink >= 0);
+	ifr_init(&ifr, "vsink0");
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+	assert_int_equal(ioctl(sink, TUNSETIFF, &ifr), 0);
+	assert_int_equal(sock_ioctl(SIOCBRADDBR, br), 0);
+	ifr_init(&ifr, br);
+	ifr.ifr_ifindex = (int)if_nametoindex(TAP);
+	assert_int_equal(sock_ioctl(SIOCBRADDIF, &ifr), 0);
+	ifr.ifr_ifindex = (int)if_nametoindex("vsink0");
+	assert_int_equal(sock_ioctl(SIOCBRADDIF, &ifr), 0);
+	if_set_up("vsink0", true);
+	if_set_up(br, true);
+	if (shell("tc qdisc add dev vsink0 root tbf rate 8kbit burst 1600 limit 1000000") != 0) {
+		close(sink);
+		print_message("[  SKIP    ] tc (iproute2) with tbf is needed\n");
+		skip();
+	}
+	int dev_fd = device_tap_fd(TAP);
+
+	assert_true(dev_fd >= 0);
+	assert_int_equal(ioctl(dev_fd, TUNSETSNDBUF, &sndbuf), 0);
+
+	uint64_t gpa = ram_alloc(r, (uint64_t)N * 2048, (void **)&area);
+
+	for (unsigned i = 0; i < N; i++) {
+		size_t o = eth(f, dst, r->gmac, 0x88b5);
+
+		pattern(f + o, FLEN - o, i);
+		put32(f + o, i);
+		memcpy(area + (size_t)i * 2048, &h, 12);
+		memcpy(area + (size_t)i * 2048 + 12, f, FLEN);
+		struct vdrv_buf b = { .gpa = gpa + (uint64_t)i * 2048, .len = 12 + FLEN };
+
+		assert_true(vdrv_submit(&r->drv, 1, &b, 1, false, NULL) >= 0);
+	}
+	vdrv_kick(&r->drv, 1);
+	rig_run(r, 300);
+	struct net_stats st = stats(r);
+	uint32_t len;
+
+	while (vdrv_get_used(&r->drv, 1, &len, NULL) > 0)
+		done++;
+	assert_true(st.tx_eagain >= 1);
+	assert_true(st.tx_frames < N / 4);
+	assert_int_equal(done, st.tx_frames);     /* a chain completes when the tap took it */
+	assert_int_equal(shell("tc qdisc change dev vsink0 root tbf rate 10gbit burst 1000000 "
+			       "limit 1000000"), 0);
+	for (uint64_t end = now_ms() + 10000; (done < N || got < N) && now_ms() < end;) {
+		ssize_t n = read(sink, f, sizeof(f));
+
+		if (n > 0) {
+			if (n != FLEN || get16(f + 12) != 0x88b5)
+				continue;
+			assert_int_equal(get32(f + 14), got);
+			uint8_t want[FLEN];
+
+			pattern(want, FLEN - 14, got);
+			assert_memory_equal(f + 18, want + 4, FLEN - 18);
+			got++;
+			continue;
+		}
+		while (vdrv_get_used(&r->drv, 1, &len, NULL) > 0)
+			done++;
+		vdrv_enable_irq(&r->drv, 1);
+		rig_wait(r, 2);
+	}
+	assert_int_equal(done, N);
+	assert_int_equal(got, N);
+	st = stats(r);
+	assert_int_equal(st.tx_frames, N);
+	assert_int_equal(st.tx_errors + st.tx_malformed, 0);
+	print_message("  %u frames, %" PRIu64 " EAGAIN waits\n", N, st.tx_eagain);
+	close(sink);
+	if_set_up(br, false);
+	assert_int_equal(sock_ioctl(SIOCBRDELBR, br), 0);
+}
+
 /* ---- main: everything in a private network namespace ------------------------------------ */
 
 static int run_all(void)
@@ -1557,6 +1683,7 @@ static int run_all(void)
 		T(test_link_down_up),
 		T(test_malformed_tx),
 		T(test_rx_bad_chains),
+		T(test_tx_backpressure),
 		T(test_ctrl_rx_filter),
 		T(test_mq_two_pairs),
 		T(test_reset_with_pending_frame),
