@@ -1,0 +1,222 @@
+/*
+ * Helpers shared by the perf benchmarks (mmio_, cpu_, rss_, scale_, console_bench.c): timing,
+ * environment knobs, medians, the BENCH line, a sim daemon on one INI file, and what /proc says
+ * about a daemon (CPU time, memory without the guest's mappings). Header-only, so bench.mk links
+ * each benchmark as it is.
+ *
+ * Environment: BENCH_QUICK=1 (the 60-second subset: fewer rounds), BENCH_OUT (where data files
+ * for the plots go, default build/bench), BENCH_DIR (scratch files, default /var/tmp).
+ */
+#ifndef XVD_BENCH_COMMON_H
+#define XVD_BENCH_COMMON_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tests/xensim/guest.h"
+
+#ifndef XVD_SIM_DAEMON
+#error "XVD_SIM_DAEMON must name the sim daemon binary"
+#endif
+
+#define BENCH_WIN(n)  (UINT64_C(0x02000000) + (uint64_t)(n) * 0x200u)
+#define BENCH_SPI(n)  (33u + (n))
+#define BENCH_RAM     UINT64_C(0x40000000)
+#define BENCH_READY_MS 20000
+
+static inline double bench_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static inline uint64_t bench_env_u64(const char *name, uint64_t dflt)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? strtoull(v, NULL, 0) : dflt;
+}
+
+static inline bool bench_quick(void)
+{
+	return bench_env_u64("BENCH_QUICK", 0) != 0;
+}
+
+static inline int bench_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Sorts v in place. */
+static inline double bench_median(double *v, unsigned n)
+{
+	if (n == 0)
+		return 0;
+	qsort(v, n, sizeof(*v), bench_cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* higher_better: ratio = value / baseline; else (latency, cost) ratio = baseline / value. */
+static inline void bench_line(const char *name, double value, const char *unit, double baseline,
+			      bool higher_better)
+{
+	double ratio = 0;
+
+	if (value > 0 && baseline > 0)
+		ratio = higher_better ? value / baseline : baseline / value;
+	printf("BENCH %s value=%.3f unit=%s baseline=%.3f ratio=%.2f\n", name, value, unit,
+	       baseline, ratio);
+	fflush(stdout);
+}
+
+/* A case that cannot run here: a visible line, never a silent gap. */
+static inline void bench_skip(const char *name, const char *why)
+{
+	printf("BENCH %s value=0 unit=skipped baseline=0 ratio=0 # skipped: %s\n", name, why);
+	fflush(stdout);
+}
+
+/* $BENCH_OUT/<file>, the directory created; NULL when it cannot be. */
+static inline FILE *bench_data_file(const char *file)
+{
+	const char *dir = getenv("BENCH_OUT");
+	char path[512];
+
+	if (!dir || !*dir)
+		dir = "build/bench";
+	mkdir(dir, 0755);
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	return fopen(path, "w");
+}
+
+static inline const char *bench_scratch_dir(void)
+{
+	const char *d = getenv("BENCH_DIR");
+
+	return d && *d ? d : "/var/tmp";
+}
+
+static inline int bench_write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f)
+		return -1;
+	if (fputs(text, f) < 0) {
+		fclose(f);
+		return -1;
+	}
+	return fclose(f) == 0 ? 0 : -1;
+}
+
+/*
+ * Write <hub dir>/<tag>.ini with `ini` and start `binary` (the sim daemon, or valgrind with the
+ * sim daemon as its first argument in pre[]) on it; wait for READY=1.
+ */
+static inline int bench_daemon_start(struct xsim_hub *hub, struct xsim_daemon *dm,
+				     const char *tag, const char *ini, const char *binary,
+				     const char *const *pre, const char *log_level)
+{
+	char path[512];
+	const char *args[24];
+	unsigned n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s.ini", xsim_hub_dir(hub), tag);
+	if (bench_write_file(path, ini) < 0)
+		return -1;
+	for (; pre && pre[n] && n < 16; n++)
+		args[n] = pre[n];
+	args[n++] = "--foreground";
+	args[n++] = "--config";
+	args[n++] = path;
+	args[n++] = "--log-level";
+	args[n++] = log_level ? log_level : "warning";
+	args[n] = NULL;
+	if (xsim_daemon_start(hub, dm, binary ? binary : XVD_SIM_DAEMON, tag, args, 0) < 0)
+		return -1;
+	return xsim_daemon_wait_ready(dm, BENCH_READY_MS);
+}
+
+/* user+sys CPU seconds of pid so far (/proc/<pid>/stat fields 14 and 15); < 0 on error. */
+static inline double bench_cpu_s(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut = 0, st = 0;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strrchr(buf, ')');  /* comm may contain spaces */
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+			 &st) != 2)
+		return -1;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Memory of a process from /proc/<pid>/smaps, in KiB. */
+struct bench_mem {
+	uint64_t rss;           /* every mapping (= VmRSS) */
+	uint64_t guest;         /* guest RAM and Xen pages: xensim's memfd mappings */
+	uint64_t own;           /* rss - guest: what the daemon itself costs */
+	uint64_t private_own;   /* Private_Clean + Private_Dirty outside the guest mappings */
+	uint64_t pss_own;       /* Pss outside the guest mappings (shared libraries split) */
+};
+
+static inline int bench_mem_of(pid_t pid, struct bench_mem *m)
+{
+	char path[64], line[512];
+	bool guest = false;
+	FILE *f;
+
+	memset(m, 0, sizeof(*m));
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long kb;
+		char key[64];
+
+		if (sscanf(line, "%63[^:]: %llu kB", key, &kb) != 2) {
+			/* A mapping's header line: address range, perms, ..., path. */
+			size_t hex = strspn(line, "0123456789abcdef");
+
+			if (hex > 0 && line[hex] == '-')
+				guest = strstr(line, "/memfd:xsim-") != NULL;
+			continue;
+		}
+		if (!strcmp(key, "Rss")) {
+			m->rss += kb;
+			if (guest)
+				m->guest += kb;
+		} else if (!guest && (!strcmp(key, "Private_Clean") ||
+				      !strcmp(key, "Private_Dirty"))) {
+			m->private_own += kb;
+		} else if (!guest && !strcmp(key, "Pss")) {
+			m->pss_own += kb;
+		}
+	}
+	fclose(f);
+	m->own = m->rss - m->guest;
+	return 0;
+}
+
+#endif

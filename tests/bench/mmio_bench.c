@@ -1,0 +1,138 @@
+/*
+ * One MMIO register round trip through the ioreq slot, against a bare eventfd ping-pong between
+ * two processes (the floor: two cross-process wakeups, nothing else).
+ *
+ * Ours: the test process plays Xen and the vCPU (xsim_mmio_read of MagicValue: fill the slot,
+ * signal the event channel eventfd, wait for IORESP_READY); the real sim daemon answers from its
+ * libev loop (evtchn fd readable, pending port, copy and validate the ioreq, transport decode,
+ * response, unmask, notify). Baseline: a forked child blocks in read() on one eventfd and writes
+ * the other; the parent writes, then blocks in read(). Rounds alternate ours and baseline so
+ * a load change on a shared machine hits both; the medians are reported.
+ *
+ *   BENCH mmio_roundtrip value=<us> unit=us baseline=<us> ratio=<baseline/value>
+ *
+ * Environment: BENCH_QUICK=1 (fewer, shorter rounds), BENCH_MMIO_N (round trips per round).
+ */
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+
+#include "tests/bench/bench_common.h"
+
+#define R_MAGIC      0x000
+#define VIRTIO_MAGIC 0x74726976u
+#define MAX_ROUNDS   15
+#define PING_EXIT    (UINT64_C(1) << 40)
+
+struct pingpong {
+	int to_child, to_parent;
+	pid_t pid;
+};
+
+static void pong_loop(int in, int out)
+{
+	uint64_t v, one = 1;
+
+	for (;;) {
+		if (read(in, &v, sizeof(v)) != sizeof(v) || v >= PING_EXIT)
+			_exit(0);
+		if (write(out, &one, sizeof(one)) != sizeof(one))
+			_exit(1);
+	}
+}
+
+static int pingpong_start(struct pingpong *p)
+{
+	p->to_child = eventfd(0, EFD_CLOEXEC);
+	p->to_parent = eventfd(0, EFD_CLOEXEC);
+	if (p->to_child < 0 || p->to_parent < 0)
+		return -1;
+	p->pid = fork();
+	if (p->pid == 0)
+		pong_loop(p->to_child, p->to_parent);
+	return p->pid < 0 ? -1 : 0;
+}
+
+static void pingpong_stop(struct pingpong *p)
+{
+	uint64_t bye = PING_EXIT;
+
+	if (write(p->to_child, &bye, sizeof(bye)) != sizeof(bye))
+		kill(p->pid, SIGKILL);
+	waitpid(p->pid, NULL, 0);
+	close(p->to_child);
+	close(p->to_parent);
+}
+
+/* Microseconds per ping-pong over n rounds; < 0 on error. */
+static double pingpong_run(struct pingpong *p, unsigned n)
+{
+	uint64_t one = 1, v;
+	double t0 = bench_now();
+
+	for (unsigned i = 0; i < n; i++)
+		if (write(p->to_child, &one, sizeof(one)) != sizeof(one) ||
+		    read(p->to_parent, &v, sizeof(v)) != sizeof(v))
+			return -1;
+	return (bench_now() - t0) * 1e6 / n;
+}
+
+/* Microseconds per register read through the ioreq slot; < 0 when one failed. */
+static double mmio_run(struct xsim_dom *d, unsigned n)
+{
+	double t0 = bench_now();
+
+	for (unsigned i = 0; i < n; i++)
+		if (xsim_mmio_read(d, 0, BENCH_WIN(0) + R_MAGIC, 4) != VIRTIO_MAGIC)
+			return -1;
+	return (bench_now() - t0) * 1e6 / n;
+}
+
+int main(void)
+{
+	bool quick = bench_quick();
+	unsigned rounds = quick ? 5 : 9;
+	unsigned n = (unsigned)bench_env_u64("BENCH_MMIO_N", quick ? 4000 : 20000);
+	double ours[MAX_ROUNDS], base[MAX_ROUNDS];
+	struct xsim_hub *hub = xsim_hub_start();
+	struct xsim_dom *dom = hub ? xsim_dom_create(hub, &(struct xsim_dom_opts){
+						.name = "mmio", .ram_mib = 16 }) : NULL;
+	struct xsim_daemon dm = { .pid = -1 };
+	struct pingpong pp;
+	char ini[256];
+	int rc = 0;
+
+	snprintf(ini, sizeof(ini), "[guest]\nname = mmio\ndiscovery = explicit\n\n"
+		 "[rng]\nmmio = 0x%llx\nirq = %u\n", (unsigned long long)BENCH_WIN(0),
+		 BENCH_SPI(0));
+	if (!dom || bench_daemon_start(hub, &dm, "mmio", ini, NULL, NULL, NULL) < 0 ||
+	    pingpong_start(&pp) < 0) {
+		fprintf(stderr, "mmio_bench: setup failed\n");
+		if (dm.pid > 0)
+			xsim_daemon_stop(&dm);
+		xsim_hub_stop(hub);
+		return 1;
+	}
+	/* Warm both paths: page faults, the daemon's first ioreqs, the scheduler's placement. */
+	mmio_run(dom, n / 10 + 1);
+	pingpong_run(&pp, n / 10 + 1);
+	for (unsigned r = 0; r < rounds; r++) {
+		ours[r] = mmio_run(dom, n);
+		base[r] = pingpong_run(&pp, n);
+		if (ours[r] < 0 || base[r] < 0)
+			rc = 1;
+	}
+	double mo = bench_median(ours, rounds), mb = bench_median(base, rounds);
+
+	/* Sorted by bench_median: [0] is the fastest round. */
+	fprintf(stderr, "# mmio_roundtrip: %u rounds of %u; fastest round: ours %.2f us, "
+		"eventfd %.2f us\n", rounds, n, ours[0], base[0]);
+	if (rc)
+		bench_skip("mmio_roundtrip", "a round trip failed");
+	else
+		bench_line("mmio_roundtrip", mo, "us", mb, false);
+	pingpong_stop(&pp);
+	xsim_daemon_stop(&dm);
+	xsim_hub_stop(hub);
+	return rc;
+}
