@@ -71,6 +71,7 @@ struct blk_dev {
 	uint32_t epoch;                     /* bumped at reset: older requests are stale */
 	bool resetting;                     /* draining: completions must not pop new work */
 	uint64_t bounce_bytes;
+	struct blk_req *bwait, **bwait_tail;  /* FIFO of requests waiting for bounce budget */
 	struct blk_stats st;
 };
 
@@ -88,6 +89,7 @@ struct blk_req {
 	int fmode;              /* fallocate mode in use */
 	bool unmap;
 	void *bounce;
+	struct blk_req *next;   /* in the bounce wait list */
 	unsigned niov;
 	struct iovec iov[];     /* the data part of the chain */
 };
@@ -353,13 +355,19 @@ static void blk_complete(struct blk_dev *b, struct vq_elem *e, uint8_t status, u
 	b->touched |= UINT64_C(1) << q;
 }
 
+static void blk_bounce_resume(struct blk_dev *b);
+
 static void blk_req_free(struct blk_dev *b, struct blk_req *r)
 {
-	if (r->bounce) {
+	bool had_bounce = r->bounce != NULL;
+
+	if (had_bounce) {
 		b->bounce_bytes -= r->len;
 		free(r->bounce);
 	}
 	free(r);
+	if (had_bounce)
+		blk_bounce_resume(b);
 }
 
 static bool blk_writethrough(struct blk_dev *b)
@@ -415,7 +423,8 @@ static uint8_t blk_req_status(struct blk_dev *b, struct blk_req *r)
 	return VIRTIO_BLK_S_IOERR;
 }
 
-static int blk_bounce(struct blk_dev *b, struct blk_req *r);
+static int blk_bounce_or_wait(struct blk_dev *b, struct blk_req *r);
+static void blk_start_req(struct blk_dev *b, struct blk_req *r);
 
 /*
  * O_DIRECT pins the buffers' pages; mappings the kernel cannot pin (foreign mappings are
@@ -431,10 +440,16 @@ static bool blk_dio_fallback(struct blk_dev *b, struct blk_req *r)
 		log_warn("%s: O_DIRECT cannot use guest memory here (EFAULT); bouncing every request",
 			 b->vdev.name);
 	b->dio_bounce_all = true;
-	if (blk_bounce(b, r) < 0)
-		return false;
 	r->res = r->sync_res = 0;
-	return blk_submit_req(b, r) == 0;
+	int rc = blk_bounce_or_wait(b, r);
+
+	if (rc < 0) {
+		r->res = -EFAULT;
+		return false;
+	}
+	if (rc == 0)
+		blk_start_req(b, r);
+	return true;
 }
 
 static void blk_req_done(struct blk_dev *b, struct blk_req *r)
@@ -606,14 +621,68 @@ static bool blk_dio_aligned(const struct blk_dev *b, const struct blk_req *r)
 static int blk_bounce(struct blk_dev *b, struct blk_req *r)
 {
 	if (r->len > BLK_BOUNCE_BUDGET - b->bounce_bytes)
+		return -EAGAIN;
+	if (posix_memalign(&r->bounce, 4096, r->len)) {
+		r->bounce = NULL;
 		return -ENOMEM;
-	if (posix_memalign(&r->bounce, 4096, r->len))
-		return -ENOMEM;
+	}
 	b->bounce_bytes += r->len;
 	b->st.bounces++;
 	if (r->op == BLK_OP_WRITE)
 		iov_to_buf(r->iov, r->niov, 0, r->bounce, r->len);
 	return 0;
+}
+
+/*
+ * A bounce buffer for r now (0), or r queued until bounce memory in flight drops below the
+ * budget (1), so a burst of unaligned requests waits instead of failing; < 0 when r alone
+ * exceeds the budget or memory is short.
+ */
+static int blk_bounce_or_wait(struct blk_dev *b, struct blk_req *r)
+{
+	if (r->len > BLK_BOUNCE_BUDGET)
+		return -EFBIG;
+	if (!b->bwait) {
+		int rc = blk_bounce(b, r);
+
+		if (rc != -EAGAIN)
+			return rc;
+	}
+	r->next = NULL;
+	*b->bwait_tail = r;
+	b->bwait_tail = &r->next;
+	return 1;
+}
+
+/* Bounce memory was freed: start the waiting requests that fit now, in order. */
+static void blk_bounce_resume(struct blk_dev *b)
+{
+	struct blk_req *r;
+
+	while ((r = b->bwait) && r->len <= BLK_BOUNCE_BUDGET - b->bounce_bytes) {
+		b->bwait = r->next;
+		if (!b->bwait)
+			b->bwait_tail = &b->bwait;
+		if (blk_bounce(b, r) < 0) {
+			blk_complete(b, r->e, VIRTIO_BLK_S_IOERR, 1);
+			blk_req_free(b, r);
+			continue;
+		}
+		blk_start_req(b, r);
+	}
+}
+
+/* Reset or teardown: waiting requests are dropped like any other stale request. */
+static void blk_bounce_drop_waiters(struct blk_dev *b)
+{
+	struct blk_req *r;
+
+	while ((r = b->bwait)) {
+		b->bwait = r->next;
+		vq_drop(r->e);
+		free(r);
+	}
+	b->bwait_tail = &b->bwait;
 }
 
 static void blk_bad(struct blk_dev *b, struct vq_elem *e, uint8_t status, const char *why,
@@ -652,12 +721,14 @@ static void blk_start_rw(struct blk_dev *b, struct vq_elem *e, bool write, uint6
 
 	r->niov = n < 0 ? 0 : (unsigned)n;
 	bool bounce = b->direct && (b->dio_bounce_all || !blk_dio_aligned(b, r));
+	int rc = n <= 0 ? -EINVAL : bounce ? blk_bounce_or_wait(b, r) : 0;
 
-	if (n <= 0 || (bounce && blk_bounce(b, r) < 0)) {
+	if (rc < 0) {
 		blk_req_free(b, r);
 		return blk_bad(b, e, VIRTIO_BLK_S_IOERR, "no bounce buffer", sector);
 	}
-	blk_start_req(b, r);
+	if (rc == 0)
+		blk_start_req(b, r);
 }
 
 static void blk_start_flush(struct blk_dev *b, struct vq_elem *e)
@@ -961,6 +1032,7 @@ static void blk_reset(struct vdev *d)
 	b->more_queues = 0;
 	b->touched = 0;
 	ev_idle_stop(d->host->loop, &b->more);
+	blk_bounce_drop_waiters(b);
 	b->resetting = true;
 	blk_drain(b, BLK_RESET_WAIT_MS);
 	b->resetting = false;
@@ -969,6 +1041,7 @@ static void blk_reset(struct vdev *d)
 
 static void blk_free(struct blk_dev *b)
 {
+	blk_bounce_drop_waiters(b);
 	if (b->ring_ok) {
 		b->resetting = true;
 		blk_drain(b, -1);
@@ -1042,6 +1115,7 @@ static int blk_create(struct vdev_host *host, const struct config_device *cfg, s
 	if (!b)
 		return -ENOMEM;
 	b->fd = b->efd = -1;
+	b->bwait_tail = &b->bwait;
 	snprintf(name, sizeof(name), "block %s", cfg->name[0] ? cfg->name : "-");
 	rc = vdev_init(&b->vdev, &vdev_block_ops, host, name, (uint16_t)queues, (uint16_t)qsize);
 	if (rc < 0) {

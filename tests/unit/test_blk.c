@@ -536,6 +536,44 @@ static void test_rw_direct(void **state)
 	depth_rounds(r, 0);
 }
 
+/* 96 unaligned 1 MiB writes at once: 96 MiB of bounce demand against a 64 MiB budget waits. */
+static void test_bounce_budget_waits(void **state)
+{
+	struct rig *r = *state;
+	struct req *w = calloc(96, sizeof(*w));
+	uint8_t *h;
+
+	r->cfg.u.block.cache = BLK_CACHE_NONE;
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	const struct blk_stats *st = blk_get_stats(r->x.dev);
+	/* One unaligned source buffer shared by every write (the device only reads it). */
+	uint64_t gpa = scratch_alloc(r, (1u << 20) + 1, 4096, (void **)&h) + 1;
+
+	h += 1;
+	fill_pat(h, 0, 1u << 20, 29);
+	for (unsigned i = 0; i < 96; i++) {
+		struct vdrv_buf d = { gpa, 1u << 20, false };
+
+		req_build(r, &w[i], VIRTIO_BLK_T_OUT, (i % 16) * 2048u, &d, 1);
+		req_submit(r, 0, &w[i], true);
+	}
+	vdrv_kick(&r->drv, 0);
+	assert_true(st->inflight <= 64);   /* the rest wait for bounce memory */
+	wait_done(r, 0, 96);
+	for (unsigned i = 0; i < 96; i++)
+		assert_int_equal(req_status(r, &w[i]), VIRTIO_BLK_S_OK);
+	assert_int_equal(st->bounces, 96);
+	assert_int_equal(st->errors, 0);
+	for (unsigned i = 0; i < 16; i++) {
+		uint8_t *buf = malloc(1u << 20);
+
+		assert_int_equal(pread(r->img, buf, 1u << 20, (off_t)i << 20), 1 << 20);
+		assert_memory_equal(buf, h, 1u << 20);
+		free(buf);
+	}
+	free(w);
+}
+
 static void test_read_only(void **state)
 {
 	struct rig *r = *state;
@@ -1310,7 +1348,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_config_space), T(test_features_follow_config), T(test_get_id),
 		T(test_get_id_default), T(test_rw_depths), T(test_rw_depths_no_event_idx),
-		T(test_rw_direct), T(test_read_only), T(test_out_of_range), T(test_malformed),
+		T(test_rw_direct), T(test_bounce_budget_waits),
+		T(test_read_only), T(test_out_of_range), T(test_malformed),
 		T(test_no_status_byte), T(test_discard_write_zeroes), T(test_flush_and_wce),
 		T(test_no_flush_is_writethrough), T(test_flush_ordering), T(test_flush_ordering_direct),
 		T(test_multiqueue), T(test_chain_taken_at_completion),
