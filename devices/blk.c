@@ -400,8 +400,10 @@ static bool blk_dwz_retry(struct blk_dev *b, struct blk_req *r)
 	if ((next == zero && b->no_zero_range) || (next == punch && b->no_punch))
 		return false;
 	r->fmode = next;
-	r->res = r->sync_res = 0;
-	return blk_submit_req(b, r) == 0;
+	if (blk_submit_req(b, r) < 0)
+		return false;   /* completes with the EOPNOTSUPP it has */
+	r->res = r->sync_res = 0;   /* the CQEs set them again; none is reaped before we return */
+	return true;
 }
 
 static uint8_t blk_req_status(struct blk_dev *b, struct blk_req *r)
