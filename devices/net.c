@@ -276,6 +276,17 @@ static int net_tap_setup_new(struct net_dev *n, const char *bridge)
 	return rc;
 }
 
+/* An existing tap keeps its MTU: the guest is told ours, so say when they differ. */
+static void net_tap_check_mtu(const struct net_dev *n)
+{
+	struct ifreq ifr;
+
+	net_ifr(&ifr, n->ifname);
+	if (net_sock_ioctl(SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu != n->mtu)
+		log_notice("%s: %s has MTU %d, the guest is offered %u", n->vdev.name, n->ifname,
+			   ifr.ifr_mtu, n->mtu);
+}
+
 static int net_tap_open(struct net_dev *n, const struct config_net *c)
 {
 	unsigned flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR |
@@ -300,6 +311,7 @@ static int net_tap_open(struct net_dev *n, const struct config_net *c)
 	if (c->bridge[0])
 		log_notice("%s: %s existed already: not attached to bridge %s", n->vdev.name,
 			   n->ifname, c->bridge);
+	net_tap_check_mtu(n);
 	return 0;
 }
 
@@ -432,14 +444,17 @@ static struct vq_elem *net_rx_pop(struct net_pair *p)
 	return NULL;
 }
 
-/* [private header][first chain after the header][bounce]; returns the entry count. */
+/*
+ * [private header][first chain after the header][bounce]; returns the entry count. The slice
+ * cannot fail: net_rx_pop() checked n_in against the capacity and in_len against the header.
+ */
 static unsigned net_rx_vector(struct net_pair *p, struct vq_elem *e)
 {
 	int k = iov_slice(&e->iov[e->n_out], e->n_in, VIRTIO_NET_HDR_LEN,
 			  e->in_len - VIRTIO_NET_HDR_LEN, p->rx_iov + 1, NET_IOV_MAX - 2);
 
 	if (k < 0)
-		k = 0;   /* cannot happen (n_in checked, range inside): read into the bounce */
+		return 0;
 	p->rx_iov[0] = (struct iovec){ .iov_base = &p->rx_hdr, .iov_len = VIRTIO_NET_HDR_LEN };
 	p->rx_iov[k + 1] = (struct iovec){ .iov_base = p->bounce, .iov_len = NET_BOUNCE };
 	return (unsigned)k + 2;
@@ -478,8 +493,14 @@ static enum net_rx_res net_rx_read(struct net_pair *p)
 		return NET_RX_NOBUF;
 	p->rx_hold[0] = e;
 	p->rx_nhold = 1;
-	ssize_t got = readv(p->fd, p->rx_iov, (int)net_rx_vector(p, e));
+	unsigned niov = net_rx_vector(p, e);
+	ssize_t got = niov ? readv(p->fd, p->rx_iov, (int)niov) : -1;
 
+	if (!niov) {
+		errno = EINVAL;
+		net_rx_stop_fd(p, errno);
+		return NET_RX_AGAIN;
+	}
 	if (got < 0) {
 		if (errno != EAGAIN && errno != EINTR)
 			net_rx_stop_fd(p, errno);
@@ -567,16 +588,20 @@ static void net_rx_starve(struct net_pair *p)
 /* Deliver frames until the tap is empty, the budget is spent or the guest has no buffers. */
 static void net_rx_run(struct net_pair *p)
 {
-	for (unsigned i = 0; i < VQ_BUDGET && p->running && !p->rx_starved; i++) {
+	for (unsigned i = 0; i < VQ_BUDGET && p->running && !p->rx_starved &&
+			     vdev_active(&p->n->vdev); i++) {
 		enum net_rx_res r = net_rx_one(p);
 
 		if (r == NET_RX_AGAIN)
 			break;
+		if (r != NET_RX_NOBUF)
+			continue;
 		/* Re-enable kicks, then look again: chains added meanwhile are not missed. */
-		if (r == NET_RX_NOBUF && !vq_enable_notify(net_rxq(p))) {
+		if (!vq_enable_notify(net_rxq(p))) {
 			net_rx_starve(p);
 			break;
 		}
+		vq_disable_notify(net_rxq(p));
 	}
 	if (p->rx_pushed) {
 		p->rx_pushed = false;
