@@ -4,7 +4,8 @@
  *
  * Input: a 12-byte header, then guest RAM contents (copied to the start of 64 KiB of RAM):
  *   [0] queue size 1 << (b % 9)   [1] bit0 EVENT_IDX, bit1 INDIRECT_DESC, bit2 hold elements,
- *       bit3 return the held ones as one group (vq_push_many)
+ *       bit3 return the held ones as one group (vq_push_many), bit4 the guest scribbles on
+ *       its rings at every map the device makes
  *   [2..3] desc offset  [4..5] avail offset  [6..7] used offset  (within RAM)
  *   [8..9] avail->idx rewrite after the first pop  [10] rewrite it (b & 1)  [11] push lengths
  * Any crash, sanitizer report, or mapping left behind after the reset is a bug.
@@ -67,6 +68,26 @@ static void drain(struct virtqueue *vq, const uint8_t *h, uint16_t *avail_idx)
 	(void)vq_should_notify(vq);
 }
 
+/* The guest scribbling on its rings while the device reads them (header bit 4). */
+struct scribble {
+	uint8_t *ram;
+	uint32_t state;
+};
+
+static void scribble_on_map(void *opaque, uint64_t gpa, size_t len, unsigned prot)
+{
+	struct scribble *s = opaque;
+
+	(void)gpa;
+	(void)len;
+	(void)prot;
+	/* xorshift32: deterministic per input, so a crash reproduces. */
+	s->state ^= s->state << 13;
+	s->state ^= s->state >> 17;
+	s->state ^= s->state << 5;
+	s->ram[(s->state >> 8) % 0x900] = (uint8_t)s->state;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -90,6 +111,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t n = size - HDR < RAM_SIZE ? size - HDR : RAM_SIZE;
 
 	memcpy(ram, data + HDR, n);
+	struct scribble sc = { ram, (uint32_t)get16(data + 8) << 8 | 1 };
+
+	if (data[1] & 16)
+		gmem_flat_set_map_hook(gm, scribble_on_map, &sc);
 	uint16_t num = (uint16_t)(1u << (data[0] % 9));
 	uint64_t features = ((uint64_t)(data[1] & 1) << 29) | ((uint64_t)(data[1] & 2) << 27);
 	uint64_t desc = RAM_GPA + get16(data + 2), avail = RAM_GPA + get16(data + 4);

@@ -95,6 +95,9 @@ def ring_seeds():
                        desc(b + 16, 8, WRITE))])
     ring_seed("many-held", 5, [desc(b + 32 * i, 32, WRITE) for i in range(16)], list(range(16)),
               hold=0)
+    ring_seed("scribble", 3 | 8 | 16, [desc(b, 16, NEXT, 1), desc(RAM + 0x800, 32, INDIRECT)] +
+              [desc(b + 64 * i, 64, WRITE) for i in range(2, 16)], [0] + list(range(2, 16)),
+              tables=[(0x800, desc(b + 16, 8, WRITE | NEXT, 1) + desc(b + 24, 8, WRITE))], hold=4)
     ring_seed("loop", 1, [desc(b, 8, WRITE | NEXT, 1), desc(b, 8, WRITE | NEXT, 0)], [0])
 
 

@@ -26,6 +26,8 @@ struct gmem_flat {
 	uint8_t *buf;
 	uint8_t *page;           /* enum flat_page per page */
 	struct flat_grant grants[GMEM_FLAT_GRANTS];
+	gmem_flat_hook hook;
+	void *hook_opaque;
 	long outstanding;
 	unsigned long bad_unmaps, failed_maps;
 };
@@ -128,6 +130,8 @@ static void *flat_map(struct gmem *gm, uint64_t gpa, size_t len, unsigned prot)
 	}
 	f->outstanding++;
 	gm->maps++;
+	if (f->hook)
+		f->hook(f->hook_opaque, gpa, len, prot);
 	return p;
 }
 
@@ -235,6 +239,12 @@ void gmem_flat_ungrant(struct gmem *gm, uint32_t ref)
 {
 	if (ref < GMEM_FLAT_GRANTS)
 		memset(&flat_of(gm)->grants[ref], 0, sizeof(struct flat_grant));
+}
+
+void gmem_flat_set_map_hook(struct gmem *gm, gmem_flat_hook fn, void *opaque)
+{
+	flat_of(gm)->hook = fn;
+	flat_of(gm)->hook_opaque = opaque;
 }
 
 long gmem_flat_outstanding(struct gmem *gm)

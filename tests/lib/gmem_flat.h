@@ -33,6 +33,13 @@ void gmem_flat_set_ram(struct gmem *gm, uint64_t gpa, uint64_t len);
 int gmem_flat_grant(struct gmem *gm, uint32_t ref, uint64_t gpa, bool readonly);
 void gmem_flat_ungrant(struct gmem *gm, uint32_t ref);
 
+/*
+ * Called after every successful map, before the pointer is returned: a test or fuzz target
+ * plays the guest changing its memory while the device is in the middle of reading it.
+ */
+typedef void (*gmem_flat_hook)(void *opaque, uint64_t gpa, size_t len, unsigned prot);
+void gmem_flat_set_map_hook(struct gmem *gm, gmem_flat_hook fn, void *opaque);
+
 /* Successful maps not yet unmapped; unmaps not matching a live map's pointer and length. */
 long gmem_flat_outstanding(struct gmem *gm);
 unsigned long gmem_flat_bad_unmaps(struct gmem *gm);

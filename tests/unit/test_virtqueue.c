@@ -299,6 +299,53 @@ static void test_zero_length_descriptor_ok(void **state)
 	kick_expect_used(r, 0, 8);
 }
 
+/*
+ * The guest rewrites the descriptor while the device maps its buffer: the device works from
+ * the copy it validated (length, address, flags read once), never from the ring again.
+ */
+struct rewrite {
+	struct vring_desc *desc;
+	uint64_t trigger;
+	unsigned fired;
+};
+
+static void rewrite_on_map(void *opaque, uint64_t gpa, size_t len, unsigned prot)
+{
+	struct rewrite *rw = opaque;
+
+	(void)len;
+	(void)prot;
+	if (gpa != rw->trigger)
+		return;
+	rw->fired++;
+	rw->desc->len = 1u << 20;
+	rw->desc->addr = RAM_GPA;
+	rw->desc->flags = VRING_DESC_F_WRITE | VRING_DESC_F_NEXT;
+	rw->desc->next = 0xffff;
+}
+
+static void test_descriptor_read_once(void **state)
+{
+	struct rig *r = *state;
+	uint8_t *h;
+	uint64_t gpa = vdrv_alloc(&r->x.mem, 64 + 32, 16, (void **)&h) + 16;
+	struct vdrv_buf b = { gpa, 64, true };
+
+	memset(h, 0xa5, 64 + 32);
+	int head = vdrv_submit(&r->drv, 0, &b, 1, false, NULL);
+	struct rewrite rw = { &vq0(r)->desc[head], gpa, 0 };
+
+	assert_true(head >= 0);
+	gmem_flat_set_map_hook(r->x.gm, rewrite_on_map, &rw);
+	kick_expect_used(r, (uint16_t)head, 64);
+	gmem_flat_set_map_hook(r->x.gm, NULL, NULL);
+	assert_int_equal(rw.fired, 1);
+	for (int i = 0; i < 16; i++) {
+		assert_int_equal(h[i], 0xa5);
+		assert_int_equal(h[16 + 64 + i], 0xa5);
+	}
+}
+
 /* ---- buffers ---- */
 
 static void test_buffer_address_wraps(void **state)
@@ -786,6 +833,7 @@ int main(void)
 		T(test_readable_after_writable),
 		T(test_readable_after_writable_indirect),
 		T(test_zero_length_descriptor_ok),
+		T(test_descriptor_read_once),
 		T(test_buffer_address_wraps),
 		T(test_buffer_in_hole),
 		T(test_buffer_beyond_ram),
