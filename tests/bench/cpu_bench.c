@@ -1,0 +1,289 @@
+/*
+ * What one request costs the daemon, measured on virtio-rng (no backend latency of its own, so
+ * the figure is the daemon's path: kick ioreq, vq_pop, getrandom, vq_push, interrupt, and the
+ * driver's InterruptStatus read and InterruptACK write, i.e. three ioreqs and one IRQ), one
+ * 64-byte request at a time, as Linux's hwrng reader does.
+ *
+ *   BENCH cpu_per_request      user+sys of the daemon (/proc/<pid>/stat) over N requests, per
+ *                              request, in microseconds. Baseline: the CPU the responder of a
+ *                              bare eventfd ping-pong spends per round trip, times three (the
+ *                              floor for three wakeups); ratio = baseline / value.
+ *   BENCH instr_per_request    instructions per request, valgrind --tool=callgrind on the sim
+ *                              daemon: (run with N requests - idle run with none) / N. The idle
+ *                              run does the same start, driver initialisation and stop. No
+ *                              baseline (0): lower is better; the stable figure to compare
+ *                              commits with on a noisy machine.
+ *   BENCH gmem_cache_hit_rate  guest-memory cache hits / lookups in steady state, from the
+ *                              daemon's SIGUSR1 stats line before and after the measured run.
+ *
+ * Environment: BENCH_QUICK=1, BENCH_CPU_N (requests per round), BENCH_CG_N (requests under
+ * callgrind), BENCH_NO_VALGRIND=1 (skip the callgrind case).
+ */
+#include <inttypes.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+
+#include "devices/device.h"
+#include "tests/bench/bench_common.h"
+
+#define MAX_ROUNDS 9
+#define REQ_LEN    64
+#define PING_EXIT  (UINT64_C(1) << 40)
+
+struct rng_guest {
+	struct xsim_hub *hub;
+	struct xsim_dom *dom;
+	struct xsim_daemon dm;
+	struct xsim_vio vio;
+	struct vdrv_mem mem;
+	struct vdrv drv;
+	struct vdrv_buf buf;
+};
+
+static const char ini_fmt[] = "[guest]\nname = %s\ndiscovery = explicit\n\n"
+			      "[rng]\nmmio = 0x%llx\nirq = %u\nrate = 0\n";
+
+static int rng_start(struct rng_guest *g, const char *tag, const char *binary,
+		     const char *const *pre)
+{
+	char ini[256];
+
+	memset(g, 0, sizeof(*g));
+	g->dm.pid = -1;
+	g->hub = xsim_hub_start();
+	g->dom = g->hub ? xsim_dom_create(g->hub, &(struct xsim_dom_opts){ .name = tag,
+									 .ram_mib = 16 }) : NULL;
+	if (!g->dom)
+		return -1;
+	snprintf(ini, sizeof(ini), ini_fmt, tag, (unsigned long long)BENCH_WIN(0), BENCH_SPI(0));
+	if (bench_daemon_start(g->hub, &g->dm, tag, ini, binary, pre, "notice") < 0)
+		return -1;
+	xsim_vio_init(&g->vio, g->dom, 0, BENCH_WIN(0), BENCH_SPI(0));
+	g->vio.timeout_ms = 60000;    /* valgrind is slow */
+	if (xsim_vmem_init(&g->mem, g->dom, BENCH_RAM, 1u << 20, false) < 0 ||
+	    vdrv_init(&g->drv, &g->vio.io, &g->mem, VIRTIO_BIT(VIRTIO_F_VERSION_1), 1, 64) < 0)
+		return -1;
+	g->buf = (struct vdrv_buf){ vdrv_alloc(&g->mem, REQ_LEN, 64, NULL), REQ_LEN, true };
+	return g->buf.gpa ? 0 : -1;
+}
+
+static void rng_stop(struct rng_guest *g)
+{
+	if (g->dm.pid > 0)
+		xsim_daemon_stop(&g->dm);
+	xsim_hub_stop(g->hub);
+}
+
+static int rng_requests(struct rng_guest *g, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (vdrv_transfer(&g->drv, 0, &g->buf, 1, false, 60000) != REQ_LEN)
+			return -1;
+	return 0;
+}
+
+/* ---- the ping-pong floor ---- */
+
+static void pong_loop(int in, int out)
+{
+	uint64_t v, one = 1;
+
+	for (;;) {
+		if (read(in, &v, sizeof(v)) != sizeof(v) || v >= PING_EXIT)
+			_exit(0);
+		if (write(out, &one, sizeof(one)) != sizeof(one))
+			_exit(1);
+	}
+}
+
+/* CPU seconds the responder spent per round trip over n round trips; < 0 on error. */
+static double pong_cpu(unsigned n)
+{
+	int in = eventfd(0, EFD_CLOEXEC), out = eventfd(0, EFD_CLOEXEC);
+	uint64_t one = 1, v, bye = PING_EXIT;
+	double c0, c1 = -1;
+	pid_t pid;
+
+	if (in < 0 || out < 0)
+		return -1;
+	pid = fork();
+	if (pid == 0)
+		pong_loop(in, out);
+	c0 = bench_cpu_s(pid);
+	for (unsigned i = 0; i < n; i++)
+		if (write(in, &one, sizeof(one)) != sizeof(one) ||
+		    read(out, &v, sizeof(v)) != sizeof(v))
+			goto out;
+	c1 = bench_cpu_s(pid);
+out:
+	if (write(in, &bye, sizeof(bye)) != sizeof(bye))
+		kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	close(in);
+	close(out);
+	return c1 < 0 ? -1 : (c1 - c0) / n;
+}
+
+/* ---- cache hit rate from the SIGUSR1 line ---- */
+
+/* maps= and cache_hits= of the last stats line in the daemon's log; -1 when none. */
+static int last_stats(struct xsim_daemon *dm, uint64_t *maps, uint64_t *hits)
+{
+	char line[1024];
+	FILE *f = fopen(dm->log_path, "r");
+	int found = -1;
+
+	while (f && fgets(line, sizeof(line), f)) {
+		char *m = strstr(line, " maps="), *h = strstr(line, " cache_hits=");
+
+		if (strstr(line, "stats vcpus=") && m && h) {
+			*maps = strtoull(m + 6, NULL, 10);
+			*hits = strtoull(h + 12, NULL, 10);
+			found++;
+		}
+	}
+	if (f)
+		fclose(f);
+	return found;
+}
+
+/* SIGUSR1 and wait for the new stats line; its counters in *maps, *hits. */
+static int dump_stats(struct xsim_daemon *dm, uint64_t *maps, uint64_t *hits)
+{
+	uint64_t m, h;
+	int before = last_stats(dm, &m, &h);
+
+	kill(dm->pid, SIGUSR1);
+	for (int i = 0; i < 500; i++) {
+		if (last_stats(dm, maps, hits) > before)
+			return 0;
+		usleep(10000);
+	}
+	return -1;
+}
+
+/* ---- callgrind ---- */
+
+/* The "summary:" (or "totals:") instruction count of a callgrind output file; 0 if none. */
+static uint64_t cg_total(const char *path)
+{
+	char line[512];
+	uint64_t v = 0;
+	FILE *f = fopen(path, "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "summary:", 8) || (!v && !strncmp(line, "totals:", 7)))
+			v = strtoull(strchr(line, ':') + 1, NULL, 10);
+	if (f)
+		fclose(f);
+	return v;
+}
+
+static void cg_dump_log(struct xsim_daemon *dm)
+{
+	char line[512];
+	FILE *f = fopen(dm->log_path, "r");
+
+	fprintf(stderr, "cpu_bench: callgrind run failed; the daemon's log:\n");
+	while (f && fgets(line, sizeof(line), f))
+		fprintf(stderr, "  | %s", line);
+	if (f)
+		fclose(f);
+}
+
+/* Instructions the daemon executed, from start to exit, serving n requests. */
+static uint64_t cg_run(unsigned n, unsigned idx)
+{
+	char out[512], opt[600];
+	const char *pre[] = { "--tool=callgrind", opt, XVD_SIM_DAEMON, NULL };
+	struct rng_guest g;
+	uint64_t v = 0;
+
+	snprintf(out, sizeof(out), "%s/xvd-cg-%d-%u.out", bench_scratch_dir(), (int)getpid(), idx);
+	snprintf(opt, sizeof(opt), "--callgrind-out-file=%s", out);
+	/* Valgrind does not know seccomp(2): the daemon's own switch turns the filter off. */
+	setenv("XVD_NO_SECCOMP", "1", 1);
+	int started = rng_start(&g, "cg", "/usr/bin/valgrind", pre);
+
+	unsetenv("XVD_NO_SECCOMP");
+	if (started == 0 && rng_requests(&g, n) == 0) {
+		int st = xsim_daemon_stop(&g.dm);
+
+		g.dm.pid = -1;
+		if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+			v = cg_total(out);
+	}
+	if (!v)
+		cg_dump_log(&g.dm);
+	rng_stop(&g);
+	unlink(out);
+	return v;
+}
+
+static void case_callgrind(bool quick)
+{
+	unsigned n = (unsigned)bench_env_u64("BENCH_CG_N", quick ? 300 : 2000);
+	unsigned runs = quick ? 1 : 3;
+	double per[3];
+
+	if (bench_env_u64("BENCH_NO_VALGRIND", 0) || access("/usr/bin/valgrind", X_OK) != 0) {
+		bench_skip("instr_per_request", "valgrind not available or disabled");
+		return;
+	}
+	for (unsigned r = 0; r < runs; r++) {
+		uint64_t idle = cg_run(0, 2 * r), busy = cg_run(n, 2 * r + 1);
+
+		if (!idle || !busy || busy < idle) {
+			bench_skip("instr_per_request", "a callgrind run failed");
+			return;
+		}
+		per[r] = (double)(busy - idle) / n;
+		fprintf(stderr, "# instr_per_request: idle %" PRIu64 ", %u requests %" PRIu64 "\n",
+			idle, n, busy);
+	}
+	bench_line("instr_per_request", bench_median(per, runs), "instr", 0, false);
+}
+
+int main(void)
+{
+	bool quick = bench_quick();
+	unsigned rounds = quick ? 3 : 7;
+	unsigned n = (unsigned)bench_env_u64("BENCH_CPU_N", quick ? 3000 : 10000);
+	double ours[MAX_ROUNDS], base[MAX_ROUNDS];
+	uint64_t m0 = 0, h0 = 0, m1 = 0, h1 = 0;
+	struct rng_guest g;
+	int rc = 0;
+
+	if (rng_start(&g, "cpu", NULL, NULL) < 0 || rng_requests(&g, 200) < 0) {
+		fprintf(stderr, "cpu_bench: setup failed\n");
+		rng_stop(&g);
+		return 1;
+	}
+	if (dump_stats(&g.dm, &m0, &h0) < 0)
+		fprintf(stderr, "cpu_bench: no stats line after SIGUSR1\n");
+	for (unsigned r = 0; r < rounds; r++) {
+		double c0 = bench_cpu_s(g.dm.pid);
+
+		if (rng_requests(&g, n) < 0) {
+			rc = 1;
+			break;
+		}
+		ours[r] = (bench_cpu_s(g.dm.pid) - c0) * 1e6 / n;
+		base[r] = pong_cpu(n * 3) * 3 * 1e6;
+	}
+	if (rc) {
+		bench_skip("cpu_per_request", "an rng request failed");
+	} else {
+		bench_line("cpu_per_request", bench_median(ours, rounds), "us",
+			   bench_median(base, rounds), false);
+	}
+	if (!rc && dump_stats(&g.dm, &m1, &h1) == 0 && m1 > m0)
+		bench_line("gmem_cache_hit_rate", 100.0 * (double)(h1 - h0) / (double)(m1 - m0),
+			   "%", 100.0, true);
+	else
+		bench_skip("gmem_cache_hit_rate", "no stats lines from SIGUSR1");
+	rng_stop(&g);
+	case_callgrind(quick);
+	return rc;
+}
