@@ -574,6 +574,186 @@ static void test_bounce_budget_waits(void **state)
 	free(w);
 }
 
+/*
+ * A random mix against a model: batches of up to 16 requests, each valid one on its own 1 MiB
+ * region (so their order does not matter), mixed with hostile ones (unknown types, short
+ * headers, odd lengths, beyond the end). Valid requests must succeed and reads must match the
+ * model; hostile ones must fail without touching the image, which must equal the model at the end.
+ */
+struct mix {
+	struct rig *r;
+	uint8_t *model;
+	uint64_t seed;
+};
+
+static uint32_t mix_rand(struct mix *m, uint32_t n)
+{
+	m->seed = m->seed * 6364136223846793005ull + 1442695040888963407ull;
+	return (uint32_t)(m->seed >> 33) % n;
+}
+
+/* Split len bytes at gpa (host h) into up to 4 buffers at random byte boundaries. */
+static unsigned mix_split(struct mix *m, uint64_t gpa, uint32_t len, bool dev_writes,
+			  struct vdrv_buf *d)
+{
+	unsigned n = 1 + mix_rand(m, 4), k = 0;
+	uint32_t done = 0;
+
+	for (; k + 1 < n && len - done > 1; k++) {
+		uint32_t piece = 1 + mix_rand(m, len - done - 1);
+
+		d[k] = (struct vdrv_buf){ gpa + done, piece, dev_writes };
+		done += piece;
+	}
+	d[k] = (struct vdrv_buf){ gpa + done, len - done, dev_writes };
+	return k + 1;
+}
+
+enum mix_kind { MIX_WRITE, MIX_READ, MIX_WZ, MIX_DISCARD, MIX_HOSTILE };
+
+struct mix_req {
+	struct req q;
+	enum mix_kind kind;
+	uint64_t off;
+	uint32_t len;
+	uint8_t *buf;
+};
+
+/* Requests that must fail: unknown type, odd length, beyond the end, short header. */
+static void mix_hostile(struct mix *m, struct mix_req *x, uint64_t sector, uint32_t nsect,
+			uint64_t gpa)
+{
+	static const uint32_t unknown[] = { 3, 7, 12, 99 };
+	bool in = mix_rand(m, 2);
+	uint32_t type = in ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT;
+	uint32_t len = x->len;
+	struct vdrv_buf d[4];
+	unsigned n, how = mix_rand(m, 4);
+
+	if (how == 0) {
+		type = unknown[mix_rand(m, 4)];
+		in = false;
+	} else if (how == 1) {
+		len -= 1 + mix_rand(m, 511);
+	} else if (how == 2) {
+		sector = IMG_SIZE / 512 - nsect + 1 + mix_rand(m, nsect);
+	} else {
+		/* Only a read can have a short header: a write's data would follow in the out part. */
+		type = VIRTIO_BLK_T_IN;
+		in = true;
+	}
+	n = mix_split(m, gpa, len, in, d);
+	req_build(m->r, &x->q, type, sector, d, n);
+	if (how == 3)
+		x->q.b[0].len = 8;   /* a short header */
+}
+
+static void mix_build(struct mix *m, struct mix_req *x, unsigned region)
+{
+	struct rig *r = m->r;
+	uint32_t nsect = 1 + mix_rand(m, 64);
+	uint64_t sector = region * 2048u + mix_rand(m, 2048 - nsect);
+	struct vdrv_buf d[4];
+	unsigned n;
+	uint64_t gpa;
+
+	x->kind = (enum mix_kind)mix_rand(m, 5);
+	x->off = sector * 512;
+	x->len = nsect * 512;
+	gpa = scratch_alloc(r, x->len, 1 + mix_rand(m, 2) * 511, (void **)&x->buf);
+	switch (x->kind) {
+	case MIX_WRITE:
+		for (uint32_t i = 0; i < x->len; i++)
+			x->buf[i] = (uint8_t)mix_rand(m, 256);
+		n = mix_split(m, gpa, x->len, false, d);
+		req_build(r, &x->q, VIRTIO_BLK_T_OUT, sector, d, n);
+		break;
+	case MIX_READ:
+		memset(x->buf, 0xa5, x->len);
+		n = mix_split(m, gpa, x->len, true, d);
+		req_build(r, &x->q, VIRTIO_BLK_T_IN, sector, d, n);
+		break;
+	case MIX_WZ:
+	case MIX_DISCARD: {
+		struct virtio_blk_dwz_seg *sg;
+		struct vdrv_buf sb = { scratch_alloc(r, 16, 8, (void **)&sg), 16, false };
+
+		*sg = (struct virtio_blk_dwz_seg){ htole64(sector), htole32(nsect),
+						   htole32(x->kind == MIX_WZ ? mix_rand(m, 2) : 0) };
+		req_build(r, &x->q, x->kind == MIX_WZ ? VIRTIO_BLK_T_WRITE_ZEROES :
+			  VIRTIO_BLK_T_DISCARD, sector, &sb, 1);
+		break;
+	}
+	default:
+		mix_hostile(m, x, sector, nsect, gpa);
+		break;
+	}
+}
+
+static void mix_check(struct mix *m, struct mix_req *x)
+{
+	uint8_t st = req_status(m->r, &x->q);
+
+	switch (x->kind) {
+	case MIX_WRITE:
+		assert_int_equal(st, VIRTIO_BLK_S_OK);
+		memcpy(m->model + x->off, x->buf, x->len);
+		break;
+	case MIX_READ:
+		assert_int_equal(st, VIRTIO_BLK_S_OK);
+		assert_memory_equal(x->buf, m->model + x->off, x->len);
+		assert_int_equal(x->q.used_len, x->len + 1);
+		break;
+	case MIX_WZ:
+	case MIX_DISCARD:
+		assert_int_equal(st, VIRTIO_BLK_S_OK);
+		memset(m->model + x->off, 0, x->len);
+		break;
+	default:
+		assert_true(st == VIRTIO_BLK_S_IOERR || st == VIRTIO_BLK_S_UNSUPP);
+		break;
+	}
+}
+
+static void random_mix(struct rig *r, enum config_blk_cache cache)
+{
+	struct mix m = { r, calloc(1, IMG_SIZE), 0x1234567 + cache };
+	struct mix_req x[16];
+
+	r->cfg.u.block.cache = cache;
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	for (unsigned batch = 0; batch < 150; batch++) {
+		unsigned n = 1 + mix_rand(&m, 16);
+
+		r->scratch_next = 0;
+		for (unsigned i = 0; i < n; i++) {
+			mix_build(&m, &x[i], i);
+			req_submit(r, 0, &x[i].q, mix_rand(&m, 2));
+		}
+		vdrv_kick(&r->drv, 0);
+		wait_done(r, 0, n);
+		for (unsigned i = 0; i < n; i++)
+			mix_check(&m, &x[i]);
+	}
+	assert_true(vdev_active(r->x.dev));
+	uint8_t *img = malloc(IMG_SIZE);
+
+	assert_int_equal(pread(r->img, img, IMG_SIZE, 0), IMG_SIZE);
+	assert_memory_equal(img, m.model, IMG_SIZE);
+	free(img);
+	free(m.model);
+}
+
+static void test_random_mix(void **state)
+{
+	random_mix(*state, BLK_CACHE_WRITEBACK);
+}
+
+static void test_random_mix_direct(void **state)
+{
+	random_mix(*state, BLK_CACHE_NONE);
+}
+
 static void test_read_only(void **state)
 {
 	struct rig *r = *state;
@@ -1359,7 +1539,7 @@ int main(void)
 		T(test_config_space), T(test_features_follow_config), T(test_get_id),
 		T(test_get_id_default), T(test_rw_depths), T(test_rw_depths_no_event_idx),
 		T(test_rw_direct), T(test_bounce_budget_waits),
-		T(test_read_only), T(test_out_of_range), T(test_malformed),
+		T(test_random_mix), T(test_random_mix_direct), T(test_read_only), T(test_out_of_range), T(test_malformed),
 		T(test_no_status_byte), T(test_discard_write_zeroes), T(test_flush_and_wce),
 		T(test_no_flush_is_writethrough), T(test_flush_ordering), T(test_flush_ordering_direct),
 		T(test_multiqueue), T(test_chain_taken_at_completion),
