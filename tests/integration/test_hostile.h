@@ -284,22 +284,22 @@ static inline void hostile_expect_broken(struct hostile *h, unsigned d, uint16_t
 	assert_int_equal(hostile_vq(h, d)->used->idx, used0);
 }
 
-/* Wait for the next used element of device d's queue 0; its length, or -1 on timeout. */
+/*
+ * Wait for the next used element of device d's queue 0 (returned to the driver's free list);
+ * its length, or -1 on timeout.
+ */
 static inline int64_t hostile_wait_used(struct hostile *h, unsigned d, int timeout_ms)
 {
-	struct vdrv_vq *vq = hostile_vq(h, d);
 	struct timespec t0;
+	uint32_t len;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
-		uint16_t idx = __atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE);
+		int r = vdrv_get_used(&h->drv[d], 0, &len, NULL);
 
-		if (idx != vq->last_used) {
-			struct vring_used_elem u = vq->used->ring[vq->last_used & (vq->num - 1)];
-
-			vq->last_used++;
-			return le32toh(u.len);
-		}
+		assert_true(r >= 0);
+		if (r == 1)
+			return len;
 		if (hostile_ms_since(&t0) >= timeout_ms)
 			return -1;
 		hostile_sleep_ms(1);
