@@ -143,6 +143,18 @@ static inline int bench_write_file(const char *path, const char *text)
 	return fclose(f) == 0 ? 0 : -1;
 }
 
+/* The daemon's output, indented, on stderr (after a failed start). */
+static inline void bench_dump_log(struct xsim_daemon *dm)
+{
+	char line[512];
+	FILE *f = fopen(dm->log_path, "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		fprintf(stderr, "  | %s", line);
+	if (f)
+		fclose(f);
+}
+
 /*
  * Write <hub dir>/<tag>.ini with `ini` and start `binary` (the sim daemon, or valgrind with the
  * sim daemon as its first argument in pre[]) on it; wait for READY=1.
@@ -215,17 +227,17 @@ static inline int bench_mem_of(pid_t pid, struct bench_mem *m)
 	if (!f)
 		return -errno;
 	while (fgets(line, sizeof(line), f)) {
+		size_t hex = strspn(line, "0123456789abcdef");
 		unsigned long long kb;
 		char key[64];
 
-		if (sscanf(line, "%63[^:]: %llu kB", key, &kb) != 2) {
+		if (hex > 0 && line[hex] == '-') {
 			/* A mapping's header line: address range, perms, ..., path. */
-			size_t hex = strspn(line, "0123456789abcdef");
-
-			if (hex > 0 && line[hex] == '-')
-				guest = strstr(line, "/memfd:xsim-") != NULL;
+			guest = strstr(line, "/memfd:xsim-") != NULL;
 			continue;
 		}
+		if (sscanf(line, "%63[^:]: %llu kB", key, &kb) != 2)
+			continue;
 		if (!strcmp(key, "Rss")) {
 			m->rss += kb;
 			if (guest)
