@@ -6,8 +6,9 @@
  * on the host loop reaps every CQE present, completes the requests and calls vdev_used() once
  * per touched queue, so one interrupt covers a batch.
  *
- * Durability: FLUSH is an fdatasync queued with IOSQE_IO_DRAIN, so it starts only after every
- * request submitted before it has completed and covers all of them. In writethrough mode (no
+ * Durability: FLUSH is an fdatasync, which covers every write completed before it; when writes
+ * are still in flight it is queued with IOSQE_IO_DRAIN, so it covers those too. In writethrough
+ * mode (no
  * FLUSH negotiated, or the driver cleared `writeback`) writes carry RWF_DSYNC and discard /
  * write-zeroes are followed by a linked fdatasync. Acknowledged writes live in the kernel (page
  * cache or device), never in this process, so a daemon exit loses nothing acknowledged.
@@ -71,6 +72,7 @@ struct blk_dev {
 	uint32_t epoch;                     /* bumped at reset: older requests are stale */
 	bool resetting;                     /* draining: completions must not pop new work */
 	uint64_t bounce_bytes;
+	uint32_t writes_inflight;           /* writes, discards, write-zeroes the kernel holds */
 	struct blk_req *bwait, **bwait_tail;  /* FIFO of requests waiting for bounce budget */
 	struct blk_stats st;
 };
@@ -479,6 +481,11 @@ static void blk_req_done(struct blk_dev *b, struct blk_req *r)
 	blk_req_free(b, r);
 }
 
+static bool blk_op_writes(unsigned op)
+{
+	return op == BLK_OP_WRITE || op == BLK_OP_DISCARD || op == BLK_OP_WZ;
+}
+
 static void blk_cqe(struct blk_dev *b, const struct io_uring_cqe *cqe)
 {
 	uintptr_t ud = (uintptr_t)io_uring_cqe_get_data(cqe);
@@ -493,6 +500,8 @@ static void blk_cqe(struct blk_dev *b, const struct io_uring_cqe *cqe)
 	if (--r->pending)
 		return;
 	b->st.inflight--;
+	if (blk_op_writes(r->op))
+		b->writes_inflight--;
 	blk_req_done(b, r);
 }
 
@@ -576,8 +585,15 @@ static int blk_submit_req(struct blk_dev *b, struct blk_req *r)
 		return -EBUSY;
 	if (r->op == BLK_OP_FLUSH) {
 		io_uring_prep_fsync(sqe, b->fd, IORING_FSYNC_DATASYNC);
-		/* Starts after everything submitted before it completed: it covers all of it. */
-		sqe->flags |= IOSQE_IO_DRAIN;
+		/*
+		 * Writes still in flight: start only after everything submitted before has
+		 * completed, so the flush covers them too. With none in flight the fdatasync
+		 * alone covers every completed write, and reads need not wait behind it.
+		 */
+		if (b->writes_inflight) {
+			sqe->flags |= IOSQE_IO_DRAIN;
+			b->st.drains++;
+		}
 	} else if (r->op == BLK_OP_DISCARD || r->op == BLK_OP_WZ) {
 		io_uring_prep_fallocate(sqe, b->fd, r->fmode, r->off, r->len);
 	} else {
@@ -593,6 +609,8 @@ static int blk_submit_req(struct blk_dev *b, struct blk_req *r)
 		r->pending = 2;
 	}
 	b->st.inflight++;
+	if (blk_op_writes(r->op))
+		b->writes_inflight++;
 	return 0;
 }
 

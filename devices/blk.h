@@ -79,6 +79,7 @@ struct blk_stats {
 	uint64_t reaps;          /* completion batches (eventfd wakeups with work) */
 	uint64_t bounces;        /* O_DIRECT requests served through a bounce buffer */
 	uint64_t errors;         /* requests completed with IOERR */
+	uint64_t drains;         /* FLUSHes that waited for writes in flight (IOSQE_IO_DRAIN) */
 	uint32_t inflight;       /* requests the kernel still holds */
 };
 

@@ -961,6 +961,8 @@ static void test_flush_and_wce(void **state)
 	expect_dirty(r, 0, 65536);
 	assert_int_equal(do_req(r, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL), VIRTIO_BLK_S_OK);
 	assert_int_equal(dirty_pages(r, 0, 65536), 0);
+	/* No write was in flight: the flush did not hold up the ring. */
+	assert_int_equal(blk_get_stats(r->x.dev)->drains, 0);
 	/* The driver switches to writethrough. */
 	vmmio_write(r->x.dev, VIRTIO_MMIO_CONFIG + VIRTIO_BLK_CFG_WRITEBACK, 1, 0);
 	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_WRITEBACK, 1), 0);
@@ -1049,6 +1051,7 @@ static void flush_ordering(struct rig *r, enum config_blk_cache cache, uint32_t 
 			r->x.io.wait_irq(&r->x.io, 10);
 	}
 	assert_int_equal(req_status(r, &f), VIRTIO_BLK_S_OK);
+	assert_int_equal(blk_get_stats(r->x.dev)->drains, 1);
 	assert_true(flush_pos > last_write);
 	for (int i = 0; i < 32; i++) {
 		assert_int_equal(req_status(r, &w[i]), VIRTIO_BLK_S_OK);
