@@ -8,9 +8,8 @@
  *
  * Durability: FLUSH is an fdatasync, which covers every write completed before it; when writes
  * are still in flight it is queued with IOSQE_IO_DRAIN, so it covers those too. In writethrough
- * mode (no
- * FLUSH negotiated, or the driver cleared `writeback`) writes carry RWF_DSYNC and discard /
- * write-zeroes are followed by a linked fdatasync. Acknowledged writes live in the kernel (page
+ * mode (no FLUSH negotiated, or the driver cleared `writeback`) writes carry RWF_DSYNC and
+ * discard / write-zeroes are followed by a linked fdatasync. Acknowledged writes live in the kernel (page
  * cache or device), never in this process, so a daemon exit loses nothing acknowledged.
  *
  * Guest input: every header is copied once, then checked; every request gets a status byte
