@@ -1425,6 +1425,151 @@ static void test_existing_tap_and_bad_bridge(void **state)
 	ev_loop_destroy(r->loop);
 }
 
+/* ---- TCP with the kernel's own socket ---------------------------------------------------- */
+
+#define TCP_SYN 0x02
+#define TCP_ACK 0x10
+#define TCP_PSH 0x08
+
+/* A TCP segment 10.0.0.2:40000 -> 10.0.0.1:5001 (SYN carries MSS 1460); frame length. */
+static size_t tcp_seg(struct rig *r, uint8_t *f, uint32_t seq, uint32_t ack, uint8_t flags,
+		      const uint8_t *pl, size_t n, bool partial)
+{
+	size_t opt = (flags & TCP_SYN) ? 4 : 0, thl = 20 + opt;
+	size_t o = eth(f, r->hmac, r->gmac, 0x0800);
+	uint8_t *ip = f + o, *t = ip + 20;
+
+	o += ipv4(ip, 6, IP_GUEST, IP_TAP, thl + n, (uint16_t)seq);
+	memset(t, 0, thl);
+	put16(t, 40000);
+	put16(t + 2, 5001);
+	put32(t + 4, seq);
+	put32(t + 8, ack);
+	t[12] = (uint8_t)((thl / 4) << 4);
+	t[13] = flags;
+	put16(t + 14, 65535);
+	if (opt) {
+		t[20] = 2;
+		t[21] = 4;
+		put16(t + 22, 1460);
+	}
+	memcpy(t + thl, pl, n);
+	uint32_t ps = pseudo_sum(ip, 6, thl + n);
+
+	put16(t + 16, partial ? csum_fold(ps) : (uint16_t)~csum_fold(csum_add(ps, t, thl + n)));
+	return o + thl + n;
+}
+
+static void tcp_send(struct rig *r, uint32_t seq, uint32_t ack, uint8_t flags, const uint8_t *pl,
+		     size_t n)
+{
+	uint8_t f[2048];
+	struct virtio_net_hdr h = { 0 };
+
+	assert_true(n <= 1460);
+	tx_send(r, 0, &h, f, tcp_seg(r, f, seq, ack, flags, pl, n, false));
+}
+
+/*
+ * A TCP connection with a real kernel socket, the test playing the guest's TCP by hand:
+ * handshake, 5000 bytes to the kernel (one plain segment, one 4000-byte TSO segment), 200 000
+ * bytes back (the kernel sends TSO frames that arrive whole in mergeable buffers), acknowledged
+ * as they come. Byte for byte both ways.
+ */
+static void test_tcp_with_kernel_socket(void **state)
+{
+	struct rig *r = *state;
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(5001),
+				 .sin_addr.s_addr = htonl(IP_TAP) };
+	struct want w = { .type = 0x0800, .proto = 6, .dport = 40000 };
+	struct virtio_net_hdr h;
+	enum { UP = 5000, DOWN = 200000 };
+	static uint8_t up[UP], down[DOWN], got[DOWN];
+	const uint32_t iss = 1000;
+	int one = 1, ls, cs;
+
+	rig_start(r, BASIC | OFFL);
+	ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(ls >= 0);
+	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	assert_int_equal(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(ls, 1), 0);
+
+	tcp_send(r, iss, 0, TCP_SYN, NULL, 0);
+	assert_true(rx_match(r, 0, &w, &h, TIMEOUT_MS) >= 54);
+	const uint8_t *t = r->frame + 34;
+
+	assert_int_equal(t[13] & (TCP_SYN | TCP_ACK), TCP_SYN | TCP_ACK);
+	assert_int_equal(get32(t + 8), iss + 1);
+	uint32_t srv = get32(t + 4) + 1, seq = iss + 1;
+
+	tcp_send(r, seq, srv, TCP_ACK, NULL, 0);
+	cs = accept4(ls, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	assert_true(cs >= 0);
+
+	/* Guest -> kernel: 1000 bytes plainly, then 4000 as one TSO segment. */
+	pattern(up, UP, 21);
+	tcp_send(r, seq, srv, TCP_ACK | TCP_PSH, up, 1000);
+	seq += 1000;
+	static uint8_t f[8192];
+	struct virtio_net_hdr gso = hdr_partial(34, 16);
+
+	gso.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+	gso.gso_size = htole16(1448);
+	gso.hdr_len = htole16(54);
+	tx_send(r, 0, &gso, f, tcp_seg(r, f, seq, srv, TCP_ACK | TCP_PSH, up + 1000, 4000, true));
+	seq += 4000;
+	size_t have = 0;
+
+	for (uint64_t end = now_ms() + TIMEOUT_MS; have < UP && now_ms() < end;) {
+		ssize_t n = recv(cs, got + have, UP - have, 0);
+
+		if (n > 0)
+			have += (size_t)n;
+		else
+			rig_wait(r, 5);
+	}
+	assert_int_equal(have, UP);
+	assert_memory_equal(got, up, UP);
+
+	/* Kernel -> guest: the socket sends as the window allows, the guest acknowledges. */
+	pattern(down, DOWN, 22);
+	size_t sent = 0, next = 0, biggest = 0;
+	unsigned gso_frames = 0;
+
+	for (uint64_t end = now_ms() + 10000; next < DOWN && now_ms() < end;) {
+		if (sent < DOWN) {
+			ssize_t n = send(cs, down + sent, DOWN - sent, MSG_DONTWAIT);
+
+			if (n > 0)
+				sent += (size_t)n;
+		}
+		int64_t n = rx_match(r, 0, &w, &h, 20);
+
+		if (n < 0)
+			continue;
+		size_t thl = (size_t)(r->frame[34 + 12] >> 4) * 4;
+		size_t plen = get16(r->frame + 16) - 20 - thl;
+		uint32_t s0 = get32(r->frame + 34 + 4) - srv;
+
+		biggest = (size_t)n > biggest ? (size_t)n : biggest;
+		gso_frames += h.gso_type == VIRTIO_NET_HDR_GSO_TCPV4;
+		if (s0 == next && plen) {
+			assert_true(next + plen <= DOWN);
+			memcpy(got + next, r->frame + 34 + thl, plen);
+			next += plen;
+		}
+		tcp_send(r, seq, srv + (uint32_t)next, TCP_ACK, NULL, 0);
+	}
+	assert_int_equal(next, DOWN);
+	assert_memory_equal(got, down, DOWN);
+	print_message("  %u TSO frames towards the guest, largest %zu bytes in %u buffers\n",
+		      gso_frames, biggest, (unsigned)((biggest + 12 + RX_BUF - 1) / RX_BUF));
+	assert_true(gso_frames > 0 && biggest > 1514);
+	close(cs);
+	close(ls);
+}
+
 /* The device's own tap fd, found the way an administrator would: /proc/self/fdinfo "iff:". */
 static int device_tap_fd(const char *ifname)
 {
@@ -1560,6 +1705,7 @@ static int run_all(void)
 		T(test_feature_dependencies),
 		T(test_arp_and_ping),
 		T(test_udp_both_ways),
+		T(test_tcp_with_kernel_socket),
 		T(test_tx_csum_offload),
 		T(test_tso_segmentation),
 		T(test_rx_gso_mergeable),
