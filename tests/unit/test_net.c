@@ -1453,7 +1453,8 @@ static size_t tcp_seg(struct rig *r, uint8_t *f, uint32_t seq, uint32_t ack, uin
 		t[21] = 4;
 		put16(t + 22, 1460);
 	}
-	memcpy(t + thl, pl, n);
+	if (n)
+		memcpy(t + thl, pl, n);
 	uint32_t ps = pseudo_sum(ip, 6, thl + n);
 
 	put16(t + 16, partial ? csum_fold(ps) : (uint16_t)~csum_fold(csum_add(ps, t, thl + n)));
