@@ -1425,6 +1425,130 @@ static void test_existing_tap_and_bad_bridge(void **state)
 	ev_loop_destroy(r->loop);
 }
 
+static uint32_t rnd_state = 12345;
+
+static uint32_t rnd(uint32_t n)
+{
+	rnd_state = rnd_state * 1103515245u + 12345u;
+	return n ? (rnd_state >> 8) % n : 0;
+}
+
+static uint16_t rnd_pick16(const uint16_t *v, unsigned n)
+{
+	return v[rnd(n)];
+}
+
+/* A header near the edges: valid and invalid combinations of flags, GSO and checksum fields. */
+static struct virtio_net_hdr rnd_hdr(uint32_t flen)
+{
+	static const uint16_t sizes[] = { 0, 1, 8, 536, 1448, 9000, 65535 };
+	static const uint8_t types[] = { 0, 0, 1, 1, 3, 4, 5, 0x81, 0xff };
+	uint16_t edge[] = { 0, 14, 34, (uint16_t)flen, (uint16_t)(flen - 2), (uint16_t)(flen + 1),
+			    65535 };
+
+	return (struct virtio_net_hdr){
+		.flags = (uint8_t)(rnd(4) == 0 ? rnd(256) : rnd(2)),
+		.gso_type = types[rnd(sizeof(types))],
+		.gso_size = htole16(rnd_pick16(sizes, 7)),
+		.hdr_len = htole16(rnd_pick16(edge, 7)),
+		.csum_start = htole16(rnd_pick16(edge, 7)),
+		.csum_offset = htole16((uint16_t)(rnd(3) ? rnd(20) : rnd(65536))),
+	};
+}
+
+/*
+ * Randomised hostile chains on both queues: TX headers at the edges with frames of any size in
+ * up to 8 buffers (some only writable), RX buffers of 1 to 3000 bytes while the kernel sends.
+ * Every chain comes back, the device never needs a reset, the counters add up, and a normal
+ * ping works afterwards.
+ */
+static void test_hostile_random(void **state)
+{
+	struct rig *r = *state;
+	enum { ROUNDS = 60, BATCH = 32 };
+	unsigned submitted = 0, completed = 0, rx_back = 0, rx_posted = 0;
+	int s;
+
+	rig_start_opt(r, BASIC | OFFL, false);
+	s = udp_sock(IP_TAP, 5000);
+	for (size_t i = 0; i < TX_AREA; i++)
+		r->tx_host[i] = (uint8_t)rnd(256);
+	for (unsigned round = 0; round < ROUNDS; round++) {
+		/* RX: odd buffers, from the RX pool's memory. */
+		for (unsigned i = 0; i < 8; i++) {
+			struct vdrv_buf b = { .gpa = r->rx_gpa[0] + rnd(RX_SLOTS * RX_BUF - 3000),
+					      .len = 1 + rnd(3000), .write = true };
+
+			if (vdrv_submit(&r->drv, 0, &b, 1, rnd(2), (void *)(uintptr_t)0xbad1) >= 0)
+				rx_posted++;
+		}
+		vdrv_kick(&r->drv, 0);
+		udp_send(s, IP_GUEST, 6000, r->tx_host, 1 + rnd(3000));
+		for (unsigned c = 0; c < BATCH; c++) {
+			struct vdrv_buf b[8];
+			unsigned n = 1 + rnd(8);
+			uint32_t flen = rnd(4) ? rnd(2000) : rnd(70000);
+			struct virtio_net_hdr h = rnd_hdr(flen);
+			uint64_t hgpa = r->tx_gpa + 64u * c;
+
+			memcpy(r->tx_host + 64u * c, &h, 12);
+			b[0] = (struct vdrv_buf){ .gpa = hgpa, .len = rnd(8) ? 12 : rnd(13) };
+			if (!b[0].len)
+				b[0].len = 1;
+			for (unsigned i = 1; i < n; i++) {
+				uint32_t len = 1 + rnd(flen / n + 1);
+
+				b[i] = (struct vdrv_buf){ .gpa = r->tx_gpa + 4096 + rnd(TX_AREA - 4096 - len),
+							  .len = len, .write = rnd(10) == 0 };
+			}
+			/* Readable buffers must come first: sort the writable ones to the end. */
+			for (unsigned i = 1; i < n; i++)
+				for (unsigned j = i; j > 0 && b[j - 1].write && !b[j].write; j--) {
+					struct vdrv_buf t = b[j];
+
+					b[j] = b[j - 1];
+					b[j - 1] = t;
+				}
+			if (vdrv_submit(&r->drv, 1, b, n, rnd(2), NULL) >= 0)
+				submitted++;
+		}
+		vdrv_kick(&r->drv, 1);
+		rig_run(r, 5);
+		uint32_t len;
+		void *tok;
+
+		while (vdrv_get_used(&r->drv, 1, &len, NULL) > 0)
+			completed++;
+		while (vdrv_get_used(&r->drv, 0, &len, &tok) > 0)
+			rx_back++;
+	}
+	for (uint64_t end = now_ms() + TIMEOUT_MS; completed < submitted && now_ms() < end;) {
+		rig_wait(r, 5);
+		while (vdrv_get_used(&r->drv, 1, NULL, NULL) > 0)
+			completed++;
+	}
+	struct net_stats st = stats(r);
+
+	assert_int_equal(completed, submitted);
+	assert_int_equal(st.tx_frames + st.tx_malformed + st.tx_errors, submitted);
+	assert_false(vdrv_status(&r->drv) & VIRTIO_STATUS_NEEDS_RESET);
+	print_message("  TX %u chains: %" PRIu64 " sent, %" PRIu64 " malformed, %" PRIu64
+		      " refused by the tap; RX %u of %u odd buffers used, %" PRIu64 " too small\n",
+		      submitted, st.tx_frames, st.tx_malformed, st.tx_errors, rx_back, rx_posted,
+		      st.rx_bad_chains);
+	assert_true(st.tx_malformed > 0 && st.rx_bad_chains > 0);
+	/* The RX ring may still hold odd buffers: a reset and a fresh start, then a clean ping. */
+	vdrv_reset(&r->drv);
+	assert_int_equal(gmem_flat_outstanding(r->x.gm), 0);
+	r->x.mem.next = 0;
+	assert_int_equal(vdrv_init(&r->drv, &r->x.io, &r->x.mem, BASIC | OFFL, 3, 256), 0);
+	r->rx_gpa[0] = ram_alloc(r, (uint64_t)RX_SLOTS * r->rx_size, (void **)&r->rx_host[0]);
+	r->tx_gpa = ram_alloc(r, TX_AREA, (void **)&r->tx_host);
+	rx_fill(r, 0, 0, RX_SLOTS);
+	ping(r, 0, 5);
+	close(s);
+}
+
 /* ---- TCP with the kernel's own socket ---------------------------------------------------- */
 
 #define TCP_SYN 0x02
@@ -1716,6 +1840,7 @@ static int run_all(void)
 		T(test_link_down_up),
 		T(test_malformed_tx),
 		T(test_rx_bad_chains),
+		T(test_hostile_random),
 		T(test_tx_backpressure),
 		T(test_ctrl_rx_filter),
 		T(test_mq_two_pairs),
