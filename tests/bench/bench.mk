@@ -23,3 +23,9 @@ $(BUILD)/tests/bench/%: $(BUILD)/obj/tests/bench/%.o $(BUILD)/sim/libxsimguest.a
 	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/sim/libxsimguest.a $(TLIB_OBJS) $(CORE_LIB) \
 		$(DEP_LIBS) $(TEST_LIBS) -lpthread
 
+
+# perf: tests/bench/run.sh runs the same benchmarks, keeps their output in $(BUILD)/bench/bench.log
+# and writes $(BUILD)/bench/report.md and the plots (tests/bench/report.sh).
+BENCH_CMDS := tests/bench/run.sh
+bench: export BENCH_RUN = $(BENCH_BINS)
+bench: export BENCH_OUT = $(BUILD)/bench
