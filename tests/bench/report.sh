@@ -79,13 +79,15 @@ grep '^BENCH ' "$LOG" | sed 's/ #.*//' | awk '{
 	>"$OUT/ratios.dat"
 if [ -s "$OUT/ratios.dat" ]; then
 	gnuplot <<EOF
-set terminal png size 1100,600
+set terminal png size 1100,600 noenhanced
 set output "$OUT/ratios.png"
 set title "xen-virtiod against each case's baseline (ratio >= 1: at or beyond it)"
 set style fill solid 0.6
 set boxwidth 0.7
-set yrange [0:*]
-set xtics rotate by -45 font ",8" nomirror
+set logscale y 2
+set ylabel "ratio (log scale)"
+set bmargin 10
+set xtics rotate by -60 font ",8" nomirror
 set grid ytics
 set key off
 plot "$OUT/ratios.dat" using 1:3:xtic(2) with boxes lc rgb "#4477aa", 1 with lines lc rgb "red" dt 2
@@ -99,7 +101,7 @@ grep '^BENCH blk_randread_4k_qd' "$LOG" | sed 's/ #.*//' | awk '{
 }' | sort -n >"$OUT/blk_qd.dat"
 if [ -s "$OUT/blk_qd.dat" ]; then
 	gnuplot <<EOF
-set terminal png size 1000,450
+set terminal png size 1000,450 noenhanced
 set output "$OUT/blk_qd.png"
 set multiplot layout 1,2 title "virtio-blk 4 KiB random read: xen-virtiod on xensim vs fio (io_uring), same file"
 set logscale x 2
@@ -118,7 +120,7 @@ fi
 
 if [ -s "$OUT/scale_ready.dat" ]; then
 	gnuplot <<EOF
-set terminal png size 900,450
+set terminal png size 900,450 noenhanced
 set output "$OUT/scale_ready.png"
 set title "50 sim daemons on one xensim hub: each guest's start and READY=1"
 set xlabel "guest"
