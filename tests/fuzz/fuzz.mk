@@ -21,7 +21,20 @@ FUZZ_FLAGS := -I. -D_GNU_SOURCE -D__XEN_TOOLS__ -std=c11 -g -O1 -Wall -Wextra -W
 
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRCS) $(wildcard devices/*.h ioreq/gmem.h tests/lib/gmem_flat.h)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRCS) -lev
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SRCS) $(FUZZ_EXTRA_$*) -lev $(FUZZ_LIBS_$*)
+
+# Targets beyond the virtio core: their extra sources (also prerequisites) and libraries.
+FUZZ_EXTRA_config   := config/config.c
+FUZZ_LIBS_config    := $(shell $(PKG) --libs inih 2>/dev/null)
+FUZZ_EXTRA_blk      := devices/blk.c
+FUZZ_LIBS_blk       := $(shell $(PKG) --libs liburing 2>/dev/null)
+FUZZ_EXTRA_i2c      := devices/i2c.c devices/i2c_sim.c
+FUZZ_EXTRA_xenstore :=
+FUZZ_LIBS_xenstore  := $(shell $(PKG) --libs xenstore 2>/dev/null)
+$(FUZZ_DIR)/fuzz_config: $(FUZZ_EXTRA_config) config/config.h
+$(FUZZ_DIR)/fuzz_blk: $(FUZZ_EXTRA_blk) tests/fuzz/fuzz_blk_i2c_chains.h
+$(FUZZ_DIR)/fuzz_i2c: $(FUZZ_EXTRA_i2c) tests/fuzz/fuzz_blk_i2c_chains.h
+$(FUZZ_DIR)/fuzz_xenstore: ioreq/xenstore.c ioreq/xen.h ioreq/xen_priv.h
 
 .PHONY: fuzz fuzz-build
 fuzz-build: $(FUZZ_BINS)

@@ -1,0 +1,85 @@
+/*
+ * libFuzzer target: virtio-i2c request parsing. A real i2c device (devices/i2c.c) with a
+ * simulated EEPROM at 0x50 and an LM75 at 0x48 behind the real transport, on a gmem_flat guest
+ * RAM; the input becomes well-formed rings carrying arbitrary requests (headers with any
+ * address and flags, FAIL_NEXT groups, payloads of any length and direction, buffers in
+ * read-only pages and holes: see fuzz_blk_i2c_chains.h).
+ *
+ * Input: [0] bit0 offer INDIRECT, bit1 EVENT_IDX, bit2 restrict the bus to an allow list
+ * (0x48 only), then chains. Any crash, sanitizer report, chain neither returned nor reported
+ * with NEEDS_RESET, or mapping left behind after the reset is a bug.
+ */
+#include "config/config.h"
+#include "daemon/log.h"
+#include "tests/fuzz/fuzz_blk_i2c_chains.h"
+
+extern const struct vdev_ops vdev_i2c_ops;
+
+static void raise_irq(struct vdev_host *host, struct vdev *dev)
+{
+	(void)host;
+	(void)dev;
+}
+
+struct fz_i2c {
+	struct gmem *gm;
+	struct vdev_host host;
+	struct vdev *d[2];          /* [1]: with an allow list */
+};
+
+static struct fz_i2c *fz_i2c_get(void)
+{
+	static struct fz_i2c s;
+	static bool tried;
+	struct config_device cfg = { .type = DEV_I2C, .devid = -1 };
+
+	if (tried)
+		return s.d[0] && s.d[1] ? &s : NULL;
+	tried = true;
+	log_init(LOG_CRIT, false);
+	s.gm = gmem_flat_new(FZ_RAM_GPA, FZ_RAM_SIZE);
+	if (!s.gm)
+		return NULL;
+	gmem_flat_set_readonly(s.gm, FZ_RO_PAGE, 0x1000);
+	gmem_flat_add_hole(s.gm, FZ_HOLE, 0x1000);
+	/* No loop: the device then never defers work (16 chains stay under its budget). */
+	s.host = (struct vdev_host){ .gm = s.gm, .guest_name = "fuzz", .raise_irq = raise_irq };
+	cfg.u.i2c.nsims = 2;
+	cfg.u.i2c.sims[0] = (struct config_i2c_sim){ .kind = I2C_SIM_EEPROM, .addr = 0x50 };
+	cfg.u.i2c.sims[1] = (struct config_i2c_sim){ .kind = I2C_SIM_LM75, .addr = 0x48 };
+	if (vdev_i2c_ops.create(&s.host, &cfg, &s.d[0]) < 0)
+		return NULL;
+	cfg.u.i2c.allow_set = true;
+	cfg.u.i2c.allow[0x48] = 1;
+	if (vdev_i2c_ops.create(&s.host, &cfg, &s.d[1]) < 0)
+		s.d[1] = NULL;
+	return s.d[1] ? &s : NULL;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct fz_i2c *s = fz_i2c_get();
+	struct fz_in in = { data, size };
+	struct fz_rings r = { 0 };
+
+	if (!s || size < 1)
+		return 0;
+	r.gm = s->gm;
+	unsigned f = fz_take(&in, 1);
+	struct vdev *d = s->d[(f >> 2) & 1];
+	uint64_t want = VIRTIO_BIT(0) | /* ZERO_LENGTH_REQUEST, which the device requires */
+			(f & 1 ? VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC) : 0) |
+			(f & 2 ? VIRTIO_BIT(VIRTIO_F_EVENT_IDX) : 0);
+
+	if (fz_bring_up(d, &r, want) < 0)
+		abort();
+	fz_build(&r, &in);
+	fz_wr(d, 0x050, 0);
+	fz_check_done(d, &r);
+	vmmio_reset(d);
+	if (gmem_flat_outstanding(s->gm) != 0 || gmem_flat_bad_unmaps(s->gm) != 0)
+		abort();
+	return 0;
+}
