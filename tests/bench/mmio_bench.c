@@ -10,10 +10,15 @@
  * a load change on a shared machine hits both; the medians are reported.
  *
  *   BENCH mmio_roundtrip value=<us> unit=us baseline=<us> ratio=<baseline/value>
+ *   BENCH mmio_floor_shaped    (info) the ping-pong with the same syscalls as the simulated
+ *                              path on both sides but no work: what the path's shape costs
  *
  * Environment: BENCH_QUICK=1 (fewer, shorter rounds), BENCH_MMIO_N (round trips per round).
  */
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/wait.h>
 
@@ -77,6 +82,69 @@ static double pingpong_run(struct pingpong *p, unsigned n)
 	return (bench_now() - t0) * 1e6 / n;
 }
 
+/*
+ * The same two wakeups with the syscalls of the simulated path and none of its work: the
+ * responder waits in an epoll set that holds a second, EPOLLONESHOT set holding the eventfd
+ * (libev's loop around xensim's event-channel fd), then F_GETFL, a zero-timeout wait on the
+ * inner set, read, write, re-arm, F_GETFL and the wait that finds nothing (xenevtchn_pending,
+ * notify, unmask, pending again). The requester drains, writes, polls, reads and reads again
+ * until EAGAIN, as xensim's guest side does.
+ */
+static void shaped_pong_loop(int in, int out)
+{
+	int outer = epoll_create1(0), inner = epoll_create1(0);
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT }, got;
+	uint64_t v, one = 1;
+
+	if (outer < 0 || inner < 0 || epoll_ctl(inner, EPOLL_CTL_ADD, in, &ev) < 0)
+		_exit(1);
+	ev.events = EPOLLIN;
+	if (epoll_ctl(outer, EPOLL_CTL_ADD, inner, &ev) < 0)
+		_exit(1);
+	for (;;) {
+		if (epoll_wait(outer, &got, 1, -1) < 0)
+			continue;
+		while (fcntl(inner, F_GETFL) >= 0 && epoll_wait(inner, &got, 1, 0) == 1) {
+			if (read(in, &v, sizeof(v)) != sizeof(v) || v >= PING_EXIT)
+				_exit(0);
+			if (write(out, &one, sizeof(one)) != sizeof(one))
+				_exit(1);
+			ev.events = EPOLLIN | EPOLLONESHOT;
+			epoll_ctl(inner, EPOLL_CTL_MOD, in, &ev);
+		}
+	}
+}
+
+static int shaped_start(struct pingpong *p)
+{
+	p->to_child = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	p->to_parent = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p->to_child < 0 || p->to_parent < 0)
+		return -1;
+	p->pid = fork();
+	if (p->pid == 0)
+		shaped_pong_loop(p->to_child, p->to_parent);
+	return p->pid < 0 ? -1 : 0;
+}
+
+static double shaped_run(struct pingpong *p, unsigned n)
+{
+	uint64_t one = 1, v;
+	double t0 = bench_now();
+
+	for (unsigned i = 0; i < n; i++) {
+		struct pollfd pf = { .fd = p->to_parent, .events = POLLIN };
+
+		while (read(p->to_parent, &v, sizeof(v)) > 0)
+			;
+		if (write(p->to_child, &one, sizeof(one)) != sizeof(one) || poll(&pf, 1, 5000) != 1)
+			return -1;
+		while (read(p->to_parent, &v, sizeof(v)) > 0)
+			;
+	}
+	return (bench_now() - t0) * 1e6 / n;
+}
+
 /* Microseconds per register read through the ioreq slot; < 0 when one failed. */
 static double mmio_run(struct xsim_dom *d, unsigned n)
 {
@@ -93,12 +161,12 @@ int main(void)
 	bool quick = bench_quick();
 	unsigned rounds = quick ? 5 : 9;
 	unsigned n = (unsigned)bench_env_u64("BENCH_MMIO_N", quick ? 4000 : 20000);
-	double ours[MAX_ROUNDS], base[MAX_ROUNDS];
+	double ours[MAX_ROUNDS], base[MAX_ROUNDS], shaped[MAX_ROUNDS];
 	struct xsim_hub *hub = xsim_hub_start();
 	struct xsim_dom *dom = hub ? xsim_dom_create(hub, &(struct xsim_dom_opts){
 						.name = "mmio", .ram_mib = 16 }) : NULL;
 	struct xsim_daemon dm = { .pid = -1 };
-	struct pingpong pp;
+	struct pingpong pp, sp;
 	char ini[256];
 	int rc = 0;
 
@@ -106,7 +174,7 @@ int main(void)
 		 "[rng]\nmmio = 0x%llx\nirq = %u\n", (unsigned long long)BENCH_WIN(0),
 		 BENCH_SPI(0));
 	if (!dom || bench_daemon_start(hub, &dm, "mmio", ini, NULL, NULL, NULL) < 0 ||
-	    pingpong_start(&pp) < 0) {
+	    pingpong_start(&pp) < 0 || shaped_start(&sp) < 0) {
 		fprintf(stderr, "mmio_bench: setup failed\n");
 		if (dm.pid > 0)
 			xsim_daemon_stop(&dm);
@@ -116,10 +184,12 @@ int main(void)
 	/* Warm both paths: page faults, the daemon's first ioreqs, the scheduler's placement. */
 	mmio_run(dom, n / 10 + 1);
 	pingpong_run(&pp, n / 10 + 1);
+	shaped_run(&sp, n / 10 + 1);
 	for (unsigned r = 0; r < rounds; r++) {
 		ours[r] = mmio_run(dom, n);
 		base[r] = pingpong_run(&pp, n);
-		if (ours[r] < 0 || base[r] < 0)
+		shaped[r] = shaped_run(&sp, n);
+		if (ours[r] < 0 || base[r] < 0 || shaped[r] < 0)
 			rc = 1;
 	}
 	double mo = bench_median(ours, rounds), mb = bench_median(base, rounds);
@@ -131,7 +201,11 @@ int main(void)
 		bench_skip("mmio_roundtrip", "a round trip failed");
 	else
 		bench_line("mmio_roundtrip", mo, "us", mb, false);
+	/* Info: how much of the gap is the shape of the path rather than the daemon's work. */
+	if (!rc)
+		bench_line("mmio_floor_shaped", bench_median(shaped, rounds), "us", mb, false);
 	pingpong_stop(&pp);
+	pingpong_stop(&sp);
 	xsim_daemon_stop(&dm);
 	xsim_hub_stop(hub);
 	return rc;
