@@ -754,6 +754,33 @@ static void test_random_mix_direct(void **state)
 	random_mix(*state, BLK_CACHE_NONE);
 }
 
+/* 600 chains on one kick: VQ_BUDGET per turn of the loop, the rest in later turns, all served. */
+static void test_budget_continues(void **state)
+{
+	struct rig *r = *state;
+	struct req *q = calloc(600, sizeof(*q));
+	uint8_t *h;
+
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	const struct blk_stats *st = blk_get_stats(r->x.dev);
+	uint64_t submits = st->submits;
+
+	for (unsigned i = 0; i < 600; i++) {
+		struct vdrv_buf d = { scratch_alloc(r, 512, 512, (void **)&h), 512, true };
+
+		req_build(r, &q[i], VIRTIO_BLK_T_IN, i, &d, 1);
+		req_submit(r, 0, &q[i], true);
+	}
+	vdrv_kick(&r->drv, 0);
+	assert_int_equal(st->requests, VQ_BUDGET);   /* the rest waits for the next turn */
+	wait_done(r, 0, 600);
+	assert_int_equal(st->requests, 600);
+	assert_true(st->submits - submits >= 3);
+	for (unsigned i = 0; i < 600; i++)
+		assert_int_equal(req_status(r, &q[i]), VIRTIO_BLK_S_OK);
+	free(q);
+}
+
 static void test_read_only(void **state)
 {
 	struct rig *r = *state;
@@ -1542,7 +1569,8 @@ int main(void)
 		T(test_config_space), T(test_features_follow_config), T(test_get_id),
 		T(test_get_id_default), T(test_rw_depths), T(test_rw_depths_no_event_idx),
 		T(test_rw_direct), T(test_bounce_budget_waits),
-		T(test_random_mix), T(test_random_mix_direct), T(test_read_only), T(test_out_of_range), T(test_malformed),
+		T(test_random_mix), T(test_random_mix_direct), T(test_budget_continues),
+		T(test_read_only), T(test_out_of_range), T(test_malformed),
 		T(test_no_status_byte), T(test_discard_write_zeroes), T(test_flush_and_wce),
 		T(test_no_flush_is_writethrough), T(test_flush_ordering), T(test_flush_ordering_direct),
 		T(test_multiqueue), T(test_chain_taken_at_completion),
