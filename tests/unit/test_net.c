@@ -910,6 +910,97 @@ static void csum_complete(uint8_t *f, size_t len, const struct virtio_net_hdr *h
 	put16(f + start + off, (uint16_t)~csum_fold(csum_add(0, f + start, len - start)));
 }
 
+/*
+ * UFO both ways, where the kernel has it: an 8000-byte UDP datagram (GSO UDP) from the guest
+ * leaves the far tap as IP fragments with a correct checksum; one written into the far tap as
+ * GSO UDP reaches the guest complete and checksummed (as fragments: Linux accepts TUN_F_UFO
+ * but no longer hands UFO to a tap).
+ */
+static void test_ufo_both_ways(void **state)
+{
+	struct rig *r = *state;
+	static uint8_t f[FRAME_CAP], dgram[16384];
+	const size_t len = 8000;
+	struct virtio_net_hdr h = hdr_partial(34, 6);
+	size_t have = 0, total = 0;
+
+	rig_start(r, BASIC | OFFL | F(HOST_UFO) | F(GUEST_UFO));
+	if (!(r->drv.features & F(HOST_UFO))) {
+		print_message("[  SKIP    ] the kernel does not take TUN_F_UFO\n");
+		skip();
+	}
+	assert_int_equal(stats(r).offloads, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UFO);
+	h.gso_type = VIRTIO_NET_HDR_GSO_UDP;
+	h.gso_size = htole16(1472);
+	h.hdr_len = htole16(42);
+	pattern(payload, len, 9);
+	size_t n = udp_frame(f, r->hmac, r->gmac, IP_GUEST, IP_FAR, 6000, 7000, payload, len,
+			     CSUM_PARTIAL);
+
+	tx_send(r, 0, &h, f, n);
+	while (!total || have < total) {
+		ssize_t got = peer_match(r, 17);
+
+		assert_true(got > 12 + 34);
+		const uint8_t *ip = frame + 12 + 14;
+		uint16_t fo = get16(ip + 6);
+		size_t dl = get16(ip + 2) - 20u, off = (size_t)(fo & 0x1fff) * 8;
+
+		assert_true(14 + 20 + dl <= 1514);
+		assert_true(off + dl <= sizeof(dgram));
+		memcpy(dgram + off, ip + 20, dl);
+		have += dl;
+		if (!(fo & 0x2000))
+			total = off + dl;
+	}
+	assert_int_equal(total, 8 + len);
+	assert_memory_equal(dgram + 8, payload, len);
+	/* The UDP checksum over the reassembled datagram (pseudo header from the last fragment). */
+	uint8_t ph[20];
+
+	memcpy(ph, frame + 12 + 14, 20);
+	assert_int_equal(csum_fold(csum_add(pseudo_sum(ph, 17, total), dgram, total)), 0xffff);
+
+	/* Towards the guest: a GSO UDP datagram, forwarded. */
+	struct virtio_net_hdr ph_hdr = hdr_partial(34, 6);
+	struct want w = { .type = 0x0800, .proto = 17, .dport = 6000 };
+
+	ph_hdr.gso_type = VIRTIO_NET_HDR_GSO_UDP;
+	ph_hdr.gso_size = htole16(1472);
+	ph_hdr.hdr_len = htole16(42);
+	memcpy(f, &ph_hdr, 12);
+	n = udp_frame(f + 12, r->pmac, far_mac, IP_FAR, IP_GUEST, 7000, 6000, payload, len,
+		      CSUM_PARTIAL);
+	assert_int_equal(write(r->peer, f, 12 + n), (ssize_t)(12 + n));
+	/* Linux accepts TUN_F_UFO but never hands UFO to a tap: IP fragments, or one GSO frame. */
+	w.dport = 0;
+	have = total = 0;
+	memset(dgram, 0, sizeof(dgram));
+	while (!total || have < total) {
+		int64_t got = rx_match(r, 0, &w, &h, TIMEOUT_MS);
+
+		assert_true(got > 34);
+		assert_true(h.gso_type == VIRTIO_NET_HDR_GSO_NONE ||
+			    h.gso_type == VIRTIO_NET_HDR_GSO_UDP);
+		if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)
+			csum_complete(r->frame, (size_t)got, &h);
+		const uint8_t *ip = r->frame + 14;
+		uint16_t fo = get16(ip + 6);
+		size_t dl = get16(ip + 2) - 20u, off = (size_t)(fo & 0x1fff) * 8;
+
+		assert_true(off + dl <= sizeof(dgram));
+		memcpy(dgram + off, ip + 20, dl);
+		have += dl;
+		if (!(fo & 0x2000))
+			total = off + dl;
+	}
+	assert_int_equal(total, 8 + len);
+	assert_memory_equal(dgram + 8, payload, len);
+	memcpy(ph, r->frame + 14, 20);
+	assert_int_equal(csum_fold(csum_add(pseudo_sum(ph, 17, total), dgram, total)), 0xffff);
+}
+
+
 /* GUEST_TSO4 + MRG_RXBUF: one 64 KiB frame spread over 1526-byte buffers, GSO fields intact. */
 static void test_rx_gso_mergeable(void **state)
 {
@@ -1836,6 +1927,7 @@ static int run_all(void)
 		T(test_rx_gso_mergeable),
 		T(test_rx_gso_segmented_without_guest_tso),
 		T(test_rx_csum_to_guest),
+		T(test_ufo_both_ways),
 		T(test_rx_starvation_recovery),
 		T(test_link_down_up),
 		T(test_malformed_tx),
