@@ -134,14 +134,24 @@ static inline void hostile_init(struct hostile *h, unsigned d)
 	assert_int_equal(hostile_init_want(h, d, hostile_want(d)), 0);
 }
 
+/* What a test may change of the standard guest (all optional). */
+struct hostile_cfg {
+	bool grants;
+	const char *img;            /* block path (default: the patterned image in the temp dir) */
+	const char *blk_keys;       /* extra lines of the block section */
+	const char *eeprom;         /* file of the EEPROM at 0x50 (default: none, volatile) */
+	const char *extra;          /* more sections */
+	bool no_blk_init;           /* do not bring the block driver up */
+};
+
 /* Hub, domain, daemon serving the three devices, three drivers up, canaries in place. */
-static inline struct hostile *hostile_start(bool grants)
+static inline struct hostile *hostile_start_cfg(const struct hostile_cfg *c)
 {
 	struct hostile *h = calloc(1, sizeof(*h));
-	char ini[1024];
+	char ini[2048];
 
 	assert_non_null(h);
-	h->grants = grants;
+	h->grants = c->grants;
 	snprintf(h->dir, sizeof(h->dir), "/tmp/itest_hostile.XXXXXX");
 	assert_non_null(mkdtemp(h->dir));
 	snprintf(h->img, sizeof(h->img), "%s/disk.img", h->dir);
@@ -152,27 +162,36 @@ static inline struct hostile *hostile_start(bool grants)
 	snprintf(ini, sizeof(ini),
 		 "[guest]\nname = g1\ndiscovery = explicit\ngrant_usage = %s\n\n"
 		 "[rng]\nmmio = 0x02000000\nirq = 33\n\n"
-		 "[block \"disk\"]\nmmio = 0x02000200\nirq = 34\npath = %s\nqueue_size = 64\n\n"
-		 "[i2c \"bus0\"]\nmmio = 0x02000400\nirq = 35\nsim = eeprom@0x50\n"
-		 "sim = lm75@0x48\n", grants ? "yes" : "no", h->img);
+		 "[block \"disk\"]\nmmio = 0x02000200\nirq = 34\npath = %s\nqueue_size = 64\n%s\n"
+		 "[i2c \"bus0\"]\nmmio = 0x02000400\nirq = 35\nsim = eeprom@0x50%s%s\n"
+		 "sim = lm75@0x48\n\n%s", c->grants ? "yes" : "no", c->img ? c->img : h->img,
+		 c->blk_keys ? c->blk_keys : "", c->eeprom ? ":" : "", c->eeprom ? c->eeprom : "",
+		 c->extra ? c->extra : "");
 	assert_int_equal(itest_serve(h->t, ini), 0);
-	assert_int_equal(xsim_vmem_init(&h->mem, h->t->dom, H_REGION, H_REGION_LEN, grants), 0);
+	assert_int_equal(xsim_vmem_init(&h->mem, h->t->dom, H_REGION, H_REGION_LEN, c->grants),
+			 0);
 	for (unsigned d = 0; d < ND; d++) {
 		xsim_vio_init(&h->vio[d], h->t->dom, 0, H_WIN(d), H_SPI(d));
-		hostile_init(h, d);
+		if (d != D_BLK || !c->no_blk_init)
+			hostile_init(h, d);
 	}
 	h->canary_gpa[0] = H_CANARY0;
 	h->canary_gpa[2] = H_CANARY2;
 	h->canary_gpa[1] = vdrv_alloc(&h->mem, H_CANARY_LEN, 4096, NULL);
 	assert_true(h->canary_gpa[1] != 0);
-	for (unsigned c = 0; c < 3; c++) {
-		h->canary[c] = xsim_dom_ram(h->t->dom, h->canary_gpa[c], H_CANARY_LEN);
-		assert_non_null(h->canary[c]);
+	for (unsigned i = 0; i < 3; i++) {
+		h->canary[i] = xsim_dom_ram(h->t->dom, h->canary_gpa[i], H_CANARY_LEN);
+		assert_non_null(h->canary[i]);
 	}
 	hostile_fill_canaries(h);
 	h->scratch = h->mem.next;
 	h->img_lo = h->img_hi = 0;
 	return h;
+}
+
+static inline struct hostile *hostile_start(bool grants)
+{
+	return hostile_start_cfg(&(struct hostile_cfg){ .grants = grants });
 }
 
 static inline void hostile_stop(struct hostile *h)
