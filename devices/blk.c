@@ -41,6 +41,7 @@
 #define BLK_MAX_DWZ_SECTORS (1u << 22)      /* 2 GiB per discard / write-zeroes */
 #define BLK_BOUNCE_BUDGET   (64u << 20)     /* bounce bytes in flight per device */
 #define BLK_RESET_WAIT_MS   5000            /* how long a reset waits for in-flight I/O */
+#define BLK_DESTROY_WAIT_MS 10000           /* and teardown, before it gives the memory up */
 #define BLK_MAX_QUEUES      16u
 #define BLK_DEF_QUEUE_SIZE  256u
 #define BLK_TAG_MAIN        0u              /* user_data low bits: which SQE of a request */
@@ -1010,15 +1011,16 @@ static int blk_activate(struct vdev *d)
 
 /*
  * Wait for every request the kernel holds (after asking it to cancel what it can), at most
- * wait_ms (< 0: forever), so no buffer it writes is handed back to the guest or freed early.
+ * wait_ms, so no buffer it writes is handed back to the guest or freed early. False when some
+ * are still held: they complete later (stale, dropped) unless the device is being destroyed.
  */
-static void blk_drain(struct blk_dev *b, int wait_ms)
+static bool blk_drain(struct blk_dev *b, int wait_ms)
 {
 	struct timespec start, now;
 	struct io_uring_sqe *sqe;
 
 	if (!b->ring_ok || !b->st.inflight)
-		return;
+		return true;
 	sqe = io_uring_get_sqe(&b->ring);
 	if (sqe) {
 		io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
@@ -1035,12 +1037,13 @@ static void blk_drain(struct blk_dev *b, int wait_ms)
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
 
-		if (b->st.inflight && wait_ms >= 0 && ms >= wait_ms) {
-			log_warn("%s: %u requests still in flight after %d ms; they complete later",
-				 b->vdev.name, b->st.inflight, wait_ms);
-			return;
+		if (b->st.inflight && ms >= wait_ms) {
+			log_warn("%s: %u requests still in flight after %d ms", b->vdev.name,
+				 b->st.inflight, wait_ms);
+			return false;
 		}
 	}
+	return true;
 }
 
 static void blk_reset(struct vdev *d)
@@ -1063,9 +1066,19 @@ static void blk_free(struct blk_dev *b)
 	blk_bounce_drop_waiters(b);
 	if (b->ring_ok) {
 		b->resetting = true;
-		blk_drain(b, -1);
+		bool drained = blk_drain(b, BLK_DESTROY_WAIT_MS);
+
 		ev_io_stop(b->vdev.host->loop, &b->efd_w);
 		ev_idle_stop(b->vdev.host->loop, &b->more);
+		if (!drained) {
+			/*
+			 * The kernel may still write into our bounce buffers: freeing them could
+			 * hand that memory to someone else. Leave everything to the process exit.
+			 */
+			log_err("%s: %u requests stuck in the kernel; their memory is not freed",
+				b->vdev.name, b->st.inflight);
+			return;
+		}
 		io_uring_queue_exit(&b->ring);
 	}
 	if (b->efd >= 0)
