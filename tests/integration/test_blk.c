@@ -48,6 +48,7 @@ struct guest {
 	struct vdrv_mem mem;
 	struct vdrv drv;
 	uint64_t heap, heap_gpa;    /* scratch cursor and start */
+	unsigned nqueues;           /* driver queues to set up (0: 1) */
 	char img[128];
 };
 
@@ -113,7 +114,8 @@ static void guest_start_ini(struct guest *g, const char *ini, const char *extra,
 	if (rc < 0)
 		fail_msg("xsim_vmem_init(%u MiB, grants %d): %s", HEAP_SIZE >> 20, grants,
 			 strerror(-rc));
-	assert_int_equal(vdrv_init(&g->drv, &g->vio.io, &g->mem, want, 1, 256), 0);
+	assert_int_equal(vdrv_init(&g->drv, &g->vio.io, &g->mem, want,
+				   g->nqueues ? g->nqueues : 1, 256), 0);
 	assert_int_equal(g->drv.device_id, VIRTIO_ID_BLOCK);
 	/* Test buffers come from here; the driver's own (indirect tables) from after it. */
 	g->heap = vdrv_alloc(&g->mem, SCRATCH, 4096, NULL);
@@ -492,6 +494,82 @@ static void test_crash_after_flush(void **state)
 	guest_stop(g);
 }
 
+/*
+ * Two queues (MQ), each kept 16 deep with writes and then reads, every queue on its own region:
+ * completions of both arrive and each request lands where it should.
+ */
+static void test_multiqueue(void **state)
+{
+	struct guest *g = *state;
+	struct req w[2][16];
+
+	g->nqueues = 2;
+	guest_start(g, "queues = 2\n", false);
+	assert_true(g->drv.features & VIRTIO_BIT(VIRTIO_BLK_F_MQ));
+	assert_int_equal(g->drv.nqueues, 2);
+	for (int pass = 0; pass < 2; pass++) {
+		scratch_reset(g);
+		for (unsigned q = 0; q < 2; q++)
+			for (unsigned i = 0; i < 16; i++) {
+				uint64_t off = ((uint64_t)q * 16 + i) * 65536;
+				uint8_t *h;
+				struct vdrv_buf d = { galloc(g, 65536, 4096, (void **)&h), 65536,
+						      pass == 1 };
+
+				for (uint32_t j = 0; pass == 0 && j < 65536; j++)
+					h[j] = pat(off + j, 31);
+				req_build(g, &w[q][i], pass ? VIRTIO_BLK_T_IN : VIRTIO_BLK_T_OUT,
+					  off / 512, &d, 1);
+				assert_true(vdrv_submit(&g->drv, q, w[q][i].b, w[q][i].n, true,
+							&w[q][i]) >= 0);
+			}
+		vdrv_kick(&g->drv, 0);
+		vdrv_kick(&g->drv, 1);
+		unsigned got = 0;
+
+		for (int waited = 0; got < 32; waited += 10) {
+			uint32_t len;
+			void *tok;
+
+			for (unsigned q = 0; q < 2; q++)
+				while (vdrv_get_used(&g->drv, q, &len, &tok) > 0) {
+					struct req *rq = tok;
+
+					uintptr_t a = (uintptr_t)rq, lo = (uintptr_t)w[q];
+
+					/* Completed on the queue it was submitted to. */
+					assert_true(a >= lo && a < lo + sizeof(w[q]));
+					got++;
+				}
+			if (got < 32) {
+				assert_true(waited < WAIT_MS);
+				vdrv_enable_irq(&g->drv, 0);
+				vdrv_enable_irq(&g->drv, 1);
+				g->vio.io.wait_irq(&g->vio.io, 10);
+				uint32_t isr = vdrv_read32(&g->drv, R_INT_STATUS);
+
+				if (isr)
+					vdrv_write32(&g->drv, R_INT_ACK, isr);
+			}
+		}
+		for (unsigned q = 0; q < 2; q++)
+			for (unsigned i = 0; i < 16; i++) {
+				uint64_t off = ((uint64_t)q * 16 + i) * 65536;
+
+				assert_int_equal(*w[q][i].status, VIRTIO_BLK_S_OK);
+				if (pass == 1) {
+					uint8_t *h = vdrv_host(&g->mem, w[q][i].b[1].gpa);
+
+					for (uint32_t j = 0; j < 65536; j++)
+						if (h[j] != pat(off + j, 31))
+							fail_msg("queue %u req %u byte %u", q, i, j);
+				}
+			}
+	}
+	assert_file_pat(g->img, 0, 32 * 65536, 31);
+	guest_stop(g);
+}
+
 /* Xen 4.17 layout: libxl's disk entries give the image ("params") and mode r: read-only. */
 static void write_disk417(struct guest *g)
 {
@@ -545,7 +623,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_rw_depths), T(test_rw_depths_direct_grants), T(test_request_types),
 		T(test_read_only), T(test_reset_in_flight), T(test_crash_after_flush),
-		T(test_xenstore_417_disk),
+		T(test_xenstore_417_disk), T(test_multiqueue),
 	};
 	char cmd[96];
 	int rc;
