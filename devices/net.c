@@ -65,12 +65,18 @@ struct net_pair {
 	ev_io tx_w;                  /* tap writable again after EAGAIN */
 	bool rx_starved;             /* no RX chain: rx_w stopped until the guest kicks RX */
 	bool rx_pushed;              /* chains returned since the last vdev_used() */
-	/* The frame being delivered (rx_len != 0) and the chains it holds; hold[0] may be held
-	 * alone, without a frame, when the tap had nothing to read. */
+	/*
+	 * The frame being delivered (rx_len != 0) and the chains held for it. Chains stay held
+	 * without a frame when the tap had nothing to read, or when a frame needed fewer than were
+	 * taken (with MRG_RXBUF enough for the largest frame are taken before each readv).
+	 */
 	struct virtio_net_hdr rx_hdr;
 	uint32_t rx_len;             /* header + frame bytes read */
 	uint32_t rx_done;            /* of which placed */
-	unsigned rx_nhold;
+	unsigned rx_nhold;           /* chains held, in ring order */
+	unsigned rx_nused;           /* of which the pending frame fills (a prefix) */
+	unsigned rx_vec_n;           /* of which the last readv wrote into directly */
+	uint32_t rx_vec_cap;         /* their capacity: the bounce holds bytes from here on */
 	struct vq_elem **rx_hold;    /* VQ_MAX_SIZE entries */
 	uint32_t *rx_written;        /* VQ_MAX_SIZE entries */
 	uint8_t *bounce;             /* NET_BOUNCE bytes: the frame beyond the first chain */
@@ -445,19 +451,75 @@ static struct vq_elem *net_rx_pop(struct net_pair *p)
 }
 
 /*
- * [private header][first chain after the header][bounce]; returns the entry count. The slice
- * cannot fail: net_rx_pop() checked n_in against the capacity and in_len against the header.
+ * Hold chains for the next frame: one without MRG_RXBUF (a frame must fit it), else as many as
+ * the largest frame needs, as far as the ring has them. False when there is none at all.
  */
-static unsigned net_rx_vector(struct net_pair *p, struct vq_elem *e)
+static bool net_rx_take(struct net_pair *p)
 {
-	int k = iov_slice(&e->iov[e->n_out], e->n_in, VIRTIO_NET_HDR_LEN,
-			  e->in_len - VIRTIO_NET_HDR_LEN, p->rx_iov + 1, NET_IOV_MAX - 2);
+	bool mrg = vdev_has(&p->n->vdev, VIRTIO_NET_F_MRG_RXBUF);
+	uint64_t cap = 0;
 
-	if (k < 0)
-		return 0;
+	for (unsigned i = 0; i < p->rx_nhold; i++)
+		cap += p->rx_hold[i]->in_len;
+	while (p->rx_nhold == 0 ||
+	       (mrg && cap < NET_FRAME_MAX + VIRTIO_NET_HDR_LEN && p->rx_nhold < VQ_MAX_SIZE)) {
+		struct vq_elem *e = net_rx_pop(p);
+
+		if (!e)
+			break;
+		p->rx_hold[p->rx_nhold++] = e;
+		cap += e->in_len;
+	}
+	return p->rx_nhold > 0;
+}
+
+/*
+ * [private header][held chains, the first after its header][bounce]: one readv puts a frame
+ * straight into the guest's buffers. Returns the entry count (0: cannot happen, net_rx_pop()
+ * checked every chain against the header size and the vector's capacity).
+ */
+static unsigned net_rx_vector(struct net_pair *p)
+{
+	unsigned n = 1;
+
 	p->rx_iov[0] = (struct iovec){ .iov_base = &p->rx_hdr, .iov_len = VIRTIO_NET_HDR_LEN };
-	p->rx_iov[k + 1] = (struct iovec){ .iov_base = p->bounce, .iov_len = NET_BOUNCE };
-	return (unsigned)k + 2;
+	p->rx_vec_n = 0;
+	p->rx_vec_cap = 0;
+	for (unsigned i = 0; i < p->rx_nhold; i++) {
+		struct vq_elem *e = p->rx_hold[i];
+		size_t skip = i ? 0 : VIRTIO_NET_HDR_LEN;
+		int k;
+
+		if (n + e->n_in + 1 > NET_IOV_MAX)
+			break;
+		k = iov_slice(&e->iov[e->n_out], e->n_in, skip, e->in_len - skip, p->rx_iov + n,
+			      NET_IOV_MAX - 1 - n);
+		if (k < 0)
+			break;
+		n += (unsigned)k;
+		p->rx_vec_n++;
+		p->rx_vec_cap += e->in_len;
+	}
+	if (!p->rx_vec_n)
+		return 0;
+	p->rx_iov[n++] = (struct iovec){ .iov_base = p->bounce, .iov_len = NET_BOUNCE };
+	return n;
+}
+
+/* How the readv spread the frame over the vector's chains. */
+static void net_rx_account(struct net_pair *p)
+{
+	uint32_t left = p->rx_len;
+
+	p->rx_nused = 0;
+	p->rx_done = 0;
+	for (unsigned i = 0; i < p->rx_vec_n && left; i++) {
+		uint32_t take = left < p->rx_hold[i]->in_len ? left : p->rx_hold[i]->in_len;
+
+		p->rx_written[p->rx_nused++] = take;
+		p->rx_done += take;
+		left -= take;
+	}
 }
 
 static void net_rx_drop(struct net_pair *p, const char *why, size_t len)
@@ -484,21 +546,16 @@ static void net_rx_stop_fd(struct net_pair *p, int err)
 	p->rx_starved = true;
 }
 
-/* Read one frame into the first chain (held in rx_hold[0]) and the bounce buffer. */
+/* Read one frame into the held chains and, beyond them, the bounce buffer. */
 static enum net_rx_res net_rx_read(struct net_pair *p)
 {
-	struct vq_elem *e = p->rx_nhold ? p->rx_hold[0] : net_rx_pop(p);
-
-	if (!e)
+	if (!net_rx_take(p))
 		return NET_RX_NOBUF;
-	p->rx_hold[0] = e;
-	p->rx_nhold = 1;
-	unsigned niov = net_rx_vector(p, e);
+	unsigned niov = net_rx_vector(p);
 	ssize_t got = niov ? readv(p->fd, p->rx_iov, (int)niov) : -1;
 
 	if (!niov) {
-		errno = EINVAL;
-		net_rx_stop_fd(p, errno);
+		net_rx_stop_fd(p, EINVAL);
 		return NET_RX_AGAIN;
 	}
 	if (got < 0) {
@@ -506,17 +563,18 @@ static enum net_rx_res net_rx_read(struct net_pair *p)
 			net_rx_stop_fd(p, errno);
 		return NET_RX_AGAIN;
 	}
+	/* Dropped frames leave every chain held, for the next one. */
 	p->rx_len = (uint32_t)got;
 	if ((size_t)got < VIRTIO_NET_HDR_LEN + NET_ETH_HLEN)
 		net_rx_drop(p, "runt", (size_t)got);
-	else if ((size_t)got >= (size_t)e->in_len + NET_BOUNCE)
+	else if ((size_t)got >= (size_t)p->rx_vec_cap + NET_BOUNCE)
 		net_rx_drop(p, "larger than 64 KiB", (size_t)got);
-	else if (got > e->in_len && !vdev_has(&p->n->vdev, VIRTIO_NET_F_MRG_RXBUF))
+	else if ((size_t)got > p->rx_hold[0]->in_len &&
+		 !vdev_has(&p->n->vdev, VIRTIO_NET_F_MRG_RXBUF))
 		net_rx_drop(p, "larger than the guest's receive buffer", (size_t)got);
 	if (!p->rx_len)
 		return NET_RX_OK;
-	p->rx_done = p->rx_len < e->in_len ? p->rx_len : e->in_len;
-	p->rx_written[0] = p->rx_done;
+	net_rx_account(p);
 	net_rx_fix_hdr(p);
 	return NET_RX_OK;
 }
@@ -528,42 +586,63 @@ static void net_rx_give_up(struct net_pair *p)
 		p->rx_written[i] = 0;
 	vq_push_many(p->rx_hold + 1, p->rx_written + 1, p->rx_nhold - 1);
 	p->rx_nhold = 1;
+	p->rx_nused = 0;
 	p->rx_pushed = true;
 	net_rx_drop(p, "does not fit the whole receive ring", p->rx_len);
 }
 
-/* Spread the rest of the pending frame over more chains, then publish them all at once. */
+/* The next chain for the pending frame: one already held, else a new one from the ring. */
+static struct vq_elem *net_rx_next_chain(struct net_pair *p)
+{
+	if (p->rx_nused < p->rx_nhold)
+		return p->rx_hold[p->rx_nused];
+	struct vq_elem *e = net_rx_pop(p);
+
+	if (e)
+		p->rx_hold[p->rx_nhold++] = e;
+	return e;
+}
+
+/* Publish the frame's chains at once; chains held beyond them wait for the next frame. */
+static void net_rx_publish(struct net_pair *p)
+{
+	struct vq_elem *first = p->rx_hold[0];
+	unsigned used = p->rx_nused;
+
+	p->rx_hdr.num_buffers = htole16((uint16_t)used);
+	iov_from_buf(&first->iov[first->n_out], first->n_in, 0, &p->rx_hdr, VIRTIO_NET_HDR_LEN);
+	p->n->st.rx_frames++;
+	p->n->st.rx_bytes += p->rx_len - VIRTIO_NET_HDR_LEN;
+	p->n->st.rx_buffers += used;
+	vq_push_many(p->rx_hold, p->rx_written, used);
+	memmove(p->rx_hold, p->rx_hold + used, (p->rx_nhold - used) * sizeof(*p->rx_hold));
+	p->rx_nhold -= used;
+	p->rx_nused = 0;
+	p->rx_len = 0;
+	p->rx_pushed = true;
+}
+
+/* Copy what the bounce buffer holds of the frame into further chains, then publish. */
 static enum net_rx_res net_rx_place(struct net_pair *p)
 {
-	uint32_t first = p->rx_hold[0]->in_len;
-
 	while (p->rx_done < p->rx_len) {
-		if (p->rx_nhold >= net_rxq(p)->num) {
+		if (p->rx_nused >= p->rx_nhold && p->rx_nhold >= net_rxq(p)->num) {
 			net_rx_give_up(p);
 			return NET_RX_OK;
 		}
-		struct vq_elem *e = net_rx_pop(p);
+		struct vq_elem *e = net_rx_next_chain(p);
 
 		if (!e)
 			return NET_RX_NOBUF;
 		uint32_t len = p->rx_len - p->rx_done;
 
 		len = len < e->in_len ? len : e->in_len;
-		iov_from_buf(&e->iov[e->n_out], e->n_in, 0, p->bounce + (p->rx_done - first), len);
-		p->rx_hold[p->rx_nhold] = e;
-		p->rx_written[p->rx_nhold++] = len;
+		iov_from_buf(&e->iov[e->n_out], e->n_in, 0, p->bounce + (p->rx_done - p->rx_vec_cap),
+			     len);
+		p->rx_written[p->rx_nused++] = len;
 		p->rx_done += len;
 	}
-	p->rx_hdr.num_buffers = htole16((uint16_t)p->rx_nhold);
-	iov_from_buf(&p->rx_hold[0]->iov[p->rx_hold[0]->n_out], p->rx_hold[0]->n_in, 0, &p->rx_hdr,
-		     VIRTIO_NET_HDR_LEN);
-	p->n->st.rx_frames++;
-	p->n->st.rx_bytes += p->rx_len - VIRTIO_NET_HDR_LEN;
-	p->n->st.rx_buffers += p->rx_nhold;
-	vq_push_many(p->rx_hold, p->rx_written, p->rx_nhold);
-	p->rx_nhold = 0;
-	p->rx_len = 0;
-	p->rx_pushed = true;
+	net_rx_publish(p);
 	return NET_RX_OK;
 }
 
@@ -806,16 +885,24 @@ static void net_more_cb(struct ev_loop *loop, ev_idle *w, int revents)
 
 /* ---- queue pairs ------------------------------------------------------------------------- */
 
-static void net_pair_stop(struct net_pair *p)
+/* Out of use (fewer pairs): watchers off; held chains and a pending frame wait for a restart. */
+static void net_pair_pause(struct net_pair *p)
 {
 	struct ev_loop *loop = net_loop(p->n);
 
 	p->running = false;
 	ev_io_stop(loop, &p->rx_w);
 	ev_io_stop(loop, &p->tx_w);
+}
+
+/* Device reset: everything held is given up (the rings are being reset too). */
+static void net_pair_stop(struct net_pair *p)
+{
+	net_pair_pause(p);
 	for (unsigned i = 0; i < p->rx_nhold; i++)
 		vq_drop(p->rx_hold[i]);
 	p->rx_nhold = 0;
+	p->rx_nused = 0;
 	p->rx_len = 0;
 	p->rx_starved = false;
 	p->rx_pushed = false;
@@ -843,7 +930,7 @@ static void net_pairs_set(struct net_dev *n, unsigned want)
 		if (i < want && net_tap_queue(p, true) == 0) {
 			net_pair_start(p);
 		} else if (i >= want) {
-			net_pair_stop(p);
+			net_pair_pause(p);
 			net_tap_queue(p, false);
 		}
 	}
