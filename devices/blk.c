@@ -1176,6 +1176,67 @@ static int blk_create(struct vdev_host *host, const struct config_device *cfg, s
 	return 0;
 }
 
+/* The backend's size now, in sectors (the image may have been resized), or -errno. */
+static int64_t blk_probe_capacity(const struct blk_dev *b)
+{
+	uint64_t bytes;
+	struct stat st;
+
+	if (b->is_bdev)
+		return ioctl(b->fd, BLKGETSIZE64, &bytes) < 0 ? -errno :
+		       (int64_t)(bytes / VIRTIO_BLK_SECTOR);
+	return fstat(b->fd, &st) < 0 ? -errno : (int64_t)(st.st_size / VIRTIO_BLK_SECTOR);
+}
+
+/* What a reload cannot change: the backend, its mode, the queues and the offered features. */
+static const char *blk_fixed_key_changed(const struct blk_dev *b, const struct config_device *cfg)
+{
+	const struct config_block *c = &cfg->u.block;
+
+	if (strcmp(c->path, b->path) != 0)
+		return "path";
+	if (c->readonly != b->readonly)
+		return "readonly";
+	if ((c->cache == BLK_CACHE_NONE) != b->direct)
+		return "cache";
+	if ((c->queues ? c->queues : 1) != b->vdev.num_queues)
+		return "queues";
+	if ((c->queue_size ? c->queue_size : BLK_DEF_QUEUE_SIZE) != b->vdev.queue_max)
+		return "queue_size";
+	if (blk_features(b, c) != b->vdev.host_features)
+		return "discard / write_zeroes";
+	return NULL;
+}
+
+/*
+ * SIGHUP: the image may have been grown (or shrunk): the capacity is read again and the guest
+ * told with a config interrupt. The serial may change too; anything else needs a restart.
+ */
+static int blk_reconfigure(struct vdev *d, const struct config_device *cfg)
+{
+	struct blk_dev *b = blk_of(d);
+	const char *key = blk_fixed_key_changed(b, cfg);
+	int64_t cap;
+
+	if (key) {
+		log_warn("%s: %s cannot change at run time", d->name, key);
+		return -EINVAL;
+	}
+	cap = blk_probe_capacity(b);
+	if (cap < 0) {
+		log_err("%s: %s: cannot read the size: %s", d->name, b->path, strerror((int)-cap));
+		return (int)cap;
+	}
+	blk_set_serial(b, cfg->u.block.serial);
+	if ((uint64_t)cap != b->capacity) {
+		log_notice("%s: capacity %" PRIu64 " -> %" PRId64 " sectors", d->name, b->capacity,
+			   cap);
+		b->capacity = (uint64_t)cap;
+		vdev_config_changed(d);
+	}
+	return 0;
+}
+
 const struct blk_stats *blk_get_stats(const struct vdev *d)
 {
 	if (!d || d->ops != &vdev_block_ops)
@@ -1192,5 +1253,6 @@ const struct vdev_ops vdev_block_ops = {
 	.activate = blk_activate,
 	.reset = blk_reset,
 	.queue_notify = blk_queue_notify,
+	.reconfigure = blk_reconfigure,
 	.destroy = blk_destroy,
 };

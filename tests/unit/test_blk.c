@@ -781,6 +781,37 @@ static void test_budget_continues(void **state)
 	free(q);
 }
 
+/* SIGHUP after the image grew: new capacity, a config interrupt; fixed keys are refused. */
+static void test_reconfigure_resize(void **state)
+{
+	struct rig *r = *state;
+	uint8_t *h;
+
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	uint32_t gen = vdrv_read32(&r->drv, 0x0fc);
+	uint64_t gpa = scratch_alloc(r, 4096, 4096, (void **)&h);
+
+	assert_int_equal(do_rw(r, true, IMG_SIZE / 512, gpa, 4096), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(truncate(r->image, 2 * IMG_SIZE), 0);
+	vdrv_direct_take_irqs(&r->x);
+	assert_int_equal(r->x.dev->ops->reconfigure(r->x.dev, &r->cfg), 0);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_CAPACITY, 8), 2 * IMG_SIZE / 512);
+	assert_int_not_equal(vdrv_read32(&r->drv, 0x0fc), gen);
+	assert_true(vdrv_direct_take_irqs(&r->x) >= 1);
+	assert_true(vdrv_read32(&r->drv, R_INT_STATUS) & VIRTIO_MMIO_INT_CONFIG);
+	vdrv_write32(&r->drv, R_INT_ACK, VIRTIO_MMIO_INT_CONFIG);
+	fill_pat(h, IMG_SIZE, 4096, 37);
+	assert_int_equal(do_rw(r, true, IMG_SIZE / 512, gpa, 4096), VIRTIO_BLK_S_OK);
+	assert_image_pat(r, IMG_SIZE, 4096, 37);
+	/* Unchanged size: no interrupt. A changed cache mode: refused, nothing changes. */
+	assert_int_equal(r->x.dev->ops->reconfigure(r->x.dev, &r->cfg), 0);
+	assert_int_equal(vdrv_direct_take_irqs(&r->x), 0);
+	r->cfg.u.block.cache = BLK_CACHE_NONE;
+	assert_int_equal(truncate(r->image, IMG_SIZE), 0);
+	assert_int_equal(r->x.dev->ops->reconfigure(r->x.dev, &r->cfg), -EINVAL);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_CAPACITY, 8), 2 * IMG_SIZE / 512);
+}
+
 static void test_read_only(void **state)
 {
 	struct rig *r = *state;
@@ -1570,7 +1601,7 @@ int main(void)
 		T(test_get_id_default), T(test_rw_depths), T(test_rw_depths_no_event_idx),
 		T(test_rw_direct), T(test_bounce_budget_waits),
 		T(test_random_mix), T(test_random_mix_direct), T(test_budget_continues),
-		T(test_read_only), T(test_out_of_range), T(test_malformed),
+		T(test_reconfigure_resize), T(test_read_only), T(test_out_of_range), T(test_malformed),
 		T(test_no_status_byte), T(test_discard_write_zeroes), T(test_flush_and_wce),
 		T(test_no_flush_is_writethrough), T(test_flush_ordering), T(test_flush_ordering_direct),
 		T(test_multiqueue), T(test_chain_taken_at_completion),
