@@ -570,6 +570,36 @@ static void test_multiqueue(void **state)
 	guest_stop(g);
 }
 
+/* The image grows, the daemon gets SIGHUP: the guest sees the new capacity and can use it. */
+static void test_sighup_resize(void **state)
+{
+	struct guest *g = *state;
+	uint64_t cap = 0;
+	uint8_t *h;
+
+	guest_start(g, NULL, false);
+	uint32_t gen = vdrv_read32(&g->drv, 0x0fc);
+
+	assert_int_equal(truncate(g->img, 2 * IMG_SIZE), 0);
+	assert_int_equal(kill(g->t->dm.pid, SIGHUP), 0);
+	for (int waited = 0; waited < WAIT_MS; waited += 10) {
+		vdrv_config_read(&g->drv, VIRTIO_BLK_CFG_CAPACITY, &cap, 8);
+		if (le64toh(cap) == 2 * IMG_SIZE / 512)
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(le64toh(cap), 2 * IMG_SIZE / 512);
+	assert_int_not_equal(vdrv_read32(&g->drv, 0x0fc), gen);
+	struct vdrv_buf d = { galloc(g, 4096, 4096, (void **)&h), 4096, false };
+
+	for (uint32_t j = 0; j < 4096; j++)
+		h[j] = pat(IMG_SIZE + j, 41);
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_OUT, IMG_SIZE / 512, &d, 1), VIRTIO_BLK_S_OK);
+	assert_file_pat(g->img, IMG_SIZE, 4096, 41);
+	assert_true(xsim_daemon_log_has(&g->t->dm, "capacity 65536 -> 131072 sectors"));
+	guest_stop(g);
+}
+
 /* Xen 4.17 layout: libxl's disk entries give the image ("params") and mode r: read-only. */
 static void write_disk417(struct guest *g)
 {
@@ -624,6 +654,7 @@ int main(void)
 		T(test_rw_depths), T(test_rw_depths_direct_grants), T(test_request_types),
 		T(test_read_only), T(test_reset_in_flight), T(test_crash_after_flush),
 		T(test_xenstore_417_disk), T(test_multiqueue),
+		T(test_sighup_resize),
 	};
 	char cmd[96];
 	int rc;
