@@ -3,8 +3,8 @@
  * side fails, the guest is fine. Block images that run out of space (a tiny tmpfs), a loop
  * device whose backing store fails, short writes (RLIMIT_FSIZE) and short reads (the image
  * truncated under the daemon); an EEPROM whose folder turns read-only; a console client that
- * hangs up mid-output; the guest destroyed with requests in flight; SIGTERM with requests in
- * flight. After each: the daemon lives (or exits 0 where it should), the fault shows up as an
+ * hangs up mid-output; the tap deleted under a running net device; the guest destroyed with
+ * requests in flight; SIGTERM with requests in flight. After each: the daemon lives (or exits 0 where it should), the fault shows up as an
  * error status or a log line, every acknowledged write reads back, and the other devices work.
  *
  * Mounts happen in a private mount namespace entered at start (root needed; skipped without).
@@ -487,6 +487,106 @@ static void test_console_client_hangs_up(void **state)
 	rmdir(dir);
 }
 
+/* ---- net: the tap is deleted while the guest sends and receives ---- */
+
+#define NET_WIN UINT64_C(0x02000600)
+#define NET_SPI 36
+#define NET_HDR 12
+
+static bool private_net;
+
+/* CPU ticks (user + system) the daemon has used so far. */
+static unsigned long cpu_ticks(pid_t pid)
+{
+	char path[64], buf[1024];
+	unsigned long ut = 0, st = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	/* Fields 14 and 15, counted after the command name's closing parenthesis. */
+	char *p = strrchr(buf, ')');
+
+	assert_non_null(p);
+	assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+				&ut, &st), 2);
+	return ut + st;
+}
+
+/* One broadcast frame on the transmit queue; waits until it is used. */
+static void net_tx(struct hostile *h, struct vdrv *net)
+{
+	uint8_t *p;
+	uint64_t gpa;
+
+	hostile_scratch_reset(h);
+	gpa = hostile_buf(h, NET_HDR + 60, &p);
+	memset(p + NET_HDR, 0xff, 6);                 /* broadcast */
+	memcpy(p + NET_HDR + 6, "\x02\x00\x00\x00\x00\x01", 6);
+	p[NET_HDR + 12] = 0x88;                       /* a local experimental ethertype */
+	p[NET_HDR + 13] = 0xb5;
+	struct vdrv_buf b = { gpa, NET_HDR + 60, false };
+
+	assert_true(vdrv_transfer(net, 1, &b, 1, false, H_WAIT_MS) >= 0);
+}
+
+static void test_tap_deleted(void **state)
+{
+	char extra[200];
+	struct xsim_vio vio;
+	struct vdrv net;
+	struct hostile *h;
+	unsigned long t0;
+
+	(void)state;
+	if (!private_net || access("/dev/net/tun", R_OK | W_OK) < 0) {
+		print_message("[  SKIP    ] no private network namespace or no /dev/net/tun\n");
+		skip();
+	}
+	snprintf(extra, sizeof(extra), "[net \"eth0\"]\nmmio = 0x02000600\nirq = 36\n"
+		 "tap = hxtap0\n");
+	h = hostile_start_cfg(&(struct hostile_cfg){ .extra = extra });
+	memset(&net, 0, sizeof(net));
+	xsim_vio_init(&vio, h->t->dom, 0, NET_WIN, NET_SPI);
+	assert_int_equal(vdrv_init(&net, &vio.io, &h->mem, H_RING, 2, 64), 0);
+	assert_int_equal(net.device_id, 1);
+	/* Receive buffers posted, so the device reads its tap. */
+	for (unsigned i = 0; i < 8; i++) {
+		struct vdrv_buf b = { vdrv_alloc(&h->mem, 2048, 16, NULL), 2048, true };
+
+		assert_true(b.gpa != 0);
+		assert_true(vdrv_submit(&net, 0, &b, 1, false, NULL) >= 0);
+	}
+	vdrv_kick(&net, 0);
+	h->scratch = h->mem.next;
+	assert_int_equal(sh("ip link set hxtap0 up"), 0);
+	net_tx(h, &net);
+	assert_int_equal(sh("ip link del hxtap0"), 0);
+	/* The guest goes on sending into the void: every frame is taken (and dropped). */
+	for (unsigned i = 0; i < 50; i++)
+		net_tx(h, &net);
+	vdrv_kick(&net, 0);
+	/* And the daemon does not spin on the dead descriptor. */
+	t0 = cpu_ticks(h->t->dm.pid);
+	hostile_sleep_ms(1000);
+	unsigned long used = cpu_ticks(h->t->dm.pid) - t0;
+
+	if (used > (unsigned long)sysconf(_SC_CLK_TCK) / 2)
+		fail_msg("the daemon used %lu ticks in 1 s after the tap went away", used);
+	if (getenv("FAULTS_LOG"))
+		itest_dump_log(h->t);
+	hostile_check_alive(h);
+	/* The device saw the link go and says why the frames went nowhere. */
+	assert_true(xsim_daemon_log_has(&h->t->dm, "link down (hxtap0)"));
+	assert_true(xsim_daemon_log_has(&h->t->dm, "tap refused a frame"));
+	others_fine(h);
+	hostile_rt(h, D_BLK);
+	hostile_stop(h);
+}
+
 /* ---- the guest goes away, or the daemon is told to stop, with requests in flight ---- */
 
 #define NREQ 20
@@ -610,6 +710,7 @@ int main(void)
 		cmocka_unit_test(test_short_read_image_shrinks),
 		cmocka_unit_test(test_eeprom_folder_read_only),
 		cmocka_unit_test(test_console_client_hangs_up),
+		cmocka_unit_test(test_tap_deleted),
 		cmocka_unit_test(test_guest_destroyed_mid_io),
 		cmocka_unit_test(test_sigterm_mid_io),
 	};
@@ -617,5 +718,7 @@ int main(void)
 	/* Our own mount namespace: test mounts vanish with us and never leak to the host. */
 	private_mounts = unshare(CLONE_NEWNS) == 0 &&
 			 mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0;
+	/* And our own network namespace for the tap (the hub and sockets are unix sockets). */
+	private_net = unshare(CLONE_NEWNET) == 0;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
