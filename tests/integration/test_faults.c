@@ -4,10 +4,12 @@
  * device whose backing store fails, short writes (RLIMIT_FSIZE) and short reads (the image
  * truncated under the daemon); an EEPROM whose folder turns read-only; a console client that
  * hangs up mid-output; the tap deleted under a running net device; the guest destroyed with
- * requests in flight; SIGTERM with requests in flight. After each: the daemon lives (or exits 0 where it should), the fault shows up as an
- * error status or a log line, every acknowledged write reads back, and the other devices work.
+ * requests in flight; SIGTERM with requests in flight. After each: the daemon lives (or exits
+ * 0 where it should), the fault shows up as an error status or a log line, every acknowledged
+ * write reads back, and the other devices work.
  *
- * Mounts happen in a private mount namespace entered at start (root needed; skipped without).
+ * Mounts and the tap happen in private mount and network namespaces entered at start (root
+ * needed; those tests are skipped without).
  */
 #include <poll.h>
 #include <sched.h>
