@@ -23,6 +23,7 @@
 #include <ev.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <linux/if_tun.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -615,7 +616,7 @@ static void net_rx_publish(struct net_pair *p)
 	p->n->st.rx_bytes += p->rx_len - VIRTIO_NET_HDR_LEN;
 	p->n->st.rx_buffers += used;
 	vq_push_many(p->rx_hold, p->rx_written, used);
-	memmove(p->rx_hold, p->rx_hold + used, (p->rx_nhold - used) * sizeof(*p->rx_hold));
+	memmove(p->rx_hold, p->rx_hold + used, (p->rx_nhold - used) * sizeof(struct vq_elem *));
 	p->rx_nhold -= used;
 	p->rx_nused = 0;
 	p->rx_len = 0;
@@ -942,24 +943,26 @@ static void net_pairs_set(struct net_dev *n, unsigned want)
 /* The tap's TX filter from the CTRL_RX state: no filter while promiscuous. */
 static void net_filter_apply(struct net_dev *n)
 {
-	struct {
-		struct tun_filter f;
-		uint8_t addr[2 + 2 * NET_FILTER_MAX][6];
-	} u;
+	/* struct tun_filter and its addresses, laid out by hand (it ends in a flexible array). */
+	uint8_t buf[offsetof(struct tun_filter, addr) + (2 + 2 * NET_FILTER_MAX) * 6]
+		__attribute__((aligned(8)));
+	uint8_t *addr = buf + offsetof(struct tun_filter, addr);
+	struct tun_filter f = { 0 };
 	unsigned c = 0;
 
-	memset(&u, 0, sizeof(u));
+	memset(buf, 0, sizeof(buf));
 	if (!n->promisc && !n->table_overflow) {
-		memcpy(u.addr[c++], n->mac, 6);
-		memset(u.addr[c++], 0xff, 6);
+		memcpy(addr + 6 * c++, n->mac, 6);
+		memset(addr + 6 * c++, 0xff, 6);
 		for (unsigned i = 0; i < n->n_uc; i++)
-			memcpy(u.addr[c++], n->uc[i], 6);
+			memcpy(addr + 6 * c++, n->uc[i], 6);
 		for (unsigned i = 0; i < n->n_mc && !n->allmulti; i++)
-			memcpy(u.addr[c++], n->mc[i], 6);
-		u.f.flags = n->allmulti ? TUN_FLT_ALLMULTI : 0;
+			memcpy(addr + 6 * c++, n->mc[i], 6);
+		f.flags = n->allmulti ? TUN_FLT_ALLMULTI : 0;
 	}
-	u.f.count = (uint16_t)c;
-	if (ioctl(n->pair[0].fd, TUNSETTXFILTER, &u) < 0)
+	f.count = (uint16_t)c;
+	memcpy(buf, &f, offsetof(struct tun_filter, addr));
+	if (ioctl(n->pair[0].fd, TUNSETTXFILTER, buf) < 0)
 		log_rl(&n->vdev.rl, LOG_WARNING, "%s: TUNSETTXFILTER: %s", n->vdev.name,
 		       strerror(errno));
 }
@@ -1291,7 +1294,7 @@ static int net_pair_init(struct net_dev *n, unsigned i)
 
 	p->n = n;
 	p->idx = i;
-	p->rx_hold = calloc(VQ_MAX_SIZE, sizeof(*p->rx_hold));
+	p->rx_hold = calloc(VQ_MAX_SIZE, sizeof(struct vq_elem *));
 	p->rx_written = calloc(VQ_MAX_SIZE, sizeof(*p->rx_written));
 	p->bounce = malloc(NET_BOUNCE);
 	p->rx_iov = calloc(NET_IOV_MAX, sizeof(*p->rx_iov));
