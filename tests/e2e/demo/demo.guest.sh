@@ -1,0 +1,133 @@
+# Guest half of `make demo` (run by the guest's /init for e2e.run=demo, on hvc0 = Xen's PV
+# console, which dom0 shows with `xl console demo`). Uses each virtio device xen-virtiod serves,
+# printing the commands, their output, and one evidence line per device:
+#   DEMO-OK <device> <evidence>   or   DEMO-FAIL <device> <why>
+# then (interactive) leaves a shell, or (demo.batch=1 on the command line) returns: /init powers
+# the guest off.
+batch=$(grep -q 'demo\.batch=1' /proc/cmdline && echo 1)
+
+step() { echo; echo "=== $*"; }
+# run 'COMMAND LINE': show it as typed at the guest's prompt, then run it.
+run() { echo "guest# $1"; sh -c "$1"; }
+ok() { d=$1; shift; echo "DEMO-OK $d $*"; }
+fail() { d=$1; shift; echo "DEMO-FAIL $d $*"; }
+
+step "the guest's virtio devices (partial device tree; all served by one xen-virtiod in dom0)"
+for d in /sys/bus/virtio/devices/*; do
+	[ -e "$d" ] || continue
+	drv=$(basename "$(readlink "$d/driver" 2>/dev/null)" 2>/dev/null)
+	echo "  $(basename "$d"): device id $(cat "$d/device") driver ${drv:-none}"
+done
+
+# ---- virtio-blk ----------------------------------------------------------------------------
+step "virtio-blk: ext4 on /dev/vda (a 64 MiB image file in dom0)"
+if [ -b /dev/vda ]; then
+	run "cat /sys/block/vda/size /sys/block/vda/serial 2>/dev/null"
+	run "mkfs.ext4 -q -F -L demo /dev/vda" &&
+	run "mkdir -p /mnt && mount /dev/vda /mnt" &&
+	run "echo 'hello from the guest' > /mnt/hello.txt && dd if=/dev/urandom of=/mnt/random.bin bs=64k count=16 2>/dev/null" &&
+	w=$(sha256sum /mnt/random.bin | cut -c1-16) &&
+	run "sync && umount /mnt && echo 3 > /proc/sys/vm/drop_caches" &&
+	run "mount /dev/vda /mnt && cat /mnt/hello.txt && sha256sum /mnt/random.bin && df -k /mnt | tail -1"
+	r=$(sha256sum /mnt/random.bin 2>/dev/null | cut -c1-16)
+	hello=$(cat /mnt/hello.txt 2>/dev/null)
+	if [ -n "$w" ] && [ "$w" = "$r" ] && [ "$hello" = "hello from the guest" ]; then
+		ok blk "ext4 made, 1 MiB written, unmounted, remounted and read back (sha256 $r...)"
+	else
+		fail blk "read back sha256 ${r:-none} != written ${w:-none} (hello.txt: ${hello:-missing})"
+	fi
+else
+	fail blk "no /dev/vda"
+fi
+
+# ---- virtio-net ----------------------------------------------------------------------------
+step "virtio-net: eth0 <-> a tap in dom0 on bridge xenbr0 (dom0 is 10.0.0.1)"
+if [ -e /sys/class/net/eth0 ]; then
+	run "ip link set lo up; ip link set eth0 up && ip addr add 10.0.0.2/24 dev eth0"
+	run "cat /sys/class/net/eth0/address"
+	i=0; while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ] && [ $i -lt 20 ]; do sleep 0.5; i=$((i + 1)); done
+	out=$(ping -c 3 -w 20 10.0.0.1 2>&1); echo "guest# ping -c 3 10.0.0.1"; echo "$out"
+	if echo "$out" | grep -q ' 0% packet loss\| [1-3] packets received'; then
+		got=$(echo "$out" | grep 'packets received')
+		# TCP: 1 MiB from busybox httpd in dom0, checksummed against dom0's own sha256.
+		run "wget -q -O /tmp/blob http://10.0.0.1/blob && wget -q -O /tmp/blob.sha256 http://10.0.0.1/blob.sha256"
+		a=$(sha256sum /tmp/blob 2>/dev/null | cut -d' ' -f1)
+		b=$(cut -d' ' -f1 /tmp/blob.sha256 2>/dev/null)
+		echo "  sha256 here: $a"; echo "  dom0's:      $b"
+		if [ -n "$a" ] && [ "$a" = "$b" ]; then
+			ok net "ping 10.0.0.1: $got; 1 MiB over TCP (http from dom0), sha256 matches"
+		else
+			fail net "ping ok ($got) but the 1 MiB TCP download failed or differs"
+		fi
+	else
+		fail net "ping 10.0.0.1 failed: $(echo "$out" | tail -1)"
+	fi
+else
+	fail net "no eth0"
+fi
+
+# ---- virtio-console ------------------------------------------------------------------------
+step "virtio-console: /dev/hvc1 <-> the daemon's socket and log in dom0"
+cons=/dev/hvc1
+if [ -c $cons ]; then
+	exec 3<>$cons
+	stty raw -echo <&3 2>/dev/null
+	run "echo 'hello dom0, this is the guest on virtio-console' > $cons"
+	echo "(waiting for dom0's answer through the daemon's console socket)"
+	reply=""
+	read -t 60 reply <&3
+	reply=$(echo "$reply" | tr -d '\r')
+	exec 3<&-
+	echo "guest read from $cons: ${reply:-nothing}"
+	case $reply in
+	*"hello guest"*) ok console "wrote a line to $cons (dom0 reads it on the socket); read dom0's reply: '$reply'" ;;
+	*) fail console "no reply from dom0 on $cons within 60 s" ;;
+	esac
+else
+	fail console "no $cons (ttys: $(ls /sys/class/tty | grep hvc | tr '\n' ' '))"
+fi
+
+# ---- virtio-i2c ----------------------------------------------------------------------------
+step "virtio-i2c: simulated 24C02 EEPROM @0x50 and LM75 @0x48"
+bus=$(ls /sys/class/i2c-dev 2>/dev/null | head -1 | sed 's/i2c-//')
+if [ -n "$bus" ]; then
+	# -r: read-byte probes (virtio-i2c in Linux has no SMBus quick command)
+	run "i2cdetect -y -r $bus"
+	found=$(i2cdetect -y -r "$bus" | awk 'NR > 1 { for (i = 2; i <= NF; i++) if ($i ~ /^[0-9a-f][0-9a-f]$/) printf "%s ", $i }')
+	run "i2cset -y $bus 0x50 0x10 0x41"
+	got=$(i2cget -y "$bus" 0x50 0x10); echo "guest# i2cget -y $bus 0x50 0x10"; echo "$got"
+	temp=$(i2cget -y "$bus" 0x48 0x00 w); echo "guest# i2cget -y $bus 0x48 0x00 w"; echo "$temp"
+	# SMBus word order: the low byte is the LM75's MSB (whole degrees), bit 7 of the high byte .5
+	deg=$(( temp & 0xff )).$(( (temp >> 15 & 1) * 5 ))
+	echo "  LM75: $deg degrees C"
+	case "$found|$got" in
+	*48*50*"|0x41") ok i2c "i2cdetect found [${found% }], EEPROM 0x10 wrote 0x41 read $got, LM75 $deg C" ;;
+	*) fail i2c "found [${found% }], EEPROM read ${got:-nothing} (wanted 0x41), LM75 ${temp:-nothing}" ;;
+	esac
+else
+	fail i2c "no /dev/i2c-* (virtio: $(ls /sys/bus/virtio/devices | tr '\n' ' '))"
+fi
+
+# ---- virtio-rng ----------------------------------------------------------------------------
+step "virtio-rng: /dev/hwrng"
+run "cat /sys/class/misc/hw_random/rng_current"
+run "head -c 32 /dev/hwrng | od -An -tx1"
+n=$(timeout 20 head -c 32 /dev/hwrng 2>/dev/null | wc -c)
+cur=$(cat /sys/class/misc/hw_random/rng_current 2>/dev/null)
+case "$n|$cur" in
+32"|"*virtio*) ok rng "read 32 bytes from /dev/hwrng (rng_current=$cur)" ;;
+*) fail rng "read $n bytes from /dev/hwrng (rng_current=${cur:-none})" ;;
+esac
+
+echo
+echo "DEMO-GUEST-DONE"
+if [ -z "$batch" ]; then
+	cat <<EOT
+
+=== You are at the guest's shell (hvc0, through dom0's 'xl console demo').
+  The disk is mounted at /mnt; eth0 is 10.0.0.2 (dom0: 10.0.0.1); i2c bus $bus; /dev/hwrng;
+  /dev/hvc1 is the virtio console. Try: ping 10.0.0.1, i2cdump -y $bus 0x50, od -x /dev/hwrng | head
+  Ctrl-] leaves the console (to a dom0 shell); Ctrl-a x quits QEMU; 'poweroff -f' stops the guest.
+EOT
+	setsid cttyhack sh
+fi
