@@ -7,10 +7,13 @@
  * with one readv/writev each; offloads toward the guest follow exactly what the guest negotiated
  * (TUNSETOFFLOAD), so the kernel segments and checksums whatever the guest cannot take.
  *
- * RX: tap readable (ev_io) -> readv into [private header][first chain][bounce buffer]. A frame
- * larger than the first chain continues from the bounce buffer into more chains (MRG_RXBUF), all
- * published with one used->idx update. No chain: the frame stays pending, the tap watcher stops
- * (the kernel keeps queueing: backpressure, nothing read is dropped) until the guest kicks RX.
+ * RX: tap readable (ev_io) -> one readv into [private header][held chains][bounce buffer]. With
+ * MRG_RXBUF enough chains for the largest frame are held first, so even 64 KiB frames land in
+ * guest memory directly; chains a frame does not fill stay held for the next one. What ends up
+ * in the bounce buffer (the ring had too few chains) is copied into chains the guest adds
+ * later. A frame's chains are published with one used->idx update. No chain: the frame stays
+ * pending, the tap watcher stops (the kernel keeps queueing: backpressure, nothing read is
+ * dropped) until the guest kicks RX.
  *
  * TX: pop, validate a private copy of the header, writev [header][frame] to the tap. EAGAIN keeps
  * the chain and waits for POLLOUT; at most VQ_BUDGET chains per wakeup, the rest on ev_idle.
@@ -23,12 +26,12 @@
 #include <ev.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stddef.h>
 #include <linux/if_tun.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/sockios.h>
 #include <net/if.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,7 +83,7 @@ struct net_pair {
 	uint32_t rx_vec_cap;         /* their capacity: the bounce holds bytes from here on */
 	struct vq_elem **rx_hold;    /* VQ_MAX_SIZE entries */
 	uint32_t *rx_written;        /* VQ_MAX_SIZE entries */
-	uint8_t *bounce;             /* NET_BOUNCE bytes: the frame beyond the first chain */
+	uint8_t *bounce;             /* NET_BOUNCE bytes: the frame beyond the held chains */
 	struct iovec *rx_iov;        /* NET_IOV_MAX entries */
 	/* A TX chain the tap would not take yet. */
 	struct vq_elem *tx_pend;
