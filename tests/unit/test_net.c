@@ -883,6 +883,93 @@ static void test_tso_segmentation(void **state)
 	assert_int_equal(stats(r).tx_bytes, n);
 }
 
+static int shell(const char *cmd);
+
+/* Ethernet + IPv6 + TCP, checksum left partial (pseudo-header sum) for NEEDS_CSUM. */
+static size_t tcp6_frame(uint8_t *f, const uint8_t dst[6], const uint8_t src[6],
+			 const uint8_t sip[16], const uint8_t dip[16], uint32_t seq,
+			 const uint8_t *pl, size_t n)
+{
+	size_t o = eth(f, dst, src, 0x86dd);
+	uint8_t *ip = f + o, *t = ip + 40;
+	uint32_t sum;
+
+	memset(ip, 0, 40);
+	ip[0] = 0x60;
+	put16(ip + 4, (uint16_t)(20 + n));
+	ip[6] = 6;
+	ip[7] = 64;
+	memcpy(ip + 8, sip, 16);
+	memcpy(ip + 24, dip, 16);
+	memset(t, 0, 20);
+	put16(t, 40000);
+	put16(t + 2, 5001);
+	put32(t + 4, seq);
+	put32(t + 8, 1);
+	t[12] = 5 << 4;
+	t[13] = 0x18;
+	put16(t + 14, 65535);
+	memcpy(t + 20, pl, n);
+	sum = csum_add(0, ip + 8, 32) + (uint32_t)(20 + n) + 6;
+	put16(t + 16, csum_fold(sum));
+	return o + 40 + 20 + n;
+}
+
+/* HOST_TSO6: a 64 KiB TCP/IPv6 segment leaves the far tap as MSS segments, checksummed. */
+static void test_tso6_segmentation(void **state)
+{
+	struct rig *r = *state;
+	static const uint8_t g6[16] = { 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2 };
+	static const uint8_t far6[16] = { 0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2 };
+	static uint8_t f[FRAME_CAP];
+	const size_t len = 65000, mss = 1428;
+	struct virtio_net_hdr h = hdr_partial(54, 16);
+	size_t bytes = 0;
+	unsigned segs = 0;
+
+	rig_start(r, BASIC | OFFL);
+	write_file("/proc/sys/net/ipv6/conf/all/forwarding", "1");
+	write_file("/proc/sys/net/ipv6/conf/" TAP "/accept_dad", "0");
+	write_file("/proc/sys/net/ipv6/conf/" PEER "/accept_dad", "0");
+	write_file("/proc/sys/net/ipv6/conf/" TAP "/disable_ipv6", "0");
+	write_file("/proc/sys/net/ipv6/conf/" PEER "/disable_ipv6", "0");
+	if (shell("ip -6 addr add fd00::1/64 dev " TAP " nodad && "
+		  "ip -6 addr add fd00:1::1/64 dev " PEER " nodad && "
+		  "ip -6 neigh replace fd00:1::2 lladdr 02:00:00:00:01:02 dev " PEER
+		  " nud permanent") != 0) {
+		print_message("[  SKIP    ] ip(8) with IPv6 is needed\n");
+		skip();
+	}
+	h.gso_type = VIRTIO_NET_HDR_GSO_TCPV6;
+	h.gso_size = htole16(mss);
+	h.hdr_len = htole16(74);
+	pattern(payload, len, 10);
+	size_t n = tcp6_frame(f, r->hmac, r->gmac, g6, far6, 0x20000000u, payload, len);
+
+	tx_send(r, 0, &h, f, n);
+	while (bytes < len) {
+		ssize_t got = peer_read(r, frame, sizeof(frame), TIMEOUT_MS);
+
+		assert_true(got > 0);
+		const uint8_t *e = frame + 12, *ip = e + 14, *t = ip + 40;
+
+		if (got < 12 + 74 || get16(e + 12) != 0x86dd || ip[6] != 6)
+			continue;          /* the kernel's own ICMPv6 */
+		size_t plen = get16(ip + 4) - 20u, off = get32(t + 4) - 0x20000000u;
+
+		assert_true(14 + 40 + 20 + plen <= 1514);
+		assert_true(off + plen <= len);
+		assert_memory_equal(t + 20, payload + off, plen);
+		uint32_t sum = csum_add(0, ip + 8, 32) + (uint32_t)(20 + plen) + 6;
+
+		assert_int_equal(csum_fold(csum_add(sum, t, 20 + plen)), 0xffff);
+		bytes += plen;
+		segs++;
+	}
+	assert_int_equal(bytes, len);
+	assert_int_equal(segs, (len + mss - 1) / mss);
+}
+
 /* Write a 64 KiB GSO TCP frame into the far tap: the kernel forwards it towards the guest. */
 static size_t peer_send_gso(struct rig *r, size_t len, uint32_t seq0)
 {
@@ -1924,6 +2011,7 @@ static int run_all(void)
 		T(test_tcp_with_kernel_socket),
 		T(test_tx_csum_offload),
 		T(test_tso_segmentation),
+		T(test_tso6_segmentation),
 		T(test_rx_gso_mergeable),
 		T(test_rx_gso_segmented_without_guest_tso),
 		T(test_rx_csum_to_guest),
