@@ -1,0 +1,5 @@
+# Static analysis (cppcheck, clang-tidy, gcc -fanalyzer, systemd unit checks) as one test of
+# the plain pass of `make check`: the sanitizer pass would only repeat it.
+ifneq ($(SAN),1)
+TESTS += scripts/static-analysis.sh
+endif
