@@ -90,7 +90,11 @@ fi
 log "booting Xen and dom0 (about a minute), then the showcase; console: $E2E_BUILD/console.log"
 t_boot=$(date +%s)
 E2E_VERBOSE=1 E2E_TIMEOUT=${DEMO_TIMEOUT:-900} bash "$P/boot.sh" "$XEN" "$DTB" "$INITRD" |
-	awk '/^DEMO: dom0 up/ { on = 1 } on && !/^\(XEN\)/ && !/^\[ *[0-9]+\.[0-9]+\] / { print; fflush() }'
+	{ on=""; while IFS= read -r l; do
+		case $l in "DEMO: dom0 up"*) on=1;; esac
+		[ -n "$on" ] || continue
+		[[ $l =~ ^\(XEN\)|^\[\ *[0-9]+\.[0-9]+\]\  ]] || printf '%s\n' "$l"
+	done; }
 console=$E2E_BUILD/console.log
 echo
 echo "times: build $(( t_boot - t_start ))s, boot and showcase $(( $(date +%s) - t_boot ))s, total $(( $(date +%s) - t_start ))s"

@@ -22,7 +22,7 @@ done
 # ---- virtio-blk ----------------------------------------------------------------------------
 step "virtio-blk: ext4 on /dev/vda (a 64 MiB image file in dom0)"
 if [ -b /dev/vda ]; then
-	run "cat /sys/block/vda/size /sys/block/vda/serial 2>/dev/null"
+	run "cat /sys/block/vda/size; echo serial \$(cat /sys/block/vda/serial)"
 	run "mkfs.ext4 -q -F -L demo /dev/vda" &&
 	run "mkdir -p /mnt && mount /dev/vda /mnt" &&
 	run "echo 'hello from the guest' > /mnt/hello.txt && dd if=/dev/urandom of=/mnt/random.bin bs=64k count=16 2>/dev/null" &&
