@@ -10,6 +10,7 @@
 #ifndef XVD_BENCH_COMMON_H
 #define XVD_BENCH_COMMON_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -25,6 +26,59 @@
 
 #ifndef XVD_SIM_DAEMON
 #error "XVD_SIM_DAEMON must name the sim daemon binary"
+/* ---- callgrind output ---- */
+
+/* The "summary:" (or "totals:") instruction count of a callgrind output file; 0 if none. */
+static inline uint64_t bench_cg_total(const char *path)
+{
+	char line[512];
+	uint64_t v = 0;
+	FILE *f = fopen(path, "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "summary:", 8) || (!v && !strncmp(line, "totals:", 7)))
+			v = strtoull(strchr(line, ':') + 1, NULL, 10);
+	if (f)
+		fclose(f);
+	return v;
+}
+
+/*
+ * Sum of the inclusive instruction counts of the named functions (the loop's callbacks, which
+ * do not call each other), from callgrind_annotate; 0 when none was found. Unlike the process
+ * total it does not grow with wall-clock time (timers), which a loaded machine stretches.
+ */
+static inline uint64_t bench_cg_inclusive(const char *path, const char *const *names)
+{
+	char cmd[600], line[1024];
+	uint64_t sum = 0;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "callgrind_annotate --inclusive=yes --threshold=100 %s "
+		 "2>/dev/null", path);
+	p = popen(cmd, "r");
+	while (p && fgets(line, sizeof(line), p)) {
+		char digits[32], pat[80];
+		unsigned n = 0;
+		bool hit = false;
+
+		for (unsigned i = 0; names[i] && !hit; i++) {
+			snprintf(pat, sizeof(pat), ":%s ", names[i]);
+			hit = strstr(line, pat) != NULL;
+		}
+		if (!hit)
+			continue;
+		for (const char *c = line; *c && *c != '(' && n < sizeof(digits) - 1; c++)
+			if (*c >= '0' && *c <= '9')
+				digits[n++] = *c;
+		digits[n] = 0;
+		sum += strtoull(digits, NULL, 10);
+	}
+	if (p)
+		pclose(p);
+	return sum;
+}
+
 #endif
 
 #define BENCH_WIN(n)  (UINT64_C(0x02000000) + (uint64_t)(n) * 0x200u)
@@ -206,6 +260,39 @@ static inline double bench_cpu_s(pid_t pid)
 	return bench_cpu_ticks_s(pid);
 }
 
+/*
+ * CPU seconds of every live thread of pid (/proc/<pid>/task/<tid>/schedstat): io_uring's
+ * io-wq workers are threads of the daemon. Threads that have exited are not counted; < 0 on
+ * error.
+ */
+static inline double bench_cpu_threads_s(pid_t pid)
+{
+	char dir[64], path[64 + 256 + 16];
+	struct dirent *e;
+	double sum = 0;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+	d = opendir(dir);
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		unsigned long long ns;
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/schedstat", dir, e->d_name);
+		f = fopen(path, "r");
+		if (f && fscanf(f, "%llu", &ns) == 1)
+			sum += (double)ns / 1e9;
+		if (f)
+			fclose(f);
+	}
+	closedir(d);
+	return sum;
+}
+
 /* Memory of a process from /proc/<pid>/smaps, in KiB. */
 struct bench_mem {
 	uint64_t rss;           /* every mapping (= VmRSS) */
@@ -252,6 +339,59 @@ static inline int bench_mem_of(pid_t pid, struct bench_mem *m)
 	fclose(f);
 	m->own = m->rss - m->guest;
 	return 0;
+}
+
+/* ---- callgrind output ---- */
+
+/* The "summary:" (or "totals:") instruction count of a callgrind output file; 0 if none. */
+static inline uint64_t bench_cg_total(const char *path)
+{
+	char line[512];
+	uint64_t v = 0;
+	FILE *f = fopen(path, "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "summary:", 8) || (!v && !strncmp(line, "totals:", 7)))
+			v = strtoull(strchr(line, ':') + 1, NULL, 10);
+	if (f)
+		fclose(f);
+	return v;
+}
+
+/*
+ * Sum of the inclusive instruction counts of the named functions (the loop's callbacks, which
+ * do not call each other), from callgrind_annotate; 0 when none was found. Unlike the process
+ * total it does not grow with wall-clock time (timers), which a loaded machine stretches.
+ */
+static inline uint64_t bench_cg_inclusive(const char *path, const char *const *names)
+{
+	char cmd[600], line[1024];
+	uint64_t sum = 0;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "callgrind_annotate --inclusive=yes --threshold=100 %s "
+		 "2>/dev/null", path);
+	p = popen(cmd, "r");
+	while (p && fgets(line, sizeof(line), p)) {
+		char digits[32], pat[80];
+		unsigned n = 0;
+		bool hit = false;
+
+		for (unsigned i = 0; names[i] && !hit; i++) {
+			snprintf(pat, sizeof(pat), ":%s ", names[i]);
+			hit = strstr(line, pat) != NULL;
+		}
+		if (!hit)
+			continue;
+		for (const char *c = line; *c && *c != '(' && n < sizeof(digits) - 1; c++)
+			if (*c >= '0' && *c <= '9')
+				digits[n++] = *c;
+		digits[n] = 0;
+		sum += strtoull(digits, NULL, 10);
+	}
+	if (p)
+		pclose(p);
+	return sum;
 }
 
 #endif

@@ -36,7 +36,7 @@
 #define REQ_LEN    64
 #define PING_EXIT  (UINT64_C(1) << 40)
 /* ioreq/server.c's event-channel callback: everything a guest access sets off runs inside it. */
-#define CG_HANDLER "xg_evtchn_cb"
+static const char *const cg_handlers[] = { "xg_evtchn_cb", NULL };
 
 struct rng_guest {
 	struct xsim_hub *hub;
@@ -172,21 +172,6 @@ static int dump_stats(struct xsim_daemon *dm, uint64_t *maps, uint64_t *hits)
 
 /* ---- callgrind ---- */
 
-/* The "summary:" (or "totals:") instruction count of a callgrind output file; 0 if none. */
-static uint64_t cg_total(const char *path)
-{
-	char line[512];
-	uint64_t v = 0;
-	FILE *f = fopen(path, "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "summary:", 8) || (!v && !strncmp(line, "totals:", 7)))
-			v = strtoull(strchr(line, ':') + 1, NULL, 10);
-	if (f)
-		fclose(f);
-	return v;
-}
-
 static void cg_dump_log(struct xsim_daemon *dm)
 {
 	char line[512];
@@ -197,37 +182,6 @@ static void cg_dump_log(struct xsim_daemon *dm)
 		fprintf(stderr, "  | %s", line);
 	if (f)
 		fclose(f);
-}
-
-/*
- * Inclusive instructions of the event-channel handler (every ioreq, the device work it starts,
- * the interrupt), from callgrind_annotate; 0 when not found. Unlike the process total it does
- * not grow with wall-clock time (timers), which a loaded machine stretches.
- */
-static uint64_t cg_handler(const char *path)
-{
-	char cmd[600], line[1024];
-	uint64_t v = 0;
-	FILE *p;
-
-	snprintf(cmd, sizeof(cmd), "callgrind_annotate --inclusive=yes --threshold=100 %s "
-		 "2>/dev/null", path);
-	p = popen(cmd, "r");
-	while (p && fgets(line, sizeof(line), p)) {
-		char digits[32];
-		unsigned n = 0;
-
-		if (v || !strstr(line, ":" CG_HANDLER " "))
-			continue;
-		for (const char *c = line; *c && *c != '(' && n < sizeof(digits) - 1; c++)
-			if (*c >= '0' && *c <= '9')
-				digits[n++] = *c;
-		digits[n] = 0;
-		v = strtoull(digits, NULL, 10);
-	}
-	if (p)
-		pclose(p);
-	return v;
 }
 
 /* Instructions the daemon executed, from start to exit, serving n requests. */
@@ -250,8 +204,8 @@ static uint64_t cg_run(unsigned n, unsigned idx, uint64_t *handler)
 
 		g.dm.pid = -1;
 		if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
-			v = cg_total(out);
-			*handler = cg_handler(out);
+			v = bench_cg_total(out);
+			*handler = bench_cg_inclusive(out, cg_handlers);
 		}
 	}
 	if (!v)
