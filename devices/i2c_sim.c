@@ -143,10 +143,12 @@ static int eeprom_persist(struct sim_eeprom *e)
 static int eeprom_stop(struct i2c_sim_client *c)
 {
 	struct sim_eeprom *e = eeprom_of(c);
+	uint8_t old[I2C_SIM_EEPROM_PAGE];
 	int err;
 
 	if (!e->page_mask)
 		return 0;
+	memcpy(old, &e->mem[e->page_base], sizeof(old));
 	for (unsigned i = 0; i < I2C_SIM_EEPROM_PAGE; i++)
 		if (e->page_mask & (1u << i))
 			e->mem[e->page_base + i] = e->page[i];
@@ -154,9 +156,12 @@ static int eeprom_stop(struct i2c_sim_client *c)
 	if (!e->file)
 		return 0;
 	err = eeprom_persist(e);
-	if (err)
+	if (err) {
+		/* A write reported failed must not take effect: memory stays what the file holds. */
+		memcpy(&e->mem[e->page_base], old, sizeof(old));
 		log_rl(&c->bus->rl, LOG_ERR, "%s: eeprom@0x%02x: writing %s: %s", c->bus->name,
 		       c->addr, e->file, strerror(-err));
+	}
 	return err;
 }
 
