@@ -5,11 +5,11 @@
  * (the chain is pushed, the interrupt raised), and the driver reads InterruptStatus and writes
  * InterruptACK: three ioreqs, one io_uring read, one interrupt per request.
  *
- *   BENCH cpu_per_request_blk       user+sys of every daemon thread (/proc/<pid>/task/ * /schedstat)
- *                                   per request, microseconds. Baseline: fio's CPU per I/O doing
- *                                   the same reads on the same file (io_uring engine, QD1,
- *                                   direct, from fio's usr_cpu + sys_cpu and its I/O count);
- *                                   ratio = baseline / value.
+ *   BENCH cpu_per_request_blk       user+sys of every daemon thread (schedstat of each task in
+ *                                   /proc/<pid>/task) per request, microseconds. Baseline: fio's
+ *                                   CPU per I/O doing the same reads on the same file (io_uring
+ *                                   engine, QD1, direct, from fio's usr_cpu + sys_cpu and its
+ *                                   I/O count); ratio = baseline / value.
  *   BENCH instr_per_request_blk     instructions per request under callgrind, inclusive in the
  *                                   loop's callbacks that serve it (event channel, io_uring
  *                                   completion eventfd, the block device's idle continuation):
