@@ -83,6 +83,7 @@ if [ -c $cons ]; then
 	*"hello guest"*) ok console "wrote a line to $cons (dom0 reads it on the socket); read dom0's reply: '$reply'" ;;
 	*) fail console "no reply from dom0 on $cons within 60 s" ;;
 	esac
+	sleep 4	# dom0's client detaches (a line in the daemon's log)
 else
 	fail console "no $cons (ttys: $(ls /sys/class/tty | grep hvc | tr '\n' ' '))"
 fi
@@ -121,6 +122,7 @@ esac
 
 echo
 echo "DEMO-GUEST-DONE"
+sleep 3	# dom0 asks the daemon for its view of the devices (SIGUSR1), shown here
 if [ -z "$batch" ]; then
 	cat <<EOT
 
@@ -129,5 +131,5 @@ if [ -z "$batch" ]; then
   /dev/hvc1 is the virtio console. Try: ping 10.0.0.1, i2cdump -y $bus 0x50, od -x /dev/hwrng | head
   Ctrl-] leaves the console (to a dom0 shell); Ctrl-a x quits QEMU; 'poweroff -f' stops the guest.
 EOT
-	setsid cttyhack sh
+	PS1='guest:\w# ' setsid cttyhack sh
 fi
