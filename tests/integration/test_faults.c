@@ -446,7 +446,10 @@ static void con_out(struct hostile *h, struct vdrv *con, size_t len)
 	memset(p, 'x', len);
 	struct vdrv_buf b = { gpa, (uint32_t)len, false };
 
-	assert_true(vdrv_transfer(con, 1, &b, 1, false, H_WAIT_MS) >= 0);
+	if (vdrv_transfer(con, 1, &b, 1, false, H_WAIT_MS) < 0) {
+		itest_dump_log(h->t);
+		fail_msg("console output of %zu bytes not taken within %d ms", len, H_WAIT_MS);
+	}
 }
 
 static void test_console_client_hangs_up(void **state)
@@ -467,6 +470,7 @@ static void test_console_client_hangs_up(void **state)
 	xsim_vio_init(&vio, h->t->dom, 0, CON_WIN, CON_SPI);
 	assert_int_equal(vdrv_init(&con, &vio.io, &h->mem, H_RING, 2, 64), 0);
 	assert_int_equal(con.device_id, 3);
+	h->scratch = h->mem.next;    /* buffers after the console's rings, never over them */
 	fd = con_connect(sock);
 	con_out(h, &con, 1000);
 	assert_true(con_drain(fd, 500) >= 1000);
