@@ -103,7 +103,8 @@ if [ -s "$OUT/blk_qd.dat" ]; then
 	gnuplot <<EOF
 set terminal png size 1000,450 noenhanced
 set output "$OUT/blk_qd.png"
-set multiplot layout 1,2 title "virtio-blk 4 KiB random read: xen-virtiod on xensim vs fio (io_uring), same file"
+set multiplot layout 1,2 title \
+    "virtio-blk 4 KiB random read: xen-virtiod on xensim vs fio (io_uring), same file"
 set logscale x 2
 set xlabel "queue depth"
 set grid
@@ -131,5 +132,7 @@ plot "$OUT/scale_ready.dat" using 1:2 with points pt 7 ps 0.6 title "started", \
      "" using 1:3 with points pt 5 ps 0.6 title "READY=1"
 EOF
 fi
-ls "$OUT"/*.png 2>/dev/null | sed 's/^/# plot: /'
+for f in "$OUT"/*.png; do
+	[ -e "$f" ] && echo "# plot: $f"
+done
 exit 0

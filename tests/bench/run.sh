@@ -1,7 +1,8 @@
 #!/bin/sh
-# Run the benchmarks named on the command line, or else in $BENCH_RUN (bench.mk sets it to every
-# $(BUILD)/tests/bench/*_bench), one after the other, streaming their output and keeping it in $BENCH_OUT/bench.log; then write
-# $BENCH_OUT/report.md and the plots (tests/bench/report.sh). Exits 1 when a benchmark failed.
+# Run the benchmarks named on the command line, or else in $BENCH_RUN (bench.mk sets it to
+# every $(BUILD)/tests/bench/*_bench), one after the other, streaming their output and keeping
+# it in $BENCH_OUT/bench.log; then write $BENCH_OUT/report.md and the plots
+# (tests/bench/report.sh). Exits 1 when a benchmark failed.
 #
 # BENCH_QUICK=1: the ~60-second subset. Benchmarks with their own quick mode read BENCH_QUICK;
 # the block benchmark gets 1-second runs, one repeat and a 64 MiB image unless those are set.
