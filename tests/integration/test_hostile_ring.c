@@ -372,6 +372,74 @@ static void test_ring_straddles_ram_end(void **state)
 		       hostile_dma(h, vq->used_gpa, 518, true));
 }
 
+/* ---- aliasing: rings and buffers on top of each other ---- */
+
+/*
+ * The rng's writable buffer covers its own avail ring: the device's output overwrites the ring
+ * it reads (avail->idx included). Whatever that makes of the queue, nothing escapes it.
+ */
+static void test_buffer_over_own_avail_ring(void **state)
+{
+	struct hostile *h = *state;
+	struct vdrv_vq *vq = hostile_vq(h, D_RNG);
+	uint64_t a = hostile_dma(h, vq->avail_gpa, (uint32_t)vring_avail_size(vq->num), true);
+
+	hostile_desc(h, D_RNG, 0, a, (uint32_t)vring_avail_size(vq->num), F_WRITE, 0);
+	hostile_publish(h, D_RNG, 0);
+	hostile_kick(h, D_RNG);
+	hostile_sleep_ms(50);
+	hostile_kick(h, D_RNG);
+	uint32_t st = hostile_status(h, D_RNG);
+
+	assert_true(st == 0xf || st == (0xf | ST_NEEDS_RESET));
+	hostile_after(h, D_RNG);
+}
+
+/* A writable buffer over the descriptor table and the used ring: the next chains are noise. */
+static void test_buffer_over_desc_and_used(void **state)
+{
+	struct hostile *h = *state;
+	struct vdrv_vq *vq = hostile_vq(h, D_RNG);
+	uint32_t dlen = (uint32_t)vring_desc_size(vq->num);
+	uint32_t ulen = (uint32_t)vring_used_size(vq->num);
+
+	hostile_desc(h, D_RNG, 0, hostile_dma(h, vq->desc_gpa, dlen, true), dlen,
+		     F_WRITE | F_NEXT, 1);
+	hostile_desc(h, D_RNG, 1, hostile_dma(h, vq->used_gpa, ulen, true), ulen, F_WRITE, 0);
+	for (unsigned i = 0; i < 8; i++) {
+		hostile_publish(h, D_RNG, (uint16_t)(i % 2 ? 1 : 0));
+		hostile_kick(h, D_RNG);
+	}
+	hostile_sleep_ms(50);
+	uint32_t st = hostile_status(h, D_RNG);
+
+	assert_true(st == 0xf || st == (0xf | ST_NEEDS_RESET));
+	hostile_after(h, D_RNG);
+}
+
+/* All three rings at one address (each alignment allows it): used entries land on descriptors. */
+static void test_rings_overlap(void **state)
+{
+	struct hostile *h = *state;
+	struct vdrv_vq *vq = hostile_vq(h, D_RNG);
+	uint64_t d = hostile_dma(h, vq->desc_gpa, 1024, false);
+	uint64_t u = hostile_dma(h, vq->desc_gpa, 1024, true);
+	uint64_t b = wbuf(h, 64);
+
+	assert_int_equal(try_queue(h, D_RNG, d, d, u), 1);
+	vdrv_write32(&h->drv[D_RNG], 0x070, 0xf);
+	/* desc[0] holds a buffer; avail (flags, idx, ring[0]) is desc[0]'s addr field. */
+	for (unsigned i = 0; i < 16; i++) {
+		hostile_desc(h, D_RNG, 0, b, 64, F_WRITE, 0);
+		hostile_kick(h, D_RNG);
+	}
+	hostile_sleep_ms(50);
+	uint32_t st = hostile_status(h, D_RNG);
+
+	assert_true(st == 0xf || st == (0xf | ST_NEEDS_RESET));
+	hostile_after(h, D_RNG);
+}
+
 /* ---- grants ---- */
 
 static void test_grant_used_ring_read_only(void **state)
@@ -443,6 +511,9 @@ int main(void)
 		HOSTILE_TEST(test_ring_unaligned),
 		HOSTILE_TEST(test_ring_in_hole),
 		HOSTILE_TEST(test_ring_straddles_ram_end),
+		HOSTILE_TEST(test_buffer_over_own_avail_ring),
+		HOSTILE_TEST(test_buffer_over_desc_and_used),
+		HOSTILE_TEST(test_rings_overlap),
 		HOSTILE_TEST_GRANTS(test_grant_used_ring_read_only),
 		HOSTILE_TEST_GRANTS(test_grant_ref_beyond_table),
 		HOSTILE_TEST_GRANTS(test_grant_ref_not_granted),
