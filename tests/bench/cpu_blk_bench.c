@@ -237,6 +237,10 @@ int main(void)
 			rc = 1;
 		ours[r] = (bench_cpu_threads_s(g.dm.pid) - c0) * 1e6 / n;
 		base[r] = fio_cpu_per_io(quick ? 1 : 2) * 1e6;
+		if (base[r] < 0) {
+			fprintf(stderr, "cpu_blk_bench: fio failed or missing: no baseline\n");
+			base[r] = 0;
+		}
 	}
 	if (rc)
 		bench_skip("cpu_per_request_blk", "a block request failed");
