@@ -73,9 +73,10 @@ static struct fz_blk *fz_blk_get(void)
 		cfg.u.block.readonly = i & 1;
 		cfg.u.block.cache = i & 2 ? BLK_CACHE_NONE : BLK_CACHE_WRITEBACK;
 		if (vdev_block_ops.create(&s.host, &cfg, &s.d[i]) < 0)
-			return NULL;
+			break;
 	}
-	return &s;
+	unlink(s.image);    /* the devices keep their descriptors; nothing is left in /tmp */
+	return s.d[3] ? &s : NULL;
 }
 
 /* Run the loop until the kernel holds none of the device's requests (bounded). */
