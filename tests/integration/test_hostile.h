@@ -439,6 +439,20 @@ static inline void hostile_check_memory(struct hostile *h)
 			fail_msg("image byte 0x%llx changed", (unsigned long long)i);
 }
 
+/* Lines in the daemon's log so far. */
+static inline unsigned hostile_log_lines(struct hostile *h)
+{
+	FILE *f = fopen(h->t->dm.log_path, "r");
+	unsigned n = 0;
+	int c;
+
+	assert_non_null(f);
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
 static inline void hostile_check_alive(struct hostile *h)
 {
 	assert_true(xsim_daemon_alive(&h->t->dm));
