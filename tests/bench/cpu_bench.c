@@ -20,6 +20,11 @@
  *                              and timers, so it grows when a loaded machine stretches the run.
  *   BENCH gmem_cache_hit_rate  guest-memory cache hits / lookups in steady state, from the
  *                              daemon's SIGUSR1 stats line before and after the measured run.
+ *   BENCH cpu_per_request_grants  the same guest with grant_usage = yes (buffers given as grant
+ *                              addresses), run alternately with the first; baseline: the
+ *                              foreign-mapping figure, so ratio = foreign / grants.
+ *   BENCH gmem_cache_hit_rate_grants, grant_maps_per_request  its lookups (grant mappings are
+ *                              never cached) and grant mappings per request.
  *
  * Environment: BENCH_QUICK=1, BENCH_CPU_N (requests per round), BENCH_CG_N (requests under
  * callgrind), BENCH_NO_VALGRIND=1 (skip the callgrind case).
@@ -48,8 +53,11 @@ struct rng_guest {
 	struct vdrv_buf buf;
 };
 
-static const char ini_fmt[] = "[guest]\nname = %s\ndiscovery = explicit\n\n"
+static const char ini_fmt[] = "[guest]\nname = %s\ndiscovery = explicit\ngrant_usage = %s\n\n"
 			      "[rng]\nmmio = 0x%llx\nirq = %u\nrate = 0\n";
+
+/* The next rng_start gives the device grant addresses (grant_usage = yes). */
+static bool use_grants;
 
 static int rng_start(struct rng_guest *g, const char *tag, const char *binary,
 		     const char *const *pre)
@@ -63,13 +71,15 @@ static int rng_start(struct rng_guest *g, const char *tag, const char *binary,
 									 .ram_mib = 16 }) : NULL;
 	if (!g->dom)
 		return -1;
-	snprintf(ini, sizeof(ini), ini_fmt, tag, (unsigned long long)BENCH_WIN(0), BENCH_SPI(0));
+	snprintf(ini, sizeof(ini), ini_fmt, tag, use_grants ? "yes" : "no",
+		 (unsigned long long)BENCH_WIN(0), BENCH_SPI(0));
 	if (bench_daemon_start(g->hub, &g->dm, tag, ini, binary, pre, "notice") < 0)
 		return -1;
 	xsim_vio_init(&g->vio, g->dom, 0, BENCH_WIN(0), BENCH_SPI(0));
 	g->vio.timeout_ms = 60000;    /* valgrind is slow */
-	if (xsim_vmem_init(&g->mem, g->dom, BENCH_RAM, 1u << 20, false) < 0 ||
-	    vdrv_init(&g->drv, &g->vio.io, &g->mem, VIRTIO_BIT(VIRTIO_F_VERSION_1), 1, 64) < 0)
+	if (xsim_vmem_init(&g->mem, g->dom, BENCH_RAM, 1u << 20, use_grants) < 0 ||
+	    vdrv_init(&g->drv, &g->vio.io, &g->mem, VIRTIO_BIT(VIRTIO_F_VERSION_1) |
+		      (use_grants ? VIRTIO_BIT(VIRTIO_F_ACCESS_PLATFORM) : 0), 1, 64) < 0)
 		return -1;
 	g->buf = (struct vdrv_buf){ vdrv_alloc(&g->mem, REQ_LEN, 64, NULL), REQ_LEN, true };
 	return g->buf.gpa ? 0 : -1;
@@ -134,8 +144,13 @@ out:
 
 /* ---- cache hit rate from the SIGUSR1 line ---- */
 
-/* maps= and cache_hits= of the last stats line in the daemon's log; -1 when none. */
-static int last_stats(struct xsim_daemon *dm, uint64_t *maps, uint64_t *hits)
+/* Counters of the daemon's SIGUSR1 stats line. */
+struct gstats {
+	uint64_t maps, hits, grant_maps;
+};
+
+/* maps=, cache_hits=, grant_maps= of the last stats line in the daemon's log; -1 when none. */
+static int last_stats(struct xsim_daemon *dm, struct gstats *gs)
 {
 	char line[1024];
 	FILE *f = fopen(dm->log_path, "r");
@@ -143,10 +158,12 @@ static int last_stats(struct xsim_daemon *dm, uint64_t *maps, uint64_t *hits)
 
 	while (f && fgets(line, sizeof(line), f)) {
 		char *m = strstr(line, " maps="), *h = strstr(line, " cache_hits=");
+		char *gm = strstr(line, " grant_maps=");
 
-		if (strstr(line, "stats vcpus=") && m && h) {
-			*maps = strtoull(m + 6, NULL, 10);
-			*hits = strtoull(h + 12, NULL, 10);
+		if (strstr(line, "stats vcpus=") && m && h && gm) {
+			gs->maps = strtoull(m + 6, NULL, 10);
+			gs->hits = strtoull(h + 12, NULL, 10);
+			gs->grant_maps = strtoull(gm + 12, NULL, 10);
 			found++;
 		}
 	}
@@ -155,15 +172,15 @@ static int last_stats(struct xsim_daemon *dm, uint64_t *maps, uint64_t *hits)
 	return found;
 }
 
-/* SIGUSR1 and wait for the new stats line; its counters in *maps, *hits. */
-static int dump_stats(struct xsim_daemon *dm, uint64_t *maps, uint64_t *hits)
+/* SIGUSR1 and wait for the new stats line; its counters in *gs. */
+static int dump_stats(struct xsim_daemon *dm, struct gstats *gs)
 {
-	uint64_t m, h;
-	int before = last_stats(dm, &m, &h);
+	struct gstats old;
+	int before = last_stats(dm, &old);
 
 	kill(dm->pid, SIGUSR1);
 	for (int i = 0; i < 500; i++) {
-		if (last_stats(dm, maps, hits) > before)
+		if (last_stats(dm, gs) > before)
 			return 0;
 		usleep(10000);
 	}
@@ -254,44 +271,75 @@ static void case_callgrind(bool quick)
 	bench_line("instr_per_request_process", tot[0], "instr", 0, false);
 }
 
+static void report_cache(const char *name, struct rng_guest *g, const struct gstats *s0,
+			 unsigned requests)
+{
+	struct gstats s1;
+
+	if (dump_stats(&g->dm, &s1) < 0 || s1.maps <= s0->maps) {
+		bench_skip(name, "no stats lines from SIGUSR1");
+		return;
+	}
+	bench_line(name, 100.0 * (double)(s1.hits - s0->hits) / (double)(s1.maps - s0->maps), "%",
+		   100.0, true);
+	fprintf(stderr, "# %s: %llu lookups, %llu grant maps over %u requests\n", name,
+		(unsigned long long)(s1.maps - s0->maps),
+		(unsigned long long)(s1.grant_maps - s0->grant_maps), requests);
+	if (s1.grant_maps > s0->grant_maps)
+		bench_line("grant_maps_per_request",
+			   (double)(s1.grant_maps - s0->grant_maps) / requests, "maps", 0, false);
+}
+
 int main(void)
 {
 	bool quick = bench_quick();
 	unsigned rounds = quick ? 3 : 7;
 	unsigned n = (unsigned)bench_env_u64("BENCH_CPU_N", quick ? 3000 : 10000);
-	double ours[MAX_ROUNDS], base[MAX_ROUNDS];
-	uint64_t m0 = 0, h0 = 0, m1 = 0, h1 = 0;
-	struct rng_guest g;
+	double ours[MAX_ROUNDS], base[MAX_ROUNDS], gr[MAX_ROUNDS];
+	struct gstats s0 = { 0 }, gs0 = { 0 };
+	struct rng_guest g, gg;
 	int rc = 0;
 
+	/* The same guest twice: foreign mappings (the cache), and grant mappings (grant_usage). */
 	if (rng_start(&g, "cpu", NULL, NULL) < 0 || rng_requests(&g, 200) < 0) {
 		fprintf(stderr, "cpu_bench: setup failed\n");
 		rng_stop(&g);
 		return 1;
 	}
-	if (dump_stats(&g.dm, &m0, &h0) < 0)
+	use_grants = true;
+	if (rng_start(&gg, "cpugnt", NULL, NULL) < 0 || rng_requests(&gg, 200) < 0) {
+		fprintf(stderr, "cpu_bench: setup with grants failed\n");
+		rng_stop(&gg);
+		rng_stop(&g);
+		return 1;
+	}
+	use_grants = false;
+	if (dump_stats(&g.dm, &s0) < 0 || dump_stats(&gg.dm, &gs0) < 0)
 		fprintf(stderr, "cpu_bench: no stats line after SIGUSR1\n");
-	for (unsigned r = 0; r < rounds; r++) {
-		double c0 = bench_cpu_s(g.dm.pid);
+	for (unsigned r = 0; r < rounds && !rc; r++) {
+		double c0 = bench_cpu_s(g.dm.pid), c1;
 
-		if (rng_requests(&g, n) < 0) {
+		if (rng_requests(&g, n) < 0)
 			rc = 1;
-			break;
-		}
 		ours[r] = (bench_cpu_s(g.dm.pid) - c0) * 1e6 / n;
 		base[r] = pong_cpu(n) * 1e6;
+		c1 = bench_cpu_s(gg.dm.pid);
+		if (rng_requests(&gg, n) < 0)
+			rc = 1;
+		gr[r] = (bench_cpu_s(gg.dm.pid) - c1) * 1e6 / n;
 	}
 	if (rc) {
 		bench_skip("cpu_per_request", "an rng request failed");
 	} else {
-		bench_line("cpu_per_request", bench_median(ours, rounds), "us",
-			   bench_median(base, rounds), false);
+		double foreign = bench_median(ours, rounds);
+
+		bench_line("cpu_per_request", foreign, "us", bench_median(base, rounds), false);
+		/* Grants against foreign mappings of the same guest: what grant_usage costs. */
+		bench_line("cpu_per_request_grants", bench_median(gr, rounds), "us", foreign, false);
+		report_cache("gmem_cache_hit_rate", &g, &s0, rounds * n);
+		report_cache("gmem_cache_hit_rate_grants", &gg, &gs0, rounds * n);
 	}
-	if (!rc && dump_stats(&g.dm, &m1, &h1) == 0 && m1 > m0)
-		bench_line("gmem_cache_hit_rate", 100.0 * (double)(h1 - h0) / (double)(m1 - m0),
-			   "%", 100.0, true);
-	else
-		bench_skip("gmem_cache_hit_rate", "no stats lines from SIGUSR1");
+	rng_stop(&gg);
 	rng_stop(&g);
 	case_callgrind(quick);
 	return rc;
