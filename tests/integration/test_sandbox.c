@@ -2,7 +2,9 @@
  * The real sim daemon once serving: no capability left on any thread, no_new_privs, and the
  * seccomp filter in force on every thread (plain builds; sanitizer builds skip the filter). It
  * then still serves register accesses, SIGUSR1, SIGHUP (re-reads the INI) and a clean SIGTERM
- * teardown, all under the filter. (Every other integration test runs under it too: test_i2c
+ * teardown, all under the filter; and a forbidden syscall made inside the serving daemon (a
+ * test-only LD_PRELOAD object, sandbox_preload.c, on SIGUSR2) kills it with SIGSYS, plain builds
+ * only. (Every other integration test runs under the filter too: test_i2c
  * covers EEPROM persistence through tmp + rename, test_blk io_uring, test_console sockets.)
  */
 #include <dirent.h>
@@ -166,11 +168,76 @@ static void test_no_seccomp_override(void **state)
 	unlink(eeprom);
 }
 
+#if !SANITIZED
+#ifndef XVD_SANDBOX_PRELOAD
+#error "XVD_SANDBOX_PRELOAD must name tests/integration/sandbox_preload.so (sandbox.mk)"
+#endif
+
+/* Serve with the test-only preload (sandbox_preload.c) in the daemon; env_name=1 if given. */
+static struct itest *serve_preloaded(const char *env_name, const char *eeprom)
+{
+	struct itest *t;
+
+	setenv("LD_PRELOAD", XVD_SANDBOX_PRELOAD, 1);
+	if (env_name)
+		setenv(env_name, "1", 1);
+	t = serve(eeprom);
+	unsetenv("LD_PRELOAD");
+	if (env_name)
+		unsetenv(env_name);
+	return t;
+}
+
+/* A forbidden syscall made from inside the serving daemon kills it with SIGSYS. */
+static void test_forbidden_syscall_kills_daemon(void **state)
+{
+	char eeprom[256];
+	struct itest *t;
+	int st = 0;
+
+	(void)state;
+	snprintf(eeprom, sizeof(eeprom), "/tmp/test_sandbox_eeprom.%d.c.bin", (int)getpid());
+	t = serve_preloaded(NULL, eeprom);
+	assert_int_equal(itest_rd32(t, 0, WIN0 + R_MAGIC), VIRTIO_MAGIC);
+	assert_true(xsim_daemon_alive(&t->dm));
+	kill(t->dm.pid, SIGUSR2);
+	assert_int_equal(xsim_daemon_wait_exit(&t->dm, 5000, &st), 0);
+	if (WIFEXITED(st))
+		fprintf(stderr, "daemon exited with %d instead of dying\n", WEXITSTATUS(st));
+	assert_true(WIFSIGNALED(st));
+	assert_int_equal(WTERMSIG(st), SIGSYS);
+	assert_false(xsim_daemon_log_has(&t->dm, "sandbox_preload: mount returned"));
+	itest_free(t);
+	unlink(eeprom);
+}
+
+/* The same trigger without the filter: the call returns (EPERM), the daemon goes on serving. */
+static void test_forbidden_syscall_without_filter(void **state)
+{
+	char eeprom[256];
+	struct itest *t;
+
+	(void)state;
+	snprintf(eeprom, sizeof(eeprom), "/tmp/test_sandbox_eeprom.%d.d.bin", (int)getpid());
+	t = serve_preloaded("XVD_NO_SECCOMP", eeprom);
+	kill(t->dm.pid, SIGUSR2);
+	assert_true(log_wait(t, "sandbox_preload: mount returned", 3000));
+	assert_true(xsim_daemon_alive(&t->dm));
+	assert_int_equal(itest_rd32(t, 0, WIN0 + R_MAGIC), VIRTIO_MAGIC);
+	stop_clean(t);
+	unlink(eeprom);
+}
+#endif
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_serving_daemon_is_sandboxed),
 		cmocka_unit_test(test_no_seccomp_override),
+#if !SANITIZED
+		cmocka_unit_test(test_forbidden_syscall_kills_daemon),
+		cmocka_unit_test(test_forbidden_syscall_without_filter),
+#endif
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
