@@ -389,10 +389,23 @@ fail_free:
 	return rc;
 }
 
+/* Requests in flight go back to a guest that outlives us, before the devices reset. */
+static void guest_quiesce_devices(struct guest *g)
+{
+	for (unsigned i = 0; i < g->ndevs; i++) {
+		struct vdev *d = g->devs[i].dev;
+
+		if (d && d->ops->quiesce && vdev_active(d))
+			d->ops->quiesce(d);
+	}
+}
+
 void guest_teardown(struct guest *g)
 {
 	if (!g)
 		return;
+	if (!g->dead)
+		guest_quiesce_devices(g);
 	guest_reset_devices(g);
 	if (!g->dead)
 		guest_set_backend_state(g, XEN_STATE_CLOSED);

@@ -1010,18 +1010,19 @@ static int blk_activate(struct vdev *d)
 }
 
 /*
- * Wait for every request the kernel holds (after asking it to cancel what it can), at most
- * wait_ms, so no buffer it writes is handed back to the guest or freed early. False when some
- * are still held: they complete later (stale, dropped) unless the device is being destroyed.
+ * Wait for every request the kernel holds (after asking it to cancel what it can, when
+ * `cancel`), at most wait_ms, so no buffer it writes is handed back to the guest or freed early.
+ * False when some are still held: they complete later (stale, dropped) unless the device is
+ * being destroyed.
  */
-static bool blk_drain(struct blk_dev *b, int wait_ms)
+static bool blk_drain(struct blk_dev *b, int wait_ms, bool cancel)
 {
 	struct timespec start, now;
 	struct io_uring_sqe *sqe;
 
 	if (!b->ring_ok || !b->st.inflight)
 		return true;
-	sqe = io_uring_get_sqe(&b->ring);
+	sqe = cancel ? io_uring_get_sqe(&b->ring) : NULL;
 	if (sqe) {
 		io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
 		io_uring_sqe_set_data(sqe, NULL);
@@ -1056,9 +1057,39 @@ static void blk_reset(struct vdev *d)
 	ev_idle_stop(d->host->loop, &b->more);
 	blk_bounce_drop_waiters(b);
 	b->resetting = true;
-	blk_drain(b, BLK_RESET_WAIT_MS);
+	blk_drain(b, BLK_RESET_WAIT_MS, true);
 	b->resetting = false;
 	b->writeback = 1;
+}
+
+/* Requests popped but still waiting for bounce space were never started: they fail. */
+static void blk_bounce_fail_waiters(struct blk_dev *b)
+{
+	struct blk_req *r;
+
+	while ((r = b->bwait)) {
+		b->bwait = r->next;
+		blk_complete(b, r->e, VIRTIO_BLK_S_IOERR, 1);
+		free(r);
+	}
+	b->bwait_tail = &b->bwait;
+}
+
+/*
+ * The daemon stops, the guest stays: every request the kernel holds completes normally (no
+ * cancel: a write the guest sees acknowledged must really be written) and goes back to the
+ * guest with its status, so a restarted daemon's guest has nothing hanging in its ring.
+ */
+static void blk_quiesce(struct vdev *d)
+{
+	struct blk_dev *b = blk_of(d);
+
+	ev_idle_stop(d->host->loop, &b->more);
+	b->resetting = true;     /* completions must not pop new chains */
+	blk_bounce_fail_waiters(b);
+	blk_drain(b, BLK_DESTROY_WAIT_MS, false);
+	blk_used(b);
+	b->resetting = false;
 }
 
 static void blk_free(struct blk_dev *b)
@@ -1066,7 +1097,7 @@ static void blk_free(struct blk_dev *b)
 	blk_bounce_drop_waiters(b);
 	if (b->ring_ok) {
 		b->resetting = true;
-		bool drained = blk_drain(b, BLK_DESTROY_WAIT_MS);
+		bool drained = blk_drain(b, BLK_DESTROY_WAIT_MS, true);
 
 		ev_io_stop(b->vdev.host->loop, &b->efd_w);
 		ev_idle_stop(b->vdev.host->loop, &b->more);
@@ -1252,6 +1283,7 @@ const struct vdev_ops vdev_block_ops = {
 	.config_write = blk_config_write,
 	.activate = blk_activate,
 	.reset = blk_reset,
+	.quiesce = blk_quiesce,
 	.queue_notify = blk_queue_notify,
 	.reconfigure = blk_reconfigure,
 	.destroy = blk_destroy,

@@ -85,6 +85,13 @@ struct vdev_ops {
 	 */
 	void (*reset)(struct vdev *d);
 
+	/*
+	 * Optional: the daemon is stopping while the guest lives on (SIGTERM, restart). Take no
+	 * new chains; finish or fail every request already taken and return it to the guest, so
+	 * none is left hanging in its ring. May wait a bounded time. reset() follows.
+	 */
+	void (*quiesce)(struct vdev *d);
+
 	/* QueueNotify for queue q (< num_queues, enabled). Must not block. */
 	void (*queue_notify)(struct vdev *d, unsigned q);
 
