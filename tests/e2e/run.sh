@@ -14,6 +14,12 @@ E2E_PHASE=run
 . "$(dirname "$0")/lib.sh"
 cd "$REPO"
 P=$E2E_DIR/phases
+# One run at a time per cache (the cache is shared by every checkout of the same user).
+exec 9>"$E2E_CACHE/.lock"
+if ! flock -n 9; then
+	log "another e2e run holds $E2E_CACHE/.lock; waiting"
+	flock 9
+fi
 t_start=$(date +%s)
 timings=()
 # step NAME CMD...: run a phase, record its time; its stdout (a path) is captured in $R.
@@ -41,7 +47,10 @@ args="e2e.scenarios=$(echo $want | tr ' ' ',')"
 [ "${E2E_SHELL:-0}" = 1 ] && args="$args e2e.shell=1"
 DTB=$E2E_BUILD/virt-xen.dtb
 step dtb bash "$P/dtb.sh" "$INITRD" "$DTB" "$args"
-if [ "${E2E_SHELL:-0}" = 1 ]; then export E2E_INTERACTIVE=1; fi
+if [ "${E2E_SHELL:-0}" = 1 ]; then
+	# The terminal is the console: scenarios run, then a dom0 shell; no result parsing.
+	E2E_INTERACTIVE=1 exec bash "$P/boot.sh" "$XEN" "$DTB" "$INITRD"
+fi
 step boot bash "$P/boot.sh" "$XEN" "$DTB" "$INITRD"
 
 # Results: the last E2E-RESULT line of each wanted scenario.
