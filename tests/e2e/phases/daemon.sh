@@ -39,7 +39,7 @@ if [ ! -f "$REPO/daemon/main.c" ]; then
 	log "SKIP: daemon/main.c does not exist yet; scenarios needing the daemon will be skipped"
 	exit 0
 fi
-B=build/e2e/arm64
+B=$E2E_BUILD/arm64   # build/e2e/arm64 by default
 L="$sysroot/usr/lib/aarch64-linux-gnu"
 log "cross-building $B/xen-virtiod"
 if ! (cd "$REPO" &&
@@ -50,14 +50,14 @@ if ! (cd "$REPO" &&
 	make --no-print-directory -j"$E2E_JOBS" CC=${CROSS}gcc BUILD=$B "$B/xen-virtiod") > "$E2E_BUILD/daemon-build.log" 2>&1
 then
 	tail -n 15 "$E2E_BUILD/daemon-build.log" | sed 's/^/    /' >&2
-	log "SKIP: build/e2e/arm64/xen-virtiod cannot be built yet (log: $E2E_BUILD/daemon-build.log); scenarios needing the daemon will be skipped"
+	log "SKIP: $B/xen-virtiod cannot be built yet (log: $E2E_BUILD/daemon-build.log); scenarios needing the daemon will be skipped"
 	exit 0
 fi
-file -b "$REPO/$B/xen-virtiod" | grep -q aarch64 || die "$B/xen-virtiod is not an arm64 binary"
+file -b "$B/xen-virtiod" | grep -q aarch64 || die "$B/xen-virtiod is not an arm64 binary"
 
 stage=$E2E_BUILD/daemon-stage
 rm -rf "$stage"; mkdir -p "$stage/usr/sbin"
-install -m 0755 "$REPO/$B/xen-virtiod" "$stage/usr/sbin/xen-virtiod"
+install -m 0755 "$B/xen-virtiod" "$stage/usr/sbin/xen-virtiod"
 [ -f "$REPO/scripts/xen-virtiod-create" ] && install -m 0755 "$REPO/scripts/xen-virtiod-create" "$stage/usr/sbin/"
 # Runtime libraries: whatever the binary needs (most are in the dom0 rootfs already; duplicates
 # are the same files).
