@@ -19,7 +19,6 @@ cd "$REPO"
 P=$E2E_DIR/phases
 D=$E2E_DIR/demo
 batch=${DEMO_BATCH:-0}
-t_start=$(date +%s)
 
 # The build phases share the cache (and build/e2e/arm64) with make e2e: one at a time. The lock
 # is released before QEMU starts, so a demo left open does not hold up make e2e.
@@ -28,7 +27,8 @@ if ! flock -n 9; then
 	log "another e2e run or demo holds $E2E_CACHE/.lock; waiting"
 	flock 9
 fi
-log "building or reusing the e2e environment (a cold run builds Xen and a kernel: ~10-15 min)"
+t_start=$(date +%s)
+log "building or reusing the e2e environment (a cold run downloads and builds Xen and a kernel: 10 minutes or more)"
 bash "$P/host.sh"
 XEN=$(bash "$P/xen.sh")
 export E2E_IMAGE; E2E_IMAGE=$(bash "$P/kernel.sh")
