@@ -26,59 +26,6 @@
 
 #ifndef XVD_SIM_DAEMON
 #error "XVD_SIM_DAEMON must name the sim daemon binary"
-/* ---- callgrind output ---- */
-
-/* The "summary:" (or "totals:") instruction count of a callgrind output file; 0 if none. */
-static inline uint64_t bench_cg_total(const char *path)
-{
-	char line[512];
-	uint64_t v = 0;
-	FILE *f = fopen(path, "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "summary:", 8) || (!v && !strncmp(line, "totals:", 7)))
-			v = strtoull(strchr(line, ':') + 1, NULL, 10);
-	if (f)
-		fclose(f);
-	return v;
-}
-
-/*
- * Sum of the inclusive instruction counts of the named functions (the loop's callbacks, which
- * do not call each other), from callgrind_annotate; 0 when none was found. Unlike the process
- * total it does not grow with wall-clock time (timers), which a loaded machine stretches.
- */
-static inline uint64_t bench_cg_inclusive(const char *path, const char *const *names)
-{
-	char cmd[600], line[1024];
-	uint64_t sum = 0;
-	FILE *p;
-
-	snprintf(cmd, sizeof(cmd), "callgrind_annotate --inclusive=yes --threshold=100 %s "
-		 "2>/dev/null", path);
-	p = popen(cmd, "r");
-	while (p && fgets(line, sizeof(line), p)) {
-		char digits[32], pat[80];
-		unsigned n = 0;
-		bool hit = false;
-
-		for (unsigned i = 0; names[i] && !hit; i++) {
-			snprintf(pat, sizeof(pat), ":%s ", names[i]);
-			hit = strstr(line, pat) != NULL;
-		}
-		if (!hit)
-			continue;
-		for (const char *c = line; *c && *c != '(' && n < sizeof(digits) - 1; c++)
-			if (*c >= '0' && *c <= '9')
-				digits[n++] = *c;
-		digits[n] = 0;
-		sum += strtoull(digits, NULL, 10);
-	}
-	if (p)
-		pclose(p);
-	return sum;
-}
-
 #endif
 
 #define BENCH_WIN(n)  (UINT64_C(0x02000000) + (uint64_t)(n) * 0x200u)
