@@ -69,6 +69,8 @@ if need clang-tidy; then
 			printf '%s\n' "$d" >> "$tmp/tidy-left"
 		fi
 	done < "$tmp/tidy-all"
+	# A file clang-tidy could not process at all (its errors are in the list too, normally).
+	grep -h 'Error while processing' "$tmp"/tidy.* >> "$tmp/tidy-left"
 	if [ -s "$tmp/tidy-left" ]; then
 		cat "$tmp/tidy-left"
 		echo "static: clang-tidy FAILED: $(wc -l < "$tmp/tidy-left") finding(s)" \
