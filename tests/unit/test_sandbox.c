@@ -238,12 +238,39 @@ static void request_path_net(void)
 	close(s);
 }
 
+/*
+ * The ioctl classes the daemon's descriptors take pass the filter: on /dev/null each fails in
+ * the kernel (ENOTTY or EINVAL) instead of killing the process. The request numbers are the
+ * real ones, as the xen/sys/ and linux/ headers define them on x86_64 and arm64.
+ */
+static void request_path_ioctls(void)
+{
+	static const unsigned long cmds[] = {
+		0x00305000UL,  /* IOCTL_PRIVCMD_HYPERCALL: _IOC(_IOC_NONE, 'P', 0, 48) */
+		0x00044504UL,  /* IOCTL_EVTCHN_NOTIFY: _IOC(_IOC_NONE, 'E', 4, 4) */
+		0x00184700UL,  /* IOCTL_GNTDEV_MAP_GRANT_REF: _IOC(_IOC_NONE, 'G', 0, 24) */
+		0x0707UL,      /* I2C_RDWR */
+		0x80081272UL,  /* BLKGETSIZE64 */
+		0x400454d0UL,  /* TUNSETOFFLOAD: _IOW('T', 208, unsigned int) */
+		0x800454d2UL,  /* TUNGETIFF: _IOR('T', 210, unsigned int) */
+		0x5413UL,      /* TIOCGWINSZ (console size poll) */
+	};
+	char buf[64] = { 0 };
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	CHECK(fd >= 0, 70);
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		CHECK(ioctl(fd, cmds[i], buf) < 0 && (errno == ENOTTY || errno == EINVAL), 71);
+	close(fd);
+}
+
 static void request_path(void)
 {
 	request_path_files();
 	request_path_loop();
 	request_path_misc();
 	request_path_net();
+	request_path_ioctls();
 	_exit(0);
 }
 
