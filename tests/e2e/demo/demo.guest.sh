@@ -50,7 +50,7 @@ if [ -e /sys/class/net/eth0 ]; then
 	if echo "$out" | grep -q ' 0% packet loss\| [1-3] packets received'; then
 		got=$(echo "$out" | grep 'packets received')
 		# TCP: 1 MiB from busybox httpd in dom0, checksummed against dom0's own sha256.
-		run "wget -q -T 30 -O /tmp/blob http://10.0.0.1/blob && wget -q -T 30 -O /tmp/blob.sha256 http://10.0.0.1/blob.sha256"
+		run "timeout 60 wget -q -O /tmp/blob http://10.0.0.1/blob && timeout 30 wget -q -O /tmp/blob.sha256 http://10.0.0.1/blob.sha256"
 		a=$(sha256sum /tmp/blob 2>/dev/null | cut -d' ' -f1)
 		b=$(cut -d' ' -f1 /tmp/blob.sha256 2>/dev/null)
 		echo "  sha256 here: $a"; echo "  dom0's:      $b"
