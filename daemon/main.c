@@ -39,6 +39,7 @@ struct options {
 	const char *domain;
 	const char *log_level;
 	const char *config_dir;
+	const char *backend_domid;    /* --backend-domid, watch mode (NULL: 0, dom0) */
 	bool check;
 	bool foreground;
 	bool watch;
@@ -63,7 +64,8 @@ static void usage(FILE *f)
 	fprintf(f,
 "Usage: xen-virtiod --config FILE [--domain NAME|ID] [--log-level LEVEL] [--foreground]\n"
 "       xen-virtiod --check-config [--config] FILE\n"
-"       xen-virtiod --watch [--config-dir DIR] [--log-level LEVEL] [--foreground]\n"
+"       xen-virtiod --watch [--config-dir DIR] [--backend-domid ID] [--log-level LEVEL]\n"
+"                           [--foreground]\n"
 "       xen-virtiod --help | --version\n"
 "\n"
 "A virtio device-model daemon for one Xen guest: serves the guest's virtio-mmio devices\n"
@@ -82,6 +84,8 @@ static void usage(FILE *f)
 "                         DIR/<name>.ini, start xen-virtiod@<name>.service (under systemd)\n"
 "                         or a child xen-virtiod process\n"
 "  -C, --config-dir DIR   where watch mode looks for <name>.ini (default " DEFAULT_CONFIG_DIR ")\n"
+"  -b, --backend-domid ID the domain whose backend directories watch mode watches: ours\n"
+"                         when run in a driver domain (default 0, dom0)\n"
 "  -h, --help             show this help and exit\n"
 "  -V, --version          show the version and exit\n"
 "\n"
@@ -106,6 +110,7 @@ static const struct option long_opts[] = {
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "watch", no_argument, NULL, 'w' },
 	{ "config-dir", required_argument, NULL, 'C' },
+	{ "backend-domid", required_argument, NULL, 'b' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -122,10 +127,26 @@ static int parse_option(struct options *o, int c)
 	case 'f': o->foreground = true; return -1;
 	case 'w': o->watch = true; return -1;
 	case 'C': o->config_dir = optarg; return -1;
+	case 'b': o->backend_domid = optarg; return -1;
 	case 'h': usage(stdout); return 0;
 	case 'V': printf("xen-virtiod %s\n", XVD_VERSION); return 0;
 	default: usage(stderr); return EX_USAGE;   /* getopt said what was wrong */
 	}
+}
+
+/* A domid as watch mode takes it: decimal, 0 (dom0) to 32751; -1 when not one. */
+static long parse_backend_domid(const char *s)
+{
+	char *end;
+	unsigned long v;
+
+	if (!s || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v > 32751)
+		return -1;
+	return (long)v;
 }
 
 static int check_combination(struct options *o, int nargs, char **args)
@@ -141,6 +162,11 @@ static int check_combination(struct options *o, int nargs, char **args)
 		return usage_error("%s", "--watch takes no --config, --domain or --check-config");
 	if (o->config_dir && !o->watch)
 		return usage_error("%s", "--config-dir goes with --watch");
+	if (o->backend_domid && !o->watch)
+		return usage_error("%s", "--backend-domid goes with --watch (an instance reads "
+				   "[guest] backend_domid)");
+	if (o->backend_domid && parse_backend_domid(o->backend_domid) < 0)
+		return usage_error("bad --backend-domid '%s' (0 to 32751)", o->backend_domid);
 	if (!o->watch && !o->config)
 		return usage_error("%s", "--config FILE is required");
 	if (o->log_level && log_parse_level(o->log_level) < 0)
@@ -154,7 +180,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 {
 	int c, rc;
 
-	while ((c = getopt_long(argc, argv, "c:d:nl:fwC:hV", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:d:nl:fwC:b:hV", long_opts, NULL)) != -1) {
 		rc = parse_option(o, c);
 		if (rc >= 0)
 			return rc;
@@ -476,7 +502,8 @@ static int run_watch(struct daemon *d)
 		.config_dir = d->o.config_dir,
 		.self_exe = d->self_exe,
 		.log_level = d->o.log_level,
-		.backend_domid = 0,
+		.backend_domid = d->o.backend_domid ?
+				 (uint32_t)parse_backend_domid(d->o.backend_domid) : 0,
 		.systemd = d->under_systemd,
 	};
 

@@ -281,13 +281,14 @@ static void xs_put(struct rig *r, const char *path, const char *val)
 	assert_int_equal(xsim_xs_write(r->hub, path, "%s", val), 0);
 }
 
-static void put_virtio_dev(struct rig *r, unsigned devid, uint64_t base, unsigned irq,
-			   unsigned virtio_id)
+/* A 4.18+ virtio device declared with backend domain `be` (0: dom0). */
+static void put_virtio_dev_be(struct rig *r, unsigned be, unsigned devid, uint64_t base,
+			      unsigned irq, unsigned virtio_id)
 {
 	char dir[128], path[192], val[64];
 
-	snprintf(dir, sizeof(dir), "/local/domain/0/backend/virtio/%u/%u", xsim_dom_id(r->dom),
-		 devid);
+	snprintf(dir, sizeof(dir), "/local/domain/%u/backend/virtio/%u/%u", be,
+		 xsim_dom_id(r->dom), devid);
 	snprintf(path, sizeof(path), "%s/type", dir);
 	snprintf(val, sizeof(val), "virtio,device%x", virtio_id);
 	xs_put(r, path, val);
@@ -304,6 +305,12 @@ static void put_virtio_dev(struct rig *r, unsigned devid, uint64_t base, unsigne
 	snprintf(path, sizeof(path), "%s/base", dir);
 	snprintf(val, sizeof(val), "0x%llx", (unsigned long long)base);
 	xs_put(r, path, val);
+}
+
+static void put_virtio_dev(struct rig *r, unsigned devid, uint64_t base, unsigned irq,
+			   unsigned virtio_id)
+{
+	put_virtio_dev_be(r, 0, devid, base, irq, virtio_id);
 }
 
 /*
@@ -424,6 +431,52 @@ static void test_watch_systemd(void **state)
 	expect_exit0(&dm, xsim_daemon_stop(&dm));
 }
 
+/*
+ * Watch mode in a driver domain (--backend-domid 7): only guests whose devices name domain 7
+ * as their backend get an instance; one backed by dom0 is not ours.
+ */
+static void test_watch_backend_domid(void **state)
+{
+	struct rig *r = *state;
+	const char *dir = xsim_hub_dir(r->hub);
+	char confdir[160], ini[192], fake[192], calls[192], path[4096];
+	const char *args[] = { "--watch", "--config-dir", confdir, "--backend-domid", "7", NULL };
+	struct xsim_dom_opts o2 = { .name = "g2", .ram_mib = 8 };
+	struct xsim_daemon dm;
+	struct xsim_dom *d2;
+
+	snprintf(confdir, sizeof(confdir), "%s/conf", dir);
+	assert_int_equal(mkdir(confdir, 0700), 0);
+	snprintf(ini, sizeof(ini), "%s/g1.ini", confdir);
+	write_text(ini, "[guest]\nname = g1\nbackend_domid = 7\n\n[rng]\n");
+	snprintf(ini, sizeof(ini), "%s/g2.ini", confdir);
+	write_text(ini, "[guest]\nname = g2\n\n[rng]\n");
+	snprintf(calls, sizeof(calls), "%s/systemctl.calls", dir);
+	snprintf(fake, sizeof(fake), "%s/systemctl", dir);
+	write_text(fake, "#!/bin/sh\necho \"$*\" >> '%s'\n", calls);
+	assert_int_equal(chmod(fake, 0700), 0);
+	snprintf(path, sizeof(path), "%s:%s", dir, getenv("PATH") ? getenv("PATH") : "/usr/bin");
+	setenv("PATH", path, 1);
+
+	/* g2's device is backed by dom0 and declared first: a watcher of dom0 would take it. */
+	d2 = xsim_dom_create(r->hub, &o2);
+	assert_non_null(d2);
+	{
+		struct rig r2 = { .hub = r->hub, .dom = d2 };
+		put_virtio_dev(&r2, 0, BASE0, 33, 4);
+	}
+	start_daemon(r, &dm, "watch-be7", args);
+	put_virtio_dev_be(r, 7, 0, BASE0, 33, 4);
+	for (int t = 0; t < 5000 && !file_has(calls, "xen-virtiod@g1.service"); t += 20)
+		sleep_ms(20);
+	if (!file_has(calls, "start --no-block xen-virtiod@g1.service\n")) {
+		dump_log(dm.log_path);
+		fail_msg("systemctl was not asked to start xen-virtiod@g1.service");
+	}
+	assert_false(file_has(calls, "g2"));
+	expect_exit0(&dm, xsim_daemon_stop(&dm));
+}
+
 /* Watch mode without systemd: a child instance serves the guest; TERM reaches it. */
 static void test_watch_children(void **state)
 {
@@ -481,6 +534,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_disk417_state, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_watch_systemd, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_watch_children, rig_setup, rig_teardown),
+		cmocka_unit_test_setup_teardown(test_watch_backend_domid, rig_setup, rig_teardown),
 	};
 
 	/* A test runner started by systemd must not turn watch mode into systemctl calls. */

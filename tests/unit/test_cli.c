@@ -151,7 +151,8 @@ static int teardown(void **state)
 static void test_help_lists_every_option(void **state)
 {
 	static const char *const opts[] = { "--config", "--domain", "--check-config",
-		"--log-level", "--foreground", "--watch", "--config-dir", "--help", "--version" };
+		"--log-level", "--foreground", "--watch", "--config-dir", "--backend-domid", "--help",
+		"--version" };
 	struct run r;
 
 	(void)state;
@@ -218,6 +219,17 @@ static void test_bad_combinations(void **state)
 	run_daemon(&r, 0, "--log-level", "loud", "--config", "/x.ini", NULL);
 	expect_usage_error(&r);
 	assert_non_null(strstr(r.err, "loud"));
+	/* --backend-domid is watch mode's; an instance reads [guest] backend_domid. */
+	run_daemon(&r, 0, "--backend-domid", "3", "--config", "/x.ini", NULL);
+	expect_usage_error(&r);
+	assert_non_null(strstr(r.err, "--backend-domid goes with --watch"));
+	static const char *const bad_ids[] = { "x", "-1", "32752", "7x", "", "99999999999" };
+
+	for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
+		run_daemon(&r, 0, "--watch", "--backend-domid", bad_ids[i], NULL);
+		expect_usage_error(&r);
+		assert_non_null(strstr(r.err, "bad --backend-domid"));
+	}
 }
 
 static void test_check_good(void **state)
