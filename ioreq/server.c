@@ -80,6 +80,7 @@ struct xen_guest {
 	struct vdev_host host;
 	ev_io evtchn_w;
 	bool serving;
+	bool dead;                    /* the domain is gone: Xen tore its side down with it */
 	struct xen_death_watch *death;
 	void (*on_death)(void *opaque);
 	void *death_opaque;
@@ -480,6 +481,7 @@ static void xg_death_cb(void *opaque)
 
 	/* info: the daemon reports the consequence (one notice line as it exits). */
 	log_info("xen: %s: domain %u is gone", g->name, g->opts.domid);
+	g->dead = true;
 	if (g->serving) {
 		ev_io_stop(g->loop, &g->evtchn_w);
 		g->serving = false;
@@ -513,6 +515,18 @@ int xen_guest_start(struct xen_guest *g, void (*on_death)(void *opaque), void *o
 
 /* ---- teardown ---- */
 
+/*
+ * A teardown call that failed. Once the domain is gone, Xen has already destroyed its ioreq
+ * servers (calls then fail with ENOENT or ESRCH): undoing them is moot, not worth a warning.
+ */
+static void xg_log_teardown(const struct xen_guest *g, const char *what, int err)
+{
+	if (g->dead)
+		log_debug("xen: %s (domain gone): %s", what, strerror(err));
+	else
+		xg_log_call(what, err);
+}
+
 static void xg_unmap_windows(struct xen_guest *g)
 {
 	for (unsigned i = g->nwin; i-- > 0;) {
@@ -522,7 +536,7 @@ static void xg_unmap_windows(struct xen_guest *g)
 		    xendevicemodel_unmap_io_range_from_ioreq_server(
 			    g->dm, (domid_t)g->opts.domid, g->id, XG_MMIO_SPACE, w->base,
 			    w->base + VIRTIO_MMIO_WINDOW - 1) < 0)
-			xg_log_call("unmapping an mmio window", errno);
+			xg_log_teardown(g, "unmapping an mmio window", errno);
 		w->mapped = false;
 	}
 	g->nwin = 0;
@@ -532,7 +546,7 @@ static void xg_unbind_ports(struct xen_guest *g)
 {
 	for (unsigned i = g->nr_bound; i-- > 0;)
 		if (xenevtchn_unbind(g->xce, g->vcpu_port[i]) < 0)
-			xg_log_call("unbinding a vCPU port", errno);
+			xg_log_teardown(g, "unbinding a vCPU port", errno);
 	g->nr_bound = 0;
 	free(g->ports);
 	free(g->vcpu_port);
@@ -543,12 +557,12 @@ static void xg_unbind_ports(struct xen_guest *g)
 static void xg_destroy_server(struct xen_guest *g)
 {
 	if (g->res && xenforeignmemory_unmap_resource(g->fm, g->res) < 0)
-		xg_log_call("unmapping the ioreq frames", errno);
+		xg_log_teardown(g, "unmapping the ioreq frames", errno);
 	g->res = NULL;
 	g->slots = NULL;
 	if (g->created &&
 	    xendevicemodel_destroy_ioreq_server(g->dm, (domid_t)g->opts.domid, g->id) < 0)
-		xg_log_call("destroying the ioreq server", errno);
+		xg_log_teardown(g, "destroying the ioreq server", errno);
 	g->created = false;
 }
 

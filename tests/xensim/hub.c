@@ -223,8 +223,12 @@ static int hub_do_dm(struct xsim_hub *h, struct xsim_msg *m, struct hub_reply *r
 	struct xsim_dom *d = hub_dom_alive(h, m->domid);
 	struct xsim_server *s;
 
+	/*
+	 * A destroyed domain's ioreq servers went with it, as in Xen while the domain is dying:
+	 * calls naming them fail with ENOENT (seen on real Xen 4.17); an unknown domid is ESRCH.
+	 */
 	if (!d)
-		return -ESRCH;
+		return hub_dom_get(h, m->domid) ? -ENOENT : -ESRCH;
 	if (m->op == XSIM_OP_DOMAIN) {
 		rep->fds[0] = d->ram_fd;
 		rep->fds[1] = d->ctl_fd;
@@ -315,6 +319,8 @@ static int hub_do_xs(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg *m
 
 	switch (m->op) {
 	case XSIM_OP_XS_SINK:
+		if (h->xs_down)
+			return -ECONNREFUSED;   /* as connect() to a socket nobody listens on */
 		if (fd_in < 0 || c->sink >= 0)
 			return -EINVAL;
 		c->sink = fd_in;
@@ -462,6 +468,44 @@ static void hub_drop(struct xsim_hub *h, unsigned i)
 	free(c);
 }
 
+/*
+ * xsim_xs_restart(), in the hub thread (it alone changes the connection array): drop every
+ * connection that opened a xenstore watch sink. The sink itself is kept open (orphaned) until
+ * the hub stops: in the real threaded libxenstore, xs_fileno() is a pipe the library only
+ * writes on watch events, so a lost connection does not make it readable. Unsent queued events
+ * are lost, as they would be with a restarted xenstored.
+ */
+static void hub_xs_restart(struct xsim_hub *h)
+{
+	unsigned req;
+
+	pthread_mutex_lock(&h->lock);
+	req = h->xs_restart_req;
+	pthread_mutex_unlock(&h->lock);
+	if (req == h->xs_restart_done)
+		return;
+	for (unsigned i = h->nconns; i-- > 0;) {
+		struct xsim_conn *c = h->conns[i];
+		int *v;
+
+		if (c->sink < 0)
+			continue;
+		pthread_mutex_lock(&h->lock);
+		v = realloc(h->orphan_sinks, (h->norphans + 1) * sizeof(*v));
+		if (v) {
+			h->orphan_sinks = v;
+			h->orphan_sinks[h->norphans++] = c->sink;
+			c->sink = -1;
+		}
+		pthread_mutex_unlock(&h->lock);
+		hub_drop(h, i);   /* without memory for the orphan, the sink is closed: readable */
+	}
+	pthread_mutex_lock(&h->lock);
+	h->xs_restart_done = req;
+	pthread_cond_broadcast(&h->xs_cond);
+	pthread_mutex_unlock(&h->lock);
+}
+
 /* [stop, listen, wake, each connection, each connection's sink (POLLOUT when queued)]. */
 #define HUB_FIXED_FDS 3u
 
@@ -519,6 +563,7 @@ static void *hub_thread(void *arg)
 				hub_drop(h, i);
 		if (p[1].revents)
 			hub_accept(h);
+		hub_xs_restart(h);
 		free(p);
 	}
 	free(m);
@@ -551,6 +596,7 @@ struct xsim_hub *xsim_hub_start(void)
 	h->listen_fd = h->stop_fd = h->wake_fd = -1;
 	h->next_domid = 1;
 	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->xs_cond, NULL);
 	snprintf(h->dir, sizeof(h->dir), "/tmp/xsim.XXXXXX");
 	if (!mkdtemp(h->dir) || hub_listen(h) < 0)
 		goto fail;
@@ -629,11 +675,15 @@ void xsim_hub_stop(struct xsim_hub *h)
 		free(r);
 	}
 	store_free(h);
+	for (unsigned i = 0; i < h->norphans; i++)
+		close(h->orphan_sinks[i]);
+	free(h->orphan_sinks);
 	close(h->listen_fd);
 	close(h->stop_fd);
 	close(h->wake_fd);
 	hub_rm_dir(h->dir);
 	unsetenv(XSIM_ENV_SOCKET);
+	pthread_cond_destroy(&h->xs_cond);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }
@@ -812,4 +862,41 @@ int xsim_xs_rm(struct xsim_hub *h, const char *path)
 	rc = store_rm(h, path);
 	pthread_mutex_unlock(&h->lock);
 	return rc;
+}
+
+int xsim_xs_restart(struct xsim_hub *h, bool stay_down)
+{
+	uint64_t one = 1;
+	unsigned want;
+
+	pthread_mutex_lock(&h->lock);
+	h->xs_down = stay_down;
+	want = ++h->xs_restart_req;
+	pthread_mutex_unlock(&h->lock);
+	if (write(h->wake_fd, &one, sizeof(one)) != sizeof(one))
+		return -errno;
+	pthread_mutex_lock(&h->lock);
+	while (h->xs_restart_done != want)
+		pthread_cond_wait(&h->xs_cond, &h->lock);
+	pthread_mutex_unlock(&h->lock);
+	return 0;
+}
+
+void xsim_xs_up(struct xsim_hub *h)
+{
+	pthread_mutex_lock(&h->lock);
+	h->xs_down = false;
+	pthread_mutex_unlock(&h->lock);
+}
+
+unsigned xsim_xs_watch_count(struct xsim_hub *h, const char *path)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&h->lock);
+	for (unsigned i = 0; i < h->nwatches; i++)
+		if (strcmp(h->watches[i].path, path) == 0)
+			n++;
+	pthread_mutex_unlock(&h->lock);
+	return n;
 }
