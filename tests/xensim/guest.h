@@ -94,6 +94,17 @@ char *xsim_xs_read(struct xsim_hub *h, const char *path);
 int xsim_xs_rm(struct xsim_hub *h, const char *path);
 /* Poll until path reads `want` (NULL: until it exists) or timeout_ms passes. 0 or -ETIMEDOUT. */
 int xsim_xs_wait(struct xsim_hub *h, const char *path, const char *want, int timeout_ms);
+/*
+ * xenstored restarted (the harsh case): every client's xenstore connection is dropped with its
+ * watches and queued events, the store's contents are kept. Returns once the connections are
+ * gone. stay_down: new xs_open() calls fail (ECONNREFUSED) until xsim_xs_up(); otherwise they
+ * work at once. Clients see what the real threaded libxenstore shows: requests fail (EBADF),
+ * xs_check_watch() fails with EINVAL, and xs_fileno() does NOT become readable.
+ */
+int xsim_xs_restart(struct xsim_hub *h, bool stay_down);
+void xsim_xs_up(struct xsim_hub *h);
+/* Watches registered on path (any client, any token): lets a test see a re-registration. */
+unsigned xsim_xs_watch_count(struct xsim_hub *h, const char *path);
 
 /* The sim daemon as a child process. */
 struct xsim_daemon {

@@ -109,6 +109,12 @@ struct xsim_hub {
 	struct xsim_watch *watches;
 	unsigned nwatches, cap_watches;
 	struct xsim_retired *graveyard;
+	/* xsim_xs_restart(): requests for the hub thread, which owns the connection array. */
+	pthread_cond_t xs_cond;
+	unsigned xs_restart_req, xs_restart_done;
+	bool xs_down;           /* xenstore not accepting connections (XS_SINK fails) */
+	int *orphan_sinks;      /* watch sinks of dropped connections, closed with the hub */
+	unsigned norphans;
 };
 
 struct xsim_dom *hub_dom_get(struct xsim_hub *h, uint32_t domid);

@@ -1,8 +1,14 @@
 /*
  * libxenstore, simulated: requests go to the hub's in-memory store; watch events arrive on a
  * socketpair whose other end the hub holds, so xs_fileno() is a real pollable fd.
+ *
+ * A lost connection (xsim_xs_restart()) looks as it does with the real threaded library, whose
+ * reader thread closes the socket on EOF: the request that meets the loss fails (EPIPE or EIO
+ * here), every later one with EBADF; xs_check_watch() and xs_read_watch() return queued events,
+ * then fail with EINVAL; xs_fileno() (a pipe in the real library) does not become readable.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +22,34 @@
 struct xs_handle {
 	int conn;
 	int watch_fd;
+	bool broken;            /* the connection is gone: the real library's fd == -1 */
 };
+
+/* The hub hung up on this handle (xenstored went away), as the real reader thread notices. */
+static bool xs_gone(struct xs_handle *h)
+{
+	struct pollfd p = { .fd = h->conn, .events = POLLIN };
+
+	if (!h->broken && poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR)))
+		h->broken = true;
+	return h->broken;
+}
+
+/* xsim_rpc for xenstore requests: a transport failure breaks the handle for good. */
+static int xs_rpc(struct xs_handle *h, struct xsim_msg *m)
+{
+	int rc;
+
+	if (h->broken) {
+		errno = EBADF;
+		return -EBADF;
+	}
+	m->rc = 1;   /* never in a reply: still 1 after a failure means no reply came */
+	rc = xsim_rpc(h->conn, m, -1, NULL, 0);
+	if (rc < 0 && m->rc == 1)
+		h->broken = true;
+	return rc;
+}
 
 struct xs_handle *xs_open(unsigned long flags)
 {
@@ -81,7 +114,7 @@ static struct xsim_msg *xs_msg(uint32_t op, const char *s1, const void *s2, size
 
 static bool xs_simple(struct xs_handle *h, struct xsim_msg *m)
 {
-	int rc = m ? xsim_rpc(h->conn, m, -1, NULL, 0) : -1;
+	int rc = m ? xs_rpc(h, m) : -1;
 
 	free(m);
 	return rc == 0;
@@ -97,7 +130,7 @@ void *xs_read(struct xs_handle *h, xs_transaction_t t, const char *path, unsigne
 		return NULL;
 	}
 	m = xs_msg(XSIM_OP_XS_READ, path, NULL, 0);
-	if (m && xsim_rpc(h->conn, m, -1, NULL, 0) == 0 && (v = malloc(m->len + 1))) {
+	if (m && xs_rpc(h, m) == 0 && (v = malloc(m->len + 1))) {
 		memcpy(v, m->data, m->len);
 		v[m->len] = '\0';
 		if (len)
@@ -155,7 +188,7 @@ char **xs_directory(struct xs_handle *h, xs_transaction_t t, const char *path,
 		return NULL;
 	}
 	m = xs_msg(XSIM_OP_XS_DIRECTORY, path, NULL, 0);
-	if (m && xsim_rpc(h->conn, m, -1, NULL, 0) == 0) {
+	if (m && xs_rpc(h, m) == 0) {
 		v = xs_string_array(m->data, m->len, m->a);
 		if (v)
 			*num = m->a;
@@ -184,9 +217,26 @@ static char **xs_next_watch(struct xs_handle *h, int flags)
 	char buf[8192];
 	ssize_t n;
 
+	/* Blocking: wait for an event or for the connection to go (events 0: POLLHUP only). */
+	while (flags == 0 && !h->broken) {
+		struct pollfd p[2] = { { .fd = h->watch_fd, .events = POLLIN }, { .fd = h->conn } };
+
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			return NULL;
+		if (p[0].revents)
+			break;
+		if (p[1].revents && xs_gone(h)) {
+			flags = MSG_DONTWAIT;   /* take what is queued, else fail below */
+			break;
+		}
+	}
+	if (flags == 0 && h->broken)
+		flags = MSG_DONTWAIT;
 	do
 		n = recv(h->watch_fd, buf, sizeof(buf) - 1, flags);
 	while (n < 0 && errno == EINTR);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && xs_gone(h))
+		errno = EINVAL;   /* the real library: no reader thread, nothing queued */
 	if (n <= 0) {
 		if (n == 0)
 			errno = EPIPE;
@@ -215,16 +265,20 @@ bool xs_is_domain_introduced(struct xs_handle *h, unsigned int domid)
 	struct xsim_msg *m = xsim_msg_new(XSIM_OP_XS_INTRODUCED, domid);
 	bool alive = false;
 
-	if (m && xsim_rpc(h->conn, m, -1, NULL, 0) == 0)
+	if (m && xs_rpc(h, m) == 0)
 		alive = m->a != 0;
 	free(m);
 	return alive;
 }
 
+/* A request in the real library (XS_GET_DOMAIN_PATH), so it fails on a lost connection. */
 char *xs_get_domain_path(struct xs_handle *h, unsigned int domid)
 {
 	char *p;
 
-	(void)h;
+	if (xs_gone(h)) {
+		errno = EBADF;
+		return NULL;
+	}
 	return asprintf(&p, "/local/domain/%u", domid) < 0 ? NULL : p;
 }
