@@ -25,7 +25,11 @@ timings=()
 # step NAME CMD...: run a phase, record its time; its stdout (a path) is captured in $R.
 step() {
 	local name=$1 t; shift; t=$(date +%s)
-	R=$("$@")
+	if ! R=$("$@"); then
+		echo "phase $name FAILED after $(( $(date +%s) - t ))s (times so far: ${timings[*]:-none})"
+		echo "0 passed, 1 failed"
+		exit 1
+	fi
 	timings+=("$name $(( $(date +%s) - t ))s")
 }
 
