@@ -442,12 +442,160 @@ int xen_backend_set_state(const struct xen_vdev_desc *d, int state)
 	return rc;
 }
 
+/* ---- watch connections that survive a xenstored restart ---- */
+
+/*
+ * A watch lives on its own xenstore connection. When xenstored restarts (oxenstored, or C
+ * xenstored without live update) the connection is gone with its watches. The real threaded
+ * libxenstore does not make xs_fileno() readable then: its requests fail and xs_check_watch()
+ * fails with EINVAL instead of EAGAIN. So a watch also probes its connection every
+ * XS_PROBE_S seconds, and on a failure closes it and reconnects with backoff from the loop
+ * (an ev_timer; serving ioreqs is never held up), then registers its watches again. A
+ * re-registered watch fires once, so whatever changed while disconnected is checked again.
+ * One line when the connection is lost and one when it is back, not one per retry.
+ */
+#define XS_PROBE_S     3.0
+#define XS_RETRY_MIN_S 0.25
+#define XS_RETRY_MAX_S 8.0
+
+struct xs_link {
+	struct ev_loop *loop;
+	struct xs_handle *xs;         /* NULL while disconnected */
+	ev_io io;
+	ev_timer timer;               /* connected: the next probe; disconnected: the next retry */
+	double backoff;
+	ev_tstamp lost_at;
+	unsigned retries;
+	char what[48];                /* for log lines: "domain 5's death watch" */
+	bool (*subscribe)(struct xs_link *l);        /* register the watches on l->xs */
+	void (*check)(struct xs_link *l, bool probe); /* io ready, or a probe from the timer */
+};
+
+static void xs_link_arm(struct xs_link *l, double after)
+{
+	ev_timer_stop(l->loop, &l->timer);
+	ev_timer_set(&l->timer, after, 0.);
+	ev_timer_start(l->loop, &l->timer);
+}
+
+static void xs_link_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct xs_link *l = container_of(w, struct xs_link, io);
+
+	(void)loop;
+	(void)revents;
+	l->check(l, false);
+}
+
+/* Open, subscribe, watch the fd; a first check from the loop (the watches fire once anyway). */
+static bool xs_link_connect(struct xs_link *l)
+{
+	l->xs = xs_open(0);
+	if (!l->xs)
+		return false;
+	if (!l->subscribe(l)) {
+		int err = errno;
+
+		xs_close(l->xs);
+		l->xs = NULL;
+		errno = err;
+		return false;
+	}
+	ev_io_init(&l->io, xs_link_io_cb, xs_fileno(l->xs), EV_READ);
+	ev_io_start(l->loop, &l->io);
+	ev_feed_event(l->loop, &l->io, EV_READ);
+	xs_link_arm(l, XS_PROBE_S);
+	return true;
+}
+
+/* The connection failed (err): drop it and retry from the timer. */
+static void xs_link_lost(struct xs_link *l, int err)
+{
+	ev_io_stop(l->loop, &l->io);
+	ev_clear_pending(l->loop, &l->io);
+	xs_close(l->xs);
+	l->xs = NULL;
+	l->backoff = XS_RETRY_MIN_S;
+	l->retries = 0;
+	l->lost_at = ev_now(l->loop);
+	log_warn("xenstore: connection lost (%s); %s is reconnecting in the background",
+		 strerror(err ? err : EIO), l->what);
+	xs_link_arm(l, l->backoff);
+}
+
+static void xs_link_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct xs_link *l = container_of(t, struct xs_link, timer);
+
+	(void)revents;
+	if (l->xs) {
+		xs_link_arm(l, XS_PROBE_S);   /* before check(): it may stop or lose the link */
+		l->check(l, true);
+		return;
+	}
+	l->retries++;
+	if (xs_link_connect(l)) {
+		log_notice("xenstore: reconnected after %.1f s; %s registered again",
+			   ev_now(loop) - l->lost_at, l->what);
+		return;
+	}
+	log_debug("xenstore: reconnect %u for %s: %s", l->retries, l->what, strerror(errno));
+	l->backoff = l->backoff * 2 > XS_RETRY_MAX_S ? XS_RETRY_MAX_S : l->backoff * 2;
+	xs_link_arm(l, l->backoff);
+}
+
+static bool xs_link_start(struct xs_link *l, struct ev_loop *loop)
+{
+	l->loop = loop;
+	ev_init(&l->io, xs_link_io_cb);
+	ev_init(&l->timer, xs_link_timer_cb);
+	return xs_link_connect(l);
+}
+
+/* Stop watching for good; the caller unregisters its watches first (while l->xs is set). */
+static void xs_link_stop(struct xs_link *l)
+{
+	ev_io_stop(l->loop, &l->io);
+	ev_clear_pending(l->loop, &l->io);
+	ev_timer_stop(l->loop, &l->timer);
+	ev_clear_pending(l->loop, &l->timer);
+}
+
+static void xs_link_close(struct xs_link *l)
+{
+	xs_link_stop(l);
+	if (l->xs)
+		xs_close(l->xs);
+	l->xs = NULL;
+}
+
+/* Consume queued watch events; false (errno set) when the connection is broken. */
+static bool xs_drain_watches(struct xs_handle *xs)
+{
+	char **ev;
+
+	errno = 0;
+	while ((ev = xs_check_watch(xs)) != NULL)
+		free(ev);
+	return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == 0;
+}
+
+/*
+ * The connection answers. xs_get_domain_path() is a request that fails only when the
+ * connection does: it tells a "no" from a lost connection where a bool answer cannot.
+ */
+static bool xs_link_healthy(struct xs_link *l, uint32_t domid)
+{
+	char *p = xs_get_domain_path(l->xs, domid);
+
+	free(p);
+	return p != NULL;
+}
+
 /* ---- domain death ---- */
 
 struct xen_death_watch {
-	ev_io w;
-	struct ev_loop *loop;
-	struct xs_handle *xs;
+	struct xs_link link;
 	uint32_t domid;
 	bool fired;
 	void (*cb)(void *opaque);
@@ -455,33 +603,37 @@ struct xen_death_watch {
 	char token[32];
 };
 
-/* Consume queued watch events; false when the connection is broken. */
-static bool xs_drain_watches(struct xs_handle *xs)
+static bool xs_death_subscribe(struct xs_link *l)
 {
-	char **ev;
+	struct xen_death_watch *dw = container_of(l, struct xen_death_watch, link);
 
-	while ((ev = xs_check_watch(xs)) != NULL)
-		free(ev);
-	return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == 0;
+	if (xs_watch(l->xs, "@releaseDomain", dw->token))
+		return true;
+	log_debug("xenstore: watching @releaseDomain: %s", strerror(errno));
+	return false;
 }
 
-static void xs_death_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void xs_death_check(struct xs_link *l, bool probe)
 {
-	struct xen_death_watch *dw = container_of(w, struct xen_death_watch, w);
+	struct xen_death_watch *dw = container_of(l, struct xen_death_watch, link);
 
-	(void)revents;
-	errno = 0;
-	if (!xs_drain_watches(dw->xs)) {
-		log_err("xenstore: watch connection lost (%s); no longer watching domain %u",
-			strerror(errno), dw->domid);
-		ev_io_stop(loop, w);
+	(void)probe;
+	if (dw->fired)
+		return;
+	if (!xs_drain_watches(l->xs)) {
+		xs_link_lost(l, errno);
 		return;
 	}
 	/* @releaseDomain fires for any domain's shutdown or death: check it is ours. */
-	if (dw->fired || xen_xs_domain_alive(dw->xs, dw->domid))
+	if (xen_xs_domain_alive(l->xs, dw->domid))
 		return;
+	/* "Not introduced", or no answer at all? Never declare a guest dead on our own failure. */
+	if (!xs_link_healthy(l, dw->domid)) {
+		xs_link_lost(l, errno);
+		return;
+	}
 	dw->fired = true;
-	ev_io_stop(loop, w);
+	xs_link_stop(l);
 	dw->cb(dw->opaque);
 }
 
@@ -491,51 +643,39 @@ struct xen_death_watch *xen_death_watch_start(struct ev_loop *loop, uint32_t dom
 	struct xen_death_watch *dw = calloc(1, sizeof(*dw));
 
 	if (!dw)
-		goto fail;
-	dw->loop = loop;
+		return NULL;
 	dw->domid = domid;
 	dw->cb = cb;
 	dw->opaque = opaque;
 	snprintf(dw->token, sizeof(dw->token), "xvd-death-%u", domid);
-	dw->xs = xen_xs_open();
-	if (!dw->xs)
-		goto fail_free;
-	if (!xs_watch(dw->xs, "@releaseDomain", dw->token)) {
-		log_err("xenstore: watching @releaseDomain: %s", strerror(errno));
-		goto fail_close;
+	snprintf(dw->link.what, sizeof(dw->link.what), "domain %u's death watch", domid);
+	dw->link.subscribe = xs_death_subscribe;
+	dw->link.check = xs_death_check;
+	/* A first check comes from the loop even if no event does: the domain may be gone. */
+	if (!xs_link_start(&dw->link, loop)) {
+		log_err("xenstore: cannot watch @releaseDomain: %s", strerror(errno));
+		free(dw);
+		return NULL;
 	}
-	ev_io_init(&dw->w, xs_death_cb, xs_fileno(dw->xs), EV_READ);
-	ev_io_start(loop, &dw->w);
-	/* Check once from the loop even if no event comes: the domain may already be gone. */
-	ev_feed_event(loop, &dw->w, EV_READ);
 	return dw;
-
-fail_close:
-	xs_close(dw->xs);
-fail_free:
-	free(dw);
-fail:
-	return NULL;
 }
 
 void xen_death_watch_stop(struct xen_death_watch *dw)
 {
 	if (!dw)
 		return;
-	ev_io_stop(dw->loop, &dw->w);
-	/* A pending fed event must not call back into freed memory. */
-	ev_clear_pending(dw->loop, &dw->w);
-	xs_unwatch(dw->xs, "@releaseDomain", dw->token);
-	xs_close(dw->xs);
+	if (dw->link.xs)
+		xs_unwatch(dw->link.xs, "@releaseDomain", dw->token);
+	/* A pending fed event must not call back into freed memory: close clears it. */
+	xs_link_close(&dw->link);
 	free(dw);
 }
 
 /* ---- watch mode: new guests with devices for us ---- */
 
 struct xen_backend_watch {
-	ev_io w;
-	struct ev_loop *loop;
-	struct xs_handle *xs;
+	struct xs_link link;
+	uint32_t backend_domid;
 	void (*cb)(void *opaque, uint32_t domid);
 	void *opaque;
 	char paths[2][XS_PATH_MAX];
@@ -553,8 +693,8 @@ static bool xs_id_in(const uint32_t *ids, unsigned n, uint32_t id)
 static int xs_scan_guests(struct xen_backend_watch *bw, uint32_t **out)
 {
 	uint32_t *a, *b, *all;
-	int na = xs_list_ids(bw->xs, bw->paths[0], 0x7fef, &a);
-	int nb = na < 0 ? -1 : xs_list_ids(bw->xs, bw->paths[1], 0x7fef, &b);
+	int na = xs_list_ids(bw->link.xs, bw->paths[0], 0x7fef, &a);
+	int nb = na < 0 ? -1 : xs_list_ids(bw->link.xs, bw->paths[1], 0x7fef, &b);
 	unsigned k = 0;
 
 	if (na < 0 || nb < 0) {
@@ -581,9 +721,11 @@ static int xs_scan_guests(struct xen_backend_watch *bw, uint32_t **out)
 
 static void xs_backend_free(struct xen_backend_watch *bw)
 {
-	xs_unwatch(bw->xs, bw->paths[1], "xvd-backend");
-	xs_unwatch(bw->xs, bw->paths[0], "xvd-backend");
-	xs_close(bw->xs);
+	if (bw->link.xs) {
+		xs_unwatch(bw->link.xs, bw->paths[1], "xvd-backend");
+		xs_unwatch(bw->link.xs, bw->paths[0], "xvd-backend");
+	}
+	xs_link_close(&bw->link);
 	free(bw->present);
 	free(bw);
 }
@@ -596,6 +738,12 @@ static void xs_backend_rescan(struct xen_backend_watch *bw)
 
 	if (n < 0) {
 		log_err("xenstore: scanning backend directories: %s", strerror(-n));
+		return;
+	}
+	/* An unreadable directory reads as empty: a lost connection must not empty the set. */
+	if (!xs_link_healthy(&bw->link, bw->backend_domid)) {
+		free(now);
+		xs_link_lost(&bw->link, errno);
 		return;
 	}
 	/* Guests that went away leave the set, so each guest is reported once while present. */
@@ -612,19 +760,37 @@ static void xs_backend_rescan(struct xen_backend_watch *bw)
 		xs_backend_free(bw);
 }
 
-static void xs_backend_cb(struct ev_loop *loop, ev_io *w, int revents)
+static bool xs_backend_subscribe(struct xs_link *l)
 {
-	struct xen_backend_watch *bw = container_of(w, struct xen_backend_watch, w);
+	struct xen_backend_watch *bw = container_of(l, struct xen_backend_watch, link);
 
-	(void)revents;
-	errno = 0;
-	if (!xs_drain_watches(bw->xs)) {
-		log_err("xenstore: watch connection lost (%s); no longer watching for guests",
-			strerror(errno));
-		ev_io_stop(loop, w);
+	if (!xs_watch(l->xs, bw->paths[0], "xvd-backend"))
+		goto fail;
+	if (!xs_watch(l->xs, bw->paths[1], "xvd-backend")) {
+		int err = errno;
+
+		xs_unwatch(l->xs, bw->paths[0], "xvd-backend");
+		errno = err;
+		goto fail;
+	}
+	return true;
+fail:
+	log_debug("xenstore: watching %s: %s", bw->paths[0], strerror(errno));
+	return false;
+}
+
+static void xs_backend_check(struct xs_link *l, bool probe)
+{
+	struct xen_backend_watch *bw = container_of(l, struct xen_backend_watch, link);
+
+	if (!xs_drain_watches(l->xs)) {
+		xs_link_lost(l, errno);
 		return;
 	}
-	xs_backend_rescan(bw);
+	if (!probe)
+		xs_backend_rescan(bw);   /* may free bw */
+	else if (!xs_link_healthy(l, bw->backend_domid))
+		xs_link_lost(l, errno);
 }
 
 struct xen_backend_watch *xen_backend_watch_start(struct ev_loop *loop, uint32_t backend_domid,
@@ -632,50 +798,42 @@ struct xen_backend_watch *xen_backend_watch_start(struct ev_loop *loop, uint32_t
 						  void *opaque)
 {
 	struct xen_backend_watch *bw = calloc(1, sizeof(*bw));
-	char *root = NULL;
+	struct xs_handle *xs;
+	char *root;
 
 	if (!bw)
-		goto fail;
-	bw->loop = loop;
+		return NULL;
+	bw->backend_domid = backend_domid;
 	bw->cb = cb;
 	bw->opaque = opaque;
-	bw->xs = xen_xs_open();
-	if (!bw->xs)
-		goto fail_free;
-	root = xs_backend_root(bw->xs, backend_domid);
-	if (!root)
-		goto fail_close;
+	xs = xen_xs_open();
+	root = xs ? xs_backend_root(xs, backend_domid) : NULL;
+	if (xs)
+		xs_close(xs);
+	if (!root) {
+		free(bw);
+		return NULL;
+	}
 	snprintf(bw->paths[0], sizeof(bw->paths[0]), "%s/backend/virtio_disk", root);
 	snprintf(bw->paths[1], sizeof(bw->paths[1]), "%s/backend/virtio", root);
 	free(root);
-	if (!xs_watch(bw->xs, bw->paths[0], "xvd-backend"))
-		goto fail_watch;
-	if (!xs_watch(bw->xs, bw->paths[1], "xvd-backend"))
-		goto fail_unwatch0;
-	ev_io_init(&bw->w, xs_backend_cb, xs_fileno(bw->xs), EV_READ);
-	ev_io_start(loop, &bw->w);
+	snprintf(bw->link.what, sizeof(bw->link.what), "the watch for new guests");
+	bw->link.subscribe = xs_backend_subscribe;
+	bw->link.check = xs_backend_check;
 	/* The guests already present are reported from the loop, like later ones. */
-	ev_feed_event(loop, &bw->w, EV_READ);
+	if (!xs_link_start(&bw->link, loop)) {
+		log_err("xenstore: watching %s: %s", bw->paths[0], strerror(errno));
+		free(bw);
+		return NULL;
+	}
 	return bw;
-
-fail_unwatch0:
-	xs_unwatch(bw->xs, bw->paths[0], "xvd-backend");
-fail_watch:
-	log_err("xenstore: watching %s: %s", bw->paths[0], strerror(errno));
-fail_close:
-	xs_close(bw->xs);
-fail_free:
-	free(bw);
-fail:
-	return NULL;
 }
 
 void xen_backend_watch_stop(struct xen_backend_watch *bw)
 {
 	if (!bw)
 		return;
-	ev_io_stop(bw->loop, &bw->w);
-	ev_clear_pending(bw->loop, &bw->w);
+	xs_link_stop(&bw->link);
 	if (bw->in_cb)
 		bw->stopped = true;
 	else
