@@ -178,6 +178,66 @@ static void test_xs_watch_no_loss(void **state)
 	xs_close(xs);
 }
 
+/*
+ * xenstored restarted: connections dropped, contents kept. A lost handle behaves as the real
+ * threaded libxenstore's: queued events still come, then xs_check_watch fails with EINVAL;
+ * requests fail (EBADF once the loss is known); xs_fileno() does not become readable.
+ */
+static void test_xs_restart(void **state)
+{
+	struct fx *f = *state;
+	struct xs_handle *xs = xs_open(0), *xs2;
+	struct pollfd p;
+	unsigned len;
+	char *v, **ev;
+
+	assert_non_null(xs);
+	assert_int_equal(xsim_xs_write(f->hub, "/r/a", "1"), 0);
+	assert_true(xs_watch(xs, "/r", "t"));
+	expect_event(xs, "/r", "t");
+	assert_int_equal(xsim_xs_watch_count(f->hub, "/r"), 1);
+	assert_int_equal(xsim_xs_write(f->hub, "/r/b", "2"), 0);   /* sent before the restart */
+	assert_int_equal(xsim_xs_restart(f->hub, false), 0);
+	assert_int_equal(xsim_xs_watch_count(f->hub, "/r"), 0);
+	ev = xs_check_watch(xs);
+	assert_non_null(ev);
+	assert_string_equal(ev[XS_WATCH_PATH], "/r/b");
+	free(ev);
+	assert_null(xs_check_watch(xs));
+	assert_int_equal(errno, EINVAL);
+	p = (struct pollfd){ .fd = xs_fileno(xs), .events = POLLIN };
+	assert_int_equal(poll(&p, 1, 100), 0);
+	assert_null(xs_read_watch(xs, &len));   /* does not block */
+	assert_int_equal(errno, EINVAL);
+	assert_null(xs_read(xs, XBT_NULL, "/r/a", &len));
+	assert_int_equal(errno, EBADF);
+	assert_false(xs_write(xs, XBT_NULL, "/r/c", "3", 1));
+	assert_null(xs_get_domain_path(xs, 0));
+	assert_false(xs_is_domain_introduced(xs, 0));
+	xs_close(xs);
+	/* A new connection works at once and sees the old contents; its watch fires once. */
+	xs2 = xs_open(0);
+	assert_non_null(xs2);
+	v = xs_read(xs2, XBT_NULL, "/r/a", &len);
+	assert_non_null(v);
+	assert_string_equal(v, "1");
+	free(v);
+	assert_true(xs_watch(xs2, "/r", "t2"));
+	expect_event(xs2, "/r", "t2");
+	/* Down for a while: new connections are refused until it is up again. */
+	assert_int_equal(xsim_xs_restart(f->hub, true), 0);
+	errno = 0;
+	assert_null(xs_open(0));
+	assert_int_equal(errno, ECONNREFUSED);
+	assert_false(xs_watch(xs2, "/r", "t3"));
+	xs_close(xs2);
+	xsim_xs_up(f->hub);
+	xs2 = xs_open(0);
+	assert_non_null(xs2);
+	assert_true(xs_is_domain_introduced(xs2, 0));
+	xs_close(xs2);
+}
+
 static void test_xs_release_domain(void **state)
 {
 	struct fx *f = *state;
@@ -605,6 +665,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_xs_watch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_xs_watch_no_loss, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_xs_release_domain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_xs_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fmem_map, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gnttab, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_irq_edges, setup, teardown),
