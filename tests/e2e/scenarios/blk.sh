@@ -1,7 +1,8 @@
 # Scenario "blk": the administrator's flow with a virtio disk. xen-virtiod runs in watch mode; a
 # plain `xl create` (no -p) of a guest whose xl config declares a 4.17 virtio disk makes the watcher
 # start the guest's instance, which answers libxl's state=2 handshake. The guest makes an ext4
-# filesystem, writes files and prints their checksums; dom0 then mounts the image and compares.
+# filesystem, writes files and prints their checksums; a second boot of the guest (new domain, new
+# daemon instance) reads them back; dom0 then mounts the image and compares too.
 . /e2e/lib.sh
 name=e2e-blk
 have_daemon || { result SKIP blk "xen-virtiod is not in this dom0 (not buildable yet)"; exit 0; }
@@ -36,6 +37,18 @@ glog=$(guest_log $name)
 tr -d '\r' < "$glog" | grep -a '^E2E-GUEST' | tail -n 10
 sums=$(tr -d '\r' < "$glog" | sed -n 's/^E2E-GUEST-BLK-SUM //p')
 echo "--- watch/daemon log (last lines):"; tail -n 15 $wlog
+# Second boot of the guest (a new domain: the watcher starts a new daemon instance, the guest a
+# new driver instance): it mounts the filesystem and prints the checksums it reads back.
+mv "$glog" "$glog.1"
+cfg2=$(guest_cfg $name blk.cfg 'extra = "console=hvc0 rdinit=/init e2e.run=blkread"')
+say "second boot: xl create $cfg2"
+reread=""
+if xl create "$cfg2" && wait_guest_gone $name 240; then
+	tr -d '\r' < "$glog" | grep -a '^E2E-GUEST' | tail -n 6
+	reread=$(tr -d '\r' < "$glog" | sed -n 's/^E2E-GUEST-BLK-SUM //p')
+else
+	tail -n 20 "$glog"; xl destroy $name 2>/dev/null
+fi
 sleep 1
 losetup -d /dev/loop0 2>/dev/null
 mkdir -p /mnt/blk
@@ -52,8 +65,10 @@ umount /mnt/blk
 ok=$(grep -c '^match' /run/$name.cmp); bad=$(grep -c '^MISMATCH' /run/$name.cmp)
 cat /run/$name.cmp
 for p in $(pidof xen-virtiod); do kill "$p"; done
-if [ "$ok" -ge 3 ] && [ "$bad" -eq 0 ]; then
-	result PASS blk "guest wrote $ok files on ext4 over virtio-blk; dom0 read the same sha256 from the image"
+if [ -z "$reread" ] || [ "$reread" != "$sums" ]; then
+	result FAIL blk "second boot read back [$(echo $reread | head -c 300)], first wrote [$(echo $sums | head -c 300)]"
+elif [ "$ok" -ge 3 ] && [ "$bad" -eq 0 ]; then
+	result PASS blk "guest wrote $ok files on ext4 over virtio-blk; the guest's second boot (new daemon instance) and dom0 read the same sha256"
 else
 	result FAIL blk "$ok files matched, $bad differ (guest lines: $(tr -d '\r' < "$glog" | grep -a '^E2E-GUEST' | tail -n 3 | tr '\n' ' '))"
 fi
