@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "devices/device.h"
+#include "tests/xensim/proto.h"
 #include "tests/integration/itest.h"
 #include "tests/lib/vdriver.h"
 
@@ -223,6 +224,22 @@ static void test_malformed_ioreqs(void **state)
 	assert_int_equal(xsim_mmio_write(t->dom, 0, WIN1, 4, 1), -EFAULT);
 	stop_clean(t);
 	(void)ones64;
+}
+
+/*
+ * Once serving, the daemon's device-model, foreign-memory and event-channel handles are
+ * restricted to the guest (DESIGN.md §3): a compromised daemon cannot reach another domain.
+ */
+static void test_handles_restricted(void **state)
+{
+	struct itest *t = start(1, false);
+
+	(void)state;
+	assert_non_null(t);
+	assert_int_equal(xsim_dom_restricted(t->dom),
+			 XSIM_RESTRICTED_DM | XSIM_RESTRICTED_FMEM | XSIM_RESTRICTED_EVTCHN);
+	assert_int_equal(itest_rd32(t, 0, WIN0 + R_MAGIC), VIRTIO_MAGIC);
+	stop_clean(t);
 }
 
 static void test_invalidate(void **state)
@@ -493,6 +510,7 @@ int main(void)
 		cmocka_unit_test(test_rng_end_to_end),
 		cmocka_unit_test(test_200_vcpus),
 		cmocka_unit_test(test_malformed_ioreqs),
+		cmocka_unit_test(test_handles_restricted),
 		cmocka_unit_test(test_invalidate),
 		cmocka_unit_test(test_grant_guest),
 		cmocka_unit_test(test_grant_readonly_refused),

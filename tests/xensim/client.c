@@ -200,3 +200,14 @@ void *xsim_map_frames(int fd, const int64_t *offsets, size_t pages, int prot)
 	}
 	return base;
 }
+
+void xsim_note_restricted(int conn, uint32_t domid, uint32_t bit)
+{
+	struct xsim_domcache dc = { 0 };
+	struct xsim_cdom *d = xsim_domcache_get(&dc, conn, domid);
+
+	/* A restriction to a domain that does not exist restricts nothing worth recording. */
+	if (d)
+		atomic_fetch_or(&d->ctl->restricted, bit);
+	xsim_domcache_free(&dc);
+}

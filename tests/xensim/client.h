@@ -34,6 +34,9 @@ struct xsim_domcache {
 struct xsim_cdom *xsim_domcache_get(struct xsim_domcache *dc, int conn, uint32_t domid);
 void xsim_domcache_free(struct xsim_domcache *dc);
 
+/* Record in the domain's control page that a handle of kind `bit` was restricted to it. */
+void xsim_note_restricted(int conn, uint32_t domid, uint32_t bit);
+
 /* File offset of guest frame gfn in the RAM memfd, or -1 when gfn is not guest RAM. */
 int64_t xsim_gfn_offset(const struct xsim_domctl *ctl, uint64_t gfn);
 

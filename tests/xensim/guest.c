@@ -653,3 +653,8 @@ int xsim_vmem_init(struct vdrv_mem *m, struct xsim_dom *d, uint64_t gpa, uint64_
 	}
 	return 0;
 }
+
+unsigned xsim_dom_restricted(struct xsim_dom *d)
+{
+	return atomic_load(&d->ctl->restricted);
+}

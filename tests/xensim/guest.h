@@ -51,6 +51,8 @@ int xsim_dom_destroy(struct xsim_dom *d);
 void *xsim_dom_ram(struct xsim_dom *d, uint64_t gpa, uint64_t len);
 /* True when an enabled ioreq server covers addr (false: a guest access would abort). */
 bool xsim_dom_routed(struct xsim_dom *d, uint64_t addr);
+/* XSIM_RESTRICTED_* bits: which device-model handles some process restricted to this domain. */
+unsigned xsim_dom_restricted(struct xsim_dom *d);
 
 /*
  * One guest MMIO access from `vcpu`: fill the slot of the ioreq server covering addr, signal

@@ -163,5 +163,6 @@ int xendevicemodel_restrict(xendevicemodel_handle *dmod, domid_t domid)
 		return -1;
 	}
 	dmod->restrict_domid = domid;
+	xsim_note_restricted(dmod->conn, domid, XSIM_RESTRICTED_DM);
 	return 0;
 }

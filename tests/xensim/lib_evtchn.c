@@ -218,5 +218,6 @@ int xenevtchn_restrict(xenevtchn_handle *xce, domid_t domid)
 		return -1;
 	}
 	xce->restrict_domid = domid;
+	xsim_note_restricted(xce->conn, domid, XSIM_RESTRICTED_EVTCHN);
 	return 0;
 }

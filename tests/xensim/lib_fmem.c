@@ -121,6 +121,7 @@ int xenforeignmemory_restrict(xenforeignmemory_handle *fmem, domid_t domid)
 		return -1;
 	}
 	fmem->restrict_domid = domid;
+	xsim_note_restricted(fmem->conn, domid, XSIM_RESTRICTED_FMEM);
 	return 0;
 }
 

@@ -39,13 +39,18 @@ struct xsim_domctl {
 	uint32_t domid;
 	uint32_t nr_vcpus;
 	_Atomic uint32_t alive;
-	uint32_t pad;
+	_Atomic uint32_t restricted;  /* XSIM_RESTRICTED_*: handles a device model restricted to us */
 	uint64_t bank_base[2];
 	uint64_t bank_size[2];      /* 0: bank absent; bank 1 follows bank 0 in the RAM memfd */
 	_Atomic uint32_t irq_level[XSIM_NR_IRQS];
 	_Atomic uint32_t irq_edges[XSIM_NR_IRQS];  /* rising edges; a futex the guest waits on */
 	struct xsim_grant grants[XSIM_NR_GRANTS];
 };
+
+/* Which drop-in handles were restricted to a domain (tests check the daemon does it). */
+#define XSIM_RESTRICTED_DM     1u
+#define XSIM_RESTRICTED_FMEM   2u
+#define XSIM_RESTRICTED_EVTCHN 4u
 
 enum xsim_op {
 	XSIM_OP_DOMAIN,         /* domid -> fds[0] RAM memfd, fds[1] control memfd */
