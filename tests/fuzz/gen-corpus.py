@@ -101,6 +101,100 @@ def ring_seeds():
     ring_seed("loop", 1, [desc(b, 8, WRITE | NEXT, 1), desc(b, 8, WRITE | NEXT, 0)], [0])
 
 
+# ---- fuzz_net and fuzz_console: a feature header, then operations (see the targets) ----
+def qchain(q, bufs, kick=True):
+    """A chain on queue q: bufs are (writable, length, data) with explicit lengths. A readable
+    buffer takes min(length, 256) input bytes: data is padded with zeroes to that."""
+    out = bytes([(q << 3) | (1 if kick else 0), len(bufs) - 1])
+    for wr, length, data in bufs:
+        out += bytes([8 | wr]) + struct.pack("<H", length)
+        if not wr:
+            out += data[:256].ljust(min(length, 256), b"\0")
+    return out
+
+
+def net_hdr(flags=0, gso=0, hdr_len=0, gso_size=0, cstart=0, coff=0):
+    return struct.pack("<BBHHHHH", flags, gso, hdr_len, gso_size, cstart, coff, 0)
+
+
+def eth(dst=b"\xff" * 6, etype=0x0800, payload=b""):
+    return dst + b"\x02\x00\x00\x00\x00\x01" + struct.pack(">H", etype) + payload
+
+
+def ipv4_tcp(total):
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, total, 1, 0x4000, 64, 6, 0,
+                     bytes([10, 0, 0, 2]), bytes([10, 0, 1, 2]))
+    tcp = struct.pack(">HHIIBBHHH", 1234, 80, 1, 0, 0x50, 0x18, 65535, 0, 0)
+    return ip + tcp
+
+
+def net_frame(length, data=b""):
+    return bytes([3]) + struct.pack("<H", length - 14) + data[:256].ljust(min(length, 256), b"\0")
+
+
+MRG, CSUM, TSO4, GCSUM, GTSO4, CTRL, CTRL_RX, MQ, TWO, CFG = (
+    1 << 2, 1 << 3, 1 << 4, 1 << 7, 1 << 8, 1 << 11, 1 << 12, 1 << 13, 1 << 14, 1 << 15)
+
+
+def net_seeds():
+    t = "fuzz_net"
+    f = struct.pack("<H", CFG)
+    plain = net_hdr() + eth(payload=ipv4_tcp(40))
+    save(t, "tx-plain", f + qchain(1, [(0, len(plain), plain)]))
+    gso = net_hdr(1, 1, 54, 1448, 34, 16) + eth(payload=ipv4_tcp(4000))
+    save(t, "tx-gso", struct.pack("<H", CFG | CSUM | TSO4) +
+         qchain(1, [(0, 12, gso[:12]), (0, 200, gso[12:]), (0, 3800, b"")]))
+    bad = net_hdr(1, 0x81, 0xffff, 0, 0xfff0, 0xffff) + eth()
+    save(t, "tx-bad-hdr", struct.pack("<H", CFG | CSUM) + qchain(1, [(0, len(bad), bad)]) +
+         qchain(1, [(0, 6, bad[:6])]) + qchain(1, [(0, 12, bad[:12]), (1, 64, b"")]))
+    rx = b"".join(qchain(0, [(1, 1526, b"")], kick=False) for _ in range(8)) + bytes([2])
+    save(t, "rx-mrg", struct.pack("<H", CFG | MRG | GCSUM | GTSO4) + rx +
+         net_frame(1000, eth()) + net_frame(9000, eth()) + bytes([4]))
+    save(t, "rx-split", f + qchain(0, [(1, 6, b""), (1, 20, b""), (1, 1600, b"")]) +
+         qchain(0, [(1, 11, b"")]) + net_frame(60, eth()) + bytes([4]) +
+         net_frame(3000, eth()) + bytes([4, 5]) + net_frame(60, eth()))
+    ctrl = (qchain(2, [(0, 2, b"\x00\x00"), (0, 1, b"\x00"), (1, 1, b"")]) +
+            qchain(2, [(0, 2, b"\x01\x00"), (0, 14, struct.pack("<I", 1) + b"\x02" * 6 +
+                                              struct.pack("<I", 0)), (1, 1, b"")]) +
+            qchain(2, [(0, 3, b"\x00\x01\x01")]) +
+            qchain(2, [(0, 2, b"\x01\x00"), (0, 4, struct.pack("<I", 0xffffffff)), (1, 1, b"")]))
+    save(t, "ctrl-rx", struct.pack("<H", CFG | CTRL | CTRL_RX) + ctrl +
+         qchain(0, [(1, 1526, b"")]) + net_frame(60, eth(b"\x02" * 6)) +
+         net_frame(60, eth(b"\x04" * 6)) + bytes([4]))
+    mq = qchain(4, [(0, 4, b"\x04\x00\x02\x00"), (1, 1, b"")])
+    save(t, "mq", struct.pack("<H", CFG | CTRL | MQ | TWO) + mq +
+         qchain(3, [(0, len(plain), plain)]) + qchain(2, [(1, 1526, b"")]) +
+         net_frame(100, eth()) + bytes([4]) +
+         qchain(4, [(0, 4, b"\x04\x00\x01\x00"), (1, 1, b"")]))
+
+
+def con_ctrl(nbuf, cid, event, value, extra=b""):
+    return bytes([((nbuf - 1) << 3) | 7, cid, event]) + struct.pack("<HB", value, len(extra)) + extra
+
+
+def console_seeds():
+    t = "fuzz_console"
+    save(t, "port0-tx", bytes([0]) + qchain(1, [(0, 6, b"hello\n")]) +
+         qchain(1, [(0, 3, b"abc"), (0, 3, b"def"), (1, 4, b"")]))
+    save(t, "emerg", bytes([16]) + bytes([3, 8, 2]) + struct.pack("<I", 0x41) +
+         bytes([3, 4, 0]) + struct.pack("<I", 0x42))
+    save(t, "port0-rx", bytes([32]) + qchain(0, [(1, 64, b"")]) + bytes([4 | (0 << 3), 5]) +
+         b"input" + bytes([5]))
+    ready = (b"".join(qchain(2, [(1, 64, b"")], kick=False) for _ in range(8)) + bytes([2 << 3 | 2]) +
+             con_ctrl(1, 0, 0, 1) + con_ctrl(2, 0, 3, 1) + con_ctrl(1, 1, 3, 1) +
+             con_ctrl(3, 2, 3, 1) + con_ctrl(1, 1, 6, 1))
+    save(t, "multiport", bytes([4 | 8]) + ready + qchain(4, [(1, 64, b"")]) +
+         bytes([4 | (1 << 3), 3]) + b"xyz" + bytes([5]) + qchain(5, [(0, 3, b"abc")]) +
+         qchain(7, [(0, 3, b"def")]) + bytes([5]))
+    save(t, "ctrl-hostile", bytes([4 | 8 | 16]) + ready +
+         con_ctrl(1, 0xff, 3, 1) + con_ctrl(1, 1, 6, 7) + con_ctrl(1, 1, 7, 1, b"evil-name") +
+         con_ctrl(2, 2, 5, 0, b"\x50\x00\x19\x00") + con_ctrl(1, 0, 0, 0) +
+         qchain(3, [(0, 5, b"\x00" * 5)]) + qchain(3, [(1, 8, b"")]) + bytes([6]) +
+         con_ctrl(1, 0, 0, 1))
+
+
 if __name__ == "__main__":
     mmio_seeds()
     ring_seeds()
+    net_seeds()
+    console_seeds()
