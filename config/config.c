@@ -174,21 +174,47 @@ static int err_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* Sorted by line, one per line, truncated to errlen (always NUL-terminated). */
+/* Bytes of the line that says how many errors did not fit (NUL excluded). */
+static size_t errs_more_len(const struct parser *p, size_t more)
+{
+	int n = snprintf(NULL, 0, "%s:%d: config: %zu more errors not shown\n", p->file, p->lineno,
+			 more);
+	return n < 0 ? 0 : (size_t)n;
+}
+
+/*
+ * Sorted by line, one per line, always NUL-terminated. Only whole lines: when they do not all
+ * fit in errlen, the last one says how many more there were (a line cut in the middle would
+ * break the "file:line: key: message" promise).
+ */
 static void errs_emit(struct parser *p, char *err, size_t errlen)
 {
-	size_t used = 0;
+	size_t used = 0, total = 0, i;
+
 	qsort(p->errs, p->nerrs, sizeof(p->errs[0]), err_cmp);
 	if (!err || errlen == 0)
 		return;
 	err[0] = '\0';
-	for (size_t i = 0; i < p->nerrs && used + 1 < errlen; i++) {
-		int n = snprintf(err + used, errlen - used, "%s\n", p->errs[i].text);
-		used += n < 0 ? 0 : (size_t)n;
+	for (i = 0; i < p->nerrs; i++)
+		total += strlen(p->errs[i].text) + 1;
+	/* Room kept for the closing count unless everything fits. */
+	size_t reserve = p->dropped || total >= errlen ? errs_more_len(p, p->nerrs + p->dropped) : 0;
+
+	for (i = 0; i < p->nerrs; i++) {
+		size_t n = strlen(p->errs[i].text) + 1;
+
+		if (used + n + reserve >= errlen)
+			break;
+		memcpy(err + used, p->errs[i].text, n - 1);
+		err[used + n - 1] = '\n';
+		used += n;
+		err[used] = '\0';
 	}
-	if (p->dropped && used + 1 < errlen)
+	size_t more = p->nerrs - i + p->dropped;
+
+	if (more && used + errs_more_len(p, more) < errlen)
 		snprintf(err + used, errlen - used, "%s:%d: config: %zu more errors not shown\n",
-			 p->file, p->lineno, p->dropped);
+			 p->file, p->lineno, more);
 }
 
 static void errs_free(struct parser *p)

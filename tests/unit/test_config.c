@@ -460,6 +460,22 @@ static void test_error_truncation(void **state)
 	assert_int_equal(config_load(path, &cfg, small, sizeof(small)), -1);
 	assert_true(memchr(small, '\0', sizeof(small)) != NULL);
 	assert_int_equal(strncmp(small, path, strlen(small)), 0);
+	/*
+	 * A buffer that holds a few lines: only whole lines, each "path:", and a closing count of
+	 * the rest (a line cut in the middle was found by fuzz_config).
+	 */
+	char mid[300];
+	size_t plen = strlen(path), lines = 0;
+
+	assert_int_equal(config_load(path, &cfg, mid, sizeof(mid)), -1);
+	assert_true(strlen(mid) > 0);
+	assert_int_equal(mid[strlen(mid) - 1], '\n');
+	for (const char *l = mid; *l; l = strchr(l, '\n') + 1, lines++) {
+		assert_int_equal(strncmp(l, path, plen), 0);
+		assert_int_equal(l[plen], ':');
+	}
+	assert_true(lines >= 2);
+	assert_non_null(strstr(mid, "more errors not shown\n"));
 	/* no buffer at all still reports failure */
 	assert_int_equal(config_load(path, &cfg, NULL, 0), -1);
 }
