@@ -61,14 +61,14 @@ static inline void fz_wr(struct vdev *d, uint32_t off, uint32_t v)
 	vmmio_write(d, off, 4, v);
 }
 
-/* Reset, negotiate features (masked by what is offered), set up queue 0 at fixed places. */
-static inline int fz_bring_up(struct vdev *d, struct fz_rings *r, uint64_t want)
+/*
+ * ACKNOWLEDGE, DRIVER, features (want, masked by what is offered, plus VERSION_1), FEATURES_OK;
+ * -1 when FEATURES_OK did not stick. The caller has reset the device.
+ */
+static inline int fz_negotiate(struct vdev *d, uint64_t want)
 {
-	uint8_t *ram = gmem_flat_host(r->gm, FZ_RAM_GPA);
 	uint64_t f;
 
-	vmmio_reset(d);
-	memset(ram, 0, FZ_RAM_SIZE);
 	fz_wr(d, 0x070, 1);
 	fz_wr(d, 0x070, 3);
 	fz_wr(d, 0x014, 1);
@@ -81,7 +81,17 @@ static inline int fz_bring_up(struct vdev *d, struct fz_rings *r, uint64_t want)
 	fz_wr(d, 0x024, 0);
 	fz_wr(d, 0x020, (uint32_t)f);
 	fz_wr(d, 0x070, 0xb);
-	if (!(vmmio_read(d, 0x070, 4) & 8))
+	return vmmio_read(d, 0x070, 4) & 8 ? 0 : -1;
+}
+
+/* Reset, negotiate features (masked by what is offered), set up queue 0 at fixed places. */
+static inline int fz_bring_up(struct vdev *d, struct fz_rings *r, uint64_t want)
+{
+	uint8_t *ram = gmem_flat_host(r->gm, FZ_RAM_GPA);
+
+	vmmio_reset(d);
+	memset(ram, 0, FZ_RAM_SIZE);
+	if (fz_negotiate(d, want) < 0)
 		return -1;
 	fz_wr(d, 0x030, 0);
 	fz_wr(d, 0x038, FZ_QSIZE);
@@ -100,19 +110,27 @@ static inline int fz_bring_up(struct vdev *d, struct fz_rings *r, uint64_t want)
 	return 0;
 }
 
-/* A buffer address for a placement; RAM buffers come from the bump allocator. */
-static inline uint64_t fz_place(struct fz_rings *r, unsigned placement, uint32_t len)
+/*
+ * A buffer address for a placement: 2 the read-only page, 3 the hole, else RAM from the bump
+ * allocator at *next (0 when RAM is used up).
+ */
+static inline uint64_t fz_place_at(uint64_t *next, unsigned placement, uint32_t len)
 {
 	if (placement == 2)
 		return FZ_RO_PAGE + (len < 0x1000 ? 0x1000 - len : 0);
 	if (placement == 3)
 		return FZ_HOLE;
-	uint64_t a = (r->next + 15) & ~UINT64_C(15);
+	uint64_t a = (*next + 15) & ~UINT64_C(15);
 
 	if (a + len > FZ_RO_PAGE)
 		return 0;
-	r->next = a + len;
+	*next = a + len;
 	return a;
+}
+
+static inline uint64_t fz_place(struct fz_rings *r, unsigned placement, uint32_t len)
+{
+	return fz_place_at(&r->next, placement, len);
 }
 
 /* Build and publish chains from the input; returns how many were published. */

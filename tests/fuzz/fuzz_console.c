@@ -205,24 +205,11 @@ static struct fzc *fzc_get(void)
 static int fzc_bring_up(struct fzc *s, struct vdev *d, uint64_t want, unsigned nq)
 {
 	uint8_t *ram = gmem_flat_host(s->gm, FZ_RAM_GPA);
-	uint64_t f;
 
 	vmmio_reset(d);
 	/* What the last input can have touched: the rings and the data allocated so far. */
 	memset(ram, 0, s->next ? s->next - FZ_RAM_GPA : FZ_RAM_SIZE);
-	fz_wr(d, 0x070, 1);
-	fz_wr(d, 0x070, 3);
-	fz_wr(d, 0x014, 1);
-	f = (uint64_t)vmmio_read(d, 0x010, 4) << 32;
-	fz_wr(d, 0x014, 0);
-	f |= vmmio_read(d, 0x010, 4);
-	f &= want | VIRTIO_BIT(VIRTIO_F_VERSION_1);
-	fz_wr(d, 0x024, 1);
-	fz_wr(d, 0x020, (uint32_t)(f >> 32));
-	fz_wr(d, 0x024, 0);
-	fz_wr(d, 0x020, (uint32_t)f);
-	fz_wr(d, 0x070, 0xb);
-	if (!(vmmio_read(d, 0x070, 4) & 8))
+	if (fz_negotiate(d, want) < 0)
 		return -1;
 	for (unsigned q = 0; q < nq; q++) {
 		uint64_t base = FZ_RAM_GPA + q * FZC_QAREA;
@@ -246,19 +233,10 @@ static int fzc_bring_up(struct fzc *s, struct vdev *d, uint64_t want, unsigned n
 	return 0;
 }
 
-/* A buffer address for a placement (as fz_place, with our own cursor). */
+/* A buffer address for a placement, from our own cursor. */
 static uint64_t fzc_place(struct fzc *s, unsigned placement, uint32_t len)
 {
-	if (placement == 2)
-		return FZ_RO_PAGE + (len < 0x1000 ? 0x1000 - len : 0);
-	if (placement == 3)
-		return FZ_HOLE;
-	uint64_t a = (s->next + 15) & ~UINT64_C(15);
-
-	if (a + len > FZ_RO_PAGE)
-		return 0;
-	s->next = a + len;
-	return a;
+	return fz_place_at(&s->next, placement, len);
 }
 
 /* Add one descriptor to queue q's next slot; false when the chain cannot go on. */
