@@ -377,12 +377,28 @@ static void test_disk417_state(void **state)
 	free(v);
 }
 
+/*
+ * A systemctl first on PATH that appends its arguments, one call a line, to calls (the file
+ * name is written into calls[]): watch mode's requests without a systemd.
+ */
+static void fake_systemctl(const char *dir, char *calls, size_t calls_len)
+{
+	char fake[192], path[4096];
+
+	snprintf(calls, calls_len, "%s/systemctl.calls", dir);
+	snprintf(fake, sizeof(fake), "%s/systemctl", dir);
+	write_text(fake, "#!/bin/sh\necho \"$*\" >> '%s'\n", calls);
+	assert_int_equal(chmod(fake, 0700), 0);
+	snprintf(path, sizeof(path), "%s:%s", dir, getenv("PATH") ? getenv("PATH") : "/usr/bin");
+	setenv("PATH", path, 1);
+}
+
 /* Watch mode under systemd: a fake systemctl records what the watcher asks for. */
 static void test_watch_systemd(void **state)
 {
 	struct rig *r = *state;
 	const char *dir = xsim_hub_dir(r->hub);
-	char confdir[160], ini[192], fake[192], calls[192], path[4096];
+	char confdir[160], ini[192], calls[192];
 	const char *args[] = { "--watch", "--config-dir", confdir, NULL };
 	struct xsim_dom_opts o2 = { .name = "nofile", .ram_mib = 8 };
 	struct xsim_daemon dm;
@@ -392,12 +408,7 @@ static void test_watch_systemd(void **state)
 	assert_int_equal(mkdir(confdir, 0700), 0);
 	snprintf(ini, sizeof(ini), "%s/g1.ini", confdir);
 	write_text(ini, "[guest]\nname = g1\n\n[rng]\n");
-	snprintf(calls, sizeof(calls), "%s/systemctl.calls", dir);
-	snprintf(fake, sizeof(fake), "%s/systemctl", dir);
-	write_text(fake, "#!/bin/sh\necho \"$*\" >> '%s'\n", calls);
-	assert_int_equal(chmod(fake, 0700), 0);
-	snprintf(path, sizeof(path), "%s:%s", dir, getenv("PATH") ? getenv("PATH") : "/usr/bin");
-	setenv("PATH", path, 1);
+	fake_systemctl(dir, calls, sizeof(calls));
 
 	/* g1 exists before the watcher starts; nofile appears after. */
 	put_virtio_dev(r, 0, BASE0, 33, 4);
@@ -439,7 +450,7 @@ static void test_watch_backend_domid(void **state)
 {
 	struct rig *r = *state;
 	const char *dir = xsim_hub_dir(r->hub);
-	char confdir[160], ini[192], fake[192], calls[192], path[4096];
+	char confdir[160], ini[192], calls[192];
 	const char *args[] = { "--watch", "--config-dir", confdir, "--backend-domid", "7", NULL };
 	struct xsim_dom_opts o2 = { .name = "g2", .ram_mib = 8 };
 	struct xsim_daemon dm;
@@ -451,12 +462,7 @@ static void test_watch_backend_domid(void **state)
 	write_text(ini, "[guest]\nname = g1\nbackend_domid = 7\n\n[rng]\n");
 	snprintf(ini, sizeof(ini), "%s/g2.ini", confdir);
 	write_text(ini, "[guest]\nname = g2\n\n[rng]\n");
-	snprintf(calls, sizeof(calls), "%s/systemctl.calls", dir);
-	snprintf(fake, sizeof(fake), "%s/systemctl", dir);
-	write_text(fake, "#!/bin/sh\necho \"$*\" >> '%s'\n", calls);
-	assert_int_equal(chmod(fake, 0700), 0);
-	snprintf(path, sizeof(path), "%s:%s", dir, getenv("PATH") ? getenv("PATH") : "/usr/bin");
-	setenv("PATH", path, 1);
+	fake_systemctl(dir, calls, sizeof(calls));
 
 	/* g2's device is backed by dom0 and declared first: a watcher of dom0 would take it. */
 	d2 = xsim_dom_create(r->hub, &o2);
