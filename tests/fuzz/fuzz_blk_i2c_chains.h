@@ -84,6 +84,18 @@ static inline int fz_negotiate(struct vdev *d, uint64_t want)
 	return vmmio_read(d, 0x070, 4) & 8 ? 0 : -1;
 }
 
+/* Queue q: size num, rings at desc/avail/used (below 4 GiB), QueueReady = 1. */
+static inline void fz_queue_setup(struct vdev *d, unsigned q, unsigned num, uint64_t desc,
+				  uint64_t avail, uint64_t used)
+{
+	fz_wr(d, 0x030, q);
+	fz_wr(d, 0x038, num);
+	fz_wr(d, 0x080, (uint32_t)desc);
+	fz_wr(d, 0x090, (uint32_t)avail);
+	fz_wr(d, 0x0a0, (uint32_t)used);
+	fz_wr(d, 0x044, 1);
+}
+
 /* Reset, negotiate features (masked by what is offered), set up queue 0 at fixed places. */
 static inline int fz_bring_up(struct vdev *d, struct fz_rings *r, uint64_t want)
 {
@@ -93,12 +105,7 @@ static inline int fz_bring_up(struct vdev *d, struct fz_rings *r, uint64_t want)
 	memset(ram, 0, FZ_RAM_SIZE);
 	if (fz_negotiate(d, want) < 0)
 		return -1;
-	fz_wr(d, 0x030, 0);
-	fz_wr(d, 0x038, FZ_QSIZE);
-	fz_wr(d, 0x080, (uint32_t)FZ_RAM_GPA);
-	fz_wr(d, 0x090, (uint32_t)(FZ_RAM_GPA + 0x1000));
-	fz_wr(d, 0x0a0, (uint32_t)(FZ_RAM_GPA + 0x1800));
-	fz_wr(d, 0x044, 1);
+	fz_queue_setup(d, 0, FZ_QSIZE, FZ_RAM_GPA, FZ_RAM_GPA + 0x1000, FZ_RAM_GPA + 0x1800);
 	fz_wr(d, 0x070, 0xf);
 	if (vmmio_read(d, 0x070, 4) != 0xf)
 		return -1;

@@ -215,12 +215,7 @@ static int fzc_bring_up(struct fzc *s, struct vdev *d, uint64_t want, unsigned n
 		uint64_t base = FZ_RAM_GPA + q * FZC_QAREA;
 		uint8_t *h = ram + q * FZC_QAREA;
 
-		fz_wr(d, 0x030, q);
-		fz_wr(d, 0x038, FZC_QN);
-		fz_wr(d, 0x080, (uint32_t)base);
-		fz_wr(d, 0x090, (uint32_t)(base + 0x400));
-		fz_wr(d, 0x0a0, (uint32_t)(base + 0x800));
-		fz_wr(d, 0x044, 1);
+		fz_queue_setup(d, q, FZC_QN, base, base + 0x400, base + 0x800);
 		s->q[q] = (struct fzc_q){ .desc = (struct vring_desc *)(void *)h,
 					  .avail = (struct vring_avail *)(void *)(h + 0x400),
 					  .used = (struct vring_used *)(void *)(h + 0x800) };

@@ -207,12 +207,7 @@ static int fzn_bring_up(struct fzn *s, struct vdev *d, uint64_t want, unsigned n
 		uint64_t base = FZ_RAM_GPA + q * FZN_QAREA;
 		uint8_t *h = ram + q * FZN_QAREA;
 
-		fz_wr(d, 0x030, q);
-		fz_wr(d, 0x038, FZN_QN);
-		fz_wr(d, 0x080, (uint32_t)base);
-		fz_wr(d, 0x090, (uint32_t)(base + 0x400));
-		fz_wr(d, 0x0a0, (uint32_t)(base + 0x800));
-		fz_wr(d, 0x044, 1);
+		fz_queue_setup(d, q, FZN_QN, base, base + 0x400, base + 0x800);
 		s->q[q] = (struct fzn_q){ .desc = (struct vring_desc *)(void *)h,
 					  .avail = (struct vring_avail *)(void *)(h + 0x400),
 					  .used = (struct vring_used *)(void *)(h + 0x800) };
