@@ -134,21 +134,6 @@ static int parse_option(struct options *o, int c)
 	}
 }
 
-/* A domid as watch mode takes it: decimal, 0 (dom0) to 32751; -1 when not one. */
-static long parse_backend_domid(const char *s)
-{
-	char *end;
-	unsigned long v;
-
-	if (!s || *s < '0' || *s > '9')
-		return -1;
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || *end || v > 32751)
-		return -1;
-	return (long)v;
-}
-
 static int check_combination(struct options *o, int nargs, char **args)
 {
 	/* The documented short form: xen-virtiod --check-config FILE. */
@@ -165,7 +150,9 @@ static int check_combination(struct options *o, int nargs, char **args)
 	if (o->backend_domid && !o->watch)
 		return usage_error("%s", "--backend-domid goes with --watch (an instance reads "
 				   "[guest] backend_domid)");
-	if (o->backend_domid && parse_backend_domid(o->backend_domid) < 0)
+	uint32_t be;
+
+	if (o->backend_domid && !guest_parse_domid(o->backend_domid, &be))
 		return usage_error("bad --backend-domid '%s' (0 to 32751)", o->backend_domid);
 	if (!o->watch && !o->config)
 		return usage_error("%s", "--config FILE is required");
@@ -502,10 +489,12 @@ static int run_watch(struct daemon *d)
 		.config_dir = d->o.config_dir,
 		.self_exe = d->self_exe,
 		.log_level = d->o.log_level,
-		.backend_domid = d->o.backend_domid ?
-				 (uint32_t)parse_backend_domid(d->o.backend_domid) : 0,
 		.systemd = d->under_systemd,
 	};
+
+	/* Checked with the other options; unset means dom0. */
+	if (d->o.backend_domid)
+		guest_parse_domid(d->o.backend_domid, &p.backend_domid);
 
 	log_set_guest("watch");
 	if (d->under_systemd && strcmp(d->o.config_dir, DEFAULT_CONFIG_DIR) != 0)
