@@ -693,13 +693,20 @@ static void blk_bounce_resume(struct blk_dev *b)
 }
 
 /* Reset or teardown: waiting requests are dropped like any other stale request. */
-static void blk_bounce_drop_waiters(struct blk_dev *b)
+/*
+ * Requests popped but still waiting for bounce space were never started: dropped on a reset,
+ * or failed with IOERR (returned to the guest) when the daemon stops and the guest stays.
+ */
+static void blk_bounce_flush_waiters(struct blk_dev *b, bool fail)
 {
 	struct blk_req *r;
 
 	while ((r = b->bwait)) {
 		b->bwait = r->next;
-		vq_drop(r->e);
+		if (fail)
+			blk_complete(b, r->e, VIRTIO_BLK_S_IOERR, 1);
+		else
+			vq_drop(r->e);
 		free(r);
 	}
 	b->bwait_tail = &b->bwait;
@@ -1055,24 +1062,11 @@ static void blk_reset(struct vdev *d)
 	b->more_queues = 0;
 	b->touched = 0;
 	ev_idle_stop(d->host->loop, &b->more);
-	blk_bounce_drop_waiters(b);
+	blk_bounce_flush_waiters(b, false);
 	b->resetting = true;
 	blk_drain(b, BLK_RESET_WAIT_MS, true);
 	b->resetting = false;
 	b->writeback = 1;
-}
-
-/* Requests popped but still waiting for bounce space were never started: they fail. */
-static void blk_bounce_fail_waiters(struct blk_dev *b)
-{
-	struct blk_req *r;
-
-	while ((r = b->bwait)) {
-		b->bwait = r->next;
-		blk_complete(b, r->e, VIRTIO_BLK_S_IOERR, 1);
-		free(r);
-	}
-	b->bwait_tail = &b->bwait;
 }
 
 /*
@@ -1086,7 +1080,7 @@ static void blk_quiesce(struct vdev *d)
 
 	ev_idle_stop(d->host->loop, &b->more);
 	b->resetting = true;     /* completions must not pop new chains */
-	blk_bounce_fail_waiters(b);
+	blk_bounce_flush_waiters(b, true);
 	blk_drain(b, BLK_DESTROY_WAIT_MS, false);
 	blk_used(b);
 	b->resetting = false;
@@ -1094,7 +1088,7 @@ static void blk_quiesce(struct vdev *d)
 
 static void blk_free(struct blk_dev *b)
 {
-	blk_bounce_drop_waiters(b);
+	blk_bounce_flush_waiters(b, false);
 	if (b->ring_ok) {
 		b->resetting = true;
 		bool drained = blk_drain(b, BLK_DESTROY_WAIT_MS, true);
