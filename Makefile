@@ -46,6 +46,8 @@ TLIB_SRCS := $(wildcard tests/lib/*.c)
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 CORE_OBJS := $(call obj,$(CORE_SRCS))
 XEN_OBJS  := $(call obj,$(XEN_SRCS))
+# The same without ioreq/privcmd.c, whose functions xensim's lib_privcmd.c provides instead.
+XEN_SIM_OBJS := $(filter-out $(call obj,ioreq/privcmd.c),$(XEN_OBJS))
 TLIB_OBJS := $(call obj,$(TLIB_SRCS))
 MAIN_OBJ  := $(call obj,daemon/main.c)
 # An archive, so a test links only the modules it uses.

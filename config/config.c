@@ -403,6 +403,18 @@ static int guest_log_level(struct parser *p, void *obj, const char *val)
 }
 
 static const char *const discovery_words[] = { "xenstore", "explicit", NULL };
+static const char *const fastpath_words[] = { "auto", "on", "off", NULL };
+static const struct key_def fastpath_key =
+	KEY_ENUM("notify_fastpath", struct config_guest, notify_fastpath, fastpath_words);
+
+/* The enum, plus its line: `on` without kernel support fails at start and names this line. */
+static int guest_notify_fastpath(struct parser *p, void *obj, const char *val)
+{
+	struct config_guest *g = obj;
+
+	g->notify_fastpath_line = p->lineno;
+	return parse_enum(p, &fastpath_key, val, &g->notify_fastpath);
+}
 
 static const struct key_def guest_keys[] = {
 	KEY_FUNC("name", guest_name, 0),
@@ -413,6 +425,7 @@ static const struct key_def guest_keys[] = {
 	KEY_UINT("map_cache", struct config_guest, map_cache_mib, 1, 65536, 0),
 	KEY_BOOL("premap", struct config_guest, premap),
 	KEY_FUNC("log_level", guest_log_level, 0),
+	KEY_FUNC("notify_fastpath", guest_notify_fastpath, 0),
 };
 
 static void guest_defaults(struct config_guest *g)

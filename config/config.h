@@ -28,6 +28,12 @@ enum config_dev_type {
 	DEV_BLOCK, DEV_NET, DEV_CONSOLE, DEV_I2C, DEV_RNG, DEV_TYPE_COUNT
 };
 
+enum config_fastpath {
+	FASTPATH_AUTO,                  /* use the privcmd eventfd fast path when offered */
+	FASTPATH_ON,                    /* require it */
+	FASTPATH_OFF,
+};
+
 struct config_guest {
 	char name[CONFIG_NAME_MAX];     /* name = ; the Xen domain name */
 	int64_t domid;                  /* domid = ; -1 when looked up by name */
@@ -37,6 +43,8 @@ struct config_guest {
 	uint32_t map_cache_mib;         /* map_cache = MiB of foreign-mapping cache (default 64) */
 	bool premap;                    /* premap = yes: map all guest RAM at start (default no) */
 	int log_level;                  /* log_level = error|warning|notice|info|debug; -1 unset */
+	enum config_fastpath notify_fastpath;  /* notify_fastpath = auto|on|off (default auto) */
+	int notify_fastpath_line;       /* where it was set (0: default), for start-up errors */
 	int line;
 };
 

@@ -270,6 +270,9 @@ static int guest_open(struct guest *g)
 		.map_cache_mib = g->cfg.guest.map_cache_mib,
 		.premap = g->cfg.guest.premap,
 		.grant_usage = g->cfg.guest.grant_usage,
+		.fastpath = g->cfg.guest.notify_fastpath == FASTPATH_ON    ? XEN_FASTPATH_ON
+			  : g->cfg.guest.notify_fastpath == FASTPATH_OFF ? XEN_FASTPATH_OFF
+									: XEN_FASTPATH_AUTO,
 	};
 
 	/* In xenstore mode libxl says per device whether the guest uses grants. */
@@ -334,6 +337,16 @@ static void guest_destroy_devices(struct guest *g)
 	}
 }
 
+/* notify_fastpath = on, and the dom0 kernel cannot do it: a configuration the host can't meet. */
+static void guest_fastpath_missing(const struct guest *g)
+{
+	const char *why = "";
+
+	xen_guest_notify_path(g->xg, &why);
+	log_err("%s:%d: notify_fastpath: on, but the privcmd ioeventfd/irqfd fast path is "
+		"unavailable: %s", g->cfg.file, g->cfg.guest.notify_fastpath_line, why);
+}
+
 static void guest_died(void *opaque)
 {
 	struct guest *g = opaque;
@@ -374,6 +387,8 @@ int guest_setup(struct ev_loop *loop, const struct guest_params *p, struct guest
 	if (rc < 0)
 		goto fail_close;
 	rc = xen_guest_start(g->xg, guest_died, g);
+	if (rc == -EOPNOTSUPP)
+		guest_fastpath_missing(g);
 	if (rc < 0)
 		goto fail_close;
 	guest_set_backend_state(g, XEN_STATE_INITWAIT);
@@ -444,7 +459,8 @@ static void guest_reload_guest_section(struct guest *g, const struct config_gues
 
 	if (strcmp(o->name, n->name) || o->domid != n->domid || o->discovery != n->discovery ||
 	    o->backend_domid != n->backend_domid || o->grant_usage != n->grant_usage ||
-	    o->map_cache_mib != n->map_cache_mib || o->premap != n->premap)
+	    o->map_cache_mib != n->map_cache_mib || o->premap != n->premap ||
+	    o->notify_fastpath != n->notify_fastpath)
 		log_warn("[guest] changed: only log_level applies at run time; restart for the rest");
 	g->cfg.guest.log_level = n->log_level;
 }
@@ -524,6 +540,15 @@ static void guest_dump_device(const struct vdev *d)
 			   vq->broken ? " BROKEN" : "", vq->num, vq->last_avail, vq->used_idx,
 			   vq->inflight, vq->stat_bad_chains);
 	}
+}
+
+void guest_status(struct guest *g, char *buf, unsigned len)
+{
+	int n = snprintf(buf, len, "Serving %s (domid %" PRIu32 "): %u devices; ", g->name,
+			 g->domid, g->ndevs);
+
+	if (n >= 0 && (unsigned)n < len)
+		xen_guest_notify_status(g->xg, buf + n, len - (unsigned)n);
 }
 
 void guest_dump(struct guest *g)

@@ -34,6 +34,8 @@ void guest_reload(struct guest *g, const struct config *cfg);
 
 /* SIGUSR1: log the Xen counters and every device's status, features and queues. */
 void guest_dump(struct guest *g);
+/* sd_notify STATUS: the guest, its device count, the notify path and its counters. */
+void guest_status(struct guest *g, char *buf, unsigned len);
 
 const char *guest_name(const struct guest *g);
 uint32_t guest_domid(const struct guest *g);

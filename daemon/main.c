@@ -381,8 +381,13 @@ static void on_sigusr1(struct ev_loop *loop, ev_signal *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	if (d->guest)
+	if (d->guest) {
+		char status[256];
+
 		guest_dump(d->guest);
+		guest_status(d->guest, status, sizeof(status));
+		sd_notifyf(0, "STATUS=%s", status);
+	}
 	if (d->watch)
 		watch_dump(d->watch);
 }
@@ -437,7 +442,7 @@ static int serve_guest(struct daemon *d, const struct config *cfg)
 {
 	struct guest_params p = { .cfg = cfg, .domain = d->o.domain,
 				  .on_death = on_guest_death, .opaque = d };
-	char status[160];
+	char status[256];
 
 	if (guest_setup(d->loop, &p, &d->guest) < 0) {
 		sd_notify(0, "STATUS=Failed to set up the guest");
@@ -450,9 +455,7 @@ static int serve_guest(struct daemon *d, const struct config *cfg)
 		d->guest = NULL;
 		return EXIT_FAIL;
 	}
-	snprintf(status, sizeof(status), "Serving %s (domid %u): %u devices",
-		 guest_name(d->guest), (unsigned)guest_domid(d->guest),
-		 guest_device_count(d->guest));
+	guest_status(d->guest, status, sizeof(status));
 	notify_ready(d, status);
 	ev_run(d->loop, 0);
 	guest_teardown(d->guest);

@@ -258,7 +258,7 @@ static uint32_t vmmio_read_queue(const struct vdev *d, uint32_t off)
 	return 0;
 }
 
-static void vmmio_notify(struct vdev *d, uint32_t q)
+void vmmio_queue_notify(struct vdev *d, uint32_t q)
 {
 	/* Kicks for queues that do not exist, are not ready, or before DRIVER_OK are ignored. */
 	if (q >= d->num_queues || !d->vqs[q].enabled || !vdev_active(d))
@@ -338,7 +338,7 @@ static void vmmio_write_reg(struct vdev *d, uint32_t off, uint32_t val)
 	case MMIO_QUEUE_AVAIL_HI: case MMIO_QUEUE_USED_LO: case MMIO_QUEUE_USED_HI:
 		vmmio_write_queue(d, off, val);
 		return;
-	case MMIO_QUEUE_NOTIFY:     vmmio_notify(d, val); return;
+	case MMIO_QUEUE_NOTIFY:     vmmio_queue_notify(d, val); return;
 	case MMIO_INT_ACK:          d->isr &= ~val; return;
 	case MMIO_STATUS:           vmmio_write_status(d, val); return;
 	case MMIO_SHM_SEL:          return;

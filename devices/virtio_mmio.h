@@ -19,6 +19,12 @@
 uint64_t vmmio_read(struct vdev *d, uint32_t off, unsigned size);
 void vmmio_write(struct vdev *d, uint32_t off, unsigned size, uint64_t val);
 
+/*
+ * QueueNotify for queue q, whether the guest's write came as an ioreq or through an ioeventfd:
+ * kicks of queues that do not exist, are not ready or broken, or before DRIVER_OK are ignored.
+ */
+void vmmio_queue_notify(struct vdev *d, uint32_t q);
+
 /* Full device reset as if the driver wrote 0 to Status (also used on teardown). */
 void vmmio_reset(struct vdev *d);
 

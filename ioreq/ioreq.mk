@@ -10,7 +10,7 @@ $(XEN_GMEM_TEST): $(BUILD)/obj/tests/integration/test_xen_gmem.o $(call obj,iore
 
 # The ioreq server's lifecycle in process (open/add/start/close and their failure paths).
 XEN_LIFECYCLE_TEST := $(BUILD)/tests/integration/test_xen_lifecycle
-$(XEN_LIFECYCLE_TEST): $(BUILD)/obj/tests/integration/test_xen_lifecycle.o $(XEN_OBJS) \
+$(XEN_LIFECYCLE_TEST): $(BUILD)/obj/tests/integration/test_xen_lifecycle.o $(XEN_SIM_OBJS) \
 		       $(BUILD)/sim/libxsimguest.a $(BUILD)/sim/libxensim.a $(TLIB_OBJS) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(DEP_LIBS) $(TEST_LIBS) -lpthread

@@ -6,7 +6,8 @@
  *   open:  devicemodel, foreignmemory, evtchn, gnttab handles -> guest memory -> create the
  *          ioreq server -> map its ioreq frames -> enable it -> bind one port per vCPU
  *   add:   route each device window to the server
- *   start: restrict the handles -> serve the event channel fd -> watch for the domain's death
+ *   start: restrict the handles -> assign the notify fast path (ioreq/fastpath.h) -> serve the
+ *          event channel fd -> watch for the domain's death
  * The server is enabled before binding because Xen publishes each vCPU's vp_eport in the
  * ioreq page when the server is enabled; with no range routed yet, no ioreq can reach it early.
  */
@@ -30,7 +31,9 @@
 #include "daemon/log.h"
 #include "devices/device.h"
 #include "devices/virtio_mmio.h"
+#include "ioreq/fastpath.h"
 #include "ioreq/gmem_xen.h"
+#include "ioreq/privcmd.h"
 #include "ioreq/xen_priv.h"
 #include "ioreq/xen_stats.h"
 
@@ -41,6 +44,7 @@
 #define XG_MMIO_SPACE     1u         /* XEN_DMOP_IO_RANGE_MEMORY */
 
 _Static_assert(sizeof(ioreq_t) == 32, "ioreq_t layout");
+_Static_assert(sizeof(evtchn_port_t) == sizeof(uint32_t), "ports handed to privcmd as u32");
 
 struct xg_window {
 	struct vdev *dev;
@@ -62,6 +66,7 @@ struct xen_guest {
 	xenforeignmemory_handle *fm;
 	xenevtchn_handle *xce;
 	xengnttab_handle *gt;
+	struct xen_privcmd *pc;       /* for the fast path; NULL when off or unavailable */
 	struct gmem *gm;
 
 	unsigned nr_vcpus;
@@ -76,6 +81,9 @@ struct xen_guest {
 
 	struct xg_window win[XG_MAX_WINDOWS];
 	unsigned nwin;
+
+	struct fastpath *fp;          /* NULL: every access comes through the ioreq server */
+	char fp_why[160];             /* why not, for the log line and STATUS */
 
 	struct vdev_host host;
 	ev_io evtchn_w;
@@ -170,6 +178,12 @@ static void xg_serve_vcpu(struct xen_guest *g, unsigned vcpu)
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	/* One copy: the guest's vCPU is stalled but the page stays shared; validate the copy. */
 	memcpy(&req, (const void *)slot, sizeof(req));
+	/*
+	 * Our port and the kernel's ioeventfd handler share the event: a kick the kernel will
+	 * claim may still look READY to us. Answering it would complete it twice.
+	 */
+	if (g->fp && fastpath_kernel_claims(g->fp, &req))
+		return;
 	data = xg_serve_req(g, &req);
 	if (req.dir == IOREQ_READ)
 		slot->data = data;
@@ -226,13 +240,20 @@ static void xg_evtchn_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- interrupts ---- */
 
-/* libxl declares the SPIs edge-rising: the raise is the event, the lower re-arms the edge. */
+/*
+ * libxl declares the SPIs edge-rising, and on Arm every level-1 write injects one: Xen 4.17's
+ * vGIC ignores level 0 for SPIs and the new vGIC latches an edge on each 1. So one DM op per
+ * interrupt (the irqfd's DM op is the same one), no lowering.
+ */
 static void xg_raise_irq(struct vdev_host *host, struct vdev *dev)
 {
 	struct xen_guest *g = container_of(host, struct xen_guest, host);
 
-	if (xendevicemodel_set_irq_level(g->dm, (domid_t)g->opts.domid, dev->irq, 1) < 0 ||
-	    xendevicemodel_set_irq_level(g->dm, (domid_t)g->opts.domid, dev->irq, 0) < 0) {
+	if (g->fp && fastpath_raise(g->fp, dev)) {
+		g->st.irqs++;
+		return;
+	}
+	if (xendevicemodel_set_irq_level(g->dm, (domid_t)g->opts.domid, dev->irq, 1) < 0) {
 		g->st.irq_errors++;
 		log_rl(&g->rl, LOG_WARNING, "xen: %s: SPI %u for %s: %s", g->name, dev->irq,
 		       dev->name, strerror(errno));
@@ -242,6 +263,21 @@ static void xg_raise_irq(struct vdev_host *host, struct vdev *dev)
 }
 
 /* ---- stage 1: open ---- */
+
+/* Opened with the other handles (before capabilities go); its absence only costs speed. */
+static void xg_open_privcmd(struct xen_guest *g)
+{
+	int rc;
+
+	if (g->opts.fastpath == XEN_FASTPATH_OFF) {
+		snprintf(g->fp_why, sizeof(g->fp_why), "notify_fastpath = off");
+		return;
+	}
+	rc = xen_privcmd_open(g->opts.domid, &g->pc);
+	if (rc < 0)
+		snprintf(g->fp_why, sizeof(g->fp_why), "opening /dev/xen/privcmd: %s",
+			 strerror(-rc));
+}
 
 static int xg_open_handles(struct xen_guest *g)
 {
@@ -254,6 +290,7 @@ static int xg_open_handles(struct xen_guest *g)
 	g->xce = xenevtchn_open(NULL, 0);
 	if (!g->xce)
 		return -errno ? -errno : -EIO;
+	xg_open_privcmd(g);
 	g->gt = xengnttab_open(NULL, 0);
 	if (!g->gt) {
 		/* Only a guest that uses grant addresses needs it. */
@@ -490,6 +527,63 @@ static void xg_death_cb(void *opaque)
 		g->on_death(g->death_opaque);
 }
 
+static void xg_fastpath_why(struct xen_guest *g, int rc)
+{
+	if (rc == -ENOTTY)
+		snprintf(g->fp_why, sizeof(g->fp_why), "the dom0 kernel has no privcmd ioeventfd "
+			 "(Linux < 6.7 or no CONFIG_XEN_PRIVCMD_EVENTFD)");
+	else
+		snprintf(g->fp_why, sizeof(g->fp_why), "assigning the eventfds: %s", strerror(-rc));
+}
+
+/* Try the fast path; on any failure everything stays on the ioreq path, with fp_why set. */
+static void xg_fastpath_start(struct xen_guest *g)
+{
+	struct fastpath_params p = {
+		.loop = g->loop, .pc = g->pc, .domid = g->opts.domid, .name = g->name,
+		.ioreq_page = g->slots, .ports = g->vcpu_port, .nr_vcpus = g->nr_vcpus,
+	};
+	struct vdev *devs[XG_MAX_WINDOWS];
+	uint64_t bases[XG_MAX_WINDOWS];
+	int rc;
+
+	if (!g->pc)
+		return;   /* fp_why says why */
+	if (g->nr_frames != 1) {
+		/* The kernel's handler indexes the first ioreq page only. */
+		snprintf(g->fp_why, sizeof(g->fp_why), "%u vCPUs: the kernel's ioeventfd reads "
+			 "one ioreq page (128 vCPUs)", g->nr_vcpus);
+		return;
+	}
+	if (g->nwin == 0) {
+		snprintf(g->fp_why, sizeof(g->fp_why), "no device");
+		return;
+	}
+	for (unsigned i = 0; i < g->nwin; i++) {
+		devs[i] = g->win[i].dev;
+		bases[i] = g->win[i].base;
+	}
+	rc = fastpath_start(&p, devs, bases, g->nwin, &g->fp);
+	if (rc < 0)
+		xg_fastpath_why(g, rc);
+}
+
+bool xen_guest_notify_path(const struct xen_guest *g, const char **why)
+{
+	if (why)
+		*why = g->fp ? "" : g->fp_why;
+	return g->fp != NULL;
+}
+
+static void xg_log_notify_path(const struct xen_guest *g)
+{
+	if (g->fp)
+		log_notice("xen: %s: notify path: privcmd ioeventfd+irqfd (%u queues)", g->name,
+			   fastpath_queues(g->fp));
+	else
+		log_notice("xen: %s: notify path: ioreq (%s)", g->name, g->fp_why);
+}
+
 int xen_guest_start(struct xen_guest *g, void (*on_death)(void *opaque), void *opaque)
 {
 	int rc = xg_restrict(g);
@@ -499,6 +593,10 @@ int xen_guest_start(struct xen_guest *g, void (*on_death)(void *opaque), void *o
 			strerror(-rc));
 		return rc;
 	}
+	xg_fastpath_start(g);
+	if (!g->fp && g->opts.fastpath == XEN_FASTPATH_ON)
+		return -EOPNOTSUPP;
+	xg_log_notify_path(g);
 	g->on_death = on_death;
 	g->death_opaque = opaque;
 	ev_io_init(&g->evtchn_w, xg_evtchn_cb, xenevtchn_fd(g->xce), EV_READ);
@@ -568,6 +666,8 @@ static void xg_destroy_server(struct xen_guest *g)
 
 static void xg_close_handles(struct xen_guest *g)
 {
+	xen_privcmd_close(g->pc);
+	g->pc = NULL;
 	if (g->gt)
 		xengnttab_close(g->gt);
 	if (g->xce)
@@ -591,6 +691,9 @@ void xen_guest_close(struct xen_guest *g)
 	if (g->serving)
 		ev_io_stop(g->loop, &g->evtchn_w);
 	g->serving = false;
+	/* Before the ports and the ioreq page the kernel's handlers use go. */
+	fastpath_stop(g->fp, g->dead);
+	g->fp = NULL;
 	xg_unmap_windows(g);
 	xg_unbind_ports(g);
 	xg_destroy_server(g);
@@ -612,6 +715,16 @@ void xen_guest_get_stats(struct xen_guest *g, struct xen_guest_stats *st)
 	struct gmem_xen_stats ms;
 
 	*st = g->st;
+	if (g->fp) {
+		struct fastpath_stats fs;
+
+		fastpath_get_stats(g->fp, &fs);
+		st->fastpath = 1;
+		st->fast_queues = fastpath_queues(g->fp);
+		st->eventfd_notifies = fs.notifies;
+		st->irqfd_irqs = fs.irqs;
+		st->left_to_kernel = fs.left_to_kernel;
+	}
 	if (!g->gm)
 		return;
 	gmem_xen_get_stats(g->gm, &ms);
@@ -627,19 +740,37 @@ void xen_guest_get_stats(struct xen_guest *g, struct xen_guest_stats *st)
 	st->premapped = ms.premapped;
 }
 
+void xen_guest_notify_status(struct xen_guest *g, char *buf, unsigned len)
+{
+	struct xen_guest_stats s;
+
+	xen_guest_get_stats(g, &s);
+	if (s.fastpath)
+		snprintf(buf, len, "notify path privcmd ioeventfd+irqfd: %llu notifies via eventfd, "
+			 "%llu irqs via irqfd", (unsigned long long)s.eventfd_notifies,
+			 (unsigned long long)s.irqfd_irqs);
+	else
+		snprintf(buf, len, "notify path ioreq (%s)", g->fp_why);
+}
+
 void xen_guest_dump(struct xen_guest *g)
 {
 	struct xen_guest_stats s;
 
 	xen_guest_get_stats(g, &s);
+	xg_log_notify_path(g);
 	log_notice("xen: %s: stats vcpus=%u ioreqs=%llu bad_ioreqs=%llu invalidates=%llu "
-		   "spurious=%llu irqs=%llu irq_errors=%llu maps=%llu cache_hits=%llu "
+		   "spurious=%llu irqs=%llu irq_errors=%llu fastpath=%u fast_queues=%u "
+		   "eventfd_notifies=%llu irqfd_irqs=%llu left_to_kernel=%llu maps=%llu "
+		   "cache_hits=%llu "
 		   "bucket_maps=%llu evictions=%llu temp_maps=%llu grant_maps=%llu "
 		   "map_failures=%llu buckets=%u/%u premapped_mib=%llu",
 		   g->name, s.nr_vcpus, (unsigned long long)s.ioreqs,
 		   (unsigned long long)s.bad_ioreqs, (unsigned long long)s.invalidates,
 		   (unsigned long long)s.spurious, (unsigned long long)s.irqs,
-		   (unsigned long long)s.irq_errors, (unsigned long long)s.maps,
+		   (unsigned long long)s.irq_errors, s.fastpath, s.fast_queues,
+		   (unsigned long long)s.eventfd_notifies, (unsigned long long)s.irqfd_irqs,
+		   (unsigned long long)s.left_to_kernel, (unsigned long long)s.maps,
 		   (unsigned long long)s.cache_hits, (unsigned long long)s.bucket_maps,
 		   (unsigned long long)s.evictions, (unsigned long long)s.temp_maps,
 		   (unsigned long long)s.grant_maps, (unsigned long long)s.map_failures,

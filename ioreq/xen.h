@@ -18,12 +18,20 @@ struct vdev;
 struct vdev_host;
 struct xen_guest;
 
+/* [guest] notify_fastpath: the privcmd ioeventfd/irqfd fast path (ioreq/fastpath.h). */
+enum xen_fastpath_mode {
+	XEN_FASTPATH_AUTO,        /* use it when the dom0 kernel offers it (default) */
+	XEN_FASTPATH_ON,          /* require it: xen_guest_start() fails without it */
+	XEN_FASTPATH_OFF,         /* every access through the ioreq server */
+};
+
 struct xen_opts {
 	uint32_t domid;
 	uint32_t backend_domid;   /* our own domid (0 in dom0) */
 	uint32_t map_cache_mib;   /* bound of the foreign-mapping cache */
 	bool premap;              /* map the guest's whole RAM once at start */
 	bool grant_usage;         /* guest uses grant addresses: offer ACCESS_PLATFORM */
+	enum xen_fastpath_mode fastpath;
 };
 
 /*
@@ -43,10 +51,21 @@ struct vdev_host *xen_guest_host(struct xen_guest *g);
 int xen_guest_add_device(struct xen_guest *g, struct vdev *dev, uint64_t base, uint32_t irq);
 
 /*
- * Stage 3: enable the ioreq server, restrict every handle to the guest, start serving ioreqs
- * on the loop, and watch for the domain's death (on_death runs once, from the loop).
+ * Stage 3: enable the ioreq server, restrict every handle to the guest, assign the notify fast
+ * path (unless off; logs the one "notify path: ..." line), start serving ioreqs on the loop,
+ * and watch for the domain's death (on_death runs once, from the loop). With
+ * XEN_FASTPATH_ON and no fast path, returns -EOPNOTSUPP without logging: the caller reports
+ * xen_guest_notify_path()'s reason in its own terms.
  */
 int xen_guest_start(struct xen_guest *g, void (*on_death)(void *opaque), void *opaque);
+
+/*
+ * After xen_guest_start(): true when QueueNotify and interrupts go through privcmd eventfds;
+ * otherwise *why (when non-NULL) says why everything goes through the ioreq server.
+ */
+bool xen_guest_notify_path(const struct xen_guest *g, const char **why);
+/* One line for sd_notify STATUS: the notify path and its counters. */
+void xen_guest_notify_status(struct xen_guest *g, char *buf, unsigned len);
 
 /*
  * Tear down in exact reverse order: stop serving, unmap ranges, unbind ports, unmap frames,

@@ -16,8 +16,14 @@ struct xen_guest_stats {
 	uint64_t bad_ioreqs;      /* malformed: answered all-ones or ignored */
 	uint64_t invalidates;     /* IOREQ_TYPE_INVALIDATE served */
 	uint64_t spurious;        /* events whose vCPU slot was not STATE_IOREQ_READY */
-	uint64_t irqs;            /* interrupts raised */
+	uint64_t irqs;            /* interrupts raised (either way) */
 	uint64_t irq_errors;
+	/* the notify fast path (ioreq/fastpath.h) */
+	uint32_t fastpath;        /* 1: privcmd ioeventfd+irqfd in use */
+	uint32_t fast_queues;     /* queues with an ioeventfd */
+	uint64_t eventfd_notifies;/* queue notifications that came through an ioeventfd */
+	uint64_t irqfd_irqs;      /* interrupts raised through an irqfd */
+	uint64_t left_to_kernel;  /* READY requests seen first and left for the kernel to claim */
 	/* guest memory (ioreq/gmem_xen.c) */
 	uint64_t maps;
 	uint64_t cache_hits;

@@ -5,6 +5,7 @@
 #ifndef XSIM_CLIENT_H
 #define XSIM_CLIENT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "tests/xensim/proto.h"
@@ -39,6 +40,9 @@ void xsim_note_restricted(int conn, uint32_t domid, uint32_t bit);
 
 /* File offset of guest frame gfn in the RAM memfd, or -1 when gfn is not guest RAM. */
 int64_t xsim_gfn_offset(const struct xsim_domctl *ctl, uint64_t gfn);
+
+/* The ioreq server (domain, id) whose mapped ioreq pages contain va (lib_fmem.c). */
+bool xsim_resource_find(const void *va, uint32_t *domid, uint32_t *server);
 
 /* Map `pages` frames (offsets[i], -1 for none) at one reserved range; NULL with errno. */
 void *xsim_map_frames(int fd, const int64_t *offsets, size_t pages, int prot);

@@ -141,6 +141,7 @@ int xsim_ioreq_raw(struct xsim_dom *d, unsigned vcpu, uint64_t route_addr,
 		return rc;
 	pthread_mutex_lock(&d->vcpu_lock[vcpu]);
 	guest_post(slot, ch, req, req->state);
+	hub_kernel_ioreq(d, slot);
 	if (resp) {
 		rc = guest_wait(slot, ch, timeout_ms);
 		if (rc == 0)

@@ -82,6 +82,24 @@ uint32_t xsim_irq_edges(struct xsim_dom *d, unsigned spi);
 bool xsim_irq_level(struct xsim_dom *d, unsigned spi);
 int xsim_irq_wait(struct xsim_dom *d, unsigned spi, uint32_t *seen, int timeout_ms);
 
+/*
+ * The dom0 kernel's privcmd ioeventfd/irqfd support (kernel.c). By default a kernel that has it
+ * (Linux >= 6.7); these make it older, failing or late.
+ */
+struct xsim_kernel_opts {
+	bool no_eventfd;          /* both ioctls fail with ENOTTY (Linux < 6.7) */
+	int assign_errno;         /* > 0: assigning an ioeventfd fails with this errno */
+	unsigned race_delay_ms;   /* the ioeventfd handler runs this late after each event: the
+				     daemon sees a READY kick before the kernel claims it */
+};
+void xsim_kernel_set(struct xsim_hub *h, const struct xsim_kernel_opts *o);
+
+struct xsim_kernel_counts {
+	unsigned ioeventfds, irqfds;   /* registrations held now */
+	uint64_t claims;               /* requests the ioeventfd handler completed */
+};
+void xsim_kernel_count(struct xsim_hub *h, struct xsim_kernel_counts *c);
+
 /* Grants: ref -> frame; refs are handed out from 8 upward (the first 8 are reserved). */
 int xsim_grant(struct xsim_dom *d, uint32_t ref, uint64_t gfn, bool readonly);
 void xsim_grant_revoke(struct xsim_dom *d, uint32_t ref);

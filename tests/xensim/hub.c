@@ -353,6 +353,8 @@ static int hub_dispatch(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg
 {
 	if (m->op <= XSIM_OP_BIND)
 		return hub_do_dm(h, m, rep);
+	if (m->op == XSIM_OP_IOEVENTFD || m->op == XSIM_OP_IRQFD)
+		return hub_kernel_ioctl(h, m, fd_in);
 	return hub_do_xs(h, c, m, fd_in);
 }
 
@@ -606,8 +608,12 @@ struct xsim_hub *xsim_hub_start(void)
 	    store_write(h, "/local/domain/0/name", "Domain-0", 8) < 0 ||
 	    store_write(h, "/local/domain/0/domid", "0", 1) < 0)
 		goto fail;
-	if (pthread_create(&h->thread, NULL, hub_thread, h) != 0)
+	if (hub_kernel_start(h) < 0)
 		goto fail;
+	if (pthread_create(&h->thread, NULL, hub_thread, h) != 0) {
+		hub_kernel_stop(h);
+		goto fail;
+	}
 	setenv(XSIM_ENV_SOCKET, h->sock, 1);
 	return h;
 fail:
@@ -661,6 +667,7 @@ void xsim_hub_stop(struct xsim_hub *h)
 	if (write(h->stop_fd, &one, sizeof(one)) != sizeof(one))
 		fprintf(stderr, "xsim: could not stop the hub thread\n");
 	pthread_join(h->thread, NULL);
+	hub_kernel_stop(h);
 	while (h->nconns)
 		hub_drop(h, h->nconns - 1);
 	free(h->conns);

@@ -93,6 +93,8 @@ struct xsim_watch {
 	char *path, *token;
 };
 
+struct xsim_kernel;
+
 struct xsim_hub {
 	pthread_mutex_t lock;   /* everything below; the data path takes it only for lookups */
 	pthread_t thread;
@@ -115,11 +117,20 @@ struct xsim_hub {
 	bool xs_down;           /* xenstore not accepting connections (XS_SINK fails) */
 	int *orphan_sinks;      /* watch sinks of dropped connections, closed with the hub */
 	unsigned norphans;
+	struct xsim_kernel *kernel;  /* dom0's privcmd eventfd support (kernel.c) */
 };
 
 struct xsim_dom *hub_dom_get(struct xsim_hub *h, uint32_t domid);
 /* The enabled server whose MMIO ranges cover addr, or NULL. Caller holds the lock. */
 struct xsim_server *hub_route(struct xsim_dom *d, uint64_t addr);
+
+/* The dom0 kernel model (kernel.c). */
+int hub_kernel_start(struct xsim_hub *h);
+void hub_kernel_stop(struct xsim_hub *h);
+/* XSIM_OP_IOEVENTFD / XSIM_OP_IRQFD; caller holds the lock. 1 when fd_in was kept. */
+int hub_kernel_ioctl(struct xsim_hub *h, struct xsim_msg *m, int fd_in);
+/* The guest side posted a request in slot (the event is sent): the kernel's handler runs. */
+void hub_kernel_ioreq(struct xsim_dom *d, struct ioreq *slot);
 
 /* In-memory xenstore (store.c). Caller holds the lock. 0 or -errno. */
 int store_write(struct xsim_hub *h, const char *path, const void *val, unsigned len);

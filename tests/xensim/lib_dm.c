@@ -1,10 +1,7 @@
 /* libxendevicemodel, simulated: ioreq servers and ranges live in the hub, IRQ lines in the
- * domain's shared control page (a rising edge wakes the guest side's futex). */
+ * domain's shared control page (an injection wakes the guest side's futex). */
 #include <errno.h>
-#include <limits.h>
-#include <linux/futex.h>
 #include <stdlib.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <xendevicemodel.h>
@@ -147,12 +144,7 @@ int xendevicemodel_set_irq_level(xendevicemodel_handle *dmod, domid_t domid, uns
 		errno = EINVAL;
 		return -1;
 	}
-	if (atomic_exchange(&d->ctl->irq_level[irq], level) == 0 && level) {
-		/* The edge count is the futex word the guest side sleeps on. */
-		atomic_fetch_add(&d->ctl->irq_edges[irq], 1);
-		syscall(SYS_futex, (uint32_t *)&d->ctl->irq_edges[irq], FUTEX_WAKE, INT_MAX,
-			NULL, NULL, 0);
-	}
+	xsim_irq_inject(d->ctl, irq, level);
 	return 0;
 }
 

@@ -22,7 +22,25 @@ struct xenforeignmemory_handle {
 struct xenforeignmemory_resource_handle {
 	void *addr;
 	size_t len;
+	uint32_t domid, id;
+	struct xenforeignmemory_resource_handle *next;
 };
+
+/* Every ioreq-page mapping of the process: what the kernel's find_vma() sees (lib_privcmd.c). */
+static xenforeignmemory_resource_handle *fmem_resources;
+
+bool xsim_resource_find(const void *va, uint32_t *domid, uint32_t *server)
+{
+	for (xenforeignmemory_resource_handle *r = fmem_resources; r; r = r->next) {
+		if ((const char *)va >= (const char *)r->addr &&
+		    (const char *)va < (const char *)r->addr + r->len) {
+			*domid = r->domid;
+			*server = r->id;
+			return true;
+		}
+	}
+	return false;
+}
 
 xenforeignmemory_handle *xenforeignmemory_open(struct xentoollog_logger *logger,
 					       unsigned open_flags)
@@ -177,6 +195,10 @@ xenforeignmemory_resource_handle *xenforeignmemory_map_resource(
 	}
 	if (paddr)
 		*paddr = r->addr;
+	r->domid = domid;
+	r->id = id;
+	r->next = fmem_resources;
+	fmem_resources = r;
 	return r;
 }
 
@@ -186,6 +208,12 @@ int xenforeignmemory_unmap_resource(xenforeignmemory_handle *fmem,
 	(void)fmem;
 	if (!fres)
 		return 0;
+	for (xenforeignmemory_resource_handle **p = &fmem_resources; *p; p = &(*p)->next) {
+		if (*p == fres) {
+			*p = fres->next;
+			break;
+		}
+	}
 	munmap(fres->addr, fres->len);
 	free(fres);
 	return 0;

@@ -10,9 +10,13 @@
 #ifndef XSIM_PROTO_H
 #define XSIM_PROTO_H
 
+#include <limits.h>
+#include <linux/futex.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define XSIM_ENV_SOCKET "XENSIM_SOCKET"
 
@@ -42,8 +46,8 @@ struct xsim_domctl {
 	_Atomic uint32_t restricted;  /* XSIM_RESTRICTED_*: handles a device model restricted to us */
 	uint64_t bank_base[2];
 	uint64_t bank_size[2];      /* 0: bank absent; bank 1 follows bank 0 in the RAM memfd */
-	_Atomic uint32_t irq_level[XSIM_NR_IRQS];
-	_Atomic uint32_t irq_edges[XSIM_NR_IRQS];  /* rising edges; a futex the guest waits on */
+	_Atomic uint32_t irq_level[XSIM_NR_IRQS];  /* the level last written */
+	_Atomic uint32_t irq_edges[XSIM_NR_IRQS];  /* injections; a futex the guest waits on */
 	struct xsim_grant grants[XSIM_NR_GRANTS];
 };
 
@@ -69,6 +73,19 @@ enum xsim_op {
 	XSIM_OP_XS_WATCH,       /* a=strlen(path)+1, data=path\0token\0 */
 	XSIM_OP_XS_UNWATCH,     /* same */
 	XSIM_OP_XS_INTRODUCED,  /* domid -> a=0/1 */
+	XSIM_OP_IOEVENTFD,      /* data=struct xsim_kfd_req, fd: the eventfd (assign only) */
+	XSIM_OP_IRQFD,          /* same */
+};
+
+/* The privcmd eventfd ioctls as lib_privcmd.c forwards them to the hub's dom0 kernel model. */
+struct xsim_kfd_req {
+	uint32_t pid, fd;       /* the eventfd's identity: the kernel compares eventfd contexts */
+	uint32_t flags;         /* bit 0: deassign */
+	uint32_t server;        /* ioreq server whose page `ioreq` maps; UINT32_MAX: none */
+	uint32_t addr_len, vcpus, vq;
+	uint64_t addr;
+	uint32_t dm_op_size;
+	uint8_t dm_op[64];
 };
 
 struct xsim_msg {
@@ -82,5 +99,21 @@ struct xsim_msg {
 };
 
 #define XSIM_MSG_HDR ((unsigned)offsetof(struct xsim_msg, data))
+
+/*
+ * XEN_DMOP_set_irq_level on an SPI, as Xen on Arm does it: every level-1 write injects (the old
+ * vGIC ignores level 0 for SPIs, the new one latches an edge on each 1), whatever the level
+ * was. Used by lib_dm.c (the daemon's DM op) and the hub's irqfd (the kernel's).
+ */
+static inline void xsim_irq_inject(struct xsim_domctl *ctl, unsigned irq, unsigned level)
+{
+	atomic_store(&ctl->irq_level[irq], level);
+	if (level) {
+		atomic_fetch_add(&ctl->irq_edges[irq], 1);
+		/* The count is the futex word the guest side sleeps on. */
+		syscall(SYS_futex, (uint32_t *)&ctl->irq_edges[irq], FUTEX_WAKE, INT_MAX, NULL,
+			NULL, 0);
+	}
+}
 
 #endif

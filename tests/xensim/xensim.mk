@@ -10,8 +10,8 @@
 # read, so the rules below name ours explicitly; the recipes see the final ALL_TARGETS/TESTS.
 
 XSIM_LIB_SRCS   := $(addprefix tests/xensim/,client.c lib_dm.c lib_fmem.c lib_evtchn.c \
-		     lib_gnttab.c lib_xs.c)
-XSIM_GUEST_SRCS := $(addprefix tests/xensim/,hub.c store.c guest.c)
+		     lib_gnttab.c lib_xs.c lib_privcmd.c)
+XSIM_GUEST_SRCS := $(addprefix tests/xensim/,hub.c store.c guest.c kernel.c)
 XSIM_LIB        := $(BUILD)/sim/libxensim.a
 XSIM_GUEST_LIB  := $(BUILD)/sim/libxsimguest.a
 SIM_DAEMON      := $(BUILD)/sim/xen-virtiod
@@ -35,10 +35,10 @@ $(XSIM_GUEST_LIB): $(call obj,$(XSIM_GUEST_SRCS))
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-# The same objects as $(DAEMON), with xensim in place of $(XEN_LIBS).
-$(SIM_DAEMON): $(MAIN_OBJ) $(XEN_OBJS) $(CORE_LIB) $(XSIM_LIB)
+# The same objects as $(DAEMON), with xensim in place of $(XEN_LIBS) and ioreq/privcmd.c.
+$(SIM_DAEMON): $(MAIN_OBJ) $(XEN_SIM_OBJS) $(CORE_LIB) $(XSIM_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(MAIN_OBJ) $(XEN_OBJS) $(CORE_LIB) $(XSIM_LIB) $(DEP_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(MAIN_OBJ) $(XEN_SIM_OBJS) $(CORE_LIB) $(XSIM_LIB) $(DEP_LIBS)
 
 # Self-tests call the drop-in functions directly (from a forked child) against the hub.
 $(BUILD)/tests/xensim/%: $(BUILD)/obj/tests/xensim/%.o $(XSIM_GUEST_LIB) $(XSIM_LIB) \

@@ -1,0 +1,267 @@
+/*
+ * The notify fast path: ioeventfds for QueueNotify, irqfds for interrupts (ioreq/fastpath.h).
+ *
+ * Setup order (undone in exact reverse by fastpath_stop()): per device, its irqfd, then one
+ * ioeventfd per queue; each eventfd is created, assigned, then watched. A failure part-way
+ * unwinds what was done, so the guest is served entirely by the ioreq path or entirely with
+ * the fast path, never a mix the daemon's match rule would not know about.
+ */
+#include "ioreq/fastpath.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <xendevicemodel.h>
+#include <xen/hvm/dm_op.h>
+
+#include "daemon/log.h"
+#include "devices/device.h"
+#include "devices/virtio_mmio.h"
+#include "ioreq/privcmd.h"
+
+struct fp_queue {
+	ev_io w;                      /* the ioeventfd, readable when the kernel claimed a kick */
+	struct fastpath *f;
+	struct vdev *dev;
+	unsigned q;
+	bool assigned;
+};
+
+struct fp_dev {
+	struct vdev *dev;
+	uint64_t base;
+	int irqfd;
+	bool irq_assigned;
+	unsigned nq;                  /* queues with an assigned ioeventfd (0..nq-1) */
+	struct fp_queue *qs;          /* dev->num_queues entries */
+};
+
+struct fastpath {
+	struct fastpath_params p;
+	unsigned ndev;
+	unsigned nqueues;
+	bool dead;
+	struct fastpath_stats st;
+	struct ratelimit rl;
+	struct fp_dev devs[];
+};
+
+/* ---- the loop side ---- */
+
+static void fp_queue_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct fp_queue *fq = container_of(w, struct fp_queue, w);
+	uint64_t n;
+
+	(void)loop;
+	(void)revents;
+	/* The kernel adds one per claimed kick; any number of them is one notification. */
+	if (read(w->fd, &n, sizeof(n)) != sizeof(n))
+		return;
+	fq->f->st.notifies++;
+	vmmio_queue_notify(fq->dev, fq->q);
+}
+
+bool fastpath_kernel_claims(struct fastpath *f, const ioreq_t *r)
+{
+	for (unsigned i = 0; i < f->ndev; i++) {
+		if (fastpath_rule(r, f->devs[i].base, f->devs[i].nq)) {
+			f->st.left_to_kernel++;
+			return true;
+		}
+	}
+	return false;
+}
+
+bool fastpath_raise(struct fastpath *f, struct vdev *dev)
+{
+	uint64_t one = 1;
+
+	for (unsigned i = 0; i < f->ndev; i++) {
+		struct fp_dev *fd = &f->devs[i];
+
+		if (fd->dev != dev || !fd->irq_assigned)
+			continue;
+		if (write(fd->irqfd, &one, sizeof(one)) != sizeof(one)) {
+			log_rl(&f->rl, LOG_WARNING, "xen: %s: irqfd of %s: %s", f->p.name,
+			       dev->name, strerror(errno));
+			return false;
+		}
+		f->st.irqs++;
+		return true;
+	}
+	return false;
+}
+
+unsigned fastpath_queues(const struct fastpath *f)
+{
+	return f->nqueues;
+}
+
+void fastpath_get_stats(const struct fastpath *f, struct fastpath_stats *st)
+{
+	*st = f->st;
+}
+
+/* ---- assign and deassign ---- */
+
+static int fp_ioeventfd(struct fastpath *f, const struct fp_dev *fd, unsigned q, int efd,
+			bool deassign)
+{
+	struct xvd_privcmd_ioeventfd a = {
+		.ioreq = (uintptr_t)f->p.ioreq_page,
+		.ports = (uintptr_t)f->p.ports,
+		.addr = fd->base,
+		.addr_len = FASTPATH_NOTIFY_LEN,
+		.event_fd = (uint32_t)efd,
+		.vcpus = f->p.nr_vcpus,
+		.vq = q,
+		.flags = deassign ? XVD_PRIVCMD_DEASSIGN : 0,
+		.dom = (uint16_t)f->p.domid,
+	};
+
+	return xen_privcmd_ioeventfd(f->p.pc, &a);
+}
+
+static int fp_irqfd(struct fastpath *f, const struct fp_dev *fd, bool deassign)
+{
+	/* Every level-1 write to an SPI is an injection on Arm, so one DM op does it all. */
+	struct xen_dm_op op = {
+		.op = XEN_DMOP_set_irq_level,
+		.u.set_irq_level = { .irq = fd->dev->irq, .level = 1 },
+	};
+	struct xvd_privcmd_irqfd a = {
+		.dm_op = (uintptr_t)&op,
+		.size = sizeof(op),
+		.fd = (uint32_t)fd->irqfd,
+		.flags = deassign ? XVD_PRIVCMD_DEASSIGN : 0,
+		.dom = (uint16_t)f->p.domid,
+	};
+
+	return xen_privcmd_irqfd(f->p.pc, &a);
+}
+
+static int fp_new_eventfd(void)
+{
+	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+	return fd < 0 ? -errno : fd;
+}
+
+static int fp_start_queue(struct fastpath *f, struct fp_dev *fd, unsigned q)
+{
+	struct fp_queue *fq = &fd->qs[q];
+	int efd = fp_new_eventfd(), rc;
+
+	if (efd < 0)
+		return efd;
+	rc = fp_ioeventfd(f, fd, q, efd, false);
+	if (rc < 0) {
+		close(efd);
+		return rc;
+	}
+	fq->f = f;
+	fq->dev = fd->dev;
+	fq->q = q;
+	fq->assigned = true;
+	ev_io_init(&fq->w, fp_queue_cb, efd, EV_READ);
+	ev_io_start(f->p.loop, &fq->w);
+	/* From here on the kernel claims kicks of queues 0..q: so does our match rule. */
+	fd->nq = q + 1;
+	f->nqueues++;
+	return 0;
+}
+
+static int fp_start_dev(struct fastpath *f, struct fp_dev *fd)
+{
+	int rc;
+
+	fd->qs = calloc(fd->dev->num_queues ? fd->dev->num_queues : 1, sizeof(*fd->qs));
+	if (!fd->qs)
+		return -ENOMEM;
+	fd->irqfd = fp_new_eventfd();
+	if (fd->irqfd < 0)
+		return fd->irqfd;
+	rc = fp_irqfd(f, fd, false);
+	if (rc < 0)
+		return rc;
+	fd->irq_assigned = true;
+	for (unsigned q = 0; q < fd->dev->num_queues; q++)
+		if ((rc = fp_start_queue(f, fd, q)) < 0)
+			return rc;
+	return 0;
+}
+
+/* Teardown calls that fail: expected once the domain is gone, a warning otherwise. */
+static void fp_log_undo(const struct fastpath *f, const char *what, const char *dev, int err)
+{
+	xvd_log(f->dead ? LOG_DEBUG : LOG_WARNING, "xen: %s: deassigning the %s of %s: %s",
+		f->p.name, what, dev, strerror(-err));
+}
+
+static void fp_stop_dev(struct fastpath *f, struct fp_dev *fd)
+{
+	int rc;
+
+	for (unsigned q = fd->nq; q-- > 0;) {
+		struct fp_queue *fq = &fd->qs[q];
+
+		if (!fq->assigned)
+			continue;
+		/* Deassign first: a kick claimed meanwhile still reaches the device. */
+		rc = fp_ioeventfd(f, fd, q, fq->w.fd, true);
+		if (rc < 0)
+			fp_log_undo(f, "ioeventfd", fd->dev->name, rc);
+		fd->nq = q;
+		ev_io_stop(f->p.loop, &fq->w);
+		close(fq->w.fd);
+		fq->assigned = false;
+	}
+	if (fd->irq_assigned && (rc = fp_irqfd(f, fd, true)) < 0)
+		fp_log_undo(f, "irqfd", fd->dev->name, rc);
+	fd->irq_assigned = false;
+	if (fd->irqfd >= 0)
+		close(fd->irqfd);
+	fd->irqfd = -1;
+	free(fd->qs);
+	fd->qs = NULL;
+}
+
+void fastpath_stop(struct fastpath *f, bool dead)
+{
+	if (!f)
+		return;
+	f->dead = dead;
+	for (unsigned i = f->ndev; i-- > 0;)
+		fp_stop_dev(f, &f->devs[i]);
+	free(f);
+}
+
+int fastpath_start(const struct fastpath_params *p, struct vdev *const *devs,
+		   const uint64_t *bases, unsigned ndev, struct fastpath **out)
+{
+	struct fastpath *f = calloc(1, sizeof(*f) + ndev * sizeof(f->devs[0]));
+	int rc = 0;
+
+	*out = NULL;
+	if (!f)
+		return -ENOMEM;
+	f->p = *p;
+	f->rl = (struct ratelimit)RATELIMIT_DEFAULT;
+	for (unsigned i = 0; i < ndev; i++)
+		f->devs[i] = (struct fp_dev){ .dev = devs[i], .base = bases[i], .irqfd = -1 };
+	for (unsigned i = 0; rc == 0 && i < ndev; i++) {
+		f->ndev = i + 1;
+		rc = fp_start_dev(f, &f->devs[i]);
+	}
+	if (rc < 0) {
+		fastpath_stop(f, false);
+		return rc;
+	}
+	*out = f;
+	return 0;
+}
