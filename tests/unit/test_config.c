@@ -251,6 +251,8 @@ static void test_minimal_defaults(void **state)
 	assert_int_equal(cfg.guest.map_cache_mib, 64);
 	assert_false(cfg.guest.premap);
 	assert_int_equal(cfg.guest.log_level, -1);
+	assert_int_equal(cfg.guest.notify_fastpath, FASTPATH_AUTO);
+	assert_int_equal(cfg.guest.notify_fastpath_line, 0);
 	assert_int_equal(cfg.guest.line, 2);
 	assert_int_equal(cfg.ndevices, 0);
 	assert_non_null(strstr(cfg.file, "tests/config/good/minimal.ini"));
@@ -266,6 +268,8 @@ static void check_explicit_guest(void)
 	assert_int_equal(cfg.guest.map_cache_mib, 128);
 	assert_true(cfg.guest.premap);
 	assert_int_equal(cfg.guest.log_level, 7 /* LOG_DEBUG */);
+	assert_int_equal(cfg.guest.notify_fastpath, FASTPATH_OFF);
+	assert_int_equal(cfg.guest.notify_fastpath_line, 11);
 }
 
 static void check_explicit_block(void)
@@ -274,7 +278,7 @@ static void check_explicit_block(void)
 	assert_int_equal(d->mmio, 0x02000000);
 	assert_int_equal(d->irq, 33);
 	assert_int_equal(d->devid, 51712);
-	assert_int_equal(d->line, 12);
+	assert_int_equal(d->line, 13);
 	assert_string_equal(d->u.block.path, "/dev/vg0/web-01");
 	assert_true(d->u.block.readonly);
 	assert_int_equal(d->u.block.cache, BLK_CACHE_NONE);
