@@ -225,12 +225,18 @@ int xsim_invalidate(struct xsim_dom *d, unsigned vcpu, int timeout_ms)
 
 uint32_t xsim_irq_edges(struct xsim_dom *d, unsigned spi)
 {
-	return spi < XSIM_NR_IRQS ? atomic_load(&d->ctl->irq_edges[spi]) : 0;
+	if (spi >= XSIM_NR_IRQS)
+		return 0;
+	hub_kernel_irq_sync(d, spi);
+	return atomic_load(&d->ctl->irq_edges[spi]);
 }
 
 bool xsim_irq_level(struct xsim_dom *d, unsigned spi)
 {
-	return spi < XSIM_NR_IRQS && atomic_load(&d->ctl->irq_level[spi]);
+	if (spi >= XSIM_NR_IRQS)
+		return false;
+	hub_kernel_irq_sync(d, spi);
+	return atomic_load(&d->ctl->irq_level[spi]);
 }
 
 int xsim_irq_wait(struct xsim_dom *d, unsigned spi, uint32_t *seen, int timeout_ms)
@@ -240,7 +246,7 @@ int xsim_irq_wait(struct xsim_dom *d, unsigned spi, uint32_t *seen, int timeout_
 	if (spi >= XSIM_NR_IRQS)
 		return 0;
 	for (;;) {
-		uint32_t cur = atomic_load(&d->ctl->irq_edges[spi]);
+		uint32_t cur = xsim_irq_edges(d, spi);
 		int64_t left = deadline - guest_now_ms();
 
 		if (cur != *seen) {
@@ -251,6 +257,8 @@ int xsim_irq_wait(struct xsim_dom *d, unsigned spi, uint32_t *seen, int timeout_
 			return 0;
 		struct timespec ts = { left / 1000, (left % 1000) * 1000000 };
 
+		if (hub_kernel_irq_poll(d, spi, left))
+			continue;   /* the line has irqfds: the daemon's write wakes us */
 		/* Shared futex: the daemon process wakes it after counting an edge. */
 		syscall(SYS_futex, (uint32_t *)&d->ctl->irq_edges[spi], FUTEX_WAIT, cur, &ts,
 			NULL, 0);

@@ -131,6 +131,10 @@ void hub_kernel_stop(struct xsim_hub *h);
 int hub_kernel_ioctl(struct xsim_hub *h, struct xsim_msg *m, int fd_in);
 /* The guest side posted a request in slot (the event is sent): the kernel's handler runs. */
 void hub_kernel_ioreq(struct xsim_dom *d, struct ioreq *slot);
+/* Apply the DM op of every signalled irqfd of the SPI (before reading its counters). */
+void hub_kernel_irq_sync(struct xsim_dom *d, unsigned spi);
+/* Wait up to timeout_ms (capped) for an irqfd of the SPI; false when it has none. */
+bool hub_kernel_irq_poll(struct xsim_dom *d, unsigned spi, int64_t timeout_ms);
 
 /* In-memory xenstore (store.c). Caller holds the lock. 0 or -errno. */
 int store_write(struct xsim_hub *h, const char *path, const void *val, unsigned len);

@@ -8,8 +8,12 @@
  * COPY, WRITE request to a registered window's QueueNotify, of the registered size, whose
  * data's low 16 bits equal the registered queue, is claimed (INPROCESS), the eventfd is
  * signalled and the request answered (IORESP_READY). Anything else is left alone.
- * irqfd: a thread polls the registered eventfds; each signal reads the counter and applies the
- * DM op (XEN_DMOP_set_irq_level is the only one modelled).
+ * irqfd: the kernel issues the DM op inside the writer's write() (the eventfd's wakeup runs
+ * irqfd_inject), so the vCPU is woken by that write alone. Here the guest side is the one
+ * woken: a vCPU waiting for an SPI polls the line's irqfds, and whoever looks at the line
+ * (xsim_irq_wait, xsim_irq_edges, xsim_irq_level) first reads every signalled counter and
+ * applies its DM op (XEN_DMOP_set_irq_level is the only one modelled). No extra thread stands
+ * between the daemon's write and the guest, as none does in Linux.
  *
  * Registrations belong to the kernel, not to the privcmd file: they outlive the daemon's
  * connection, as they do in Linux, so a daemon must deassign what it assigned.
@@ -18,8 +22,6 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <xendevicemodel.h>
@@ -33,7 +35,6 @@
 #define KERNEL_MAX_VCPUS  4096u
 
 struct xsim_kfd {
-	uint64_t id;
 	bool irq;                 /* irqfd; else ioeventfd */
 	uint32_t pid, fdno;       /* identity of the eventfd (see struct xsim_kfd_req) */
 	int efd;                  /* the hub's copy of the eventfd */
@@ -45,13 +46,13 @@ struct xsim_kfd {
 };
 
 struct xsim_kernel {
-	pthread_t thread;
-	int epfd, stop_fd;
 	struct xsim_kernel_opts opts;
 	struct xsim_kfd *v;
 	unsigned n, cap;
-	uint64_t next_id;
 	uint64_t claims;
+	/* Deassigned eventfds, closed with the hub: a guest may still be polling the number. */
+	int *dead_fds;
+	unsigned ndead;
 };
 
 /* ---- the ioeventfd handler ---- */
@@ -114,52 +115,53 @@ out:
 	pthread_mutex_unlock(&h->lock);
 }
 
-/* ---- the irqfd thread ---- */
+/* ---- irqfds: run when the guest side looks at or waits for a line ---- */
 
-static void kernel_inject(struct xsim_hub *h, uint64_t id)
+#define KERNEL_POLL_MAX   16
+#define KERNEL_POLL_MS    5     /* DM-op injections (no fd to poll) are seen this late */
+
+static bool kernel_irq_of(const struct xsim_kfd *f, const struct xsim_dom *d, unsigned spi)
 {
+	return f->irq && f->domid == d->domid && f->op.op == XEN_DMOP_set_irq_level &&
+	       f->op.u.set_irq_level.irq == spi;
+}
+
+void hub_kernel_irq_sync(struct xsim_dom *d, unsigned spi)
+{
+	struct xsim_hub *h = d->hub;
 	struct xsim_kernel *k = h->kernel;
 	uint64_t cnt;
 
 	pthread_mutex_lock(&h->lock);
 	for (unsigned i = 0; i < k->n; i++) {
-		struct xsim_kfd *f = &k->v[i];
-		struct xsim_dom *d;
+		const struct xsim_kfd *f = &k->v[i];
 
-		if (f->id != id)
+		/* The counter read is the kernel's eventfd_ctx_do_read(); then the DM op. */
+		if (!kernel_irq_of(f, d, spi) || read(f->efd, &cnt, sizeof(cnt)) != sizeof(cnt))
 			continue;
-		if (read(f->efd, &cnt, sizeof(cnt)) != sizeof(cnt))
-			break;
-		d = hub_dom_get(h, f->domid);
 		/* Xen refuses DM ops for a dead domain; the kernel logs it once. */
-		if (d && d->alive && f->op.op == XEN_DMOP_set_irq_level &&
-		    f->op.u.set_irq_level.irq >= 32 && f->op.u.set_irq_level.irq < XSIM_NR_IRQS &&
-		    f->op.u.set_irq_level.level <= 1)
-			xsim_irq_inject(d->ctl, f->op.u.set_irq_level.irq,
-					f->op.u.set_irq_level.level);
-		break;
+		if (d->alive && f->op.u.set_irq_level.level <= 1)
+			xsim_irq_inject(d->ctl, spi, f->op.u.set_irq_level.level);
 	}
 	pthread_mutex_unlock(&h->lock);
 }
 
-static void *kernel_thread(void *arg)
+bool hub_kernel_irq_poll(struct xsim_dom *d, unsigned spi, int64_t timeout_ms)
 {
-	struct xsim_hub *h = arg;
+	struct xsim_hub *h = d->hub;
 	struct xsim_kernel *k = h->kernel;
-	struct epoll_event ev[16];
+	struct pollfd p[KERNEL_POLL_MAX];
+	nfds_t n = 0;
 
-	for (;;) {
-		int n = epoll_wait(k->epfd, ev, 16, -1);
-
-		if (n < 0 && errno != EINTR)
-			break;
-		for (int i = 0; i < n; i++) {
-			if (ev[i].data.u64 == 0)
-				return NULL;   /* the stop eventfd */
-			kernel_inject(h, ev[i].data.u64);
-		}
-	}
-	return NULL;
+	pthread_mutex_lock(&h->lock);
+	for (unsigned i = 0; i < k->n && n < KERNEL_POLL_MAX; i++)
+		if (kernel_irq_of(&k->v[i], d, spi))
+			p[n++] = (struct pollfd){ .fd = k->v[i].efd, .events = POLLIN };
+	pthread_mutex_unlock(&h->lock);
+	if (n == 0)
+		return false;
+	poll(p, n, (int)(timeout_ms < KERNEL_POLL_MS ? timeout_ms : KERNEL_POLL_MS));
+	return true;
 }
 
 /* ---- the ioctls ---- */
@@ -176,11 +178,17 @@ static int kernel_deassign(struct xsim_kernel *k, bool irq, const struct xsim_kf
 {
 	struct xsim_kfd *f = kernel_find(k, irq, q);
 
+	int *v;
+
 	if (!f)
 		return irq ? -ENOENT : -ENODEV;
-	if (irq)
-		epoll_ctl(k->epfd, EPOLL_CTL_DEL, f->efd, NULL);
-	close(f->efd);
+	v = realloc(k->dead_fds, (k->ndead + 1) * sizeof(*v));
+	if (v) {
+		k->dead_fds = v;
+		k->dead_fds[k->ndead++] = f->efd;
+	} else {
+		close(f->efd);
+	}
 	*f = k->v[--k->n];
 	return 0;
 }
@@ -233,13 +241,6 @@ static int kernel_assign(struct xsim_hub *h, struct xsim_msg *m, const struct xs
 		k->v = v;
 		k->cap = k->cap * 2 + 8;
 	}
-	f.id = ++k->next_id;
-	if (irq) {
-		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = f.id };
-
-		if (epoll_ctl(k->epfd, EPOLL_CTL_ADD, fd_in, &ev) < 0)
-			return -errno;
-	}
 	k->v[k->n++] = f;
 	return 1;   /* fd kept */
 }
@@ -265,42 +266,22 @@ int hub_kernel_ioctl(struct xsim_hub *h, struct xsim_msg *m, int fd_in)
 
 int hub_kernel_start(struct xsim_hub *h)
 {
-	struct xsim_kernel *k = calloc(1, sizeof(*k));
-	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0 };
-
-	if (!k)
-		return -ENOMEM;
-	h->kernel = k;
-	k->epfd = epoll_create1(EPOLL_CLOEXEC);
-	k->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (k->epfd < 0 || k->stop_fd < 0 ||
-	    epoll_ctl(k->epfd, EPOLL_CTL_ADD, k->stop_fd, &ev) < 0 ||
-	    pthread_create(&k->thread, NULL, kernel_thread, h) != 0) {
-		if (k->epfd >= 0)
-			close(k->epfd);
-		if (k->stop_fd >= 0)
-			close(k->stop_fd);
-		free(k);
-		h->kernel = NULL;
-		return -EIO;
-	}
-	return 0;
+	h->kernel = calloc(1, sizeof(*h->kernel));
+	return h->kernel ? 0 : -ENOMEM;
 }
 
 void hub_kernel_stop(struct xsim_hub *h)
 {
 	struct xsim_kernel *k = h->kernel;
-	uint64_t one = 1;
 
 	if (!k)
 		return;
-	if (write(k->stop_fd, &one, sizeof(one)) == sizeof(one))
-		pthread_join(k->thread, NULL);
 	for (unsigned i = 0; i < k->n; i++)
 		close(k->v[i].efd);
+	for (unsigned i = 0; i < k->ndead; i++)
+		close(k->dead_fds[i]);
+	free(k->dead_fds);
 	free(k->v);
-	close(k->epfd);
-	close(k->stop_fd);
 	free(k);
 	h->kernel = NULL;
 }
