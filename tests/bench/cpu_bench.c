@@ -53,7 +53,13 @@ struct rng_guest {
 	struct vdrv_buf buf;
 };
 
-static const char ini_fmt[] = "[guest]\nname = %s\ndiscovery = explicit\ngrant_usage = %s\n\n"
+/*
+ * The ioreq path, as this benchmark has always measured it (the kick answered with the device
+ * work inside it). With the notify fast path the kick returns at once and the driver waits for
+ * the interrupt and acknowledges it: two more ioreqs per request (docs/PERFORMANCE.md).
+ */
+static const char ini_fmt[] = "[guest]\nname = %s\ndiscovery = explicit\ngrant_usage = %s\n"
+			      "notify_fastpath = off\n\n"
 			      "[rng]\nmmio = 0x%llx\nirq = %u\nrate = 0\n";
 
 /* The next rng_start gives the device grant addresses (grant_usage = yes). */

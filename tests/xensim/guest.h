@@ -77,7 +77,10 @@ int xsim_ioreq_raw(struct xsim_dom *d, unsigned vcpu, uint64_t route_addr,
 /* IOREQ_TYPE_INVALIDATE to every enabled server of the domain (as Xen's broadcast). */
 int xsim_invalidate(struct xsim_dom *d, unsigned vcpu, int timeout_ms);
 
-/* Interrupts: rising edges seen on an SPI so far; wait for one past *seen (1), or 0 on timeout. */
+/*
+ * Interrupts: injections (every level-1 write, as on Arm Xen) seen on an SPI so far; wait for one
+ * past *seen (1), or 0 on timeout. These apply the DM ops of the line's signalled irqfds first.
+ */
 uint32_t xsim_irq_edges(struct xsim_dom *d, unsigned spi);
 bool xsim_irq_level(struct xsim_dom *d, unsigned spi);
 int xsim_irq_wait(struct xsim_dom *d, unsigned spi, uint32_t *seen, int timeout_ms);
