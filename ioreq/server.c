@@ -164,6 +164,28 @@ static uint64_t xg_serve_req(struct xen_guest *g, const ioreq_t *r)
 	return 0;
 }
 
+/*
+ * With the fast path the kernel's ioeventfd handler shares our port's event: a kick it will
+ * claim may still look READY to us, and answering it would complete it twice. A kick it
+ * claimed while we copied may have been followed by the vCPU's next request, so the copy may
+ * mix two: then the slot no longer equals it and we leave it too. Either way the port is
+ * still masked, so whatever is READY now comes back to us after the unmask.
+ */
+static bool xg_kernels(struct xen_guest *g, volatile ioreq_t *slot, const ioreq_t *req)
+{
+	ioreq_t again;
+
+	if (fastpath_kernel_claims(g->fp, req))
+		return true;
+	/* Read the slot again only after the first copy. */
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	memcpy(&again, (const void *)slot, sizeof(again));
+	if (memcmp(&again, req, sizeof(again)) == 0)
+		return false;
+	g->st.spurious++;
+	return true;
+}
+
 static void xg_serve_vcpu(struct xen_guest *g, unsigned vcpu)
 {
 	volatile ioreq_t *slot = &g->slots[vcpu];
@@ -178,11 +200,7 @@ static void xg_serve_vcpu(struct xen_guest *g, unsigned vcpu)
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	/* One copy: the guest's vCPU is stalled but the page stays shared; validate the copy. */
 	memcpy(&req, (const void *)slot, sizeof(req));
-	/*
-	 * Our port and the kernel's ioeventfd handler share the event: a kick the kernel will
-	 * claim may still look READY to us. Answering it would complete it twice.
-	 */
-	if (g->fp && fastpath_kernel_claims(g->fp, &req))
+	if (g->fp && xg_kernels(g, slot, &req))
 		return;
 	data = xg_serve_req(g, &req);
 	if (req.dir == IOREQ_READ)

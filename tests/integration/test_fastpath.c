@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -122,6 +123,25 @@ static long long stat_of(struct itest *t, const char *key)
 	return -1;
 }
 
+/* A STATUS= line sent since READY=1 (SIGUSR1 sends one) contains both needles. */
+static bool status_has(struct itest *t, const char *needle, const char *needle2)
+{
+	char buf[512];
+
+	for (int i = 0; i < 200; i++) {
+		ssize_t n = recv(t->dm.notify_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+
+		if (n > 0) {
+			buf[n] = '\0';
+			if (strstr(buf, "STATUS=") && strstr(buf, needle) && strstr(buf, needle2))
+				return true;
+			continue;
+		}
+		usleep(10000);
+	}
+	return false;
+}
+
 static void stop_clean(struct itest *t)
 {
 	int st = xsim_daemon_stop(&t->dm);
@@ -159,6 +179,9 @@ static void test_used_when_available(void **state)
 	assert_int_equal(stat_of(r.t, "eventfd_notifies"), (long long)c.claims);
 	assert_true(stat_of(r.t, "irqfd_irqs") >= 1);
 	assert_int_equal(stat_of(r.t, "irq_errors"), 0);
+	/* SIGUSR1 (stat_of) also updated systemd's STATUS= with the path and its counters. */
+	assert_true(status_has(r.t, "notify path privcmd ioeventfd+irqfd: ",
+			       " notifies via eventfd, "));
 	stop_clean(r.t);
 	/* SIGTERM teardown deassigned everything: the kernel holds nothing of ours. */
 	kernel_counts(r.t, 0, 0);
@@ -289,6 +312,24 @@ static void test_off(void **state)
 	rng_round_trips(&r, 20);
 	stop_clean(r.t);
 	itest_free(r.t);
+}
+
+/* The kernel's handler reads one ioreq page: more vCPUs than it holds stay on the ioreq path. */
+static void test_many_vcpus(void **state)
+{
+	char ini[256];
+	struct itest *t;
+
+	(void)state;
+	snprintf(ini, sizeof(ini), RNG_INI, "");
+	t = serve(NULL, 200, ini);
+	assert_non_null(t);
+	assert_true(xsim_daemon_log_has(&t->dm, "notify path: ioreq (200 vCPUs: the kernel's "
+					"ioeventfd reads one ioreq page"));
+	kernel_counts(t, 0, 0);
+	assert_int_equal(itest_rd32(t, 199, WIN0 + R_MAGIC), VIRTIO_MAGIC);
+	stop_clean(t);
+	itest_free(t);
 }
 
 static void test_on_without_support(void **state)
@@ -427,6 +468,7 @@ int main(void)
 		cmocka_unit_test(test_fallback_old_kernel),
 		cmocka_unit_test(test_fallback_assign_fails),
 		cmocka_unit_test(test_off),
+		cmocka_unit_test(test_many_vcpus),
 		cmocka_unit_test(test_on_without_support),
 		cmocka_unit_test(test_race_daemon_leaves_kicks),
 		cmocka_unit_test(test_other_notifies_via_ioreq),
