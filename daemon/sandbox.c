@@ -119,7 +119,9 @@ static const char *const sandbox_allowed[] = {
 
 /* ioctl request type bytes (_IOC_TYPE) the daemon's file descriptors take. */
 static const unsigned sandbox_ioctl_types[] = {
-	'P',   /* /dev/xen/privcmd: hypercalls, DM ops, foreign mappings, restrict */
+	'P',   /* /dev/xen/privcmd: hypercalls, DM ops, foreign mappings, restrict, and the
+		  notify fast path's ioeventfd/irqfd deassign at teardown (its eventfds need
+		  only read and write) */
 	'E',   /* /dev/xen/evtchn: bind, notify, unbind, restrict */
 	'G',   /* /dev/xen/gntdev: grant maps and unmaps */
 	'B',   /* /dev/xen/xenbus_backend */
