@@ -152,6 +152,13 @@ static void stop_clean(struct itest *t)
 	assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/* Stop cleanly (exit 0) and free everything. */
+static void finish(struct itest *t)
+{
+	stop_clean(t);
+	itest_free(t);
+}
+
 static void kernel_counts(struct itest *t, unsigned ioeventfds, unsigned irqfds)
 {
 	struct xsim_kernel_counts c;
@@ -281,8 +288,7 @@ static void test_fallback_old_kernel(void **state)
 	assert_int_equal(stat_of(r.t, "fastpath"), 0);
 	assert_int_equal(stat_of(r.t, "eventfd_notifies"), 0);
 	kernel_counts(r.t, 0, 0);
-	stop_clean(r.t);
-	itest_free(r.t);
+	finish(r.t);
 }
 
 static void test_fallback_assign_fails(void **state)
@@ -297,8 +303,7 @@ static void test_fallback_assign_fails(void **state)
 	/* The irqfd assigned before the failing ioeventfd was undone. */
 	kernel_counts(r.t, 0, 0);
 	rng_round_trips(&r, 20);
-	stop_clean(r.t);
-	itest_free(r.t);
+	finish(r.t);
 }
 
 static void test_off(void **state)
@@ -310,8 +315,7 @@ static void test_off(void **state)
 	assert_true(xsim_daemon_log_has(&r.t->dm, "notify path: ioreq (notify_fastpath = off)"));
 	kernel_counts(r.t, 0, 0);
 	rng_round_trips(&r, 20);
-	stop_clean(r.t);
-	itest_free(r.t);
+	finish(r.t);
 }
 
 /* The kernel's handler reads one ioreq page: more vCPUs than it holds stay on the ioreq path. */
@@ -328,8 +332,7 @@ static void test_many_vcpus(void **state)
 					"ioeventfd reads one ioreq page"));
 	kernel_counts(t, 0, 0);
 	assert_int_equal(itest_rd32(t, 199, WIN0 + R_MAGIC), VIRTIO_MAGIC);
-	stop_clean(t);
-	itest_free(t);
+	finish(t);
 }
 
 static void test_on_without_support(void **state)
@@ -380,8 +383,7 @@ static void test_race_daemon_leaves_kicks(void **state)
 	/* Exactly the 20 requests went through the ring: none served twice or lost. */
 	used = (long long)r.drv.vq[0].last_used;
 	assert_int_equal(used, 20);
-	stop_clean(r.t);
-	itest_free(r.t);
+	finish(r.t);
 }
 
 /* ---- what the kernel does not take still comes through the ioreq path ---- */
@@ -411,8 +413,7 @@ static void test_other_notifies_via_ioreq(void **state)
 	xsim_kernel_count(r.t->hub, &c1);
 	assert_int_equal(c1.claims, c0.claims + 1);
 	rng_round_trips(&r, 10);
-	stop_clean(r.t);
-	itest_free(r.t);
+	finish(r.t);
 }
 
 /* ---- reset and re-initialisation with the eventfds assigned ---- */
@@ -434,8 +435,7 @@ static void test_reset_reinit(void **state)
 	rng_round_trips(&r, 10);
 	kernel_counts(r.t, 1, 1);
 	assert_true(stat_of(r.t, "eventfd_notifies") >= 1);
-	stop_clean(r.t);
-	itest_free(r.t);
+	finish(r.t);
 }
 
 /* ---- domain death with eventfds assigned ---- */
