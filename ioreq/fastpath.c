@@ -9,6 +9,7 @@
 #include "ioreq/fastpath.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -31,8 +32,14 @@ struct fp_queue {
 	bool assigned;
 };
 
+/*
+ * Teardown runs after the devices are destroyed (guest_teardown frees them before closing the
+ * Xen side), so what deassigning needs is copied here: dev is compared, never followed, then.
+ */
 struct fp_dev {
 	struct vdev *dev;
+	char name[80];
+	uint32_t irq;
 	uint64_t base;
 	int irqfd;
 	bool irq_assigned;
@@ -132,7 +139,7 @@ static int fp_irqfd(struct fastpath *f, const struct fp_dev *fd, bool deassign)
 	/* Every level-1 write to an SPI is an injection on Arm, so one DM op does it all. */
 	struct xen_dm_op op = {
 		.op = XEN_DMOP_set_irq_level,
-		.u.set_irq_level = { .irq = fd->dev->irq, .level = 1 },
+		.u.set_irq_level = { .irq = fd->irq, .level = 1 },
 	};
 	struct xvd_privcmd_irqfd a = {
 		.dm_op = (uintptr_t)&op,
@@ -215,14 +222,14 @@ static void fp_stop_dev(struct fastpath *f, struct fp_dev *fd)
 		/* Deassign first: a kick claimed meanwhile still reaches the device. */
 		rc = fp_ioeventfd(f, fd, q, fq->w.fd, true);
 		if (rc < 0)
-			fp_log_undo(f, "ioeventfd", fd->dev->name, rc);
+			fp_log_undo(f, "ioeventfd", fd->name, rc);
 		fd->nq = q;
 		ev_io_stop(f->p.loop, &fq->w);
 		close(fq->w.fd);
 		fq->assigned = false;
 	}
 	if (fd->irq_assigned && (rc = fp_irqfd(f, fd, true)) < 0)
-		fp_log_undo(f, "irqfd", fd->dev->name, rc);
+		fp_log_undo(f, "irqfd", fd->name, rc);
 	fd->irq_assigned = false;
 	if (fd->irqfd >= 0)
 		close(fd->irqfd);
@@ -252,8 +259,11 @@ int fastpath_start(const struct fastpath_params *p, struct vdev *const *devs,
 		return -ENOMEM;
 	f->p = *p;
 	f->rl = (struct ratelimit)RATELIMIT_DEFAULT;
-	for (unsigned i = 0; i < ndev; i++)
-		f->devs[i] = (struct fp_dev){ .dev = devs[i], .base = bases[i], .irqfd = -1 };
+	for (unsigned i = 0; i < ndev; i++) {
+		f->devs[i] = (struct fp_dev){ .dev = devs[i], .irq = devs[i]->irq, .base = bases[i],
+					      .irqfd = -1 };
+		snprintf(f->devs[i].name, sizeof(f->devs[i].name), "%s", devs[i]->name);
+	}
 	for (unsigned i = 0; rc == 0 && i < ndev; i++) {
 		f->ndev = i + 1;
 		rc = fp_start_dev(f, &f->devs[i]);
