@@ -171,7 +171,7 @@ static uint64_t xg_serve_req(struct xen_guest *g, const ioreq_t *r)
  * mix two: then the slot no longer equals it and we leave it too. Either way the port is
  * still masked, so whatever is READY now comes back to us after the unmask.
  */
-static bool xg_kernels(struct xen_guest *g, volatile ioreq_t *slot, const ioreq_t *req)
+static bool xg_leave_to_kernel(struct xen_guest *g, volatile ioreq_t *slot, const ioreq_t *req)
 {
 	ioreq_t again;
 
@@ -200,7 +200,7 @@ static void xg_serve_vcpu(struct xen_guest *g, unsigned vcpu)
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	/* One copy: the guest's vCPU is stalled but the page stays shared; validate the copy. */
 	memcpy(&req, (const void *)slot, sizeof(req));
-	if (g->fp && xg_kernels(g, slot, &req))
+	if (g->fp && xg_leave_to_kernel(g, slot, &req))
 		return;
 	data = xg_serve_req(g, &req);
 	if (req.dir == IOREQ_READ)
