@@ -110,28 +110,35 @@ static void guest_post(volatile struct ioreq *slot, const struct xsim_chan *ch,
 }
 
 /*
- * Wait for the response. A late notification for an abandoned request may wake us once for
- * nothing: the state decides.
+ * Wait for the response: the device model sets IORESP_READY, then notifies, which bumps the
+ * binding's notify counter and wakes it (a futex). The counter is read before the state, so a
+ * notification in between makes the futex wait return at once. A late notification for an
+ * abandoned request may wake us for nothing: the state decides. With the port unbound nothing
+ * notifies, and the wait sleeps until the deadline.
  */
 static int guest_wait(volatile struct ioreq *slot, const struct xsim_chan *ch, int timeout_ms)
 {
 	int64_t deadline = guest_now_ms() + timeout_ms;
-	uint64_t count;
+	_Atomic uint32_t unbound = 0;
+	_Atomic uint32_t *word = ch->evh ? &ch->evh->pg->notify[ch->evidx] : &unbound;
 
 	for (;;) {
+		/* acquire: the state below is read after the counter, see above. */
+		uint32_t seen = atomic_load_explicit(word, memory_order_acquire);
+
 		if (slot->state == STATE_IORESP_READY) {
 			/* Acquire: the response data is read only after its state (Xen's rmb). */
 			atomic_thread_fence(memory_order_acquire);
 			return 0;
 		}
 		int64_t left = deadline - guest_now_ms();
-		struct pollfd p = { .fd = ch->to_guest, .events = POLLIN };
 
 		if (left <= 0)
 			return -ETIMEDOUT;
-		/* One read empties the eventfd (not a semaphore). */
-		if (poll(&p, 1, (int)left) > 0 && read(ch->to_guest, &count, sizeof(count)) < 0)
-			count = 0;
+		struct timespec ts = { left / 1000, (left % 1000) * 1000000 };
+
+		/* Shared futex: the device model's process wakes it. */
+		syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, seen, &ts, NULL, 0);
 	}
 }
 

@@ -86,8 +86,6 @@ fail:
 
 static void server_free(struct xsim_server *s)
 {
-	for (unsigned i = 0; s->chans && i < s->nchans; i++)
-		close(s->chans[i].to_guest);
 	if (s->slots)
 		munmap(s->slots, (size_t)s->npages * XSIM_PAGE);
 	if (s->pages_fd >= 0)
@@ -117,14 +115,8 @@ static struct xsim_server *server_new(struct xsim_dom *d)
 	}
 	s->slots = map;
 	for (unsigned i = 0; i < s->nchans; i++) {
-		s->chans[i].to_guest = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		s->chans[i].port = d->next_port++;
 		s->slots[i].state = STATE_IOREQ_NONE;
-		if (s->chans[i].to_guest < 0) {
-			s->nchans = i + 1;
-			server_free(s);
-			return NULL;
-		}
 	}
 	return s;
 }
@@ -261,8 +253,7 @@ static int evh_open(struct xsim_hub *h, struct xsim_conn *c, struct hub_reply *r
  * XSIM_OP_BIND: the port's "ioreq ready" signals go to binding m->b of the connection's handle.
  * A port still bound to another handle (a device model that never unbound) moves to this one.
  */
-static int evh_bind(struct xsim_dom *d, struct xsim_conn *c, struct xsim_msg *m,
-		    struct hub_reply *rep)
+static int evh_bind(struct xsim_dom *d, struct xsim_conn *c, struct xsim_msg *m)
 {
 	struct xsim_chan *ch = hub_chan_by_port(d, m->a);
 
@@ -275,8 +266,6 @@ static int evh_bind(struct xsim_dom *d, struct xsim_conn *c, struct xsim_msg *m,
 	ch->evh = c->evh;
 	ch->evidx = m->b;
 	c->evh->bound[m->b] = ch;
-	rep->fds[0] = ch->to_guest;
-	rep->nfds = 1;
 	return 0;
 }
 
@@ -333,7 +322,7 @@ static int hub_do_dm(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg *m
 	if (m->op == XSIM_OP_CREATE_SERVER)
 		return server_create(d, m->a, &m->a);
 	if (m->op == XSIM_OP_BIND)
-		return evh_bind(d, c, m, rep);
+		return evh_bind(d, c, m);
 	s = hub_server(d, m->a);
 	if (!s)
 		return -ENOENT;

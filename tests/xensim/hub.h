@@ -20,12 +20,15 @@
 
 struct xsim_evh;
 
-/* One interdomain event channel: a vCPU slot's vp_eport and the daemon's end. */
+/*
+ * One interdomain event channel: a vCPU slot's vp_eport and the daemon's end, binding evidx of
+ * handle evh: "ioreq ready" is fired there, "response ready" comes as that binding's notify
+ * counter. NULL while unbound: a signal is lost (as Xen drops it) and nothing answers.
+ */
 struct xsim_chan {
-	int to_guest;           /* eventfd: "response ready" (daemon writes, guest side waits) */
 	uint32_t port;          /* the guest-side port number (vp_eport) */
-	struct xsim_evh *evh;   /* "ioreq ready" goes to binding evidx of this handle; NULL: */
-	unsigned evidx;         /* unbound, a signal is lost (as Xen drops it) */
+	struct xsim_evh *evh;
+	unsigned evidx;
 };
 
 /*

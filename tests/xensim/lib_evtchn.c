@@ -4,17 +4,20 @@
  * a set of queued bindings (struct xsim_evtchn_page; the rules are in evtchn_shm.h). The guest
  * side fires a bound port by marking it in the page and kicking the doorbell once; a delivered
  * port stays masked until xenevtchn_unmask, which delivers it again if it fired meanwhile. The
- * doorbell is readable while something is queued. Notifications to the guest side go to the
- * port's "response" eventfd, which the guest side waits on.
+ * doorbell is readable while something is queued. xenevtchn_notify bumps the binding's notify
+ * counter in the page and wakes the guest side, which waits on it (a futex).
  *
  * One thread reads a handle (xenevtchn_pending), as the daemon's loop does; any thread may
  * unmask or notify.
  */
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <xenevtchn.h>
@@ -24,7 +27,6 @@
 
 struct evtchn_port {
 	uint32_t port;          /* our local port; 0 = free binding */
-	int out_fd;             /* us -> guest */
 };
 
 struct xenevtchn_handle {
@@ -97,9 +99,6 @@ int xenevtchn_close(xenevtchn_handle *xce)
 	if (!xce)
 		return 0;
 	/* Closing the connection unbinds everything in the hub. */
-	for (unsigned i = 0; i < xce->nb; i++)
-		if (xce->b[i].port)
-			close(xce->b[i].out_fd);
 	evtchn_free_handle(xce);
 	return 0;
 }
@@ -125,7 +124,6 @@ xenevtchn_port_or_error_t xenevtchn_bind_interdomain(xenevtchn_handle *xce, uint
 {
 	struct xsim_msg *m;
 	unsigned i = 0;
-	int fd;
 
 	if (xce->restrict_domid >= 0 && xce->restrict_domid != domid) {
 		errno = EPERM;
@@ -146,12 +144,12 @@ xenevtchn_port_or_error_t xenevtchn_bind_interdomain(xenevtchn_handle *xce, uint
 		return -1;
 	m->a = remote_port;
 	m->b = i;
-	if (xsim_rpc(xce->conn, m, -1, &fd, 1) < 0) {
+	if (xsim_rpc(xce->conn, m, -1, NULL, 0) < 0) {
 		free(m);
 		return -1;
 	}
 	free(m);
-	xce->b[i] = (struct evtchn_port){ xce->port_base + i, fd };
+	xce->b[i].port = xce->port_base + i;
 	if (i >= xce->nb)
 		xce->nb = i + 1;
 	return (xenevtchn_port_or_error_t)xce->b[i].port;
@@ -174,7 +172,6 @@ int xenevtchn_unbind(xenevtchn_handle *xce, evtchn_port_t port)
 		return -1;
 	}
 	free(m);
-	close(xce->b[i].out_fd);
 	xce->b[i].port = 0;
 	return 0;
 }
@@ -182,11 +179,14 @@ int xenevtchn_unbind(xenevtchn_handle *xce, evtchn_port_t port)
 int xenevtchn_notify(xenevtchn_handle *xce, evtchn_port_t port)
 {
 	int i = evtchn_find(xce, port);
-	uint64_t one = 1;
 
 	if (i < 0)
 		return -1;
-	return write(xce->b[i].out_fd, &one, sizeof(one)) == sizeof(one) ? 0 : -1;
+	/* release: what we wrote before notifying (the response) is seen with the new count. */
+	atomic_fetch_add_explicit(&xce->pg->notify[i], 1, memory_order_release);
+	/* Shared futex (the page is MAP_SHARED): the guest side is another process. */
+	return syscall(SYS_futex, (uint32_t *)&xce->pg->notify[i], FUTEX_WAKE, INT_MAX, NULL,
+		       NULL, 0) < 0 ? -1 : 0;
 }
 
 /* Take one queued binding, scanning round robin from the cursor; -1 when none is queued. */
@@ -196,7 +196,8 @@ static int evtchn_take(xenevtchn_handle *h)
 
 	for (unsigned k = 0; nw && k <= nw; k++) {
 		unsigned w = (start / 64 + k) % nw;
-		uint64_t v = atomic_load_explicit(&h->pg->ready[w], memory_order_relaxed);
+		/* seq_cst: after the drain's store to `kicked`, this is the reader's second look. */
+		uint64_t v = atomic_load_explicit(&h->pg->ready[w], memory_order_seq_cst);
 
 		/* The start word twice: first its bits from the cursor on, at the end the rest. */
 		if (k == 0)
@@ -221,7 +222,7 @@ static int evtchn_take(xenevtchn_handle *h)
 
 static bool evtchn_queued(xenevtchn_handle *h)
 {
-	/* seq_cst: the reader's half of the Dekker pair, after clearing `kicked`. */
+	/* seq_cst: the reader's second look, after clearing `kicked`. */
 	for (unsigned w = 0; w < (h->nb + 63) / 64; w++)
 		if (atomic_load_explicit(&h->pg->ready[w], memory_order_seq_cst))
 			return true;
@@ -229,33 +230,40 @@ static bool evtchn_queued(xenevtchn_handle *h)
 }
 
 /*
- * After the doorbell was drained: clear `kicked`, then look again; anything queued in between
- * was queued by someone who saw `kicked` set and did not write, so ring the doorbell ourselves.
+ * The doorbell was drained (a read returned its count): clear `kicked` so that the next queuer
+ * writes it. seq_cst: the reader's half of the Dekker pair; the caller then looks at ready[]
+ * again (evtchn_take or evtchn_queued), which finds whatever a queuer that saw `kicked` still
+ * set did not ring for.
+ *
+ * A read that finds the doorbell empty leaves `kicked` alone: if it is set, a queuer is between
+ * setting it and writing, and its write will make the fd readable.
  */
-static bool evtchn_rearm(xenevtchn_handle *h)
+static void evtchn_drained(xenevtchn_handle *h)
 {
 	atomic_store_explicit(&h->pg->kicked, 0, memory_order_seq_cst);
-	if (!evtchn_queued(h))
-		return false;
-	xsim_evtchn_kick(h->pg, h->doorbell);
-	return true;
 }
 
 /*
  * The last queued binding was taken: drain the doorbell so the fd is not readable with nothing
- * queued (Linux's evtchn fd polls readable only while its ring is non-empty). Only when it was
- * kicked since the last drain: then a write was made or is under way, so even a blocking read
- * returns at once.
+ * queued (Linux's evtchn fd polls readable only while its ring is non-empty), and ring it again
+ * if something was queued meanwhile without a ring. Only when it was kicked since the last
+ * drain: then a write was made or is under way, so even a blocking read returns at once.
  */
 static void evtchn_settle(xenevtchn_handle *h)
 {
 	uint64_t count;
+	ssize_t n;
 
 	if (!atomic_load_explicit(&h->pg->kicked, memory_order_seq_cst))
 		return;
-	while (read(h->doorbell, &count, sizeof(count)) < 0 && errno == EINTR)
-		;
-	evtchn_rearm(h);
+	do
+		n = read(h->doorbell, &count, sizeof(count));
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return;
+	evtchn_drained(h);
+	if (evtchn_queued(h))
+		xsim_evtchn_kick(h->pg, h->doorbell);
 }
 
 /*
@@ -281,12 +289,9 @@ xenevtchn_port_or_error_t xenevtchn_pending(xenevtchn_handle *xce)
 		n = read(xce->doorbell, &count, sizeof(count));
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && errno != EAGAIN)
-			return -1;
-		if (!evtchn_rearm(xce) && n < 0) {
-			errno = EAGAIN;
-			return -1;
-		}
+		if (n < 0)
+			return -1;   /* EAGAIN: nothing pending (see evtchn_drained) */
+		evtchn_drained(xce);
 	}
 }
 

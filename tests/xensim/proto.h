@@ -63,6 +63,8 @@ struct xsim_evtchn_page {
 	uint32_t pad[15];
 	_Atomic uint64_t ready[XSIM_EVTCHN_MAX / 64];  /* delivered, not read yet: the "ring" */
 	_Atomic uint32_t state[XSIM_EVTCHN_MAX];       /* XSIM_EVTCHN_MASKED | _PENDING */
+	/* The other direction: xenevtchn_notify bumps it; the guest side waits on it (a futex). */
+	_Atomic uint32_t notify[XSIM_EVTCHN_MAX];
 };
 
 /* Which drop-in handles were restricted to a domain (tests check the daemon does it). */
@@ -78,7 +80,7 @@ enum xsim_op {
 	XSIM_OP_UNMAP_RANGE,    /* same */
 	XSIM_OP_DESTROY_SERVER, /* domid, a=id */
 	XSIM_OP_SERVER_PAGES,   /* domid, a=id -> a=number of ioreq pages, fds[0] page memfd */
-	XSIM_OP_BIND,           /* domid, a=remote port, b=binding -> fds[0] dm->guest eventfd */
+	XSIM_OP_BIND,           /* domid, a=remote port, b=binding of this connection's handle */
 	XSIM_OP_XS_SINK,        /* send fd: where this connection's watch events go */
 	XSIM_OP_XS_READ,        /* data=path -> data=value */
 	XSIM_OP_XS_WRITE,       /* a=strlen(path)+1, data=path\0value */
