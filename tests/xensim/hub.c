@@ -213,6 +213,18 @@ static void evh_detach(struct xsim_chan *ch)
 	ch->evh = NULL;
 }
 
+static void evh_free(struct xsim_evh *e)
+{
+	if (e->pg)
+		munmap(e->pg, sizeof(*e->pg));
+	if (e->page_fd >= 0)
+		close(e->page_fd);
+	if (e->doorbell >= 0)
+		close(e->doorbell);
+	free(e->bound);
+	free(e);
+}
+
 /* XSIM_OP_EVTCHN_OPEN: the connection becomes a handle with a doorbell and a shared page. */
 static int evh_open(struct xsim_hub *h, struct xsim_conn *c, struct hub_reply *rep)
 {
@@ -231,12 +243,7 @@ static int evh_open(struct xsim_hub *h, struct xsim_conn *c, struct hub_reply *r
 	if (!e->bound || e->doorbell < 0 || e->page_fd < 0) {
 		int rc = e->page_fd < 0 ? e->page_fd : -ENOMEM;
 
-		if (e->doorbell >= 0)
-			close(e->doorbell);
-		if (e->page_fd >= 0)
-			close(e->page_fd);
-		free(e->bound);
-		free(e);
+		evh_free(e);
 		return rc;
 	}
 	e->pg = map;
@@ -291,11 +298,7 @@ static void evh_free_all(struct xsim_hub *h)
 		struct xsim_evh *e = h->evhs;
 
 		h->evhs = e->next;
-		munmap(e->pg, sizeof(*e->pg));
-		close(e->page_fd);
-		close(e->doorbell);
-		free(e->bound);
-		free(e);
+		evh_free(e);
 	}
 }
 
