@@ -69,6 +69,15 @@ explicit_ini() {
 	{ printf '[guest]\nname = %s\ndiscovery = explicit\nlog_level = debug\n\n' "$1"; cat; } > "$XVD_RUN/$1.ini"
 }
 
+# explicit_disk NAME [GUEST-KEY-LINE]...: a 64 MiB image /run/NAME.img served as [block "vda"] at
+# 0x02000000, SPI 33 (one-window.cfg's window); the lines go into the [guest] section.
+explicit_disk() {
+	n=$1; shift
+	truncate -s 64M "/run/$n.img"
+	{ for l in "$@"; do echo "$l"; done
+	  printf '\n[block "vda"]\nmmio = 0x02000000\nirq = 33\npath = /run/%s.img\n' "$n"; } | explicit_ini "$n"
+}
+
 # start_explicit SCENARIO NAME CFG: xen-virtiod-create CFG (xl create -p; xen-virtiod, which
 # returns once it serves; xl unpause). On failure: the log's last lines, a FAIL result, return 1.
 start_explicit() {

@@ -14,15 +14,7 @@ name=e2e-grant
 have_daemon || { result SKIP grant "xen-virtiod is not in this dom0 (not buildable yet)"; exit 0; }
 [ -f /e2e/Image-grant ] || { result FAIL grant "no /e2e/Image-grant in dom0"; exit 0; }
 img=/run/$name.img
-truncate -s 64M $img
-explicit_ini $name <<EOI
-grant_usage = yes
-
-[block "vda"]
-mmio = 0x02000000
-irq = 33
-path = $img
-EOI
+explicit_disk $name 'grant_usage = yes'
 dlog=$(daemon_log $name)
 glog=$(guest_log $name)
 boot_cfg() { guest_cfg $name one-window.cfg 'kernel = "/e2e/Image-grant"' \

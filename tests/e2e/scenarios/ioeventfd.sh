@@ -8,13 +8,7 @@
 name=e2e-ioev
 have_daemon || { result SKIP ioeventfd "xen-virtiod is not in this dom0 (not buildable yet)"; exit 0; }
 img=/run/$name.img
-truncate -s 64M $img
-explicit_ini $name <<EOI
-[block "vda"]
-mmio = 0x02000000
-irq = 33
-path = $img
-EOI
+explicit_disk $name
 cfg=$(guest_cfg $name one-window.cfg 'extra = "console=hvc0 rdinit=/init e2e.run=blk"')
 run_explicit ioeventfd $name "$cfg" 240 || exit 0
 wait_daemons_exit 10 || say "xen-virtiod still running 10 s after the guest died"
