@@ -1,0 +1,24 @@
+# Guest half of scenario "net": eth0 10.0.0.2 on dom0's bridge (10.0.0.1); ping dom0, then 4 MiB
+# over TCP each way: down with wget from dom0's httpd, up with nc to dom0's listener; the sha256
+# of both as this guest sees them.
+ip link set lo up
+ip link set eth0 up && ip addr add 10.0.0.2/24 dev eth0 ||
+	{ echo "E2E-GUEST-NET-ERROR no eth0 (net: $(ls /sys/class/net | tr '\n' ' '))"; exit 1; }
+i=0; while [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" != 1 ] && [ $i -lt 20 ]; do sleep 0.5; i=$((i + 1)); done
+echo "E2E-GUEST-NET eth0 $(cat /sys/class/net/eth0/address) carrier $(cat /sys/class/net/eth0/carrier)"
+out=$(ping -c 3 -w 30 10.0.0.1 2>&1)
+echo "$out" | tail -n 2
+rx=$(echo "$out" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
+echo "E2E-GUEST-NET-PING ${rx:-0}/3"
+t0=$(cut -d' ' -f1 /proc/uptime)
+timeout 150 wget -q -O /tmp/down.bin http://10.0.0.1/down.bin; rc=$?
+t1=$(cut -d' ' -f1 /proc/uptime)
+down=$(sha256sum /tmp/down.bin 2>/dev/null | cut -d' ' -f1)
+echo "E2E-GUEST-NET down rc=$rc bytes=$(wc -c < /tmp/down.bin) in $(awk "BEGIN { print $t1 - $t0 }")s"
+dd if=/dev/urandom of=/tmp/up.bin bs=64k count=64 2>/dev/null
+up=$(sha256sum /tmp/up.bin | cut -d' ' -f1)
+t0=$(cut -d' ' -f1 /proc/uptime)
+timeout 150 nc 10.0.0.1 5002 < /tmp/up.bin; rc=$?
+t1=$(cut -d' ' -f1 /proc/uptime)
+echo "E2E-GUEST-NET up rc=$rc bytes=$(wc -c < /tmp/up.bin) in $(awk "BEGIN { print $t1 - $t0 }")s"
+echo "E2E-GUEST-NET-SUMS down=$down up=$up"
