@@ -1,7 +1,7 @@
 # Scenario "net": virtio-net served by xen-virtiod in explicit mode (mmio 0x02000000, SPI 33,
 # partial device tree), backed by a tap the daemon adds to dom0's bridge xenbr0 (10.0.0.1/24, as
-# in make demo). The guest (10.0.0.2) pings dom0, downloads 4 MiB from dom0's httpd and uploads
-# 4 MiB to a listener in dom0 (both TCP); both ends checksum both files and dom0 compares.
+# in make demo). The guest (10.0.0.2) pings dom0 and downloads 4 MiB from dom0's httpd; dom0
+# downloads 4 MiB from the guest's httpd (both TCP); both ends checksum both files, dom0 compares.
 # e2e-timeout: 400
 . /e2e/lib.sh
 name=e2e-net
@@ -12,12 +12,17 @@ if ! ip link show xenbr0 >/dev/null 2>&1; then
 		{ result FAIL net "cannot set up bridge xenbr0"; exit 0; }
 fi
 www=/run/$name-www up=/run/$name.up
-mkdir -p $www; rm -f $up
+mkdir -p $www; rm -f $up $www/fetched
 dd if=/dev/urandom of=$www/down.bin bs=64k count=64 2>/dev/null
 down_dom0=$(sha256sum $www/down.bin | cut -d' ' -f1)
 httpd -f -p 10.0.0.1:80 -h $www & httpd_pid=$!
-# One upload: the listener hands the connection to cat and exits when the guest closes it.
-nc -l -p 5002 -e sh -c "cat > $up" </dev/null & nc_pid=$!
+# The upload: once the guest says its httpd serves, fetch from it, then tell the guest.
+(
+	i=0; until guest_lines $name E2E-GUEST-NET-UPREADY 2>/dev/null | grep -q . || [ $i -gt 600 ]; do sleep 0.5; i=$((i + 1)); done
+	t0=$(now); wget -q -O $up http://10.0.0.2:8080/up.bin
+	echo "dom0: fetched the guest's file ($(wc -c < $up) bytes) in $(awk "BEGIN { print $(now) - $t0 }") s"
+	touch $www/fetched
+) & nc_pid=$!
 explicit_ini $name <<EOI
 [net "eth0"]
 mmio = 0x02000000
