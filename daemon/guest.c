@@ -29,6 +29,7 @@ struct guest_dev {
 	bool has_desc;                /* discovered in xenstore: desc is valid */
 	struct xen_vdev_desc desc;
 	struct vdev *dev;             /* NULL until created */
+	bool closed;                  /* the toolstack closed the backend: state=6 is written */
 };
 
 struct guest {
@@ -37,6 +38,8 @@ struct guest {
 	uint32_t domid;
 	char name[CONFIG_NAME_MAX];
 	struct xen_guest *xg;
+	struct xen_close_watch *close_watch;  /* 4.17 disks: libxl's Closing, answered */
+	unsigned close_dev[CONFIG_MAX_DEVICES];  /* close watch index -> devs[] index */
 	bool dead;                    /* the domain is gone: its backend dirs are libxl's to remove */
 	unsigned ndevs;
 	struct guest_dev devs[CONFIG_MAX_DEVICES];
@@ -316,9 +319,52 @@ static void guest_set_backend_state(struct guest *g, int state)
 	for (unsigned i = 0; i < g->ndevs; i++) {
 		const struct guest_dev *gd = &g->devs[i];
 		if (gd->has_desc && gd->desc.layout == XEN_LAYOUT_DISK417 && gd->dev &&
-		    xen_backend_set_state(&gd->desc, state) < 0)
+		    !gd->closed && xen_backend_set_state(&gd->desc, state) < 0)
 			log_warn("%s: cannot write state=%d", gd->desc.be_path, state);
 	}
+}
+
+/*
+ * libxl asks a 4.17 disk's backend to close (state=5) when it removes the device: on
+ * `xl destroy` (the guest is paused and about to die) and on `xl block-detach`. Answer Closed
+ * at once so libxl does not wait 10 s and log "unable to remove device". The device keeps
+ * being served: virtio-mmio has no unplug, and a live guest still has it in its device tree.
+ * Nothing acknowledged is lost either way: completed requests are on the backend already.
+ */
+static void guest_backend_closing(void *opaque, unsigned i)
+{
+	struct guest *g = opaque;
+	struct guest_dev *gd = &g->devs[g->close_dev[i]];
+
+	if (gd->closed)
+		return;
+	if (xen_backend_set_state(&gd->desc, XEN_STATE_CLOSED) < 0) {
+		log_warn("%s: cannot write state=%d", gd->desc.be_path, XEN_STATE_CLOSED);
+		return;
+	}
+	gd->closed = true;
+	log_notice("%s: the toolstack closed %s (state=5): answered Closed; virtio-mmio has no "
+		   "unplug, so the device is served until the guest stops", gd->dev->name,
+		   gd->desc.be_path);
+}
+
+static int guest_watch_closing(struct guest *g)
+{
+	const char *paths[CONFIG_MAX_DEVICES];
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < g->ndevs; i++) {
+		const struct guest_dev *gd = &g->devs[i];
+
+		if (gd->has_desc && gd->desc.layout == XEN_LAYOUT_DISK417 && gd->dev) {
+			g->close_dev[n] = i;
+			paths[n++] = gd->desc.be_path;
+		}
+	}
+	if (!n)
+		return 0;
+	g->close_watch = xen_close_watch_start(g->loop, paths, n, guest_backend_closing, g);
+	return g->close_watch ? 0 : -EIO;
 }
 
 static void guest_reset_devices(struct guest *g)
@@ -391,6 +437,9 @@ int guest_setup(struct ev_loop *loop, const struct guest_params *p, struct guest
 		guest_fastpath_missing(g);
 	if (rc < 0)
 		goto fail_close;
+	rc = guest_watch_closing(g);
+	if (rc < 0)
+		goto fail_close;
 	guest_set_backend_state(g, XEN_STATE_INITWAIT);
 	*out = g;
 	return 0;
@@ -419,6 +468,7 @@ void guest_teardown(struct guest *g)
 {
 	if (!g)
 		return;
+	xen_close_watch_stop(g->close_watch);
 	if (!g->dead)
 		guest_quiesce_devices(g);
 	guest_reset_devices(g);

@@ -115,8 +115,20 @@ int xen_discover(uint32_t backend_domid, uint32_t domid, struct xen_vdev_desc *o
 /* XenbusState values we write into a backend directory's "state". */
 #define XEN_STATE_INITWAIT  2
 #define XEN_STATE_CONNECTED 4
+#define XEN_STATE_CLOSING   5   /* written by libxl when it removes the device */
 #define XEN_STATE_CLOSED    6
 int xen_backend_set_state(const struct xen_vdev_desc *d, int state);
+
+/*
+ * Call cb(opaque, i) from the loop, once, when the toolstack writes state=5 (Closing) into
+ * be_paths[i] (libxl removing the device: xl destroy, xl block-detach). It then waits for
+ * state=6. Survives xenstored restarts like the other watches. NULL on failure.
+ */
+struct xen_close_watch;
+struct xen_close_watch *xen_close_watch_start(struct ev_loop *loop, const char *const *be_paths,
+					      unsigned n, void (*cb)(void *opaque, unsigned i),
+					      void *opaque);
+void xen_close_watch_stop(struct xen_close_watch *cw);
 
 /*
  * Watch mode: call cb(opaque, domid) from the loop for every guest that has devices under

@@ -671,6 +671,119 @@ void xen_death_watch_stop(struct xen_death_watch *dw)
 	free(dw);
 }
 
+/* ---- the toolstack closing a backend ---- */
+
+/*
+ * libxl removes a device (xl destroy, xl block-detach) by writing online=0 and state=5
+ * (Closing) into the backend directory, then waits up to 10 s for state=6 (Closed) before it
+ * gives up with "unable to remove device". This watch tells the caller about each state=5.
+ */
+struct xen_close_watch {
+	struct xs_link link;
+	unsigned n;
+	char (*paths)[XS_PATH_MAX];  /* "<be_path>/state" for each device */
+	bool *seen;                  /* Closing already reported */
+	void (*cb)(void *opaque, unsigned i);
+	void *opaque;
+	bool in_cb, stopped;         /* xen_close_watch_stop() from inside cb defers the free */
+};
+
+static bool xs_close_subscribe(struct xs_link *l)
+{
+	struct xen_close_watch *cw = container_of(l, struct xen_close_watch, link);
+
+	for (unsigned i = 0; i < cw->n; i++) {
+		if (!xs_watch(l->xs, cw->paths[i], "xvd-close")) {
+			log_debug("xenstore: watching %s: %s", cw->paths[i], strerror(errno));
+			return false;
+		}
+	}
+	return true;
+}
+
+static void xs_close_free(struct xen_close_watch *cw)
+{
+	free(cw->paths);
+	free(cw->seen);
+	free(cw);
+}
+
+static void xs_close_check(struct xs_link *l, bool probe)
+{
+	struct xen_close_watch *cw = container_of(l, struct xen_close_watch, link);
+
+	if (!xs_drain_watches(l->xs) || (probe && !xs_link_healthy(l, 0))) {
+		xs_link_lost(l, errno);
+		return;
+	}
+	cw->in_cb = true;
+	for (unsigned i = 0; i < cw->n && !cw->stopped; i++) {
+		char *v;
+		uint32_t state;
+
+		if (cw->seen[i])
+			continue;
+		/* Absent (the directory is gone) or malformed: nothing to answer. */
+		v = xs_readf(l->xs, "%s", cw->paths[i]);
+		if (v && xs_parse_u32(v, false, 0, 255, &state) == 0 && state == XEN_STATE_CLOSING) {
+			cw->seen[i] = true;
+			cw->cb(cw->opaque, i);
+		}
+		free(v);
+	}
+	cw->in_cb = false;
+	if (cw->stopped)
+		xs_close_free(cw);
+}
+
+struct xen_close_watch *xen_close_watch_start(struct ev_loop *loop, const char *const *be_paths,
+					      unsigned n, void (*cb)(void *opaque, unsigned i),
+					      void *opaque)
+{
+	struct xen_close_watch *cw = calloc(1, sizeof(*cw));
+
+	if (!cw)
+		return NULL;
+	cw->paths = calloc(n ? n : 1, sizeof(*cw->paths));
+	cw->seen = calloc(n ? n : 1, sizeof(*cw->seen));
+	if (!cw->paths || !cw->seen)
+		goto fail;
+	for (unsigned i = 0; i < n; i++) {
+		int len = snprintf(cw->paths[i], XS_PATH_MAX, "%s/state", be_paths[i]);
+
+		if (len < 0 || len >= XS_PATH_MAX)
+			goto fail;
+	}
+	cw->n = n;
+	cw->cb = cb;
+	cw->opaque = opaque;
+	snprintf(cw->link.what, sizeof(cw->link.what), "the backend state watch");
+	cw->link.subscribe = xs_close_subscribe;
+	cw->link.check = xs_close_check;
+	if (!xs_link_start(&cw->link, loop)) {
+		log_err("xenstore: cannot watch the backends' state: %s", strerror(errno));
+		goto fail;
+	}
+	return cw;
+fail:
+	xs_close_free(cw);
+	return NULL;
+}
+
+void xen_close_watch_stop(struct xen_close_watch *cw)
+{
+	if (!cw)
+		return;
+	if (cw->link.xs)
+		for (unsigned i = 0; i < cw->n; i++)
+			xs_unwatch(cw->link.xs, cw->paths[i], "xvd-close");
+	xs_link_close(&cw->link);
+	if (cw->in_cb)
+		cw->stopped = true;
+	else
+		xs_close_free(cw);
+}
+
 /* ---- watch mode: new guests with devices for us ---- */
 
 struct xen_backend_watch {

@@ -3,9 +3,9 @@
  * two processes (the floor: two cross-process wakeups, nothing else).
  *
  * Ours: the test process plays Xen and the vCPU (xsim_mmio_read of MagicValue: fill the slot,
- * signal the event channel eventfd, wait for IORESP_READY); the real sim daemon answers from its
- * libev loop (evtchn fd readable, pending port, copy and validate the ioreq, transport decode,
- * response, unmask, notify). Baseline: a forked child blocks in read() on one eventfd and writes
+ * fire the port, which kicks the daemon's event-channel fd, wait for IORESP_READY); the real sim
+ * daemon answers from its libev loop (evtchn fd readable, pending port, copy and validate the
+ * ioreq, transport decode, response, notify, unmask, pending until EAGAIN). Baseline: a forked child blocks in read() on one eventfd and writes
  * the other; the parent writes, then blocks in read(). Rounds alternate ours and baseline so
  * a load change on a shared machine hits both; the medians are reported.
  *
@@ -15,11 +15,14 @@
  *
  * Environment: BENCH_QUICK=1 (fewer, shorter rounds), BENCH_MMIO_N (round trips per round).
  */
-#include <fcntl.h>
-#include <poll.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "tests/bench/bench_common.h"
@@ -32,6 +35,7 @@
 struct pingpong {
 	int to_child, to_parent;
 	pid_t pid;
+	_Atomic uint32_t *resp;     /* shaped: the response counter, a shared futex */
 };
 
 static void pong_loop(int in, int out)
@@ -84,63 +88,62 @@ static double pingpong_run(struct pingpong *p, unsigned n)
 
 /*
  * The same two wakeups with the syscalls of the simulated path and none of its work: the
- * responder waits in an epoll set that holds a second, EPOLLONESHOT set holding the eventfd
- * (libev's loop around xensim's event-channel fd), then F_GETFL, a zero-timeout wait on the
- * inner set, read, write, re-arm, F_GETFL and the wait that finds nothing (xenevtchn_pending,
- * notify, unmask, pending again). The requester drains, writes, polls, reads and reads again
- * until EAGAIN, as xensim's guest side does.
+ * responder waits in an epoll set holding the doorbell eventfd (libev's loop around xensim's
+ * event-channel fd), reads the doorbell (xenevtchn_pending drains it as it takes the last
+ * queued port), bumps a shared counter and wakes it (xenevtchn_notify) and reads the doorbell
+ * once more, which fails with EAGAIN (the pending call that ends the drain). The requester
+ * writes the doorbell and waits on the counter (a futex), as xensim's guest side does.
  */
-static void shaped_pong_loop(int in, int out)
+static void shaped_pong_loop(int in, _Atomic uint32_t *resp)
 {
-	int outer = epoll_create1(0), inner = epoll_create1(0);
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT }, got;
-	uint64_t v, one = 1;
+	int ep = epoll_create1(0);
+	struct epoll_event ev = { .events = EPOLLIN }, got;
+	uint64_t v;
 
-	if (outer < 0 || inner < 0 || epoll_ctl(inner, EPOLL_CTL_ADD, in, &ev) < 0)
-		_exit(1);
-	ev.events = EPOLLIN;
-	if (epoll_ctl(outer, EPOLL_CTL_ADD, inner, &ev) < 0)
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, in, &ev) < 0)
 		_exit(1);
 	for (;;) {
-		if (epoll_wait(outer, &got, 1, -1) < 0)
+		if (epoll_wait(ep, &got, 1, -1) < 0)
 			continue;
-		while (fcntl(inner, F_GETFL) >= 0 && epoll_wait(inner, &got, 1, 0) == 1) {
-			if (read(in, &v, sizeof(v)) != sizeof(v) || v >= PING_EXIT)
+		while (read(in, &v, sizeof(v)) == sizeof(v)) {
+			if (v >= PING_EXIT)
 				_exit(0);
-			if (write(out, &one, sizeof(one)) != sizeof(one))
-				_exit(1);
-			ev.events = EPOLLIN | EPOLLONESHOT;
-			epoll_ctl(inner, EPOLL_CTL_MOD, in, &ev);
+			atomic_fetch_add_explicit(resp, 1, memory_order_release);
+			syscall(SYS_futex, (uint32_t *)resp, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 		}
 	}
 }
 
 static int shaped_start(struct pingpong *p)
 {
+	void *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
 	p->to_child = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	p->to_parent = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (p->to_child < 0 || p->to_parent < 0)
+	p->to_parent = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);   /* unused; pingpong_stop closes it */
+	if (p->to_child < 0 || p->to_parent < 0 || page == MAP_FAILED)
 		return -1;
+	p->resp = page;
 	p->pid = fork();
 	if (p->pid == 0)
-		shaped_pong_loop(p->to_child, p->to_parent);
+		shaped_pong_loop(p->to_child, p->resp);
 	return p->pid < 0 ? -1 : 0;
 }
 
 static double shaped_run(struct pingpong *p, unsigned n)
 {
-	uint64_t one = 1, v;
+	uint64_t one = 1;
 	double t0 = bench_now();
 
 	for (unsigned i = 0; i < n; i++) {
-		struct pollfd pf = { .fd = p->to_parent, .events = POLLIN };
+		uint32_t seen = atomic_load_explicit(p->resp, memory_order_acquire);
+		struct timespec ts = { 5, 0 };
 
-		while (read(p->to_parent, &v, sizeof(v)) > 0)
-			;
-		if (write(p->to_child, &one, sizeof(one)) != sizeof(one) || poll(&pf, 1, 5000) != 1)
+		if (write(p->to_child, &one, sizeof(one)) != sizeof(one))
 			return -1;
-		while (read(p->to_parent, &v, sizeof(v)) > 0)
-			;
+		while (atomic_load_explicit(p->resp, memory_order_acquire) == seen)
+			if (syscall(SYS_futex, (uint32_t *)p->resp, FUTEX_WAIT, seen, &ts, NULL, 0) < 0 &&
+			    errno == ETIMEDOUT)
+				return -1;
 	}
 	return (bench_now() - t0) * 1e6 / n;
 }

@@ -5,7 +5,7 @@
 # Environment:
 #   E2E_CACHE       downloads and builds (default ${XDG_CACHE_HOME:-$HOME/.cache}/xen-virtiod-e2e)
 #   E2E_SCENARIOS   comma-separated scenarios to run (default: all)
-#   E2E_TIMEOUT     hard limit on QEMU in seconds (default 900)
+#   E2E_TIMEOUT     hard limit on QEMU in seconds (default 1800)
 #   E2E_VERBOSE=1   show the whole console (always in build/e2e/console.log)
 #   E2E_SHELL=1     leave a dom0 shell on the console after the scenarios (interactive)
 #   E2E_NO_DAEMON=1 do not cross-build the daemon

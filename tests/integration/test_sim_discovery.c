@@ -177,6 +177,48 @@ static void test_xenstore_disk417_layout(void **state)
 	itest_free(t);
 }
 
+/*
+ * libxl removing the disk (xl destroy, xl block-detach): online=0 and state=5, then it waits up
+ * to 10 s for state=6. The instance answers at once and keeps serving (no unplug in
+ * virtio-mmio); once libxl has removed the directory, a later stop must not write it again.
+ */
+static void test_xenstore_disk417_closing(void **state)
+{
+	struct itest *t = new_guest("g1");
+	char img[160], be[160], be_state[200], be_online[200];
+	int st;
+
+	(void)state;
+	assert_non_null(t);
+	snprintf(img, sizeof(img), "%s/disk.img", xsim_hub_dir(t->hub));
+	assert_int_equal(itest_write(img, "%s", ""), 0);
+	assert_int_equal(truncate(img, 1 << 20), 0);
+	write_virtio_disk(t, img);
+	snprintf(be, sizeof(be), BE "/virtio_disk/%u/51712", xsim_dom_id(t->dom));
+	snprintf(be_state, sizeof(be_state), "%s/state", be);
+	snprintf(be_online, sizeof(be_online), "%s/online", be);
+	assert_int_equal(itest_serve(t, "[guest]\nname = g1\ndiscovery = xenstore\n"
+				     "[block \"root\"]\nvdev = xvda\n"), 0);
+	assert_int_equal(xsim_xs_wait(t->hub, be_state, "2", 5000), 0);
+	assert_int_equal(xsim_xs_write(t->hub, be_online, "0"), 0);
+	assert_int_equal(xsim_xs_write(t->hub, be_state, "5"), 0);
+	assert_int_equal(xsim_xs_wait(t->hub, be_state, "6", 2000), 0);
+	assert_true(xsim_daemon_log_has(&t->dm, "answered Closed"));
+	/* Still served. */
+	assert_int_equal(itest_rd32(t, 0, WIN0 + R_DEVICE_ID), 2);
+	assert_int_equal(xsim_xs_rm(t->hub, be), 0);
+	st = xsim_daemon_stop(&t->dm);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	{
+		char *v = xsim_xs_read(t->hub, be_state);
+
+		assert_null(v);   /* not re-created by the stop */
+		free(v);
+	}
+	itest_free(t);
+}
+
 static bool wait_routed(struct xsim_dom *d, uint64_t addr, bool want, int timeout_ms)
 {
 	for (int waited = 0; waited < timeout_ms; waited += 10) {
@@ -242,6 +284,7 @@ int main(void)
 		cmocka_unit_test(test_xenstore_virtio_layout),
 		cmocka_unit_test(test_xenstore_grant_usage),
 		cmocka_unit_test(test_xenstore_disk417_layout),
+		cmocka_unit_test(test_xenstore_disk417_closing),
 		cmocka_unit_test(test_watch_mode),
 	};
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "ioreq/gmem.h"
+#include "tests/xensim/evtchn_shm.h"
 #include "tests/xensim/guest.h"
 #include "tests/xensim/hub.h"
 
@@ -61,9 +62,12 @@ bool xsim_dom_routed(struct xsim_dom *d, uint64_t addr)
 
 /* ---- ioreq slots ---- */
 
-/* Where an access from vcpu to route goes: the slot and channel of the covering server. */
+/*
+ * Where an access from vcpu to route goes: the slot of the covering server, and its channel as
+ * bound now (a copy: a bind or unbind may change it once we let go of the lock).
+ */
 static int guest_target(struct xsim_dom *d, unsigned vcpu, uint64_t route, struct ioreq **slot,
-			struct xsim_chan **ch)
+			struct xsim_chan *ch)
 {
 	struct xsim_server *s;
 	int rc = 0;
@@ -80,19 +84,15 @@ static int guest_target(struct xsim_dom *d, unsigned vcpu, uint64_t route, struc
 		rc = -ENXIO;    /* no slot for this vCPU (ioreq_pages_max) */
 	else {
 		*slot = &s->slots[vcpu];
-		*ch = &s->chans[vcpu];
+		*ch = s->chans[vcpu];
 	}
 	pthread_mutex_unlock(&d->hub->lock);
 	return rc;
 }
 
-static void guest_post(volatile struct ioreq *slot, struct xsim_chan *ch, const struct ioreq *r,
-		       uint8_t state)
+static void guest_post(volatile struct ioreq *slot, const struct xsim_chan *ch,
+		       const struct ioreq *r, uint8_t state)
 {
-	uint64_t one = 1, drain;
-
-	while (read(ch->to_guest, &drain, sizeof(drain)) > 0)
-		;   /* a late answer to an abandoned request must not wake us */
 	slot->addr = r->addr;
 	slot->data = r->data;
 	slot->count = r->count;
@@ -104,29 +104,41 @@ static void guest_post(volatile struct ioreq *slot, struct xsim_chan *ch, const 
 	/* Release: every field above is visible before the state says READY (Xen's wmb). */
 	atomic_thread_fence(memory_order_release);
 	slot->state = state;
-	if (write(ch->to_dm, &one, sizeof(one)) != sizeof(one))
-		fprintf(stderr, "xsim: event channel write failed: %s\n", strerror(errno));
+	/* Xen signals vp_eport; nobody hears it while the port is unbound. */
+	if (ch->evh)
+		xsim_evtchn_fire(ch->evh->pg, ch->evh->doorbell, ch->evidx);
 }
 
-static int guest_wait(volatile struct ioreq *slot, struct xsim_chan *ch, int timeout_ms)
+/*
+ * Wait for the response: the device model sets IORESP_READY, then notifies, which bumps the
+ * binding's notify counter and wakes it (a futex). The counter is read before the state, so a
+ * notification in between makes the futex wait return at once. A late notification for an
+ * abandoned request may wake us for nothing: the state decides. With the port unbound nothing
+ * notifies, and the wait sleeps until the deadline.
+ */
+static int guest_wait(volatile struct ioreq *slot, const struct xsim_chan *ch, int timeout_ms)
 {
 	int64_t deadline = guest_now_ms() + timeout_ms;
-	uint64_t drain;
+	_Atomic uint32_t unbound = 0;
+	_Atomic uint32_t *word = ch->evh ? &ch->evh->pg->notify[ch->evidx] : &unbound;
 
 	for (;;) {
+		/* acquire: the state below is read after the counter, see above. */
+		uint32_t seen = atomic_load_explicit(word, memory_order_acquire);
+
 		if (slot->state == STATE_IORESP_READY) {
 			/* Acquire: the response data is read only after its state (Xen's rmb). */
 			atomic_thread_fence(memory_order_acquire);
 			return 0;
 		}
 		int64_t left = deadline - guest_now_ms();
-		struct pollfd p = { .fd = ch->to_guest, .events = POLLIN };
 
 		if (left <= 0)
 			return -ETIMEDOUT;
-		if (poll(&p, 1, (int)left) > 0)
-			while (read(ch->to_guest, &drain, sizeof(drain)) > 0)
-				;
+		struct timespec ts = { left / 1000, (left % 1000) * 1000000 };
+
+		/* Shared futex: the device model's process wakes it. */
+		syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, seen, &ts, NULL, 0);
 	}
 }
 
@@ -134,16 +146,16 @@ int xsim_ioreq_raw(struct xsim_dom *d, unsigned vcpu, uint64_t route_addr,
 		   const struct ioreq *req, struct ioreq *resp, int timeout_ms)
 {
 	struct ioreq *slot;
-	struct xsim_chan *ch;
+	struct xsim_chan ch;
 	int rc = guest_target(d, vcpu, route_addr, &slot, &ch);
 
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&d->vcpu_lock[vcpu]);
-	guest_post(slot, ch, req, req->state);
+	guest_post(slot, &ch, req, req->state);
 	hub_kernel_ioreq(d, slot);
 	if (resp) {
-		rc = guest_wait(slot, ch, timeout_ms);
+		rc = guest_wait(slot, &ch, timeout_ms);
 		if (rc == 0)
 			*resp = *slot;
 		/* Xen consumes the response (or gives up on it) and frees the slot. */

@@ -86,10 +86,6 @@ fail:
 
 static void server_free(struct xsim_server *s)
 {
-	for (unsigned i = 0; s->chans && i < s->nchans; i++) {
-		close(s->chans[i].to_dm);
-		close(s->chans[i].to_guest);
-	}
 	if (s->slots)
 		munmap(s->slots, (size_t)s->npages * XSIM_PAGE);
 	if (s->pages_fd >= 0)
@@ -119,15 +115,8 @@ static struct xsim_server *server_new(struct xsim_dom *d)
 	}
 	s->slots = map;
 	for (unsigned i = 0; i < s->nchans; i++) {
-		s->chans[i].to_dm = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		s->chans[i].to_guest = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		s->chans[i].port = d->next_port++;
 		s->slots[i].state = STATE_IOREQ_NONE;
-		if (s->chans[i].to_dm < 0 || s->chans[i].to_guest < 0) {
-			s->nchans = i + 1;
-			server_free(s);
-			return NULL;
-		}
 	}
 	return s;
 }
@@ -211,14 +200,112 @@ static struct xsim_chan *hub_chan_by_port(struct xsim_dom *d, uint32_t port)
 	return NULL;
 }
 
-/* ---- requests from the drop-in libraries ---- */
+/* ---- event-channel handles ---- */
 
 struct hub_reply {
 	int fds[2];
 	unsigned nfds;
 };
 
-static int hub_do_dm(struct xsim_hub *h, struct xsim_msg *m, struct hub_reply *rep)
+static void evh_detach(struct xsim_chan *ch)
+{
+	ch->evh->bound[ch->evidx] = NULL;
+	ch->evh = NULL;
+}
+
+static void evh_free(struct xsim_evh *e)
+{
+	if (e->pg)
+		munmap(e->pg, sizeof(*e->pg));
+	if (e->page_fd >= 0)
+		close(e->page_fd);
+	if (e->doorbell >= 0)
+		close(e->doorbell);
+	free(e->bound);
+	free(e);
+}
+
+/* XSIM_OP_EVTCHN_OPEN: the connection becomes a handle with a doorbell and a shared page. */
+static int evh_open(struct xsim_hub *h, struct xsim_conn *c, struct hub_reply *rep)
+{
+	struct xsim_evh *e;
+	void *map;
+
+	if (c->evh)
+		return -EEXIST;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->bound = calloc(XSIM_EVTCHN_MAX, sizeof(*e->bound));
+	/* Blocking until the device model sets O_NONBLOCK, as /dev/xen/evtchn. */
+	e->doorbell = eventfd(0, EFD_CLOEXEC);
+	e->page_fd = hub_memfd("xsim-evtchn", sizeof(*e->pg), &map);
+	if (!e->bound || e->doorbell < 0 || e->page_fd < 0) {
+		int rc = e->page_fd < 0 ? e->page_fd : -ENOMEM;
+
+		evh_free(e);
+		return rc;
+	}
+	e->pg = map;
+	e->next = h->evhs;
+	h->evhs = e;
+	c->evh = e;
+	rep->fds[0] = e->doorbell;
+	rep->fds[1] = e->page_fd;
+	rep->nfds = 2;
+	return 0;
+}
+
+/*
+ * XSIM_OP_BIND: the port's "ioreq ready" signals go to binding m->b of the connection's handle.
+ * A port still bound to another handle (a device model that never unbound) moves to this one.
+ */
+static int evh_bind(struct xsim_dom *d, struct xsim_conn *c, struct xsim_msg *m)
+{
+	struct xsim_chan *ch = hub_chan_by_port(d, m->a);
+
+	if (!c->evh || m->b >= XSIM_EVTCHN_MAX || !ch)
+		return -EINVAL;
+	if (ch->evh)
+		evh_detach(ch);
+	if (c->evh->bound[m->b])
+		evh_detach(c->evh->bound[m->b]);
+	ch->evh = c->evh;
+	ch->evidx = m->b;
+	c->evh->bound[m->b] = ch;
+	return 0;
+}
+
+/* XSIM_OP_UNBIND (binding m->b), or every binding when the handle's connection goes away. */
+static int evh_unbind(struct xsim_conn *c, uint32_t idx)
+{
+	if (!c->evh || idx >= XSIM_EVTCHN_MAX)
+		return -EINVAL;
+	if (c->evh->bound[idx])
+		evh_detach(c->evh->bound[idx]);
+	return 0;
+}
+
+static void evh_unbind_all(struct xsim_conn *c)
+{
+	for (uint32_t i = 0; c->evh && i < XSIM_EVTCHN_MAX; i++)
+		evh_unbind(c, i);
+}
+
+static void evh_free_all(struct xsim_hub *h)
+{
+	while (h->evhs) {
+		struct xsim_evh *e = h->evhs;
+
+		h->evhs = e->next;
+		evh_free(e);
+	}
+}
+
+/* ---- requests from the drop-in libraries ---- */
+
+static int hub_do_dm(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg *m,
+		     struct hub_reply *rep)
 {
 	struct xsim_dom *d = hub_dom_alive(h, m->domid);
 	struct xsim_server *s;
@@ -237,16 +324,8 @@ static int hub_do_dm(struct xsim_hub *h, struct xsim_msg *m, struct hub_reply *r
 	}
 	if (m->op == XSIM_OP_CREATE_SERVER)
 		return server_create(d, m->a, &m->a);
-	if (m->op == XSIM_OP_BIND) {
-		struct xsim_chan *c = hub_chan_by_port(d, m->a);
-
-		if (!c)
-			return -EINVAL;
-		rep->fds[0] = c->to_dm;
-		rep->fds[1] = c->to_guest;
-		rep->nfds = 2;
-		return 0;
-	}
+	if (m->op == XSIM_OP_BIND)
+		return evh_bind(d, c, m);
 	s = hub_server(d, m->a);
 	if (!s)
 		return -ENOENT;
@@ -352,7 +431,11 @@ static int hub_dispatch(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg
 			struct hub_reply *rep)
 {
 	if (m->op <= XSIM_OP_BIND)
-		return hub_do_dm(h, m, rep);
+		return hub_do_dm(h, c, m, rep);
+	if (m->op == XSIM_OP_EVTCHN_OPEN)
+		return evh_open(h, c, rep);
+	if (m->op == XSIM_OP_UNBIND)
+		return evh_unbind(c, m->b);
 	if (m->op == XSIM_OP_IOEVENTFD || m->op == XSIM_OP_IRQFD)
 		return hub_kernel_ioctl(h, m, fd_in);
 	return hub_do_xs(h, c, m, fd_in);
@@ -456,6 +539,7 @@ static void hub_drop(struct xsim_hub *h, unsigned i)
 
 	pthread_mutex_lock(&h->lock);
 	store_drop_conn(h, c);
+	evh_unbind_all(c);   /* the handle is closed: its ports are unbound */
 	h->conns[i] = h->conns[--h->nconns];
 	pthread_mutex_unlock(&h->lock);
 	while (c->q_head) {
@@ -681,6 +765,7 @@ void xsim_hub_stop(struct xsim_hub *h)
 		server_free(r->s);
 		free(r);
 	}
+	evh_free_all(h);
 	store_free(h);
 	for (unsigned i = 0; i < h->norphans; i++)
 		close(h->orphan_sinks[i]);

@@ -18,11 +18,29 @@
 #define XSIM_MAX_SERVERS 8
 #define XSIM_MAX_RANGES  64
 
-/* One interdomain event channel: a vCPU slot's vp_eport and the daemon's end. */
+struct xsim_evh;
+
+/*
+ * One interdomain event channel: a vCPU slot's vp_eport and the daemon's end, binding evidx of
+ * handle evh: "ioreq ready" is fired there, "response ready" comes as that binding's notify
+ * counter. NULL while unbound: a signal is lost (as Xen drops it) and nothing answers.
+ */
 struct xsim_chan {
-	int to_dm;              /* eventfd: "ioreq ready" (guest side writes, daemon reads) */
-	int to_guest;           /* eventfd: "response ready" (daemon writes, guest side waits) */
 	uint32_t port;          /* the guest-side port number (vp_eport) */
+	struct xsim_evh *evh;
+	unsigned evidx;
+};
+
+/*
+ * A xenevtchn handle (a connection that sent XSIM_OP_EVTCHN_OPEN): its doorbell eventfd and
+ * shared page (proto.h, evtchn_shm.h). Kept until the hub stops, like a retired server: a
+ * guest access that looked up its binding may still fire into it after the handle closed.
+ */
+struct xsim_evh {
+	struct xsim_evh *next;  /* every handle the hub made */
+	int doorbell, page_fd;
+	struct xsim_evtchn_page *pg;
+	struct xsim_chan **bound;   /* XSIM_EVTCHN_MAX: the channel of each binding, or NULL */
 };
 
 struct xsim_range {
@@ -80,6 +98,7 @@ struct xsim_conn {
 	int fd;
 	int sink;               /* xenstore watch events, -1 until XSIM_OP_XS_SINK */
 	struct xsim_event *q_head, **q_tail;   /* in order; flushed by the hub thread */
+	struct xsim_evh *evh;   /* when the connection is a xenevtchn handle */
 };
 
 struct xsim_node {
@@ -111,6 +130,7 @@ struct xsim_hub {
 	struct xsim_watch *watches;
 	unsigned nwatches, cap_watches;
 	struct xsim_retired *graveyard;
+	struct xsim_evh *evhs;  /* every xenevtchn handle, freed with the hub */
 	/* xsim_xs_restart(): requests for the hub thread, which owns the connection array. */
 	pthread_cond_t xs_cond;
 	unsigned xs_restart_req, xs_restart_done;

@@ -1,214 +1,308 @@
 /*
- * libxenevtchn, simulated. Each bound port is a pair of eventfds shared with the hub's guest
- * side. The handle's fd is an epoll set of the ports' "ioreq ready" eventfds registered with
- * EPOLLONESHOT: reporting a port disables it until xenevtchn_unmask re-arms it, which is the
- * mask-on-delivery of the real evtchn driver; a signal arriving while masked stays in the
- * eventfd and is delivered on unmask.
+ * libxenevtchn, simulated, in the shape of Linux's /dev/xen/evtchn: one fd per handle. The hub
+ * gives each handle a doorbell eventfd (xenevtchn_fd) and a shared page of per-binding state and
+ * a set of queued bindings (struct xsim_evtchn_page; the rules are in evtchn_shm.h). The guest
+ * side fires a bound port by marking it in the page and kicking the doorbell once; a delivered
+ * port stays masked until xenevtchn_unmask, which delivers it again if it fired meanwhile. The
+ * doorbell is readable while something is queued. xenevtchn_notify bumps the binding's notify
+ * counter in the page and wakes the guest side, which waits on it (a futex).
+ *
+ * One thread reads a handle (xenevtchn_pending), as the daemon's loop does; any thread may
+ * unmask or notify.
  */
 #include <errno.h>
-#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
-#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <xenevtchn.h>
 
 #include "tests/xensim/client.h"
+#include "tests/xensim/evtchn_shm.h"
 
 struct evtchn_port {
-	uint32_t port;          /* our local port; 0 = free entry */
-	int in_fd, out_fd;      /* guest -> us, us -> guest */
+	uint32_t port;          /* our local port; 0 = free binding */
 };
 
 struct xenevtchn_handle {
 	int conn;
-	int epfd;
+	int doorbell;                   /* the handle's fd */
+	struct xsim_evtchn_page *pg;    /* shared with the hub's guest side */
 	int64_t restrict_domid;
-	struct evtchn_port *ports;
-	unsigned nports;
+	uint32_t port_base;             /* binding i is local port port_base + i */
+	struct evtchn_port *b;          /* XSIM_EVTCHN_MAX bindings */
+	unsigned nb;                    /* bindings 0..nb-1 have been used */
+	unsigned cursor;                /* the next scan of ready[] starts here (round robin) */
 };
 
-/* Local ports are unique in the process, as they are in dom0's port space. */
+/*
+ * Local ports are unique in the process, as they are in dom0's port space: each handle takes
+ * a block of XSIM_EVTCHN_MAX numbers, so a port's binding is found by subtraction.
+ */
 static atomic_uint evtchn_next_port = 1;
+
+static void evtchn_free_handle(xenevtchn_handle *h)
+{
+	if (h->pg && h->pg != MAP_FAILED)
+		munmap(h->pg, sizeof(*h->pg));
+	if (h->doorbell >= 0)
+		close(h->doorbell);
+	if (h->conn >= 0)
+		close(h->conn);
+	free(h->b);
+	free(h);
+}
 
 xenevtchn_handle *xenevtchn_open(struct xentoollog_logger *logger, unsigned int flags)
 {
 	xenevtchn_handle *h = calloc(1, sizeof(*h));
+	struct xsim_msg *m = xsim_msg_new(XSIM_OP_EVTCHN_OPEN, 0);
+	int fds[2] = { -1, -1 }, e;
 
 	(void)logger;
 	(void)flags;
-	if (!h)
-		return NULL;
-	h->restrict_domid = -1;
-	h->conn = xsim_connect();
-	h->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (h->conn < 0 || h->epfd < 0) {
-		int e = errno;
-
-		if (h->conn >= 0)
-			close(h->conn);
-		if (h->epfd >= 0)
-			close(h->epfd);
+	if (!h || !m) {
 		free(h);
-		errno = e;
+		free(m);
+		errno = ENOMEM;
 		return NULL;
 	}
+	h->restrict_domid = -1;
+	h->doorbell = -1;
+	h->b = calloc(XSIM_EVTCHN_MAX, sizeof(*h->b));
+	h->conn = xsim_connect();
+	if (!h->b || h->conn < 0 || xsim_rpc(h->conn, m, -1, fds, 2) < 0)
+		goto fail;
+	h->doorbell = fds[0];
+	h->pg = mmap(NULL, sizeof(*h->pg), PROT_READ | PROT_WRITE, MAP_SHARED, fds[1], 0);
+	close(fds[1]);
+	if (h->pg == MAP_FAILED)
+		goto fail;
+	free(m);
+	h->port_base = atomic_fetch_add(&evtchn_next_port, XSIM_EVTCHN_MAX);
 	return h;
-}
-
-static struct evtchn_port *evtchn_find(xenevtchn_handle *h, evtchn_port_t port)
-{
-	for (unsigned i = 0; i < h->nports; i++)
-		if (port != 0 && h->ports[i].port == port)
-			return &h->ports[i];
-	errno = EINVAL;
+fail:
+	e = h->b ? errno : ENOMEM;
+	free(m);
+	evtchn_free_handle(h);
+	errno = e;
 	return NULL;
-}
-
-static void evtchn_release(xenevtchn_handle *h, struct evtchn_port *p)
-{
-	epoll_ctl(h->epfd, EPOLL_CTL_DEL, p->in_fd, NULL);
-	close(p->in_fd);
-	close(p->out_fd);
-	p->port = 0;
 }
 
 int xenevtchn_close(xenevtchn_handle *xce)
 {
 	if (!xce)
 		return 0;
-	for (unsigned i = 0; i < xce->nports; i++)
-		if (xce->ports[i].port)
-			evtchn_release(xce, &xce->ports[i]);
-	free(xce->ports);
-	close(xce->epfd);
-	close(xce->conn);
-	free(xce);
+	/* Closing the connection unbinds everything in the hub. */
+	evtchn_free_handle(xce);
 	return 0;
 }
 
 int xenevtchn_fd(xenevtchn_handle *xce)
 {
-	return xce->epfd;
+	return xce->doorbell;
 }
 
-static struct evtchn_port *evtchn_slot(xenevtchn_handle *h)
+/* The binding of a local port of ours; -1 with EINVAL for any other port. */
+static int evtchn_find(xenevtchn_handle *h, evtchn_port_t port)
 {
-	struct evtchn_port *v;
+	uint32_t i = port - h->port_base;
 
-	for (unsigned i = 0; i < h->nports; i++)
-		if (h->ports[i].port == 0)
-			return &h->ports[i];
-	v = realloc(h->ports, (h->nports + 1) * sizeof(*v));
-	if (!v)
-		return NULL;
-	h->ports = v;
-	v[h->nports].port = 0;
-	return &v[h->nports++];
-}
-
-static int evtchn_arm(xenevtchn_handle *h, struct evtchn_port *p, int op)
-{
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT, .data.u32 = p->port };
-
-	return epoll_ctl(h->epfd, op, p->in_fd, &ev);
+	if (i < XSIM_EVTCHN_MAX && h->b[i].port != 0 && h->b[i].port == port)
+		return (int)i;
+	errno = EINVAL;
+	return -1;
 }
 
 xenevtchn_port_or_error_t xenevtchn_bind_interdomain(xenevtchn_handle *xce, uint32_t domid,
 						     evtchn_port_t remote_port)
 {
 	struct xsim_msg *m;
-	struct evtchn_port *p;
-	int fds[2];
+	unsigned i = 0;
 
 	if (xce->restrict_domid >= 0 && xce->restrict_domid != domid) {
 		errno = EPERM;
 		return -1;
 	}
+	while (i < XSIM_EVTCHN_MAX && xce->b[i].port)
+		i++;
+	if (i == XSIM_EVTCHN_MAX) {
+		errno = ENOSPC;
+		return -1;
+	}
+	/* A new binding starts unmasked with nothing queued (no signal reaches it yet). */
+	atomic_store_explicit(&xce->pg->state[i], 0, memory_order_relaxed);
+	atomic_fetch_and_explicit(&xce->pg->ready[i / 64], ~(UINT64_C(1) << (i % 64)),
+				  memory_order_relaxed);
 	m = xsim_msg_new(XSIM_OP_BIND, domid);
 	if (!m)
 		return -1;
 	m->a = remote_port;
-	if (xsim_rpc(xce->conn, m, -1, fds, 2) < 0) {
+	m->b = i;
+	if (xsim_rpc(xce->conn, m, -1, NULL, 0) < 0) {
 		free(m);
 		return -1;
 	}
 	free(m);
-	p = evtchn_slot(xce);
-	if (!p) {
-		close(fds[0]);
-		close(fds[1]);
-		errno = ENOMEM;
-		return -1;
-	}
-	*p = (struct evtchn_port){ atomic_fetch_add(&evtchn_next_port, 1), fds[0], fds[1] };
-	/* A new binding starts unmasked. */
-	if (evtchn_arm(xce, p, EPOLL_CTL_ADD) < 0) {
-		int e = errno;
-
-		close(fds[0]);
-		close(fds[1]);
-		p->port = 0;
-		errno = e;
-		return -1;
-	}
-	return (xenevtchn_port_or_error_t)p->port;
+	xce->b[i].port = xce->port_base + i;
+	if (i >= xce->nb)
+		xce->nb = i + 1;
+	return (xenevtchn_port_or_error_t)xce->b[i].port;
 }
 
 int xenevtchn_unbind(xenevtchn_handle *xce, evtchn_port_t port)
 {
-	struct evtchn_port *p = evtchn_find(xce, port);
+	int i = evtchn_find(xce, port);
+	struct xsim_msg *m;
 
-	if (!p)
+	if (i < 0)
 		return -1;
-	evtchn_release(xce, p);
+	m = xsim_msg_new(XSIM_OP_UNBIND, 0);
+	if (!m)
+		return -1;
+	m->b = (uint32_t)i;
+	/* The hub only forgets the binding: this cannot fail while the hub is there. */
+	if (xsim_rpc(xce->conn, m, -1, NULL, 0) < 0) {
+		free(m);
+		return -1;
+	}
+	free(m);
+	xce->b[i].port = 0;
 	return 0;
 }
 
 int xenevtchn_notify(xenevtchn_handle *xce, evtchn_port_t port)
 {
-	struct evtchn_port *p = evtchn_find(xce, port);
-	uint64_t one = 1;
+	int i = evtchn_find(xce, port);
 
-	if (!p)
+	if (i < 0)
 		return -1;
-	return write(p->out_fd, &one, sizeof(one)) == sizeof(one) ? 0 : -1;
+	/* release: what we wrote before notifying (the response) is seen with the new count. */
+	atomic_fetch_add_explicit(&xce->pg->notify[i], 1, memory_order_release);
+	/* Shared futex (the page is MAP_SHARED): the guest side is another process. */
+	return syscall(SYS_futex, (uint32_t *)&xce->pg->notify[i], FUTEX_WAKE, INT_MAX, NULL,
+		       NULL, 0) < 0 ? -1 : 0;
+}
+
+/* Take one queued binding, scanning round robin from the cursor; -1 when none is queued. */
+static int evtchn_take(xenevtchn_handle *h)
+{
+	unsigned nw = (h->nb + 63) / 64, start = h->cursor;
+
+	for (unsigned k = 0; nw && k <= nw; k++) {
+		unsigned w = (start / 64 + k) % nw;
+		/* seq_cst: after the drain's store to `kicked`, this is the reader's second look. */
+		uint64_t v = atomic_load_explicit(&h->pg->ready[w], memory_order_seq_cst);
+
+		/* The start word twice: first its bits from the cursor on, at the end the rest. */
+		if (k == 0)
+			v &= ~UINT64_C(0) << (start % 64);
+		else if (k == nw)
+			v &= ~(~UINT64_C(0) << (start % 64));
+		while (v) {
+			unsigned b = (unsigned)__builtin_ctzll(v);
+			uint64_t bit = UINT64_C(1) << b;
+
+			/* acquire: pairs with the queuer's release, making what it wrote visible. */
+			if (atomic_fetch_and_explicit(&h->pg->ready[w], ~bit, memory_order_acquire) &
+			    bit) {
+				h->cursor = (w * 64 + b + 1) % (nw * 64);
+				return (int)(w * 64 + b);
+			}
+			v &= ~bit;
+		}
+	}
+	return -1;
+}
+
+static bool evtchn_queued(xenevtchn_handle *h)
+{
+	/* seq_cst: the reader's second look, after clearing `kicked`. */
+	for (unsigned w = 0; w < (h->nb + 63) / 64; w++)
+		if (atomic_load_explicit(&h->pg->ready[w], memory_order_seq_cst))
+			return true;
+	return false;
 }
 
 /*
- * Next pending port. Like a read of /dev/xen/evtchn: blocks unless the fd was made
- * non-blocking, then fails with EAGAIN when nothing is pending.
+ * The doorbell was drained (a read returned its count): clear `kicked` so that the next queuer
+ * writes it. seq_cst: the reader's half of the Dekker pair; the caller then looks at ready[]
+ * again (evtchn_take or evtchn_queued), which finds whatever a queuer that saw `kicked` still
+ * set did not ring for.
+ *
+ * A read that finds the doorbell empty leaves `kicked` alone: if it is set, a queuer is between
+ * setting it and writing, and its write will make the fd readable.
+ */
+static void evtchn_drained(xenevtchn_handle *h)
+{
+	atomic_store_explicit(&h->pg->kicked, 0, memory_order_seq_cst);
+}
+
+/*
+ * The last queued binding was taken: drain the doorbell so the fd is not readable with nothing
+ * queued (Linux's evtchn fd polls readable only while its ring is non-empty), and ring it again
+ * if something was queued meanwhile without a ring. Only when it was kicked since the last
+ * drain: then a write was made or is under way, so even a blocking read returns at once.
+ */
+static void evtchn_settle(xenevtchn_handle *h)
+{
+	uint64_t count;
+	ssize_t n;
+
+	if (!atomic_load_explicit(&h->pg->kicked, memory_order_seq_cst))
+		return;
+	do
+		n = read(h->doorbell, &count, sizeof(count));
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return;
+	evtchn_drained(h);
+	if (evtchn_queued(h))
+		xsim_evtchn_kick(h->pg, h->doorbell);
+}
+
+/*
+ * Next pending port, which stays masked until xenevtchn_unmask. Like a read of
+ * /dev/xen/evtchn: blocks unless the fd was made non-blocking, then fails with EAGAIN when
+ * nothing is pending.
  */
 xenevtchn_port_or_error_t xenevtchn_pending(xenevtchn_handle *xce)
 {
-	struct epoll_event ev;
-	int flags = fcntl(xce->epfd, F_GETFL), n;
-	uint64_t count;
-	struct evtchn_port *p;
+	for (;;) {
+		int i = evtchn_take(xce);
+		uint64_t count;
+		ssize_t n;
 
-	do
-		n = epoll_wait(xce->epfd, &ev, 1, (flags >= 0 && (flags & O_NONBLOCK)) ? 0 : -1);
-	while (n < 0 && errno == EINTR);
-	if (n <= 0) {
-		if (n == 0)
-			errno = EAGAIN;
-		return -1;
+		if (i >= 0) {
+			if (!evtchn_queued(xce))
+				evtchn_settle(xce);
+			if (xce->b[i].port)
+				return (xenevtchn_port_or_error_t)xce->b[i].port;
+			continue;   /* fired just before it was unbound */
+		}
+		/* Nothing queued: wait here when the fd blocks, else learn it does not. */
+		n = read(xce->doorbell, &count, sizeof(count));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;   /* EAGAIN: nothing pending (see evtchn_drained) */
+		evtchn_drained(xce);
 	}
-	p = evtchn_find(xce, ev.data.u32);
-	if (!p)
-		return -1;
-	/* Consume the signal: it is now pending-and-masked until unmask. */
-	if (read(p->in_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
-		return -1;
-	return (xenevtchn_port_or_error_t)p->port;
 }
 
 int xenevtchn_unmask(xenevtchn_handle *xce, evtchn_port_t port)
 {
-	struct evtchn_port *p = evtchn_find(xce, port);
+	int i = evtchn_find(xce, port);
 
-	return p ? evtchn_arm(xce, p, EPOLL_CTL_MOD) : -1;
+	if (i < 0)
+		return -1;
+	xsim_evtchn_unmask(xce->pg, xce->doorbell, (unsigned)i);
+	return 0;
 }
 
 int xenevtchn_restrict(xenevtchn_handle *xce, domid_t domid)

@@ -4,8 +4,9 @@
  *
  * Control operations are request/response messages on a SOCK_SEQPACKET unix socket whose path
  * is in $XENSIM_SOCKET; file descriptors (guest RAM memfd, domain control page, ioreq pages,
- * event-channel eventfds, xenstore watch sink) travel by SCM_RIGHTS. The data path (ioreq slots,
- * guest RAM, grants, IRQ lines) is shared memory: no hub round trip.
+ * event-channel doorbells and pages, xenstore watch sink) travel by SCM_RIGHTS. The data path
+ * (ioreq slots, event channels, guest RAM, grants, IRQ lines) is shared memory: no hub round
+ * trip.
  */
 #ifndef XSIM_PROTO_H
 #define XSIM_PROTO_H
@@ -51,6 +52,25 @@ struct xsim_domctl {
 	struct xsim_grant grants[XSIM_NR_GRANTS];
 };
 
+/*
+ * One xenevtchn handle, like one open of Linux's /dev/xen/evtchn: one fd (the doorbell eventfd,
+ * what xenevtchn_fd returns) and this page, shared by the hub's guest side (which signals) and
+ * the handle's process (which reads and unmasks). Bindings are numbered by the handle; binding i
+ * has state[i] and bit i of ready. The rules are in evtchn_shm.h.
+ */
+#define XSIM_EVTCHN_MAX      4096u   /* bindings per handle (the daemon allows 4096 vCPUs) */
+#define XSIM_EVTCHN_MASKED   1u      /* delivered (queued or read), not unmasked yet */
+#define XSIM_EVTCHN_PENDING  2u      /* fired while masked: delivered again on unmask */
+
+struct xsim_evtchn_page {
+	_Atomic uint32_t kicked;    /* the doorbell was written since the reader last drained it */
+	uint32_t pad[15];
+	_Atomic uint64_t ready[XSIM_EVTCHN_MAX / 64];  /* delivered, not read yet: the "ring" */
+	_Atomic uint32_t state[XSIM_EVTCHN_MAX];       /* XSIM_EVTCHN_MASKED | _PENDING */
+	/* The other direction: xenevtchn_notify bumps it; the guest side waits on it (a futex). */
+	_Atomic uint32_t notify[XSIM_EVTCHN_MAX];
+};
+
 /* Which drop-in handles were restricted to a domain (tests check the daemon does it). */
 #define XSIM_RESTRICTED_DM     1u
 #define XSIM_RESTRICTED_FMEM   2u
@@ -64,7 +84,7 @@ enum xsim_op {
 	XSIM_OP_UNMAP_RANGE,    /* same */
 	XSIM_OP_DESTROY_SERVER, /* domid, a=id */
 	XSIM_OP_SERVER_PAGES,   /* domid, a=id -> a=number of ioreq pages, fds[0] page memfd */
-	XSIM_OP_BIND,           /* domid, a=remote port -> fds[0] guest->dm, fds[1] dm->guest */
+	XSIM_OP_BIND,           /* domid, a=remote port, b=binding of this connection's handle */
 	XSIM_OP_XS_SINK,        /* send fd: where this connection's watch events go */
 	XSIM_OP_XS_READ,        /* data=path -> data=value */
 	XSIM_OP_XS_WRITE,       /* a=strlen(path)+1, data=path\0value */
@@ -73,6 +93,9 @@ enum xsim_op {
 	XSIM_OP_XS_WATCH,       /* a=strlen(path)+1, data=path\0token\0 */
 	XSIM_OP_XS_UNWATCH,     /* same */
 	XSIM_OP_XS_INTRODUCED,  /* domid -> a=0/1 */
+	XSIM_OP_EVTCHN_OPEN,    /* this connection is a xenevtchn handle -> fds[0] doorbell,
+				 * fds[1] struct xsim_evtchn_page memfd */
+	XSIM_OP_UNBIND,         /* b=binding: the guest side stops signalling it */
 	XSIM_OP_IOEVENTFD,      /* data=struct xsim_kfd_req, fd: the eventfd (assign only) */
 	XSIM_OP_IRQFD,          /* same */
 };

@@ -6,13 +6,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -585,6 +588,237 @@ static void test_one_ioreq_frame(void **state)
 	xendevicemodel_close(dm);
 }
 
+/* ---- event channels: the /dev/xen/evtchn model (one fd per handle) ---- */
+
+/* Fire vCPU v's port as Xen does for a request (the slot is filled, nobody waits). */
+static void fire(struct xsim_dom *d, unsigned v)
+{
+	struct ioreq req = { .addr = WIN_BASE, .count = 1, .size = 4,
+			     .state = STATE_IOREQ_READY, .type = IOREQ_TYPE_COPY };
+
+	assert_int_equal(xsim_ioreq_raw(d, v, WIN_BASE, &req, NULL, 0), 0);
+}
+
+static int evtchn_readable(struct dmodel *m, int timeout_ms)
+{
+	struct pollfd p = { .fd = xenevtchn_fd(m->xce), .events = POLLIN };
+
+	return poll(&p, 1, timeout_ms);
+}
+
+static void assert_nothing_pending(struct dmodel *m)
+{
+	assert_int_equal(evtchn_readable(m, 0), 0);
+	assert_int_equal(xenevtchn_pending(m->xce), -1);
+	assert_int_equal(errno, EAGAIN);
+}
+
+/* Fired three times while masked: delivered once on unmask, then nothing. */
+static void test_evtchn_masked_once(void **state)
+{
+	struct fx *f = *state;
+	struct dmodel m;
+
+	assert_int_equal(dmodel_open(&m, 1), 0);
+	fcntl(xenevtchn_fd(m.xce), F_SETFL, O_NONBLOCK);
+	assert_nothing_pending(&m);
+	fire(f->dom, 5);
+	assert_int_equal(evtchn_readable(&m, 1000), 1);
+	assert_int_equal(xenevtchn_pending(m.xce), m.port[5]);
+	for (int i = 0; i < 3; i++)
+		fire(f->dom, 5);
+	assert_nothing_pending(&m);
+	assert_int_equal(xenevtchn_unmask(m.xce, m.port[5]), 0);
+	assert_int_equal(evtchn_readable(&m, 0), 1);
+	assert_int_equal(xenevtchn_pending(m.xce), m.port[5]);
+	assert_nothing_pending(&m);
+	/* Unmasked with nothing fired since: nothing comes. */
+	assert_int_equal(xenevtchn_unmask(m.xce, m.port[5]), 0);
+	assert_nothing_pending(&m);
+	/* A port that never fired: unmasking it delivers nothing either. */
+	assert_int_equal(xenevtchn_unmask(m.xce, m.port[7]), 0);
+	assert_nothing_pending(&m);
+	/* Unbound: a signal is lost, as in Xen; not our port any more. */
+	assert_int_equal(xenevtchn_unmask(m.xce, m.port[5]), 0);
+	assert_int_equal(xenevtchn_unbind(m.xce, m.port[5]), 0);
+	fire(f->dom, 5);
+	assert_nothing_pending(&m);
+	assert_int_equal(xenevtchn_unmask(m.xce, m.port[5]), -1);
+	assert_int_equal(errno, EINVAL);
+	m.port[5] = 0;
+	dmodel_close(&m);
+}
+
+struct later_fire {
+	struct xsim_dom *d;
+	unsigned vcpu;
+};
+
+static void *fire_later(void *arg)
+{
+	struct later_fire *lf = arg;
+	struct ioreq req = { .addr = WIN_BASE, .count = 1, .size = 4,
+			     .state = STATE_IOREQ_READY, .type = IOREQ_TYPE_COPY };
+
+	usleep(50000);
+	xsim_ioreq_raw(lf->d, lf->vcpu, WIN_BASE, &req, NULL, 0);
+	return NULL;
+}
+
+/* Every port fired between two reads comes back once; a blocking fd waits for the next one. */
+static void test_evtchn_many_ports(void **state)
+{
+	struct fx *f = *state;
+	struct later_fire lf = { f->dom, 199 };
+	struct dmodel m;
+	unsigned seen[200] = { 0 };
+	pthread_t t;
+	int fl;
+
+	assert_int_equal(dmodel_open(&m, 1), 0);
+	fl = fcntl(xenevtchn_fd(m.xce), F_GETFL);
+	fcntl(xenevtchn_fd(m.xce), F_SETFL, fl | O_NONBLOCK);
+	for (unsigned v = 200; v-- > 0;)
+		fire(f->dom, v);
+	for (unsigned i = 0; i < 200; i++) {
+		int v = vcpu_of(&m, (evtchn_port_t)xenevtchn_pending(m.xce));
+
+		assert_true(v >= 0);
+		seen[v]++;
+		/* Readable exactly while something is queued. */
+		assert_int_equal(evtchn_readable(&m, 0), i < 199);
+	}
+	for (unsigned v = 0; v < 200; v++)
+		assert_int_equal(seen[v], 1);
+	assert_nothing_pending(&m);
+	for (unsigned v = 0; v < 200; v++)
+		assert_int_equal(xenevtchn_unmask(m.xce, m.port[v]), 0);
+	assert_nothing_pending(&m);
+	/* Blocking: xenevtchn_pending waits for the port fired 50 ms later. */
+	fcntl(xenevtchn_fd(m.xce), F_SETFL, fl & ~O_NONBLOCK);
+	assert_int_equal(pthread_create(&t, NULL, fire_later, &lf), 0);
+	assert_int_equal(xenevtchn_pending(m.xce), m.port[199]);
+	pthread_join(t, NULL);
+	dmodel_close(&m);
+}
+
+/*
+ * No lost wakeup: a guest thread fires EV_PORTS ports, each again as soon as the reader has
+ * acknowledged it (the reader acknowledges before it unmasks, so the port often fires while
+ * still masked); the reader drains with a non-blocking xenevtchn_pending loop until EAGAIN and
+ * then polls, as the daemon's loop does. Every signal is delivered exactly once.
+ */
+#define EV_PORTS   8u
+#define EV_SIGNALS 1000000u
+
+struct ev_stress {
+	struct xsim_dom *d;
+	struct dmodel *m;
+	int ackfd;                      /* eventfd: the reader acknowledged something */
+	_Atomic uint32_t acked[EV_PORTS];
+	atomic_bool stop;               /* the reader gave up */
+	uint32_t fired[EV_PORTS];
+	uint32_t delivered[EV_PORTS];
+	unsigned lost_wakeups, bad_ports;
+};
+
+static void *ev_guest(void *arg)
+{
+	struct ev_stress *st = arg;
+	unsigned total = 0;
+	uint64_t n;
+
+	for (unsigned v = 0; v < EV_PORTS; v++, total++) {
+		st->fired[v] = 1;
+		fire(st->d, v);
+	}
+	while (total < EV_SIGNALS) {
+		if (read(st->ackfd, &n, sizeof(n)) != sizeof(n) || atomic_load(&st->stop))
+			break;
+		for (unsigned v = 0; v < EV_PORTS && total < EV_SIGNALS; v++) {
+			/* acquire: the reader was done with the previous signal. */
+			if (atomic_load_explicit(&st->acked[v], memory_order_acquire) !=
+			    st->fired[v])
+				continue;
+			st->fired[v]++;
+			total++;
+			fire(st->d, v);
+		}
+	}
+	return NULL;
+}
+
+static void ev_reader(struct ev_stress *st)
+{
+	uint64_t one = 1;
+	unsigned total = 0;
+
+	while (total < EV_SIGNALS) {
+		int port;
+
+		while ((port = xenevtchn_pending(st->m->xce)) >= 0) {
+			int v = vcpu_of(st->m, (evtchn_port_t)port);
+
+			if (v < 0 || (unsigned)v >= EV_PORTS) {
+				st->bad_ports++;
+				continue;
+			}
+			st->delivered[v]++;
+			total++;
+			atomic_fetch_add_explicit(&st->acked[v], 1, memory_order_release);
+			if (write(st->ackfd, &one, sizeof(one)) != sizeof(one))
+				st->bad_ports++;
+			xenevtchn_unmask(st->m->xce, (evtchn_port_t)port);
+		}
+		if (errno != EAGAIN || (total < EV_SIGNALS && evtchn_readable(st->m, 5000) != 1)) {
+			st->lost_wakeups++;
+			break;
+		}
+	}
+}
+
+static void test_evtchn_no_lost_wakeup(void **state)
+{
+	struct fx *f = *state;
+	struct dmodel m;
+	struct ev_stress *st = calloc(1, sizeof(*st));
+	unsigned fired = 0, delivered = 0;
+	pthread_t t;
+
+	assert_non_null(st);
+	assert_int_equal(dmodel_open(&m, 1), 0);
+	fcntl(xenevtchn_fd(m.xce), F_SETFL, O_NONBLOCK);
+	st->d = f->dom;
+	st->m = &m;
+	st->ackfd = eventfd(0, EFD_CLOEXEC);
+	assert_true(st->ackfd >= 0);
+	assert_int_equal(pthread_create(&t, NULL, ev_guest, st), 0);
+	ev_reader(st);
+	if (st->lost_wakeups) {
+		uint64_t unblock = 1;
+
+		/* Let the guest thread finish so the test can report. */
+		atomic_store(&st->stop, true);
+		if (write(st->ackfd, &unblock, sizeof(unblock)) < 0)
+			pthread_cancel(t);
+	}
+	pthread_join(t, NULL);
+	for (unsigned v = 0; v < EV_PORTS; v++) {
+		assert_int_equal(st->delivered[v], st->fired[v]);
+		fired += st->fired[v];
+		delivered += st->delivered[v];
+	}
+	assert_int_equal(st->lost_wakeups, 0);
+	assert_int_equal(st->bad_ports, 0);
+	assert_int_equal(fired, EV_SIGNALS);
+	assert_int_equal(delivered, EV_SIGNALS);
+	assert_int_equal(xenevtchn_pending(m.xce), -1);
+	assert_int_equal(errno, EAGAIN);
+	close(st->ackfd);
+	free(st);
+	dmodel_close(&m);
+}
+
 /* ---- ioreq round trip with the device model in another process ---- */
 
 #define STOP_OFF 0x1fc
@@ -676,6 +910,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_two_servers_routing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_ioreq_frame, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ioreq_roundtrip_child, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_evtchn_masked_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_evtchn_many_ports, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_evtchn_no_lost_wakeup, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -52,3 +52,101 @@ cleanup_guests() {
 }
 
 have_daemon() { command -v xen-virtiod >/dev/null 2>&1; }
+
+# ---- xen-virtiod in explicit mode: the guest created paused, its instance started and serving
+# (READY) before the guest is unpaused (xen-virtiod-create), so the guest never probes a window
+# nobody serves.
+XVD_RUN=/run/xen-virtiod
+XVD_LOG=/var/log/xen-virtiod
+
+# daemon_log NAME: the log of NAME's instance.
+daemon_log() { echo "$XVD_LOG/$1.log"; }
+
+# explicit_ini NAME: write $XVD_RUN/NAME.ini: an explicit-mode [guest] section, then stdin (the
+# device sections, each with mmio and irq).
+explicit_ini() {
+	mkdir -p "$XVD_RUN" "$XVD_LOG"
+	{ printf '[guest]\nname = %s\ndiscovery = explicit\nlog_level = debug\n\n' "$1"; cat; } > "$XVD_RUN/$1.ini"
+}
+
+# explicit_disk NAME [GUEST-KEY-LINE]...: a 64 MiB image /run/NAME.img served as [block "vda"] at
+# 0x02000000, SPI 33 (one-window.cfg's window); the lines go into the [guest] section.
+explicit_disk() {
+	n=$1; shift
+	truncate -s 64M "/run/$n.img"
+	{ for l in "$@"; do echo "$l"; done
+	  printf '\n[block "vda"]\nmmio = 0x02000000\nirq = 33\npath = /run/%s.img\n' "$n"; } | explicit_ini "$n"
+}
+
+# start_explicit SCENARIO NAME CFG: xen-virtiod-create CFG (xl create -p; xen-virtiod, which
+# returns once it serves; xl unpause). On failure: the log's last lines, a FAIL result, return 1.
+start_explicit() {
+	say "xen-virtiod-create $3"
+	XEN_VIRTIOD_SYSTEMD=no XEN_VIRTIOD_CONFIG_DIR=$XVD_RUN XEN_VIRTIOD_LOG_DIR=$XVD_LOG \
+		xen-virtiod-create "$3" && return 0
+	tail -n 20 "$(daemon_log "$2")" 2>/dev/null
+	result FAIL "$1" "xen-virtiod-create failed"
+	return 1
+}
+
+# wait_gone_or_fail SCENARIO NAME SECONDS: wait for the guest to power off; if it does not: the
+# logs' last lines, the guest destroyed, a FAIL result, return 1.
+wait_gone_or_fail() {
+	wait_guest_gone "$2" "$3" && return 0
+	tail -n 20 "$(guest_log "$2")"; tail -n 20 "$(daemon_log "$2")" 2>/dev/null
+	xl destroy "$2" 2>/dev/null
+	result FAIL "$1" "guest still running after $3 s"
+	return 1
+}
+
+# run_explicit SCENARIO NAME CFG SECONDS: start_explicit, then wait_gone_or_fail.
+run_explicit() { start_explicit "$1" "$2" "$3" && wait_gone_or_fail "$1" "$2" "$4"; }
+
+# wait_daemons_exit SECONDS: an instance notices its guest's death and exits on its own; 1 if
+# one still runs after SECONDS.
+wait_daemons_exit() {
+	i=0
+	while pidof xen-virtiod >/dev/null; do
+		i=$((i + 1)); [ "$i" -gt $(($1 * 2)) ] && return 1
+		sleep 0.5
+	done
+	return 0
+}
+stop_daemons() { for p in $(pidof xen-virtiod); do kill "$p"; done; }
+
+# guest_lines NAME PREFIX: the guest's console lines starting with "PREFIX ", prefix removed.
+guest_lines() { { tr -d '\r' < "$(guest_log "$1")"; } 2>/dev/null | sed -n "s/^$2 //p"; }
+
+# ---- disks: the guest half blk.guest.sh prints "E2E-GUEST-BLK-SUM <sha256> <file>" lines;
+# dom0 mounts the image read-only and compares. sums_in_image IMG SUMS: prints match/MISMATCH
+# lines; sets $ok and $bad.
+sums_in_image() {
+	mkdir -p /mnt/img
+	ok=0 bad=0 lo=""
+	if ! mount -o ro -t ext4 "$1" /mnt/img 2>/dev/null; then
+		lo=$(losetup -f) && losetup "$lo" "$1" && mount -o ro -t ext4 "$lo" /mnt/img ||
+			{ bad=1; echo "dom0 cannot mount $1"; return 1; }
+	fi
+	echo "$2" | while read -r sum f; do
+		[ -n "$f" ] || continue
+		d=$(sha256sum "/mnt/img/$f" 2>/dev/null | cut -d' ' -f1)
+		[ "$d" = "$sum" ] && echo "match $f" || echo "MISMATCH $f guest=$sum dom0=${d:-missing}"
+	done > /run/sums.cmp
+	umount /mnt/img
+	[ -z "$lo" ] || losetup -d "$lo" 2>/dev/null
+	cat /run/sums.cmp
+	ok=$(grep -c '^match' /run/sums.cmp); bad=$(grep -c '^MISMATCH' /run/sums.cmp)
+}
+
+# blk_check IMG [REREAD]: 0 when the guest's "$sums" (three files or more) match what dom0 reads
+# in IMG and, when given, what the guest's second boot read back (REREAD); else 1 with $why.
+blk_check() {
+	sums_in_image "$1" "$sums"
+	if [ $# -ge 2 ] && { [ -z "$2" ] || [ "$2" != "$sums" ]; }; then
+		why="second boot read back [$(echo $2 | head -c 300)], first wrote [$(echo $sums | head -c 300)]"
+		return 1
+	fi
+	[ "$ok" -ge 3 ] && [ "$bad" -eq 0 ] && return 0
+	why="$ok files matched in dom0, $bad differ or missing (guest wrote: [$(echo $sums | head -c 300)])"
+	return 1
+}

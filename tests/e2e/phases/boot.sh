@@ -7,7 +7,7 @@ E2E_PHASE=boot
 . "$(dirname "$0")/../lib.sh"
 xen=$1 dtb=$2 initrd=$3
 log_file=$E2E_BUILD/console.log
-timeout_s=${E2E_TIMEOUT:-900}
+timeout_s=${E2E_TIMEOUT:-1800}
 
 qemu=(qemu-system-aarch64 -machine "$E2E_MACHINE" -cpu "$E2E_CPU" -smp "$E2E_SMP" -m "$E2E_MEM"
 	-nic none -nographic -no-reboot -kernel "$xen" -dtb "$dtb"

@@ -2,7 +2,8 @@
 # Phase "initramfs": the guest's and dom0's initramfs, each a concatenation of cpio archives
 # (the kernel unpacks them in order, later files win):
 #   guest.cpio.gz     = rootfs-guest + overlay (guest/init, scenarios/*.guest.sh)
-#   dom0-initrd.cpio  = payload (uncompressed: /e2e/Image, /e2e/guest.cpio.gz, already compact)
+#   dom0-initrd.cpio  = payload (uncompressed: /e2e/Image, /e2e/Image-grant when the kernel phase
+#                       built it beside Image, /e2e/guest.cpio.gz, already compact)
 #                     + rootfs-dom0 + overlay (dom0/init, dom0/*.sh, scenarios, guests/*.cfg,
 #                       dts/*.dtb compiled here, the daemon if phase daemon built it)
 # Usage: initramfs.sh IMAGE ROOTFS_DOM0 ROOTFS_GUEST [DAEMON_DIR]
@@ -13,7 +14,9 @@ E2E_PHASE=initramfs
 . "$(dirname "$0")/../lib.sh"
 image=$1 rootfs_dom0=$2 rootfs_guest=$3 daemon_dir=${4:-}
 
-inputs=("$image" "$rootfs_dom0" "$rootfs_guest" "$0" "$E2E_DIR/guest/init" "$E2E_DIR"/dom0/*
+image_grant=$(dirname "$image")/Image-grant
+[ -f "$image_grant" ] || image_grant=""
+inputs=("$image" ${image_grant:+"$image_grant"} "$rootfs_dom0" "$rootfs_guest" "$0" "$E2E_DIR/guest/init" "$E2E_DIR"/dom0/*
 	"$E2E_DIR"/scenarios/* "$E2E_DIR"/guests/* "$E2E_DIR"/dts/*)
 daemon_files=()
 if [ -n "$daemon_dir" ] && [ -d "$daemon_dir" ]; then
@@ -35,6 +38,7 @@ for f in "$E2E_DIR"/scenarios/*.guest.sh; do install -m 0644 "$f" "$g/e2e/"; don
 # dom0 payload: big, already compact files, not compressed again.
 p=$out/payload; mkdir -p "$p/e2e"
 cp "$image" "$p/e2e/Image"
+[ -z "$image_grant" ] || cp "$image_grant" "$p/e2e/Image-grant"
 mv "$out/guest.cpio.gz" "$p/e2e/guest.cpio.gz"
 # dom0 overlay.
 o=$out/dom0-overlay; mkdir -p "$o/e2e/scenarios" "$o/e2e/guests" "$o/e2e/dts"

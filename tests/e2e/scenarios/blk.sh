@@ -35,7 +35,7 @@ if ! wait_guest_gone $name 240; then
 fi
 glog=$(guest_log $name)
 tr -d '\r' < "$glog" | grep -a '^E2E-GUEST' | tail -n 10
-sums=$(tr -d '\r' < "$glog" | sed -n 's/^E2E-GUEST-BLK-SUM //p')
+sums=$(guest_lines $name E2E-GUEST-BLK-SUM)
 echo "--- watch/daemon log (last lines):"; tail -n 15 $wlog
 # Second boot of the guest (a new domain: the watcher starts a new daemon instance, the guest a
 # new driver instance): it mounts the filesystem and prints the checksums it reads back.
@@ -45,30 +45,15 @@ say "second boot: xl create $cfg2"
 reread=""
 if xl create "$cfg2" && wait_guest_gone $name 240; then
 	tr -d '\r' < "$glog" | grep -a '^E2E-GUEST' | tail -n 6
-	reread=$(tr -d '\r' < "$glog" | sed -n 's/^E2E-GUEST-BLK-SUM //p')
+	reread=$(guest_lines $name E2E-GUEST-BLK-SUM)
 else
 	tail -n 20 "$glog"; xl destroy $name 2>/dev/null
 fi
 sleep 1
 losetup -d /dev/loop0 2>/dev/null
-mkdir -p /mnt/blk
-if ! mount -o ro -t ext4 $img /mnt/blk 2>/dev/null && ! { losetup /dev/loop1 $img && mount -o ro -t ext4 /dev/loop1 /mnt/blk; }; then
-	result FAIL blk "dom0 cannot mount the guest's ext4 image; guest said: $(echo $sums | head -c 200)"; exit 0
-fi
-ok=0 bad=0
-echo "$sums" | while read -r sum f; do
-	[ -n "$f" ] || continue
-	d=$(sha256sum "/mnt/blk/$f" 2>/dev/null | cut -d' ' -f1)
-	[ "$d" = "$sum" ] && echo "match $f" || echo "MISMATCH $f guest=$sum dom0=${d:-missing}"
-done > /run/$name.cmp
-umount /mnt/blk
-ok=$(grep -c '^match' /run/$name.cmp); bad=$(grep -c '^MISMATCH' /run/$name.cmp)
-cat /run/$name.cmp
-for p in $(pidof xen-virtiod); do kill "$p"; done
-if [ -z "$reread" ] || [ "$reread" != "$sums" ]; then
-	result FAIL blk "second boot read back [$(echo $reread | head -c 300)], first wrote [$(echo $sums | head -c 300)]"
-elif [ "$ok" -ge 3 ] && [ "$bad" -eq 0 ]; then
+stop_daemons
+if blk_check $img "$reread"; then
 	result PASS blk "guest wrote $ok files on ext4 over virtio-blk; the guest's second boot (new daemon instance) and dom0 read the same sha256"
 else
-	result FAIL blk "$ok files matched, $bad differ (guest lines: $(tr -d '\r' < "$glog" | grep -a '^E2E-GUEST' | tail -n 3 | tr '\n' ' '))"
+	result FAIL blk "$why"
 fi

@@ -1,0 +1,30 @@
+# Scenario "ioeventfd": a short blk check (ext4, three files, the same sha256 in dom0; one boot)
+# with a disk in explicit mode, and the notification path the daemon chose. dom0's kernel has
+# CONFIG_XEN_PRIVCMD_EVENTFD=y, so a daemon with the privcmd fast path (queue notifications as an
+# ioeventfd, interrupts through an irqfd) must log "notify path: privcmd ioeventfd+irqfd": PASS.
+# A "notify path: ioreq" line means the daemon fell back to the ioreq path here: FAIL with that
+# line. Neither line: the daemon has no fast path yet: SKIP (the blk check must still pass).
+. /e2e/lib.sh
+name=e2e-ioev
+have_daemon || { result SKIP ioeventfd "xen-virtiod is not in this dom0 (not buildable yet)"; exit 0; }
+img=/run/$name.img
+explicit_disk $name
+cfg=$(guest_cfg $name one-window.cfg 'extra = "console=hvc0 rdinit=/init e2e.run=blk"')
+run_explicit ioeventfd $name "$cfg" 240 || exit 0
+wait_daemons_exit 10 || say "xen-virtiod still running 10 s after the guest died"
+dlog=$(daemon_log $name)
+tr -d '\r' < "$(guest_log $name)" | grep -a '^E2E-GUEST' | tail -n 6
+grep -a 'notify path' "$dlog"
+fast=$(grep -a 'notify path: privcmd ioeventfd+irqfd' "$dlog" | tail -1)
+slow=$(grep -a 'notify path: ioreq' "$dlog" | tail -1)
+sums=$(guest_lines $name E2E-GUEST-BLK-SUM)
+stop_daemons
+if ! blk_check $img; then
+	result FAIL ioeventfd "$why; ${fast:-${slow:-no notify path line}}"
+elif [ -n "$slow" ]; then
+	result FAIL ioeventfd "daemon: $slow"
+elif [ -n "$fast" ]; then
+	result PASS ioeventfd "$ok files on ext4, same sha256 in dom0; daemon: $fast"
+else
+	result SKIP ioeventfd "daemon has no fast path (no \"notify path:\" line in its log; the blk check passed: $ok files, same sha256 in dom0)"
+fi
