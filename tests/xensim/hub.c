@@ -629,17 +629,37 @@ static void hub_flush_sinks(struct xsim_hub *h, const struct pollfd *p, unsigned
 	pthread_mutex_unlock(&h->lock);
 }
 
+/*
+ * Tests fork children that use xensim while the hub thread runs. A fork that catches the hub
+ * thread inside malloc leaves the allocator's lock held forever in the child (seen as a rare
+ * hang under ASan). The hub thread holds hub_fork_mu whenever it is not waiting in poll(), and
+ * a fork waits for it (pthread_atfork), so a child never inherits a half-done hub step.
+ */
+static pthread_mutex_t hub_fork_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t hub_fork_once = PTHREAD_ONCE_INIT;
+
+static void hub_fork_lock(void) { pthread_mutex_lock(&hub_fork_mu); }
+static void hub_fork_unlock(void) { pthread_mutex_unlock(&hub_fork_mu); }
+static void hub_fork_register(void) { pthread_atfork(hub_fork_lock, hub_fork_unlock, hub_fork_unlock); }
+
 static void *hub_thread(void *arg)
 {
 	struct xsim_hub *h = arg;
-	struct xsim_msg *m = malloc(sizeof(*m));
+	struct xsim_msg *m;
 
+	hub_fork_lock();
+	m = malloc(sizeof(*m));
 	for (;;) {
 		unsigned n = h->nconns;   /* only this thread changes nconns */
 		struct pollfd *p = m ? hub_pollfds(h, n) : NULL;
+		int rc = -1;
 
-		if (!p || (poll(p, HUB_FIXED_FDS + 2 * n, -1) < 0 && errno != EINTR) ||
-		    p[0].revents) {
+		if (p) {
+			hub_fork_unlock();
+			rc = poll(p, HUB_FIXED_FDS + 2 * n, -1);
+			hub_fork_lock();
+		}
+		if (!p || (rc < 0 && errno != EINTR) || p[0].revents) {
 			free(p);
 			break;
 		}
@@ -653,6 +673,7 @@ static void *hub_thread(void *arg)
 		free(p);
 	}
 	free(m);
+	hub_fork_unlock();
 	return NULL;
 }
 
@@ -694,6 +715,7 @@ struct xsim_hub *xsim_hub_start(void)
 		goto fail;
 	if (hub_kernel_start(h) < 0)
 		goto fail;
+	pthread_once(&hub_fork_once, hub_fork_register);
 	if (pthread_create(&h->thread, NULL, hub_thread, h) != 0) {
 		hub_kernel_stop(h);
 		goto fail;
