@@ -124,11 +124,16 @@ static void test_xenstore_grant_usage(void **state)
 	stop_clean(t);
 }
 
-/* libxl 4.17: disk = ["...,specification=virtio,backendtype=standalone"]; waits for state 2. */
-static void write_virtio_disk(struct itest *t, const char *img)
+/* libxl 4.17: disk = ["...,specification=virtio,backendtype=standalone"]; waits for state 2.
+ * A 1 MiB image in the hub's directory. */
+static void write_virtio_disk(struct itest *t)
 {
 	uint32_t id = xsim_dom_id(t->dom);
-	char p[160];
+	char p[160], img[160];
+
+	snprintf(img, sizeof(img), "%s/disk.img", xsim_hub_dir(t->hub));
+	assert_int_equal(itest_write(img, "%s", ""), 0);
+	assert_int_equal(truncate(img, 1 << 20), 0);
 
 #define W(key, ...) do { \
 		snprintf(p, sizeof(p), BE "/virtio_disk/%u/51712/" key, id); \
@@ -150,14 +155,11 @@ static void write_virtio_disk(struct itest *t, const char *img)
 static void test_xenstore_disk417_layout(void **state)
 {
 	struct itest *t = new_guest("g1");
-	char img[160], be_state[160];
+	char be_state[160];
 
 	(void)state;
 	assert_non_null(t);
-	snprintf(img, sizeof(img), "%s/disk.img", xsim_hub_dir(t->hub));
-	assert_int_equal(itest_write(img, "%s", ""), 0);
-	assert_int_equal(truncate(img, 1 << 20), 0);
-	write_virtio_disk(t, img);
+	write_virtio_disk(t);
 	write_virtio_rng(t, 0, "0x2000200", 34);   /* both layouts for one guest */
 	snprintf(be_state, sizeof(be_state), BE "/virtio_disk/%u/51712/state", xsim_dom_id(t->dom));
 	assert_int_equal(itest_serve(t, "[guest]\nname = g1\ndiscovery = xenstore\n"
@@ -185,15 +187,12 @@ static void test_xenstore_disk417_layout(void **state)
 static void test_xenstore_disk417_closing(void **state)
 {
 	struct itest *t = new_guest("g1");
-	char img[160], be[160], be_state[200], be_online[200];
+	char be[160], be_state[200], be_online[200];
 	int st;
 
 	(void)state;
 	assert_non_null(t);
-	snprintf(img, sizeof(img), "%s/disk.img", xsim_hub_dir(t->hub));
-	assert_int_equal(itest_write(img, "%s", ""), 0);
-	assert_int_equal(truncate(img, 1 << 20), 0);
-	write_virtio_disk(t, img);
+	write_virtio_disk(t);
 	snprintf(be, sizeof(be), BE "/virtio_disk/%u/51712", xsim_dom_id(t->dom));
 	snprintf(be_state, sizeof(be_state), "%s/state", be);
 	snprintf(be_online, sizeof(be_online), "%s/online", be);
