@@ -458,6 +458,9 @@ static int serve_guest(struct daemon *d, const struct config *cfg)
 	guest_status(d->guest, status, sizeof(status));
 	notify_ready(d, status);
 	ev_run(d->loop, 0);
+	/* The totals, for the journal: what the guest used while it was served. */
+	guest_status(d->guest, status, sizeof(status));
+	log_notice("stopping; %s", status);
 	guest_teardown(d->guest);
 	d->guest = NULL;
 	log_info("stopped");

@@ -66,10 +66,15 @@ while [ $i -lt 480 ]; do
 done
 wait_guest_gone e2e-lc1 10 && wait_guest_gone e2e-lc2 10 ||
 	{ tail -n 20 $wlog; result FAIL lifecycle "two guests: still running after 240 s"; xl list; exit 0; }
-sleep 2
 pids=$(sed -n 's/^.*e2e-lc[12] (domid [0-9]*): started instance pid \([0-9]*\).*/\1/p' $wlog | sort -u | tr '\n' ' ')
 npids=$(echo $pids | wc -w)
-exits=$(grep -c 'instance for e2e-lc[12] (domid [0-9]*, pid [0-9]*) exited' $wlog)
+# Each instance exits once it sees its domain gone (the watcher logs "exited" for status 0 only).
+i=0
+while :; do
+	exits=$(grep -c 'instance for e2e-lc[12] (domid [0-9]*, pid [0-9]*) exited' $wlog || true)
+	{ [ "$exits" -ge 2 ] || [ $i -ge 40 ]; } && break
+	sleep 0.5; i=$((i + 1))
+done
 pair_ok=1 pair=""
 for g in 1 2; do
 	tr -d '\r' < "$(guest_log e2e-lc$g)" | grep -a '^E2E-GUEST' | tail -n 6
