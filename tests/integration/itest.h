@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "tests/xensim/guest.h"
@@ -45,6 +46,25 @@ static inline int itest_write(const char *path, const char *fmt, ...)
 	rc = vfprintf(f, fmt, ap);
 	va_end(ap);
 	return fclose(f) == 0 && rc >= 0 ? 0 : -1;
+}
+
+/*
+ * Watch mode's configuration directory <hub dir>/conf, into dir (len bytes), holding g1.ini ..
+ * g<n>.ini: guest g<i> found through xenstore, with an rng. 0 or -1.
+ */
+static inline int itest_watch_conf(struct itest *t, char *dir, size_t len, int n)
+{
+	char ini[256];
+
+	snprintf(dir, len, "%s/conf", xsim_hub_dir(t->hub));
+	if (mkdir(dir, 0755) < 0)
+		return -1;
+	for (int i = 1; i <= n; i++) {
+		snprintf(ini, sizeof(ini), "%s/g%d.ini", dir, i);
+		if (itest_write(ini, "[guest]\nname = g%d\ndiscovery = xenstore\n[rng]\n", i) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 /* Hub and domain only; the test writes xenstore entries before starting the daemon. */

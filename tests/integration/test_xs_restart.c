@@ -223,19 +223,13 @@ static void test_watch_mode_after_restart(void **state)
 	struct xsim_dom_opts o2 = { .name = "g2", .nr_vcpus = 1, .ram_mib = 16 };
 	struct itest *t = itest_new(&o1);
 	struct xsim_dom *d2;
-	char dir[160], ini[200];
+	char dir[160];
 	const char *args[] = { "--watch", "--config-dir", dir, "--foreground", "--log-level",
 			       "info", NULL };
 
 	(void)state;
 	assert_non_null(t);
-	snprintf(dir, sizeof(dir), "%s/conf", xsim_hub_dir(t->hub));
-	assert_int_equal(mkdir(dir, 0755), 0);
-	for (int i = 1; i <= 2; i++) {
-		snprintf(ini, sizeof(ini), "%s/g%d.ini", dir, i);
-		assert_int_equal(itest_write(ini, "[guest]\nname = g%d\ndiscovery = xenstore\n"
-					     "[rng]\n", i), 0);
-	}
+	assert_int_equal(itest_watch_conf(t, dir, sizeof(dir), 2), 0);
 	write_virtio_rng(t->hub, t->dom);
 	assert_int_equal(xsim_daemon_start(t->hub, &t->dm, XVD_SIM_DAEMON, "watch", args,
 					   XSIM_DAEMON_NO_NOTIFY), 0);
