@@ -122,7 +122,8 @@ int xen_backend_set_state(const struct xen_vdev_desc *d, int state);
 /*
  * Call cb(opaque, i) from the loop, once, when the toolstack writes state=5 (Closing) into
  * be_paths[i] (libxl removing the device: xl destroy, xl block-detach). It then waits for
- * state=6. Survives xenstored restarts like the other watches. NULL on failure.
+ * state=6. Survives xenstored restarts like the other watches. cb must not stop the watch.
+ * NULL on failure.
  */
 struct xen_close_watch;
 struct xen_close_watch *xen_close_watch_start(struct ev_loop *loop, const char *const *be_paths,

@@ -683,9 +683,8 @@ struct xen_close_watch {
 	unsigned n;
 	char (*paths)[XS_PATH_MAX];  /* "<be_path>/state" for each device */
 	bool *seen;                  /* Closing already reported */
-	void (*cb)(void *opaque, unsigned i);
+	void (*cb)(void *opaque, unsigned i);   /* must not stop the watch */
 	void *opaque;
-	bool in_cb, stopped;         /* xen_close_watch_stop() from inside cb defers the free */
 };
 
 static bool xs_close_subscribe(struct xs_link *l)
@@ -716,8 +715,7 @@ static void xs_close_check(struct xs_link *l, bool probe)
 		xs_link_lost(l, errno);
 		return;
 	}
-	cw->in_cb = true;
-	for (unsigned i = 0; i < cw->n && !cw->stopped; i++) {
+	for (unsigned i = 0; i < cw->n; i++) {
 		char *v;
 		uint32_t state;
 
@@ -731,9 +729,6 @@ static void xs_close_check(struct xs_link *l, bool probe)
 		}
 		free(v);
 	}
-	cw->in_cb = false;
-	if (cw->stopped)
-		xs_close_free(cw);
 }
 
 struct xen_close_watch *xen_close_watch_start(struct ev_loop *loop, const char *const *be_paths,
@@ -778,10 +773,7 @@ void xen_close_watch_stop(struct xen_close_watch *cw)
 		for (unsigned i = 0; i < cw->n; i++)
 			xs_unwatch(cw->link.xs, cw->paths[i], "xvd-close");
 	xs_link_close(&cw->link);
-	if (cw->in_cb)
-		cw->stopped = true;
-	else
-		xs_close_free(cw);
+	xs_close_free(cw);
 }
 
 /* ---- watch mode: new guests with devices for us ---- */
