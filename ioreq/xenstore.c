@@ -544,12 +544,24 @@ static void xs_link_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 	xs_link_arm(l, l->backoff);
 }
 
-static bool xs_link_start(struct xs_link *l, struct ev_loop *loop)
+/*
+ * The first registration can meet a xenstored that is restarting too (the daemon has just
+ * used xenstore to get this far): never a reason to stop serving. Like a lost connection, it
+ * is logged once and retried from the timer; the fed first check follows the registration.
+ */
+static void xs_link_start(struct xs_link *l, struct ev_loop *loop)
 {
 	l->loop = loop;
 	ev_init(&l->io, xs_link_io_cb);
 	ev_init(&l->timer, xs_link_timer_cb);
-	return xs_link_connect(l);
+	if (xs_link_connect(l))
+		return;
+	l->backoff = XS_RETRY_MIN_S;
+	l->retries = 0;
+	l->lost_at = ev_now(loop);
+	log_warn("xenstore: cannot register %s yet (%s); retrying in the background", l->what,
+		 strerror(errno ? errno : EIO));
+	xs_link_arm(l, l->backoff);
 }
 
 /* Stop watching for good; the caller unregisters its watches first (while l->xs is set). */
@@ -652,11 +664,7 @@ struct xen_death_watch *xen_death_watch_start(struct ev_loop *loop, uint32_t dom
 	dw->link.subscribe = xs_death_subscribe;
 	dw->link.check = xs_death_check;
 	/* A first check comes from the loop even if no event does: the domain may be gone. */
-	if (!xs_link_start(&dw->link, loop)) {
-		log_err("xenstore: cannot watch @releaseDomain: %s", strerror(errno));
-		free(dw);
-		return NULL;
-	}
+	xs_link_start(&dw->link, loop);
 	return dw;
 }
 
@@ -755,10 +763,7 @@ struct xen_close_watch *xen_close_watch_start(struct ev_loop *loop, const char *
 	snprintf(cw->link.what, sizeof(cw->link.what), "the backend state watch");
 	cw->link.subscribe = xs_close_subscribe;
 	cw->link.check = xs_close_check;
-	if (!xs_link_start(&cw->link, loop)) {
-		log_err("xenstore: cannot watch the backends' state: %s", strerror(errno));
-		goto fail;
-	}
+	xs_link_start(&cw->link, loop);
 	return cw;
 fail:
 	xs_close_free(cw);
@@ -926,11 +931,7 @@ struct xen_backend_watch *xen_backend_watch_start(struct ev_loop *loop, uint32_t
 	bw->link.subscribe = xs_backend_subscribe;
 	bw->link.check = xs_backend_check;
 	/* The guests already present are reported from the loop, like later ones. */
-	if (!xs_link_start(&bw->link, loop)) {
-		log_err("xenstore: watching %s: %s", bw->paths[0], strerror(errno));
-		free(bw);
-		return NULL;
-	}
+	xs_link_start(&bw->link, loop);
 	return bw;
 }
 

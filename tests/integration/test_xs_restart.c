@@ -22,6 +22,7 @@
 #include "tests/lib/vdriver.h"
 
 #define RNG_INI "[guest]\nname = g1\ndiscovery = explicit\n[rng]\nmmio = 0x02000000\nirq = 33\n"
+#define RNG_INI_DOMID "[guest]\ndomid = 1\ndiscovery = explicit\n[rng]\nmmio = 0x02000000\nirq = 33\n"
 #define WANT (VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_EVENT_IDX) | \
 	      VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC) | VIRTIO_BIT(VIRTIO_F_ACCESS_PLATFORM))
 #define RAM_GPA UINT64_C(0x40100000)
@@ -180,6 +181,41 @@ static void test_death_while_disconnected(void **state)
 	itest_free(t);
 }
 
+/*
+ * xenstored is down while the daemon starts (explicit mode with a domid needs no xenstore to
+ * serve): it serves, and registers its death watch once xenstored is back. Found by
+ * test_watch_mode_after_restart, whose restart could catch the instance between discovery and
+ * its death watch: the instance failed with exit status 1 ("cannot watch @releaseDomain").
+ */
+static void test_start_while_xenstore_down(void **state)
+{
+	struct itest *t;
+	struct rng r;
+
+	(void)state;
+	{
+		struct xsim_dom_opts o = { .name = "g1", .nr_vcpus = 1, .ram_mib = 32 };
+
+		t = itest_new(&o);
+	}
+	assert_non_null(t);
+	assert_int_equal(xsim_xs_restart(t->hub, true), 0);
+	assert_int_equal(itest_serve(t, RNG_INI_DOMID), 0);
+	rng_init(t, &r);
+	rng_io(&r, 2);
+	assert_int_equal(log_count(&t->dm, "cannot register domain 1's death watch yet"), 1);
+	xsim_xs_up(t->hub);
+	if (!wait_watches(t->hub, "@releaseDomain", 1, RECONNECT_MS, &r)) {
+		fprintf(stderr, "death watch never registered; daemon log:\n");
+		itest_dump_log(t);
+		fail();
+	}
+	assert_int_equal(log_count(&t->dm, "xenstore: reconnected"), 1);
+	assert_int_equal(xsim_dom_destroy(t->dom), 0);
+	expect_exit_0(t, 10000);
+	itest_free(t);
+}
+
 static void write_virtio_rng(struct xsim_hub *h, struct xsim_dom *d)
 {
 	uint32_t id = xsim_dom_id(d);
@@ -242,7 +278,11 @@ static void test_watch_mode_after_restart(void **state)
 		fail();
 	}
 	/* g1 still served by its instance (which reconnected its own death watch too). */
-	assert_int_equal(itest_rd32(t, 0, WIN0 + R_DEVICE_ID), 4);
+	if (itest_rd32(t, 0, WIN0 + R_DEVICE_ID) != 4) {
+		fprintf(stderr, "g1 not served after the restart; watcher log:\n");
+		itest_dump_log(t);
+		fail();
+	}
 	d2 = xsim_dom_create(t->hub, &o2);
 	assert_non_null(d2);
 	write_virtio_rng(t->hub, d2);
@@ -264,6 +304,7 @@ int main(void)
 		cmocka_unit_test(test_serving_survives_restart),
 		cmocka_unit_test(test_death_while_disconnected),
 		cmocka_unit_test(test_watch_mode_after_restart),
+		cmocka_unit_test(test_start_while_xenstore_down),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
