@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ev.h>
 
 #include "config/config.h"
 #include "daemon/log.h"
@@ -30,6 +31,8 @@ struct guest_dev {
 	struct xen_vdev_desc desc;
 	struct vdev *dev;             /* NULL until created */
 	bool closed;                  /* the toolstack closed the backend: state=6 is written */
+	int want_state;               /* a state write that failed, retried from state_retry */
+	bool closing;                 /* the toolstack wrote state=5 (Closing) */
 };
 
 struct guest {
@@ -41,6 +44,7 @@ struct guest {
 	struct xen_close_watch *close_watch;  /* 4.17 disks: libxl's Closing, answered */
 	unsigned close_dev[CONFIG_MAX_DEVICES];  /* close watch index -> devs[] index */
 	bool dead;                    /* the domain is gone: its backend dirs are libxl's to remove */
+	ev_timer state_retry;         /* failed backend state writes, retried */
 	unsigned ndevs;
 	struct guest_dev devs[CONFIG_MAX_DEVICES];
 	void (*on_death)(void *opaque);
@@ -313,15 +317,71 @@ static int guest_create_devices(struct guest *g)
 	return 0;
 }
 
-/* libxl waits for InitWait before unpausing a 4.17 guest, and for Closed when destroying it. */
+/*
+ * Write a 4.17 disk's backend state. libxl waits for it (InitWait before it unpauses the guest,
+ * Closed when it removes the device) for 10 s, so a write that fails (xenstored restarting just
+ * then) is retried from the loop every GUEST_STATE_RETRY_S instead of leaving `xl create` or
+ * `xl destroy` to time out. Closed written marks the backend closed: nothing is written after.
+ */
+#define GUEST_STATE_RETRY_S 0.5
+
+static bool guest_write_state(struct guest *g, struct guest_dev *gd, int state)
+{
+	bool retry = gd->want_state != 0;
+
+	if (xen_backend_set_state(&gd->desc, state) < 0) {
+		if (!retry)
+			log_warn("%s: cannot write state=%d; retrying every %.1f s", gd->desc.be_path,
+				 state, GUEST_STATE_RETRY_S);
+		gd->want_state = state;
+		if (!ev_is_active(&g->state_retry))
+			ev_timer_again(g->loop, &g->state_retry);
+		return false;
+	}
+	if (retry)
+		log_notice("%s: state=%d written on a retry", gd->desc.be_path, state);
+	gd->want_state = 0;
+	gd->closed |= state == XEN_STATE_CLOSED;
+	if (gd->closed && gd->closing)
+		log_notice("%s: the toolstack closed %s (state=5): answered Closed; virtio-mmio has "
+			   "no unplug, so the device is served until the guest stops", gd->dev->name,
+			   gd->desc.be_path);
+	return true;
+}
+
+static bool guest_has_state(const struct guest_dev *gd)
+{
+	return gd->has_desc && gd->desc.layout == XEN_LAYOUT_DISK417 && gd->dev && !gd->closed;
+}
+
 static void guest_set_backend_state(struct guest *g, int state)
 {
+	for (unsigned i = 0; i < g->ndevs; i++)
+		if (guest_has_state(&g->devs[i]))
+			guest_write_state(g, &g->devs[i], state);
+}
+
+static void guest_state_retry_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct guest *g = container_of(t, struct guest, state_retry);
+	bool pending = false;
+
+	(void)revents;
 	for (unsigned i = 0; i < g->ndevs; i++) {
-		const struct guest_dev *gd = &g->devs[i];
-		if (gd->has_desc && gd->desc.layout == XEN_LAYOUT_DISK417 && gd->dev &&
-		    !gd->closed && xen_backend_set_state(&gd->desc, state) < 0)
-			log_warn("%s: cannot write state=%d", gd->desc.be_path, state);
+		struct guest_dev *gd = &g->devs[i];
+
+		if (!gd->want_state || !guest_has_state(gd))
+			continue;
+		/* Never re-create a directory libxl has removed meanwhile (a failed create). */
+		if (g->dead || xen_backend_gone(&gd->desc)) {
+			log_info("%s: gone; state=%d not written", gd->desc.be_path, gd->want_state);
+			gd->want_state = 0;
+			continue;
+		}
+		pending |= !guest_write_state(g, gd, gd->want_state);
 	}
+	if (!pending)
+		ev_timer_stop(loop, t);
 }
 
 /*
@@ -338,14 +398,8 @@ static void guest_backend_closing(void *opaque, unsigned i)
 
 	if (gd->closed)
 		return;
-	if (xen_backend_set_state(&gd->desc, XEN_STATE_CLOSED) < 0) {
-		log_warn("%s: cannot write state=%d", gd->desc.be_path, XEN_STATE_CLOSED);
-		return;
-	}
-	gd->closed = true;
-	log_notice("%s: the toolstack closed %s (state=5): answered Closed; virtio-mmio has no "
-		   "unplug, so the device is served until the guest stops", gd->dev->name,
-		   gd->desc.be_path);
+	gd->closing = true;
+	guest_write_state(g, gd, XEN_STATE_CLOSED);   /* logs the answer once it is written */
 }
 
 static int guest_watch_closing(struct guest *g)
@@ -411,6 +465,8 @@ int guest_setup(struct ev_loop *loop, const struct guest_params *p, struct guest
 		return -ENOMEM;
 	}
 	g->loop = loop;
+	ev_init(&g->state_retry, guest_state_retry_cb);
+	g->state_retry.repeat = GUEST_STATE_RETRY_S;
 	g->cfg = *p->cfg;
 	g->on_death = p->on_death;
 	g->opaque = p->opaque;
@@ -469,6 +525,7 @@ void guest_teardown(struct guest *g)
 	if (!g)
 		return;
 	xen_close_watch_stop(g->close_watch);
+	ev_timer_stop(g->loop, &g->state_retry);
 	if (!g->dead)
 		guest_quiesce_devices(g);
 	guest_reset_devices(g);

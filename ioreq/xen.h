@@ -118,6 +118,8 @@ int xen_discover(uint32_t backend_domid, uint32_t domid, struct xen_vdev_desc *o
 #define XEN_STATE_CLOSING   5   /* written by libxl when it removes the device */
 #define XEN_STATE_CLOSED    6
 int xen_backend_set_state(const struct xen_vdev_desc *d, int state);
+/* xenstore answered that the backend directory no longer exists (libxl removed it). */
+bool xen_backend_gone(const struct xen_vdev_desc *d);
 
 /*
  * Call cb(opaque, i) from the loop, once, when the toolstack writes state=5 (Closing) into

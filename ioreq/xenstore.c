@@ -442,6 +442,22 @@ int xen_backend_set_state(const struct xen_vdev_desc *d, int state)
 	return rc;
 }
 
+bool xen_backend_gone(const struct xen_vdev_desc *d)
+{
+	struct xs_handle *xs = xen_xs_open();
+	bool gone = false;
+	void *v;
+
+	if (!xs)
+		return false;
+	errno = 0;
+	v = xs_read(xs, XBT_NULL, d->be_path, NULL);
+	gone = !v && errno == ENOENT;
+	free(v);
+	xs_close(xs);
+	return gone;
+}
+
 /* ---- watch connections that survive a xenstored restart ---- */
 
 /*

@@ -218,6 +218,69 @@ static void test_xenstore_disk417_closing(void **state)
 	itest_free(t);
 }
 
+/*
+ * libxl waits 10 s for a 4.17 disk's InitWait (and for Closed): a state write that fails
+ * (xenstored restarting at that moment) is retried from the loop, not given up on. Before the
+ * retry, one failed write left the guest paused until `xl create` timed out.
+ */
+static void test_xenstore_disk417_state_retry(void **state)
+{
+	struct itest *t = new_guest("g1");
+	char be[160], be_state[200];
+	int st;
+
+	(void)state;
+	assert_non_null(t);
+	write_virtio_disk(t);
+	snprintf(be, sizeof(be), BE "/virtio_disk/%u/51712", xsim_dom_id(t->dom));
+	snprintf(be_state, sizeof(be_state), "%s/state", be);
+	xsim_xs_fail_writes(t->hub, "/51712/state", 3);
+	assert_int_equal(itest_serve(t, "[guest]\nname = g1\ndiscovery = xenstore\n"
+				     "[block \"root\"]\nvdev = xvda\n"), 0);
+	assert_int_equal(xsim_xs_wait(t->hub, be_state, "2", 5000), 0);
+	assert_true(xsim_daemon_log_has(&t->dm, "cannot write state=2; retrying"));
+	assert_true(xsim_daemon_log_has(&t->dm, "state=2 written on a retry"));
+	/* The answer to Closing is retried the same way. */
+	xsim_xs_fail_writes(t->hub, "/51712/state", 2);
+	assert_int_equal(xsim_xs_write(t->hub, be_state, "5"), 0);
+	assert_int_equal(xsim_xs_wait(t->hub, be_state, "6", 5000), 0);
+	assert_true(xsim_daemon_log_has(&t->dm, "state=6 written on a retry"));
+	assert_true(xsim_daemon_log_has(&t->dm, "answered Closed"));
+	assert_int_equal(itest_rd32(t, 0, WIN0 + R_DEVICE_ID), 2);
+	st = xsim_daemon_stop(&t->dm);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	itest_free(t);
+}
+
+/* A retried write never re-creates a backend directory that libxl removed meanwhile. */
+static void test_xenstore_disk417_state_retry_gone(void **state)
+{
+	struct itest *t = new_guest("g1");
+	char be[160], be_state[200];
+	char *v;
+
+	(void)state;
+	assert_non_null(t);
+	write_virtio_disk(t);
+	snprintf(be, sizeof(be), BE "/virtio_disk/%u/51712", xsim_dom_id(t->dom));
+	snprintf(be_state, sizeof(be_state), "%s/state", be);
+	xsim_xs_fail_writes(t->hub, "/51712/state", 1000);
+	assert_int_equal(itest_serve(t, "[guest]\nname = g1\ndiscovery = xenstore\n"
+				     "[block \"root\"]\nvdev = xvda\n"), 0);
+	assert_int_equal(xsim_xs_rm(t->hub, be), 0);
+	xsim_xs_fail_writes(t->hub, "/51712/state", 0);
+	for (int waited = 0; waited < 5000 && !xsim_daemon_log_has(&t->dm, "gone; state=2"); waited += 50)
+		usleep(50000);
+	assert_true(xsim_daemon_log_has(&t->dm, "gone; state=2 not written"));
+	usleep(1200000);   /* two more retry periods: nothing is written */
+	v = xsim_xs_read(t->hub, be_state);
+	assert_null(v);
+	free(v);
+	assert_true(xsim_daemon_alive(&t->dm));
+	itest_free(t);
+}
+
 static bool wait_routed(struct xsim_dom *d, uint64_t addr, bool want, int timeout_ms)
 {
 	for (int waited = 0; waited < timeout_ms; waited += 10) {
@@ -278,6 +341,8 @@ int main(void)
 		cmocka_unit_test(test_xenstore_grant_usage),
 		cmocka_unit_test(test_xenstore_disk417_layout),
 		cmocka_unit_test(test_xenstore_disk417_closing),
+		cmocka_unit_test(test_xenstore_disk417_state_retry),
+		cmocka_unit_test(test_xenstore_disk417_state_retry_gone),
 		cmocka_unit_test(test_watch_mode),
 	};
 

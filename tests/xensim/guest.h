@@ -126,6 +126,8 @@ int xsim_xs_wait(struct xsim_hub *h, const char *path, const char *want, int tim
  */
 int xsim_xs_restart(struct xsim_hub *h, bool stay_down);
 void xsim_xs_up(struct xsim_hub *h);
+/* The next n client writes to a path ending in suffix fail (EIO), as on a dropped connection. */
+void xsim_xs_fail_writes(struct xsim_hub *h, const char *suffix, unsigned n);
 /* Watches registered on path (any client, any token): lets a test see a re-registration. */
 unsigned xsim_xs_watch_count(struct xsim_hub *h, const char *path);
 

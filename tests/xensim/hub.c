@@ -359,6 +359,17 @@ static int hub_two_strings(struct xsim_msg *m, const char **p1, const char **p2)
 	return 0;
 }
 
+/* xsim_xs_fail_writes(): does this write fail? Counts it down if so. Caller holds the lock. */
+static bool hub_xs_write_fails(struct xsim_hub *h, const char *path)
+{
+	size_t pl = strlen(path), sl = strlen(h->xs_fail_suffix);
+
+	if (!h->xs_fail_writes || pl < sl || strcmp(path + pl - sl, h->xs_fail_suffix) != 0)
+		return false;
+	h->xs_fail_writes--;
+	return true;
+}
+
 static int hub_do_xs_rw(struct xsim_hub *h, struct xsim_msg *m)
 {
 	const char *path, *val;
@@ -368,6 +379,8 @@ static int hub_do_xs_rw(struct xsim_hub *h, struct xsim_msg *m)
 
 	if (m->op == XSIM_OP_XS_WRITE) {
 		rc = hub_two_strings(m, &path, &val);
+		if (rc == 0 && hub_xs_write_fails(h, path))
+			rc = -EIO;
 		return rc ? rc : store_write(h, path, val, m->len - m->a);
 	}
 	m->data[XSIM_DATA_MAX - 1] = '\0';
@@ -1000,6 +1013,14 @@ void xsim_xs_up(struct xsim_hub *h)
 {
 	pthread_mutex_lock(&h->lock);
 	h->xs_down = false;
+	pthread_mutex_unlock(&h->lock);
+}
+
+void xsim_xs_fail_writes(struct xsim_hub *h, const char *suffix, unsigned n)
+{
+	pthread_mutex_lock(&h->lock);
+	snprintf(h->xs_fail_suffix, sizeof(h->xs_fail_suffix), "%s", suffix);
+	h->xs_fail_writes = n;
 	pthread_mutex_unlock(&h->lock);
 }
 

@@ -135,6 +135,8 @@ struct xsim_hub {
 	pthread_cond_t xs_cond;
 	unsigned xs_restart_req, xs_restart_done;
 	bool xs_down;           /* xenstore not accepting connections (XS_SINK fails) */
+	char xs_fail_suffix[64];  /* xsim_xs_fail_writes(): writes to paths ending so fail */
+	unsigned xs_fail_writes;
 	int *orphan_sinks;      /* watch sinks of dropped connections, closed with the hub */
 	unsigned norphans;
 	struct xsim_kernel *kernel;  /* dom0's privcmd eventfd support (kernel.c) */
