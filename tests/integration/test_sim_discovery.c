@@ -218,6 +218,18 @@ static void test_xenstore_disk417_closing(void **state)
 	itest_free(t);
 }
 
+/* A 4.17 disk served while its first nfail state writes fail; be (160) and be_state (200). */
+static void serve_disk417_failing(struct itest *t, char *be, char *be_state, unsigned nfail)
+{
+	assert_non_null(t);
+	write_virtio_disk(t);
+	snprintf(be, 160, BE "/virtio_disk/%u/51712", xsim_dom_id(t->dom));
+	snprintf(be_state, 200, "%s/state", be);
+	xsim_xs_fail_writes(t->hub, "/51712/state", nfail);
+	assert_int_equal(itest_serve(t, "[guest]\nname = g1\ndiscovery = xenstore\n"
+				     "[block \"root\"]\nvdev = xvda\n"), 0);
+}
+
 /*
  * libxl waits 10 s for a 4.17 disk's InitWait (and for Closed): a state write that fails
  * (xenstored restarting at that moment) is retried from the loop, not given up on. Before the
@@ -230,13 +242,7 @@ static void test_xenstore_disk417_state_retry(void **state)
 	int st;
 
 	(void)state;
-	assert_non_null(t);
-	write_virtio_disk(t);
-	snprintf(be, sizeof(be), BE "/virtio_disk/%u/51712", xsim_dom_id(t->dom));
-	snprintf(be_state, sizeof(be_state), "%s/state", be);
-	xsim_xs_fail_writes(t->hub, "/51712/state", 3);
-	assert_int_equal(itest_serve(t, "[guest]\nname = g1\ndiscovery = xenstore\n"
-				     "[block \"root\"]\nvdev = xvda\n"), 0);
+	serve_disk417_failing(t, be, be_state, 3);
 	assert_int_equal(xsim_xs_wait(t->hub, be_state, "2", 5000), 0);
 	assert_true(xsim_daemon_log_has(&t->dm, "cannot write state=2; retrying"));
 	assert_true(xsim_daemon_log_has(&t->dm, "state=2 written on a retry"));
@@ -261,13 +267,7 @@ static void test_xenstore_disk417_state_retry_gone(void **state)
 	char *v;
 
 	(void)state;
-	assert_non_null(t);
-	write_virtio_disk(t);
-	snprintf(be, sizeof(be), BE "/virtio_disk/%u/51712", xsim_dom_id(t->dom));
-	snprintf(be_state, sizeof(be_state), "%s/state", be);
-	xsim_xs_fail_writes(t->hub, "/51712/state", 1000);
-	assert_int_equal(itest_serve(t, "[guest]\nname = g1\ndiscovery = xenstore\n"
-				     "[block \"root\"]\nvdev = xvda\n"), 0);
+	serve_disk417_failing(t, be, be_state, 1000);
 	assert_int_equal(xsim_xs_rm(t->hub, be), 0);
 	xsim_xs_fail_writes(t->hub, "/51712/state", 0);
 	for (int waited = 0; waited < 5000 && !xsim_daemon_log_has(&t->dm, "gone; state=2"); waited += 50)
