@@ -524,6 +524,15 @@ static bool xs_link_connect(struct xs_link *l)
 	return true;
 }
 
+/* Disconnected from now on: connect again from the timer, with backoff. */
+static void xs_link_retry(struct xs_link *l)
+{
+	l->backoff = XS_RETRY_MIN_S;
+	l->retries = 0;
+	l->lost_at = ev_now(l->loop);
+	xs_link_arm(l, l->backoff);
+}
+
 /* The connection failed (err): drop it and retry from the timer. */
 static void xs_link_lost(struct xs_link *l, int err)
 {
@@ -531,12 +540,9 @@ static void xs_link_lost(struct xs_link *l, int err)
 	ev_clear_pending(l->loop, &l->io);
 	xs_close(l->xs);
 	l->xs = NULL;
-	l->backoff = XS_RETRY_MIN_S;
-	l->retries = 0;
-	l->lost_at = ev_now(l->loop);
 	log_warn("xenstore: connection lost (%s); %s is reconnecting in the background",
 		 strerror(err ? err : EIO), l->what);
-	xs_link_arm(l, l->backoff);
+	xs_link_retry(l);
 }
 
 static void xs_link_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -572,12 +578,9 @@ static void xs_link_start(struct xs_link *l, struct ev_loop *loop)
 	ev_init(&l->timer, xs_link_timer_cb);
 	if (xs_link_connect(l))
 		return;
-	l->backoff = XS_RETRY_MIN_S;
-	l->retries = 0;
-	l->lost_at = ev_now(loop);
 	log_warn("xenstore: cannot register %s yet (%s); retrying in the background", l->what,
 		 strerror(errno ? errno : EIO));
-	xs_link_arm(l, l->backoff);
+	xs_link_retry(l);
 }
 
 /* Stop watching for good; the caller unregisters its watches first (while l->xs is set). */
