@@ -69,17 +69,6 @@ static bool file_has(const char *path, const char *needle)
 	return strstr(buf, needle) != NULL;
 }
 
-/* Poll the daemon's log: signals are handled asynchronously. */
-static bool log_wait(struct xsim_daemon *dm, const char *needle, int timeout_ms)
-{
-	for (int t = 0; t < timeout_ms; t += 20) {
-		if (xsim_daemon_log_has(dm, needle))
-			return true;
-		sleep_ms(20);
-	}
-	return xsim_daemon_log_has(dm, needle);
-}
-
 static bool routed_wait(struct xsim_dom *d, uint64_t addr, bool want, int timeout_ms)
 {
 	for (int t = 0; t < timeout_ms; t += 20) {
@@ -163,22 +152,22 @@ static void test_explicit_signals(void **state)
 	assert_int_equal(xsim_mmio_read(r->dom, 1, BASE0 + REG_DEVICE_ID, 4), 4);
 
 	kill(dm.pid, SIGUSR1);
-	assert_true(log_wait(&dm, "rng: queue 0: off", 3000));
+	assert_true(xsim_daemon_wait_log(&dm, "rng: queue 0: off", 3000));
 
 	write_text(r->ini, rng_explicit_ini, "debug");
 	kill(dm.pid, SIGHUP);
-	assert_true(log_wait(&dm, "SIGHUP: re-reading", 3000));
+	assert_true(xsim_daemon_wait_log(&dm, "SIGHUP: re-reading", 3000));
 	/* rng has no run-time reconfiguration: a changed rate and a new section need a restart. */
 	write_text(r->ini, "[guest]\nname = g1\ndiscovery = explicit\n\n"
 		   "[rng]\nmmio = 0x02000000\nirq = 33\nrate = 8\n\n"
 		   "[i2c \"bus0\"]\nmmio = 0x02000200\nirq = 34\nsim = lm75@0x48\n");
 	kill(dm.pid, SIGHUP);
-	assert_true(log_wait(&dm, "rng: changed, but cannot be reconfigured at run time", 3000));
-	assert_true(log_wait(&dm, "[i2c bus0] is new", 3000));
+	assert_true(xsim_daemon_wait_log(&dm, "rng: changed, but cannot be reconfigured at run time", 3000));
+	assert_true(xsim_daemon_wait_log(&dm, "[i2c bus0] is new", 3000));
 	assert_false(xsim_dom_routed(r->dom, BASE1));
 	write_text(r->ini, "[guest]\nname = g1\nbogus = 1\n");
 	kill(dm.pid, SIGHUP);
-	assert_true(log_wait(&dm, "the running configuration stays", 3000));
+	assert_true(xsim_daemon_wait_log(&dm, "the running configuration stays", 3000));
 	assert_true(xsim_daemon_alive(&dm));
 	assert_int_equal(xsim_mmio_read(r->dom, 0, BASE0, 4), VIRTIO_MAGIC);
 
@@ -205,10 +194,10 @@ static void test_hup_reconfigure(void **state)
 	start_daemon(r, &dm, "reconf", args);
 	write_text(r->ini, i2c_explicit_ini, "lm75@0x48", "0x48,0x49");
 	kill(dm.pid, SIGHUP);
-	assert_true(log_wait(&dm, "i2c bus0: reconfigured", 3000));
+	assert_true(xsim_daemon_wait_log(&dm, "i2c bus0: reconfigured", 3000));
 	write_text(r->ini, i2c_explicit_ini, "lm75@0x4a", "0x48,0x49");
 	kill(dm.pid, SIGHUP);
-	assert_true(log_wait(&dm, "i2c bus0: reconfiguration refused", 3000));
+	assert_true(xsim_daemon_wait_log(&dm, "i2c bus0: reconfiguration refused", 3000));
 	assert_int_equal(xsim_mmio_read(r->dom, 0, BASE0 + REG_DEVICE_ID, 4), 34);
 	expect_exit0(&dm, xsim_daemon_stop(&dm));
 }
@@ -253,8 +242,8 @@ static void test_detach_when_ready(void **state)
 	assert_true(xsim_dom_routed(r->dom, BASE0));
 	assert_int_equal(xsim_mmio_read(r->dom, 0, BASE0, 4), VIRTIO_MAGIC);
 	assert_int_equal(xsim_dom_destroy(r->dom), 0);
-	assert_true(log_wait(&dm, "the domain is gone", 10000));
-	assert_true(log_wait(&dm, "stopped", 10000));
+	assert_true(xsim_daemon_wait_log(&dm, "the domain is gone", 10000));
+	assert_true(xsim_daemon_wait_log(&dm, "stopped", 10000));
 }
 
 /* A valid file naming a domain that does not exist: exit 1, nothing routed. */
@@ -419,7 +408,7 @@ static void test_watch_systemd(void **state)
 		struct rig r2 = { .hub = r->hub, .dom = d2 };
 		put_virtio_dev(&r2, 0, BASE0, 33, 4);
 	}
-	assert_true(log_wait(&dm, "nofile (domid", 5000));
+	assert_true(xsim_daemon_wait_log(&dm, "nofile (domid", 5000));
 	for (int t = 0; t < 5000 && !file_has(calls, "xen-virtiod@g1.service"); t += 20)
 		sleep_ms(20);
 	if (!file_has(calls, "start --no-block xen-virtiod@g1.service\n")) {
@@ -498,7 +487,7 @@ static void test_watch_children(void **state)
 	write_text(ini, "[guest]\nname = g1\n\n[rng]\n");
 	assert_int_equal(xsim_daemon_start(r->hub, &dm, XVD_SIM_DAEMON, "watch-child", args,
 					   XSIM_DAEMON_NO_NOTIFY), 0);
-	assert_true(log_wait(&dm, "starting child processes", 10000));
+	assert_true(xsim_daemon_wait_log(&dm, "starting child processes", 10000));
 	put_virtio_dev(r, 0, BASE0, 33, 4);
 	if (!routed_wait(r->dom, BASE0, true, 10000)) {
 		xsim_daemon_stop(&dm);

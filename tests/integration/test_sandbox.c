@@ -85,16 +85,6 @@ static unsigned check_threads(pid_t pid, const char *want_seccomp)
 	return n;
 }
 
-static bool log_wait(struct itest *t, const char *needle, int ms)
-{
-	for (int i = 0; i < ms / 10; i++) {
-		if (xsim_daemon_log_has(&t->dm, needle))
-			return true;
-		usleep(10000);
-	}
-	return false;
-}
-
 static struct itest *serve(const char *eeprom)
 {
 	struct xsim_dom_opts o = { .name = "g1", .nr_vcpus = 2, .ram_mib = 16 };
@@ -140,9 +130,9 @@ static void test_serving_daemon_is_sandboxed(void **state)
 	assert_int_equal(itest_rd32(t, 0, WIN0 + R_MAGIC), VIRTIO_MAGIC);
 	assert_int_equal(itest_rd32(t, 1, WIN1 + R_DEVICE_ID), 34);
 	kill(t->dm.pid, SIGUSR1);
-	assert_true(log_wait(t, "guest g1 domid", 3000));
+	assert_true(xsim_daemon_wait_log(&t->dm, "guest g1 domid", 3000));
 	kill(t->dm.pid, SIGHUP);
-	assert_true(log_wait(t, "SIGHUP: re-reading", 3000));
+	assert_true(xsim_daemon_wait_log(&t->dm, "SIGHUP: re-reading", 3000));
 	usleep(100000);
 	assert_true(xsim_daemon_alive(&t->dm));
 	assert_int_equal(itest_rd32(t, 0, WIN0 + R_DEVICE_ID), 4);
@@ -221,7 +211,7 @@ static void test_forbidden_syscall_without_filter(void **state)
 	snprintf(eeprom, sizeof(eeprom), "/tmp/test_sandbox_eeprom.%d.d.bin", (int)getpid());
 	t = serve_preloaded("XVD_NO_SECCOMP", eeprom);
 	kill(t->dm.pid, SIGUSR2);
-	assert_true(log_wait(t, "sandbox_preload: mount returned", 3000));
+	assert_true(xsim_daemon_wait_log(&t->dm, "sandbox_preload: mount returned", 3000));
 	assert_true(xsim_daemon_alive(&t->dm));
 	assert_int_equal(itest_rd32(t, 0, WIN0 + R_MAGIC), VIRTIO_MAGIC);
 	stop_clean(t);

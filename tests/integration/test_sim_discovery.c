@@ -179,6 +179,18 @@ static void test_xenstore_disk417_layout(void **state)
 	itest_free(t);
 }
 
+/* A 4.17 disk served while its first nfail state writes fail; be (160) and be_state (200). */
+static void serve_disk417(struct itest *t, char *be, char *be_state, unsigned nfail)
+{
+	assert_non_null(t);
+	write_virtio_disk(t);
+	snprintf(be, 160, BE "/virtio_disk/%u/51712", xsim_dom_id(t->dom));
+	snprintf(be_state, 200, "%s/state", be);
+	xsim_xs_fail_writes(t->hub, "/51712/state", nfail);
+	assert_int_equal(itest_serve(t, "[guest]\nname = g1\ndiscovery = xenstore\n"
+				     "[block \"root\"]\nvdev = xvda\n"), 0);
+}
+
 /*
  * libxl removing the disk (xl destroy, xl block-detach): online=0 and state=5, then it waits up
  * to 10 s for state=6. The instance answers at once and keeps serving (no unplug in
@@ -191,13 +203,8 @@ static void test_xenstore_disk417_closing(void **state)
 	int st;
 
 	(void)state;
-	assert_non_null(t);
-	write_virtio_disk(t);
-	snprintf(be, sizeof(be), BE "/virtio_disk/%u/51712", xsim_dom_id(t->dom));
-	snprintf(be_state, sizeof(be_state), "%s/state", be);
+	serve_disk417(t, be, be_state, 0);
 	snprintf(be_online, sizeof(be_online), "%s/online", be);
-	assert_int_equal(itest_serve(t, "[guest]\nname = g1\ndiscovery = xenstore\n"
-				     "[block \"root\"]\nvdev = xvda\n"), 0);
 	assert_int_equal(xsim_xs_wait(t->hub, be_state, "2", 5000), 0);
 	assert_int_equal(xsim_xs_write(t->hub, be_online, "0"), 0);
 	assert_int_equal(xsim_xs_write(t->hub, be_state, "5"), 0);
@@ -218,18 +225,6 @@ static void test_xenstore_disk417_closing(void **state)
 	itest_free(t);
 }
 
-/* A 4.17 disk served while its first nfail state writes fail; be (160) and be_state (200). */
-static void serve_disk417_failing(struct itest *t, char *be, char *be_state, unsigned nfail)
-{
-	assert_non_null(t);
-	write_virtio_disk(t);
-	snprintf(be, 160, BE "/virtio_disk/%u/51712", xsim_dom_id(t->dom));
-	snprintf(be_state, 200, "%s/state", be);
-	xsim_xs_fail_writes(t->hub, "/51712/state", nfail);
-	assert_int_equal(itest_serve(t, "[guest]\nname = g1\ndiscovery = xenstore\n"
-				     "[block \"root\"]\nvdev = xvda\n"), 0);
-}
-
 /*
  * libxl waits 10 s for a 4.17 disk's InitWait (and for Closed): a state write that fails
  * (xenstored restarting at that moment) is retried from the loop, not given up on. Before the
@@ -242,7 +237,7 @@ static void test_xenstore_disk417_state_retry(void **state)
 	int st;
 
 	(void)state;
-	serve_disk417_failing(t, be, be_state, 3);
+	serve_disk417(t, be, be_state, 3);
 	assert_int_equal(xsim_xs_wait(t->hub, be_state, "2", 5000), 0);
 	assert_true(xsim_daemon_log_has(&t->dm, "cannot write state=2; retrying"));
 	assert_true(xsim_daemon_log_has(&t->dm, "state=2 written on a retry"));
@@ -267,12 +262,10 @@ static void test_xenstore_disk417_state_retry_gone(void **state)
 	char *v;
 
 	(void)state;
-	serve_disk417_failing(t, be, be_state, 1000);
+	serve_disk417(t, be, be_state, 1000);
 	assert_int_equal(xsim_xs_rm(t->hub, be), 0);
 	xsim_xs_fail_writes(t->hub, "/51712/state", 0);
-	for (int waited = 0; waited < 5000 && !xsim_daemon_log_has(&t->dm, "gone; state=2"); waited += 50)
-		usleep(50000);
-	assert_true(xsim_daemon_log_has(&t->dm, "gone; state=2 not written"));
+	assert_true(xsim_daemon_wait_log(&t->dm, "gone; state=2 not written", 5000));
 	usleep(1200000);   /* two more retry periods: nothing is written */
 	v = xsim_xs_read(t->hub, be_state);
 	assert_null(v);

@@ -113,14 +113,22 @@ static void expect_exit_0(struct itest *t, int ms)
 	t->dm.pid = -1;
 }
 
-static struct itest *serve_rng(void)
+/* Guest g1 served rng from ini; xs_down: xenstored is down (refusing) while the daemon starts. */
+static struct itest *serve_rng_ini(const char *ini, bool xs_down)
 {
 	struct xsim_dom_opts o = { .name = "g1", .nr_vcpus = 1, .ram_mib = 32 };
 	struct itest *t = itest_new(&o);
 
 	assert_non_null(t);
-	assert_int_equal(itest_serve(t, RNG_INI), 0);
+	if (xs_down)
+		assert_int_equal(xsim_xs_restart(t->hub, true), 0);
+	assert_int_equal(itest_serve(t, ini), 0);
 	return t;
+}
+
+static struct itest *serve_rng(void)
+{
+	return serve_rng_ini(RNG_INI, false);
 }
 
 /*
@@ -189,18 +197,10 @@ static void test_death_while_disconnected(void **state)
  */
 static void test_start_while_xenstore_down(void **state)
 {
-	struct itest *t;
+	struct itest *t = serve_rng_ini(RNG_INI_DOMID, true);
 	struct rng r;
 
 	(void)state;
-	{
-		struct xsim_dom_opts o = { .name = "g1", .nr_vcpus = 1, .ram_mib = 32 };
-
-		t = itest_new(&o);
-	}
-	assert_non_null(t);
-	assert_int_equal(xsim_xs_restart(t->hub, true), 0);
-	assert_int_equal(itest_serve(t, RNG_INI_DOMID), 0);
 	rng_init(t, &r);
 	rng_io(&r, 2);
 	assert_int_equal(log_count(&t->dm, "cannot register domain 1's death watch yet"), 1);

@@ -572,6 +572,16 @@ bool xsim_daemon_log_has(struct xsim_daemon *dm, const char *needle)
 	return found;
 }
 
+bool xsim_daemon_wait_log(struct xsim_daemon *dm, const char *needle, int timeout_ms)
+{
+	for (int waited = 0; waited < timeout_ms; waited += 20) {
+		if (xsim_daemon_log_has(dm, needle))
+			return true;
+		usleep(20000);
+	}
+	return xsim_daemon_log_has(dm, needle);
+}
+
 /* ---- vdriver adapters ---- */
 
 static struct xsim_vio *vio_of(struct vdrv_io *io)

@@ -164,6 +164,8 @@ bool xsim_daemon_alive(struct xsim_daemon *dm);
 int xsim_daemon_stop(struct xsim_daemon *dm);
 /* True when the daemon's log contains needle. */
 bool xsim_daemon_log_has(struct xsim_daemon *dm, const char *needle);
+/* Poll the log until it contains needle (true) or timeout_ms passes (false). */
+bool xsim_daemon_wait_log(struct xsim_daemon *dm, const char *needle, int timeout_ms);
 
 /* tests/lib/vdriver adapters: a device window reached through a vCPU's ioreq slot. */
 struct xsim_vio {
