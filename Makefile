@@ -37,7 +37,7 @@ TEST_LIBS  := $(shell $(PKG) --libs cmocka 2>/dev/null)
 CPPFLAGS   += $(XEN_CFLAGS) $(DEP_CFLAGS)
 
 # Xen-free code: the virtio core, the devices, the configuration, the daemon's wiring.
-CORE_SRCS := $(wildcard devices/*.c config/*.c) $(filter-out daemon/main.c,$(wildcard daemon/*.c))
+CORE_SRCS := $(wildcard lib/*.c devices/*.c config/*.c) $(filter-out daemon/main.c,$(wildcard daemon/*.c))
 # The only code that talks to Xen.
 XEN_SRCS  := $(wildcard ioreq/*.c)
 # Test helpers shared by unit, integration and fuzz tests (never in the daemon).

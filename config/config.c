@@ -11,7 +11,9 @@
  */
 #include "config/config.h"
 
-#include "daemon/log.h"
+#include "lib/log.h"
+#include "lib/platform.h"
+#include "lib/util.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -24,12 +26,10 @@
 #include <strings.h>
 #include <sys/un.h>
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 #define KEY_SLOTS      16      /* keys per section, for duplicate detection */
 #define ERR_MAX        200     /* errors kept; the rest are counted */
 #define LABEL_MAX      96
-#define MMIO_WINDOW    UINT64_C(0x200)
 #define DOMID_LIMIT    0x7FF0u /* Xen's DOMID_FIRST_RESERVED: domids are below it */
 #define I2C_ADDR_MIN   0x03u   /* 0x00-0x02 and 0x78-0x7f are reserved 7-bit addresses */
 #define I2C_ADDR_MAX   0x77u
@@ -469,9 +469,10 @@ static int dev_mmio(struct parser *p, void *obj, const char *val)
 	const struct config_device *o;
 	char label[LABEL_MAX];
 	uint64_t v;
-	if (parse_uint_range(p, val, CONFIG_MMIO_MIN, CONFIG_MMIO_END - MMIO_WINDOW, 8, &v) < 0)
+	if (parse_uint_range(p, val, PLATFORM_MMIO_MIN,
+			     PLATFORM_MMIO_END - PLATFORM_MMIO_WINDOW, 8, &v) < 0)
 		return -1;
-	if (v % MMIO_WINDOW)
+	if (v % PLATFORM_MMIO_WINDOW)
 		return key_error(p, "%s is not aligned to 0x200", val);
 	o = dev_other(p, d, mmio_match, v);
 	if (o)
@@ -487,7 +488,7 @@ static int dev_irq(struct parser *p, void *obj, const char *val)
 	const struct config_device *o;
 	char label[LABEL_MAX];
 	uint64_t v;
-	if (parse_uint_range(p, val, CONFIG_IRQ_MIN, CONFIG_IRQ_MAX, 0, &v) < 0)
+	if (parse_uint_range(p, val, PLATFORM_IRQ_MIN, PLATFORM_IRQ_MAX, 0, &v) < 0)
 		return -1;
 	o = dev_other(p, d, irq_match, v);
 	if (o)

@@ -14,10 +14,6 @@
 #define CONFIG_MAX_DEVICES  32
 #define CONFIG_NAME_MAX     64
 #define CONFIG_PATH_MAX     256
-#define CONFIG_MMIO_MIN     UINT64_C(0x02000000)   /* Xen's GUEST_VIRTIO_MMIO region */
-#define CONFIG_MMIO_END     UINT64_C(0x02100000)   /* exclusive */
-#define CONFIG_IRQ_MIN      32u                     /* SPIs */
-#define CONFIG_IRQ_MAX      987u
 
 enum config_discovery {
 	DISCOVERY_XENSTORE,     /* devices and their windows come from libxl's xenstore entries */

@@ -13,11 +13,11 @@
 #include <ev.h>
 
 #include "config/config.h"
-#include "daemon/log.h"
 #include "daemon/sandbox.h"
 #include "devices/device.h"
 #include "devices/virtio_mmio.h"
 #include "ioreq/xen.h"
+#include "lib/log.h"
 
 /* libxl declares at most 11 virtio devices; twice the INI's bound leaves room for junk entries. */
 #define GUEST_DISCOVER_MAX (2 * CONFIG_MAX_DEVICES)

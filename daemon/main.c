@@ -22,14 +22,11 @@
 
 #include "config/config.h"
 #include "daemon/guest.h"
-#include "daemon/log.h"
 #include "daemon/sandbox.h"
 #include "daemon/watch.h"
+#include "lib/log.h"
+#include "lib/util.h"
 
-#ifndef container_of
-#define container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - __builtin_offsetof(type, member)))
-#endif
 
 #define DEFAULT_CONFIG_DIR "/etc/xen-virtiod"
 #define EXIT_FAIL 1

@@ -17,7 +17,7 @@
 
 #include <seccomp.h>
 
-#include "daemon/log.h"
+#include "lib/log.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SANDBOX_SANITIZED 1

@@ -18,13 +18,10 @@
 
 #include <ev.h>
 
-#include "daemon/log.h"
 #include "ioreq/xen.h"
+#include "lib/log.h"
+#include "lib/util.h"
 
-#ifndef container_of
-#define container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - __builtin_offsetof(type, member)))
-#endif
 
 #define WATCH_NAME_MAX 64
 #define WATCH_KILL_AFTER 10.0   /* seconds between TERM and KILL for children at shutdown */

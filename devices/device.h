@@ -12,9 +12,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "daemon/log.h"
 #include "devices/virtqueue.h"
 #include "ioreq/gmem.h"
+#include "lib/log.h"
+#include "lib/util.h"
 
 struct ev_loop;
 struct vdev;
@@ -133,10 +134,6 @@ struct vdev {
 	void *platform;               /* ioreq/'s per-device state */
 };
 
-#ifndef container_of
-#define container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - __builtin_offsetof(type, member)))
-#endif
 
 /* Called by a device's create(): zero the transport state, allocate num_queues queues. */
 int vdev_init(struct vdev *d, const struct vdev_ops *ops, struct vdev_host *host,

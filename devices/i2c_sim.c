@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon/log.h"
+#include "lib/log.h"
 
 #define I2C_SIM_ADDR_MIN 0x03u
 #define I2C_SIM_ADDR_MAX 0x77u

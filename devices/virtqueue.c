@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/log.h"
 #include "devices/virtio_ring.h"
+#include "lib/log.h"
 
 /* The ring feature bits this file acts on (virtio 1.2 §6). */
 #define VQ_F_INDIRECT_DESC 28

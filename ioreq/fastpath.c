@@ -19,10 +19,10 @@
 #include <xendevicemodel.h>
 #include <xen/hvm/dm_op.h>
 
-#include "daemon/log.h"
 #include "devices/device.h"
 #include "devices/virtio_mmio.h"
 #include "ioreq/privcmd.h"
+#include "lib/log.h"
 
 struct fp_queue {
 	ev_io w;                      /* the ioeventfd, readable when the kernel claimed a kick */

@@ -16,12 +16,9 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "daemon/log.h"
+#include "lib/log.h"
+#include "lib/util.h"
 
-#ifndef container_of
-#define container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - __builtin_offsetof(type, member)))
-#endif
 
 #define GX_BUCKET_SIZE  (UINT64_C(1) << GMEM_XEN_BUCKET_SHIFT)
 #define GX_BUCKET_MASK  (GX_BUCKET_SIZE - 1)

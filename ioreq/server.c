@@ -28,7 +28,6 @@
 #include <xen/hvm/ioreq.h>
 #include <xen/memory.h>
 
-#include "daemon/log.h"
 #include "devices/device.h"
 #include "devices/virtio_mmio.h"
 #include "ioreq/fastpath.h"
@@ -36,6 +35,7 @@
 #include "ioreq/privcmd.h"
 #include "ioreq/xen_priv.h"
 #include "ioreq/xen_stats.h"
+#include "lib/log.h"
 
 #define XG_PAGE_SIZE      4096u
 #define XG_SLOTS_PER_PAGE (XG_PAGE_SIZE / sizeof(ioreq_t))

@@ -19,17 +19,13 @@
 #include <ev.h>
 #include <xenstore.h>
 
-#include "config/config.h"
-#include "daemon/log.h"
 #include "ioreq/xen_priv.h"
+#include "lib/log.h"
+#include "lib/platform.h"
+#include "lib/util.h"
 
-#ifndef container_of
-#define container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - __builtin_offsetof(type, member)))
-#endif
 
 #define XS_PATH_MAX    256
-#define XS_MMIO_WINDOW UINT64_C(0x200)
 
 struct xs_handle *xen_xs_open(void)
 {
@@ -217,11 +213,11 @@ static int xs_parse_window(struct xs_handle *xs, struct xen_vdev_desc *d)
 	char *irq = xs_readf(xs, "%s/irq", d->be_path);
 	int rc = xs_parse_u64(base, true, UINT64_MAX, &d->base);
 
-	if (rc == 0 && (d->base < CONFIG_MMIO_MIN || d->base > CONFIG_MMIO_END - XS_MMIO_WINDOW ||
-			d->base % XS_MMIO_WINDOW))
+	if (rc == 0 && (d->base < PLATFORM_MMIO_MIN || d->base > PLATFORM_MMIO_END - PLATFORM_MMIO_WINDOW ||
+			d->base % PLATFORM_MMIO_WINDOW))
 		rc = -ERANGE;
 	if (rc == 0)
-		rc = xs_parse_u32(irq, false, CONFIG_IRQ_MIN, CONFIG_IRQ_MAX, &d->irq);
+		rc = xs_parse_u32(irq, false, PLATFORM_IRQ_MIN, PLATFORM_IRQ_MAX, &d->irq);
 	if (rc < 0)
 		log_warn("xenstore: %s: bad base '%s' or irq '%s'", d->be_path,
 			 base ? base : "(none)", irq ? irq : "(none)");

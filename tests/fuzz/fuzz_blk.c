@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "daemon/log.h"
 #include "devices/blk.h"
+#include "lib/log.h"
 #include "tests/fuzz/fuzz_blk_i2c_chains.h"
 
 static void raise_irq(struct vdev_host *host, struct vdev *dev)

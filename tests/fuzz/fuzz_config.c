@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "daemon/log.h"
+#include "lib/log.h"
 
 #define ERR_LEN 8192
 

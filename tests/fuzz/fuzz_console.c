@@ -34,8 +34,8 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "daemon/log.h"
 #include "devices/console.h"
+#include "lib/log.h"
 #include "tests/fuzz/fuzz_blk_i2c_chains.h"
 
 extern const struct vdev_ops vdev_console_ops;

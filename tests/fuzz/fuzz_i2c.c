@@ -10,7 +10,7 @@
  * with NEEDS_RESET, or mapping left behind after the reset is a bug.
  */
 #include "config/config.h"
-#include "daemon/log.h"
+#include "lib/log.h"
 #include "tests/fuzz/fuzz_blk_i2c_chains.h"
 
 extern const struct vdev_ops vdev_i2c_ops;

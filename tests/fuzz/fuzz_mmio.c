@@ -15,10 +15,10 @@
 #include <string.h>
 
 #include "config/config.h"
-#include "daemon/log.h"
 #include "devices/device.h"
 #include "devices/virtio_mmio.h"
 #include "devices/virtio_ring.h"
+#include "lib/log.h"
 #include "tests/lib/gmem_flat.h"
 
 extern const struct vdev_ops vdev_rng_ops;

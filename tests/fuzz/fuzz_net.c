@@ -40,8 +40,8 @@
 #include <unistd.h>
 
 #include "config/config.h"
-#include "daemon/log.h"
 #include "devices/net.h"
+#include "lib/log.h"
 #include "tests/fuzz/fuzz_blk_i2c_chains.h"
 
 #define FZN_QN     64u                     /* queue size */

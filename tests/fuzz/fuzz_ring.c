@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/log.h"
 #include "devices/virtio_ring.h"
 #include "devices/virtqueue.h"
+#include "lib/log.h"
 #include "tests/lib/gmem_flat.h"
 
 #define RAM_GPA  UINT64_C(0x10000)

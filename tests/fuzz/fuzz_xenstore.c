@@ -145,7 +145,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_u64(s, true, UINT64_MAX);
 		break;
 	case 1:   /* irq: decimal SPI */
-		check_u32(s, false, CONFIG_IRQ_MIN, CONFIG_IRQ_MAX);
+		check_u32(s, false, PLATFORM_IRQ_MIN, PLATFORM_IRQ_MAX);
 		break;
 	case 2:   /* devids, domids: bounded decimal or hex */
 		check_u32(s, data[0] & 8, data[0] >> 4, (uint32_t)data[0] << 8);

@@ -15,9 +15,9 @@
 #include <cmocka.h>
 
 #include "devices/device.h"
-#include "tests/xensim/proto.h"
 #include "tests/integration/itest.h"
 #include "tests/lib/vdriver.h"
+#include "tests/xensim/proto.h"
 
 #define RNG_INI \
 	"[guest]\nname = g1\ndiscovery = explicit\n%s" \

@@ -18,8 +18,8 @@
 
 #include <cmocka.h>
 
-#include "daemon/log.h"
 #include "ioreq/gmem_xen.h"
+#include "lib/log.h"
 #include "tests/xensim/guest.h"
 
 #define RAM0 UINT64_C(0x40000000)

@@ -22,11 +22,11 @@
 #include <ev.h>
 
 #include "config/config.h"
-#include "daemon/log.h"
 #include "devices/device.h"
 #include "devices/virtio_mmio.h"
 #include "ioreq/xen.h"
 #include "ioreq/xen_stats.h"
+#include "lib/log.h"
 #include "tests/xensim/guest.h"
 
 #define WIN0  UINT64_C(0x02000000)

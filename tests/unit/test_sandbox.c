@@ -31,8 +31,8 @@
 
 #include <cmocka.h>
 
-#include "daemon/log.h"
 #include "daemon/sandbox.h"
+#include "lib/log.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SANITIZED 1
