@@ -468,7 +468,7 @@ static int dev_mmio(struct parser *p, void *obj, const char *val)
 	struct config_device *d = obj;
 	const struct config_device *o;
 	char label[LABEL_MAX];
-	uint64_t v;
+	uint64_t v = 0;
 	if (parse_uint_range(p, val, PLATFORM_MMIO_MIN,
 			     PLATFORM_MMIO_END - PLATFORM_MMIO_WINDOW, 8, &v) < 0)
 		return -1;
@@ -487,7 +487,7 @@ static int dev_irq(struct parser *p, void *obj, const char *val)
 	struct config_device *d = obj;
 	const struct config_device *o;
 	char label[LABEL_MAX];
-	uint64_t v;
+	uint64_t v = 0;
 	if (parse_uint_range(p, val, PLATFORM_IRQ_MIN, PLATFORM_IRQ_MAX, 0, &v) < 0)
 		return -1;
 	o = dev_other(p, d, irq_match, v);

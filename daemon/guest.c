@@ -18,6 +18,7 @@
 #include "devices/virtio_mmio.h"
 #include "ioreq/xen.h"
 #include "lib/log.h"
+#include "lib/util.h"
 
 /* libxl declares at most 11 virtio devices; twice the INI's bound leaves room for junk entries. */
 #define GUEST_DISCOVER_MAX (2 * CONFIG_MAX_DEVICES)
@@ -30,6 +31,8 @@ struct guest_dev {
 	bool has_desc;                /* discovered in xenstore: desc is valid */
 	struct xen_vdev_desc desc;
 	struct vdev *dev;             /* NULL until created */
+	struct vdev_host host;        /* what dev was created with: loop, memory, its interrupt */
+	struct xen_window *win;       /* dev's window on the Xen side */
 	bool closed;                  /* the toolstack closed the backend: state=6 is written */
 	int want_state;               /* a state write that failed, retried from state_retry */
 	bool closing;                 /* the toolstack wrote state=5 (Closing) */
@@ -289,19 +292,59 @@ static int guest_open(struct guest *g)
 	return xen_guest_open(g->loop, &o, &g->xg);
 }
 
+/* ---- the seam: a device's virtio-mmio transport behind its window ---- */
+
+static uint64_t guest_win_read(void *opaque, uint32_t off, unsigned size)
+{
+	return vmmio_read(opaque, off, size);
+}
+
+static void guest_win_write(void *opaque, uint32_t off, unsigned size, uint64_t val)
+{
+	vmmio_write(opaque, off, size, val);
+}
+
+static void guest_win_notify(void *opaque, unsigned q)
+{
+	vmmio_queue_notify(opaque, q);
+}
+
+static const struct xen_window_ops guest_win_ops = {
+	.read = guest_win_read,
+	.write = guest_win_write,
+	.notify = guest_win_notify,
+};
+
+static void guest_raise_irq(struct vdev_host *host, struct vdev *dev)
+{
+	struct guest_dev *gd = container_of(host, struct guest_dev, host);
+
+	(void)dev;
+	xen_window_raise_irq(gd->win);
+}
+
 static int guest_create_one(struct guest *g, struct guest_dev *gd)
 {
 	char label[CONFIG_NAME_MAX + 16];
+	struct xen_window_desc w;
 	int rc;
 
-	rc = vdev_create(xen_guest_host(g->xg), &gd->cfg, &gd->dev);
+	gd->host = (struct vdev_host){
+		.loop = g->loop, .gm = xen_guest_gmem(g->xg), .guest_name = xen_guest_name(g->xg),
+		.domid = g->domid, .grant_mem = xen_guest_grant_usage(g->xg),
+		.raise_irq = guest_raise_irq,
+	};
+	rc = vdev_create(&gd->host, &gd->cfg, &gd->dev);
 	if (rc < 0) {
 		gd->dev = NULL;
 		log_err("[%s]: cannot create the device: %s",
 			guest_section_label(&gd->cfg, label, sizeof(label)), strerror(-rc));
 		return rc;
 	}
-	rc = xen_guest_add_device(g->xg, gd->dev, gd->base, gd->irq);
+	w = (struct xen_window_desc){ .name = gd->dev->name, .base = gd->base, .irq = gd->irq,
+				      .nqueues = gd->dev->num_queues, .ops = &guest_win_ops,
+				      .opaque = gd->dev };
+	rc = xen_guest_add_window(g->xg, &w, &gd->win);
 	if (rc == 0)
 		log_info("%s: mmio 0x%" PRIx64 " irq %" PRIu32, gd->dev->name, gd->base, gd->irq);
 	return rc;
@@ -635,18 +678,10 @@ void guest_reload(struct guest *g, const struct config *nc)
 
 /* ---- SIGUSR1 ---- */
 
-static void guest_dump_device(const struct vdev *d)
+static void guest_dump_device(const struct guest_dev *gd)
 {
-	log_notice("%s: mmio 0x%" PRIx64 " irq %" PRIu32 " status 0x%02" PRIx32
-		   " features 0x%016" PRIx64 " offered 0x%016" PRIx64 " isr %" PRIu32,
-		   d->name, d->mmio_base, d->irq, d->status, d->features, d->offered, d->isr);
-	for (unsigned q = 0; d->vqs && q < d->num_queues; q++) {
-		const struct virtqueue *vq = &d->vqs[q];
-		log_notice("%s: queue %u: %s%s num %u avail %u used %u inflight %" PRIu32
-			   " bad chains %" PRIu32, d->name, q, vq->enabled ? "on" : "off",
-			   vq->broken ? " BROKEN" : "", vq->num, vq->last_avail, vq->used_idx,
-			   vq->inflight, vq->stat_bad_chains);
-	}
+	log_notice("%s: mmio 0x%" PRIx64 " irq %" PRIu32, gd->dev->name, gd->base, gd->irq);
+	vmmio_dump(gd->dev);
 }
 
 void guest_status(struct guest *g, char *buf, unsigned len)
@@ -665,5 +700,5 @@ void guest_dump(struct guest *g)
 	xen_guest_dump(g->xg);
 	for (unsigned i = 0; i < g->ndevs; i++)
 		if (g->devs[i].dev)
-			guest_dump_device(g->devs[i].dev);
+			guest_dump_device(&g->devs[i]);
 }

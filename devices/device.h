@@ -19,6 +19,7 @@
 
 struct ev_loop;
 struct vdev;
+struct vmmio_state;
 struct config_device;
 
 /* Feature bits shared by every device (virtio 1.2 §6). */
@@ -115,25 +116,14 @@ struct vdev {
 	uint64_t host_features;       /* device-specific offered bits */
 	uint32_t config_size;
 
-	/* Transport state: owned by virtio_mmio.c, read-only for devices. */
-	uint64_t offered;             /* host_features plus the transport's bits */
-	uint64_t driver_features;     /* what the driver wrote */
-	uint64_t features;            /* negotiated, valid from FEATURES_OK */
-	uint32_t status;
-	uint32_t isr;
-	uint32_t config_generation;
-	uint32_t dev_features_sel, drv_features_sel, queue_sel;
-	struct vq_regs {
-		uint16_t num;
-		uint64_t desc, avail, used;
-	} *qregs;                     /* per queue: values written before QueueReady */
+	/* Set by the transport, read-only for devices. */
+	uint64_t features;            /* negotiated, valid from FEATURES_OK (see vdev_has) */
 	struct virtqueue *vqs;        /* num_queues entries */
 	struct ratelimit rl;          /* for everything this guest can provoke on this device */
-	uint64_t mmio_base;           /* window base in guest physical space */
-	uint32_t irq;                 /* SPI */
-	void *platform;               /* ioreq/'s per-device state */
-};
 
+	/* The transport's own registers (devices/virtio_mmio.h); devices never look inside. */
+	struct vmmio_state *mmio;
+};
 
 /* Called by a device's create(): zero the transport state, allocate num_queues queues. */
 int vdev_init(struct vdev *d, const struct vdev_ops *ops, struct vdev_host *host,
@@ -147,6 +137,7 @@ void vdev_config_changed(struct vdev *d);              /* bump generation, confi
 void vdev_needs_reset(struct vdev *d, const char *why); /* NEEDS_RESET + config interrupt */
 void vdev_vq_error(struct vdev *d, struct virtqueue *vq); /* a broken ring: logs and NEEDS_RESET */
 bool vdev_active(const struct vdev *d);                /* DRIVER_OK set, NEEDS_RESET not */
+uint32_t vdev_status(const struct vdev *d);            /* the Status register (dumps, tests) */
 static inline bool vdev_has(const struct vdev *d, unsigned bit)
 {
 	return (d->features & VIRTIO_BIT(bit)) != 0;

@@ -5,6 +5,7 @@
 #include "devices/virtio_mmio.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,14 +57,14 @@ static uint64_t vmmio_offered(struct vdev *d)
 	/* Device bits cannot smuggle in ring features the transport does not implement. */
 	uint64_t dev = d->host_features & ~(VIRTIO_BIT(VIRTIO_F_ACCESS_PLATFORM));
 
-	d->offered = dev | TRANSPORT_FEATURES |
+	d->mmio->offered = dev | TRANSPORT_FEATURES |
 		     (d->host && d->host->grant_mem ? VIRTIO_BIT(VIRTIO_F_ACCESS_PLATFORM) : 0);
-	return d->offered;
+	return d->mmio->offered;
 }
 
 static void vmmio_raise(struct vdev *d, uint32_t isr_bit)
 {
-	d->isr |= isr_bit;
+	d->mmio->isr |= isr_bit;
 	if (d->host && d->host->raise_irq)
 		d->host->raise_irq(d->host, d);
 }
@@ -71,14 +72,14 @@ static void vmmio_raise(struct vdev *d, uint32_t isr_bit)
 /* The selected queue, or -1: a selection beyond num_queues selects nothing, never queue 0. */
 static int vmmio_sel(const struct vdev *d)
 {
-	return d->queue_sel < d->num_queues ? (int)d->queue_sel : -1;
+	return d->mmio->queue_sel < d->num_queues ? (int)d->mmio->queue_sel : -1;
 }
 
 /* Queue fields are writable between FEATURES_OK and DRIVER_OK, while that queue is not ready. */
 static bool vmmio_queue_writable(const struct vdev *d, int q)
 {
-	return q >= 0 && (d->status & VIRTIO_STATUS_FEATURES_OK) &&
-	       !(d->status & VIRTIO_STATUS_DRIVER_OK) && !d->vqs[q].enabled;
+	return q >= 0 && (d->mmio->status & VIRTIO_STATUS_FEATURES_OK) &&
+	       !(d->mmio->status & VIRTIO_STATUS_DRIVER_OK) && !d->vqs[q].enabled;
 }
 
 /* ---- reset ---- */
@@ -87,7 +88,7 @@ static void vmmio_reset_queues(struct vdev *d)
 {
 	for (unsigned q = 0; q < d->num_queues; q++) {
 		vq_reset(&d->vqs[q]);
-		d->qregs[q] = (struct vq_regs){ .num = d->queue_max };
+		d->mmio->qregs[q] = (struct vq_regs){ .num = d->queue_max };
 	}
 }
 
@@ -96,24 +97,24 @@ void vmmio_reset(struct vdev *d)
 	if (d->ops && d->ops->reset)
 		d->ops->reset(d);
 	vmmio_reset_queues(d);
-	d->driver_features = 0;
 	d->features = 0;
-	d->status = 0;
-	d->isr = 0;
-	d->dev_features_sel = 0;
-	d->drv_features_sel = 0;
-	d->queue_sel = 0;
+	d->mmio->driver_features = 0;
+	d->mmio->status = 0;
+	d->mmio->isr = 0;
+	d->mmio->dev_features_sel = 0;
+	d->mmio->drv_features_sel = 0;
+	d->mmio->queue_sel = 0;
 }
 
 /* ---- status machine ---- */
 
 static bool vmmio_features_acceptable(struct vdev *d)
 {
-	uint64_t want = d->driver_features;
+	uint64_t want = d->mmio->driver_features;
 
 	if (want & ~vmmio_offered(d)) {
 		log_rl(&d->rl, LOG_WARNING, "%s: driver accepted features 0x%llx never offered",
-		       d->name, (unsigned long long)(want & ~d->offered));
+		       d->name, (unsigned long long)(want & ~d->mmio->offered));
 		return false;
 	}
 	if (!(want & VIRTIO_BIT(VIRTIO_F_VERSION_1))) {
@@ -156,7 +157,7 @@ static void vmmio_driver_ok(struct vdev *d)
 static void vmmio_write_status(struct vdev *d, uint32_t val)
 {
 	/* NEEDS_RESET is the device's bit: a driver echoing it back changes nothing. */
-	uint32_t cur = d->status & STATUS_DRIVER_BITS;
+	uint32_t cur = d->mmio->status & STATUS_DRIVER_BITS;
 	uint32_t want = val & ~VIRTIO_STATUS_NEEDS_RESET;
 	uint32_t added = want & ~cur;
 
@@ -166,7 +167,7 @@ static void vmmio_write_status(struct vdev *d, uint32_t val)
 	}
 	if ((cur & ~want) || (want & ~STATUS_DRIVER_BITS) || !vmmio_status_ordered(want)) {
 		log_rl(&d->rl, LOG_WARNING, "%s: status 0x%x -> 0x%x refused", d->name,
-		       d->status, val);
+		       d->mmio->status, val);
 		return;
 	}
 	if ((added & VIRTIO_STATUS_FEATURES_OK) && !vmmio_features_acceptable(d)) {
@@ -175,9 +176,9 @@ static void vmmio_write_status(struct vdev *d, uint32_t val)
 		added &= want;
 	}
 	if (added & VIRTIO_STATUS_FEATURES_OK)
-		d->features = d->driver_features;
-	d->status = want | (d->status & VIRTIO_STATUS_NEEDS_RESET);
-	if ((added & VIRTIO_STATUS_DRIVER_OK) && !(d->status & VIRTIO_STATUS_FAILED))
+		d->features = d->mmio->driver_features;
+	d->mmio->status = want | (d->mmio->status & VIRTIO_STATUS_NEEDS_RESET);
+	if ((added & VIRTIO_STATUS_DRIVER_OK) && !(d->mmio->status & VIRTIO_STATUS_FAILED))
 		vmmio_driver_ok(d);
 }
 
@@ -193,7 +194,7 @@ static void vmmio_set_addr(uint64_t *addr, bool high, uint32_t val)
 
 static void vmmio_queue_ready(struct vdev *d, int q, uint32_t val)
 {
-	struct vq_regs *r = &d->qregs[q];
+	struct vq_regs *r = &d->mmio->qregs[q];
 
 	if (val == 0)
 		return;          /* not ready already: writable queues are never enabled */
@@ -212,7 +213,7 @@ static void vmmio_queue_num(struct vdev *d, int q, uint32_t val)
 		       val, d->queue_max);
 		return;
 	}
-	d->qregs[q].num = (uint16_t)val;
+	d->mmio->qregs[q].num = (uint16_t)val;
 }
 
 static void vmmio_write_queue(struct vdev *d, uint32_t off, uint32_t val)
@@ -221,18 +222,18 @@ static void vmmio_write_queue(struct vdev *d, uint32_t off, uint32_t val)
 
 	if (!vmmio_queue_writable(d, q)) {
 		log_rl(&d->rl, LOG_WARNING, "%s: queue register 0x%x write ignored (queue %u, "
-		       "status 0x%x)", d->name, off, d->queue_sel, d->status);
+		       "status 0x%x)", d->name, off, d->mmio->queue_sel, d->mmio->status);
 		return;
 	}
 	switch (off) {
 	case MMIO_QUEUE_NUM:      vmmio_queue_num(d, q, val); break;
 	case MMIO_QUEUE_READY:    vmmio_queue_ready(d, q, val); break;
-	case MMIO_QUEUE_DESC_LO:  vmmio_set_addr(&d->qregs[q].desc, false, val); break;
-	case MMIO_QUEUE_DESC_HI:  vmmio_set_addr(&d->qregs[q].desc, true, val); break;
-	case MMIO_QUEUE_AVAIL_LO: vmmio_set_addr(&d->qregs[q].avail, false, val); break;
-	case MMIO_QUEUE_AVAIL_HI: vmmio_set_addr(&d->qregs[q].avail, true, val); break;
-	case MMIO_QUEUE_USED_LO:  vmmio_set_addr(&d->qregs[q].used, false, val); break;
-	case MMIO_QUEUE_USED_HI:  vmmio_set_addr(&d->qregs[q].used, true, val); break;
+	case MMIO_QUEUE_DESC_LO:  vmmio_set_addr(&d->mmio->qregs[q].desc, false, val); break;
+	case MMIO_QUEUE_DESC_HI:  vmmio_set_addr(&d->mmio->qregs[q].desc, true, val); break;
+	case MMIO_QUEUE_AVAIL_LO: vmmio_set_addr(&d->mmio->qregs[q].avail, false, val); break;
+	case MMIO_QUEUE_AVAIL_HI: vmmio_set_addr(&d->mmio->qregs[q].avail, true, val); break;
+	case MMIO_QUEUE_USED_LO:  vmmio_set_addr(&d->mmio->qregs[q].used, false, val); break;
+	case MMIO_QUEUE_USED_HI:  vmmio_set_addr(&d->mmio->qregs[q].used, true, val); break;
 	}
 }
 
@@ -242,7 +243,7 @@ static uint32_t vmmio_read_queue(const struct vdev *d, uint32_t off)
 
 	if (q < 0)
 		return 0;
-	const struct vq_regs *r = &d->qregs[q];
+	const struct vq_regs *r = &d->mmio->qregs[q];
 
 	switch (off) {
 	case MMIO_QUEUE_NUM_MAX:  return d->queue_max;
@@ -275,9 +276,9 @@ static uint32_t vmmio_read_features(struct vdev *d)
 {
 	uint64_t f = vmmio_offered(d);
 
-	if (d->dev_features_sel == 0)
+	if (d->mmio->dev_features_sel == 0)
 		return (uint32_t)f;
-	if (d->dev_features_sel == 1)
+	if (d->mmio->dev_features_sel == 1)
 		return (uint32_t)(f >> 32);
 	return 0;
 }
@@ -294,12 +295,12 @@ static uint32_t vmmio_read_reg(struct vdev *d, uint32_t off)
 	case MMIO_QUEUE_DESC_LO: case MMIO_QUEUE_DESC_HI: case MMIO_QUEUE_AVAIL_LO:
 	case MMIO_QUEUE_AVAIL_HI: case MMIO_QUEUE_USED_LO: case MMIO_QUEUE_USED_HI:
 		return vmmio_read_queue(d, off);
-	case MMIO_INT_STATUS:   return d->isr;
-	case MMIO_STATUS:       return d->status;
+	case MMIO_INT_STATUS:   return d->mmio->isr;
+	case MMIO_STATUS:       return d->mmio->status;
 	/* No shared memory regions: a length and base of all-ones means "absent". */
 	case MMIO_SHM_LEN_LO: case MMIO_SHM_LEN_HI: case MMIO_SHM_BASE_LO: case MMIO_SHM_BASE_HI:
 		return 0xffffffffu;
-	case MMIO_CONFIG_GEN:   return d->config_generation;
+	case MMIO_CONFIG_GEN:   return d->mmio->config_generation;
 	/* Write-only registers and QueueReset (RING_RESET is not offered) read as 0. */
 	case MMIO_DEV_FEATURES_SEL: case MMIO_DRV_FEATURES: case MMIO_DRV_FEATURES_SEL:
 	case MMIO_QUEUE_SEL: case MMIO_QUEUE_NOTIFY: case MMIO_INT_ACK: case MMIO_SHM_SEL:
@@ -313,33 +314,33 @@ static uint32_t vmmio_read_reg(struct vdev *d, uint32_t off)
 static void vmmio_write_driver_features(struct vdev *d, uint32_t val)
 {
 	/* The driver's choice is frozen once FEATURES_OK is set. */
-	if (d->status & VIRTIO_STATUS_FEATURES_OK) {
+	if (d->mmio->status & VIRTIO_STATUS_FEATURES_OK) {
 		log_rl(&d->rl, LOG_WARNING, "%s: feature write after FEATURES_OK ignored", d->name);
 		return;
 	}
-	if (d->drv_features_sel == 0)
-		d->driver_features = (d->driver_features & ~(uint64_t)0xffffffffu) | val;
-	else if (d->drv_features_sel == 1)
-		d->driver_features = (d->driver_features & 0xffffffffu) | ((uint64_t)val << 32);
+	if (d->mmio->drv_features_sel == 0)
+		d->mmio->driver_features = (d->mmio->driver_features & ~(uint64_t)0xffffffffu) | val;
+	else if (d->mmio->drv_features_sel == 1)
+		d->mmio->driver_features = (d->mmio->driver_features & 0xffffffffu) | ((uint64_t)val << 32);
 	else if (val)
 		log_rl(&d->rl, LOG_WARNING, "%s: features word %u unsupported", d->name,
-		       d->drv_features_sel);
+		       d->mmio->drv_features_sel);
 }
 
 static void vmmio_write_reg(struct vdev *d, uint32_t off, uint32_t val)
 {
 	switch (off) {
-	case MMIO_DEV_FEATURES_SEL: d->dev_features_sel = val; return;
+	case MMIO_DEV_FEATURES_SEL: d->mmio->dev_features_sel = val; return;
 	case MMIO_DRV_FEATURES:     vmmio_write_driver_features(d, val); return;
-	case MMIO_DRV_FEATURES_SEL: d->drv_features_sel = val; return;
-	case MMIO_QUEUE_SEL:        d->queue_sel = val; return;
+	case MMIO_DRV_FEATURES_SEL: d->mmio->drv_features_sel = val; return;
+	case MMIO_QUEUE_SEL:        d->mmio->queue_sel = val; return;
 	case MMIO_QUEUE_NUM: case MMIO_QUEUE_READY:
 	case MMIO_QUEUE_DESC_LO: case MMIO_QUEUE_DESC_HI: case MMIO_QUEUE_AVAIL_LO:
 	case MMIO_QUEUE_AVAIL_HI: case MMIO_QUEUE_USED_LO: case MMIO_QUEUE_USED_HI:
 		vmmio_write_queue(d, off, val);
 		return;
 	case MMIO_QUEUE_NOTIFY:     vmmio_queue_notify(d, val); return;
-	case MMIO_INT_ACK:          d->isr &= ~val; return;
+	case MMIO_INT_ACK:          d->mmio->isr &= ~val; return;
 	case MMIO_STATUS:           vmmio_write_status(d, val); return;
 	case MMIO_SHM_SEL:          return;
 	}
@@ -414,16 +415,16 @@ int vdev_init(struct vdev *d, const struct vdev_ops *ops, struct vdev_host *host
 	d->num_queues = num_queues;
 	d->queue_max = queue_max;
 	d->rl = (struct ratelimit)RATELIMIT_DEFAULT;
-	d->qregs = calloc(num_queues ? num_queues : 1, sizeof(*d->qregs));
+	d->mmio = calloc(1, sizeof(*d->mmio) + (num_queues ? num_queues : 1) * sizeof(struct vq_regs));
 	d->vqs = calloc(num_queues ? num_queues : 1, sizeof(*d->vqs));
-	if (!d->qregs || !d->vqs) {
+	if (!d->mmio || !d->vqs) {
 		vdev_fini(d);
 		return -ENOMEM;
 	}
 	for (unsigned q = 0; q < num_queues; q++) {
 		d->vqs[q].gm = host->gm;
 		d->vqs[q].index = (uint16_t)q;
-		d->qregs[q].num = queue_max;
+		d->mmio->qregs[q].num = queue_max;
 	}
 	return 0;
 }
@@ -434,9 +435,9 @@ void vdev_fini(struct vdev *d)
 		for (unsigned q = 0; q < d->num_queues; q++)
 			vq_reset(&d->vqs[q]);
 	free(d->vqs);
-	free(d->qregs);
+	free(d->mmio);
 	d->vqs = NULL;
-	d->qregs = NULL;
+	d->mmio = NULL;
 	d->num_queues = 0;
 }
 
@@ -448,19 +449,19 @@ void vdev_used(struct vdev *d, struct virtqueue *vq)
 
 void vdev_config_changed(struct vdev *d)
 {
-	d->config_generation++;
+	d->mmio->config_generation++;
 	/* No configuration change notification before DRIVER_OK (virtio 1.2 §2.1.2). */
-	if (d->status & VIRTIO_STATUS_DRIVER_OK)
+	if (d->mmio->status & VIRTIO_STATUS_DRIVER_OK)
 		vmmio_raise(d, VIRTIO_MMIO_INT_CONFIG);
 }
 
 void vdev_needs_reset(struct vdev *d, const char *why)
 {
-	if (d->status & VIRTIO_STATUS_NEEDS_RESET)
+	if (d->mmio->status & VIRTIO_STATUS_NEEDS_RESET)
 		return;  /* already reported; the driver has to reset */
 	log_rl(&d->rl, LOG_WARNING, "%s: device needs reset: %s", d->name, why);
-	d->status |= VIRTIO_STATUS_NEEDS_RESET;
-	if (d->status & VIRTIO_STATUS_DRIVER_OK)
+	d->mmio->status |= VIRTIO_STATUS_NEEDS_RESET;
+	if (d->mmio->status & VIRTIO_STATUS_DRIVER_OK)
 		vmmio_raise(d, VIRTIO_MMIO_INT_CONFIG);
 }
 
@@ -474,5 +475,27 @@ void vdev_vq_error(struct vdev *d, struct virtqueue *vq)
 
 bool vdev_active(const struct vdev *d)
 {
-	return (d->status & VIRTIO_STATUS_DRIVER_OK) && !(d->status & VIRTIO_STATUS_NEEDS_RESET);
+	return (d->mmio->status & VIRTIO_STATUS_DRIVER_OK) &&
+	       !(d->mmio->status & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+uint32_t vdev_status(const struct vdev *d)
+{
+	return d->mmio->status;
+}
+
+void vmmio_dump(const struct vdev *d)
+{
+	const struct vmmio_state *t = d->mmio;
+
+	log_notice("%s: status 0x%02" PRIx32 " features 0x%016" PRIx64 " offered 0x%016" PRIx64
+		   " isr %" PRIu32, d->name, t->status, d->features, t->offered, t->isr);
+	for (unsigned q = 0; d->vqs && q < d->num_queues; q++) {
+		const struct virtqueue *vq = &d->vqs[q];
+
+		log_notice("%s: queue %u: %s%s num %u avail %u used %u inflight %" PRIu32
+			   " bad chains %" PRIu32, d->name, q, vq->enabled ? "on" : "off",
+			   vq->broken ? " BROKEN" : "", vq->num, vq->last_avail, vq->used_idx,
+			   vq->inflight, vq->stat_bad_chains);
+	}
 }

@@ -6,9 +6,27 @@
 #include <stdint.h>
 
 #include "devices/device.h"
+#include "lib/platform.h"
 
-#define VIRTIO_MMIO_WINDOW 0x200u   /* bytes per device window (libxl's spacing) */
-#define VIRTIO_MMIO_CONFIG 0x100u   /* device config space offset */
+#define VIRTIO_MMIO_WINDOW PLATFORM_MMIO_WINDOW   /* bytes per device window */
+#define VIRTIO_MMIO_CONFIG 0x100u                  /* device config space offset */
+
+/*
+ * The transport's registers of one device (struct vdev.mmio): what the driver wrote and what
+ * the transport answers. Owned by virtio_mmio.c; device modules never read it.
+ */
+struct vmmio_state {
+	uint64_t offered;             /* host_features plus the transport's bits */
+	uint64_t driver_features;     /* what the driver wrote */
+	uint32_t status;
+	uint32_t isr;
+	uint32_t config_generation;
+	uint32_t dev_features_sel, drv_features_sel, queue_sel;
+	struct vq_regs {
+		uint16_t num;
+		uint64_t desc, avail, used;
+	} qregs[];                    /* per queue: values written before QueueReady */
+};
 
 /*
  * One guest access at `off` bytes into the device's window. size is 1, 2, 4 or 8 (the ioreq
@@ -27,5 +45,8 @@ void vmmio_queue_notify(struct vdev *d, uint32_t q);
 
 /* Full device reset as if the driver wrote 0 to Status (also used on teardown). */
 void vmmio_reset(struct vdev *d);
+
+/* SIGUSR1: one line with the registers, one per queue. */
+void vmmio_dump(const struct vdev *d);
 
 #endif

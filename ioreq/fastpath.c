@@ -19,32 +19,33 @@
 #include <xendevicemodel.h>
 #include <xen/hvm/dm_op.h>
 
-#include "devices/device.h"
-#include "devices/virtio_mmio.h"
 #include "ioreq/privcmd.h"
 #include "lib/log.h"
+#include "lib/util.h"
 
 struct fp_queue {
 	ev_io w;                      /* the ioeventfd, readable when the kernel claimed a kick */
 	struct fastpath *f;
-	struct vdev *dev;
+	struct fp_dev *fd;
 	unsigned q;
 	bool assigned;
 };
 
 /*
  * Teardown runs after the devices are destroyed (guest_teardown frees them before closing the
- * Xen side), so what deassigning needs is copied here: dev is compared, never followed, then.
+ * Xen side), so what deassigning needs is copied here; ops are not called then.
  */
 struct fp_dev {
-	struct vdev *dev;
+	const struct xen_window_ops *ops;
+	void *opaque;
 	char name[80];
 	uint32_t irq;
 	uint64_t base;
+	unsigned nqueues;             /* queues of the window */
 	int irqfd;
 	bool irq_assigned;
 	unsigned nq;                  /* queues with an assigned ioeventfd (0..nq-1) */
-	struct fp_queue *qs;          /* dev->num_queues entries */
+	struct fp_queue *qs;          /* nqueues entries */
 };
 
 struct fastpath {
@@ -70,7 +71,7 @@ static void fp_queue_cb(struct ev_loop *loop, ev_io *w, int revents)
 	if (read(w->fd, &n, sizeof(n)) != sizeof(n))
 		return;
 	fq->f->st.notifies++;
-	vmmio_queue_notify(fq->dev, fq->q);
+	fq->fd->ops->notify(fq->fd->opaque, fq->q);
 }
 
 bool fastpath_kernel_claims(struct fastpath *f, const ioreq_t *r)
@@ -84,24 +85,20 @@ bool fastpath_kernel_claims(struct fastpath *f, const ioreq_t *r)
 	return false;
 }
 
-bool fastpath_raise(struct fastpath *f, struct vdev *dev)
+bool fastpath_raise(struct fastpath *f, unsigned i)
 {
+	struct fp_dev *fd = i < f->ndev ? &f->devs[i] : NULL;
 	uint64_t one = 1;
 
-	for (unsigned i = 0; i < f->ndev; i++) {
-		struct fp_dev *fd = &f->devs[i];
-
-		if (fd->dev != dev || !fd->irq_assigned)
-			continue;
-		if (write(fd->irqfd, &one, sizeof(one)) != sizeof(one)) {
-			log_rl(&f->rl, LOG_WARNING, "xen: %s: irqfd of %s: %s", f->p.name,
-			       dev->name, strerror(errno));
-			return false;
-		}
-		f->st.irqs++;
-		return true;
+	if (!fd || !fd->irq_assigned)
+		return false;
+	if (write(fd->irqfd, &one, sizeof(one)) != sizeof(one)) {
+		log_rl(&f->rl, LOG_WARNING, "xen: %s: irqfd of %s: %s", f->p.name, fd->name,
+		       strerror(errno));
+		return false;
 	}
-	return false;
+	f->st.irqs++;
+	return true;
 }
 
 unsigned fastpath_queues(const struct fastpath *f)
@@ -172,7 +169,7 @@ static int fp_start_queue(struct fastpath *f, struct fp_dev *fd, unsigned q)
 		return rc;
 	}
 	fq->f = f;
-	fq->dev = fd->dev;
+	fq->fd = fd;
 	fq->q = q;
 	fq->assigned = true;
 	ev_io_init(&fq->w, fp_queue_cb, efd, EV_READ);
@@ -187,7 +184,7 @@ static int fp_start_dev(struct fastpath *f, struct fp_dev *fd)
 {
 	int rc;
 
-	fd->qs = calloc(fd->dev->num_queues ? fd->dev->num_queues : 1, sizeof(*fd->qs));
+	fd->qs = calloc(fd->nqueues ? fd->nqueues : 1, sizeof(*fd->qs));
 	if (!fd->qs)
 		return -ENOMEM;
 	fd->irqfd = fp_new_eventfd();
@@ -197,7 +194,7 @@ static int fp_start_dev(struct fastpath *f, struct fp_dev *fd)
 	if (rc < 0)
 		return rc;
 	fd->irq_assigned = true;
-	for (unsigned q = 0; q < fd->dev->num_queues; q++)
+	for (unsigned q = 0; q < fd->nqueues; q++)
 		if ((rc = fp_start_queue(f, fd, q)) < 0)
 			return rc;
 	return 0;
@@ -248,8 +245,8 @@ void fastpath_stop(struct fastpath *f, bool dead)
 	free(f);
 }
 
-int fastpath_start(const struct fastpath_params *p, struct vdev *const *devs,
-		   const uint64_t *bases, unsigned ndev, struct fastpath **out)
+int fastpath_start(const struct fastpath_params *p, const struct fastpath_window *wins,
+		   unsigned ndev, struct fastpath **out)
 {
 	struct fastpath *f = calloc(1, sizeof(*f) + ndev * sizeof(f->devs[0]));
 	int rc = 0;
@@ -260,9 +257,10 @@ int fastpath_start(const struct fastpath_params *p, struct vdev *const *devs,
 	f->p = *p;
 	f->rl = (struct ratelimit)RATELIMIT_DEFAULT;
 	for (unsigned i = 0; i < ndev; i++) {
-		f->devs[i] = (struct fp_dev){ .dev = devs[i], .irq = devs[i]->irq, .base = bases[i],
-					      .irqfd = -1 };
-		snprintf(f->devs[i].name, sizeof(f->devs[i].name), "%s", devs[i]->name);
+		f->devs[i] = (struct fp_dev){ .ops = wins[i].ops, .opaque = wins[i].opaque,
+					      .irq = wins[i].irq, .base = wins[i].base,
+					      .nqueues = wins[i].nqueues, .irqfd = -1 };
+		snprintf(f->devs[i].name, sizeof(f->devs[i].name), "%s", wins[i].name);
 	}
 	for (unsigned i = 0; rc == 0 && i < ndev; i++) {
 		f->ndev = i + 1;

@@ -12,8 +12,9 @@
 
 #include <xen/hvm/ioreq.h>
 
+#include "ioreq/window.h"
+
 struct ev_loop;
-struct vdev;
 struct xen_privcmd;
 
 #define FASTPATH_NOTIFY_OFF 0x50u     /* QueueNotify in the virtio-mmio window */
@@ -48,20 +49,30 @@ struct fastpath_stats {
 	uint64_t left_to_kernel;      /* READY requests we saw first and left for the kernel */
 };
 
+/* One window as the fast path needs it (copied; the name too). */
+struct fastpath_window {
+	const char *name;
+	uint64_t base;
+	uint32_t irq;
+	unsigned nqueues;
+	const struct xen_window_ops *ops;   /* ops->notify(opaque, q) for each claimed kick */
+	void *opaque;
+};
+
 struct fastpath;
 
 /*
- * Assign an ioeventfd for every queue and an irqfd for every device (devs[i] at bases[i]) and
- * watch the ioeventfds on the loop. 0, or a negative errno with nothing left assigned.
+ * Assign an ioeventfd for every queue and an irqfd for every window and watch the ioeventfds
+ * on the loop. 0, or a negative errno with nothing left assigned.
  */
-int fastpath_start(const struct fastpath_params *p, struct vdev *const *devs,
-		   const uint64_t *bases, unsigned ndev, struct fastpath **out);
+int fastpath_start(const struct fastpath_params *p, const struct fastpath_window *wins,
+		   unsigned nwin, struct fastpath **out);
 
 /* True when r is the kernel's to complete (count it as left_to_kernel). */
 bool fastpath_kernel_claims(struct fastpath *f, const ioreq_t *r);
 
-/* Raise dev's interrupt through its irqfd; false when dev has none (use the DM op). */
-bool fastpath_raise(struct fastpath *f, struct vdev *dev);
+/* Raise window i's interrupt through its irqfd; false when it has none (use the DM op). */
+bool fastpath_raise(struct fastpath *f, unsigned i);
 
 unsigned fastpath_queues(const struct fastpath *f);
 void fastpath_get_stats(const struct fastpath *f, struct fastpath_stats *st);

@@ -28,14 +28,14 @@
 #include <xen/hvm/ioreq.h>
 #include <xen/memory.h>
 
-#include "devices/device.h"
-#include "devices/virtio_mmio.h"
 #include "ioreq/fastpath.h"
 #include "ioreq/gmem_xen.h"
 #include "ioreq/privcmd.h"
 #include "ioreq/xen_priv.h"
 #include "ioreq/xen_stats.h"
 #include "lib/log.h"
+#include "lib/platform.h"
+#include "lib/util.h"
 
 #define XG_PAGE_SIZE      4096u
 #define XG_SLOTS_PER_PAGE (XG_PAGE_SIZE / sizeof(ioreq_t))
@@ -46,9 +46,15 @@
 _Static_assert(sizeof(ioreq_t) == 32, "ioreq_t layout");
 _Static_assert(sizeof(evtchn_port_t) == sizeof(uint32_t), "ports handed to privcmd as u32");
 
-struct xg_window {
-	struct vdev *dev;
+struct xen_window {
+	struct xen_guest *g;
+	unsigned index;               /* in g->win[], and in the fast path's windows */
+	char name[80];
 	uint64_t base;
+	uint32_t irq;
+	unsigned nqueues;
+	const struct xen_window_ops *ops;
+	void *opaque;
 	bool mapped;
 };
 
@@ -79,13 +85,12 @@ struct xen_guest {
 	unsigned nr_bound;
 	struct xg_port *ports;        /* the same, sorted by port, for dispatch */
 
-	struct xg_window win[XG_MAX_WINDOWS];
+	struct xen_window win[XG_MAX_WINDOWS];
 	unsigned nwin;
 
 	struct fastpath *fp;          /* NULL: every access comes through the ioreq server */
 	char fp_why[160];             /* why not, for the log line and STATUS */
 
-	struct vdev_host host;
 	ev_io evtchn_w;
 	bool serving;
 	bool dead;                    /* the domain is gone: Xen tore its side down with it */
@@ -105,13 +110,13 @@ static void xg_log_call(const char *what, int err)
 
 /* ---- dispatch ---- */
 
-static struct xg_window *xg_window_find(struct xen_guest *g, uint64_t addr, uint32_t size)
+static struct xen_window *xg_window_find(struct xen_guest *g, uint64_t addr, uint32_t size)
 {
 	for (unsigned i = 0; i < g->nwin; i++) {
 		uint64_t off = addr - g->win[i].base;
 
-		if (addr >= g->win[i].base && off < VIRTIO_MMIO_WINDOW &&
-		    size <= VIRTIO_MMIO_WINDOW - off)
+		if (addr >= g->win[i].base && off < PLATFORM_MMIO_WINDOW &&
+		    size <= PLATFORM_MMIO_WINDOW - off)
 			return &g->win[i];
 	}
 	return NULL;
@@ -141,7 +146,7 @@ static uint64_t xg_serve_bad(struct xen_guest *g, const ioreq_t *r)
 /* Handle a private copy of a request; returns the data to answer a read with. */
 static uint64_t xg_serve_req(struct xen_guest *g, const ioreq_t *r)
 {
-	struct xg_window *w;
+	struct xen_window *w;
 	uint64_t mask;
 	uint32_t off;
 
@@ -159,8 +164,8 @@ static uint64_t xg_serve_req(struct xen_guest *g, const ioreq_t *r)
 	mask = xg_size_mask(r->size);
 	off = (uint32_t)(r->addr - w->base);
 	if (r->dir == IOREQ_READ)
-		return vmmio_read(w->dev, off, r->size) & mask;
-	vmmio_write(w->dev, off, r->size, r->data & mask);
+		return w->ops->read(w->opaque, off, r->size) & mask;
+	w->ops->write(w->opaque, off, r->size, r->data & mask);
 	return 0;
 }
 
@@ -263,18 +268,18 @@ static void xg_evtchn_cb(struct ev_loop *loop, ev_io *w, int revents)
  * vGIC ignores level 0 for SPIs and the new vGIC latches an edge on each 1. So one DM op per
  * interrupt (the irqfd's DM op is the same one), no lowering.
  */
-static void xg_raise_irq(struct vdev_host *host, struct vdev *dev)
+void xen_window_raise_irq(struct xen_window *w)
 {
-	struct xen_guest *g = container_of(host, struct xen_guest, host);
+	struct xen_guest *g = w->g;
 
-	if (g->fp && fastpath_raise(g->fp, dev)) {
+	if (g->fp && fastpath_raise(g->fp, w->index)) {
 		g->st.irqs++;
 		return;
 	}
-	if (xendevicemodel_set_irq_level(g->dm, (domid_t)g->opts.domid, dev->irq, 1) < 0) {
+	if (xendevicemodel_set_irq_level(g->dm, (domid_t)g->opts.domid, w->irq, 1) < 0) {
 		g->st.irq_errors++;
-		log_rl(&g->rl, LOG_WARNING, "xen: %s: SPI %u for %s: %s", g->name, dev->irq,
-		       dev->name, strerror(errno));
+		log_rl(&g->rl, LOG_WARNING, "xen: %s: SPI %u for %s: %s", g->name, w->irq,
+		       w->name, strerror(errno));
 		return;
 	}
 	g->st.irqs++;
@@ -396,17 +401,6 @@ static int xg_fd_nonblock(struct xen_guest *g)
 	return 0;
 }
 
-static void xg_init_host(struct xen_guest *g)
-{
-	g->host.loop = g->loop;
-	g->host.gm = g->gm;
-	g->host.guest_name = g->name;
-	g->host.domid = g->opts.domid;
-	g->host.grant_mem = g->opts.grant_usage;
-	g->host.raise_irq = xg_raise_irq;
-	g->host.opaque = g;
-}
-
 static int xg_open_stages(struct xen_guest *g)
 {
 	int rc;
@@ -434,7 +428,6 @@ static int xg_open_stages(struct xen_guest *g)
 		log_err("xen: %s: event channel fd: %s", g->name, strerror(-rc));
 		return rc;
 	}
-	xg_init_host(g);
 	return 0;
 }
 
@@ -466,9 +459,19 @@ int xen_guest_open(struct ev_loop *loop, const struct xen_opts *opts, struct xen
 	return 0;
 }
 
-struct vdev_host *xen_guest_host(struct xen_guest *g)
+struct gmem *xen_guest_gmem(struct xen_guest *g)
 {
-	return &g->host;
+	return g->gm;
+}
+
+const char *xen_guest_name(const struct xen_guest *g)
+{
+	return g->name;
+}
+
+bool xen_guest_grant_usage(const struct xen_guest *g)
+{
+	return g->opts.grant_usage;
 }
 
 /* ---- stage 2: windows ---- */
@@ -476,38 +479,41 @@ struct vdev_host *xen_guest_host(struct xen_guest *g)
 static bool xg_window_overlaps(const struct xen_guest *g, uint64_t base)
 {
 	for (unsigned i = 0; i < g->nwin; i++)
-		if (base < g->win[i].base + VIRTIO_MMIO_WINDOW &&
-		    g->win[i].base < base + VIRTIO_MMIO_WINDOW)
+		if (base < g->win[i].base + PLATFORM_MMIO_WINDOW &&
+		    g->win[i].base < base + PLATFORM_MMIO_WINDOW)
 			return true;
 	return false;
 }
 
-int xen_guest_add_device(struct xen_guest *g, struct vdev *dev, uint64_t base, uint32_t irq)
+int xen_guest_add_window(struct xen_guest *g, const struct xen_window_desc *d,
+			 struct xen_window **out)
 {
-	struct xg_window *w;
+	uint64_t base = d->base;
+	struct xen_window *w;
 
-	if (g->nwin >= XG_MAX_WINDOWS || base > UINT64_MAX - VIRTIO_MMIO_WINDOW ||
-	    xg_window_overlaps(g, base) || irq < 32) {
-		log_err("xen: %s: %s: bad or overlapping window 0x%llx irq %u", g->name, dev->name,
-			(unsigned long long)base, irq);
+	*out = NULL;
+	if (g->nwin >= XG_MAX_WINDOWS || base > UINT64_MAX - PLATFORM_MMIO_WINDOW ||
+	    xg_window_overlaps(g, base) || d->irq < 32) {
+		log_err("xen: %s: %s: bad or overlapping window 0x%llx irq %u", g->name, d->name,
+			(unsigned long long)base, d->irq);
 		return -EINVAL;
 	}
 	if (xendevicemodel_map_io_range_to_ioreq_server(g->dm, (domid_t)g->opts.domid, g->id,
 							XG_MMIO_SPACE, base,
-							base + VIRTIO_MMIO_WINDOW - 1) < 0) {
+							base + PLATFORM_MMIO_WINDOW - 1) < 0) {
 		int err = errno;
 
-		log_err("xen: %s: %s: routing 0x%llx: %s", g->name, dev->name,
+		log_err("xen: %s: %s: routing 0x%llx: %s", g->name, d->name,
 			(unsigned long long)base, strerror(err));
 		return -err;
 	}
-	w = &g->win[g->nwin++];
-	w->dev = dev;
-	w->base = base;
-	w->mapped = true;
-	dev->mmio_base = base;
-	dev->irq = irq;
-	dev->platform = g;
+	w = &g->win[g->nwin];
+	*w = (struct xen_window){ .g = g, .index = g->nwin, .base = base, .irq = d->irq,
+				  .nqueues = d->nqueues, .ops = d->ops, .opaque = d->opaque,
+				  .mapped = true };
+	snprintf(w->name, sizeof(w->name), "%s", d->name);
+	g->nwin++;
+	*out = w;
 	return 0;
 }
 
@@ -561,8 +567,7 @@ static void xg_fastpath_start(struct xen_guest *g)
 		.loop = g->loop, .pc = g->pc, .domid = g->opts.domid, .name = g->name,
 		.ioreq_page = g->slots, .ports = g->vcpu_port, .nr_vcpus = g->nr_vcpus,
 	};
-	struct vdev *devs[XG_MAX_WINDOWS];
-	uint64_t bases[XG_MAX_WINDOWS];
+	struct fastpath_window wins[XG_MAX_WINDOWS];
 	int rc;
 
 	if (!g->pc)
@@ -578,10 +583,13 @@ static void xg_fastpath_start(struct xen_guest *g)
 		return;
 	}
 	for (unsigned i = 0; i < g->nwin; i++) {
-		devs[i] = g->win[i].dev;
-		bases[i] = g->win[i].base;
+		const struct xen_window *w = &g->win[i];
+
+		wins[i] = (struct fastpath_window){ .name = w->name, .base = w->base, .irq = w->irq,
+						    .nqueues = w->nqueues, .ops = w->ops,
+						    .opaque = w->opaque };
 	}
-	rc = fastpath_start(&p, devs, bases, g->nwin, &g->fp);
+	rc = fastpath_start(&p, wins, g->nwin, &g->fp);
 	if (rc < 0)
 		xg_fastpath_why(g, rc);
 }
@@ -646,12 +654,12 @@ static void xg_log_teardown(const struct xen_guest *g, const char *what, int err
 static void xg_unmap_windows(struct xen_guest *g)
 {
 	for (unsigned i = g->nwin; i-- > 0;) {
-		struct xg_window *w = &g->win[i];
+		struct xen_window *w = &g->win[i];
 
 		if (w->mapped &&
 		    xendevicemodel_unmap_io_range_from_ioreq_server(
 			    g->dm, (domid_t)g->opts.domid, g->id, XG_MMIO_SPACE, w->base,
-			    w->base + VIRTIO_MMIO_WINDOW - 1) < 0)
+			    w->base + PLATFORM_MMIO_WINDOW - 1) < 0)
 			xg_log_teardown(g, "unmapping an mmio window", errno);
 		w->mapped = false;
 	}

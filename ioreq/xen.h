@@ -13,9 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ioreq/window.h"
+
 struct ev_loop;
-struct vdev;
-struct vdev_host;
+struct gmem;
 struct xen_guest;
 
 /* [guest] notify_fastpath: the privcmd ioeventfd/irqfd fast path (ioreq/fastpath.h). */
@@ -41,14 +42,14 @@ struct xen_opts {
  */
 int xen_guest_open(struct ev_loop *loop, const struct xen_opts *opts, struct xen_guest **out);
 
-/* The platform interface devices are created with (loop, guest memory, IRQ delivery). */
-struct vdev_host *xen_guest_host(struct xen_guest *g);
+/* The guest's memory (ioreq/gmem.h), for the devices' queues and buffers. */
+struct gmem *xen_guest_gmem(struct xen_guest *g);
+/* The domain's name (or "domain N"), for log lines. */
+const char *xen_guest_name(const struct xen_guest *g);
+/* The guest addresses its buffers by grant reference (DESIGN.md §2, ioreq/gmem.h). */
+bool xen_guest_grant_usage(const struct xen_guest *g);
 
-/*
- * Stage 2, per device: route [base, base+0x200) to our ioreq server and remember the device for
- * dispatch and its SPI for interrupts. Sets dev->mmio_base and dev->irq.
- */
-int xen_guest_add_device(struct xen_guest *g, struct vdev *dev, uint64_t base, uint32_t irq);
+/* Stage 2: xen_guest_add_window() per window (ioreq/window.h). */
 
 /*
  * Stage 3: enable the ioreq server, restrict every handle to the guest, assign the notify fast

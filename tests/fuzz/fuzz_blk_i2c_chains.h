@@ -185,7 +185,7 @@ static inline void fz_check_done(struct vdev *d, const struct fz_rings *r)
 {
 	uint16_t used = __atomic_load_n(&r->used->idx, __ATOMIC_ACQUIRE);
 
-	if (used != r->published && !(d->status & VIRTIO_STATUS_NEEDS_RESET))
+	if (used != r->published && !(vdev_status(d) & VIRTIO_STATUS_NEEDS_RESET))
 		abort();
 	for (uint16_t i = 0; i < used && i < FZ_QSIZE; i++)
 		if (r->used->ring[i].id >= FZ_QSIZE)

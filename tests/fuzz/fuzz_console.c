@@ -359,7 +359,7 @@ static void fzc_settle(struct fzc *s, struct fzc_dev *x)
 /* Transmit chains of serving queues came back; no used length beyond the chain. */
 static void fzc_check(struct fzc *s, struct vdev *d)
 {
-	bool dead = d->status & VIRTIO_STATUS_NEEDS_RESET;
+	bool dead = vdev_status(d) & VIRTIO_STATUS_NEEDS_RESET;
 
 	for (unsigned q = 0; q < s->nq; q++) {
 		struct fzc_q *r = &s->q[q];
@@ -443,7 +443,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		console_get_ctrl_stats(d, &cs);
 		fprintf(stderr, "fuzz_console: input of %zu bytes: status 0x%x, control %lu bad",
-			size, d->status, (unsigned long)cs.bad);
+			size, vdev_status(d), (unsigned long)cs.bad);
 		for (unsigned p = 0; p < x->nports; p++) {
 			struct console_stats st;
 

@@ -294,7 +294,7 @@ static void fzn_settle(struct fzn *s)
 static void fzn_check(struct fzn *s, struct fzn_dev *x)
 {
 	struct net_stats st;
-	bool dead = x->d->status & VIRTIO_STATUS_NEEDS_RESET;
+	bool dead = vdev_status(x->d) & VIRTIO_STATUS_NEEDS_RESET;
 
 	if (!net_get_stats(x->d, &st))
 		abort();
@@ -406,7 +406,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			(unsigned long)st.rx_dropped, (unsigned long)st.rx_bad_chains,
 			(unsigned long)st.tx_frames, (unsigned long)st.tx_malformed,
 			(unsigned long)st.tx_errors, (unsigned long)st.ctrl_errors,
-			(unsigned long)st.ctrl_cmds, st.active_pairs, st.promisc, d->status);
+			(unsigned long)st.ctrl_cmds, st.active_pairs, st.promisc, vdev_status(d));
 	}
 	vmmio_reset(d);
 	fzn_drain(s, x);

@@ -1,6 +1,7 @@
 /*
  * ioreq/server.c in process, against the xensim drop-in libraries: open, add, start and close
- * as the daemon's guest.c does, with the failure paths a daemon cannot easily reach: a domain
+ * as the daemon's guest.c does (with a window that answers like a virtio-mmio device's first
+ * registers: ioreq/ knows windows, not devices), with the failure paths a daemon cannot easily reach: a domain
  * that does not exist, bad or overlapping windows, a guest closed before it was started, and
  * repeated open/close without leaking a file descriptor or leaving a window routed.
  * The Xen side runs in a forked child, the guest's side in the test process.
@@ -21,9 +22,6 @@
 #include <cmocka.h>
 #include <ev.h>
 
-#include "config/config.h"
-#include "devices/device.h"
-#include "devices/virtio_mmio.h"
 #include "ioreq/xen.h"
 #include "ioreq/xen_stats.h"
 #include "lib/log.h"
@@ -71,23 +69,42 @@ static struct xen_opts lc_opts(struct lc *t)
 	return (struct xen_opts){ .domid = xsim_dom_id(t->dom), .map_cache_mib = 8 };
 }
 
-static struct vdev *lc_rng(struct xen_guest *g)
-{
-	struct config_device cfg = { .type = DEV_RNG, .devid = -1 };
-	struct vdev *dev = NULL;
+/* The window: MagicValue at 0, "DeviceID" 4 at 8, zero elsewhere; writes are counted. */
+static unsigned lc_writes;
 
-	CHECK(vdev_create(xen_guest_host(g), &cfg, &dev) == 0 && dev);
-	return dev;
+static uint64_t lc_read(void *opaque, uint32_t off, unsigned size)
+{
+	(void)opaque;
+	(void)size;
+	return off == 0 ? MAGIC : off == 8 ? 4 : 0;
 }
 
-/* The order guest.c tears down in: devices reset and destroyed, then the Xen side. */
-static void lc_close(struct xen_guest *g, struct vdev *dev)
+static void lc_write(void *opaque, uint32_t off, unsigned size, uint64_t val)
 {
-	if (dev) {
-		vmmio_reset(dev);
-		vdev_destroy(dev);
-	}
-	xen_guest_close(g);
+	(void)opaque;
+	(void)off;
+	(void)size;
+	(void)val;
+	lc_writes++;
+}
+
+static void lc_notify(void *opaque, unsigned q)
+{
+	(void)opaque;
+	(void)q;
+}
+
+static const struct xen_window_ops lc_ops = { lc_read, lc_write, lc_notify };
+
+static int lc_add(struct xen_guest *g, uint64_t base, uint32_t irq)
+{
+	struct xen_window_desc d = { .name = "test window", .base = base, .irq = irq,
+				     .nqueues = 1, .ops = &lc_ops };
+	struct xen_window *w = NULL;
+	int rc = xen_guest_add_window(g, &d, &w);
+
+	CHECK((rc == 0) == (w != NULL));
+	return rc;
 }
 
 static void lc_run(struct lc *t, void (*child)(struct lc *t), void (*parent)(struct lc *t))
@@ -153,23 +170,19 @@ static void child_windows(struct lc *t)
 	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
 	struct xen_opts o = lc_opts(t);
 	struct xen_guest *g;
-	struct vdev *dev;
 
 	CHECK(xen_guest_open(loop, &o, &g) == 0);
-	dev = lc_rng(g);
-	CHECK(xen_guest_add_device(g, dev, WIN0, 33) == 0);
-	CHECK(dev->mmio_base == WIN0 && dev->irq == 33);
-	CHECK(xen_guest_add_device(g, dev, WIN0 + 0x100, 34) == -EINVAL);   /* overlaps */
-	CHECK(xen_guest_add_device(g, dev, WIN0 - 0x100, 34) == -EINVAL);   /* overlaps */
-	CHECK(xen_guest_add_device(g, dev, UINT64_MAX - 0x100, 34) == -EINVAL);
-	CHECK(xen_guest_add_device(g, dev, WIN0 + 0x400, 5) == -EINVAL);    /* not an SPI */
-	CHECK(dev->mmio_base == WIN0 && dev->irq == 33);
+	CHECK(lc_add(g, WIN0, 33) == 0);
+	CHECK(lc_add(g, WIN0 + 0x100, 34) == -EINVAL);   /* overlaps */
+	CHECK(lc_add(g, WIN0 - 0x100, 34) == -EINVAL);   /* overlaps */
+	CHECK(lc_add(g, UINT64_MAX - 0x100, 34) == -EINVAL);
+	CHECK(lc_add(g, WIN0 + 0x400, 5) == -EINVAL);    /* not an SPI */
 	CHECK(xen_guest_start(g, NULL, NULL) == 0);
 	lc_send(t->to_parent[1], 'r');
 	/* Serve until the parent has read the device through a vCPU slot. */
 	while (lc_recv(t->to_child[0]) != 'c')
 		;
-	lc_close(g, dev);
+	xen_guest_close(g);
 	ev_loop_destroy(loop);
 	lc_send(t->to_parent[1], 'd');
 }
@@ -211,20 +224,19 @@ static void child_serve(struct lc *t)
 	struct xen_opts o = lc_opts(t);
 	struct xen_guest_stats st;
 	struct xen_guest *g;
-	struct vdev *dev;
 	ev_io stop;
 
 	CHECK(xen_guest_open(loop, &o, &g) == 0);
-	dev = lc_rng(g);
-	CHECK(xen_guest_add_device(g, dev, WIN0, 33) == 0);
+	CHECK(lc_add(g, WIN0, 33) == 0);
 	CHECK(xen_guest_start(g, NULL, NULL) == 0);
 	ev_io_init(&stop, lc_stop_cb, t->to_child[0], EV_READ);
 	ev_io_start(loop, &stop);
 	lc_send(t->to_parent[1], 'r');
 	ev_run(loop, 0);
 	xen_guest_get_stats(g, &st);
-	CHECK(st.nr_vcpus == 3 && st.nr_frames == 1 && st.ioreqs == 6 && st.bad_ioreqs == 0);
-	lc_close(g, dev);
+	CHECK(st.nr_vcpus == 3 && st.nr_frames == 1 && st.ioreqs == 9 && st.bad_ioreqs == 0);
+	CHECK(lc_writes == 3);
+	xen_guest_close(g);
 	ev_loop_destroy(loop);
 	lc_send(t->to_parent[1], 'd');
 }
@@ -235,6 +247,7 @@ static void parent_serve(struct lc *t)
 	for (unsigned vcpu = 0; vcpu < 3; vcpu++) {
 		assert_int_equal(xsim_mmio_read(t->dom, vcpu, WIN0, 4), MAGIC);
 		assert_int_equal(xsim_mmio_read(t->dom, vcpu, WIN0 + 8, 4), 4);
+		assert_int_equal(xsim_mmio_write(t->dom, vcpu, WIN0 + 0x70, 4, 0), 0);
 	}
 	lc_send(t->to_child[1], 'c');
 	assert_int_equal(lc_recv(t->to_parent[0]), 'd');
@@ -259,17 +272,14 @@ static void child_repeat(struct lc *t)
 
 	for (int i = 0; i < 40; i++) {
 		struct xen_guest *g;
-		struct vdev *dev = NULL;
 
 		o.premap = i % 4 == 3;
 		CHECK(xen_guest_open(loop, &o, &g) == 0);
-		if (i % 2) {
-			dev = lc_rng(g);
-			CHECK(xen_guest_add_device(g, dev, WIN0 + (uint64_t)(i % 8) * 0x200, 40) == 0);
-		}
+		if (i % 2)
+			CHECK(lc_add(g, WIN0 + (uint64_t)(i % 8) * 0x200, 40) == 0);
 		if (i % 3 == 0)
 			CHECK(xen_guest_start(g, NULL, NULL) == 0);
-		lc_close(g, dev);
+		xen_guest_close(g);
 		CHECK(lc_count_fds() == fds);
 	}
 	ev_loop_destroy(loop);

@@ -314,8 +314,8 @@ static void test_queue_sel_out_of_range(void **state)
 		assert_int_equal(rd(r, Q_READY), 0);
 	}
 	/* Nothing leaked into queue 0 (an invalid selection is not queue 0). */
-	assert_int_equal(r->x.dev->qregs[0].num, 4);
-	assert_int_equal(r->x.dev->qregs[0].desc, g.desc);
+	assert_int_equal(r->x.dev->mmio->qregs[0].num, 4);
+	assert_int_equal(r->x.dev->mmio->qregs[0].desc, g.desc);
 	assert_false(r->x.dev->vqs[0].enabled);
 	wr(r, Q_SEL, 1);
 	assert_int_equal(rd(r, Q_MAX), QMAX);
@@ -346,12 +346,12 @@ static void test_queue_num_validated(void **state)
 	wr(r, Q_NUM, 4);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		wr(r, Q_NUM, bad[i]);
-		assert_int_equal(r->x.dev->qregs[0].num, 4);
+		assert_int_equal(r->x.dev->mmio->qregs[0].num, 4);
 	}
 	wr(r, Q_NUM, 1);
-	assert_int_equal(r->x.dev->qregs[0].num, 1);
+	assert_int_equal(r->x.dev->mmio->qregs[0].num, 1);
 	wr(r, Q_NUM, QMAX);
-	assert_int_equal(r->x.dev->qregs[0].num, QMAX);
+	assert_int_equal(r->x.dev->mmio->qregs[0].num, QMAX);
 }
 
 static void test_queue_fields_window(void **state)
@@ -362,7 +362,7 @@ static void test_queue_fields_window(void **state)
 	/* Before FEATURES_OK: ignored. */
 	wr(r, STATUS, S_ACK | S_DRV);
 	assert_int_equal(queue_try(r, 0, 8, g), 0);
-	assert_int_equal(r->x.dev->qregs[0].desc, 0);
+	assert_int_equal(r->x.dev->mmio->qregs[0].desc, 0);
 	assert_int_equal(gmem_flat_outstanding(r->x.gm), 0);
 	/* In the window: accepted; once ready, the queue's fields are frozen. */
 	assert_true(negotiate(r, V1) & S_FOK);
@@ -370,13 +370,13 @@ static void test_queue_fields_window(void **state)
 	wr(r, Q_NUM, 4);
 	wr64(r, DESC, g.desc + 0x1000);
 	wr(r, Q_READY, 0);
-	assert_int_equal(r->x.dev->qregs[0].num, 8);
-	assert_int_equal(r->x.dev->qregs[0].desc, g.desc);
+	assert_int_equal(r->x.dev->mmio->qregs[0].num, 8);
+	assert_int_equal(r->x.dev->mmio->qregs[0].desc, g.desc);
 	assert_int_equal(rd(r, Q_READY), 1);
 	/* After DRIVER_OK: ignored for the other queue too. */
 	wr(r, STATUS, S_ACK | S_DRV | S_FOK | S_DOK);
 	assert_int_equal(queue_try(r, 1, 8, alloc_rings(r, 8)), 0);
-	assert_int_equal(r->x.dev->qregs[1].desc, 0);
+	assert_int_equal(r->x.dev->mmio->qregs[1].desc, 0);
 	assert_int_equal(gmem_flat_outstanding(r->x.gm), 3);
 }
 
@@ -485,15 +485,15 @@ static void test_status_zero_full_reset(void **state)
 	assert_int_equal(rd(r, STATUS), 0);
 	assert_int_equal(rd(r, ISR), 0);
 	assert_int_equal(r->x.dev->features, 0);
-	assert_int_equal(r->x.dev->driver_features, 0);
-	assert_int_equal(r->x.dev->queue_sel, 0);
-	assert_int_equal(r->x.dev->dev_features_sel, 0);
+	assert_int_equal(r->x.dev->mmio->driver_features, 0);
+	assert_int_equal(r->x.dev->mmio->queue_sel, 0);
+	assert_int_equal(r->x.dev->mmio->dev_features_sel, 0);
 	assert_int_equal(gmem_flat_outstanding(r->x.gm), 0);
 	for (unsigned q = 0; q < 2; q++) {
 		wr(r, Q_SEL, q);
 		assert_int_equal(rd(r, Q_READY), 0);
 		assert_false(r->x.dev->vqs[q].enabled);
-		assert_int_equal(r->x.dev->qregs[q].desc, 0);
+		assert_int_equal(r->x.dev->mmio->qregs[q].desc, 0);
 	}
 	/* Up again from scratch. */
 	bring_up(r);
@@ -603,7 +603,7 @@ static void test_interrupt_ack(void **state)
 
 	bring_up(r);
 	vdev_config_changed(r->x.dev);
-	r->x.dev->isr |= VIRTIO_MMIO_INT_VRING;
+	r->x.dev->mmio->isr |= VIRTIO_MMIO_INT_VRING;
 	wr(r, ACK, VIRTIO_MMIO_INT_VRING);
 	assert_int_equal(rd(r, ISR), VIRTIO_MMIO_INT_CONFIG);
 	wr(r, ACK, 0xffffffffu);
