@@ -1,6 +1,6 @@
 /*
  * Least privilege once serving: capabilities dropped, no_new_privs, a seccomp allow list.
- * See daemon/sandbox.h for when each step runs and README.md "Security and sandboxing" for how
+ * See daemon/sandbox.h for when each step runs and docs/security.md for how
  * the list was found.
  */
 #include "daemon/sandbox.h"
