@@ -441,6 +441,11 @@ static int serve_guest(struct daemon *d, const struct config *cfg)
 				  .on_death = on_guest_death, .opaque = d };
 	char status[256];
 
+	/* A filter that cannot load would stop us after the guest's devices were set up. */
+	if (sandbox_check() < 0) {
+		sd_notify(0, "STATUS=No seccomp filter support (see the log)");
+		return EXIT_FAIL;
+	}
 	if (guest_setup(d->loop, &p, &d->guest) < 0) {
 		sd_notify(0, "STATUS=Failed to set up the guest");
 		return EXIT_FAIL;
