@@ -32,6 +32,7 @@ struct itest {
 	struct xsim_dom *dom;
 	struct xsim_daemon dm;
 	char ini[192];
+	unsigned expected_faults;     /* Xen refusals the test provoked on purpose */
 };
 
 static inline int itest_write(const char *path, const char *fmt, ...)
@@ -120,10 +121,23 @@ static inline int itest_free(struct itest *t)
 {
 	int st = 0;
 
+	struct xsim_io_faults f;
+
 	if (!t)
 		return 0;
 	if (t->dm.pid > 0)
 		st = xsim_daemon_stop(&t->dm);
+	/*
+	 * Whatever the test checked, the daemon never broke Xen's ioreq protocol: no answer out
+	 * of turn (bad IO state), no state going backwards under a waiting vCPU.
+	 */
+	xsim_dom_io_faults(t->dom, &f);
+	if (f.bad_state + f.backwards != t->expected_faults) {
+		fprintf(stderr, "itest: %u bad IO states (last %u), %u backward transitions, %u "
+			"expected\n", f.bad_state, f.last_bad_state, f.backwards,
+			t->expected_faults);
+		abort();
+	}
 	xsim_hub_stop(t->hub);
 	free(t);
 	return st;
