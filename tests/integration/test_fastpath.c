@@ -92,35 +92,9 @@ static void rng_round_trips(struct rig *r, unsigned n)
 	assert_int_equal(r->vio.errors, 0);
 }
 
-/* A fresh SIGUSR1 dump's value of " key=" on the stats line (-1 when none came). */
 static long long stat_of(struct itest *t, const char *key)
 {
-	char needle[64], line[2048];
-	int before = 0;
-
-	snprintf(needle, sizeof(needle), " %s=", key);
-	for (int pass = 0; pass < 300; pass++) {
-		FILE *f = fopen(t->dm.log_path, "r");
-		long long v = -1;
-		int n = 0;
-
-		while (f && fgets(line, sizeof(line), f)) {
-			char *p = strstr(line, "stats vcpus=");
-
-			if (p && ++n && (p = strstr(p, needle)))
-				v = strtoll(p + strlen(needle), NULL, 10);
-		}
-		if (f)
-			fclose(f);
-		if (pass == 0) {
-			before = n;
-			kill(t->dm.pid, SIGUSR1);
-		} else if (n > before) {
-			return v;
-		}
-		usleep(10000);
-	}
-	return -1;
+	return xsim_daemon_stat(&t->dm, key, 3000);
 }
 
 /* A STATUS= line sent since READY=1 (SIGUSR1 sends one) contains both needles. */

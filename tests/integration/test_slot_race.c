@@ -270,37 +270,6 @@ static void *rng_driver(void *arg)
 	return NULL;
 }
 
-/* " key=N" of the stats line a SIGUSR1 dump writes (waits for a new one), or -1. */
-static long long dump_stat(struct itest *t, const char *key)
-{
-	char needle[64], line[2048];
-	int before = -1;
-
-	snprintf(needle, sizeof(needle), " %s=", key);
-	for (int pass = 0; pass < 500; pass++) {
-		FILE *f = fopen(t->dm.log_path, "r");
-		long long v = -1;
-		int n = 0;
-
-		while (f && fgets(line, sizeof(line), f)) {
-			char *p = strstr(line, "stats vcpus=");
-
-			if (p && ++n && (p = strstr(p, needle)))
-				v = strtoll(p + strlen(needle), NULL, 10);
-		}
-		if (f)
-			fclose(f);
-		if (before < 0) {
-			before = n;
-			kill(t->dm.pid, SIGUSR1);
-		} else if (n > before) {
-			return v;
-		}
-		usleep(10000);
-	}
-	return -1;
-}
-
 /* One more guest on the first one's hub (one dom0 kernel), with its own daemon. */
 static struct itest *serve_more(struct itest *first, const char *name, unsigned vcpus)
 {
@@ -367,11 +336,11 @@ static void test_stress(void **state)
 			kicks += k[g][v].n;
 		}
 		assert_int_equal(faults_now(t[g]), 0);
-		waits += dump_stat(t[g], "kernel_waits");
-		left += dump_stat(t[g], "left_to_kernel");
-		unstable += dump_stat(t[g], "slot_unstable");
-		held += dump_stat(t[g], "answers_held");
-		busy += dump_stat(t[g], "kernel_busy");
+		waits += xsim_daemon_stat(&t[g]->dm, "kernel_waits", 5000);
+		left += xsim_daemon_stat(&t[g]->dm, "left_to_kernel", 5000);
+		unstable += xsim_daemon_stat(&t[g]->dm, "slot_unstable", 5000);
+		held += xsim_daemon_stat(&t[g]->dm, "answers_held", 5000);
+		busy += xsim_daemon_stat(&t[g]->dm, "kernel_busy", 5000);
 	}
 	print_message("[  NOTE    ] %llu accesses and %llu rng round trips in %u ms; the race met: "
 		      "%lld kicks seen READY and left to the kernel, %lld slots found held "

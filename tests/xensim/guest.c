@@ -683,6 +683,44 @@ bool xsim_daemon_wait_log(struct xsim_daemon *dm, const char *needle, int timeou
 	return xsim_daemon_log_has(dm, needle);
 }
 
+/* The stats lines of the daemon's log so far; *v: key's value in the last one (-1 if none). */
+static int daemon_stats_lines(struct xsim_daemon *dm, const char *needle, long long *v)
+{
+	char line[2048];
+	FILE *f = fopen(dm->log_path, "r");
+	int n = 0;
+
+	*v = -1;
+	while (f && fgets(line, sizeof(line), f)) {
+		char *p = strstr(line, "stats vcpus=");
+
+		if (!p)
+			continue;
+		n++;
+		*v = (p = strstr(p, needle)) ? strtoll(p + strlen(needle), NULL, 10) : -1;
+	}
+	if (f)
+		fclose(f);
+	return n;
+}
+
+long long xsim_daemon_stat(struct xsim_daemon *dm, const char *key, int timeout_ms)
+{
+	char needle[64];
+	long long v;
+	int before;
+
+	snprintf(needle, sizeof(needle), " %s=", key);
+	before = daemon_stats_lines(dm, needle, &v);
+	kill(dm->pid, SIGUSR1);
+	for (int waited = 0; waited <= timeout_ms; waited += 10) {
+		if (daemon_stats_lines(dm, needle, &v) > before)
+			return v;
+		usleep(10000);
+	}
+	return -1;
+}
+
 /* ---- vdriver adapters ---- */
 
 static struct xsim_vio *vio_of(struct vdrv_io *io)

@@ -206,6 +206,11 @@ int xsim_daemon_stop(struct xsim_daemon *dm);
 bool xsim_daemon_log_has(struct xsim_daemon *dm, const char *needle);
 /* Poll the log until it contains needle (true) or timeout_ms passes (false). */
 bool xsim_daemon_wait_log(struct xsim_daemon *dm, const char *needle, int timeout_ms);
+/*
+ * SIGUSR1, then the value of " key=" on the Xen side's stats line of that new dump (-1 when
+ * none came within timeout_ms or the key is not on it).
+ */
+long long xsim_daemon_stat(struct xsim_daemon *dm, const char *key, int timeout_ms);
 
 /* tests/lib/vdriver adapters: a device window reached through a vCPU's ioreq slot. */
 struct xsim_vio {
