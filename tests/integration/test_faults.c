@@ -589,8 +589,8 @@ static void test_tap_deleted(void **state)
 		itest_dump_log(h->t);
 	hostile_check_alive(h);
 	/* The device saw the link go and says why the frames went nowhere. */
-	assert_true(xsim_daemon_log_has(&h->t->dm, "link down (hxtap0)"));
-	assert_true(xsim_daemon_log_has(&h->t->dm, "tap refused a frame"));
+	assert_true(xsim_daemon_wait_log(&h->t->dm, "link down (hxtap0)", 5000));
+	assert_true(xsim_daemon_wait_log(&h->t->dm, "tap refused a frame", 5000));
 	others_fine(h);
 	hostile_rt(h, D_BLK);
 	hostile_stop(h);
