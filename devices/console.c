@@ -171,8 +171,8 @@ static void ctrl_send(struct console *c, unsigned id, uint16_t event, uint16_t v
 	if (c->ctrl_len == CON_CTRL_SLOTS) {
 		/* Only a guest that never posts control buffers fills this; it loses news. */
 		c->cst.dropped++;
-		log_rl(&c->vdev.rl, LOG_WARNING, "%s: control queue full, message dropped",
-		       c->vdev.name);
+		vdev_log(&c->vdev, VDEV_LOG_REQUEST, LOG_WARNING,
+			 "%s: control queue full, message dropped", c->vdev.name);
 		return;
 	}
 	m = &c->ctrl[(c->ctrl_head + c->ctrl_len) % CON_CTRL_SLOTS];
@@ -223,8 +223,9 @@ static ssize_t sink_writev(struct con_sink *s, const struct iovec *iov, unsigned
 /* A write failed for a reason other than a full buffer: the reader is gone. */
 static void sink_write_failed(struct con_sink *s, int err)
 {
-	log_rl(&s->port->con->vdev.rl, LOG_NOTICE, "%s: port %u: output failed: %s",
-	       s->port->con->vdev.name, s->port->id, strerror(err));
+	vdev_log(&s->port->con->vdev, VDEV_LOG_BACKEND, LOG_NOTICE,
+		 "%s: port %u: output failed: %s", s->port->con->vdev.name, s->port->id,
+		 strerror(err));
 	sink_detach(s);
 }
 
@@ -234,9 +235,9 @@ static void sink_queue(struct con_sink *s, const void *p, size_t n)
 
 	if (drop) {
 		s->port->st.dropped += drop;
-		log_rl(&s->port->con->vdev.rl, LOG_NOTICE,
-		       "%s: port %u: no reader, oldest output dropped", s->port->con->vdev.name,
-		       s->port->id);
+		vdev_log(&s->port->con->vdev, VDEV_LOG_BACKEND, LOG_NOTICE,
+			 "%s: port %u: no reader, oldest output dropped", s->port->con->vdev.name,
+			 s->port->id);
 	}
 	if (sink_attached(s) && s->out.len && con_loop(s->port->con))
 		ev_io_start(con_loop(s->port->con), &s->wr);
@@ -291,8 +292,9 @@ static void port_output(struct con_port *p, const uint8_t *data, size_t n)
 {
 	p->st.from_guest += n;
 	if (p->log_fd >= 0 && write(p->log_fd, data, n) != (ssize_t)n)
-		log_rl(&p->con->vdev.rl, LOG_WARNING, "%s: port %u: log write failed: %s",
-		       p->con->vdev.name, p->id, strerror(errno));
+		vdev_log(&p->con->vdev, VDEV_LOG_BACKEND, LOG_WARNING,
+			 "%s: port %u: log write failed: %s", p->con->vdev.name, p->id,
+			 strerror(errno));
 	for (unsigned i = 0; i < p->nsinks; i++)
 		sink_output(&p->sinks[i], data, n);
 }
@@ -355,8 +357,9 @@ static void sink_input_ended(struct con_sink *s, int err)
 	}
 	/* stdin at EOF, or a pty error: keep the output side, stop reading. */
 	if (err)
-		log_rl(&s->port->con->vdev.rl, LOG_NOTICE, "%s: port %u: input failed: %s",
-		       s->port->con->vdev.name, s->port->id, strerror(err));
+		vdev_log(&s->port->con->vdev, VDEV_LOG_BACKEND, LOG_NOTICE,
+			 "%s: port %u: input failed: %s", s->port->con->vdev.name, s->port->id,
+			 strerror(err));
 	s->eof = true;
 	ev_io_stop(con_loop(s->port->con), &s->rd);
 }
@@ -455,8 +458,9 @@ static void port_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 	(void)revents;
 	if (fd < 0) {
 		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-			log_rl(&p->con->vdev.rl, LOG_WARNING, "%s: port %u: accept: %s",
-			       p->con->vdev.name, p->id, strerror(errno));
+			vdev_log(&p->con->vdev, VDEV_LOG_BACKEND, LOG_WARNING,
+				 "%s: port %u: accept: %s", p->con->vdev.name, p->id,
+				 strerror(errno));
 		return;
 	}
 	sink_attach(&p->sinks[0], fd);
@@ -683,15 +687,15 @@ static void con_more_cb(struct ev_loop *loop, ev_idle *w, int revents)
 static void ctrl_bad(struct console *c, const char *why, uint32_t id, uint16_t event)
 {
 	c->cst.bad++;
-	log_rl(&c->vdev.rl, LOG_WARNING, "%s: control message ignored (%s): id %u event %u",
-	       c->vdev.name, why, id, event);
+	vdev_log(&c->vdev, VDEV_LOG_REQUEST, LOG_WARNING,
+		 "%s: control message ignored (%s): id %u event %u", c->vdev.name, why, id, event);
 }
 
 static void ctrl_device_ready(struct console *c, uint16_t value)
 {
 	if (!value) {
-		log_rl(&c->vdev.rl, LOG_WARNING, "%s: the driver failed to initialise",
-		       c->vdev.name);
+		vdev_log(&c->vdev, VDEV_LOG_REQUEST, LOG_WARNING,
+			 "%s: the driver failed to initialise", c->vdev.name);
 		return;
 	}
 	for (unsigned i = 0; i < c->nports; i++)
@@ -701,8 +705,8 @@ static void ctrl_device_ready(struct console *c, uint16_t value)
 static void ctrl_port_ready(struct console *c, struct con_port *p, uint16_t value)
 {
 	if (!value) {
-		log_rl(&c->vdev.rl, LOG_WARNING, "%s: the driver could not add port %u",
-		       c->vdev.name, p->id);
+		vdev_log(&c->vdev, VDEV_LOG_REQUEST, LOG_WARNING,
+			 "%s: the driver could not add port %u", c->vdev.name, p->id);
 		return;
 	}
 	if (p->ready)
@@ -728,8 +732,8 @@ static void ctrl_port_open(struct console *c, struct con_port *p, uint16_t value
 		return;
 	}
 	p->guest_open = value;
-	log_rl(&c->vdev.rl, LOG_INFO, "%s: port %u %s by the guest", c->vdev.name, p->id,
-	       value ? "opened" : "closed");
+	vdev_log(&c->vdev, VDEV_LOG_INFO, LOG_INFO, "%s: port %u %s by the guest", c->vdev.name,
+		 p->id, value ? "opened" : "closed");
 	if (p->guest_open)
 		p->rx_paused = false;   /* look for buffers again */
 	port_update_rx(p);
@@ -813,7 +817,8 @@ static void con_config_write(struct vdev *d, uint32_t off, const void *buf, uint
 
 	(void)len;
 	if (off != CONSOLE_CFG_EMERG_WR || !vdev_has(d, VIRTIO_CONSOLE_F_EMERG_WRITE)) {
-		log_rl(&d->rl, LOG_WARNING, "%s: config write at %u ignored", d->name, off);
+		vdev_log(d, VDEV_LOG_ACCESS, LOG_WARNING, "%s: config write at %u ignored", d->name,
+			 off);
 		return;
 	}
 	c->ports[0].st.emerg++;
@@ -832,6 +837,18 @@ static int con_activate(struct vdev *d)
 	return 0;
 }
 
+/* NEEDS_RESET (or a reset follows): input waits in the sockets and the pty, unread. */
+static void con_stop(struct vdev *d)
+{
+	struct console *c = con_of(d);
+
+	if (con_loop(c))
+		ev_idle_stop(con_loop(c), &c->more);
+	/* The device is no longer active: port_update_rx turns every read watcher off. */
+	for (unsigned i = 0; i < c->nports; i++)
+		port_update_rx(&c->ports[i]);
+}
+
 static void port_reset(struct con_port *p)
 {
 	if (p->rx_elem)
@@ -848,11 +865,7 @@ static void con_reset(struct vdev *d)
 		port_reset(&c->ports[i]);
 	c->multiport = false;
 	c->ctrl_head = c->ctrl_len = 0;
-	if (con_loop(c))
-		ev_idle_stop(con_loop(c), &c->more);
-	/* Stop reading: the device is inactive now, so port_update_rx turns everything off. */
-	for (unsigned i = 0; i < c->nports; i++)
-		port_update_rx(&c->ports[i]);
+	con_stop(d);   /* already done if the device ran; a reset before DRIVER_OK needs it too */
 }
 
 static void con_queue_notify(struct vdev *d, unsigned q)
@@ -1202,6 +1215,7 @@ const struct vdev_ops vdev_console_ops = {
 	.config_read = con_config_read,
 	.config_write = con_config_write,
 	.activate = con_activate,
+	.stop = con_stop,
 	.reset = con_reset,
 	.queue_notify = con_queue_notify,
 	.reconfigure = con_reconfigure,

@@ -99,8 +99,8 @@ static struct i2c_dev *i2c_of(struct vdev *d)
 static void i2c_reject(struct i2c_dev *i, struct i2c_req *r, int prio, const char *why)
 {
 	r->valid = false;
-	log_rl(&i->vdev.rl, prio, "%s: request to 0x%02x refused: %s", i->vdev.name, r->addr,
-	       why);
+	vdev_log(&i->vdev, VDEV_LOG_REQUEST, prio, "%s: request to 0x%02x refused: %s",
+		 i->vdev.name, r->addr, why);
 }
 
 /* Header fields: address format and flags. Returns false (and rejects) when unusable. */
@@ -293,8 +293,9 @@ static unsigned i2c_smbus_run(struct i2c_dev *i, const struct i2c_req *reqs, uns
 	else if (n == 2 && !reqs[0].rd && reqs[1].rd)
 		err = i2c_smbus_cmd_read(i, &reqs[0], &reqs[1]);
 	if (err == -EOPNOTSUPP)
-		log_rl(&i->vdev.rl, LOG_NOTICE, "%s: %s cannot express this %u-message transfer",
-		       i->vdev.name, i->adapter, n);
+		vdev_log(&i->vdev, VDEV_LOG_REQUEST, LOG_NOTICE,
+			 "%s: %s cannot express this %u-message transfer", i->vdev.name, i->adapter,
+			 n);
 	return err ? 0 : n;
 }
 
@@ -414,8 +415,8 @@ static bool i2c_collect(struct i2c_dev *i, struct virtqueue *vq, int *err)
 		if (!r->fail_next)
 			return failing;
 	}
-	log_rl(&i->vdev.rl, LOG_WARNING, "%s: transfer longer than %u messages refused",
-	       i->vdev.name, I2C_GROUP_MAX);
+	vdev_log(&i->vdev, VDEV_LOG_REQUEST, LOG_WARNING,
+		 "%s: transfer longer than %u messages refused", i->vdev.name, I2C_GROUP_MAX);
 	return true;
 }
 

@@ -24,11 +24,14 @@ void xvd_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 
 /*
  * Rate limit for messages a guest can provoke: at most `burst` messages per `interval_ms`;
- * the number suppressed is reported with the next message that passes.
+ * the number suppressed is reported with the next message that passes, under `what` (the
+ * device and kind, when the owner sets it). Give each kind of message its own limit, so that a
+ * flood of one kind cannot hide another.
  */
 struct ratelimit {
 	uint32_t interval_ms;
 	uint32_t burst;
+	const char *what;     /* optional: names the suppressed messages, e.g. "rng: requests" */
 	uint64_t window_start_ms;
 	uint32_t printed;
 	uint32_t suppressed;
