@@ -41,7 +41,13 @@ struct ratelimit {
 
 bool ratelimit_ok(struct ratelimit *rl);
 
-/* Log through a rate limit; `rl` is a struct ratelimit * owned by the device or guest. */
-#define log_rl(rl, prio, ...) do { if (ratelimit_ok(rl)) xvd_log(prio, __VA_ARGS__); } while (0)
+/*
+ * Log through a rate limit; `rl` is a struct ratelimit * owned by the device or guest. A line
+ * below the log level does not count against the limit (nor report suppressions of its own).
+ */
+#define log_rl(rl, prio, ...) do { \
+	if ((prio) <= log_get_level() && ratelimit_ok(rl)) \
+		xvd_log(prio, __VA_ARGS__); \
+} while (0)
 
 #endif
