@@ -14,7 +14,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -67,25 +66,6 @@ struct bcfg {
 
 /* ---- /proc ------------------------------------------------------------------------------- */
 
-static unsigned long cpu_ticks(pid_t pid)
-{
-	char path[64], buf[1024];
-	unsigned long ut = 0, st = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	assert_non_null(f);
-	assert_non_null(fgets(buf, sizeof(buf), f));
-	fclose(f);
-	/* Fields 14 and 15, counted after the command name's closing parenthesis. */
-	char *p = strrchr(buf, ')');
-
-	assert_non_null(p);
-	assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-				&st), 2);
-	return ut + st;
-}
 
 /* Resident memory of pid in KiB that is the daemon's own (anonymous), not mapped guest RAM. */
 static unsigned long rss_anon_kib(pid_t pid)
@@ -250,6 +230,23 @@ static void tap_frame(void)
 	assert_int_equal(setsockopt(s, SOL_SOCKET, SO_BINDTODEVICE, TAP, sizeof(TAP)), 0);
 	assert_int_equal(sendto(s, "frame", 5, 0, (struct sockaddr *)&a, sizeof(a)), 5);
 	close(s);
+}
+
+/* A frame sent out of the tap reaches one of the guest's receive queues. */
+static bool net_frame_arrives(struct bounds *b)
+{
+	struct timespec t0;
+	uint32_t len;
+
+	tap_frame();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (hostile_ms_since(&t0) < H_WAIT_MS) {
+		if (vdrv_get_used(&b->net, 0, &len, NULL) == 1 ||
+		    vdrv_get_used(&b->net, 2, &len, NULL) == 1)
+			return true;
+		hostile_sleep_ms(2);
+	}
+	return false;
 }
 
 static struct bounds *bounds_start(const struct bcfg *c)
@@ -511,19 +508,7 @@ static void test_mappings_bounded(void **state)
 	/* The reset gives every mapping back; the device serves again. */
 	net_init(b);
 	assert_true(vma_count(h->t->dm.pid) < vma0 + 100);
-	tap_frame();
-	{
-		struct timespec t1;
-		uint32_t len = 0;
-		int got = 0;
-
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		while (!got && hostile_ms_since(&t1) < H_WAIT_MS) {
-			got = vdrv_get_used(&b->net, 0, &len, NULL) == 1;
-			hostile_sleep_ms(2);
-		}
-		assert_true(got);
-	}
+	assert_true(net_frame_arrives(b));
 	bounds_stop(b);
 }
 
@@ -556,9 +541,9 @@ static void test_broken_devices_idle(void **state)
 	assert_int_equal(write(pfd, "p", 1), 1);
 	tap_frame();
 	/* A second of wall time: how much of it did the daemon spend? */
-	t0 = cpu_ticks(h->t->dm.pid);
+	t0 = itest_cpu_ticks(h->t->dm.pid);
 	hostile_sleep_ms(1000);
-	used = cpu_ticks(h->t->dm.pid) - t0;
+	used = itest_cpu_ticks(h->t->dm.pid) - t0;
 	print_message("[  NOTE    ] %lu of %ld ticks in 1 s with both devices broken\n", used,
 		      sysconf(_SC_CLK_TCK));
 	assert_true(used <= (unsigned long)sysconf(_SC_CLK_TCK) / 20);
@@ -567,20 +552,7 @@ static void test_broken_devices_idle(void **state)
 	assert_true(con_rx_has(b, 's', H_WAIT_MS));
 	assert_true(con_rx_has(b, 'p', H_WAIT_MS));
 	net_init(b);
-	tap_frame();
-	{
-		struct timespec t1;
-		uint32_t len = 0;
-		int got = 0;
-
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		while (!got && hostile_ms_since(&t1) < H_WAIT_MS) {
-			got = vdrv_get_used(&b->net, 0, &len, NULL) == 1 ||
-			      vdrv_get_used(&b->net, 2, &len, NULL) == 1;
-			hostile_sleep_ms(2);
-		}
-		assert_true(got);
-	}
+	assert_true(net_frame_arrives(b));
 	close(pfd);
 	close(cfd);
 	hostile_check_alive(h);
@@ -870,7 +842,7 @@ static void test_honest_unbind_rebind_clean_log(void **state)
 	bounds_stop(b);
 }
 
-int main(void)
+static int run(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_republish_in_flight),
@@ -882,29 +854,15 @@ int main(void)
 		cmocka_unit_test(test_net_ctrl_flood_log),
 		cmocka_unit_test(test_honest_unbind_rebind_clean_log),
 	};
-	pid_t pid = fork();
-	int st;
 
-	if (pid < 0)
-		return 1;
-	if (pid == 0) {
-		/* A private network namespace: the daemon we start inherits it with its tap. */
-		if (unshare(CLONE_NEWNET) < 0) {
-			fprintf(stderr, "test_bounds: no network namespace: %s\n", strerror(errno));
-			_exit(77);
-		}
-		FILE *f = fopen("/proc/sys/net/ipv6/conf/default/disable_ipv6", "w");
+	/* BOUNDS_FILTER=test_x (a glob) runs only matching tests, for loops while developing. */
+	if (getenv("BOUNDS_FILTER"))
+		cmocka_set_test_filter(getenv("BOUNDS_FILTER"));
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
 
-		if (f) {
-			fputs("1", f);
-			fclose(f);
-		}
-		/* BOUNDS_FILTER=test_x (a glob) runs only matching tests, for loops while developing. */
-		if (getenv("BOUNDS_FILTER"))
-			cmocka_set_test_filter(getenv("BOUNDS_FILTER"));
-		_exit(cmocka_run_group_tests(tests, NULL, NULL));
-	}
-	if (waitpid(pid, &st, 0) < 0)
-		return 1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+int main(void)
+{
+	/* A private network namespace: the daemon we start inherits it with its tap. */
+	return itest_in_netns("test_bounds", run);
 }

@@ -510,26 +510,6 @@ static void test_console_client_hangs_up(void **state)
 
 static bool private_net;
 
-/* CPU ticks (user + system) the daemon has used so far. */
-static unsigned long cpu_ticks(pid_t pid)
-{
-	char path[64], buf[1024];
-	unsigned long ut = 0, st = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	assert_non_null(f);
-	assert_non_null(fgets(buf, sizeof(buf), f));
-	fclose(f);
-	/* Fields 14 and 15, counted after the command name's closing parenthesis. */
-	char *p = strrchr(buf, ')');
-
-	assert_non_null(p);
-	assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-				&ut, &st), 2);
-	return ut + st;
-}
 
 /* One broadcast frame on the transmit queue; waits until it is used. */
 static void net_tx(struct hostile *h, struct vdrv *net)
@@ -585,9 +565,9 @@ static void test_tap_deleted(void **state)
 		net_tx(h, &net);
 	vdrv_kick(&net, 0);
 	/* And the daemon does not spin on the dead descriptor. */
-	t0 = cpu_ticks(h->t->dm.pid);
+	t0 = itest_cpu_ticks(h->t->dm.pid);
 	hostile_sleep_ms(1000);
-	unsigned long used = cpu_ticks(h->t->dm.pid) - t0;
+	unsigned long used = itest_cpu_ticks(h->t->dm.pid) - t0;
 
 	if (used > (unsigned long)sysconf(_SC_CLK_TCK) / 2)
 		fail_msg("the daemon used %lu ticks in 1 s after the tap went away", used);
