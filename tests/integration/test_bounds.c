@@ -503,7 +503,7 @@ static void test_mappings_bounded(void **state)
 	assert_true(xsim_daemon_wait_log(&h->t->dm, "temporary guest mappings outstanding",
 					 H_WAIT_MS));
 	/* Half of max_map_count for the guest's buffers, the other half for everything else. */
-	assert_true(peak < 32768 + vma0);
+	assert_true(peak <= vma0 + 32768 + 256);
 	hostile_check_alive(h);
 	/* The reset gives every mapping back; the device serves again. */
 	net_init(b);
@@ -641,7 +641,7 @@ static void test_console_log_bounded(void **state)
 	assert_true(file_size(p1) > 0 && file_size(p1) <= (off_t)MIB);
 	assert_true(file_size(p2) > 0 && file_size(p2) <= (off_t)MIB);
 	assert_int_equal(file_size(p3), -1);
-	assert_true(worst < 500);
+	assert_true(worst < 1000);     /* 3.7 s before the console's caps */
 	assert_true(xsim_daemon_wait_log(&h->t->dm, "transmit chain", H_WAIT_MS));
 	assert_true(hostile_log_lines(h) < 200);
 	hostile_check_alive(h);
