@@ -628,6 +628,17 @@ static void test_console_log_bounded(void **state)
 	}
 	f.stop = true;
 	pthread_join(th, NULL);
+	/* Every chain taken and returned: the daemon has written (and rotated) all it will. */
+	{
+		struct vdrv_vq *vq = &b->con.vq[1];
+		struct timespec w0;
+
+		clock_gettime(CLOCK_MONOTONIC, &w0);
+		while (le16toh(__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE)) != vq->avail_idx &&
+		       hostile_ms_since(&w0) < H_WAIT_MS)
+			hostile_sleep_ms(1);
+		assert_int_equal(le16toh(vq->used->idx), vq->avail_idx);
+	}
 	char p1[160], p2[160], p3[160];
 
 	snprintf(p1, sizeof(p1), "%s.1", b->log);
@@ -641,7 +652,7 @@ static void test_console_log_bounded(void **state)
 	assert_true(file_size(p1) > 0 && file_size(p1) <= (off_t)MIB);
 	assert_true(file_size(p2) > 0 && file_size(p2) <= (off_t)MIB);
 	assert_int_equal(file_size(p3), -1);
-	assert_true(worst < 1000);     /* 3.7 s before the console's caps */
+	assert_true(worst < 2000);     /* 3.7 s before the console's caps; 2 s as in attack 51 */
 	assert_true(xsim_daemon_wait_log(&h->t->dm, "transmit chain", H_WAIT_MS));
 	assert_true(hostile_log_lines(h) < 200);
 	hostile_check_alive(h);
