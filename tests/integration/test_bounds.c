@@ -440,8 +440,16 @@ static void test_republish_in_flight(void **state)
 	print_message("[  NOTE    ] %u publications in %u rounds (%lld ms), anon RSS %lu -> peak "
 		      "%lu KiB, %u warnings about the ring\n", published, resets, (long long)ms,
 		      rss0, peak, log_count(b, "block disk: device needs reset"));
-	/* The bound: 64 MiB of bounce buffers per block device, plus slack for the rest. */
+	/*
+	 * The bound: 64 MiB of bounce buffers per block device, plus slack for the rest. Under
+	 * ASan the freed bounce buffers sit in its quarantine (256 MiB), so only the plain build
+	 * measures the daemon's own memory.
+	 */
+#if defined(__SANITIZE_ADDRESS__)
+	print_message("[  NOTE    ] sanitizer build: RSS bound not checked (ASan quarantine)\n");
+#else
 	assert_true(peak - rss0 < 96u * 1024);
+#endif
 	assert_true(log_count(b, "block disk: device needs reset") <= rate_bound(ms));
 	hostile_after(h, D_BLK);
 	bounds_stop(b);

@@ -790,10 +790,14 @@ static void test_vq_all_heads_in_flight(void **state)
 	assert_int_equal(t.vq.inflight, 8);
 	for (uint16_t h = 0; h < 8; h++)
 		assert_true(vq_head_inflight(&t.vq, h));
-	for (int i = 7; i >= 0; i -= 2)
-		vq_push(e[i], 1);
+	uint16_t head[8];
+
 	for (int i = 0; i < 8; i++)
-		assert_int_equal(vq_head_inflight(&t.vq, e[i]->head), i % 2 == 0);
+		head[i] = e[i]->head;
+	for (int i = 7; i >= 0; i -= 2)
+		vq_push(e[i], 1);                /* frees e[i] */
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(vq_head_inflight(&t.vq, head[i]), i % 2 == 0);
 	for (int i = 0; i < 8; i += 2)
 		vq_push(e[i], 1);
 	assert_int_equal(t.vq.inflight, 0);
