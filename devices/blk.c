@@ -273,8 +273,8 @@ static void blk_submit(struct blk_dev *b)
 	b->st.submits++;
 	/* -EBUSY / -EAGAIN: the SQEs stay queued; the next reap submits them again. */
 	if (rc < 0 && rc != -EBUSY && rc != -EAGAIN)
-		log_rl(&b->vdev.rl, LOG_ERR, "%s: io_uring_submit: %s", b->vdev.name,
-		       strerror(-rc));
+		vdev_log(&b->vdev, VDEV_LOG_BACKEND, LOG_ERR, "%s: io_uring_submit: %s",
+			 b->vdev.name, strerror(-rc));
 }
 
 /* n free SQEs in a row (a linked pair must not straddle a submit), or NULL. */
@@ -296,8 +296,8 @@ static void blk_efd_cb(struct ev_loop *loop, ev_io *w, int revents)
 	(void)revents;
 	/* Clear the counter first: CQEs posted after this read signal it again. */
 	if (read(b->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		log_rl(&b->vdev.rl, LOG_ERR, "%s: eventfd read: %s", b->vdev.name,
-		       strerror(errno));
+		vdev_log(&b->vdev, VDEV_LOG_BACKEND, LOG_ERR, "%s: eventfd read: %s", b->vdev.name,
+			 strerror(errno));
 	blk_reap(b);
 }
 
@@ -421,9 +421,9 @@ static uint8_t blk_req_status(struct blk_dev *b, struct blk_req *r)
 		err = -EIO;   /* short transfer: the image shrank under us */
 	if (err == 0)
 		return VIRTIO_BLK_S_OK;
-	log_rl(&b->vdev.rl, LOG_ERR, "%s: %s of %" PRIu64 " bytes at sector %" PRIu64 " failed: %s",
-	       b->vdev.name, blk_op_name(r->op), r->len, r->off / VIRTIO_BLK_SECTOR,
-	       strerror(-err));
+	vdev_log(&b->vdev, VDEV_LOG_BACKEND, LOG_ERR,
+		 "%s: %s of %" PRIu64 " bytes at sector %" PRIu64 " failed: %s", b->vdev.name,
+		 blk_op_name(r->op), r->len, r->off / VIRTIO_BLK_SECTOR, strerror(-err));
 	return VIRTIO_BLK_S_IOERR;
 }
 
@@ -619,7 +619,7 @@ static void blk_start_req(struct blk_dev *b, struct blk_req *r)
 {
 	if (blk_submit_req(b, r) == 0)
 		return;
-	log_rl(&b->vdev.rl, LOG_ERR, "%s: submission queue full", b->vdev.name);
+	vdev_log(&b->vdev, VDEV_LOG_BACKEND, LOG_ERR, "%s: submission queue full", b->vdev.name);
 	blk_complete(b, r->e, VIRTIO_BLK_S_IOERR, 1);
 	blk_req_free(b, r);
 }
@@ -715,8 +715,8 @@ static void blk_bounce_flush_waiters(struct blk_dev *b, bool fail)
 static void blk_bad(struct blk_dev *b, struct vq_elem *e, uint8_t status, const char *why,
 		    uint64_t sector)
 {
-	log_rl(&b->vdev.rl, LOG_WARNING, "%s: request at sector %" PRIu64 " rejected: %s",
-	       b->vdev.name, sector, why);
+	vdev_log(&b->vdev, VDEV_LOG_REQUEST, LOG_WARNING,
+		 "%s: request at sector %" PRIu64 " rejected: %s", b->vdev.name, sector, why);
 	blk_complete(b, e, status, 1);
 }
 
@@ -1001,13 +1001,13 @@ static void blk_config_write(struct vdev *d, uint32_t off, const void *buf, uint
 	/* Only `writeback` is writable, and only once CONFIG_WCE is negotiated. */
 	if (off != VIRTIO_BLK_CFG_WRITEBACK || len != 1 ||
 	    !vdev_has(d, VIRTIO_BLK_F_CONFIG_WCE)) {
-		log_rl(&d->rl, LOG_WARNING, "%s: ignored config write at %u (%u bytes)", d->name,
-		       off, len);
+		vdev_log(d, VDEV_LOG_ACCESS, LOG_WARNING,
+			 "%s: ignored config write at %u (%u bytes)", d->name, off, len);
 		return;
 	}
 	b->writeback = *(const uint8_t *)buf ? 1 : 0;
-	log_rl(&d->rl, LOG_INFO, "%s: guest switched to %s", d->name,
-	       b->writeback ? "writeback" : "writethrough");
+	vdev_log(d, VDEV_LOG_INFO, LOG_INFO, "%s: guest switched to %s", d->name,
+		 b->writeback ? "writeback" : "writethrough");
 }
 
 static int blk_activate(struct vdev *d)
@@ -1046,7 +1046,8 @@ static bool blk_drain(struct blk_dev *b, int wait_ms, bool cancel)
 		long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
 
 		if (b->st.inflight && ms >= wait_ms) {
-			log_warn("%s: %u requests still in flight after %d ms", b->vdev.name,
+			vdev_log(&b->vdev, VDEV_LOG_RESET, LOG_WARNING,
+				 "%s: %u requests still in flight after %d ms", b->vdev.name,
 				 b->st.inflight, wait_ms);
 			return false;
 		}

@@ -5,12 +5,15 @@
 #ifndef XVD_ITEST_H
 #define XVD_ITEST_H
 
+#include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "tests/xensim/guest.h"
 
@@ -141,6 +144,55 @@ static inline int itest_free(struct itest *t)
 	xsim_hub_stop(t->hub);
 	free(t);
 	return st;
+}
+
+/* CPU ticks (user + system) pid has used so far (/proc/PID/stat fields 14 and 15); 0 on error. */
+static inline unsigned long itest_cpu_ticks(pid_t pid)
+{
+	char path[64], buf[1024], *p = NULL;
+	unsigned long ut = 0, st = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (f && fgets(buf, sizeof(buf), f))
+		p = strrchr(buf, ')');   /* fields are counted after the command's parenthesis */
+	if (f)
+		fclose(f);
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+			 &st) != 2)
+		return 0;
+	return ut + st;
+}
+
+/*
+ * Run `run` (the test group) in a child in a network namespace of its own, so the taps the
+ * daemon creates live there and vanish with it; IPv6 off (no router solicitations on the tap).
+ * Returns run's result, 77 (skip) when there is no namespace to be had.
+ */
+static inline int itest_in_netns(const char *name, int (*run)(void))
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid < 0)
+		return 1;
+	if (pid == 0) {
+		if (unshare(CLONE_NEWNET) < 0) {
+			fprintf(stderr, "%s: no network namespace: %s\n", name, strerror(errno));
+			_exit(77);
+		}
+		FILE *f = fopen("/proc/sys/net/ipv6/conf/default/disable_ipv6", "w");
+
+		if (f) {
+			fputs("1", f);
+			fclose(f);
+		}
+		_exit(run());
+	}
+	if (waitpid(pid, &st, 0) < 0)
+		return 1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
 }
 
 static inline uint32_t itest_rd32(struct itest *t, unsigned vcpu, uint64_t addr)

@@ -38,7 +38,8 @@ enum { MAGIC = 0x000, VERSION = 0x004, DEVICE_ID = 0x008, VENDOR = 0x00c, DEV_F 
 struct fake {
 	struct vdev vdev;
 	uint8_t cfg[12];
-	unsigned resets, notifies, activates, cfg_reads, cfg_writes;
+	unsigned resets, notifies, activates, stops, cfg_reads, cfg_writes;
+	bool active_at_stop;           /* vdev_active() as the device saw it in stop() */
 	unsigned last_notify;
 	int activate_rc;
 };
@@ -86,6 +87,12 @@ static void fake_reset(struct vdev *d)
 	fake_of(d)->resets++;
 }
 
+static void fake_stop(struct vdev *d)
+{
+	fake_of(d)->stops++;
+	fake_of(d)->active_at_stop = vdev_active(d);
+}
+
 static void fake_notify(struct vdev *d, unsigned q)
 {
 	assert_true(q < d->num_queues);
@@ -103,7 +110,8 @@ static void fake_destroy(struct vdev *d)
 static const struct vdev_ops fake_ops = {
 	.type = "fake", .device_id = 42, .config_read = fake_config_read,
 	.config_write = fake_config_write, .features_ok = fake_features_ok,
-	.activate = fake_activate, .reset = fake_reset, .queue_notify = fake_notify,
+	.activate = fake_activate, .stop = fake_stop, .reset = fake_reset,
+	.queue_notify = fake_notify,
 	.destroy = fake_destroy,
 };
 
@@ -640,6 +648,59 @@ static void test_vdriver_init(void **state)
 	assert_int_equal(vdrv_init(&r->drv, &r->x.io, &r->x.mem, V1, 3, 8), -ENOENT);
 }
 
+/*
+ * The stop hint: once per activation, when the device stops running (NEEDS_RESET, or a reset
+ * while it ran), with vdev_active() already false; never for a device that did not run.
+ */
+static void test_stop_hint(void **state)
+{
+	struct rig *r = *state;
+	struct fake *f = r->f;
+
+	wr(r, STATUS, 0);                       /* reset of a device that never ran */
+	assert_int_equal(f->stops, 0);
+	bring_up(r);
+	assert_true(vdev_active(&f->vdev));
+	vdev_needs_reset(&f->vdev, "test");
+	assert_int_equal(f->stops, 1);
+	assert_false(f->active_at_stop);
+	vdev_needs_reset(&f->vdev, "again");     /* already stopped */
+	wr(r, STATUS, 0);                       /* the reset that follows: no second stop */
+	assert_int_equal(f->stops, 1);
+	assert_int_equal(f->resets, 2);
+	bring_up(r);
+	wr(r, STATUS, 0);                       /* a reset while running stops it first */
+	assert_int_equal(f->stops, 2);
+	assert_false(f->active_at_stop);
+	/* An activation that fails is stopped too. */
+	f->activate_rc = -EIO;
+	bring_up(r);
+	assert_int_equal(f->stops, 3);
+	f->activate_rc = 0;
+}
+
+/*
+ * Linux tears queues down after a reset with QueueReady = 0 (vm_del_vq): accepted quietly; a
+ * QueueReady = 0 for a live queue after DRIVER_OK is still refused (the queue serves on).
+ */
+static void test_queue_ready_0_after_reset(void **state)
+{
+	struct rig *r = *state;
+
+	bring_up(r);
+	wr(r, Q_SEL, 0);
+	wr(r, Q_READY, 0);
+	assert_int_equal(rd(r, Q_READY), 1);
+	wr(r, STATUS, 0);
+	for (unsigned q = 0; q < 3; q++) {       /* queue 2 does not exist */
+		wr(r, Q_SEL, q);
+		wr(r, Q_READY, 0);
+		assert_int_equal(rd(r, Q_READY), 0);
+	}
+	assert_int_equal(rd(r, STATUS), 0);
+	bring_up(r);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -663,6 +724,8 @@ int main(void)
 		T(test_used_ring_read_only_memory),
 		T(test_needs_reset),
 		T(test_activate_failure),
+		T(test_stop_hint),
+		T(test_queue_ready_0_after_reset),
 		T(test_interrupt_ack),
 		T(test_write_only_and_read_only),
 		T(test_vdriver_init),
