@@ -71,6 +71,8 @@ struct blk_dev {
 	uint64_t touched;                   /* bit q: pushed to queue q, vdev_used() due */
 	uint32_t epoch;                     /* bumped at reset: older requests are stale */
 	bool resetting;                     /* draining: completions must not pop new work */
+	bool reset_waits;                   /* a driver's reset waits for in-flight I/O */
+	ev_timer reset_w;                   /* ... at most BLK_RESET_WAIT_MS */
 	uint64_t bounce_bytes;
 	uint32_t writes_inflight;           /* writes, discards, write-zeroes the kernel holds */
 	struct blk_req *bwait, **bwait_tail;  /* FIFO of requests waiting for bounce budget */
@@ -517,6 +519,7 @@ static void blk_used(struct blk_dev *b)
 
 static bool blk_process(struct blk_dev *b, unsigned q);
 static void blk_more(struct blk_dev *b, unsigned q);
+static void blk_reset_check(struct blk_dev *b);
 
 static void blk_reap(struct blk_dev *b)
 {
@@ -534,6 +537,7 @@ static void blk_reap(struct blk_dev *b)
 	if (n)
 		b->st.reaps++;
 	blk_submit(b);   /* write-zeroes retries, or SQEs a busy ring refused */
+	blk_reset_check(b);
 	uint64_t done = b->touched;
 
 	blk_used(b);
@@ -1055,19 +1059,85 @@ static bool blk_drain(struct blk_dev *b, int wait_ms, bool cancel)
 	return true;
 }
 
+/* What every reset does first: older requests become stale, nothing new starts. */
+static void blk_reset_begin(struct blk_dev *b)
+{
+	b->epoch++;
+	b->more_queues = 0;
+	b->touched = 0;
+	ev_idle_stop(b->vdev.host->loop, &b->more);
+	blk_bounce_flush_waiters(b, false);
+}
+
+static void blk_reset_end(struct blk_dev *b)
+{
+	ev_timer_stop(b->vdev.host->loop, &b->reset_w);
+	b->reset_waits = false;
+	b->resetting = false;
+	b->writeback = 1;
+}
+
+/* The daemon resets (teardown): done when this returns, waiting a bounded time. */
 static void blk_reset(struct vdev *d)
 {
 	struct blk_dev *b = blk_of(d);
 
-	b->epoch++;
-	b->more_queues = 0;
-	b->touched = 0;
-	ev_idle_stop(d->host->loop, &b->more);
-	blk_bounce_flush_waiters(b, false);
+	blk_reset_begin(b);
 	b->resetting = true;
 	blk_drain(b, BLK_RESET_WAIT_MS, true);
-	b->resetting = false;
-	b->writeback = 1;
+	blk_reset_end(b);
+}
+
+/*
+ * The driver resets: in-flight I/O is cancelled where the kernel can, and the reset completes
+ * once the kernel gave every request back (the guest may reuse its buffers after it), from
+ * blk_reap() or, at the latest, after BLK_RESET_WAIT_MS (blk_reset_timeout_cb). The loop goes
+ * on meanwhile; only the driver's Status write waits.
+ */
+static int blk_reset_start(struct vdev *d)
+{
+	struct blk_dev *b = blk_of(d);
+	struct io_uring_sqe *sqe;
+
+	blk_reset_begin(b);
+	if (!b->ring_ok || !b->st.inflight) {
+		blk_reset_end(b);
+		return 0;
+	}
+	b->resetting = true;
+	b->reset_waits = true;
+	sqe = io_uring_get_sqe(&b->ring);
+	if (sqe) {
+		io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
+		io_uring_sqe_set_data(sqe, NULL);
+	}
+	blk_submit(b);
+	ev_timer_set(&b->reset_w, BLK_RESET_WAIT_MS / 1000.0, 0.);
+	ev_timer_start(d->host->loop, &b->reset_w);
+	return VDEV_RESET_LATER;
+}
+
+/* The last request the reset waited for came back. */
+static void blk_reset_check(struct blk_dev *b)
+{
+	if (!b->reset_waits || b->st.inflight)
+		return;
+	blk_reset_end(b);
+	vdev_reset_done(&b->vdev);
+}
+
+static void blk_reset_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct blk_dev *b = container_of(w, struct blk_dev, reset_w);
+
+	(void)loop;
+	(void)revents;
+	vdev_log(&b->vdev, VDEV_LOG_RESET, LOG_WARNING,
+		 "%s: %u requests still in flight %d ms after a reset; the reset completes without "
+		 "them (their completions are dropped)", b->vdev.name, b->st.inflight,
+		 BLK_RESET_WAIT_MS);
+	blk_reset_end(b);
+	vdev_reset_done(&b->vdev);
 }
 
 /*
@@ -1096,6 +1166,7 @@ static void blk_free(struct blk_dev *b)
 
 		ev_io_stop(b->vdev.host->loop, &b->efd_w);
 		ev_idle_stop(b->vdev.host->loop, &b->more);
+		ev_timer_stop(b->vdev.host->loop, &b->reset_w);
 		if (!drained) {
 			/*
 			 * The kernel may still write into our bounce buffers: freeing them could
@@ -1193,6 +1264,7 @@ static int blk_create(struct vdev_host *host, const struct config_device *cfg, s
 	}
 	blk_set_serial(b, c->serial);
 	ev_idle_init(&b->more, blk_more_cb);
+	ev_init(&b->reset_w, blk_reset_timeout_cb);
 	b->vdev.host_features = blk_features(b, c);
 	b->vdev.config_size = VIRTIO_BLK_CFG_SIZE;
 	log_info("%s: %s, %" PRIu64 " sectors, %s%s, block %u/%u, %u queue(s) of %u", name,
@@ -1278,6 +1350,7 @@ const struct vdev_ops vdev_block_ops = {
 	.config_write = blk_config_write,
 	.activate = blk_activate,
 	.reset = blk_reset,
+	.reset_start = blk_reset_start,
 	.quiesce = blk_quiesce,
 	.queue_notify = blk_queue_notify,
 	.reconfigure = blk_reconfigure,

@@ -55,6 +55,8 @@ struct vdev_host {
 	bool grant_mem;     /* guest memory is grant-mapped: offer VIRTIO_F_ACCESS_PLATFORM */
 	/* Deliver the device's interrupt (an edge on its SPI). Never blocks. */
 	void (*raise_irq)(struct vdev_host *host, struct vdev *dev);
+	/* An access the transport answered VMMIO_LATER (a deferred reset) is complete now. */
+	void (*access_done)(struct vdev_host *host, struct vdev *dev);
 	void *opaque;
 };
 
@@ -98,6 +100,15 @@ struct vdev_ops {
 	 * the queues themselves.
 	 */
 	void (*reset)(struct vdev *d);
+
+	/*
+	 * Optional, for a reset the driver asked for (Status = 0) that has to wait for the backend
+	 * (I/O the kernel still writes into guest memory): start it and return 0 when it is done,
+	 * or VDEV_RESET_LATER and call vdev_reset_done() from the loop once it is. The driver's
+	 * write is answered only then; the loop never waits. Without it, or when the daemon
+	 * itself resets (teardown), reset() runs and must be done when it returns.
+	 */
+	int (*reset_start)(struct vdev *d);
 
 	/*
 	 * Optional: the daemon is stopping while the guest lives on (SIGTERM, restart). Take no
@@ -165,6 +176,8 @@ void vdev_used(struct vdev *d, struct virtqueue *vq);  /* after a batch of vq_pu
 void vdev_config_changed(struct vdev *d);              /* bump generation, config interrupt */
 void vdev_needs_reset(struct vdev *d, const char *why); /* NEEDS_RESET + config interrupt */
 void vdev_vq_error(struct vdev *d, struct virtqueue *vq); /* a broken ring: logs and NEEDS_RESET */
+#define VDEV_RESET_LATER 1
+void vdev_reset_done(struct vdev *d);                  /* a reset_start() that said LATER is done */
 bool vdev_active(const struct vdev *d);                /* running: DRIVER_OK, not stopped */
 uint32_t vdev_status(const struct vdev *d);            /* the Status register (dumps, tests) */
 static inline bool vdev_has(const struct vdev *d, unsigned bit)

@@ -102,12 +102,9 @@ static void vmmio_stop(struct vdev *d)
 		d->ops->stop(d);
 }
 
-void vmmio_reset(struct vdev *d)
+/* Everything after the device's reset: queues and registers to their reset values. */
+static void vmmio_reset_regs(struct vdev *d)
 {
-	if (d->ops)
-		vmmio_stop(d);
-	if (d->ops && d->ops->reset)
-		d->ops->reset(d);
 	vmmio_reset_queues(d);
 	d->features = 0;
 	d->mmio->driver_features = 0;
@@ -116,6 +113,52 @@ void vmmio_reset(struct vdev *d)
 	d->mmio->dev_features_sel = 0;
 	d->mmio->drv_features_sel = 0;
 	d->mmio->queue_sel = 0;
+}
+
+/* A deferred reset is over: finish it and let the driver's write complete. */
+static void vmmio_reset_finish(struct vdev *d)
+{
+	vmmio_reset_regs(d);
+	d->mmio->resetting = false;
+	if (d->host && d->host->access_done)
+		d->host->access_done(d->host, d);
+}
+
+void vmmio_reset(struct vdev *d)
+{
+	if (d->ops)
+		vmmio_stop(d);
+	if (d->ops && d->ops->reset)
+		d->ops->reset(d);
+	/* A driver's reset still waiting is over now too: its access is answered. */
+	if (d->mmio->resetting)
+		vmmio_reset_finish(d);
+	else
+		vmmio_reset_regs(d);
+}
+
+/* The driver wrote 0 to Status: a reset that may have to wait for the backend (VMMIO_LATER). */
+static int vmmio_driver_reset(struct vdev *d)
+{
+	if (!d->ops->reset_start) {
+		vmmio_reset(d);
+		return 0;
+	}
+	vmmio_stop(d);
+	if (d->ops->reset_start(d) != VDEV_RESET_LATER) {
+		vmmio_reset_regs(d);
+		return 0;
+	}
+	/* Status reads 0 from now on; the rest waits for vdev_reset_done(). */
+	d->mmio->status = 0;
+	d->mmio->resetting = true;
+	return VMMIO_LATER;
+}
+
+void vdev_reset_done(struct vdev *d)
+{
+	if (d->mmio->resetting)
+		vmmio_reset_finish(d);
 }
 
 /* ---- status machine ---- */
@@ -170,21 +213,19 @@ static void vmmio_driver_ok(struct vdev *d)
 			d->ops->queue_notify(d, q);
 }
 
-static void vmmio_write_status(struct vdev *d, uint32_t val)
+static int vmmio_write_status(struct vdev *d, uint32_t val)
 {
 	/* NEEDS_RESET is the device's bit: a driver echoing it back changes nothing. */
 	uint32_t cur = d->mmio->status & STATUS_DRIVER_BITS;
 	uint32_t want = val & ~VIRTIO_STATUS_NEEDS_RESET;
 	uint32_t added = want & ~cur;
 
-	if (val == 0) {
-		vmmio_reset(d);
-		return;
-	}
+	if (val == 0)
+		return vmmio_driver_reset(d);
 	if ((cur & ~want) || (want & ~STATUS_DRIVER_BITS) || !vmmio_status_ordered(want)) {
 		vdev_log(d, VDEV_LOG_SETUP, LOG_WARNING, "%s: status 0x%x -> 0x%x refused", d->name,
 			 d->mmio->status, val);
-		return;
+		return 0;
 	}
 	if ((added & VIRTIO_STATUS_FEATURES_OK) && !vmmio_features_acceptable(d)) {
 		/* FEATURES_OK does not stick (the driver sees that); nor does anything needing it. */
@@ -196,6 +237,7 @@ static void vmmio_write_status(struct vdev *d, uint32_t val)
 	d->mmio->status = want | (d->mmio->status & VIRTIO_STATUS_NEEDS_RESET);
 	if ((added & VIRTIO_STATUS_DRIVER_OK) && !(d->mmio->status & VIRTIO_STATUS_FAILED))
 		vmmio_driver_ok(d);
+	return 0;
 }
 
 /* ---- queue registers ---- */
@@ -352,25 +394,26 @@ static void vmmio_write_driver_features(struct vdev *d, uint32_t val)
 			 d->name, d->mmio->drv_features_sel);
 }
 
-static void vmmio_write_reg(struct vdev *d, uint32_t off, uint32_t val)
+static int vmmio_write_reg(struct vdev *d, uint32_t off, uint32_t val)
 {
 	switch (off) {
-	case MMIO_DEV_FEATURES_SEL: d->mmio->dev_features_sel = val; return;
-	case MMIO_DRV_FEATURES:     vmmio_write_driver_features(d, val); return;
-	case MMIO_DRV_FEATURES_SEL: d->mmio->drv_features_sel = val; return;
-	case MMIO_QUEUE_SEL:        d->mmio->queue_sel = val; return;
+	case MMIO_DEV_FEATURES_SEL: d->mmio->dev_features_sel = val; return 0;
+	case MMIO_DRV_FEATURES:     vmmio_write_driver_features(d, val); return 0;
+	case MMIO_DRV_FEATURES_SEL: d->mmio->drv_features_sel = val; return 0;
+	case MMIO_QUEUE_SEL:        d->mmio->queue_sel = val; return 0;
 	case MMIO_QUEUE_NUM: case MMIO_QUEUE_READY:
 	case MMIO_QUEUE_DESC_LO: case MMIO_QUEUE_DESC_HI: case MMIO_QUEUE_AVAIL_LO:
 	case MMIO_QUEUE_AVAIL_HI: case MMIO_QUEUE_USED_LO: case MMIO_QUEUE_USED_HI:
 		vmmio_write_queue(d, off, val);
-		return;
-	case MMIO_QUEUE_NOTIFY:     vmmio_queue_notify(d, val); return;
-	case MMIO_INT_ACK:          d->mmio->isr &= ~val; return;
-	case MMIO_STATUS:           vmmio_write_status(d, val); return;
-	case MMIO_SHM_SEL:          return;
+		return 0;
+	case MMIO_QUEUE_NOTIFY:     vmmio_queue_notify(d, val); return 0;
+	case MMIO_INT_ACK:          d->mmio->isr &= ~val; return 0;
+	case MMIO_STATUS:           return vmmio_write_status(d, val);
+	case MMIO_SHM_SEL:          return 0;
 	}
 	vdev_log(d, VDEV_LOG_ACCESS, LOG_WARNING,
 		 "%s: write of 0x%x to read-only or unknown register 0x%x", d->name, val, off);
+	return 0;
 }
 
 /* Config space [rel, rel+size) lies inside config_size; written so nothing can overflow. */
@@ -405,25 +448,31 @@ uint64_t vmmio_read(struct vdev *d, uint32_t off, unsigned size)
 	return vmmio_read_reg(d, off);
 }
 
-void vmmio_write(struct vdev *d, uint32_t off, unsigned size, uint64_t val)
+int vmmio_write(struct vdev *d, uint32_t off, unsigned size, uint64_t val)
 {
+	/* Only another vCPU can write while the reset waits (the driver's own is held). */
+	if (d->mmio->resetting) {
+		vdev_log(d, VDEV_LOG_ACCESS, LOG_WARNING, "%s: write at 0x%x during a reset ignored",
+			 d->name, off);
+		return 0;
+	}
 	if (off >= VIRTIO_MMIO_CONFIG) {
 		uint32_t rel = off - VIRTIO_MMIO_CONFIG;
 
 		if (!vmmio_config_ok(d, rel, size) || !d->ops->config_write) {
 			vdev_log(d, VDEV_LOG_ACCESS, LOG_WARNING,
 				 "%s: config write %u@0x%x refused", d->name, size, rel);
-			return;
+			return 0;
 		}
 		d->ops->config_write(d, rel, &val, size);
-		return;
+		return 0;
 	}
 	if (size != 4 || (off & 3)) {
 		vdev_log(d, VDEV_LOG_ACCESS, LOG_WARNING,
 			 "%s: %u-byte register write at 0x%x refused", d->name, size, off);
-		return;
+		return 0;
 	}
-	vmmio_write_reg(d, off, (uint32_t)val);
+	return vmmio_write_reg(d, off, (uint32_t)val);
 }
 
 /* ---- device -> transport ---- */

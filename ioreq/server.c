@@ -60,7 +60,7 @@ _Static_assert(sizeof(evtchn_port_t) == sizeof(uint32_t), "ports handed to privc
 enum { XG_MAIN, XG_NOTIFY, XG_NSERVERS };
 
 /* A slot the kernel's handler held when we looked: look again from a timer (busy_w). */
-enum { XG_WAIT_NONE, XG_WAIT_TAKE, XG_WAIT_ANSWER };
+enum { XG_WAIT_NONE, XG_WAIT_TAKE, XG_WAIT_ANSWER, XG_WAIT_WINDOW };
 
 /* One ioreq server and the ports of its vCPU slots. */
 struct xg_server {
@@ -71,7 +71,9 @@ struct xg_server {
 	evtchn_port_t *port;          /* local port of each vCPU (nr_bound valid) */
 	unsigned nr_bound;
 	uint8_t *wait;                /* per vCPU: XG_WAIT_*; its port stays masked meanwhile */
-	ioreq_t *held;                /* per vCPU: the request whose answer waits (XG_WAIT_ANSWER) */
+	ioreq_t *held;                /* per vCPU: the request whose answer waits (XG_WAIT_ANSWER,
+				       * XG_WAIT_WINDOW) */
+	unsigned *waitwin;            /* per vCPU: the window an XG_WAIT_WINDOW write waits for */
 	const struct slot_kernel *kernel;  /* the kernel's ioeventfds here, or NULL */
 };
 
@@ -174,8 +176,11 @@ static uint64_t xg_serve_bad(struct xen_guest *g, const ioreq_t *r)
 	return r->dir == IOREQ_READ ? xg_size_mask(xg_size_ok(r->size) ? r->size : 8) : 0;
 }
 
-/* Handle a private copy of a request; returns the data to answer a read with. */
-static uint64_t xg_serve_req(struct xen_guest *g, const ioreq_t *r)
+/*
+ * Handle a private copy of a request; returns the data to answer a read with. *later: the
+ * window holds a write (XEN_WINDOW_LATER) in *wait_for.
+ */
+static uint64_t xg_serve_req(struct xen_guest *g, const ioreq_t *r, struct xen_window **later)
 {
 	struct xen_window *w;
 	uint64_t mask;
@@ -196,7 +201,8 @@ static uint64_t xg_serve_req(struct xen_guest *g, const ioreq_t *r)
 	off = (uint32_t)(r->addr - w->base);
 	if (r->dir == IOREQ_READ)
 		return w->ops->read(w->opaque, off, r->size) & mask;
-	w->ops->write(w->opaque, off, r->size, r->data & mask);
+	if (w->ops->write(w->opaque, off, r->size, r->data & mask) == XEN_WINDOW_LATER)
+		*later = w;
 	return 0;
 }
 
@@ -231,6 +237,7 @@ static unsigned xg_serve_slot(struct xen_guest *g, struct xg_server *s, unsigned
 {
 	volatile ioreq_t *slot = &s->slots[vcpu];
 	ioreq_t *req = &s->held[vcpu];
+	struct xen_window *later = NULL;
 	uint64_t data;
 
 	switch (slot_take(slot, s->kernel, req, &g->slot)) {
@@ -244,18 +251,45 @@ static unsigned xg_serve_slot(struct xen_guest *g, struct xg_server *s, unsigned
 	case SLOT_OURS:
 		break;
 	}
-	data = xg_serve_req(g, req);
+	data = xg_serve_req(g, req, &later);
+	if (later) {
+		/* Answered by xen_window_done(); its port stays masked until then. */
+		s->waitwin[vcpu] = later->index;
+		return XG_WAIT_WINDOW;
+	}
 	return xg_answered(g, s, vcpu, slot_answer(slot, s->kernel, req, data, &g->slot))
 		       ? XG_WAIT_NONE : XG_WAIT_ANSWER;
 }
 
 static void xg_set_wait(struct xen_guest *g, struct xg_server *s, unsigned vcpu, unsigned w)
 {
-	if (!s->wait[vcpu])
-		g->nbusy++;
 	s->wait[vcpu] = (uint8_t)w;
+	/* A write the window holds needs no timer: xen_window_done() answers it. */
+	if (w == XG_WAIT_WINDOW)
+		return;
+	g->nbusy++;
 	if (!ev_is_active(&g->busy_w))
 		ev_timer_again(g->loop, &g->busy_w);
+}
+
+void xen_window_done(struct xen_window *w)
+{
+	struct xen_guest *g = w->g;
+
+	for (unsigned i = 0; i < XG_NSERVERS; i++) {
+		struct xg_server *s = &g->srv[i];
+
+		for (unsigned v = 0; s->wait && v < s->nr_bound; v++) {
+			if (s->wait[v] != XG_WAIT_WINDOW || s->waitwin[v] != w->index)
+				continue;
+			s->wait[v] = XG_WAIT_NONE;
+			if (xg_answered(g, s, v, slot_answer(&s->slots[v], s->kernel, &s->held[v], 0,
+							     &g->slot)))
+				xg_unmask(g, s->port[v]);
+			else
+				xg_set_wait(g, s, v, XG_WAIT_ANSWER);
+		}
+	}
 }
 
 /* A slot the kernel held last time: take it again, or write the answer we kept. */
@@ -280,9 +314,14 @@ static void xg_busy_cb(struct ev_loop *loop, ev_timer *t, int revents)
 		for (unsigned v = 0; s->wait && v < s->nr_bound; v++) {
 			unsigned w;
 
-			if (!s->wait[v])
+			if (s->wait[v] == XG_WAIT_NONE || s->wait[v] == XG_WAIT_WINDOW)
 				continue;
 			w = xg_retry_slot(g, s, v);
+			if (w == XG_WAIT_WINDOW) {
+				g->nbusy--;
+				s->wait[v] = (uint8_t)w;
+				continue;
+			}
 			if (w) {
 				s->wait[v] = (uint8_t)w;
 				continue;
@@ -413,7 +452,8 @@ static int xg_bind_ports(struct xen_guest *g, unsigned server)
 	s->port = calloc(g->nr_vcpus, sizeof(*s->port));
 	s->wait = calloc(g->nr_vcpus, sizeof(*s->wait));
 	s->held = calloc(g->nr_vcpus, sizeof(*s->held));
-	if (!s->port || !s->wait || !s->held)
+	s->waitwin = calloc(g->nr_vcpus, sizeof(*s->waitwin));
+	if (!s->port || !s->wait || !s->held || !s->waitwin)
 		return -ENOMEM;
 	for (unsigned i = 0; i < g->nr_vcpus; i++) {
 		/* Read once: the page is shared with Xen. */
@@ -460,11 +500,13 @@ static void xg_unbind_ports(struct xen_guest *g, unsigned server)
 		if (xenevtchn_unbind(g->xce, s->port[i]) < 0)
 			xg_log_teardown(g, "unbinding a vCPU port", errno);
 	for (unsigned i = 0; s->wait && i < s->nr_bound; i++)
-		g->nbusy -= s->wait[i] != XG_WAIT_NONE;
+		g->nbusy -= s->wait[i] == XG_WAIT_TAKE || s->wait[i] == XG_WAIT_ANSWER;
 	s->nr_bound = 0;
 	free(s->port);
 	free(s->wait);
 	free(s->held);
+	free(s->waitwin);
+	s->waitwin = NULL;
 	s->port = NULL;
 	s->wait = NULL;
 	s->held = NULL;
