@@ -3,12 +3,14 @@
 # ioeventfd fast path (dom0's kernel completes the kicks; the daemon and the kernel share the
 # kick register's ioreq slots). Both run fio with verification; guest B is destroyed in the
 # middle of its run, at a different moment each time; guest A finishes and powers off. Repeated
-# RUNS times. Each run fails on: "bad IO state" or "Weird HVM ioreq state" in xl dmesg (a slot
+# RUNS times (10; e2e.fpr_runs=N on dom0's command line, E2E_ARGS="e2e.fpr_runs=30" for
+# make e2e, sets another count). Each run fails on: "bad IO state" or "Weird HVM ioreq state" in xl dmesg (a slot
 # answered twice or out of turn), any panic or Oops in either guest, fio in A not ending with
 # status 0, any warning or error in either daemon's log, either daemon off the fast path.
-# e2e-timeout: 1500
+# e2e-timeout: 3600
 . /e2e/lib.sh
-RUNS=10
+RUNS=$(sed -n 's/.*e2e\.fpr_runs=\([0-9]*\).*/\1/p' /proc/cmdline)
+RUNS=${RUNS:-10}
 have_daemon || { result SKIP fastpath-race "xen-virtiod is not in this dom0"; exit 0; }
 for g in a b; do explicit_disk e2e-fpr-$g; done
 cfg() { guest_cfg e2e-fpr-$1 one-window.cfg 'vcpus = 2' 'extra = "console=hvc0 rdinit=/init e2e.run=fastpath-race"'; }
