@@ -6,29 +6,35 @@
  * and queued once more when unmasked; the fd is readable while something is queued.
  *
  * Queued bindings are bits of ready[] (a set, so a binding is queued at most once). The
- * doorbell is an eventfd: a queuer writes it only when it sets `kicked` from 0, and the reader
- * drains it, then clears `kicked`, then looks at ready[] again. Either the queuer saw kicked == 0
+ * doorbell is a socket pair: a queuer sends one message only when it sets `kicked` from 0, and
+ * the reader drains it, then clears `kicked`, then looks at ready[] again. Either the queuer saw kicked == 0
  * and wrote, or the reader's second look sees its bit: no wakeup is lost (the Dekker pattern,
  * hence seq_cst on the four operations involved).
  */
 #ifndef XSIM_EVTCHN_SHM_H
 #define XSIM_EVTCHN_SHM_H
 
+#include <errno.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <unistd.h>
 
 #include "tests/xensim/proto.h"
 
-/* Make the doorbell readable unless a write since the reader's last drain already did. */
+/*
+ * Make the doorbell readable unless a write since the reader's last drain already did. The
+ * doorbell is a socket pair: `doorbell` is the write end (the hub's), a message there makes the
+ * reader's end (its xenevtchn_fd) readable. A reader that is gone (EPIPE) hears nothing.
+ */
 static inline void xsim_evtchn_kick(struct xsim_evtchn_page *pg, int doorbell)
 {
-	uint64_t one = 1;
+	char one = 1;
 
 	/* seq_cst: ordered after the caller's seq_cst fetch_or on ready[] (see above). */
 	if (atomic_exchange_explicit(&pg->kicked, 1, memory_order_seq_cst))
 		return;
-	if (write(doorbell, &one, sizeof(one)) != sizeof(one))
+	if (send(doorbell, &one, 1, MSG_NOSIGNAL | MSG_DONTWAIT) != 1 && errno != EPIPE)
 		perror("xsim: event channel doorbell");
 }
 

@@ -473,26 +473,82 @@ static int daemon_notify_socket(struct xsim_hub *h, struct xsim_daemon *dm, cons
 	return 0;
 }
 
-/* environ plus NOTIFY_SOCKET (replacing any inherited one; none when notify is NULL). */
-static char **daemon_env(const char *notify)
+static bool daemon_env_ours(const char *e)
 {
-	size_t n = 0, j = 0;
-	char **env;
+	static const char *const ours[] = { "NOTIFY_SOCKET=", "RUNTIME_DIRECTORY=", "LISTEN_FDS=",
+					    "LISTEN_PID=", "LISTEN_FDNAMES=", "XSIM_KILL_AT=" };
+
+	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
+		if (strncmp(e, ours[i], strlen(ours[i])) == 0)
+			return true;
+	return false;
+}
+
+#define DAEMON_ENV_OWN 6   /* the most strings daemon_env() allocates */
+
+/* Free what daemon_env() allocated: the entries that are not environ's. */
+static void daemon_free_env(char **env)
+{
+	for (size_t i = 0; env[i]; i++) {
+		bool inherited = false;
+
+		for (size_t k = 0; environ[k] && !inherited; k++)
+			inherited = env[i] == environ[k];
+		if (!inherited)
+			free(env[i]);
+	}
+	free(env);
+}
+
+/*
+ * environ plus what systemd sets (replacing inherited ones): NOTIFY_SOCKET (none when notify
+ * is NULL), RUNTIME_DIRECTORY, and LISTEN_* for nfds stored descriptors; LISTEN_PID's digits
+ * are left blank for the child to fill in (*pid_digits).
+ */
+static char **daemon_env(struct xsim_hub *h, struct xsim_daemon *dm, const char *notify,
+			 char **pid_digits)
+{
+	size_t n = 0, j = 0, names = 16;
+	char **env, *fdnames;
+	bool ok = true;
 
 	while (environ[n])
 		n++;
-	env = calloc(n + 2, sizeof(*env));
-	if (!env)
-		return NULL;
-	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "NOTIFY_SOCKET=", 14) != 0)
-			env[j++] = environ[i];
-	if (!notify)
-		env[j] = strdup("XSIM_NO_NOTIFY=1");   /* keeps daemon_free_env's layout */
-	else if (asprintf(&env[j], "NOTIFY_SOCKET=%s", notify) < 0)
-		env[j] = NULL;
-	if (!env[j]) {
+	for (unsigned i = 0; i < dm->nstore; i++)
+		names += strlen(dm->store[i].name) + 1;
+	fdnames = calloc(1, names);
+	env = calloc(n + DAEMON_ENV_OWN + 1, sizeof(*env));
+	if (!env || !fdnames) {
 		free(env);
+		free(fdnames);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!daemon_env_ours(environ[i]))
+			env[j++] = environ[i];
+	strcpy(fdnames, "LISTEN_FDNAMES=");
+	for (unsigned i = 0; i < dm->nstore; i++) {
+		strcat(fdnames, dm->store[i].name);
+		if (i + 1 < dm->nstore)
+			strcat(fdnames, ":");
+	}
+	if (!notify)
+		ok &= (env[j++] = strdup("XSIM_NO_NOTIFY=1")) != NULL;
+	else
+		ok &= asprintf(&env[j++], "NOTIFY_SOCKET=%s", notify) >= 0;
+	ok &= asprintf(&env[j++], "RUNTIME_DIRECTORY=%s", h->dir) >= 0;
+	if (dm->kill_at[0])
+		ok &= asprintf(&env[j++], "XSIM_KILL_AT=%s", dm->kill_at) >= 0;
+	if (dm->nstore) {
+		ok &= asprintf(&env[j++], "LISTEN_FDS=%u", dm->nstore) >= 0;
+		ok &= asprintf(&env[j++], "LISTEN_PID=%-12s", "") >= 0;
+		*pid_digits = ok ? env[j - 1] + strlen("LISTEN_PID=") : NULL;
+		env[j++] = fdnames;
+	} else {
+		free(fdnames);
+	}
+	if (!ok) {
+		daemon_free_env(env);
 		return NULL;
 	}
 	return env;
@@ -514,32 +570,30 @@ static char **daemon_argv(const char *binary, const char *const *args)
 	return argv;
 }
 
-static void daemon_free_env(char **env)
-{
-	size_t n = 0;
+/* The store's descriptors, moved out of the way of 0..2+nstore (the child dup2s them down). */
+#define DAEMON_STORE_HIGH 512
 
-	while (env[n])
-		n++;
-	free(env[n - 1]);   /* the string daemon_env allocated */
-	free(env);
-}
-
-int xsim_daemon_start(struct xsim_hub *h, struct xsim_daemon *dm, const char *binary,
-		      const char *tag, const char *const *args, unsigned flags)
+static int daemon_spawn(struct xsim_hub *h, struct xsim_daemon *dm, const char *binary,
+			const char *tag, const char *const *args, unsigned flags)
 {
-	char **argv, **env;
+	int high[XSIM_STORE_MAX];
+	char **argv, **env, *pid_digits = NULL;
+	unsigned nhigh = 0;
 	int logfd, rc;
 
-	memset(dm, 0, sizeof(*dm));
-	dm->notify_fd = -1;
-	rc = daemon_notify_socket(h, dm, tag);
-	if (rc < 0)
-		return rc;
+	dm->reaped = false;
+	dm->status = 0;
 	snprintf(dm->log_path, sizeof(dm->log_path), "%s/%s.log", h->dir, tag);
 	logfd = open(dm->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	argv = daemon_argv(binary, args);
-	env = daemon_env(flags & XSIM_DAEMON_NO_NOTIFY ? NULL : dm->notify_path);
-	if (logfd < 0 || !argv || !env) {
+	env = daemon_env(h, dm, flags & XSIM_DAEMON_NO_NOTIFY ? NULL : dm->notify_path,
+			 &pid_digits);
+	for (; nhigh < dm->nstore; nhigh++) {
+		high[nhigh] = fcntl(dm->store[nhigh].fd, F_DUPFD_CLOEXEC, DAEMON_STORE_HIGH);
+		if (high[nhigh] < 0)
+			break;
+	}
+	if (logfd < 0 || !argv || !env || nhigh < dm->nstore) {
 		rc = logfd < 0 ? -errno : -ENOMEM;
 		goto out;
 	}
@@ -555,17 +609,147 @@ int xsim_daemon_start(struct xsim_hub *h, struct xsim_daemon *dm, const char *bi
 		setpgid(0, 0);
 		dup2(logfd, 1);
 		dup2(logfd, 2);
+		/* sd_listen_fds(): the stored descriptors from 3 on, LISTEN_PID ours. */
+		for (unsigned i = 0; i < nhigh; i++)
+			dup2(high[i], 3 + (int)i);
+		if (pid_digits) {
+			char digits[16];
+			unsigned len = 0;
+
+			for (pid_t p = getpid(); p > 0; p /= 10)
+				digits[len++] = (char)('0' + p % 10);
+			for (unsigned i = 0; i < len; i++)
+				pid_digits[i] = digits[len - 1 - i];
+			pid_digits[len] = '\0';
+		}
 		execve(binary, argv, env);
 		_exit(127);
 	}
 	rc = dm->pid < 0 ? -errno : 0;
+	dm->kill_at[0] = '\0';   /* one instance only: systemd's restart has no kill point */
 out:
+	for (unsigned i = 0; i < nhigh; i++)
+		close(high[i]);
 	if (logfd >= 0)
 		close(logfd);
 	free(argv);
 	if (env)
 		daemon_free_env(env);
 	return rc;
+}
+
+int xsim_daemon_start(struct xsim_hub *h, struct xsim_daemon *dm, const char *binary,
+		      const char *tag, const char *const *args, unsigned flags)
+{
+	return xsim_daemon_start_at(h, dm, binary, tag, args, flags, NULL);
+}
+
+int xsim_daemon_start_at(struct xsim_hub *h, struct xsim_daemon *dm, const char *binary,
+			 const char *tag, const char *const *args, unsigned flags,
+			 const char *kill_at)
+{
+	int rc;
+
+	memset(dm, 0, sizeof(*dm));
+	dm->notify_fd = -1;
+	if (kill_at)
+		snprintf(dm->kill_at, sizeof(dm->kill_at), "%s", kill_at);
+	rc = daemon_notify_socket(h, dm, tag);
+	if (rc < 0)
+		return rc;
+	return daemon_spawn(h, dm, binary, tag, args, flags);
+}
+
+/* FDNAME=x in a notify message (n bytes), into name; false when absent. */
+static bool daemon_fdname(const char *msg, char *name, size_t len)
+{
+	const char *p = strstr(msg, "FDNAME=");
+	size_t n;
+
+	if (!p || (p != msg && p[-1] != '\n'))
+		return false;
+	p += 7;
+	n = strcspn(p, "\n");
+	if (n == 0 || n >= len)
+		return false;
+	memcpy(name, p, n);
+	name[n] = '\0';
+	return true;
+}
+
+static void daemon_store_remove(struct xsim_daemon *dm, const char *name)
+{
+	for (unsigned i = 0; i < dm->nstore;) {
+		if (strcmp(dm->store[i].name, name) != 0) {
+			i++;
+			continue;
+		}
+		close(dm->store[i].fd);
+		dm->store[i] = dm->store[--dm->nstore];
+	}
+}
+
+/* One notify message, with the descriptors it carried (kept in the store, or closed). */
+static void daemon_notify_msg(struct xsim_daemon *dm, char *msg, int *fds, unsigned nfds)
+{
+	char name[256] = "stored";
+
+	daemon_fdname(msg, name, sizeof(name));
+	if (strstr(msg, "READY=1"))
+		dm->ready++;
+	if (strstr(msg, "FDSTOREREMOVE=1"))
+		daemon_store_remove(dm, name);
+	for (unsigned i = 0; i < nfds; i++) {
+		if (!strstr(msg, "FDSTORE=1") || dm->nstore >= XSIM_STORE_MAX) {
+			dm->store_refused += strstr(msg, "FDSTORE=1") != NULL;
+			close(fds[i]);
+			continue;
+		}
+		dm->store[dm->nstore].fd = fds[i];
+		snprintf(dm->store[dm->nstore].name, sizeof(dm->store[0].name), "%s", name);
+		dm->nstore++;
+	}
+}
+
+/* Read every message waiting (up to timeout_ms for the first); how many were read. */
+static unsigned daemon_pump(struct xsim_daemon *dm, int timeout_ms)
+{
+	unsigned n = 0;
+
+	while (dm->notify_fd >= 0) {
+		struct pollfd p = { .fd = dm->notify_fd, .events = POLLIN };
+		char buf[4096], ctl[CMSG_SPACE(sizeof(int) * 16)];
+		struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) - 1 };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+				     .msg_controllen = sizeof(ctl) };
+		int fds[16];
+		unsigned nfds = 0;
+		ssize_t len;
+
+		if (poll(&p, 1, n ? 0 : timeout_ms) <= 0)
+			break;
+		len = recvmsg(dm->notify_fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		if (len < 0)
+			break;
+		buf[len] = '\0';
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++)
+				if (nfds < 16)
+					memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int),
+					       sizeof(int));
+		}
+		daemon_notify_msg(dm, buf, fds, nfds);
+		n++;
+	}
+	return n;
+}
+
+unsigned xsim_daemon_store_count(struct xsim_daemon *dm)
+{
+	daemon_pump(dm, 0);
+	return dm->nstore;
 }
 
 /*
@@ -599,24 +783,14 @@ bool xsim_daemon_alive(struct xsim_daemon *dm)
 int xsim_daemon_wait_ready(struct xsim_daemon *dm, int timeout_ms)
 {
 	int64_t deadline = guest_now_ms() + timeout_ms;
-	char buf[512];
 
 	while (guest_now_ms() < deadline) {
-		struct pollfd p = { .fd = dm->notify_fd, .events = POLLIN };
-
-		if (poll(&p, 1, 50) > 0) {
-			ssize_t n = recv(dm->notify_fd, buf, sizeof(buf) - 1, 0);
-
-			if (n > 0) {
-				buf[n] = '\0';
-				if (strstr(buf, "READY=1"))
-					return 0;
-			}
-		} else if (!xsim_daemon_alive(dm)) {
+		if (dm->ready)
+			return 0;
+		if (daemon_pump(dm, 50) == 0 && !xsim_daemon_alive(dm))
 			return -ECHILD;
-		}
 	}
-	return -ETIMEDOUT;
+	return dm->ready ? 0 : -ETIMEDOUT;
 }
 
 int xsim_daemon_wait_exit(struct xsim_daemon *dm, int timeout_ms, int *status)
@@ -648,10 +822,29 @@ static void daemon_terminate(struct xsim_daemon *dm)
 	dm->pid = -1;
 }
 
+int xsim_daemon_restart(struct xsim_hub *h, struct xsim_daemon *dm, const char *binary,
+			const char *tag, const char *const *args, unsigned flags)
+{
+	if (dm->pid > 0) {
+		daemon_exited(dm, true);
+		kill(-dm->pid, SIGKILL);
+		waitpid(dm->pid, NULL, 0);
+		dm->pid = -1;
+	}
+	/* What it sent before it died (a crash loses nothing already sent). */
+	daemon_pump(dm, 0);
+	dm->ready = 0;
+	return daemon_spawn(h, dm, binary, tag, args, flags);
+}
+
 int xsim_daemon_stop(struct xsim_daemon *dm)
 {
 	if (dm->pid > 0)
 		daemon_terminate(dm);
+	/* systemctl stop: the store goes with the service. */
+	daemon_pump(dm, 0);
+	while (dm->nstore)
+		close(dm->store[--dm->nstore].fd);
 	if (dm->notify_fd >= 0) {
 		close(dm->notify_fd);
 		unlink(dm->notify_path);

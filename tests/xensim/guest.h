@@ -40,6 +40,8 @@ struct xsim_dom_opts {
 	 *    exists, so vCPUs from 128 on have no slot (their accesses return -ENXIO here).
 	 */
 	unsigned ioreq_pages_max;
+	/* Non-zero: this domain id, which a dead domain had (Xen reuses ids); 0: the next one. */
+	uint32_t domid;
 };
 
 /* Create a running domain; writes /local/domain/<id>/name and fires @introduceDomain. */
@@ -171,7 +173,14 @@ void xsim_xs_fail_writes(struct xsim_hub *h, const char *suffix, unsigned n);
 /* Watches registered on path (any client, any token): lets a test see a re-registration. */
 unsigned xsim_xs_watch_count(struct xsim_hub *h, const char *path);
 
-/* The sim daemon as a child process. */
+/*
+ * The sim daemon as a child process, with what systemd would give it: NOTIFY_SOCKET (READY=1 is
+ * waited for), RUNTIME_DIRECTORY (the hub's directory: state files stay per test) and a file
+ * descriptor store (FDSTORE=1, FDSTOREREMOVE=1, FDNAME=) handed to the next instance that
+ * xsim_daemon_restart() starts, as LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES, as for
+ * FileDescriptorStoreMax= with Restart=.
+ */
+#define XSIM_STORE_MAX 64
 struct xsim_daemon {
 	pid_t pid;
 	int notify_fd;          /* NOTIFY_SOCKET datagram socket the daemon reports to */
@@ -179,6 +188,15 @@ struct xsim_daemon {
 	char log_path[160];     /* the daemon's stdout+stderr */
 	int status;             /* wait status, once it has exited */
 	bool reaped;            /* it has exited (the zombie is reaped by xsim_daemon_stop) */
+	unsigned ready;         /* READY=1 messages read */
+	unsigned nstore;
+	struct { int fd; char name[256]; } store[XSIM_STORE_MAX];
+	unsigned store_refused; /* FDSTORE=1 beyond XSIM_STORE_MAX */
+	/*
+	 * "<point>:<n>" (lib/testpoint.h): the next instance started kills itself at the n-th pass
+	 * through that point (set before xsim_daemon_restart()). Cleared once it is started.
+	 */
+	char kill_at[64];
 };
 
 /* Start without NOTIFY_SOCKET: the daemon believes no systemd is around (watch mode then
@@ -191,8 +209,21 @@ struct xsim_daemon {
  */
 int xsim_daemon_start(struct xsim_hub *h, struct xsim_daemon *dm, const char *binary,
 		      const char *tag, const char *const *args, unsigned flags);
+/* The same, the instance killing itself at kill_at ("<point>:<n>", lib/testpoint.h). */
+int xsim_daemon_start_at(struct xsim_hub *h, struct xsim_daemon *dm, const char *binary,
+			 const char *tag, const char *const *args, unsigned flags,
+			 const char *kill_at);
 /* Wait for READY=1 on the notify socket. 0, -ETIMEDOUT, or -ECHILD when the daemon exited. */
 int xsim_daemon_wait_ready(struct xsim_daemon *dm, int timeout_ms);
+/*
+ * The daemon has exited (a test killed it, or it stopped): start `binary` again as systemd's
+ * Restart= would, on the same notify socket and with the descriptors it stored; output to
+ * <hub dir>/<tag>.log. Reaps the old process first (and its process group).
+ */
+int xsim_daemon_restart(struct xsim_hub *h, struct xsim_daemon *dm, const char *binary,
+			const char *tag, const char *const *args, unsigned flags);
+/* Read what the daemon sent so far (READY, the fd store); the store's size. */
+unsigned xsim_daemon_store_count(struct xsim_daemon *dm);
 /* Wait for exit; 0 with *status (wait status) or -ETIMEDOUT. */
 int xsim_daemon_wait_exit(struct xsim_daemon *dm, int timeout_ms, int *status);
 bool xsim_daemon_alive(struct xsim_daemon *dm);

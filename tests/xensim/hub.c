@@ -16,6 +16,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -25,12 +26,19 @@
 #include "tests/xensim/hub.h"
 
 
+/* The domain with that id: the live one when the id was reused after a death. */
 struct xsim_dom *hub_dom_get(struct xsim_hub *h, uint32_t domid)
 {
-	for (unsigned i = 0; i < XSIM_MAX_DOMS; i++)
-		if (h->doms[i] && h->doms[i]->domid == domid)
+	struct xsim_dom *dead = NULL;
+
+	for (unsigned i = 0; i < XSIM_MAX_DOMS; i++) {
+		if (!h->doms[i] || h->doms[i]->domid != domid)
+			continue;
+		if (h->doms[i]->alive)
 			return h->doms[i];
-	return NULL;
+		dead = h->doms[i];
+	}
+	return dead;
 }
 
 static struct xsim_dom *hub_dom_alive(struct xsim_hub *h, uint32_t domid)
@@ -235,12 +243,16 @@ static struct xsim_chan *hub_chan_by_port(struct xsim_dom *d, uint32_t port)
 /* ---- event-channel handles ---- */
 
 struct hub_reply {
-	int fds[3];
+	int fds[4];
 	unsigned nfds;
+	int close_after;        /* a descriptor of the hub's own to close once the reply is sent */
 };
 
 static void evh_detach(struct xsim_chan *ch)
 {
+	/* The port closes: privcmd's handler on it dies with it (hub_kernel_orphan()). */
+	if (ch->s && ch->s->kfds)
+		hub_kernel_orphan(ch->d->hub, ch->s);
 	atomic_store(&ch->evh->pg->kflag[ch->evidx], 0);
 	ch->evh->bound[ch->evidx] = NULL;
 	ch->evh = NULL;
@@ -258,11 +270,32 @@ static void evh_free(struct xsim_evh *e)
 	free(e);
 }
 
-/* XSIM_OP_EVTCHN_OPEN: the connection becomes a handle with a doorbell and a shared page. */
-static int evh_open(struct xsim_hub *h, struct xsim_conn *c, struct hub_reply *rep)
+/* The handle's bound bindings, as a bitmap in the reply (for a re-opened handle). */
+static void evh_bound_map(const struct xsim_evh *e, struct xsim_msg *m)
+{
+	uint8_t *map = (uint8_t *)m->data;
+
+	memset(map, 0, XSIM_EVTCHN_MAX / 8);
+	for (unsigned i = 0; i < XSIM_EVTCHN_MAX; i++)
+		if (e->bound[i])
+			map[i / 8] |= (uint8_t)(1u << (i % 8));
+	m->len = XSIM_EVTCHN_MAX / 8;
+}
+
+/*
+ * XSIM_OP_EVTCHN_OPEN: the connection becomes a handle: a socket pair as its "file" (the device
+ * model's end is its xenevtchn_fd, readable while something is queued; a dup of the hub's end
+ * lets it ring its own doorbell), and a shared page. Like an open of /dev/xen/evtchn, the
+ * handle lives until every copy of that end is closed (the hub thread sees the hang-up), not
+ * as long as the connection: a copy kept elsewhere (systemd's fd store) keeps its bindings.
+ */
+static int evh_open(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg *m,
+		    struct hub_reply *rep)
 {
 	struct xsim_evh *e;
+	struct stat st;
 	void *map;
+	int sv[2];
 
 	if (c->evh)
 		return -EEXIST;
@@ -270,8 +303,14 @@ static int evh_open(struct xsim_hub *h, struct xsim_conn *c, struct hub_reply *r
 	if (!e)
 		return -ENOMEM;
 	e->bound = calloc(XSIM_EVTCHN_MAX, sizeof(*e->bound));
+	e->doorbell = -1;
 	/* Blocking until the device model sets O_NONBLOCK, as /dev/xen/evtchn. */
-	e->doorbell = eventfd(0, EFD_CLOEXEC);
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0) {
+		e->doorbell = sv[0];
+		rep->close_after = sv[1];
+		fstat(sv[1], &st);
+		e->file = st.st_ino;
+	}
 	e->page_fd = hub_memfd("xsim-evtchn", sizeof(*e->pg), &map);
 	if (!e->bound || e->doorbell < 0 || e->page_fd < 0) {
 		int rc = e->page_fd < 0 ? e->page_fd : -ENOMEM;
@@ -280,14 +319,64 @@ static int evh_open(struct xsim_hub *h, struct xsim_conn *c, struct hub_reply *r
 		return rc;
 	}
 	e->pg = map;
+	e->port_base = h->next_port_base;
+	h->next_port_base += XSIM_EVTCHN_MAX;
 	e->next = h->evhs;
 	h->evhs = e;
+	e->conn = c;
 	c->evh = e;
-	rep->fds[0] = e->doorbell;
+	m->a = e->port_base;
+	rep->fds[0] = rep->close_after;
 	rep->fds[1] = e->page_fd;
 	rep->fds[2] = hub_kernel_bell(h);
+	rep->fds[3] = e->doorbell;
+	rep->nfds = 4;
+	return 0;
+}
+
+/*
+ * XSIM_OP_EVTCHN_FDOPEN: the connection takes over the handle whose file fd_in is (a process
+ * that inherited it: xenevtchn_fdopen). Its bindings and whatever was queued are as they were.
+ */
+static int evh_fdopen(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg *m, int fd_in,
+		      struct hub_reply *rep)
+{
+	struct xsim_evh *e = h->evhs;
+	struct stat st;
+
+	if (c->evh)
+		return -EEXIST;
+	if (fd_in < 0 || fstat(fd_in, &st) < 0)
+		return -EBADF;
+	while (e && (e->closed || e->file != st.st_ino))
+		e = e->next;
+	if (!e)
+		return -EBADF;   /* not an event channel handle's descriptor */
+	if (e->conn)
+		e->conn->evh = NULL;
+	e->conn = c;
+	c->evh = e;
+	m->a = e->port_base;
+	evh_bound_map(e, m);
+	rep->fds[0] = e->page_fd;
+	rep->fds[1] = hub_kernel_bell(h);
+	rep->fds[2] = e->doorbell;
 	rep->nfds = 3;
 	return 0;
+}
+
+/* Every copy of the handle's file is closed: unbind its ports (Linux's evtchn_release). */
+static void evh_release(struct xsim_hub *h, struct xsim_evh *e)
+{
+	pthread_mutex_lock(&h->lock);
+	for (uint32_t i = 0; i < XSIM_EVTCHN_MAX; i++)
+		if (e->bound[i])
+			evh_detach(e->bound[i]);
+	e->closed = true;
+	if (e->conn)
+		e->conn->evh = NULL;
+	e->conn = NULL;
+	pthread_mutex_unlock(&h->lock);
 }
 
 /*
@@ -311,7 +400,7 @@ static int evh_bind(struct xsim_dom *d, struct xsim_conn *c, struct xsim_msg *m)
 	return 0;
 }
 
-/* XSIM_OP_UNBIND (binding m->b), or every binding when the handle's connection goes away. */
+/* XSIM_OP_UNBIND (binding m->b). */
 static int evh_unbind(struct xsim_conn *c, uint32_t idx)
 {
 	if (!c->evh || idx >= XSIM_EVTCHN_MAX)
@@ -319,12 +408,6 @@ static int evh_unbind(struct xsim_conn *c, uint32_t idx)
 	if (c->evh->bound[idx])
 		evh_detach(c->evh->bound[idx]);
 	return 0;
-}
-
-static void evh_unbind_all(struct xsim_conn *c)
-{
-	for (uint32_t i = 0; c->evh && i < XSIM_EVTCHN_MAX; i++)
-		evh_unbind(c, i);
 }
 
 static void evh_free_all(struct xsim_hub *h)
@@ -481,7 +564,9 @@ static int hub_dispatch(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg
 	if (m->op <= XSIM_OP_BIND)
 		return hub_do_dm(h, c, m, rep);
 	if (m->op == XSIM_OP_EVTCHN_OPEN)
-		return evh_open(h, c, rep);
+		return evh_open(h, c, m, rep);
+	if (m->op == XSIM_OP_EVTCHN_FDOPEN)
+		return evh_fdopen(h, c, m, fd_in, rep);
 	if (m->op == XSIM_OP_UNBIND)
 		return evh_unbind(c, m->b);
 	if (m->op == XSIM_OP_IOEVENTFD || m->op == XSIM_OP_IRQFD)
@@ -491,7 +576,7 @@ static int hub_dispatch(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg
 
 static int hub_send(int fd, struct xsim_msg *m, const struct hub_reply *rep)
 {
-	union { char buf[CMSG_SPACE(3 * sizeof(int))]; struct cmsghdr align; } u;
+	union { char buf[CMSG_SPACE(4 * sizeof(int))]; struct cmsghdr align; } u;
 	struct iovec iov = { m, XSIM_MSG_HDR + m->len };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 
@@ -527,9 +612,10 @@ static ssize_t hub_recv(int fd, struct xsim_msg *m, int *fd_in)
 /* One request from a connection; false when the connection is finished. */
 static bool hub_serve(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg *m)
 {
-	struct hub_reply rep = { .nfds = 0 };
+	struct hub_reply rep = { .nfds = 0, .close_after = -1 };
 	int fd_in, rc;
 	ssize_t n = hub_recv(c->fd, m, &fd_in);
+	bool sent;
 
 	if (n <= 0)
 		return n < 0 && errno == EINTR;
@@ -550,9 +636,14 @@ static bool hub_serve(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg *
 	m->rc = rc;
 	if (rc < 0)
 		m->len = 0;
-	if (m->op != XSIM_OP_XS_READ && m->op != XSIM_OP_XS_DIRECTORY)
+	if (m->op != XSIM_OP_XS_READ && m->op != XSIM_OP_XS_DIRECTORY &&
+	    m->op != XSIM_OP_EVTCHN_FDOPEN)
 		m->len = 0;
-	return hub_send(c->fd, m, &rep) == 0;
+	sent = hub_send(c->fd, m, &rep) == 0;
+	/* In flight in the reply, the descriptor stays open for its receiver. */
+	if (rep.close_after >= 0)
+		close(rep.close_after);
+	return sent;
 }
 
 /* ---- connections and the thread ---- */
@@ -587,7 +678,9 @@ static void hub_drop(struct xsim_hub *h, unsigned i)
 
 	pthread_mutex_lock(&h->lock);
 	store_drop_conn(h, c);
-	evh_unbind_all(c);   /* the handle is closed: its ports are unbound */
+	/* The handle lives on while its file does (evh_release), only this connection goes. */
+	if (c->evh)
+		c->evh->conn = NULL;
 	h->conns[i] = h->conns[--h->nconns];
 	pthread_mutex_unlock(&h->lock);
 	while (c->q_head) {
@@ -643,9 +736,23 @@ static void hub_xs_restart(struct xsim_hub *h)
 /* [stop, listen, wake, each connection, each connection's sink (POLLOUT when queued)]. */
 #define HUB_FIXED_FDS 3u
 
-static struct pollfd *hub_pollfds(struct xsim_hub *h, unsigned n)
+/* The open handles' files: their hang-up (every copy closed) releases them. Lock held. */
+static unsigned hub_open_evhs(struct xsim_hub *h, struct xsim_evh **v, unsigned max)
 {
-	struct pollfd *p = calloc(HUB_FIXED_FDS + 2 * n, sizeof(*p));
+	unsigned n = 0;
+
+	for (struct xsim_evh *e = h->evhs; e && n < max; e = e->next)
+		if (!e->closed)
+			v[n++] = e;
+	return n;
+}
+
+#define HUB_MAX_EVHS 256u
+
+static struct pollfd *hub_pollfds(struct xsim_hub *h, unsigned n, struct xsim_evh **evh,
+				  unsigned *nevh)
+{
+	struct pollfd *p = calloc(HUB_FIXED_FDS + 2 * n + HUB_MAX_EVHS, sizeof(*p));
 
 	if (!p)
 		return NULL;
@@ -660,6 +767,10 @@ static struct pollfd *hub_pollfds(struct xsim_hub *h, unsigned n)
 		p[HUB_FIXED_FDS + n + i] = (struct pollfd){ .fd = c->q_head ? c->sink : -1,
 							    .events = POLLOUT };
 	}
+	*nevh = hub_open_evhs(h, evh, HUB_MAX_EVHS);
+	/* No event asked for: POLLHUP is reported whatever the events. */
+	for (unsigned i = 0; i < *nevh; i++)
+		p[HUB_FIXED_FDS + 2 * n + i] = (struct pollfd){ .fd = evh[i]->doorbell };
 	pthread_mutex_unlock(&h->lock);
 	return p;
 }
@@ -699,12 +810,14 @@ static void *hub_thread(void *arg)
 	m = malloc(sizeof(*m));
 	for (;;) {
 		unsigned n = h->nconns;   /* only this thread changes nconns */
-		struct pollfd *p = m ? hub_pollfds(h, n) : NULL;
+		struct xsim_evh *evh[HUB_MAX_EVHS];
+		unsigned nevh = 0;
+		struct pollfd *p = m ? hub_pollfds(h, n, evh, &nevh) : NULL;
 		int rc = -1;
 
 		if (p) {
 			hub_fork_unlock();
-			rc = poll(p, HUB_FIXED_FDS + 2 * n, -1);
+			rc = poll(p, HUB_FIXED_FDS + 2 * n + nevh, -1);
 			hub_fork_lock();
 		}
 		if (!p || (rc < 0 && errno != EINTR) || p[0].revents) {
@@ -712,6 +825,9 @@ static void *hub_thread(void *arg)
 			break;
 		}
 		hub_flush_sinks(h, p, n);
+		for (unsigned i = 0; i < nevh; i++)
+			if (p[HUB_FIXED_FDS + 2 * n + i].revents & (POLLHUP | POLLERR))
+				evh_release(h, evh[i]);
 		for (unsigned i = n; i-- > 0;)
 			if (p[HUB_FIXED_FDS + i].revents && !hub_serve(h, h->conns[i], m))
 				hub_drop(h, i);
@@ -750,6 +866,7 @@ struct xsim_hub *xsim_hub_start(void)
 		return NULL;
 	h->listen_fd = h->stop_fd = h->wake_fd = -1;
 	h->next_domid = 1;
+	h->next_port_base = 1;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->xs_cond, NULL);
 	snprintf(h->dir, sizeof(h->dir), "/tmp/xsim.XXXXXX");
@@ -915,7 +1032,7 @@ static struct xsim_dom *dom_new(struct xsim_hub *h, const struct xsim_dom_opts *
 
 static int dom_announce(struct xsim_hub *h, struct xsim_dom *d)
 {
-	char path[64], id[16];
+	char path[64], id[16], vm[64];
 	int rc;
 
 	snprintf(path, sizeof(path), "/local/domain/%u/name", d->domid);
@@ -924,6 +1041,14 @@ static int dom_announce(struct xsim_hub *h, struct xsim_dom *d)
 	snprintf(id, sizeof(id), "%u", d->domid);
 	if (rc == 0)
 		rc = store_write(h, path, id, strlen(id));
+	/* libxl's /vm/<uuid>: unique per domain, where the id is reused. */
+	snprintf(path, sizeof(path), "/local/domain/%u/vm", d->domid);
+	snprintf(vm, sizeof(vm), "/vm/%08x-%04x-4%03x-8000-%012llx", d->domid,
+		 (unsigned)getpid() & 0xffff, (unsigned)(h->next_uuid & 0xfff),
+		 (unsigned long long)h->next_uuid);
+	h->next_uuid++;
+	if (rc == 0)
+		rc = store_write(h, path, vm, strlen(vm));
 	store_fire(h, "@introduceDomain");
 	return rc;
 }
@@ -936,13 +1061,17 @@ struct xsim_dom *xsim_dom_create(struct xsim_hub *h, const struct xsim_dom_opts 
 	for (unsigned i = 0; i < XSIM_MAX_DOMS; i++) {
 		if (h->doms[i])
 			continue;
-		d = dom_new(h, o, h->next_domid);
+		/* A reused id (o->domid) must be free: its domain dead. */
+		if (o->domid && hub_dom_alive(h, o->domid))
+			break;
+		d = dom_new(h, o, o->domid ? o->domid : h->next_domid);
 		if (d && dom_announce(h, d) < 0) {
 			dom_free(d);
 			d = NULL;
 		}
 		if (d) {
-			h->next_domid++;
+			if (!o->domid)
+				h->next_domid++;
 			h->doms[i] = d;
 		}
 		break;

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <xen/hvm/ioreq.h>
 
@@ -42,9 +43,13 @@ struct xsim_chan {
  */
 struct xsim_evh {
 	struct xsim_evh *next;  /* every handle the hub made */
-	int doorbell, page_fd;
+	int doorbell, page_fd;  /* doorbell: the hub's end of the handle's socket pair */
 	struct xsim_evtchn_page *pg;
 	struct xsim_chan **bound;   /* XSIM_EVTCHN_MAX: the channel of each binding, or NULL */
+	ino_t file;             /* the device model's end (its xenevtchn_fd): the open "file" */
+	uint32_t port_base;     /* binding i is local port port_base + i, in any process */
+	struct xsim_conn *conn; /* the connection using it now, or NULL */
+	bool closed;            /* every copy of the file was closed: its ports were unbound */
 };
 
 struct xsim_range {
@@ -141,6 +146,8 @@ struct xsim_hub {
 	unsigned nwatches, cap_watches;
 	struct xsim_retired *graveyard;
 	struct xsim_evh *evhs;  /* every xenevtchn handle, freed with the hub */
+	uint32_t next_port_base;  /* local port numbers, unique in dom0 as in Xen */
+	uint64_t next_uuid;       /* the next domain's handle */
 	/* xsim_xs_restart(): requests for the hub thread, which owns the connection array. */
 	pthread_cond_t xs_cond;
 	unsigned xs_restart_req, xs_restart_done;
@@ -160,6 +167,11 @@ struct xsim_dom *hub_dom_get(struct xsim_hub *h, uint32_t domid);
 struct xsim_server *hub_route(struct xsim_dom *d, uint64_t addr, uint64_t len);
 /* The kernel's handler shares (or stops sharing) the IRQ of s's bound ports. Lock held. */
 void hub_kernel_share(struct xsim_server *s, bool on);
+/*
+ * A port of s was unbound (its handle closed: the daemon died): the ioeventfds on s become
+ * inert, as Linux's handlers on that port's IRQ die with the port. With the hub's lock.
+ */
+void hub_kernel_orphan(struct xsim_hub *h, struct xsim_server *s);
 
 /* The dom0 kernel model (kernel.c). */
 int hub_kernel_start(struct xsim_hub *h);

@@ -27,14 +27,20 @@
  * between the daemon's write and the guest, as none does in Linux.
  *
  * Registrations belong to the kernel, not to the privcmd file: they outlive the daemon's
- * connection, as they do in Linux, so a daemon must deassign what it assigned.
+ * connection, as they do in Linux, so a daemon must deassign what it assigned. When the ports
+ * under an ioeventfd close (the daemon's event channel handle went: it died without a file
+ * descriptor store keeping the handle), the registration stays on the list but never runs
+ * again: in Linux the evtchn device's unbind closes the port and frees the IRQ that privcmd's
+ * handler shared. A daemon that bound the port afresh must not count on it.
  */
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/kcmp.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,10 +56,11 @@
 
 struct xsim_kfd {
 	bool irq;                 /* irqfd; else ioeventfd */
-	uint32_t pid, fdno;       /* identity of the eventfd (see struct xsim_kfd_req) */
-	int efd;                  /* the hub's copy of the eventfd */
+	int efd;                  /* the hub's copy of the eventfd: its file is its identity */
+	uint64_t ioreq_va;        /* ioeventfd: the `ioreq` address it was assigned with */
 	uint32_t domid;
 	struct xsim_server *s;    /* ioeventfd: the server whose slots it watches */
+	bool inert;               /* ioeventfd: its port was closed under it (hub_kernel_orphan) */
 	uint64_t addr;
 	uint32_t len, vq;
 	struct xen_dm_op op;      /* irqfd */
@@ -85,7 +92,7 @@ static struct xsim_kfd *kernel_match(struct xsim_kernel *k, struct xsim_server *
 	for (unsigned i = 0; i < k->n; i++) {
 		struct xsim_kfd *f = &k->v[i];
 
-		if (!f->irq && f->s == s && kh_matches(r, f->addr, f->len, f->vq))
+		if (!f->irq && !f->inert && f->s == s && kh_matches(r, f->addr, f->len, f->vq))
 			return f;
 	}
 	return NULL;
@@ -270,6 +277,23 @@ void hub_kernel_share(struct xsim_server *s, bool on)
 			atomic_store(&s->chans[v].evh->pg->kflag[s->chans[v].evidx], on);
 }
 
+static void kernel_unshare(struct xsim_kernel *k, struct xsim_server *s);
+
+void hub_kernel_orphan(struct xsim_hub *h, struct xsim_server *s)
+{
+	struct xsim_kernel *k = h->kernel;
+
+	for (unsigned i = 0; i < k->n; i++) {
+		struct xsim_kfd *f = &k->v[i];
+
+		if (f->irq || f->inert || f->s != s)
+			continue;
+		f->inert = true;
+		if (--s->kfds == 0)
+			kernel_unshare(k, s);
+	}
+}
+
 int hub_kernel_bell(struct xsim_hub *h)
 {
 	return h->kernel->bell;
@@ -326,11 +350,32 @@ bool hub_kernel_irq_poll(struct xsim_dom *d, unsigned spi, int64_t timeout_ms)
 
 /* ---- the ioctls ---- */
 
-static struct xsim_kfd *kernel_find(struct xsim_kernel *k, bool irq, const struct xsim_kfd_req *q)
+/* The same eventfd: the same file, as Linux compares eventfd contexts. */
+static bool kernel_same_file(int a, int b)
 {
-	for (unsigned i = 0; i < k->n; i++)
-		if (k->v[i].irq == irq && k->v[i].pid == q->pid && k->v[i].fdno == q->fd)
-			return &k->v[i];
+	pid_t self = getpid();
+
+	return a >= 0 && b >= 0 && syscall(SYS_kcmp, self, self, KCMP_FILE, a, b) == 0;
+}
+
+/*
+ * The registration an ioctl names: an irqfd by its eventfd; an ioeventfd, as privcmd's deassign
+ * does, by the guest, the ioreq address and the vCPU count it was assigned with, then the
+ * eventfd. With match_page false, any ioeventfd of that eventfd (the duplicate check).
+ */
+static struct xsim_kfd *kernel_find(struct xsim_kernel *k, bool irq, uint32_t domid,
+				    const struct xsim_kfd_req *q, int efd, bool match_page)
+{
+	for (unsigned i = 0; i < k->n; i++) {
+		struct xsim_kfd *f = &k->v[i];
+
+		if (f->irq != irq || !kernel_same_file(f->efd, efd))
+			continue;
+		if (!irq && match_page && (f->domid != domid || f->ioreq_va != q->ioreq_va ||
+					   f->s->nchans != q->vcpus))
+			continue;
+		return f;
+	}
 	return NULL;
 }
 
@@ -345,12 +390,15 @@ static void kernel_unshare(struct xsim_kernel *k, struct xsim_server *s)
 		pthread_cond_wait(&k->idle, &k->h->lock);
 }
 
-static int kernel_deassign(struct xsim_kernel *k, bool irq, const struct xsim_kfd_req *q)
+static int kernel_deassign(struct xsim_kernel *k, bool irq, uint32_t domid,
+			   const struct xsim_kfd_req *q, int efd)
 {
-	struct xsim_kfd *f = kernel_find(k, irq, q);
+	struct xsim_kfd *f = efd < 0 ? NULL : kernel_find(k, irq, domid, q, efd, true);
 	struct xsim_server *s;
 	int *v;
 
+	if (efd < 0)
+		return -EBADF;
 	if (!f)
 		return irq ? -ENOENT : -ENODEV;
 	v = realloc(k->dead_fds, (k->ndead + 1) * sizeof(*v));
@@ -360,7 +408,7 @@ static int kernel_deassign(struct xsim_kernel *k, bool irq, const struct xsim_kf
 	} else {
 		close(f->efd);
 	}
-	s = f->irq ? NULL : f->s;
+	s = f->irq || f->inert ? NULL : f->s;
 	*f = k->v[--k->n];
 	if (s && --s->kfds == 0)
 		kernel_unshare(k, s);
@@ -391,7 +439,7 @@ static int kernel_assign(struct xsim_hub *h, struct xsim_msg *m, const struct xs
 			 bool irq, int fd_in)
 {
 	struct xsim_kernel *k = h->kernel;
-	struct xsim_kfd f = { .irq = irq, .pid = q->pid, .fdno = q->fd, .efd = fd_in,
+	struct xsim_kfd f = { .irq = irq, .efd = fd_in, .ioreq_va = q->ioreq_va,
 			      .domid = m->domid, .addr = q->addr, .len = q->addr_len, .vq = q->vq };
 	int rc = 0;
 
@@ -403,7 +451,7 @@ static int kernel_assign(struct xsim_hub *h, struct xsim_msg *m, const struct xs
 		return rc;
 	if (fd_in < 0)
 		return -EBADF;
-	if (kernel_find(k, irq, q))
+	if (kernel_find(k, irq, m->domid, q, fd_in, false))
 		return -EBUSY;
 	if (irq)
 		memcpy(&f.op, q->dm_op, sizeof(f.op));
@@ -435,7 +483,7 @@ int hub_kernel_ioctl(struct xsim_hub *h, struct xsim_msg *m, int fd_in)
 	if (q.flags & ~1u)
 		return -EINVAL;
 	if (q.flags & 1u)
-		return kernel_deassign(h->kernel, irq, &q);
+		return kernel_deassign(h->kernel, irq, m->domid, &q, fd_in);
 	return kernel_assign(h, m, &q, irq, fd_in);
 }
 

@@ -1,11 +1,17 @@
 /*
- * libxenevtchn, simulated, in the shape of Linux's /dev/xen/evtchn: one fd per handle. The hub
- * gives each handle a doorbell eventfd (xenevtchn_fd) and a shared page of per-binding state and
- * a set of queued bindings (struct xsim_evtchn_page; the rules are in evtchn_shm.h). The guest
- * side fires a bound port by marking it in the page and kicking the doorbell once; a delivered
- * port stays masked until xenevtchn_unmask, which delivers it again if it fired meanwhile. The
+ * libxenevtchn, simulated, in the shape of Linux's /dev/xen/evtchn: one fd per handle, the
+ * handle's "file". The hub gives each handle a socket pair as its doorbell (the read end is
+ * xenevtchn_fd; the write end rings it) and a shared page of per-binding state and a set of
+ * queued bindings (struct xsim_evtchn_page; the rules are in evtchn_shm.h). The guest side
+ * fires a bound port by marking it in the page and ringing the doorbell once; a delivered port
+ * stays masked until xenevtchn_unmask, which delivers it again if it fired meanwhile. The
  * doorbell is readable while something is queued. xenevtchn_notify bumps the binding's notify
  * counter in the page and wakes the guest side, which waits on it (a futex).
+ *
+ * As in Linux the bindings belong to the file, not to the process: another process given the
+ * fd (a restarted daemon, from systemd's fd store) takes the handle over with
+ * xenevtchn_fdopen(), with its bindings, their local port numbers and what is queued; the hub
+ * unbinds them when the last copy of the fd is closed.
  *
  * One thread reads a handle (xenevtchn_pending), as the daemon's loop does; any thread may
  * unmask or notify.
@@ -31,7 +37,8 @@ struct evtchn_port {
 
 struct xenevtchn_handle {
 	int conn;
-	int doorbell;                   /* the handle's fd */
+	int doorbell;                   /* the handle's fd: the doorbell's read end */
+	int ring;                       /* the doorbell's write end */
 	int kbell;                      /* the dom0 kernel model's doorbell (evtchn_shm.h) */
 	struct xsim_evtchn_page *pg;    /* shared with the hub's guest side */
 	int64_t restrict_domid;
@@ -42,10 +49,10 @@ struct xenevtchn_handle {
 };
 
 /*
- * Local ports are unique in the process, as they are in dom0's port space: each handle takes
- * a block of XSIM_EVTCHN_MAX numbers, so a port's binding is found by subtraction.
+ * Local ports are unique in dom0, as in Xen: the hub gives each handle a block of
+ * XSIM_EVTCHN_MAX numbers (port_base), so a port's binding is found by subtraction, in whatever
+ * process has the handle.
  */
-static atomic_uint evtchn_next_port = 1;
 
 static void evtchn_free_handle(xenevtchn_handle *h)
 {
@@ -53,6 +60,8 @@ static void evtchn_free_handle(xenevtchn_handle *h)
 		munmap(h->pg, sizeof(*h->pg));
 	if (h->doorbell >= 0)
 		close(h->doorbell);
+	if (h->ring >= 0)
+		close(h->ring);
 	if (h->kbell >= 0)
 		close(h->kbell);
 	if (h->conn >= 0)
@@ -61,38 +70,104 @@ static void evtchn_free_handle(xenevtchn_handle *h)
 	free(h);
 }
 
-xenevtchn_handle *xenevtchn_open(struct xentoollog_logger *logger, unsigned int flags)
+static xenevtchn_handle *evtchn_new(void)
 {
 	xenevtchn_handle *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	h->restrict_domid = -1;
+	h->doorbell = h->ring = h->kbell = h->conn = -1;
+	h->b = calloc(XSIM_EVTCHN_MAX, sizeof(*h->b));
+	if (!h->b) {
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+/* The page from its memfd (closed either way); false on failure. */
+static bool evtchn_map_page(xenevtchn_handle *h, int page_fd)
+{
+	h->pg = mmap(NULL, sizeof(*h->pg), PROT_READ | PROT_WRITE, MAP_SHARED, page_fd, 0);
+	close(page_fd);
+	return h->pg != MAP_FAILED;
+}
+
+xenevtchn_handle *xenevtchn_open(struct xentoollog_logger *logger, unsigned int flags)
+{
+	xenevtchn_handle *h = evtchn_new();
 	struct xsim_msg *m = xsim_msg_new(XSIM_OP_EVTCHN_OPEN, 0);
-	int fds[3] = { -1, -1, -1 }, e;
+	int fds[4] = { -1, -1, -1, -1 }, e;
 
 	(void)logger;
 	(void)flags;
 	if (!h || !m) {
-		free(h);
+		if (h)
+			evtchn_free_handle(h);
 		free(m);
 		errno = ENOMEM;
 		return NULL;
 	}
-	h->restrict_domid = -1;
-	h->doorbell = -1;
-	h->kbell = -1;
-	h->b = calloc(XSIM_EVTCHN_MAX, sizeof(*h->b));
 	h->conn = xsim_connect();
-	if (!h->b || h->conn < 0 || xsim_rpc(h->conn, m, -1, fds, 3) < 0)
+	if (h->conn < 0 || xsim_rpc(h->conn, m, -1, fds, 4) < 0)
 		goto fail;
 	h->doorbell = fds[0];
 	h->kbell = fds[2];
-	h->pg = mmap(NULL, sizeof(*h->pg), PROT_READ | PROT_WRITE, MAP_SHARED, fds[1], 0);
-	close(fds[1]);
-	if (h->pg == MAP_FAILED)
+	h->ring = fds[3];
+	h->port_base = m->a;
+	if (!evtchn_map_page(h, fds[1]))
 		goto fail;
 	free(m);
-	h->port_base = atomic_fetch_add(&evtchn_next_port, XSIM_EVTCHN_MAX);
 	return h;
 fail:
-	e = h->b ? errno : ENOMEM;
+	e = errno;
+	free(m);
+	evtchn_free_handle(h);
+	errno = e;
+	return NULL;
+}
+
+xenevtchn_handle *xenevtchn_fdopen(struct xentoollog_logger *logger, int fd, unsigned open_flags)
+{
+	xenevtchn_handle *h;
+	struct xsim_msg *m;
+	int fds[3] = { -1, -1, -1 }, e;
+
+	(void)logger;
+	if (open_flags & XENEVTCHN_NO_CLOEXEC) {
+		errno = EINVAL;
+		return NULL;
+	}
+	h = evtchn_new();
+	m = xsim_msg_new(XSIM_OP_EVTCHN_FDOPEN, 0);
+	if (!h || !m) {
+		if (h)
+			evtchn_free_handle(h);
+		free(m);
+		errno = ENOMEM;
+		return NULL;
+	}
+	h->conn = xsim_connect();
+	if (h->conn < 0 || xsim_rpc(h->conn, m, fd, fds, 3) < 0)
+		goto fail;
+	h->kbell = fds[1];
+	h->ring = fds[2];
+	h->port_base = m->a;
+	if (!evtchn_map_page(h, fds[0]))
+		goto fail;
+	/* The bindings the file has, under the same local ports as in the process that made them. */
+	for (unsigned i = 0; i < XSIM_EVTCHN_MAX && i / 8 < m->len; i++) {
+		if (((const uint8_t *)m->data)[i / 8] & (1u << (i % 8))) {
+			h->b[i].port = h->port_base + i;
+			h->nb = i + 1;
+		}
+	}
+	h->doorbell = fd;   /* the handle owns it now, as the real library does */
+	free(m);
+	return h;
+fail:
+	e = errno;
 	free(m);
 	evtchn_free_handle(h);
 	errno = e;
@@ -256,19 +331,19 @@ static void evtchn_drained(xenevtchn_handle *h)
  */
 static void evtchn_settle(xenevtchn_handle *h)
 {
-	uint64_t count;
+	char buf[16];
 	ssize_t n;
 
 	if (!atomic_load_explicit(&h->pg->kicked, memory_order_seq_cst))
 		return;
 	do
-		n = read(h->doorbell, &count, sizeof(count));
+		n = read(h->doorbell, buf, sizeof(buf));
 	while (n < 0 && errno == EINTR);
-	if (n < 0)
+	if (n <= 0)
 		return;
 	evtchn_drained(h);
 	if (evtchn_queued(h))
-		xsim_evtchn_kick(h->pg, h->doorbell);
+		xsim_evtchn_kick(h->pg, h->ring);
 }
 
 /*
@@ -280,7 +355,7 @@ xenevtchn_port_or_error_t xenevtchn_pending(xenevtchn_handle *xce)
 {
 	for (;;) {
 		int i = evtchn_take(xce);
-		uint64_t count;
+		char buf[16];
 		ssize_t n;
 
 		if (i >= 0) {
@@ -291,10 +366,12 @@ xenevtchn_port_or_error_t xenevtchn_pending(xenevtchn_handle *xce)
 			continue;   /* fired just before it was unbound */
 		}
 		/* Nothing queued: wait here when the fd blocks, else learn it does not. */
-		n = read(xce->doorbell, &count, sizeof(count));
+		n = read(xce->doorbell, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
+		if (n == 0)
+			errno = EPIPE;   /* the hub is gone */
+		if (n <= 0)
 			return -1;   /* EAGAIN: nothing pending (see evtchn_drained) */
 		evtchn_drained(xce);
 	}
@@ -306,7 +383,7 @@ int xenevtchn_unmask(xenevtchn_handle *xce, evtchn_port_t port)
 
 	if (i < 0)
 		return -1;
-	xsim_evtchn_unmask(xce->pg, xce->doorbell, xce->kbell, (unsigned)i);
+	xsim_evtchn_unmask(xce->pg, xce->ring, xce->kbell, (unsigned)i);
 	return 0;
 }
 

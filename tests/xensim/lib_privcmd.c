@@ -5,6 +5,7 @@
  * and the restriction of this handle.
  */
 #include <errno.h>
+#include <signal.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -17,6 +18,7 @@
 #include <xen/hvm/ioreq.h>
 
 #include "ioreq/privcmd.h"
+#include "lib/testpoint.h"
 #include "tests/xensim/client.h"
 #include "tests/xensim/proto.h"
 
@@ -152,7 +154,7 @@ static int privcmd_call(struct xen_privcmd *p, uint32_t op, uint16_t dom,
 		return -ENOMEM;
 	memcpy(m->data, k, sizeof(*k));
 	m->len = sizeof(*k);
-	rc = xsim_rpc(p->conn, m, (k->flags & XVD_PRIVCMD_DEASSIGN) ? -1 : fd, NULL, 0);
+	rc = xsim_rpc(p->conn, m, fd, NULL, 0);
 	free(m);
 	return rc;
 }
@@ -160,14 +162,15 @@ static int privcmd_call(struct xen_privcmd *p, uint32_t op, uint16_t dom,
 int xen_privcmd_ioeventfd(struct xen_privcmd *p, const struct xvd_privcmd_ioeventfd *a)
 {
 	struct xsim_kfd_req k = {
-		.pid = (uint32_t)getpid(), .fd = a->event_fd, .flags = a->flags,
-		.server = UINT32_MAX, .addr_len = a->addr_len, .vcpus = a->vcpus, .vq = a->vq,
-		.addr = a->addr,
+		.flags = a->flags, .server = UINT32_MAX, .addr_len = a->addr_len,
+		.vcpus = a->vcpus, .vq = a->vq, .ioreq_va = a->ioreq, .addr = a->addr,
 	};
 	uint32_t domid;
 
-	if (!xsim_resource_find((const void *)(uintptr_t)a->ioreq, &domid, &k.server, NULL) ||
-	    domid != a->dom)
+	/* Assigning finds the page behind the address (find_vma); deassigning only compares it. */
+	if (!(a->flags & XVD_PRIVCMD_DEASSIGN) &&
+	    (!xsim_resource_find((const void *)(uintptr_t)a->ioreq, &domid, &k.server, NULL) ||
+	     domid != a->dom))
 		k.server = UINT32_MAX;   /* the hub answers EFAULT (no such mapping) */
 	return privcmd_call(p, XSIM_OP_IOEVENTFD, a->dom, &k, (int)a->event_fd);
 }
@@ -175,8 +178,7 @@ int xen_privcmd_ioeventfd(struct xen_privcmd *p, const struct xvd_privcmd_ioeven
 int xen_privcmd_irqfd(struct xen_privcmd *p, const struct xvd_privcmd_irqfd *a)
 {
 	struct xsim_kfd_req k = {
-		.pid = (uint32_t)getpid(), .fd = a->fd, .flags = a->flags, .server = UINT32_MAX,
-		.dm_op_size = a->size,
+		.flags = a->flags, .server = UINT32_MAX, .dm_op_size = a->size,
 	};
 
 	if (!(a->flags & XVD_PRIVCMD_DEASSIGN)) {
@@ -201,4 +203,34 @@ void xen_privcmd_close(struct xen_privcmd *p)
 		munmap(p->ctl, sizeof(*p->ctl));
 	close(p->conn);
 	free(p);
+}
+
+/* ---- kill points (lib/testpoint.h) ---- */
+
+static char xsim_kill_point[64];
+static unsigned long xsim_kill_left;
+
+/* XSIM_KILL_AT=<point>:<n>: the n-th pass through <point> ends the process, as SIGKILL does. */
+static void xsim_testpoint(const char *point)
+{
+	if (strcmp(point, xsim_kill_point) != 0 || --xsim_kill_left != 0)
+		return;
+	/* Nothing after this line runs: no handler, no flush, no exit path. */
+	raise(SIGKILL);
+}
+
+__attribute__((constructor)) static void xsim_testpoint_init(void)
+{
+	const char *v = getenv("XSIM_KILL_AT");
+	const char *colon = v ? strrchr(v, ':') : NULL;
+	char *end;
+
+	if (!colon || (size_t)(colon - v) >= sizeof(xsim_kill_point))
+		return;
+	xsim_kill_left = strtoul(colon + 1, &end, 10);
+	if (*end || xsim_kill_left == 0)
+		return;
+	memcpy(xsim_kill_point, v, (size_t)(colon - v));
+	xsim_kill_point[colon - v] = '\0';
+	testpoint_hook = xsim_testpoint;
 }

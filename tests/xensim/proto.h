@@ -125,19 +125,28 @@ enum xsim_op {
 	XSIM_OP_XS_WATCH,       /* a=strlen(path)+1, data=path\0token\0 */
 	XSIM_OP_XS_UNWATCH,     /* same */
 	XSIM_OP_XS_INTRODUCED,  /* domid -> a=0/1 */
-	XSIM_OP_EVTCHN_OPEN,    /* this connection is a xenevtchn handle -> fds[0] doorbell,
-				 * fds[1] struct xsim_evtchn_page memfd, fds[2] the kernel's bell */
+	XSIM_OP_EVTCHN_OPEN,    /* this connection is a xenevtchn handle -> a=port base, fds[0]
+				 * its file (read end of the doorbell), fds[1] struct
+				 * xsim_evtchn_page memfd, fds[2] the kernel's bell, fds[3] the
+				 * doorbell's write end */
 	XSIM_OP_UNBIND,         /* b=binding: the guest side stops signalling it */
 	XSIM_OP_IOEVENTFD,      /* data=struct xsim_kfd_req, fd: the eventfd (assign only) */
 	XSIM_OP_IRQFD,          /* same */
+	XSIM_OP_EVTCHN_FDOPEN,  /* fd: a handle's file -> this connection is that handle: a=port
+				 * base, data=bitmap of its bindings, fds[0] page, fds[1] the
+				 * kernel's bell, fds[2] the doorbell's write end */
 };
 
-/* The privcmd eventfd ioctls as lib_privcmd.c forwards them to the hub's dom0 kernel model. */
+/*
+ * The privcmd eventfd ioctls as lib_privcmd.c forwards them to the hub's dom0 kernel model, with
+ * the eventfd itself (SCM_RIGHTS): the kernel knows an eventfd by its file, whatever process or
+ * descriptor number names it.
+ */
 struct xsim_kfd_req {
-	uint32_t pid, fd;       /* the eventfd's identity: the kernel compares eventfd contexts */
 	uint32_t flags;         /* bit 0: deassign */
 	uint32_t server;        /* ioreq server whose page `ioreq` maps; UINT32_MAX: none */
 	uint32_t addr_len, vcpus, vq;
+	uint64_t ioreq_va;      /* the ioeventfd's `ioreq` as given: deassigning compares it */
 	uint64_t addr;
 	uint32_t dm_op_size;
 	uint8_t dm_op[64];
