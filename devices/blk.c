@@ -36,6 +36,7 @@
 #include "config/config.h"
 #include "devices/blk.h"
 #include "devices/iov.h"
+#include "lib/testpoint.h"
 
 #define BLK_SIZE_MAX        (1u << 20)      /* largest segment we advertise */
 #define BLK_MAX_DWZ_SECTORS (1u << 22)      /* 2 GiB per discard / write-zeroes */
@@ -61,6 +62,7 @@ struct blk_dev {
 	uint32_t lbs, pbs, opt_io;          /* logical / physical block, optimal I/O (bytes) */
 	uint32_t dio_mem, dio_off;          /* O_DIRECT alignment of buffers / offsets and lengths */
 	uint8_t writeback;                  /* config field; the driver may switch it (WCE) */
+	uint8_t *wb_rec;                    /* writeback + 1, for a next instance (or NULL) */
 	char serial[VIRTIO_BLK_ID_BYTES];
 	struct io_uring ring;
 	bool ring_ok;
@@ -101,6 +103,13 @@ struct blk_req {
 static struct blk_dev *blk_of(struct vdev *d)
 {
 	return container_of(d, struct blk_dev, vdev);
+}
+
+static void blk_set_writeback(struct blk_dev *b, uint8_t on)
+{
+	b->writeback = on;
+	if (b->wb_rec)
+		*b->wb_rec = (uint8_t)(on + 1);
 }
 
 static const char *blk_op_name(unsigned op)
@@ -272,6 +281,7 @@ static void blk_submit(struct blk_dev *b)
 		return;
 	int rc = io_uring_submit(&b->ring);
 
+	testpoint("blk.submitted");
 	b->st.submits++;
 	/* -EBUSY / -EAGAIN: the SQEs stay queued; the next reap submits them again. */
 	if (rc < 0 && rc != -EBUSY && rc != -EAGAIN)
@@ -1009,7 +1019,7 @@ static void blk_config_write(struct vdev *d, uint32_t off, const void *buf, uint
 			 "%s: ignored config write at %u (%u bytes)", d->name, off, len);
 		return;
 	}
-	b->writeback = *(const uint8_t *)buf ? 1 : 0;
+	blk_set_writeback(b, *(const uint8_t *)buf ? 1 : 0);
 	vdev_log(d, VDEV_LOG_INFO, LOG_INFO, "%s: guest switched to %s", d->name,
 		 b->writeback ? "writeback" : "writethrough");
 }
@@ -1074,7 +1084,7 @@ static void blk_reset_end(struct blk_dev *b)
 	ev_timer_stop(b->vdev.host->loop, &b->reset_w);
 	b->reset_waits = false;
 	b->resetting = false;
-	b->writeback = 1;
+	blk_set_writeback(b, 1);
 }
 
 /* The daemon resets (teardown): done when this returns, waiting a bounded time. */
@@ -1151,7 +1161,9 @@ static void blk_quiesce(struct vdev *d)
 
 	ev_idle_stop(d->host->loop, &b->more);
 	b->resetting = true;     /* completions must not pop new chains */
-	blk_bounce_flush_waiters(b, true);
+	/* Not started: failed, or left for the instance that takes the device over. */
+	if (!d->leaving)
+		blk_bounce_flush_waiters(b, true);
 	blk_drain(b, BLK_DESTROY_WAIT_MS, false);
 	blk_used(b);
 	b->resetting = false;
@@ -1226,6 +1238,18 @@ static int blk_check_config(const struct config_device *cfg, unsigned *queues, u
 	return 0;
 }
 
+/* The driver's cache mode is state it can observe: a next instance keeps it (vdev_persist()). */
+static void blk_init_writeback(struct blk_dev *b)
+{
+	bool adopted;
+
+	b->wb_rec = vdev_persist(&b->vdev, "writeback", 1, &adopted);
+	if (b->wb_rec && adopted && b->vdev.adopted && *b->wb_rec)
+		b->writeback = (uint8_t)(*b->wb_rec - 1);
+	else
+		blk_set_writeback(b, 1);
+}
+
 static int blk_create(struct vdev_host *host, const struct config_device *cfg, struct vdev **out)
 {
 	const struct config_block *c = &cfg->u.block;
@@ -1254,7 +1278,7 @@ static int blk_create(struct vdev_host *host, const struct config_device *cfg, s
 	snprintf(b->path, sizeof(b->path), "%s", c->path);
 	b->readonly = c->readonly;
 	b->direct = c->cache == BLK_CACHE_NONE;
-	b->writeback = 1;
+	blk_init_writeback(b);
 	rc = blk_open(b);
 	if (rc == 0)
 		rc = blk_ring_init(b, queues, qsize);

@@ -51,6 +51,7 @@
 #include "devices/console_log.h"
 #include "devices/console_ring.h"
 #include "devices/iov.h"
+#include "lib/testpoint.h"
 
 extern const struct vdev_ops vdev_console_ops;
 
@@ -675,6 +676,7 @@ static bool port_tx(struct con_port *p, uint32_t *budget)
 			break;
 		uint32_t took = port_tx_chain(p, e);
 
+		testpoint("console.tx.written");
 		*budget -= took < *budget ? took : *budget;
 		vq_push(e, 0);
 		pushed = true;

@@ -15,6 +15,7 @@
 #include "devices/virtqueue.h"
 #include "ioreq/gmem.h"
 #include "lib/log.h"
+#include "lib/persist.h"
 #include "lib/util.h"
 
 struct ev_loop;
@@ -57,6 +58,18 @@ struct vdev_host {
 	void (*raise_irq)(struct vdev_host *host, struct vdev *dev);
 	/* An access the transport answered VMMIO_LATER (a deferred reset) is complete now. */
 	void (*access_done)(struct vdev_host *host, struct vdev *dev);
+	/*
+	 * Where the device's state outlives the process (lib/persist.h), or NULL. The transport
+	 * keeps its registers and each queue's record there (named after the device); a device
+	 * keeps what the guest can observe of it there too (vdev_persist()).
+	 */
+	struct persist *persist;
+	/*
+	 * Where descriptors outlive the process (lib/persist.h: a tap, a listening socket), or
+	 * NULL. A device that keeps one there takes it back on the next start instead of opening
+	 * its backend again.
+	 */
+	struct fdstore *store;
 	void *opaque;
 };
 
@@ -112,13 +125,23 @@ struct vdev_ops {
 
 	/*
 	 * Optional: the daemon is stopping while the guest lives on (SIGTERM, restart). Take no
-	 * new chains; finish or fail every request already taken and return it to the guest, so
-	 * none is left hanging in its ring. May wait a bounded time. reset() follows.
+	 * new chains; finish every request the backend already has and return it to the guest.
+	 * Requests not started yet are failed, unless d->leaving: then a next instance takes the
+	 * device over and does them (vdev_leave() keeps them in flight). May wait a bounded time.
+	 * reset() or, when leaving, destroy() follows.
 	 */
 	void (*quiesce)(struct vdev *d);
 
 	/* QueueNotify for queue q (< num_queues, enabled). Must not block. */
 	void (*queue_notify)(struct vdev *d, unsigned q);
+
+	/*
+	 * Optional: after a restart, the requests a previous instance had taken from queue q and
+	 * not returned: true (the default) gives them to this device again (vq_pop() returns
+	 * them first: block I/O is idempotent for the guest), false returns them to the guest
+	 * unused, length 0 (a transmit that may have gone out already must not go twice).
+	 */
+	bool (*replay)(const struct vdev *d, unsigned q);
 
 	/* Run-time reconfiguration (SIGHUP) with the section re-read; optional. */
 	int (*reconfigure)(struct vdev *d, const struct config_device *cfg);
@@ -163,13 +186,35 @@ struct vdev {
 
 	/* The transport's own registers (devices/virtio_mmio.h); devices never look inside. */
 	struct vmmio_state *mmio;
+	bool mmio_persistent;         /* mmio lives in host->persist: never freed, never cleared */
+	bool adopted;                 /* created over a previous instance's state (vmmio_adopt()) */
+	/*
+	 * The process stops while the guest lives on (a restart): what the device leaves (a
+	 * socket's path, a pty's link, requests not started) is for the next instance, so
+	 * quiesce() and destroy() keep it. Set before quiesce().
+	 */
+	bool leaving;
 };
 
 /* Called by a device's create(): zero the transport state, allocate num_queues queues. */
 int vdev_init(struct vdev *d, const struct vdev_ops *ops, struct vdev_host *host,
 	      const char *name, uint16_t num_queues, uint16_t queue_max);
-/* Frees what vdev_init() allocated (the device frees itself). */
+/* Frees what vdev_init() allocated (the device frees itself); persistent state is left as is. */
 void vdev_fini(struct vdev *d);
+
+/*
+ * After quiesce(), before destroy(), when the process stops for a next instance (d->leaving):
+ * the queues' records are left as they are, so requests the device still holds stay in flight
+ * for that instance however destroy() lets go of them.
+ */
+void vdev_leave(struct vdev *d);
+
+/*
+ * size bytes of the device's own persistent state, named `what` (zeroed when new, the previous
+ * instance's when adopting, *adopted says which), or NULL without persistence: the device then
+ * keeps that state in ordinary memory.
+ */
+void *vdev_persist(struct vdev *d, const char *what, size_t size, bool *adopted);
 
 /* Device -> transport. */
 void vdev_used(struct vdev *d, struct virtqueue *vq);  /* after a batch of vq_push(): IRQ if due */

@@ -43,6 +43,7 @@
 #include "config/config.h"
 #include "devices/iov.h"
 #include "devices/net.h"
+#include "lib/testpoint.h"
 
 #define NET_DEF_QUEUE_SIZE 256u
 #define NET_DEF_MTU        1500u
@@ -788,6 +789,7 @@ static bool net_tx_write(struct net_pair *p)
 	} else {
 		n->st.tx_frames++;
 		n->st.tx_bytes += p->tx_frame_len;
+		testpoint("net.tx.sent");
 	}
 	net_tx_complete(p);
 	return true;

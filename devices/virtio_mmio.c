@@ -3,6 +3,7 @@
  * status machine. Every range and state check happens here, once, before a device hook runs.
  */
 #include "devices/virtio_mmio.h"
+#include "lib/testpoint.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -107,6 +108,7 @@ static void vmmio_reset_regs(struct vdev *d)
 {
 	vmmio_reset_queues(d);
 	d->features = 0;
+	d->mmio->features = 0;
 	d->mmio->driver_features = 0;
 	d->mmio->status = 0;
 	d->mmio->isr = 0;
@@ -233,7 +235,7 @@ static int vmmio_write_status(struct vdev *d, uint32_t val)
 		added &= want;
 	}
 	if (added & VIRTIO_STATUS_FEATURES_OK)
-		d->features = d->mmio->driver_features;
+		d->features = d->mmio->features = d->mmio->driver_features;
 	d->mmio->status = want | (d->mmio->status & VIRTIO_STATUS_NEEDS_RESET);
 	if ((added & VIRTIO_STATUS_DRIVER_OK) && !(d->mmio->status & VIRTIO_STATUS_FAILED))
 		vmmio_driver_ok(d);
@@ -492,6 +494,33 @@ static void vdev_init_ratelimits(struct vdev *d)
 	}
 }
 
+/* The transport's registers and each queue's record: in host->persist when there is one. */
+static int vdev_init_state(struct vdev *d)
+{
+	size_t msz = sizeof(*d->mmio) + (d->num_queues ? d->num_queues : 1) * sizeof(struct vq_regs);
+	bool adopted = false, all = true;
+
+	d->mmio = vdev_persist(d, "mmio", msz, &adopted);
+	d->mmio_persistent = d->mmio != NULL;
+	if (!d->mmio)
+		d->mmio = calloc(1, msz);
+	if (!d->mmio)
+		return -ENOMEM;
+	for (unsigned q = 0; q < d->num_queues; q++) {
+		char what[16];
+		bool a;
+
+		snprintf(what, sizeof(what), "vq%u", q);
+		d->vqs[q].rec = vdev_persist(d, what, sizeof(struct vq_state), &a);
+		all &= a;
+	}
+	/* All of it or nothing: a partial record is not adopted. */
+	d->adopted = adopted && all;
+	if (d->mmio_persistent && !d->adopted)
+		memset(d->mmio, 0, msz);
+	return 0;
+}
+
 int vdev_init(struct vdev *d, const struct vdev_ops *ops, struct vdev_host *host,
 	      const char *name, uint16_t num_queues, uint16_t queue_max)
 {
@@ -505,27 +534,51 @@ int vdev_init(struct vdev *d, const struct vdev_ops *ops, struct vdev_host *host
 	d->num_queues = num_queues;
 	d->queue_max = queue_max;
 	vdev_init_ratelimits(d);
-	d->mmio = calloc(1, sizeof(*d->mmio) + (num_queues ? num_queues : 1) * sizeof(struct vq_regs));
 	d->vqs = calloc(num_queues ? num_queues : 1, sizeof(*d->vqs));
-	if (!d->mmio || !d->vqs) {
+	if (!d->vqs || vdev_init_state(d) < 0) {
 		vdev_fini(d);
 		return -ENOMEM;
 	}
 	for (unsigned q = 0; q < num_queues; q++) {
 		d->vqs[q].gm = host->gm;
 		d->vqs[q].index = (uint16_t)q;
-		d->mmio->qregs[q].num = queue_max;
+		if (!d->adopted) {
+			d->mmio->qregs[q].num = queue_max;
+			if (d->vqs[q].rec)
+				memset(d->vqs[q].rec, 0, sizeof(*d->vqs[q].rec));
+		}
 	}
+	if (d->adopted)
+		d->features = d->mmio->features;
 	return 0;
+}
+
+void vdev_leave(struct vdev *d)
+{
+	d->leaving = true;
+	for (unsigned q = 0; q < d->num_queues; q++)
+		d->vqs[q].rec = NULL;
+}
+
+void *vdev_persist(struct vdev *d, const char *what, size_t size, bool *adopted)
+{
+	char name[128];
+
+	snprintf(name, sizeof(name), "%s/%s", d->name, what);
+	return persist_region(d->host ? d->host->persist : NULL, name, size, adopted);
 }
 
 void vdev_fini(struct vdev *d)
 {
+	/* Freeing is not resetting: persistent records stay for the next instance. */
 	if (d->vqs)
-		for (unsigned q = 0; q < d->num_queues; q++)
+		for (unsigned q = 0; q < d->num_queues; q++) {
+			d->vqs[q].rec = NULL;
 			vq_reset(&d->vqs[q]);
+		}
 	free(d->vqs);
-	free(d->mmio);
+	if (!d->mmio_persistent)
+		free(d->mmio);
 	d->vqs = NULL;
 	d->mmio = NULL;
 	d->num_queues = 0;
@@ -533,6 +586,7 @@ void vdev_fini(struct vdev *d)
 
 void vdev_used(struct vdev *d, struct virtqueue *vq)
 {
+	testpoint("vdev.irq");
 	if (vq_should_notify(vq) && vdev_active(d))
 		vmmio_raise(d, VIRTIO_MMIO_INT_VRING);
 }
@@ -589,4 +643,34 @@ void vmmio_dump(const struct vdev *d)
 			   vq->broken ? " BROKEN" : "", vq->num, vq->last_avail, vq->used_idx,
 			   vq->inflight, vq->stat_bad_chains);
 	}
+}
+
+unsigned vmmio_adopt(struct vdev *d)
+{
+	bool (*replay)(const struct vdev *d, unsigned q) = d->ops->replay;
+	unsigned given = 0;
+
+	if (!d->adopted)
+		return 0;
+	/* A reset that was waiting for the device when the previous instance stopped is over. */
+	if (d->mmio->resetting) {
+		vmmio_reset_regs(d);
+		d->mmio->resetting = false;
+	}
+	for (unsigned q = 0; q < d->num_queues; q++) {
+		int n = vq_adopt(&d->vqs[q], d->host->gm, (uint16_t)q, d->queue_max, d->features,
+				 !replay || replay(d, q));
+
+		if (n < 0)
+			vdev_needs_reset(d, "a queue could not be taken over from the previous instance");
+		else if (!replay || replay(d, q))
+			given += (unsigned)n;
+	}
+	if ((d->mmio->status & VIRTIO_STATUS_DRIVER_OK) &&
+	    !(d->mmio->status & (VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED)))
+		vmmio_driver_ok(d);
+	/* Whatever was used before the previous instance stopped: the driver looks again. */
+	if (d->mmio->status & VIRTIO_STATUS_DRIVER_OK)
+		vmmio_raise(d, VIRTIO_MMIO_INT_VRING);
+	return given;
 }

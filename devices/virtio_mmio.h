@@ -22,6 +22,7 @@ struct vmmio_state {
 	uint32_t isr;
 	uint32_t config_generation;
 	uint32_t dev_features_sel, drv_features_sel, queue_sel;
+	uint64_t features;            /* negotiated (vdev.features), kept for adoption */
 	bool resetting;               /* a driver's reset waits for the device (VMMIO_LATER) */
 	struct vq_regs {
 		uint16_t num;
@@ -57,5 +58,14 @@ void vmmio_reset(struct vdev *d);
 
 /* SIGUSR1: one line with the registers, one per queue. */
 void vmmio_dump(const struct vdev *d);
+
+/*
+ * The device was created over a previous instance's state (d->adopted): take its queues over
+ * (vq_adopt(); heads in flight go back to the device, or to the guest unused on the queues
+ * ops->replay() refuses), start it again if the driver had it running, let it look at every
+ * queue, and interrupt the guest once so its driver looks at the used rings. Returns the
+ * number of requests given back to the device.
+ */
+unsigned vmmio_adopt(struct vdev *d);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include "devices/virtio_ring.h"
 #include "lib/log.h"
+#include "lib/testpoint.h"
 
 /* The ring feature bits this file acts on (virtio 1.2 §6). */
 #define VQ_F_INDIRECT_DESC 28
@@ -67,11 +68,22 @@ static void vq_unmap_rings(struct virtqueue *vq)
 	vq->desc_len = vq->avail_len = vq->used_len = 0;
 }
 
+/* Compiler barrier: the persistent record's writes stay in program order (a crash stops there). */
+#define vq_rec_order() __asm__ __volatile__("" ::: "memory")
+
 void vq_reset(struct virtqueue *vq)
 {
+	if (vq->rec) {
+		vq->rec->enabled = 0;
+		vq_rec_order();
+		memset(vq->rec, 0, sizeof(*vq->rec));
+	}
 	vq_unmap_rings(vq);
 	free(vq->scratch);
 	vq->scratch = NULL;
+	free(vq->replay);
+	vq->replay = NULL;
+	vq->nreplay = vq->replayed = 0;
 	vq->enabled = false;
 	vq->broken = false;
 	vq->last_avail = 0;
@@ -126,6 +138,12 @@ int vq_configure(struct virtqueue *vq, struct gmem *gm, uint16_t index, uint16_t
 	vq->event_idx = (features >> VQ_F_EVENT_IDX) & 1;
 	vq->indirect = (features >> VQ_F_INDIRECT_DESC) & 1;
 	vq->enabled = true;
+	if (vq->rec) {
+		*vq->rec = (struct vq_state){ .num = num, .desc_gpa = desc, .avail_gpa = avail,
+					      .used_gpa = used };
+		vq_rec_order();
+		vq->rec->enabled = 1;
+	}
 	return 0;
 }
 
@@ -219,7 +237,7 @@ static const char *const vq_walk_errors[] = {
 };
 
 /* Walk the chain at head into vq->scratch; 0, or a negative index into vq_walk_errors. */
-static int vq_walk_chain(struct virtqueue *vq, struct vq_walk *w, uint16_t head)
+static int vq_walk_chain(struct virtqueue *vq, struct vq_walk *w, uint16_t head, bool replay)
 {
 	uint32_t i = head, steps = 0;
 	struct vring_desc d;
@@ -227,7 +245,8 @@ static int vq_walk_chain(struct virtqueue *vq, struct vq_walk *w, uint16_t head)
 
 	if (head >= vq->num)
 		return -11;
-	if (vq_head_inflight(vq, head))
+	/* An adopted head is in flight by definition: it is being taken again. */
+	if (vq_head_inflight(vq, head) && !replay)
 		return -13;
 	for (;;) {
 		vq_read_desc(w, i, &d);
@@ -265,6 +284,8 @@ static void vq_head_mark(struct virtqueue *vq, uint16_t head, bool inflight)
 		vq->inflight_map[head / 64] &= ~bit;
 		vq->inflight--;
 	}
+	if (vq->rec)
+		vq->rec->inflight_map[head / 64] = vq->inflight_map[head / 64];
 }
 
 static struct vq_elem *vq_make_elem(struct virtqueue *vq, const struct vq_walk *w, uint16_t head)
@@ -288,6 +309,8 @@ static struct vq_elem *vq_make_elem(struct virtqueue *vq, const struct vq_walk *
 static struct vq_elem *vq_fail(struct virtqueue *vq, int *err, const char *why)
 {
 	vq->broken = true;
+	if (vq->rec)
+		vq->rec->broken = 1;
 	vq->stat_bad_chains++;
 	log_rl(&vq_rl, LOG_DEBUG, "queue %u: %s", vq->index, why);
 	*err = -EPROTO;
@@ -320,26 +343,15 @@ static int vq_pending_rearm(struct virtqueue *vq)
 	return vq_pending(vq);
 }
 
-struct vq_elem *vq_pop(struct virtqueue *vq, int *err)
+/* Walk the chain at head and make its element; NULL (the queue broken) on a bad chain. */
+static struct vq_elem *vq_take(struct virtqueue *vq, int *err, uint16_t head, bool replay)
 {
 	struct vq_walk w = { 0 };
-	int pending, rc;
-
-	*err = 0;
-	if (!vq->enabled || vq->broken)
-		return NULL;
-	pending = vq_pending(vq);
-	if (pending == 0 && vq->event_idx)
-		pending = vq_pending_rearm(vq);
-	if (pending < 0)
-		return vq_fail(vq, err, "avail index too far ahead");
-	if (pending == 0)
-		return NULL;
-	uint16_t head = vq_load16(&vq->avail->ring[vq->last_avail & (vq->num - 1)]);
+	int rc;
 
 	w.table = (const uint8_t *)vq->desc;
 	w.table_n = vq->num;
-	rc = vq_walk_chain(vq, &w, head);
+	rc = vq_walk_chain(vq, &w, head, replay);
 	struct vq_elem *e = rc < 0 ? NULL : vq_make_elem(vq, &w, head);
 
 	/* The iovec points at the buffers; the indirect table itself is no longer needed. */
@@ -349,8 +361,52 @@ struct vq_elem *vq_pop(struct virtqueue *vq, int *err)
 		vq_walk_undo(vq, &w);
 		return vq_fail(vq, err, rc < 0 ? vq_walk_errors[-rc] : "out of memory");
 	}
-	vq->last_avail++;
+	return e;
+}
+
+/* The next adopted head, already in flight (no mark, no avail slot consumed). */
+static struct vq_elem *vq_pop_replay(struct virtqueue *vq, int *err)
+{
+	uint16_t head = vq->replay[vq->replayed++];
+
+	if (vq->replayed == vq->nreplay) {
+		free(vq->replay);
+		vq->replay = NULL;
+		vq->nreplay = vq->replayed = 0;
+	}
+	return vq_take(vq, err, head, true);
+}
+
+struct vq_elem *vq_pop(struct virtqueue *vq, int *err)
+{
+	int pending;
+
+	*err = 0;
+	if (!vq->enabled || vq->broken)
+		return NULL;
+	if (vq->nreplay)
+		return vq_pop_replay(vq, err);
+	testpoint("vq.pop");
+	pending = vq_pending(vq);
+	if (pending == 0 && vq->event_idx)
+		pending = vq_pending_rearm(vq);
+	if (pending < 0)
+		return vq_fail(vq, err, "avail index too far ahead");
+	if (pending == 0)
+		return NULL;
+	uint16_t head = vq_load16(&vq->avail->ring[vq->last_avail & (vq->num - 1)]);
+	struct vq_elem *e = vq_take(vq, err, head, false);
+
+	if (!e)
+		return NULL;
+	/* In flight first, then consumed (struct vq_state). */
 	vq_head_mark(vq, head, true);
+	vq_rec_order();
+	testpoint("vq.pop.marked");
+	vq->last_avail++;
+	if (vq->rec)
+		vq->rec->last_avail = vq->last_avail;
+	testpoint("vq.popped");
 	return e;
 }
 
@@ -358,7 +414,7 @@ bool vq_has_work(struct virtqueue *vq)
 {
 	if (!vq->enabled || vq->broken)
 		return false;
-	return vq_avail_idx(vq) != vq->last_avail;
+	return vq->nreplay || vq_avail_idx(vq) != vq->last_avail;
 }
 
 static void vq_unmap_elem(struct vq_elem *e)
@@ -381,6 +437,16 @@ static void vq_put_used(struct virtqueue *vq, uint16_t head, uint32_t len)
 	vq->used_idx++;
 	/* Release: the element above is visible to the driver before the index that publishes it. */
 	__atomic_store_n(&vq->used->idx, htole16(vq->used_idx), __ATOMIC_RELEASE);
+	testpoint("vq.push.published");
+}
+
+/* After the guest sees used->idx: the record follows (struct vq_state). */
+static void vq_rec_used(struct virtqueue *vq)
+{
+	if (!vq->rec)
+		return;
+	vq_rec_order();
+	vq->rec->used_idx = vq->used_idx;
 }
 
 void vq_push(struct vq_elem *e, uint32_t written)
@@ -390,8 +456,10 @@ void vq_push(struct vq_elem *e, uint32_t written)
 	/* The buffers are unmapped before the guest may reuse them. */
 	vq_unmap_elem(e);
 	if (vq_elem_current(e)) {
+		testpoint("vq.push");
 		vq_put_used(vq, e->head, written < e->in_len ? written : e->in_len);
 		vq_head_mark(vq, e->head, false);
+		vq_rec_used(vq);
 	}
 	free(e);
 }
@@ -401,6 +469,8 @@ void vq_push_many(struct vq_elem *const *e, const uint32_t *written, unsigned n)
 	struct virtqueue *vq = n ? e[0]->vq : NULL;
 	uint16_t idx = vq ? vq->used_idx : 0;
 
+	if (n)
+		testpoint("vq.push");
 	for (unsigned i = 0; i < n; i++) {
 		vq_unmap_elem(e[i]);
 		if (!vq_elem_current(e[i]))
@@ -409,12 +479,17 @@ void vq_push_many(struct vq_elem *const *e, const uint32_t *written, unsigned n)
 
 		u->id = htole32(e[i]->head);
 		u->len = htole32(written[i] < e[i]->in_len ? written[i] : e[i]->in_len);
-		vq_head_mark(vq, e[i]->head, false);
 	}
 	if (vq && idx != vq->used_idx) {
 		vq->used_idx = idx;
 		/* Release: every element above is visible before the one index that publishes all. */
 		__atomic_store_n(&vq->used->idx, htole16(vq->used_idx), __ATOMIC_RELEASE);
+		testpoint("vq.push.published");
+		/* Out of flight only once the guest sees them (struct vq_state). */
+		for (unsigned i = 0; i < n; i++)
+			if (vq_elem_current(e[i]))
+				vq_head_mark(vq, e[i]->head, false);
+		vq_rec_used(vq);
 	}
 	for (unsigned i = 0; i < n; i++)
 		free(e[i]);
@@ -472,4 +547,96 @@ bool vq_enable_notify(struct virtqueue *vq)
 	/* Full barrier: the re-enable is visible before we look for chains published meanwhile. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return vq_has_work(vq);
+}
+
+/* Give an adopted head back unused: length 0 (a device that must not do it twice). */
+static void vq_return_unused(struct virtqueue *vq, uint16_t head)
+{
+	vq_put_used(vq, head, 0);
+	vq_head_mark(vq, head, false);
+	vq_rec_used(vq);
+}
+
+/* The used elements the guest sees beyond the record's used_idx are done: out of flight. */
+static int vq_adopt_used(struct virtqueue *vq)
+{
+	uint16_t seen = le16toh(__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE));
+	uint16_t ahead = (uint16_t)(seen - vq->used_idx);
+
+	if (ahead > vq->num)
+		return -EINVAL;   /* we never got that far: the guest wrote our used ring */
+	for (uint16_t k = 0; k < ahead; k++) {
+		uint32_t head = le32toh(vq->used->ring[(vq->used_idx + k) & (vq->num - 1)].id);
+
+		if (head < vq->num && vq_head_inflight(vq, (uint16_t)head))
+			vq_head_mark(vq, (uint16_t)head, false);
+	}
+	vq->used_idx = seen;
+	vq_rec_used(vq);
+	return 0;
+}
+
+/* A head in flight and still at avail[last_avail]: the pop stopped between its two writes. */
+static void vq_adopt_popping(struct virtqueue *vq)
+{
+	if (vq_avail_idx(vq) == vq->last_avail)
+		return;
+	uint16_t head = vq_load16(&vq->avail->ring[vq->last_avail & (vq->num - 1)]);
+
+	if (head < vq->num && vq_head_inflight(vq, head))
+		vq_head_mark(vq, head, false);
+}
+
+int vq_adopt(struct virtqueue *vq, struct gmem *gm, uint16_t index, uint16_t max,
+	     uint64_t features, bool replay)
+{
+	struct vq_state *r = vq->rec;
+	unsigned n = 0;
+
+	vq->gm = gm;
+	vq->index = index;
+	if (!r || !r->enabled)
+		return 0;
+	if (!gm || r->num > max || !vq_is_pow2(r->num) || (r->desc_gpa & 15) ||
+	    (r->avail_gpa & 1) || (r->used_gpa & 3) ||
+	    vq_map_rings(vq, r->num, r->desc_gpa, r->avail_gpa, r->used_gpa) < 0)
+		return -EINVAL;
+	vq->scratch = calloc(VQ_MAX_SIZE, sizeof(*vq->scratch));
+	vq->replay = calloc(r->num, sizeof(*vq->replay));
+	if (!vq->scratch || !vq->replay)
+		return -ENOMEM;
+	vq->num = r->num;
+	vq->desc_gpa = r->desc_gpa;
+	vq->avail_gpa = r->avail_gpa;
+	vq->used_gpa = r->used_gpa;
+	vq->event_idx = (features >> VQ_F_EVENT_IDX) & 1;
+	vq->indirect = (features >> VQ_F_INDIRECT_DESC) & 1;
+	vq->last_avail = r->last_avail;
+	vq->used_idx = r->used_idx;
+	vq->broken = r->broken;
+	memcpy(vq->inflight_map, r->inflight_map, sizeof(vq->inflight_map));
+	vq->inflight = 0;
+	for (unsigned h = 0; h < vq->num; h++)
+		vq->inflight += vq_head_inflight(vq, (uint16_t)h);
+	/* An interrupt follows adoption anyway: the suppression state starts afresh. */
+	vq->signalled_valid = false;
+	vq->enabled = true;
+	if (vq->broken)
+		return 0;
+	if (vq_adopt_used(vq) < 0) {
+		vq->broken = true;
+		r->broken = 1;
+		return -EINVAL;
+	}
+	vq_adopt_popping(vq);
+	for (unsigned h = 0; h < vq->num; h++) {
+		if (!vq_head_inflight(vq, (uint16_t)h))
+			continue;
+		n++;
+		if (replay)
+			vq->replay[vq->nreplay++] = (uint16_t)h;
+		else
+			vq_return_unused(vq, (uint16_t)h);
+	}
+	return (int)n;
 }

@@ -35,6 +35,30 @@ struct vring_desc;
 struct vring_avail;
 struct vring_used;
 
+/*
+ * What a new instance needs of a queue (lib/persist.h): kept up to date as the queue changes,
+ * in memory that outlives the process. The order of the writes makes a crash at any
+ * instruction recoverable by vq_adopt():
+ *   pop:   the head's in-flight bit, then last_avail. A crash between the two leaves a head
+ *          both in flight and still at avail[last_avail]: adoption clears its bit (it is
+ *          popped again).
+ *   push:  the used elements, then used->idx (the guest sees them), then the heads' bits and
+ *          used_idx. A crash between the two leaves used->idx ahead of used_idx: adoption
+ *          reads the elements in between back from the used ring and clears their bits.
+ *   reset: enabled first, then the rest.
+ * Every other head whose bit is set was taken and not returned: adoption gives it back to the
+ * device (vq_pop() returns it again) or returns it unused, as the device chooses.
+ */
+struct vq_state {
+	uint16_t num;
+	uint8_t enabled;
+	uint8_t broken;
+	uint16_t last_avail;
+	uint16_t used_idx;
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	uint64_t inflight_map[VQ_MAX_SIZE / 64];
+};
+
 struct virtqueue {
 	struct gmem *gm;
 	uint16_t index;
@@ -66,6 +90,10 @@ struct virtqueue {
 
 	struct iovec *scratch; /* VQ_MAX_SIZE entries: the chain walk's work area */
 	uint32_t stat_bad_chains;
+
+	struct vq_state *rec;  /* the persistent record written through (NULL: none) */
+	uint16_t *replay;      /* adopted heads vq_pop() returns again before new ones */
+	uint16_t nreplay, replayed;
 };
 
 /*
@@ -78,6 +106,16 @@ int vq_configure(struct virtqueue *vq, struct gmem *gm, uint16_t index, uint16_t
 
 /* Disable: unmap the rings, bump gen. Elements still held by the device stay valid memory. */
 void vq_reset(struct virtqueue *vq);
+
+/*
+ * A new instance takes over the queue vq->rec describes: map its rings again, reconcile the
+ * record with the used ring (see struct vq_state), and leave every head still in flight to be
+ * popped again (replay) or, with replay false, returned to the guest unused (length 0).
+ * Returns how many heads were in flight, or -EINVAL (rings no longer mapped, or a record the
+ * guest's used ring contradicts: the queue is then broken).
+ */
+int vq_adopt(struct virtqueue *vq, struct gmem *gm, uint16_t index, uint16_t max,
+	     uint64_t features, bool replay);
 
 /*
  * Next available chain, or NULL. *err is 0 when the ring is simply empty (or the queue disabled),
