@@ -22,6 +22,7 @@
 #include "ioreq/privcmd.h"
 #include "ioreq/slot.h"
 #include "lib/log.h"
+#include "lib/persist.h"
 #include "lib/util.h"
 
 struct fp_queue {
@@ -110,40 +111,83 @@ void fastpath_get_stats(const struct fastpath *f, struct fastpath_stats *st)
 
 /* ---- assign and deassign ---- */
 
+static int fp_ioeventfd_at(const struct fastpath_params *p, uint64_t page, uint64_t base,
+			   unsigned q, int efd, bool deassign)
+{
+	struct xvd_privcmd_ioeventfd a = {
+		.ioreq = page,
+		.ports = (uintptr_t)p->ports,
+		.addr = base,
+		.addr_len = SLOT_NOTIFY_LEN,
+		.event_fd = (uint32_t)efd,
+		.vcpus = p->nr_vcpus,
+		.vq = q,
+		.flags = deassign ? XVD_PRIVCMD_DEASSIGN : 0,
+		.dom = (uint16_t)p->domid,
+	};
+
+	return xen_privcmd_ioeventfd(p->pc, &a);
+}
+
 static int fp_ioeventfd(struct fastpath *f, const struct fp_dev *fd, unsigned q, int efd,
 			bool deassign)
 {
-	struct xvd_privcmd_ioeventfd a = {
-		.ioreq = (uintptr_t)f->p.ioreq_page,
-		.ports = (uintptr_t)f->p.ports,
-		.addr = fd->base,
-		.addr_len = SLOT_NOTIFY_LEN,
-		.event_fd = (uint32_t)efd,
-		.vcpus = f->p.nr_vcpus,
-		.vq = q,
-		.flags = deassign ? XVD_PRIVCMD_DEASSIGN : 0,
-		.dom = (uint16_t)f->p.domid,
-	};
-
-	return xen_privcmd_ioeventfd(f->p.pc, &a);
+	return fp_ioeventfd_at(&f->p, (uintptr_t)f->p.ioreq_page, fd->base, q, efd, deassign);
 }
 
-static int fp_irqfd(struct fastpath *f, const struct fp_dev *fd, bool deassign)
+static void fp_name(char *buf, size_t len, const char *what, unsigned w, int q)
+{
+	if (q < 0)
+		snprintf(buf, len, "%s.%u", what, w);
+	else
+		snprintf(buf, len, "%s.%u.%d", what, w, q);
+}
+
+static int fp_irqfd_at(const struct fastpath_params *p, uint32_t irq, int efd, bool deassign)
 {
 	/* Every level-1 write to an SPI is an injection on Arm, so one DM op does it all. */
 	struct xen_dm_op op = {
 		.op = XEN_DMOP_set_irq_level,
-		.u.set_irq_level = { .irq = fd->irq, .level = 1 },
+		.u.set_irq_level = { .irq = irq, .level = 1 },
 	};
 	struct xvd_privcmd_irqfd a = {
 		.dm_op = (uintptr_t)&op,
 		.size = sizeof(op),
-		.fd = (uint32_t)fd->irqfd,
+		.fd = (uint32_t)efd,
 		.flags = deassign ? XVD_PRIVCMD_DEASSIGN : 0,
-		.dom = (uint16_t)f->p.domid,
+		.dom = (uint16_t)p->domid,
 	};
 
-	return xen_privcmd_irqfd(f->p.pc, &a);
+	return xen_privcmd_irqfd(p->pc, &a);
+}
+
+static int fp_irqfd(struct fastpath *f, const struct fp_dev *fd, bool deassign)
+{
+	return fp_irqfd_at(&f->p, fd->irq, fd->irqfd, deassign);
+}
+
+unsigned fastpath_forget(const struct fastpath_params *p, uint64_t old_page,
+			 const struct fastpath_window *wins, unsigned nwin)
+{
+	unsigned n = 0;
+	char name[32];
+	int efd;
+
+	for (unsigned w = 0; w < nwin; w++) {
+		for (unsigned q = 0; q < wins[w].nqueues; q++) {
+			fp_name(name, sizeof(name), "ioev", w, (int)q);
+			if ((efd = fdstore_take(p->store, name)) < 0)
+				continue;
+			n += fp_ioeventfd_at(p, old_page, wins[w].base, q, efd, true) == 0;
+			close(efd);
+		}
+		fp_name(name, sizeof(name), "irqfd", w, -1);
+		if ((efd = fdstore_take(p->store, name)) >= 0) {
+			fp_irqfd_at(p, wins[w].irq, efd, true);
+			close(efd);
+		}
+	}
+	return n;
 }
 
 static int fp_new_eventfd(void)
@@ -151,6 +195,15 @@ static int fp_new_eventfd(void)
 	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 
 	return fd < 0 ? -errno : fd;
+}
+
+/* The next instance deassigns what the kernel holds with these (fastpath_forget()). */
+static void fp_keep(struct fastpath *f, const struct fp_dev *fd, int q, int efd)
+{
+	char name[32];
+
+	fp_name(name, sizeof(name), q < 0 ? "irqfd" : "ioev", (unsigned)(fd - f->devs), q);
+	fdstore_keep(f->p.store, name, efd);
 }
 
 static int fp_start_queue(struct fastpath *f, struct fp_dev *fd, unsigned q)
@@ -165,6 +218,7 @@ static int fp_start_queue(struct fastpath *f, struct fp_dev *fd, unsigned q)
 		close(efd);
 		return rc;
 	}
+	fp_keep(f, fd, (int)q, efd);
 	fq->f = f;
 	fq->fd = fd;
 	fq->q = q;
@@ -192,6 +246,7 @@ static int fp_start_dev(struct fastpath *f, struct fp_dev *fd)
 	if (rc < 0)
 		return rc;
 	fd->irq_assigned = true;
+	fp_keep(f, fd, -1, fd->irqfd);
 	for (unsigned q = 0; q < fd->nqueues; q++)
 		if ((rc = fp_start_queue(f, fd, q)) < 0)
 			return rc;

@@ -13,6 +13,7 @@
 #include "ioreq/window.h"
 
 struct ev_loop;
+struct fdstore;
 struct slot_kernel;
 struct xen_privcmd;
 
@@ -24,6 +25,7 @@ struct fastpath_params {
 	void *ioreq_page;             /* our mapping of the notify server's ioreq page */
 	const uint32_t *ports;        /* local port of each vCPU on that server */
 	unsigned nr_vcpus;
+	struct fdstore *store;        /* keeps each eventfd ("ioev.W.Q", "irqfd.W"), or NULL */
 };
 
 struct fastpath_stats {
@@ -57,6 +59,16 @@ const struct slot_kernel *fastpath_kernel(const struct fastpath *f);
 bool fastpath_raise(struct fastpath *f, unsigned i);
 
 unsigned fastpath_queues(const struct fastpath *f);
+
+/*
+ * A previous instance's registrations, which outlive it in the kernel: deassign each whose
+ * eventfd p->store still holds, as that instance assigned them (old_page: the ioreq page's
+ * address then; wins[i]: its windows). The kernel may have a handler of them running on a page
+ * that process no longer maps: this ends it. Returns how many ioeventfds were removed (irqfds
+ * are removed too, not counted: a stale one only waits for a write nobody makes).
+ */
+unsigned fastpath_forget(const struct fastpath_params *p, uint64_t old_page,
+			 const struct fastpath_window *wins, unsigned nwin);
 void fastpath_get_stats(const struct fastpath *f, struct fastpath_stats *st);
 
 /*

@@ -45,6 +45,7 @@
 #include "ioreq/xen_priv.h"
 #include "ioreq/xen_stats.h"
 #include "lib/log.h"
+#include "lib/persist.h"
 #include "lib/platform.h"
 #include "lib/util.h"
 
@@ -62,10 +63,34 @@ enum { XG_MAIN, XG_NOTIFY, XG_NSERVERS };
 /* A slot the kernel's handler held when we looked: look again from a timer (busy_w). */
 enum { XG_WAIT_NONE, XG_WAIT_TAKE, XG_WAIT_ANSWER, XG_WAIT_WINDOW };
 
+/*
+ * What the next instance needs to take this guest's Xen side over (xen_opts.persist, region
+ * "xen"), written as things happen: an id before its `created` flag, a port once bound, a window
+ * once routed, `fastpath` once the kernel holds eventfds and cleared once it no longer does,
+ * `ready` last, when serving starts. A record that is not `ready` is not taken over.
+ */
+struct xg_state {
+	uint32_t nr_vcpus;
+	uint32_t nwin;                    /* windows routed, in order */
+	uint8_t created[XG_NSERVERS];
+	uint8_t split;                    /* the kick dwords are routed to the notify server */
+	uint8_t fastpath;                 /* the kernel holds ioeventfds and irqfds of ours */
+	uint8_t ready;
+	uint8_t pad[3];
+	uint16_t id[XG_NSERVERS];
+	uint32_t pad2;
+	uint64_t notify_va;               /* the notify page's address the ioeventfds know */
+	struct { uint64_t base; uint32_t irq, nq; } win[XG_MAX_WINDOWS];
+	uint32_t port[];                  /* [server * nr_vcpus + vcpu] */
+};
+
+#define XG_ORDER() __asm__ __volatile__("" ::: "memory")
+
 /* One ioreq server and the ports of its vCPU slots. */
 struct xg_server {
 	ioservid_t id;
 	bool created;
+	bool adopted;                 /* the previous instance's (xg_adopt_server()) */
 	xenforeignmemory_resource_handle *res;
 	ioreq_t *slots;               /* nr_vcpus entries in the mapped ioreq frames */
 	evtchn_port_t *port;          /* local port of each vCPU (nr_bound valid) */
@@ -133,6 +158,17 @@ struct xen_guest {
 	struct ratelimit rl;
 	struct slot_stats slot;
 	struct xen_guest_stats st;
+
+	struct xg_state *rec;         /* in opts.persist, or private when there is none */
+	bool rec_private;
+	bool adopting;                /* taking a previous instance's servers over */
+	bool evtchn_inherited;        /* the handle (and its bindings) came from the fd store */
+	/*
+	 * The previous instance's ioeventfds could not all be deassigned (their eventfds were
+	 * not stored): its notify server is given up, a new one made at another page address.
+	 */
+	bool fp_abandon;
+	uint64_t stale_va;
 };
 
 /* Domain teardown makes every call fail with ESRCH: worth a debug line, not a warning. */
@@ -408,15 +444,13 @@ void xen_window_raise_irq(struct xen_window *w)
 
 /* ---- servers ---- */
 
-static int xg_create_server(struct xen_guest *g, struct xg_server *s)
+static void xg_log_teardown(const struct xen_guest *g, const char *what, int err);
+
+/* Map the server's ioreq frames (ours, or a previous instance's server we take over). */
+static int xg_map_frames(struct xen_guest *g, struct xg_server *s)
 {
 	void *addr = NULL;
 
-	/* Arm has no buffered ioreqs: every access is synchronous. */
-	if (xendevicemodel_create_ioreq_server(g->dm, (domid_t)g->opts.domid,
-					       HVM_IOREQSRV_BUFIOREQ_OFF, &s->id) < 0)
-		return -errno;
-	s->created = true;
 	s->res = xenforeignmemory_map_resource(g->fm, (domid_t)g->opts.domid,
 					       XENMEM_resource_ioreq_server, s->id,
 					       XENMEM_resource_ioreq_server_frame_ioreq(0),
@@ -424,6 +458,40 @@ static int xg_create_server(struct xen_guest *g, struct xg_server *s)
 	if (!s->res)
 		return -errno;
 	s->slots = addr;
+	/*
+	 * Linux's privcmd finds an ioeventfd's handler by the ioreq page's address: one at the
+	 * address of a previous instance's registration the kernel still holds would join that
+	 * dead one. Map again elsewhere (the first mapping is kept until then).
+	 */
+	if (g->stale_va && (uintptr_t)addr == g->stale_va) {
+		xenforeignmemory_resource_handle *first = s->res;
+		int rc;
+
+		s->res = NULL;
+		s->slots = NULL;
+		rc = xg_map_frames(g, s);
+		if (xenforeignmemory_unmap_resource(g->fm, first) < 0)
+			xg_log_teardown(g, "unmapping the ioreq frames", errno);
+		return rc;
+	}
+	return 0;
+}
+
+static int xg_create_server(struct xen_guest *g, unsigned server)
+{
+	struct xg_server *s = &g->srv[server];
+	int rc;
+
+	/* Arm has no buffered ioreqs: every access is synchronous. */
+	if (xendevicemodel_create_ioreq_server(g->dm, (domid_t)g->opts.domid,
+					       HVM_IOREQSRV_BUFIOREQ_OFF, &s->id) < 0)
+		return -errno;
+	s->created = true;
+	g->rec->id[server] = s->id;
+	XG_ORDER();
+	g->rec->created[server] = 1;
+	if ((rc = xg_map_frames(g, s)) < 0)
+		return rc;
 	if (xendevicemodel_set_ioreq_server_state(g->dm, (domid_t)g->opts.domid, s->id, 1) < 0)
 		return -errno;
 	return 0;
@@ -445,6 +513,11 @@ static int xg_index_ports(struct xen_guest *g, unsigned server)
 	return 0;
 }
 
+static uint32_t *xg_rec_port(struct xen_guest *g, unsigned server, unsigned vcpu)
+{
+	return &g->rec->port[server * g->nr_vcpus + vcpu];
+}
+
 static int xg_bind_ports(struct xen_guest *g, unsigned server)
 {
 	struct xg_server *s = &g->srv[server];
@@ -458,15 +531,22 @@ static int xg_bind_ports(struct xen_guest *g, unsigned server)
 	for (unsigned i = 0; i < g->nr_vcpus; i++) {
 		/* Read once: the page is shared with Xen. */
 		uint32_t remote = ((volatile ioreq_t *)&s->slots[i])->vp_eport;
-		xenevtchn_port_or_error_t p = xenevtchn_bind_interdomain(g->xce, g->opts.domid,
-									 remote);
+		xenevtchn_port_or_error_t p;
 
+		/* A handle taken over still has the previous instance's bindings. */
+		if (s->adopted && g->evtchn_inherited) {
+			s->port[i] = *xg_rec_port(g, server, i);
+			s->nr_bound = i + 1;
+			continue;
+		}
+		p = xenevtchn_bind_interdomain(g->xce, g->opts.domid, remote);
 		if (p < 0) {
 			log_err("xen: %s: binding vCPU %u port %u: %s", g->name, i, remote,
 				strerror(errno));
 			return -errno ? -errno : -EIO;
 		}
 		s->port[i] = (evtchn_port_t)p;
+		*xg_rec_port(g, server, i) = (uint32_t)p;
 		s->nr_bound = i + 1;
 	}
 	return xg_index_ports(g, server);
@@ -516,6 +596,9 @@ static void xg_destroy_server(struct xen_guest *g, unsigned server)
 {
 	struct xg_server *s = &g->srv[server];
 
+	if (s->created && g->rec)
+		g->rec->created[server] = 0;
+	XG_ORDER();
 	xg_unbind_ports(g, server);
 	if (s->res && xenforeignmemory_unmap_resource(g->fm, s->res) < 0)
 		xg_log_teardown(g, "unmapping the ioreq frames", errno);
@@ -525,12 +608,25 @@ static void xg_destroy_server(struct xen_guest *g, unsigned server)
 	    xendevicemodel_destroy_ioreq_server(g->dm, (domid_t)g->opts.domid, s->id) < 0)
 		xg_log_teardown(g, "destroying the ioreq server", errno);
 	s->created = false;
+	s->adopted = false;
 	s->kernel = NULL;
 }
 
-static int xg_open_server(struct xen_guest *g, unsigned server)
+/* Take over the server a previous instance recorded: the same id, its frames mapped again. */
+static int xg_adopt_server(struct xen_guest *g, unsigned server)
 {
-	int rc = xg_create_server(g, &g->srv[server]);
+	struct xg_server *s = &g->srv[server];
+
+	s->id = g->rec->id[server];
+	s->created = true;
+	s->adopted = true;
+	return xg_map_frames(g, s);
+}
+
+/* Create the server, or take over the one the previous instance recorded (adopt). */
+static int xg_open_server(struct xen_guest *g, unsigned server, bool adopt)
+{
+	int rc = adopt ? xg_adopt_server(g, server) : xg_create_server(g, server);
 
 	if (rc < 0) {
 		log_err("xen: %s: setting up the %s ioreq server (%u vCPUs, %u frames): %s",
@@ -558,6 +654,28 @@ static void xg_open_privcmd(struct xen_guest *g)
 			 strerror(-rc));
 }
 
+/*
+ * The event channel handle: the previous instance's from the fd store (its bindings intact,
+ * events queued while nobody read them still there), else a new one.
+ */
+static xenevtchn_handle *xg_open_evtchn(struct xen_guest *g)
+{
+	int fd = fdstore_take(g->opts.store, "evtchn");
+	xenevtchn_handle *xce;
+
+	if (fd >= 0) {
+		xce = xenevtchn_fdopen(NULL, fd, 0);
+		if (xce) {
+			g->evtchn_inherited = true;
+			return xce;
+		}
+		log_warn("xen: %s: the stored event channel handle cannot be reopened (%s); a new "
+			 "one is bound", g->name, strerror(errno));
+		close(fd);
+	}
+	return xenevtchn_open(NULL, 0);
+}
+
 static int xg_open_handles(struct xen_guest *g)
 {
 	g->dm = xendevicemodel_open(NULL, 0);
@@ -566,7 +684,7 @@ static int xg_open_handles(struct xen_guest *g)
 	g->fm = xenforeignmemory_open(NULL, 0);
 	if (!g->fm)
 		return -errno ? -errno : -EIO;
-	g->xce = xenevtchn_open(NULL, 0);
+	g->xce = xg_open_evtchn(g);
 	if (!g->xce)
 		return -errno ? -errno : -EIO;
 	xg_open_privcmd(g);
@@ -611,6 +729,48 @@ static int xg_fd_nonblock(struct xen_guest *g)
 	return 0;
 }
 
+static size_t xg_record_size(unsigned nr_vcpus)
+{
+	return sizeof(struct xg_state) + (size_t)XG_NSERVERS * nr_vcpus * sizeof(uint32_t);
+}
+
+/*
+ * The record of this guest's Xen side: a previous instance's, complete (`ready`) and for as
+ * many vCPUs, is taken over; anything else is started afresh. Without persistence, a private
+ * one (the code writes it all the same).
+ */
+static int xg_open_record(struct xen_guest *g)
+{
+	size_t size = xg_record_size(g->nr_vcpus);
+	bool adopted;
+
+	g->rec = persist_region(g->opts.persist, "xen", size, &adopted);
+	if (!g->rec) {
+		g->rec = calloc(1, size);
+		g->rec_private = true;
+		if (!g->rec)
+			return -ENOMEM;
+	}
+	g->adopting = adopted && g->rec->ready && g->rec->nr_vcpus == g->nr_vcpus &&
+		      g->rec->created[XG_MAIN];
+	if (adopted && !g->adopting)
+		log_warn("xen: %s: the previous instance's record is incomplete; new ioreq servers "
+			 "are created", g->name);
+	if (!g->adopting) {
+		memset(g->rec, 0, size);
+		g->rec->nr_vcpus = g->nr_vcpus;
+		/* Bindings of a handle whose servers are not taken over belong to nobody now. */
+		if (g->evtchn_inherited) {
+			xenevtchn_close(g->xce);
+			g->evtchn_inherited = false;
+			g->xce = xenevtchn_open(NULL, 0);
+			if (!g->xce)
+				return -errno ? -errno : -EIO;
+		}
+	}
+	return 0;
+}
+
 static int xg_open_stages(struct xen_guest *g)
 {
 	int rc;
@@ -623,11 +783,16 @@ static int xg_open_stages(struct xen_guest *g)
 		log_err("xen: %s: counting vCPUs: %s", g->name, strerror(-rc));
 		return rc;
 	}
+	if ((rc = xg_open_record(g)) < 0)
+		return rc;
 	g->gm = gmem_xen_create(g->fm, g->gt, g->opts.domid, g->opts.map_cache_mib,
 				g->opts.premap);
 	if (!g->gm)
 		return -ENOMEM;
-	if ((rc = xg_open_server(g, XG_MAIN)) < 0)
+	if ((rc = xg_open_server(g, XG_MAIN, g->adopting)) < 0)
+		return rc;
+	/* A notify server the previous instance had: its dwords are routed there still. */
+	if (g->adopting && g->rec->created[XG_NOTIFY] && (rc = xg_open_server(g, XG_NOTIFY, true)) < 0)
 		return rc;
 	if ((rc = xg_fd_nonblock(g)) < 0) {
 		log_err("xen: %s: event channel fd: %s", g->name, strerror(-rc));
@@ -660,8 +825,14 @@ int xen_guest_open(struct ev_loop *loop, const struct xen_opts *opts, struct xen
 	}
 	g->st.nr_vcpus = g->nr_vcpus;
 	g->st.nr_frames = g->nr_frames;
-	log_info("xen: %s: ioreq server %u, %u vCPUs, %u ioreq frames", g->name,
-		 g->srv[XG_MAIN].id, g->nr_vcpus, g->nr_frames);
+	if (g->adopting)
+		log_notice("xen: %s: took over ioreq server %u%s from the previous instance (%u "
+			   "vCPUs, ports %s)", g->name, g->srv[XG_MAIN].id,
+			   g->srv[XG_NOTIFY].created ? " and its notify server" : "", g->nr_vcpus,
+			   g->evtchn_inherited ? "still bound" : "bound again");
+	else
+		log_info("xen: %s: ioreq server %u, %u vCPUs, %u ioreq frames", g->name,
+			 g->srv[XG_MAIN].id, g->nr_vcpus, g->nr_frames);
 	*out = g;
 	return 0;
 }
@@ -719,16 +890,30 @@ int xen_guest_add_window(struct xen_guest *g, const struct xen_window_desc *d,
 			(unsigned long long)base, d->irq);
 		return -EINVAL;
 	}
-	rc = xg_route(g, XG_MAIN, true, base, base + PLATFORM_MMIO_WINDOW - 1);
-	if (rc < 0) {
-		log_err("xen: %s: %s: routing 0x%llx: %s", g->name, d->name,
-			(unsigned long long)base, strerror(-rc));
-		return rc;
+	if (g->adopting) {
+		/* Routed by the previous instance already: the same window at the same place. */
+		if (g->nwin >= g->rec->nwin || g->rec->win[g->nwin].base != base) {
+			log_err("xen: %s: %s: window 0x%llx is not the previous instance's",
+				g->name, d->name, (unsigned long long)base);
+			return -EINVAL;
+		}
+	} else {
+		rc = xg_route(g, XG_MAIN, true, base, base + PLATFORM_MMIO_WINDOW - 1);
+		if (rc < 0) {
+			log_err("xen: %s: %s: routing 0x%llx: %s", g->name, d->name,
+				(unsigned long long)base, strerror(-rc));
+			return rc;
+		}
+		g->rec->win[g->nwin].base = base;
+		g->rec->win[g->nwin].irq = d->irq;
+		g->rec->win[g->nwin].nq = d->nqueues;
+		XG_ORDER();
+		g->rec->nwin = g->nwin + 1;
 	}
 	w = &g->win[g->nwin];
 	*w = (struct xen_window){ .g = g, .index = g->nwin, .base = base, .irq = d->irq,
 				  .nqueues = d->nqueues, .ops = d->ops, .opaque = d->opaque,
-				  .routed = true };
+				  .routed = true, .split = g->adopting && g->rec->split };
 	snprintf(w->name, sizeof(w->name), "%s", d->name);
 	g->nwin++;
 	*out = w;
@@ -800,6 +985,7 @@ static int xg_split_windows(struct xen_guest *g)
 		if (rc < 0)
 			return rc;
 		w->split = true;
+		g->rec->split = 1;
 		rc = xg_route(g, XG_MAIN, false, k, k + SLOT_NOTIFY_LEN - 1);
 		if (rc < 0)
 			return rc;
@@ -824,6 +1010,8 @@ static void xg_join_windows(struct xen_guest *g)
 			xg_log_teardown(g, "unrouting a kick dword", -rc);
 		w->split = false;
 	}
+	if (g->rec)
+		g->rec->split = 0;
 }
 
 static int xg_fastpath_assign(struct xen_guest *g)
@@ -831,9 +1019,10 @@ static int xg_fastpath_assign(struct xen_guest *g)
 	struct fastpath_params p = {
 		.loop = g->loop, .pc = g->pc, .domid = g->opts.domid, .name = g->name,
 		.ioreq_page = g->srv[XG_NOTIFY].slots, .ports = g->srv[XG_NOTIFY].port,
-		.nr_vcpus = g->nr_vcpus,
+		.nr_vcpus = g->nr_vcpus, .store = g->opts.store,
 	};
 	struct fastpath_window wins[XG_MAX_WINDOWS];
+	int rc;
 
 	for (unsigned i = 0; i < g->nwin; i++) {
 		const struct xen_window *w = &g->win[i];
@@ -842,17 +1031,91 @@ static int xg_fastpath_assign(struct xen_guest *g)
 						    .nqueues = w->nqueues, .ops = w->ops,
 						    .opaque = w->opaque };
 	}
-	return fastpath_start(&p, wins, g->nwin, &g->fp);
+	rc = fastpath_start(&p, wins, g->nwin, &g->fp);
+	if (rc == 0) {
+		g->rec->notify_va = (uintptr_t)g->srv[XG_NOTIFY].slots;
+		XG_ORDER();
+		g->rec->fastpath = 1;
+	}
+	return rc;
+}
+
+/*
+ * The previous instance's registrations, which the kernel keeps after it died: deassigned with
+ * the eventfds the fd store kept, as they were assigned (its page address and windows).
+ */
+static void xg_fastpath_forget(struct xen_guest *g)
+{
+	struct fastpath_params p = {
+		.pc = g->pc, .domid = g->opts.domid, .name = g->name,
+		.ports = g->srv[XG_NOTIFY].port, .nr_vcpus = g->nr_vcpus, .store = g->opts.store,
+	};
+	struct fastpath_window wins[XG_MAX_WINDOWS];
+	unsigned n, want = 0;
+
+	if (!g->adopting || !g->rec->fastpath)
+		return;
+	for (unsigned i = 0; i < g->rec->nwin && i < XG_MAX_WINDOWS; i++)
+		wins[i] = (struct fastpath_window){ .base = g->rec->win[i].base,
+						    .irq = g->rec->win[i].irq,
+						    .nqueues = g->rec->win[i].nq };
+	n = g->pc ? fastpath_forget(&p, g->rec->notify_va, wins, g->rec->nwin) : 0;
+	g->rec->fastpath = 0;
+	for (unsigned i = 0; i < g->rec->nwin && i < XG_MAX_WINDOWS; i++)
+		want += g->rec->win[i].nq;
+	if (n == want) {
+		log_info("xen: %s: the previous instance's %u ioeventfds removed", g->name, n);
+		return;
+	}
+	/*
+	 * The kernel keeps the others, on ports that closed when that instance's event channel
+	 * handle did: they never run again, but the notify server they were made for is left to
+	 * them and a new one made.
+	 */
+	g->fp_abandon = true;
+	g->stale_va = g->rec->notify_va;
+	log_notice("xen: %s: %u of the previous instance's %u ioeventfds cannot be removed (no "
+		   "file descriptor store kept them); its notify server is replaced", g->name,
+		   want - n, want);
+}
+
+/* The kernel lets go of our eventfds: the last deassign waits for a running handler. */
+static void xg_fastpath_stop(struct xen_guest *g)
+{
+	fastpath_stop(g->fp, g->dead);
+	g->fp = NULL;
+	g->srv[XG_NOTIFY].kernel = NULL;
+	if (g->rec)
+		g->rec->fastpath = 0;
+}
+
+/*
+ * A server about to be destroyed while the guest lives: a vCPU whose request waits in it would
+ * wait for good (Xen does not complete it), so every READY request gets an answer, without
+ * being served (reads see all-ones, writes are dropped). Nothing else shares its slots now.
+ */
+static void xg_drain_server(struct xen_guest *g, unsigned server)
+{
+	struct xg_server *s = &g->srv[server];
+
+	for (unsigned v = 0; !g->dead && s->slots && v < s->nr_bound; v++) {
+		ioreq_t req;
+
+		if (slot_take(&s->slots[v], NULL, &req, &g->slot) != SLOT_OURS)
+			continue;
+		if (xg_answered(g, s, v, slot_answer(&s->slots[v], NULL, &req,
+						     req.dir == IOREQ_READ ? ~UINT64_C(0) : 0,
+						     &g->slot)))
+			g->st.drained++;
+	}
 }
 
 /* Undo what xg_fastpath_start() did, in reverse; safe on any part of it. */
 static void xg_fastpath_undo(struct xen_guest *g)
 {
 	xg_join_windows(g);
-	/* The last deassign waits for a kernel handler that still runs (free_irq). */
-	fastpath_stop(g->fp, g->dead);
-	g->fp = NULL;
-	g->srv[XG_NOTIFY].kernel = NULL;
+	xg_fastpath_stop(g);
+	xg_drain_server(g, XG_NOTIFY);
 	xg_destroy_server(g, XG_NOTIFY);
 }
 
@@ -873,7 +1136,18 @@ static void xg_fastpath_start(struct xen_guest *g)
 		snprintf(g->fp_why, sizeof(g->fp_why), "no device");
 		return;
 	}
-	rc = xg_open_server(g, XG_NOTIFY);
+	if (g->srv[XG_NOTIFY].created) {
+		/* The previous instance's notify server, its dwords routed to it still. */
+		rc = xg_fastpath_assign(g);
+		if (rc < 0) {
+			xg_fastpath_why(g, rc);
+			xg_fastpath_undo(g);
+			return;
+		}
+		g->srv[XG_NOTIFY].kernel = fastpath_kernel(g->fp);
+		return;
+	}
+	rc = xg_open_server(g, XG_NOTIFY, false);
 	if (rc < 0) {
 		snprintf(g->fp_why, sizeof(g->fp_why), "creating the notify ioreq server: %s",
 			 strerror(-rc));
@@ -921,6 +1195,10 @@ int xen_guest_start(struct xen_guest *g, void (*on_death)(void *opaque), void *o
 			strerror(-rc));
 		return rc;
 	}
+	xg_fastpath_forget(g);
+	/* Not wanted, not possible, or not ours alone: the kick dwords go back to the main server. */
+	if (g->srv[XG_NOTIFY].created && (!g->pc || g->fp_abandon))
+		xg_fastpath_undo(g);
 	xg_fastpath_start(g);
 	if (!g->fp && g->opts.fastpath == XEN_FASTPATH_ON)
 		return -EOPNOTSUPP;
@@ -936,7 +1214,40 @@ int xen_guest_start(struct xen_guest *g, void (*on_death)(void *opaque), void *o
 		g->serving = false;
 		return -EIO;
 	}
+	/* The handle and its bindings outlive us in the fd store (a restart keeps them). */
+	fdstore_keep(g->opts.store, "evtchn", xenevtchn_fd(g->xce));
+	XG_ORDER();
+	g->rec->ready = 1;
 	return 0;
+}
+
+bool xen_guest_adopted(const struct xen_guest *g)
+{
+	return g->adopting;
+}
+
+void xen_guest_resume(struct xen_guest *g)
+{
+	unsigned answered = 0;
+
+	for (unsigned i = 0; i < XG_NSERVERS; i++) {
+		struct xg_server *s = &g->srv[i];
+
+		for (unsigned v = 0; v < s->nr_bound; v++) {
+			unsigned w;
+
+			if (s->wait[v])
+				continue;
+			answered += slot_state(&s->slots[v]) == STATE_IOREQ_READY;
+			w = xg_serve_slot(g, s, v);
+			if (w)
+				xg_set_wait(g, s, v, w);
+			else
+				xg_unmask(g, s->port[v]);
+		}
+	}
+	log_notice("xen: %s: serving again; %u requests were waiting in the vCPU slots", g->name,
+		   answered);
 }
 
 /* ---- teardown ---- */
@@ -977,6 +1288,9 @@ void xen_guest_close(struct xen_guest *g)
 {
 	if (!g)
 		return;
+	/* Nothing of it is to be taken over any more (a crash part-way included). */
+	if (g->rec)
+		g->rec->ready = 0;
 	xen_death_watch_stop(g->death);
 	g->death = NULL;
 	if (g->serving)
@@ -986,12 +1300,60 @@ void xen_guest_close(struct xen_guest *g)
 	/* Before the ports and the ioreq page the kernel's handlers use go. */
 	xg_fastpath_undo(g);
 	xg_unroute_windows(g);
+	xg_drain_server(g, XG_MAIN);
 	xg_destroy_server(g, XG_MAIN);
 	free(g->ports);
 	g->ports = NULL;
 	gmem_destroy(g->gm);
 	g->gm = NULL;
 	xg_close_handles(g);
+	if (g->rec_private)
+		free(g->rec);
+	free(g);
+}
+
+/* Unmap a server's frames, keep it (and its ports, when the fd store has the handle). */
+static void xg_leave_server(struct xen_guest *g, unsigned server)
+{
+	struct xg_server *s = &g->srv[server];
+
+	if (s->res && xenforeignmemory_unmap_resource(g->fm, s->res) < 0)
+		xg_log_teardown(g, "unmapping the ioreq frames", errno);
+	s->res = NULL;
+	s->slots = NULL;
+	s->nr_bound = 0;
+	free(s->port);
+	free(s->wait);
+	free(s->held);
+	free(s->waitwin);
+	s->port = NULL;
+	s->wait = NULL;
+	s->held = NULL;
+	s->waitwin = NULL;
+}
+
+void xen_guest_detach(struct xen_guest *g)
+{
+	if (!g)
+		return;
+	xen_death_watch_stop(g->death);
+	g->death = NULL;
+	if (g->serving)
+		ev_io_stop(g->loop, &g->evtchn_w);
+	ev_timer_stop(g->loop, &g->busy_w);
+	g->serving = false;
+	xg_fastpath_stop(g);
+	for (unsigned i = 0; i < XG_NSERVERS; i++)
+		xg_leave_server(g, i);
+	free(g->ports);
+	g->ports = NULL;
+	gmem_destroy(g->gm);
+	g->gm = NULL;
+	log_notice("xen: %s: left ioreq server %u to the next instance", g->name,
+		   g->srv[XG_MAIN].id);
+	xg_close_handles(g);
+	if (g->rec_private)
+		free(g->rec);
 	free(g);
 }
 

@@ -33,6 +33,15 @@ struct xen_opts {
 	bool premap;              /* map the guest's whole RAM once at start */
 	bool grant_usage;         /* guest uses grant addresses: offer ACCESS_PLATFORM */
 	enum xen_fastpath_mode fastpath;
+	/*
+	 * What outlives the process (lib/persist.h), or NULL for none: the ioreq servers' ids,
+	 * the ports, the windows' routing and the fast path's registrations go to persist; the
+	 * event channel handle and the eventfds to store. When persist holds a previous
+	 * instance's record of this guest, xen_guest_open() takes that instance's ioreq servers
+	 * over instead of creating new ones (xen_guest_adopted()).
+	 */
+	struct persist *persist;
+	struct fdstore *store;
 };
 
 /*
@@ -75,6 +84,25 @@ void xen_guest_notify_status(struct xen_guest *g, char *buf, unsigned len);
  */
 void xen_guest_close(struct xen_guest *g);
 
+/* xen_guest_open() took a previous instance's ioreq servers over (see xen_opts.persist). */
+bool xen_guest_adopted(const struct xen_guest *g);
+
+/*
+ * After an adopting start and once the devices are adopted: answer what waits in every vCPU
+ * slot (requests posted while no instance served) and unmask every port (one delivered to the
+ * previous instance may never have been unmasked).
+ */
+void xen_guest_resume(struct xen_guest *g);
+
+/*
+ * Stop serving and let go of the guest for the next instance, which takes it over: the ioreq
+ * servers, their routing and ports stay (the handle's file too, when the fd store keeps it);
+ * the fast path's registrations are removed (the kernel must not be left with a page this
+ * process no longer maps); mappings and handles go. Devices must already be quiesced and
+ * destroyed without a reset.
+ */
+void xen_guest_detach(struct xen_guest *g);
+
 /* Dropping every cached guest mapping (SIGHUP, IOREQ_TYPE_INVALIDATE does it by itself). */
 void xen_guest_invalidate(struct xen_guest *g);
 /* Numbers for SIGUSR1 dumps and the benchmark: ioreqs served, bad ioreqs, IRQs, cache hits. */
@@ -85,6 +113,11 @@ void xen_guest_dump(struct xen_guest *g);
 /* Domain lookups through /local/domain/<id>/name. 0, or -ENOENT. */
 int xen_domid_by_name(const char *name, uint32_t *domid);
 int xen_domain_name(uint32_t domid, char *buf, size_t len);
+/*
+ * The domain's handle as libxl records it (/local/domain/<id>/vm, "/vm/<uuid>"): a domain id
+ * is reused after the domain dies, its handle is not. 0, or -ENOENT.
+ */
+int xen_domain_handle(uint32_t domid, char *buf, size_t len);
 bool xen_domain_alive(uint32_t domid);
 
 enum xen_layout {

@@ -29,6 +29,7 @@ struct xen_guest_stats {
 	uint64_t slot_unstable;   /* copies that changed under us: looked again */
 	uint64_t answers_lost;    /* answers not written: the slot was no longer that request */
 	uint64_t answers_held;    /* answers the kernel's handler made us keep: written later */
+	uint64_t drained;         /* requests answered unserved as a server went (teardown) */
 	/* guest memory (ioreq/gmem_xen.c) */
 	uint64_t maps;
 	uint64_t cache_hits;

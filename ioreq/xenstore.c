@@ -154,6 +154,22 @@ int xen_domain_name(uint32_t domid, char *buf, size_t len)
 	return rc == 0 ? 0 : -ENOENT;
 }
 
+int xen_domain_handle(uint32_t domid, char *buf, size_t len)
+{
+	struct xs_handle *xs = xs_open(0);
+	char *v;
+	int rc;
+
+	if (!xs)
+		return -ENOENT;
+	/* libxl writes the domain's /vm/<uuid> path here: its handle, unique among domains. */
+	v = xs_readf(xs, "/local/domain/%u/vm", domid);
+	rc = xs_copy_str(buf, len, v);
+	free(v);
+	xs_close(xs);
+	return rc == 0 ? 0 : -ENOENT;
+}
+
 static bool xs_name_matches(struct xs_handle *xs, const char *id, const char *name)
 {
 	char *v = xs_readf(xs, "/local/domain/%s/name", id);
