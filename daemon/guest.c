@@ -14,6 +14,7 @@
 
 #include "config/config.h"
 #include "daemon/sandbox.h"
+#include "daemon/state.h"
 #include "devices/device.h"
 #include "devices/virtio_mmio.h"
 #include "ioreq/xen.h"
@@ -52,6 +53,9 @@ struct guest {
 	struct guest_dev devs[CONFIG_MAX_DEVICES];
 	void (*on_death)(void *opaque);
 	void *opaque;
+	struct state *state;          /* what outlives us (daemon/state.h), or NULL */
+	struct fdstore *store;
+	bool adopted;                 /* took a previous instance's state over */
 };
 
 const char *guest_name(const struct guest *g) { return g->name; }
@@ -280,16 +284,25 @@ static int guest_open(struct guest *g)
 		.map_cache_mib = g->cfg.guest.map_cache_mib,
 		.premap = g->cfg.guest.premap,
 		.grant_usage = g->cfg.guest.grant_usage,
+		.persist = state_persist(g->state),
+		.store = g->store,
 		.fastpath = g->cfg.guest.notify_fastpath == FASTPATH_ON    ? XEN_FASTPATH_ON
 			  : g->cfg.guest.notify_fastpath == FASTPATH_OFF ? XEN_FASTPATH_OFF
 									: XEN_FASTPATH_AUTO,
 	};
 
+	int rc;
+
 	/* In xenstore mode libxl says per device whether the guest uses grants. */
 	for (unsigned i = 0; i < g->ndevs; i++)
 		if (g->devs[i].has_desc && g->devs[i].desc.grant_usage)
 			o.grant_usage = true;
-	return xen_guest_open(g->loop, &o, &g->xg);
+	rc = xen_guest_open(g->loop, &o, &g->xg);
+	/* The devices are taken over only with the Xen side they were reached through. */
+	g->adopted = rc == 0 && xen_guest_adopted(g->xg);
+	if (rc == 0 && !g->adopted)
+		state_forget(g->state);
+	return rc;
 }
 
 /* ---- the seam: a device's virtio-mmio transport behind its window ---- */
@@ -341,6 +354,7 @@ static int guest_create_one(struct guest *g, struct guest_dev *gd)
 		.loop = g->loop, .gm = xen_guest_gmem(g->xg), .guest_name = xen_guest_name(g->xg),
 		.domid = g->domid, .grant_mem = xen_guest_grant_usage(g->xg),
 		.raise_irq = guest_raise_irq, .access_done = guest_access_done,
+		.persist = state_persist(g->state), .store = g->store,
 	};
 	rc = vdev_create(&gd->host, &gd->cfg, &gd->dev);
 	if (rc < 0) {
@@ -506,6 +520,61 @@ static void guest_died(void *opaque)
 	g->on_death(g->opaque);
 }
 
+/*
+ * What is served, for the state file: a previous instance's state is taken over only for the
+ * same devices configured the same way, at the same windows, kept in records of the same
+ * layout.
+ */
+static uint64_t guest_plan_hash(const struct guest *g)
+{
+	uint64_t h = STATE_HASH_INIT;
+	size_t sizes[] = { sizeof(struct vmmio_state), sizeof(struct vq_state),
+			   sizeof(struct config_device) };
+
+	h = state_hash(h, sizes, sizeof(sizes));
+	h = state_hash(h, &g->cfg.guest.notify_fastpath, sizeof(g->cfg.guest.notify_fastpath));
+	for (unsigned i = 0; i < g->ndevs; i++) {
+		struct config_device c = g->devs[i].cfg;
+
+		c.line = 0;   /* moving a section within the file changes nothing */
+		h = state_hash(h, &c, sizeof(c));
+		h = state_hash(h, &g->devs[i].base, sizeof(g->devs[i].base));
+		h = state_hash(h, &g->devs[i].irq, sizeof(g->devs[i].irq));
+	}
+	return h;
+}
+
+/* The guest's state file: 0 (with or without one), or -EBUSY: another instance serves it. */
+static int guest_open_state(struct guest *g, const char *dir)
+{
+	char handle[64] = "";
+	struct state_id id = { .dir = dir, .guest = g->name, .domid = g->domid,
+			       .handle = handle };
+
+	if (!dir)
+		return 0;
+	xen_domain_handle(g->domid, handle, sizeof(handle));
+	id.plan = guest_plan_hash(g);
+	return state_open(&id, &g->state);
+}
+
+/*
+ * Taken over: each device takes its queues over (requests in flight given back to it, or
+ * returned unused), starts again if its driver had it running and interrupts the guest once;
+ * then every vCPU slot is looked at and every port unmasked.
+ */
+static void guest_adopt_devices(struct guest *g)
+{
+	unsigned replayed = 0;
+
+	for (unsigned i = 0; i < g->ndevs; i++)
+		if (g->devs[i].dev)
+			replayed += vmmio_adopt(g->devs[i].dev);
+	xen_guest_resume(g->xg);
+	log_notice("took over %u devices from the previous instance; %u requests it had in "
+		   "flight are served again", g->ndevs, replayed);
+}
+
 int guest_setup(struct ev_loop *loop, const struct guest_params *p, struct guest **out)
 {
 	struct guest *g = calloc(1, sizeof(*g));
@@ -521,12 +590,16 @@ int guest_setup(struct ev_loop *loop, const struct guest_params *p, struct guest
 	g->cfg = *p->cfg;
 	g->on_death = p->on_death;
 	g->opaque = p->opaque;
+	g->store = p->store;
 
 	rc = guest_resolve(g, p->domain);
 	if (rc < 0)
 		goto fail_free;
 	rc = g->cfg.guest.discovery == DISCOVERY_EXPLICIT ? guest_plan_explicit(g)
 							   : guest_plan_xenstore(g);
+	if (rc < 0)
+		goto fail_free;
+	rc = guest_open_state(g, p->state_dir);
 	if (rc < 0)
 		goto fail_free;
 	rc = guest_open(g);
@@ -547,7 +620,10 @@ int guest_setup(struct ev_loop *loop, const struct guest_params *p, struct guest
 	rc = guest_watch_closing(g);
 	if (rc < 0)
 		goto fail_close;
+	if (g->adopted)
+		guest_adopt_devices(g);
 	guest_set_backend_state(g, XEN_STATE_INITWAIT);
+	state_ready(g->state);
 	*out = g;
 	return 0;
 
@@ -556,6 +632,7 @@ fail_close:
 	guest_destroy_devices(g);
 	xen_guest_close(g->xg);
 fail_free:
+	state_close(g->state, true);
 	free(g);
 	return rc;
 }
@@ -589,7 +666,43 @@ void guest_teardown(struct guest *g)
 	 */
 	guest_destroy_devices(g);
 	xen_guest_close(g->xg);
+	state_close(g->state, true);
 	free(g);
+}
+
+void guest_handover(struct guest *g)
+{
+	if (!g)
+		return;
+	xen_close_watch_stop(g->close_watch);
+	ev_timer_stop(g->loop, &g->state_retry);
+	/*
+	 * What the kernel holds comes back to the guest; what was not started stays in flight for
+	 * the next instance; nothing is reset, nothing unrouted.
+	 */
+	for (unsigned i = 0; i < g->ndevs; i++)
+		if (g->devs[i].dev)
+			g->devs[i].dev->leaving = true;
+	guest_quiesce_devices(g);
+	for (unsigned i = 0; i < g->ndevs; i++)
+		if (g->devs[i].dev)
+			vdev_leave(g->devs[i].dev);
+	guest_destroy_devices(g);
+	xen_guest_detach(g->xg);
+	state_close(g->state, false);
+	log_notice("left the guest to the next instance (state %s)",
+		   g->state ? "kept" : "not kept: there is no state file");
+	free(g);
+}
+
+bool guest_alive(const struct guest *g)
+{
+	return !g->dead && xen_domain_alive(g->domid);
+}
+
+bool guest_can_hand_over(const struct guest *g)
+{
+	return g->state != NULL;
 }
 
 /* ---- SIGHUP ---- */

@@ -12,11 +12,19 @@ struct ev_loop;
 struct config;
 struct guest;
 
+struct fdstore;
+
 struct guest_params {
 	const struct config *cfg;     /* validated; copied, the caller may free it */
 	const char *domain;           /* --domain NAME|ID, overrides [guest]; NULL when not given */
 	void (*on_death)(void *opaque);  /* the domain is gone (runs once, from the loop) */
 	void *opaque;
+	/*
+	 * Where the guest's state file lives (daemon/state.h), NULL for none: with one, a new
+	 * instance takes over what this one leaves (guest_handover(), or a crash).
+	 */
+	const char *state_dir;
+	struct fdstore *store;        /* descriptors that outlive the process, or NULL */
 };
 
 /*
@@ -28,6 +36,16 @@ int guest_setup(struct ev_loop *loop, const struct guest_params *p, struct guest
 
 /* Reverse of guest_setup(): reset devices, state=Closed, destroy devices, close the Xen side. */
 void guest_teardown(struct guest *g);
+
+/*
+ * Stop while the guest lives on, for the next instance to take over: requests in flight come
+ * back to the guest, nothing is reset, the ioreq servers and the state file stay.
+ */
+void guest_handover(struct guest *g);
+/* The domain still exists (and is not known to be dying). */
+bool guest_alive(const struct guest *g);
+/* guest_handover() leaves a state a next instance can take over. */
+bool guest_can_hand_over(const struct guest *g);
 
 /* SIGHUP: apply what can change at run time from a freshly loaded configuration; log the rest. */
 void guest_reload(struct guest *g, const struct config *cfg);

@@ -22,7 +22,9 @@
 
 #include "config/config.h"
 #include "daemon/guest.h"
+#include "daemon/fdstore.h"
 #include "daemon/sandbox.h"
+#include "daemon/state.h"
 #include "daemon/watch.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -37,6 +39,8 @@ struct options {
 	const char *log_level;
 	const char *config_dir;
 	const char *backend_domid;    /* --backend-domid, watch mode (NULL: 0, dom0) */
+	const char *state_dir;        /* --state-dir (NULL: $RUNTIME_DIRECTORY, else the default) */
+	bool no_state;                /* --state-dir none */
 	bool check;
 	bool foreground;
 	bool watch;
@@ -59,7 +63,8 @@ struct daemon {
 static void usage(FILE *f)
 {
 	fprintf(f,
-"Usage: xen-virtiod --config FILE [--domain NAME|ID] [--log-level LEVEL] [--foreground]\n"
+"Usage: xen-virtiod --config FILE [--domain NAME|ID] [--state-dir DIR|none]\n"
+"                   [--log-level LEVEL] [--foreground]\n"
 "       xen-virtiod --check-config [--config] FILE\n"
 "       xen-virtiod --watch [--config-dir DIR] [--backend-domid ID] [--log-level LEVEL]\n"
 "                           [--foreground]\n"
@@ -70,6 +75,9 @@ static void usage(FILE *f)
 "\n"
 "  -c, --config FILE      the guest's INI file (required unless --watch)\n"
 "  -d, --domain NAME|ID   the guest to serve; overrides [guest] name and domid\n"
+"  -s, --state-dir DIR    where the guest's state file lives, which lets the next instance\n"
+"                         take the guest over after a crash or a restart (default\n"
+"                         $RUNTIME_DIRECTORY, else " STATE_DEFAULT_DIR "); none: keep no state\n"
 "  -n, --check-config     validate the configuration and exit: 0 when valid, 78 with\n"
 "                         file:line: key: messages on stderr when not; never touches Xen\n"
 "  -l, --log-level LEVEL  error, warning, notice, info (default) or debug; overrides the\n"
@@ -86,7 +94,9 @@ static void usage(FILE *f)
 "  -h, --help             show this help and exit\n"
 "  -V, --version          show the version and exit\n"
 "\n"
-"Signals: TERM/INT stop cleanly, HUP re-reads the configuration, USR1 logs the state.\n"
+"Signals: TERM/INT stop: while the guest lives its devices are left to the next instance\n"
+"(a restart is a pause for the guest), else they are removed; HUP re-reads the\n"
+"configuration; USR1 logs the state.\n"
 "Exit status: 0 success or guest gone, 1 runtime failure, 64 usage error, 78 bad configuration.\n");
 }
 
@@ -106,6 +116,7 @@ static const struct option long_opts[] = {
 	{ "log-level", required_argument, NULL, 'l' },
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "watch", no_argument, NULL, 'w' },
+	{ "state-dir", required_argument, NULL, 's' },
 	{ "config-dir", required_argument, NULL, 'C' },
 	{ "backend-domid", required_argument, NULL, 'b' },
 	{ "help", no_argument, NULL, 'h' },
@@ -123,6 +134,7 @@ static int parse_option(struct options *o, int c)
 	case 'l': o->log_level = optarg; return -1;
 	case 'f': o->foreground = true; return -1;
 	case 'w': o->watch = true; return -1;
+	case 's': o->state_dir = optarg; return -1;
 	case 'C': o->config_dir = optarg; return -1;
 	case 'b': o->backend_domid = optarg; return -1;
 	case 'h': usage(stdout); return 0;
@@ -153,6 +165,19 @@ static int check_combination(struct options *o, int nargs, char **args)
 		return usage_error("bad --backend-domid '%s' (0 to 32751)", o->backend_domid);
 	if (!o->watch && !o->config)
 		return usage_error("%s", "--config FILE is required");
+	if (o->state_dir && (!o->state_dir[0] || (o->state_dir[0] != '/' &&
+						   strcmp(o->state_dir, "none") != 0)))
+		return usage_error("--state-dir '%s': an absolute path, or none", o->state_dir);
+	if (o->state_dir && strcmp(o->state_dir, "none") == 0) {
+		o->no_state = true;
+		o->state_dir = NULL;
+	}
+	if (!o->state_dir && !o->no_state) {
+		const char *rd = getenv("RUNTIME_DIRECTORY");
+
+		/* systemd's RuntimeDirectory= (several are ':'-separated: the first is ours). */
+		o->state_dir = rd && rd[0] == '/' && !strchr(rd, ':') ? rd : STATE_DEFAULT_DIR;
+	}
 	if (o->log_level && log_parse_level(o->log_level) < 0)
 		return usage_error("unknown log level '%s'", o->log_level);
 	if (!o->config_dir)
@@ -164,7 +189,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 {
 	int c, rc;
 
-	while ((c = getopt_long(argc, argv, "c:d:nl:fwC:b:hV", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:d:nl:fws:C:b:hV", long_opts, NULL)) != -1) {
 		rc = parse_option(o, c);
 		if (rc >= 0)
 			return rc;
@@ -435,10 +460,30 @@ static int start_loop(struct daemon *d)
 	return 0;
 }
 
+/*
+ * Stopped while the guest lives (a restart, an upgrade, systemctl stop): its devices are left
+ * to the next instance, which takes them over from the state file; the guest waits at its next
+ * access to them meanwhile, as it waits for a slow disk. Removing them instead would fail its
+ * next access (an Oops in its driver). A guest that is gone or going has them removed.
+ */
+static void stop_guest(struct daemon *d)
+{
+	if (guest_alive(d->guest) && guest_can_hand_over(d->guest)) {
+		guest_handover(d->guest);
+	} else {
+		if (guest_alive(d->guest))
+			log_warn("the guest runs on but there is no state file for a next instance "
+				 "(--state-dir): its devices are removed");
+		guest_teardown(d->guest);
+	}
+	d->guest = NULL;
+}
+
 static int serve_guest(struct daemon *d, const struct config *cfg)
 {
 	struct guest_params p = { .cfg = cfg, .domain = d->o.domain,
-				  .on_death = on_guest_death, .opaque = d };
+				  .on_death = on_guest_death, .opaque = d,
+				  .state_dir = d->o.state_dir, .store = fdstore_systemd() };
 	char status[256];
 
 	/* A filter that cannot load would stop us after the guest's devices were set up. */
@@ -450,6 +495,8 @@ static int serve_guest(struct daemon *d, const struct config *cfg)
 		sd_notify(0, "STATUS=Failed to set up the guest");
 		return EXIT_FAIL;
 	}
+	/* What a previous instance stored and we did not take over is nobody's any more. */
+	fdstore_systemd_close_unused();
 	/* From here on only the serving loop's syscalls (daemon/sandbox.h). */
 	if (sandbox_enter() < 0) {
 		sd_notify(0, "STATUS=Failed to enter the sandbox");
@@ -463,8 +510,7 @@ static int serve_guest(struct daemon *d, const struct config *cfg)
 	/* The totals, for the journal: what the guest used while it was served. */
 	guest_status(d->guest, status, sizeof(status));
 	log_notice("stopping; %s", status);
-	guest_teardown(d->guest);
-	d->guest = NULL;
+	stop_guest(d);
 	log_info("stopped");
 	return EXIT_SUCCESS;
 }
