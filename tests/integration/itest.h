@@ -101,12 +101,16 @@ static inline void itest_dump_log(struct itest *t)
 		fclose(f);
 }
 
-/* Write the INI, start the daemon on it, wait for READY=1. */
-static inline int itest_serve(struct itest *t, const char *ini_body)
+/* Write the INI, start the daemon on it with the arguments in more (NULL-ended, or NULL). */
+static inline int itest_serve_args(struct itest *t, const char *ini_body, const char *const *more)
 {
-	const char *args[] = { "--foreground", "--config", t->ini, "--log-level", "info", NULL };
+	const char *args[16] = { "--foreground", "--config", t->ini, "--log-level", "info" };
+	unsigned n = 5;
 	int rc;
 
+	for (unsigned i = 0; more && more[i] && n < 15; i++)
+		args[n++] = more[i];
+	args[n] = NULL;
 	if (itest_write(t->ini, "%s", ini_body) < 0)
 		return -1;
 	rc = xsim_daemon_start(t->hub, &t->dm, XVD_SIM_DAEMON, "daemon", args, 0);
@@ -117,6 +121,12 @@ static inline int itest_serve(struct itest *t, const char *ini_body)
 		itest_dump_log(t);
 	}
 	return rc;
+}
+
+/* Write the INI, start the daemon on it, wait for READY=1. */
+static inline int itest_serve(struct itest *t, const char *ini_body)
+{
+	return itest_serve_args(t, ini_body, NULL);
 }
 
 /* SIGTERM the daemon (if running) and return its wait status; then free everything. */

@@ -28,7 +28,8 @@
 #define RAM_GPA UINT64_C(0x40100000)
 #define RAM_LEN (UINT64_C(1) << 20)
 
-static struct itest *start_opts(unsigned nr_vcpus, const char *guest_keys)
+static struct itest *start_args(unsigned nr_vcpus, const char *guest_keys,
+				 const char *const *more)
 {
 	struct xsim_dom_opts o = { .name = "g1", .nr_vcpus = nr_vcpus, .ram_mib = 32,
 				   .ram1_mib = 8 };
@@ -38,11 +39,16 @@ static struct itest *start_opts(unsigned nr_vcpus, const char *guest_keys)
 	if (!t)
 		return NULL;
 	snprintf(ini, sizeof(ini), RNG_INI, guest_keys);
-	if (itest_serve(t, ini) < 0) {
+	if (itest_serve_args(t, ini, more) < 0) {
 		itest_free(t);
 		return NULL;
 	}
 	return t;
+}
+
+static struct itest *start_opts(unsigned nr_vcpus, const char *guest_keys)
+{
+	return start_args(nr_vcpus, guest_keys, NULL);
 }
 
 static struct itest *start(unsigned nr_vcpus, bool grants)
@@ -413,7 +419,8 @@ static void test_buffer_in_hole(void **state)
 
 /*
  * A daemon killed outright leaves its ioreq server behind (Xen does not know the process
- * died). A new daemon for the same guest creates a newer server, which Xen favours: it serves.
+ * died): nobody answers the guest. A new daemon for the same guest, started by hand (no file
+ * descriptor store), takes that server over from the state file and serves.
  */
 static void test_restart_after_kill(void **state)
 {
@@ -442,6 +449,7 @@ static void test_restart_after_kill(void **state)
 	}
 	assert_int_equal(xsim_daemon_start(t->hub, &t->dm, XVD_SIM_DAEMON, "daemon2", args, 0), 0);
 	assert_int_equal(xsim_daemon_wait_ready(&t->dm, READY_MS), 0);
+	assert_true(xsim_daemon_log_has(&t->dm, "took over ioreq server"));
 	rng_init(t, &drv, &vio, &mem, 1, false);
 	b.gpa = vdrv_alloc(&mem, 64, 16, NULL);
 	assert_int_equal(vdrv_transfer(&drv, 0, &b, 1, false, 5000), 64);
@@ -490,10 +498,13 @@ static void test_concurrent_vcpus(void **state)
 	stop_clean(t);
 }
 
-/* SIGTERM: exit 0, and the ioreq server is gone (the windows abort again). */
+/*
+ * SIGTERM without a state file: exit 0, and the ioreq server is gone (the windows abort
+ * again). With one, the guest is handed over instead (test_restart.c).
+ */
 static void test_sigterm_teardown(void **state)
 {
-	struct itest *t = start(1, false);
+	struct itest *t = start_args(1, "", (const char *const[]){ "--state-dir", "none", NULL });
 
 	(void)state;
 	assert_non_null(t);

@@ -1,0 +1,482 @@
+/*
+ * Restarts the guest does not notice (issue 22), through the real daemon on xensim: the daemon
+ * is killed at each named point of a request's life (lib/testpoint.h: XSIM_KILL_AT makes it
+ * SIGKILL itself there), a supervisor restarts it as systemd's Restart= does (with the file
+ * descriptors it stored, as FileDescriptorStoreMax= keeps them), and the guest's driver, which
+ * never stops or resets, must see every request complete exactly once, with the right data.
+ * Also: SIGTERM while the guest lives hands over; a restart without the fd store still takes
+ * the guest over; state for another domain that reused the id, or from another version, is
+ * refused and the guest is served afresh.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "devices/blk.h"
+#include "devices/device.h"
+#include "tests/integration/itest.h"
+
+#define RAM_GPA    UINT64_C(0x40000000)
+#define HEAP_SIZE  (16u << 20)
+#define SPI        33
+#define BLOCKS     256u                 /* 4 KiB blocks the workload writes */
+#define IMG_SIZE   (BLOCKS * 4096u)
+#define DEPTH      8u                   /* requests in flight */
+#define WAIT_MS    30000                /* a restart is a pause, never this long */
+#define R_INT_STATUS 0x60
+#define R_INT_ACK    0x64
+#define RING (VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_EVENT_IDX) | \
+	      VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC))
+#define BLK (VIRTIO_BIT(VIRTIO_BLK_F_SEG_MAX) | VIRTIO_BIT(VIRTIO_BLK_F_BLK_SIZE) | \
+	     VIRTIO_BIT(VIRTIO_BLK_F_FLUSH) | VIRTIO_BIT(VIRTIO_BLK_F_CONFIG_WCE))
+
+/* ---- the supervisor: systemd's Restart=on-failure, RestartSec=0 ---- */
+
+struct rig {
+	struct itest *t;
+	char img[192];
+	const char *args[8];
+	pthread_t sup;
+	bool sup_running;
+	atomic_bool stop;
+	atomic_uint restarts;
+	unsigned kills_left;          /* further kills, each at the same point */
+	char kill_at[64];
+	bool keep_store;              /* false: each restart begins with an empty fd store */
+};
+
+static void *supervise(void *arg)
+{
+	struct rig *r = arg;
+
+	while (!atomic_load(&r->stop)) {
+		char tag[32];
+
+		if (xsim_daemon_alive(&r->t->dm)) {
+			usleep(1000);
+			continue;
+		}
+		/* Restart=on-failure: a clean exit is not restarted. */
+		if (!WIFSIGNALED(r->t->dm.status) || WTERMSIG(r->t->dm.status) != SIGKILL)
+			break;
+		if (!r->keep_store) {
+			xsim_daemon_store_count(&r->t->dm);
+			while (r->t->dm.nstore)
+				close(r->t->dm.store[--r->t->dm.nstore].fd);
+		}
+		if (r->kills_left) {
+			r->kills_left--;
+			snprintf(r->t->dm.kill_at, sizeof(r->t->dm.kill_at), "%s", r->kill_at);
+		}
+		snprintf(tag, sizeof(tag), "daemon%u", atomic_load(&r->restarts) + 2);
+		if (xsim_daemon_restart(r->t->hub, &r->t->dm, XVD_SIM_DAEMON, tag, r->args, 0) < 0)
+			break;
+		atomic_fetch_add(&r->restarts, 1);
+	}
+	return NULL;
+}
+
+static void rig_supervise(struct rig *r)
+{
+	atomic_store(&r->stop, false);
+	assert_int_equal(pthread_create(&r->sup, NULL, supervise, r), 0);
+	r->sup_running = true;
+}
+
+static void rig_unsupervise(struct rig *r)
+{
+	if (!r->sup_running)
+		return;
+	atomic_store(&r->stop, true);
+	pthread_join(r->sup, NULL);
+	r->sup_running = false;
+}
+
+static void dump_logs(struct rig *r)
+{
+	char path[256], line[512];
+
+	for (unsigned i = 1; i <= atomic_load(&r->restarts) + 1; i++) {
+		FILE *f;
+
+		if (i == 1)
+			snprintf(path, sizeof(path), "%s/daemon.log", xsim_hub_dir(r->t->hub));
+		else
+			snprintf(path, sizeof(path), "%s/daemon%u.log", xsim_hub_dir(r->t->hub), i);
+		f = fopen(path, "r");
+		fprintf(stderr, "--- %s\n", path);
+		while (f && fgets(line, sizeof(line), f))
+			fprintf(stderr, "  | %s", line);
+		if (f)
+			fclose(f);
+	}
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the guest: a virtio-blk driver that never resets ---- */
+
+struct guest {
+	struct rig *r;
+	struct xsim_vio vio;
+	struct vdrv_mem mem;
+	struct vdrv drv;
+	uint8_t *heap;
+	uint64_t heap_gpa;
+};
+
+enum { REQ_FREE, REQ_OUT, REQ_DONE };
+
+struct req {
+	int state;
+	uint32_t type;
+	unsigned block, gen;
+	uint32_t used_len;
+	struct virtio_blk_outhdr *hdr;
+	uint8_t *data, *status;
+	uint64_t hdr_gpa, data_gpa, status_gpa;
+};
+
+struct load {
+	struct req req[DEPTH];
+	unsigned gen[BLOCKS];         /* the last acknowledged write of each block (0: none) */
+	bool busy[BLOCKS];            /* a write is out: no second one to the same block */
+	unsigned submitted, completed, duplicates, errors;
+};
+
+static uint8_t pat(unsigned block, unsigned gen, unsigned i)
+{
+	uint32_t x = (block + 1) * 2654435761u ^ gen * 40503u ^ i * 2246822519u;
+
+	return (uint8_t)(x >> 13);
+}
+
+static void guest_start(struct rig *r, struct guest *g, struct load *l)
+{
+	uint64_t want = RING | BLK;
+
+	memset(g, 0, sizeof(*g));
+	memset(l, 0, sizeof(*l));
+	g->r = r;
+	xsim_vio_init(&g->vio, r->t->dom, 0, WIN0, SPI);
+	g->vio.timeout_ms = WAIT_MS;
+	assert_int_equal(xsim_vmem_init(&g->mem, r->t->dom, RAM_GPA, HEAP_SIZE, false), 0);
+	assert_int_equal(vdrv_init(&g->drv, &g->vio.io, &g->mem, want, 1, 64), 0);
+	assert_int_equal(g->drv.device_id, VIRTIO_ID_BLOCK);
+	for (unsigned i = 0; i < DEPTH; i++) {
+		struct req *q = &l->req[i];
+
+		q->hdr_gpa = vdrv_alloc(&g->mem, 16, 16, (void **)&q->hdr);
+		q->data_gpa = vdrv_alloc(&g->mem, 4096, 4096, (void **)&q->data);
+		q->status_gpa = vdrv_alloc(&g->mem, 1, 1, (void **)&q->status);
+		assert_true(q->hdr_gpa && q->data_gpa && q->status_gpa);
+	}
+}
+
+static void req_submit(struct guest *g, struct load *l, struct req *q, uint32_t type,
+		       unsigned block, unsigned gen)
+{
+	struct vdrv_buf b[3];
+	unsigned n = 0;
+
+	q->state = REQ_OUT;
+	q->type = type;
+	q->block = block;
+	q->gen = gen;
+	q->hdr->type = htole32(type);
+	q->hdr->ioprio = 0;
+	q->hdr->sector = htole64((uint64_t)block * 8);
+	*q->status = 0xee;
+	b[n++] = (struct vdrv_buf){ q->hdr_gpa, 16, false };
+	if (type == VIRTIO_BLK_T_OUT) {
+		for (unsigned i = 0; i < 4096; i++)
+			q->data[i] = pat(block, gen, i);
+		b[n++] = (struct vdrv_buf){ q->data_gpa, 4096, false };
+		l->busy[block] = true;
+	} else if (type == VIRTIO_BLK_T_IN) {
+		memset(q->data, 0x5a, 4096);
+		b[n++] = (struct vdrv_buf){ q->data_gpa, 4096, true };
+	}
+	b[n++] = (struct vdrv_buf){ q->status_gpa, 1, true };
+	assert_true(vdrv_submit(&g->drv, 0, b, n, false, q) >= 0);
+	l->submitted++;
+}
+
+/* Take what is used; a request used twice, or used while not out, is a duplicate. */
+static void reap(struct guest *g, struct load *l)
+{
+	uint32_t len;
+	void *tok;
+	int rc;
+
+	while ((rc = vdrv_get_used(&g->drv, 0, &len, &tok)) > 0) {
+		struct req *q = tok;
+
+		if (!q || q->state != REQ_OUT) {
+			l->duplicates++;
+			continue;
+		}
+		q->state = REQ_DONE;
+		q->used_len = len;
+		l->completed++;
+		if (*q->status != VIRTIO_BLK_S_OK) {
+			l->errors++;
+			continue;
+		}
+		if (q->type == VIRTIO_BLK_T_OUT) {
+			l->gen[q->block] = q->gen;
+			l->busy[q->block] = false;
+		}
+	}
+	assert_true(rc >= 0);
+}
+
+static void wait_some(struct guest *g, struct load *l, int64_t deadline)
+{
+	unsigned before = l->completed + l->duplicates;
+
+	while (l->completed + l->duplicates == before) {
+		if (now_ms() > deadline) {
+			dump_logs(g->r);
+			fail_msg("no completion for %d ms (%u of %u done, %u restarts)", WAIT_MS,
+				 l->completed, l->submitted, atomic_load(&g->r->restarts));
+		}
+		reap(g, l);
+		if (l->completed + l->duplicates != before)
+			break;
+		vdrv_enable_irq(&g->drv, 0);
+		reap(g, l);
+		if (l->completed + l->duplicates != before)
+			break;
+		if (g->vio.io.wait_irq(&g->vio.io, 20) > 0) {
+			uint32_t isr = vdrv_read32(&g->drv, R_INT_STATUS);
+
+			if (isr)
+				vdrv_write32(&g->drv, R_INT_ACK, isr);
+		}
+	}
+}
+
+/*
+ * nreq writes (4 KiB, a new generation each, never two at once to one block) with a flush
+ * every 16, DEPTH in flight; then every block read back through the device.
+ */
+static void run_load(struct guest *g, struct load *l, unsigned nreq)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+	unsigned next = 0, seed = 12345;
+
+	while (next < nreq || l->completed < l->submitted) {
+		bool kicked = false;
+
+		for (unsigned i = 0; i < DEPTH && next < nreq; i++) {
+			struct req *q = &l->req[i];
+			unsigned block;
+
+			if (q->state == REQ_OUT)
+				continue;
+			seed = seed * 1103515245u + 12345u;
+			block = (seed >> 8) % BLOCKS;
+			if (next % 16 == 15) {
+				req_submit(g, l, q, VIRTIO_BLK_T_FLUSH, 0, 0);
+			} else {
+				if (l->busy[block])
+					continue;
+				req_submit(g, l, q, VIRTIO_BLK_T_OUT, block, next + 1);
+			}
+			next++;
+			kicked = true;
+		}
+		if (kicked)
+			vdrv_kick(&g->drv, 0);
+		wait_some(g, l, deadline);
+		deadline = now_ms() + WAIT_MS;
+	}
+	assert_int_equal(l->duplicates, 0);
+	assert_int_equal(l->errors, 0);
+	assert_int_equal(g->vio.errors, 0);
+	/* Every acknowledged write reads back: the guest's view, through the device. */
+	for (unsigned b = 0; b < BLOCKS; b++) {
+		struct req *q = &l->req[0];
+
+		req_submit(g, l, q, VIRTIO_BLK_T_IN, b, 0);
+		vdrv_kick(&g->drv, 0);
+		while (q->state == REQ_OUT)
+			wait_some(g, l, now_ms() + WAIT_MS);
+		assert_int_equal(*q->status, VIRTIO_BLK_S_OK);
+		for (unsigned i = 0; i < 4096; i++)
+			if (q->data[i] != (l->gen[b] ? pat(b, l->gen[b], i) : 0))
+				fail_msg("block %u byte %u: %#x, written as generation %u", b, i,
+					 q->data[i], l->gen[b]);
+	}
+	assert_int_equal(l->duplicates, 0);
+}
+
+/* ---- fixtures ---- */
+
+static char workdir[] = "/tmp/itest_restart.XXXXXX";
+
+static void make_image(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, IMG_SIZE), 0);
+	close(fd);
+}
+
+/* A guest with one disk, its daemon started (killing itself at kill_at, when given). */
+static void rig_start(struct rig *r, const char *extra, const char *kill_at)
+{
+	char ini[1024];
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	r->keep_store = true;
+	snprintf(r->img, sizeof(r->img), "%s/disk.img", workdir);
+	make_image(r->img);
+	r->t = itest_new(&(struct xsim_dom_opts){ .name = "g1", .ram_mib = 64, .nr_vcpus = 2 });
+	assert_non_null(r->t);
+	snprintf(ini, sizeof(ini),
+		 "[guest]\nname = g1\ndiscovery = explicit\n%s\n"
+		 "[block \"root\"]\nmmio = 0x02000000\nirq = 33\npath = %s\nqueue_size = 64\n",
+		 extra ? extra : "", r->img);
+	assert_int_equal(itest_write(r->t->ini, "%s", ini), 0);
+	r->args[0] = "--foreground";
+	r->args[1] = "--config";
+	r->args[2] = r->t->ini;
+	r->args[3] = "--log-level";
+	r->args[4] = getenv("RESTART_ITEST_LOG") ? getenv("RESTART_ITEST_LOG") : "info";
+	r->args[5] = NULL;
+	rc = xsim_daemon_start_at(r->t->hub, &r->t->dm, XVD_SIM_DAEMON, "daemon", r->args, 0,
+				  kill_at);
+	assert_int_equal(rc, 0);
+	rc = xsim_daemon_wait_ready(&r->t->dm, READY_MS);
+	if (rc < 0)
+		itest_dump_log(r->t);
+	assert_int_equal(rc, 0);
+}
+
+static void rig_stop(struct rig *r)
+{
+	rig_unsupervise(r);
+	itest_free(r->t);
+	r->t = NULL;
+	unlink(r->img);
+}
+
+/* The log of the instance that took over (the n-th restart, from 1) says so. */
+static bool took_over(struct rig *r, unsigned n, const char *needle)
+{
+	struct xsim_daemon probe;
+	char tag[32];
+
+	snprintf(tag, sizeof(tag), "daemon%u", n + 1);
+	memset(&probe, 0, sizeof(probe));
+	snprintf(probe.log_path, sizeof(probe.log_path), "%s/%s.log", xsim_hub_dir(r->t->hub),
+		 tag);
+	return xsim_daemon_wait_log(&probe, needle, 5000);
+}
+
+/* ---- the kill-point matrix, block ---- */
+
+struct point {
+	const char *at;
+	const char *extra;
+};
+
+static const struct point blk_points[] = {
+	{ "vq.pop:40", NULL },
+	{ "vq.pop.marked:40", NULL },
+	{ "vq.popped:40", NULL },
+	{ "blk.submitted:30", NULL },
+	{ "vq.push:40", NULL },
+	{ "vq.push.published:40", NULL },
+	{ "vdev.irq:40", NULL },
+	/* The same without the notify fast path: every kick through the main server. */
+	{ "vq.popped:40", "notify_fastpath = off\n" },
+	{ "vq.push.published:40", "notify_fastpath = off\n" },
+};
+
+static void blk_kill_at(const struct point *p, bool keep_store, unsigned again)
+{
+	struct rig r;
+	struct guest g;
+	struct load l;
+
+	rig_start(&r, p->extra, p->at);
+	r.keep_store = keep_store;
+	r.kills_left = again;
+	snprintf(r.kill_at, sizeof(r.kill_at), "%s", p->at);
+	rig_supervise(&r);
+	guest_start(&r, &g, &l);
+	run_load(&g, &l, 300);
+	if (atomic_load(&r.restarts) != 1 + again) {
+		dump_logs(&r);
+		fail_msg("%s: %u restarts, %u expected", p->at, atomic_load(&r.restarts),
+			 1 + again);
+	}
+	assert_true(took_over(&r, 1, "took over"));
+	rig_stop(&r);
+}
+
+static void test_blk_kill_points(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(blk_points) / sizeof(blk_points[0]); i++) {
+		fprintf(stderr, "# block, killed at %s%s\n", blk_points[i].at,
+			blk_points[i].extra ? " (fast path off)" : "");
+		blk_kill_at(&blk_points[i], true, 0);
+	}
+}
+
+/* Killed three times in a row, the fd store emptied each time (a manual start). */
+static void test_blk_kill_without_store(void **state)
+{
+	static const struct point p[] = {
+		{ "vq.popped:40", NULL },
+		{ "blk.submitted:25", NULL },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++) {
+		fprintf(stderr, "# block, no fd store, killed at %s three times\n", p[i].at);
+		blk_kill_at(&p[i], false, 2);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_blk_kill_points),
+		cmocka_unit_test(test_blk_kill_without_store),
+	};
+	int rc;
+
+	if (!mkdtemp(workdir))
+		return 1;
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	rmdir(workdir);
+	return rc;
+}
