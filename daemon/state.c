@@ -52,6 +52,8 @@ struct state {
 	int fd;
 	struct state_hdr *h;
 	bool adopting;
+	/* The previous instance's file, copied before ours replaced it (persist.previous). */
+	struct state_hdr *prev;
 };
 
 #define ST_ORDER() __asm__ __volatile__("" ::: "memory")
@@ -106,6 +108,45 @@ static void *state_region(struct persist *p, const char *name, size_t size, bool
 	return (char *)st->h + off;
 }
 
+static const void *state_previous(struct persist *p, const char *name, size_t size)
+{
+	struct state *st = container_of(p, struct state, persist);
+	const struct state_hdr *h = st->prev;
+
+	if (!h)
+		return NULL;
+	for (uint32_t i = 0; i < h->nregions && i < STATE_REGIONS; i++) {
+		const struct state_region *r = &h->region[i];
+
+		if (strncmp(r->name, name, STATE_NAME_MAX) != 0)
+			continue;
+		/* The copy holds `used` bytes: a region must lie inside them. */
+		if (r->size != size || r->off < sizeof(*h) || r->off > h->used ||
+		    size > h->used - r->off)
+			return NULL;
+		return (const char *)h + r->off;
+	}
+	return NULL;
+}
+
+/*
+ * The previous instance's file is this domain's, written by this version, but not to be taken
+ * over: keep a copy, so that what that instance left in Xen can be undone (state_previous()).
+ */
+static void state_keep_previous(struct state *st, const struct state_id *id)
+{
+	const struct state_hdr *h = st->h;
+
+	if (memcmp(h->magic, STATE_MAGIC, sizeof(h->magic)) != 0 || h->version != STATE_VERSION ||
+	    h->hdr_size != sizeof(*h) || h->size != STATE_SIZE || h->domid != id->domid ||
+	    !id->handle[0] || strncmp(h->handle, id->handle, sizeof(h->handle)) != 0 ||
+	    h->used < sizeof(*h) || h->used > STATE_SIZE || h->nregions > STATE_REGIONS)
+		return;
+	st->prev = malloc(h->used);
+	if (st->prev)
+		memcpy(st->prev, h, h->used);
+}
+
 /* Why a previous instance's file cannot be adopted, or NULL when it can. */
 static const char *state_mismatch(const struct state_hdr *h, const struct state_id *id)
 {
@@ -155,6 +196,7 @@ int state_open(const struct state_id *id, struct state **out)
 		return 0;
 	st->fd = -1;
 	st->persist.region = state_region;
+	st->persist.previous = state_previous;
 	snprintf(st->path, sizeof(st->path), "%s/%s.state", id->dir, id->guest);
 	if (mkdir(id->dir, 0700) < 0 && errno != EEXIST)
 		goto fail;
@@ -176,14 +218,22 @@ int state_open(const struct state_id *id, struct state **out)
 		st->h = NULL;
 		goto fail;
 	}
-	why = existed && (uint64_t)sb.st_size == STATE_SIZE ? state_mismatch(st->h, id)
-							    : "absent";
+	why = !existed				    ? "absent"
+	      : (uint64_t)sb.st_size != STATE_SIZE ? "written by an incompatible version of "
+						     "xen-virtiod"
+						   : state_mismatch(st->h, id);
 	st->adopting = why == NULL;
 	if (st->adopting)
 		log_notice("state: %s is the previous instance's: taking the guest over",
 			   st->path);
+	else if (existed && strstr(why, "incompatible"))
+		log_warn("state: %s not taken over: %s; starting afresh. Its ioreq servers, if it "
+			 "left any, still hold the guest's devices: restart the guest if they do "
+			 "not answer", st->path, why);
 	else if (existed)
 		log_notice("state: %s not taken over (%s); starting afresh", st->path, why);
+	if (!st->adopting && existed)
+		state_keep_previous(st, id);
 	if (!st->adopting)
 		state_init_hdr(st, id);
 	*out = st;
@@ -217,6 +267,8 @@ void state_ready(struct state *st)
 		return;
 	ST_ORDER();
 	st->h->ready = 1;
+	free(st->prev);
+	st->prev = NULL;
 }
 
 void state_close(struct state *st, bool remove)
@@ -229,6 +281,7 @@ void state_close(struct state *st, bool remove)
 		close(st->fd);
 	if (remove && unlink(st->path) < 0 && errno != ENOENT)
 		log_warn("state: removing %s: %s", st->path, strerror(errno));
+	free(st->prev);
 	free(st);
 }
 

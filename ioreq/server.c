@@ -169,6 +169,11 @@ struct xen_guest {
 	 */
 	bool fp_abandon;
 	uint64_t stale_va;
+	/*
+	 * A previous instance's record that is not taken over (its start never finished, or its
+	 * devices were configured otherwise): the servers it made are removed (xg_clean_previous).
+	 */
+	struct xg_state *prev;
 };
 
 /* Domain teardown makes every call fail with ESRCH: worth a debug line, not a warning. */
@@ -753,10 +758,17 @@ static int xg_open_record(struct xen_guest *g)
 	}
 	g->adopting = adopted && g->rec->ready && g->rec->nr_vcpus == g->nr_vcpus &&
 		      g->rec->created[XG_MAIN];
-	if (adopted && !g->adopting)
-		log_warn("xen: %s: the previous instance's record is incomplete; new ioreq servers "
-			 "are created", g->name);
 	if (!g->adopting) {
+		const struct xg_state *old = adopted ? g->rec
+					   : persist_previous(g->opts.persist, "xen", size);
+
+		/* Its servers are removed once the handles are open (xg_clean_previous()). */
+		if (old && old->nr_vcpus == g->nr_vcpus &&
+		    (old->created[XG_MAIN] || old->created[XG_NOTIFY])) {
+			g->prev = malloc(size);
+			if (g->prev)
+				memcpy(g->prev, old, size);
+		}
 		memset(g->rec, 0, size);
 		g->rec->nr_vcpus = g->nr_vcpus;
 		/* Bindings of a handle whose servers are not taken over belong to nobody now. */
@@ -770,6 +782,8 @@ static int xg_open_record(struct xen_guest *g)
 	}
 	return 0;
 }
+
+static void xg_clean_previous(struct xen_guest *g);
 
 static int xg_open_stages(struct xen_guest *g)
 {
@@ -785,6 +799,7 @@ static int xg_open_stages(struct xen_guest *g)
 	}
 	if ((rc = xg_open_record(g)) < 0)
 		return rc;
+	xg_clean_previous(g);
 	g->gm = gmem_xen_create(g->fm, g->gt, g->opts.domid, g->opts.map_cache_mib,
 				g->opts.premap);
 	if (!g->gm)
@@ -801,7 +816,29 @@ static int xg_open_stages(struct xen_guest *g)
 	return 0;
 }
 
+static int xg_open_once(struct ev_loop *loop, const struct xen_opts *opts, struct xen_guest **out,
+			bool *adopting);
+
 int xen_guest_open(struct ev_loop *loop, const struct xen_opts *opts, struct xen_guest **out)
+{
+	bool adopting = false;
+	int rc = xg_open_once(loop, opts, out, &adopting);
+
+	/*
+	 * A take-over that failed half-way (a server of the record is gone, a port will not
+	 * bind): what was taken over was answered and destroyed when it was closed, and the
+	 * record says nothing is left; start afresh.
+	 */
+	if (rc < 0 && adopting) {
+		log_warn("xen: the previous instance's ioreq servers cannot be taken over (%s); "
+			 "serving the guest afresh", strerror(-rc));
+		rc = xg_open_once(loop, opts, out, &adopting);
+	}
+	return rc;
+}
+
+static int xg_open_once(struct ev_loop *loop, const struct xen_opts *opts, struct xen_guest **out,
+			bool *adopting)
 {
 	struct xen_guest *g = calloc(1, sizeof(*g));
 	int rc;
@@ -819,6 +856,7 @@ int xen_guest_open(struct ev_loop *loop, const struct xen_opts *opts, struct xen
 	if (xen_domain_name(opts->domid, g->name, sizeof(g->name)) < 0)
 		snprintf(g->name, sizeof(g->name), "domain %u", opts->domid);
 	rc = xg_open_stages(g);
+	*adopting = g->adopting;
 	if (rc < 0) {
 		xen_guest_close(g);
 		return rc;
@@ -1041,30 +1079,44 @@ static int xg_fastpath_assign(struct xen_guest *g)
 }
 
 /*
- * The previous instance's registrations, which the kernel keeps after it died: deassigned with
- * the eventfds the fd store kept, as they were assigned (its page address and windows).
+ * The registrations of the instance that wrote r, which the kernel keeps after it died:
+ * deassigned with the eventfds the fd store kept, as they were assigned (its page address and
+ * windows). True when none is left.
  */
-static void xg_fastpath_forget(struct xen_guest *g)
+static bool xg_fastpath_forget_rec(struct xen_guest *g, const struct xg_state *r)
 {
 	struct fastpath_params p = {
 		.pc = g->pc, .domid = g->opts.domid, .name = g->name,
 		.ports = g->srv[XG_NOTIFY].port, .nr_vcpus = g->nr_vcpus, .store = g->opts.store,
 	};
 	struct fastpath_window wins[XG_MAX_WINDOWS];
-	unsigned n, want = 0;
+	unsigned n, want = 0, nwin = r->nwin < XG_MAX_WINDOWS ? r->nwin : XG_MAX_WINDOWS;
+
+	for (unsigned i = 0; i < nwin; i++) {
+		wins[i] = (struct fastpath_window){ .base = r->win[i].base, .irq = r->win[i].irq,
+						    .nqueues = r->win[i].nq };
+		want += r->win[i].nq;
+	}
+	n = g->pc ? fastpath_forget(&p, r->notify_va, wins, nwin) : 0;
+	if (n < want)
+		g->stale_va = r->notify_va;
+	return n == want;
+}
+
+/* Taking over: the previous instance's registrations go, or its notify server does. */
+static void xg_fastpath_forget(struct xen_guest *g)
+{
+	unsigned want = 0;
 
 	if (!g->adopting || !g->rec->fastpath)
 		return;
 	for (unsigned i = 0; i < g->rec->nwin && i < XG_MAX_WINDOWS; i++)
-		wins[i] = (struct fastpath_window){ .base = g->rec->win[i].base,
-						    .irq = g->rec->win[i].irq,
-						    .nqueues = g->rec->win[i].nq };
-	n = g->pc ? fastpath_forget(&p, g->rec->notify_va, wins, g->rec->nwin) : 0;
-	g->rec->fastpath = 0;
-	for (unsigned i = 0; i < g->rec->nwin && i < XG_MAX_WINDOWS; i++)
 		want += g->rec->win[i].nq;
-	if (n == want) {
-		log_info("xen: %s: the previous instance's %u ioeventfds removed", g->name, n);
+	bool all = xg_fastpath_forget_rec(g, g->rec);
+
+	g->rec->fastpath = 0;
+	if (all) {
+		log_info("xen: %s: the previous instance's %u ioeventfds removed", g->name, want);
 		return;
 	}
 	/*
@@ -1073,10 +1125,8 @@ static void xg_fastpath_forget(struct xen_guest *g)
 	 * them and a new one made.
 	 */
 	g->fp_abandon = true;
-	g->stale_va = g->rec->notify_va;
-	log_notice("xen: %s: %u of the previous instance's %u ioeventfds cannot be removed (no "
-		   "file descriptor store kept them); its notify server is replaced", g->name,
-		   want - n, want);
+	log_notice("xen: %s: the previous instance's %u ioeventfds cannot all be removed (no file "
+		   "descriptor store kept them); its notify server is replaced", g->name, want);
 }
 
 /* The kernel lets go of our eventfds: the last deassign waits for a running handler. */
@@ -1108,6 +1158,39 @@ static void xg_drain_server(struct xen_guest *g, unsigned server)
 						     &g->slot)))
 			g->st.drained++;
 	}
+}
+
+/*
+ * The servers a previous instance made and that are not taken over: answered and destroyed
+ * (Xen does not complete a request whose server goes), so the new ones serve the windows. Its
+ * ioeventfds go first, with the eventfds the fd store kept.
+ */
+static void xg_clean_previous(struct xen_guest *g)
+{
+	const struct xg_state *r = g->prev;
+	unsigned server[] = { XG_NOTIFY, XG_MAIN };
+
+	if (!r)
+		return;
+	if (r->fastpath)
+		xg_fastpath_forget_rec(g, r);
+	for (unsigned i = 0; i < ARRAY_SIZE(server); i++) {
+		unsigned k = server[i];
+		struct xg_server *s = &g->srv[k];
+
+		if (!r->created[k])
+			continue;
+		s->id = r->id[k];
+		s->created = true;
+		/* Gone already (the domain was rebuilt, someone destroyed it): nothing to answer. */
+		if (xg_map_frames(g, s) == 0 && xg_bind_ports(g, k) == 0)
+			xg_drain_server(g, k);
+		log_notice("xen: %s: removing ioreq server %u, which the previous instance left and "
+			   "this one does not take over", g->name, (unsigned)s->id);
+		xg_destroy_server(g, k);
+	}
+	free(g->prev);
+	g->prev = NULL;
 }
 
 /* Undo what xg_fastpath_start() did, in reverse; safe on any part of it. */
@@ -1309,6 +1392,7 @@ void xen_guest_close(struct xen_guest *g)
 	xg_close_handles(g);
 	if (g->rec_private)
 		free(g->rec);
+	free(g->prev);
 	free(g);
 }
 
@@ -1354,6 +1438,7 @@ void xen_guest_detach(struct xen_guest *g)
 	xg_close_handles(g);
 	if (g->rec_private)
 		free(g->rec);
+	free(g->prev);
 	free(g);
 }
 

@@ -17,6 +17,13 @@ struct persist {
 	 * region of that name has another size (then nothing can be adopted).
 	 */
 	void *(*region)(struct persist *p, const char *name, size_t size, bool *adopted);
+	/*
+	 * The previous instance's region `name` of `size` bytes, read-only, when its state was this
+	 * domain's but could not be taken over (another configuration, a start it never
+	 * finished): what that instance left behind outside the process can still be undone.
+	 * NULL otherwise. Valid until the state is ready (serving starts).
+	 */
+	const void *(*previous)(struct persist *p, const char *name, size_t size);
 };
 
 /*
@@ -40,6 +47,11 @@ static inline int fdstore_take(struct fdstore *st, const char *name)
 static inline bool fdstore_keep(struct fdstore *st, const char *name, int fd)
 {
 	return st && st->keep(st, name, fd);
+}
+
+static inline const void *persist_previous(struct persist *p, const char *name, size_t size)
+{
+	return p && p->previous ? p->previous(p, name, size) : NULL;
 }
 
 /* The region from p, or NULL when p is NULL (no persistence: the caller allocates). */
