@@ -204,8 +204,9 @@ void vdev_fini(struct vdev *d);
 
 /*
  * After quiesce(), before destroy(), when the process stops for a next instance (d->leaving):
- * the queues' records are left as they are, so requests the device still holds stay in flight
- * for that instance however destroy() lets go of them.
+ * the device stops (its backend watchers) without a reset, and the queues' records are left as
+ * they are, so requests it still holds stay in flight for that instance however destroy() lets
+ * go of them. vdev_destroy() then frees it without resetting it.
  */
 void vdev_leave(struct vdev *d);
 

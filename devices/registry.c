@@ -74,7 +74,11 @@ void vdev_destroy(struct vdev *d)
 {
 	if (!d)
 		return;
-	/* The device's reset hook runs and the rings are unmapped before the device frees itself. */
-	vmmio_reset(d);
+	/*
+	 * The device's reset hook runs and the rings are unmapped before the device frees itself;
+	 * a device left to a next instance (vdev_leave()) is not: its registers are the guest's.
+	 */
+	if (!d->leaving)
+		vmmio_reset(d);
 	d->ops->destroy(d);
 }

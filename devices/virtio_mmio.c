@@ -556,6 +556,7 @@ int vdev_init(struct vdev *d, const struct vdev_ops *ops, struct vdev_host *host
 void vdev_leave(struct vdev *d)
 {
 	d->leaving = true;
+	vmmio_stop(d);
 	for (unsigned q = 0; q < d->num_queues; q++)
 		d->vqs[q].rec = NULL;
 }

@@ -58,6 +58,8 @@ struct rig {
 	unsigned kills_left;          /* further kills, each at the same point */
 	char kill_at[64];
 	bool keep_store;              /* false: each restart begins with an empty fd store */
+	bool restart_clean;           /* restart after a clean exit too (systemctl restart) */
+	unsigned term_after;          /* SIGTERM once the guest has this many completions */
 };
 
 static void *supervise(void *arg)
@@ -71,8 +73,10 @@ static void *supervise(void *arg)
 			usleep(1000);
 			continue;
 		}
-		/* Restart=on-failure: a clean exit is not restarted. */
-		if (!WIFSIGNALED(r->t->dm.status) || WTERMSIG(r->t->dm.status) != SIGKILL)
+		/* Restart=on-failure: a clean exit is not restarted (unless systemctl restart). */
+		if ((!WIFSIGNALED(r->t->dm.status) || WTERMSIG(r->t->dm.status) != SIGKILL) &&
+		    !(r->restart_clean && WIFEXITED(r->t->dm.status) &&
+		      WEXITSTATUS(r->t->dm.status) == 0))
 			break;
 		if (!r->keep_store) {
 			xsim_daemon_store_count(&r->t->dm);
@@ -110,6 +114,10 @@ static void rig_unsupervise(struct rig *r)
 static void dump_logs(struct rig *r)
 {
 	char path[256], line[512];
+
+	/* The live instance's state first (SIGUSR1: registers, queues, stats). */
+	if (xsim_daemon_alive(&r->t->dm))
+		xsim_daemon_stat(&r->t->dm, "vcpus", 2000);
 
 	for (unsigned i = 1; i <= atomic_load(&r->restarts) + 1; i++) {
 		FILE *f;
@@ -263,6 +271,10 @@ static void wait_some(struct guest *g, struct load *l, int64_t deadline)
 				 l->completed, l->submitted, atomic_load(&g->r->restarts));
 		}
 		reap(g, l);
+		if (g->r->term_after && l->completed >= g->r->term_after) {
+			kill(g->r->t->dm.pid, SIGTERM);
+			g->r->term_after = 0;
+		}
 		if (l->completed + l->duplicates != before)
 			break;
 		vdrv_enable_irq(&g->drv, 0);
@@ -466,11 +478,157 @@ static void test_blk_kill_without_store(void **state)
 	}
 }
 
+/*
+ * systemctl restart (an upgrade): SIGTERM while the guest writes; the daemon hands the guest
+ * over instead of removing its devices, and the next instance serves on without an error.
+ */
+static void test_sigterm_hands_over(void **state)
+{
+	struct rig r;
+	struct guest g;
+	struct load l;
+	struct xsim_daemon first = { .pid = -1 };
+
+	(void)state;
+	rig_start(&r, NULL, NULL);
+	r.restart_clean = true;
+	r.term_after = 60;
+	rig_supervise(&r);
+	guest_start(&r, &g, &l);
+	run_load(&g, &l, 300);
+	assert_int_equal(atomic_load(&r.restarts), 1);
+	snprintf(first.log_path, sizeof(first.log_path), "%s/daemon.log", xsim_hub_dir(r.t->hub));
+	assert_true(xsim_daemon_log_has(&first, "left the guest to the next instance"));
+	assert_true(took_over(&r, 1, "took over ioreq server"));
+	rig_stop(&r);
+}
+
+/* Kill the daemon and wait until it is gone (no supervisor: the test restarts it). */
+static void kill_daemon(struct rig *r)
+{
+	int st;
+
+	assert_int_equal(kill(r->t->dm.pid, SIGKILL), 0);
+	assert_int_equal(xsim_daemon_wait_exit(&r->t->dm, 5000, &st), 0);
+	assert_true(WIFSIGNALED(st));
+}
+
+/* Start the daemon again (same command line, fd store kept) and wait until it serves. */
+static void restart_daemon(struct rig *r)
+{
+	int rc;
+
+	assert_int_equal(xsim_daemon_restart(r->t->hub, &r->t->dm, XVD_SIM_DAEMON, "daemon2",
+					     r->args, 0), 0);
+	rc = xsim_daemon_wait_ready(&r->t->dm, READY_MS);
+	if (rc < 0)
+		itest_dump_log(r->t);
+	assert_int_equal(rc, 0);
+}
+
+/* A fresh driver on the disk, whatever the daemon kept: the device answers and reads zeros. */
+static void guest_reads_disk(struct rig *r)
+{
+	struct guest g;
+	struct load l;
+	struct req *q;
+
+	guest_start(r, &g, &l);
+	q = &l.req[0];
+	req_submit(&g, &l, q, VIRTIO_BLK_T_IN, 3, 0);
+	vdrv_kick(&g.drv, 0);
+	while (q->state == REQ_OUT)
+		wait_some(&g, &l, now_ms() + WAIT_MS);
+	assert_int_equal(*q->status, VIRTIO_BLK_S_OK);
+}
+
+/*
+ * The guest died while no daemon ran and Xen gave its id to a new domain of the same name:
+ * the state file names the old domain's handle, so it is not taken over; the new domain is
+ * served afresh.
+ */
+static void test_reused_domid_refused(void **state)
+{
+	struct xsim_dom_opts o = { .name = "g1", .ram_mib = 64, .nr_vcpus = 2 };
+	struct rig r;
+
+	(void)state;
+	rig_start(&r, NULL, NULL);
+	kill_daemon(&r);
+	o.domid = xsim_dom_id(r.t->dom);
+	assert_int_equal(xsim_dom_destroy(r.t->dom), 0);
+	r.t->dom = xsim_dom_create(r.t->hub, &o);
+	assert_non_null(r.t->dom);
+	assert_int_equal(xsim_dom_id(r.t->dom), o.domid);
+	restart_daemon(&r);
+	assert_true(xsim_daemon_log_has(&r.t->dm, "for another domain that had this id"));
+	assert_false(xsim_daemon_log_has(&r.t->dm, "took over"));
+	guest_reads_disk(&r);
+	rig_stop(&r);
+}
+
+/*
+ * A state file from another version of xen-virtiod is refused with a warning that says what
+ * it means; the daemon serves the guest afresh (the old servers are left: it cannot read
+ * which they are, and says so).
+ */
+static void test_foreign_version_refused(void **state)
+{
+	char path[256];
+	uint32_t version = 999;
+	struct rig r;
+	int fd;
+
+	(void)state;
+	rig_start(&r, NULL, NULL);
+	kill_daemon(&r);
+	snprintf(path, sizeof(path), "%s/g1.state", xsim_hub_dir(r.t->hub));
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	/* The header: 8 bytes of magic, then the version. */
+	assert_int_equal(pwrite(fd, &version, sizeof(version), 8), (ssize_t)sizeof(version));
+	close(fd);
+	restart_daemon(&r);
+	assert_true(xsim_daemon_log_has(&r.t->dm, "written by an incompatible version"));
+	assert_true(xsim_daemon_log_has(&r.t->dm, "restart the guest if they do not answer"));
+	assert_false(xsim_daemon_log_has(&r.t->dm, "took over"));
+	guest_reads_disk(&r);
+	rig_stop(&r);
+}
+
+/*
+ * The configuration changed between the two instances: the devices are not taken over, and
+ * the servers the previous instance left are removed (answered first), so the new ones serve.
+ */
+static void test_changed_config_cleans_up(void **state)
+{
+	struct rig r;
+	FILE *f;
+
+	(void)state;
+	rig_start(&r, NULL, NULL);
+	kill_daemon(&r);
+	f = fopen(r.t->ini, "a");
+	assert_non_null(f);
+	fprintf(f, "\n[rng]\nmmio = 0x02000200\nirq = 34\n");
+	fclose(f);
+	restart_daemon(&r);
+	assert_true(xsim_daemon_log_has(&r.t->dm, "for another configuration of the devices"));
+	assert_true(xsim_daemon_log_has(&r.t->dm, "which the previous instance left"));
+	assert_true(xsim_dom_routed(r.t->dom, WIN1));
+	guest_reads_disk(&r);
+	rig_stop(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_blk_kill_points),
 		cmocka_unit_test(test_blk_kill_without_store),
+		cmocka_unit_test(test_sigterm_hands_over),
+		cmocka_unit_test(test_reused_domid_refused),
+		cmocka_unit_test(test_foreign_version_refused),
+		cmocka_unit_test(test_changed_config_cleans_up),
 	};
 	int rc;
 
