@@ -14,7 +14,7 @@ FUZZ_DIR   := $(BUILD)/fuzz
 FUZZ_NAMES := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS  := $(addprefix $(FUZZ_DIR)/,$(FUZZ_NAMES))
 FUZZ_SRCS  := devices/virtio_mmio.c devices/virtqueue.c devices/iov.c devices/rng.c \
-	      lib/log.c tests/lib/gmem_flat.c
+	      lib/log.c lib/testpoint.c tests/lib/gmem_flat.c
 FUZZ_FLAGS := -I. -D_GNU_SOURCE -D__XEN_TOOLS__ -std=c11 -g -O1 -Wall -Wextra -Werror \
 	      -fno-strict-aliasing -fno-omit-frame-pointer \
 	      -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all

@@ -15,7 +15,9 @@
 #define XSIM_EVTCHN_SHM_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -38,12 +40,10 @@ static inline void xsim_evtchn_kick(struct xsim_evtchn_page *pg, int doorbell)
 		perror("xsim: event channel doorbell");
 }
 
-/* Queue binding i for the reader, then (when it shares the IRQ) for the kernel's handler. */
-static inline void xsim_evtchn_queue(struct xsim_evtchn_page *pg, int doorbell, int kbell,
-				     unsigned i)
+/* Queue binding i for the reader. */
+static inline void xsim_evtchn_queue_reader(struct xsim_evtchn_page *pg, int doorbell,
+					    unsigned i)
 {
-	uint64_t one = 1;
-
 	/*
 	 * seq_cst: a release for whatever the firing side wrote before (the ioreq), which the
 	 * reader acquires when it clears the bit; and the first half of the Dekker pair.
@@ -51,18 +51,50 @@ static inline void xsim_evtchn_queue(struct xsim_evtchn_page *pg, int doorbell, 
 	atomic_fetch_or_explicit(&pg->ready[i / 64], UINT64_C(1) << (i % 64),
 				 memory_order_seq_cst);
 	xsim_evtchn_kick(pg, doorbell);
+}
+
+/* Queue binding i for the kernel's handler, when it shares the IRQ; false when it does not. */
+static inline bool xsim_evtchn_queue_kernel(struct xsim_evtchn_page *pg, int kbell, unsigned i)
+{
+	uint64_t one = 1;
+
 	if (!atomic_load_explicit(&pg->kflag[i], memory_order_acquire))
-		return;
+		return false;
 	/* release: the kernel thread acquires the bit, then reads the slot. */
 	atomic_fetch_or_explicit(&pg->kready[i / 64], UINT64_C(1) << (i % 64),
 				 memory_order_release);
 	if (kbell >= 0 && write(kbell, &one, sizeof(one)) != sizeof(one))
 		perror("xsim: the kernel's doorbell");
+	return true;
+}
+
+/*
+ * Queue binding i for the reader, then (when it shares the IRQ) for the kernel's handler. With
+ * lag_us, the kernel first and the reader 0..lag_us later: in Linux the kernel's handler runs
+ * in the interrupt while the reader is a process still to be scheduled (a stress test uses it
+ * to meet the handler half-way whatever the host's load).
+ */
+static inline void xsim_evtchn_queue_lag(struct xsim_evtchn_page *pg, int doorbell, int kbell,
+					 unsigned i, unsigned lag_us)
+{
+	if (lag_us && xsim_evtchn_queue_kernel(pg, kbell, i)) {
+		usleep((useconds_t)(random() % lag_us));
+		xsim_evtchn_queue_reader(pg, doorbell, i);
+		return;
+	}
+	xsim_evtchn_queue_reader(pg, doorbell, i);
+	xsim_evtchn_queue_kernel(pg, kbell, i);
+}
+
+static inline void xsim_evtchn_queue(struct xsim_evtchn_page *pg, int doorbell, int kbell,
+				     unsigned i)
+{
+	xsim_evtchn_queue_lag(pg, doorbell, kbell, i, 0);
 }
 
 /* The port fired: queue it when unmasked (masking it), else remember it for the unmask. */
-static inline void xsim_evtchn_fire(struct xsim_evtchn_page *pg, int doorbell, int kbell,
-				    unsigned i)
+static inline void xsim_evtchn_fire_lag(struct xsim_evtchn_page *pg, int doorbell, int kbell,
+					unsigned i, unsigned lag_us)
 {
 	uint32_t old = atomic_load_explicit(&pg->state[i], memory_order_relaxed), new;
 
@@ -77,7 +109,13 @@ static inline void xsim_evtchn_fire(struct xsim_evtchn_page *pg, int doorbell, i
 	while (!atomic_compare_exchange_weak_explicit(&pg->state[i], &old, new,
 						       memory_order_release, memory_order_relaxed));
 	if (!(old & XSIM_EVTCHN_MASKED))
-		xsim_evtchn_queue(pg, doorbell, kbell, i);
+		xsim_evtchn_queue_lag(pg, doorbell, kbell, i, lag_us);
+}
+
+static inline void xsim_evtchn_fire(struct xsim_evtchn_page *pg, int doorbell, int kbell,
+				    unsigned i)
+{
+	xsim_evtchn_fire_lag(pg, doorbell, kbell, i, 0);
 }
 
 /* Unmask binding i; when it fired meanwhile it stays masked and is queued again (once). */

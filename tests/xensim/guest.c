@@ -90,19 +90,15 @@ bool xsim_port_idle(struct xsim_dom *d, unsigned server, unsigned vcpu)
 
 /* ---- ioreq slots ---- */
 
-/*
- * Where an access from vcpu to route goes: the slot of the covering server, and its channel as
- * bound now (a copy: a bind or unbind may change it once we let go of the lock).
- */
+/* Where an access from vcpu to route goes: the slot of the covering server. route_lock held. */
 static int guest_target(struct xsim_dom *d, unsigned vcpu, uint64_t route, uint64_t len,
-			struct ioreq **slot, struct xsim_chan *ch)
+			struct ioreq **slot, struct xsim_server **srv)
 {
 	struct xsim_server *s;
 	int rc = 0;
 
 	if (vcpu >= d->nr_vcpus)
 		return -EINVAL;
-	pthread_mutex_lock(&d->hub->lock);
 	s = d->alive ? hub_route(d, route, len) : NULL;
 	if (!d->alive)
 		rc = -ESRCH;
@@ -112,14 +108,12 @@ static int guest_target(struct xsim_dom *d, unsigned vcpu, uint64_t route, uint6
 		rc = -ENXIO;    /* no slot for this vCPU (ioreq_pages_max) */
 	else {
 		*slot = &s->slots[vcpu];
-		*ch = s->chans[vcpu];
+		*srv = s;
 	}
-	pthread_mutex_unlock(&d->hub->lock);
 	return rc;
 }
 
-static void guest_post(volatile struct ioreq *slot, const struct xsim_chan *ch,
-		       const struct ioreq *r, uint8_t state)
+static void guest_post(volatile struct ioreq *slot, const struct ioreq *r, uint8_t state)
 {
 	volatile char *p = (volatile char *)slot;
 	struct ioreq tmp = *r;
@@ -136,10 +130,14 @@ static void guest_post(volatile struct ioreq *slot, const struct xsim_chan *ch,
 	__atomic_store_n((volatile uint8_t *)(p + 31), r->type, __ATOMIC_RELAXED);
 	/* Release: every field above is visible before the state says READY (Xen's wmb). */
 	__atomic_store_n((volatile uint8_t *)(p + 30), bits, __ATOMIC_RELEASE);
-	/* Xen signals vp_eport; nobody hears it while the port is unbound. */
+}
+
+/* Xen signals vp_eport; nobody hears it while the port is unbound. */
+static void guest_notify(const struct xsim_chan *ch)
+{
 	if (ch->evh)
-		xsim_evtchn_fire(ch->evh->pg, ch->evh->doorbell, hub_kernel_bell(ch->d->hub),
-				 ch->evidx);
+		xsim_evtchn_fire_lag(ch->evh->pg, ch->evh->doorbell, hub_kernel_bell(ch->d->hub),
+				     ch->evidx, hub_kernel_lag(ch->d->hub));
 }
 
 static unsigned guest_state(const volatile struct ioreq *slot)
@@ -190,11 +188,28 @@ void xsim_dom_io_faults(struct xsim_dom *d, struct xsim_io_faults *f)
  * or is unknown fails (Xen would crash the domain); IORESP_READY is consumed (NONE). The
  * device model sets IORESP_READY, then notifies, which bumps the binding's notify counter and
  * wakes it (a futex). The counter is read before the state, so a notification in between makes
- * the futex wait return at once. With the port unbound nothing notifies, and the wait sleeps
- * until the deadline.
+ * the futex wait return at once. The vCPU waits on its own port, whoever binds it: a device
+ * model that restarts binds it again, on another handle, so the binding is looked up afresh
+ * each time round and a sleep lasts at most GUEST_REBIND_MS (a rebinding wakes nobody). With
+ * the port unbound nothing notifies.
  */
+#define GUEST_REBIND_MS 50
+
+static _Atomic uint32_t *guest_notify_word(struct xsim_dom *d, struct xsim_server *s,
+					   unsigned vcpu, _Atomic uint32_t *unbound)
+{
+	_Atomic uint32_t *word = unbound;
+
+	pthread_mutex_lock(&d->hub->lock);
+	if (s->chans[vcpu].evh)
+		word = &s->chans[vcpu].evh->pg->notify[s->chans[vcpu].evidx];
+	pthread_mutex_unlock(&d->hub->lock);
+	return word;
+}
+
 static int guest_wait(struct xsim_dom *d, unsigned vcpu, volatile struct ioreq *slot,
-		      const struct xsim_chan *ch, unsigned posted, int timeout_ms)
+		      struct xsim_server *s, const struct xsim_chan *ch, unsigned posted,
+		      int timeout_ms)
 {
 	int64_t deadline = guest_now_ms() + timeout_ms;
 	_Atomic uint32_t unbound = 0;
@@ -215,10 +230,14 @@ static int guest_wait(struct xsim_dom *d, unsigned vcpu, volatile struct ioreq *
 
 		if (left <= 0)
 			return -ETIMEDOUT;
+		if (left > GUEST_REBIND_MS)
+			left = GUEST_REBIND_MS;
 		struct timespec ts = { left / 1000, (left % 1000) * 1000000 };
 
 		/* Shared futex: the device model's process wakes it. */
-		syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, seen, &ts, NULL, 0);
+		if (syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, seen, &ts, NULL, 0) < 0 &&
+		    errno == ETIMEDOUT)
+			word = guest_notify_word(d, s, vcpu, &unbound);
 	}
 }
 
@@ -226,22 +245,42 @@ static int guest_wait(struct xsim_dom *d, unsigned vcpu, volatile struct ioreq *
 static int guest_ioreq(struct xsim_dom *d, unsigned vcpu, uint64_t route, uint64_t len,
 		       const struct ioreq *req, struct ioreq *resp, int timeout_ms)
 {
-	struct ioreq *slot;
+	struct ioreq *slot = NULL;
+	struct xsim_server *s = NULL;
 	struct xsim_chan ch;
-	int rc = guest_target(d, vcpu, route, len, &slot, &ch);
+	int rc;
 
-	if (rc < 0)
-		return rc;
+	if (vcpu >= d->nr_vcpus)
+		return -EINVAL;
+	/*
+	 * Routed and posted in one go (route_lock), as Xen chooses the server and sends from the
+	 * vCPU's own trap: a device model unrouting a range meanwhile comes before (the request
+	 * goes elsewhere) or after (it finds the request posted). The port is notified as it is
+	 * bound then; one that binds it later finds the request when it looks at the slots, as it
+	 * must after binding.
+	 */
+	pthread_rwlock_rdlock(&d->route_lock);
+	rc = guest_target(d, vcpu, route, len, &slot, &s);
 	pthread_mutex_lock(&d->vcpu_lock[vcpu]);
-	if (!guest_slot_free(d, vcpu, slot)) {
-		pthread_mutex_unlock(&d->vcpu_lock[vcpu]);
-		return -EIO;   /* Xen refuses the access: a data abort in the guest */
+	if (rc == 0 && !guest_slot_free(d, vcpu, slot))
+		rc = -EIO;   /* Xen refuses the access: a data abort in the guest */
+	if (rc == 0)
+		guest_post(slot, req, req->state);
+	pthread_rwlock_unlock(&d->route_lock);
+	if (rc == 0) {
+		pthread_mutex_lock(&d->hub->lock);
+		ch = s->chans[vcpu];
+		pthread_mutex_unlock(&d->hub->lock);
 	}
-	guest_post(slot, &ch, req, req->state);
+	if (rc < 0) {
+		pthread_mutex_unlock(&d->vcpu_lock[vcpu]);
+		return rc;
+	}
+	guest_notify(&ch);
 	if (!resp)
 		d->test_left[vcpu] = slot;
 	if (resp) {
-		rc = guest_wait(d, vcpu, slot, &ch, req->state, timeout_ms);
+		rc = guest_wait(d, vcpu, slot, s, &ch, req->state, timeout_ms);
 		if (rc == 0)
 			*resp = *slot;
 		/*
@@ -1020,4 +1059,26 @@ int xsim_vmem_init(struct vdrv_mem *m, struct xsim_dom *d, uint64_t gpa, uint64_
 unsigned xsim_dom_restricted(struct xsim_dom *d)
 {
 	return atomic_load(&d->ctl->restricted);
+}
+
+void xsim_dom_dump(struct xsim_dom *d, FILE *f)
+{
+	pthread_mutex_lock(&d->hub->lock);
+	for (unsigned i = 0; i < XSIM_MAX_SERVERS; i++) {
+		struct xsim_server *s = d->servers[i];
+
+		if (!s)
+			continue;
+		fprintf(f, "xsim: d%u server %u %s, %u ioeventfds, ranges:", d->domid, i,
+			s->enabled ? "on" : "off", s->kfds);
+		for (unsigned r = 0; r < s->nranges; r++)
+			fprintf(f, " %#llx-%#llx", (unsigned long long)s->ranges[r].start,
+				(unsigned long long)s->ranges[r].end);
+		fprintf(f, "\n");
+		for (unsigned v = 0; v < s->nchans; v++)
+			fprintf(f, "xsim:   vCPU %u: state %u, port %u %s\n", v,
+				guest_state(&s->slots[v]), s->chans[v].port,
+				s->chans[v].evh ? "bound" : "unbound");
+	}
+	pthread_mutex_unlock(&d->hub->lock);
 }

@@ -10,6 +10,7 @@
 #define XSIM_GUEST_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -49,6 +50,8 @@ struct xsim_dom *xsim_dom_create(struct xsim_hub *h, const struct xsim_dom_opts 
 uint32_t xsim_dom_id(struct xsim_dom *d);
 /* Destroy: ioreq servers go, xenstore /local/domain/<id> goes, @releaseDomain fires. */
 int xsim_dom_destroy(struct xsim_dom *d);
+/* Every ioreq server of d: ranges, ioeventfds, each vCPU's slot state and binding (debugging). */
+void xsim_dom_dump(struct xsim_dom *d, FILE *f);
 /* Host pointer to guest RAM [gpa, gpa+len), or NULL outside RAM. */
 void *xsim_dom_ram(struct xsim_dom *d, uint64_t gpa, uint64_t len);
 /* True when an enabled ioreq server covers addr (false: a guest access would abort). */
@@ -99,6 +102,9 @@ struct xsim_kernel_opts {
 	int assign_errno;         /* > 0: assigning an ioeventfd fails with this errno */
 	unsigned jitter_us;       /* > 0: the ioeventfd handler pauses 0..jitter_us (or yields)
 				     before each of its steps, as a preempted dom0 vCPU would */
+	unsigned lag_us;          /* > 0: a port the handler shares reaches it first and the
+				     daemon 0..lag_us later (evtchn_shm.h), as in Linux, where
+				     the handler runs in the interrupt */
 };
 void xsim_kernel_set(struct xsim_hub *h, const struct xsim_kernel_opts *o);
 

@@ -396,6 +396,11 @@ static int evh_bind(struct xsim_dom *d, struct xsim_conn *c, struct xsim_msg *m)
 	ch->evh = c->evh;
 	ch->evidx = m->b;
 	c->evh->bound[m->b] = ch;
+	/*
+	 * Xen's evtchn_bind_interdomain() also sets the new local port pending (notifications
+	 * sent while the remote port was unbound were lost); not modelled: the tests count
+	 * events exactly, and a device model that binds again must look at every slot anyway.
+	 */
 	atomic_store(&ch->evh->pg->kflag[ch->evidx], ch->s->kfds != 0);
 	return 0;
 }
@@ -422,6 +427,44 @@ static void evh_free_all(struct xsim_hub *h)
 
 /* ---- requests from the drop-in libraries ---- */
 
+static int server_set_state_op(struct xsim_dom *d, struct xsim_server *s, struct xsim_msg *m)
+{
+	(void)d;
+	server_set_state(s, m->b != 0);
+	return 0;
+}
+
+static int server_map_range_op(struct xsim_dom *d, struct xsim_server *s, struct xsim_msg *m)
+{
+	(void)d;
+	return server_map_range(s, m->b != 0, m->x, m->y);
+}
+
+static int server_unmap_range_op(struct xsim_dom *d, struct xsim_server *s, struct xsim_msg *m)
+{
+	(void)d;
+	return server_unmap_range(s, m->b != 0, m->x, m->y);
+}
+
+static int server_retire_op(struct xsim_dom *d, struct xsim_server *s, struct xsim_msg *m)
+{
+	(void)s;
+	server_retire(d, m->a);
+	return 0;
+}
+
+/* A DM op that changes where guest accesses go: with the routing written (route_lock). */
+static int hub_reroute(struct xsim_dom *d, struct xsim_server *s, struct xsim_msg *m,
+		       int (*op)(struct xsim_dom *d, struct xsim_server *s, struct xsim_msg *m))
+{
+	int rc;
+
+	pthread_rwlock_wrlock(&d->route_lock);
+	rc = op(d, s, m);
+	pthread_rwlock_unlock(&d->route_lock);
+	return rc;
+}
+
 static int hub_do_dm(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg *m,
 		     struct hub_reply *rep)
 {
@@ -440,8 +483,14 @@ static int hub_do_dm(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg *m
 		rep->nfds = 2;
 		return 0;
 	}
-	if (m->op == XSIM_OP_CREATE_SERVER)
-		return server_create(d, m->a, &m->a);
+	if (m->op == XSIM_OP_CREATE_SERVER) {
+		int rc;
+
+		pthread_rwlock_wrlock(&d->route_lock);
+		rc = server_create(d, m->a, &m->a);
+		pthread_rwlock_unlock(&d->route_lock);
+		return rc;
+	}
 	if (m->op == XSIM_OP_BIND)
 		return evh_bind(d, c, m);
 	s = hub_server(d, m->a);
@@ -449,15 +498,13 @@ static int hub_do_dm(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg *m
 		return -ENOENT;
 	switch (m->op) {
 	case XSIM_OP_SERVER_STATE:
-		server_set_state(s, m->b != 0);
-		return 0;
+		return hub_reroute(d, s, m, server_set_state_op);
 	case XSIM_OP_MAP_RANGE:
-		return server_map_range(s, m->b != 0, m->x, m->y);
+		return hub_reroute(d, s, m, server_map_range_op);
 	case XSIM_OP_UNMAP_RANGE:
-		return server_unmap_range(s, m->b != 0, m->x, m->y);
+		return hub_reroute(d, s, m, server_unmap_range_op);
 	case XSIM_OP_DESTROY_SERVER:
-		server_retire(d, m->a);
-		return 0;
+		return hub_reroute(d, s, m, server_retire_op);
 	case XSIM_OP_SERVER_PAGES:
 		m->a = s->npages;
 		rep->fds[0] = s->pages_fd;
@@ -907,6 +954,7 @@ static void dom_free(struct xsim_dom *d)
 			server_free(d->servers[i]);
 	for (unsigned v = 0; d->vcpu_lock && v < d->nr_vcpus; v++)
 		pthread_mutex_destroy(&d->vcpu_lock[v]);
+	pthread_rwlock_destroy(&d->route_lock);
 	free(d->vcpu_lock);
 	free(d->test_left);
 	if (d->ram)
@@ -1026,6 +1074,7 @@ static struct xsim_dom *dom_new(struct xsim_hub *h, const struct xsim_dom_opts *
 	}
 	for (unsigned v = 0; v < d->nr_vcpus; v++)
 		pthread_mutex_init(&d->vcpu_lock[v], NULL);
+	pthread_rwlock_init(&d->route_lock, NULL);
 	d->alive = true;
 	return d;
 }
@@ -1095,11 +1144,13 @@ int xsim_dom_destroy(struct xsim_dom *d)
 		pthread_mutex_unlock(&h->lock);
 		return -ESRCH;
 	}
+	pthread_rwlock_wrlock(&d->route_lock);
 	d->alive = false;
 	atomic_store(&d->ctl->alive, 0);
 	for (uint32_t i = 0; i < XSIM_MAX_SERVERS; i++)
 		if (d->servers[i])
 			server_retire(d, i);
+	pthread_rwlock_unlock(&d->route_lock);
 	/* libxl removes the domain's directory and its backend entries. */
 	snprintf(path, sizeof(path), "/local/domain/%u", d->domid);
 	store_rm(h, path);

@@ -92,6 +92,13 @@ struct xsim_dom {
 	struct xsim_server *servers[XSIM_MAX_SERVERS];  /* by ioreq server id */
 	uint32_t next_port;
 	pthread_mutex_t *vcpu_lock;  /* one outstanding guest access per vCPU */
+	/*
+	 * Routing (servers, their state and ranges) changes under it written (inside the hub's
+	 * lock); a guest access routes and posts under it read: a device model's DM op that
+	 * unroutes returns only once no access is between choosing that server and posting to it,
+	 * as in Xen, where a vCPU chooses and sends within one trap.
+	 */
+	pthread_rwlock_t route_lock;
 	/* Per vCPU: a slot a test posted into without waiting (xsim_ioreq_raw, resp NULL). */
 	struct ioreq **test_left;
 	uint32_t next_gref;
@@ -180,6 +187,8 @@ void hub_kernel_stop(struct xsim_hub *h);
 int hub_kernel_ioctl(struct xsim_hub *h, struct xsim_msg *m, int fd_in);
 /* The kernel's doorbell (evtchn_shm.h): deliveries for its handler ring it. */
 int hub_kernel_bell(struct xsim_hub *h);
+/* xsim_kernel_opts.lag_us. */
+unsigned hub_kernel_lag(struct xsim_hub *h);
 /* Apply the DM op of every signalled irqfd of the SPI (before reading its counters). */
 void hub_kernel_irq_sync(struct xsim_dom *d, unsigned spi);
 /* Wait up to timeout_ms (capped) for an irqfd of the SPI; false when it has none. */

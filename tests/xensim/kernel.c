@@ -294,6 +294,11 @@ void hub_kernel_orphan(struct xsim_hub *h, struct xsim_server *s)
 	}
 }
 
+unsigned hub_kernel_lag(struct xsim_hub *h)
+{
+	return h->kernel ? __atomic_load_n(&h->kernel->opts.lag_us, __ATOMIC_RELAXED) : 0;
+}
+
 int hub_kernel_bell(struct xsim_hub *h)
 {
 	return h->kernel->bell;
