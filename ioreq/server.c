@@ -164,10 +164,10 @@ struct xen_guest {
 	bool adopting;                /* taking a previous instance's servers over */
 	bool evtchn_inherited;        /* the handle (and its bindings) came from the fd store */
 	/*
-	 * The previous instance's ioeventfds could not all be deassigned (their eventfds were
-	 * not stored): its notify server is given up, a new one made at another page address.
+	 * The notify page's address in the previous instance, which its ioeventfds name: ours must
+	 * differ (xg_map_frames()), or Linux would file our ioeventfds under its registration,
+	 * which the kernel may keep (dead) when they could not be deassigned.
 	 */
-	bool fp_abandon;
 	uint64_t stale_va;
 	/*
 	 * A previous instance's record that is not taken over (its start never finished, or its
@@ -758,6 +758,8 @@ static int xg_open_record(struct xen_guest *g)
 	}
 	g->adopting = adopted && g->rec->ready && g->rec->nr_vcpus == g->nr_vcpus &&
 		      g->rec->created[XG_MAIN];
+	if (g->adopting && g->rec->fastpath)
+		g->stale_va = g->rec->notify_va;
 	if (!g->adopting) {
 		const struct xg_state *old = adopted ? g->rec
 					   : persist_previous(g->opts.persist, "xen", size);
@@ -1098,12 +1100,10 @@ static bool xg_fastpath_forget_rec(struct xen_guest *g, const struct xg_state *r
 		want += r->win[i].nq;
 	}
 	n = g->pc ? fastpath_forget(&p, r->notify_va, wins, nwin) : 0;
-	if (n < want)
-		g->stale_va = r->notify_va;
 	return n == want;
 }
 
-/* Taking over: the previous instance's registrations go, or its notify server does. */
+/* Taking over: the previous instance's registrations go, as far as the fd store allows. */
 static void xg_fastpath_forget(struct xen_guest *g)
 {
 	unsigned want = 0;
@@ -1120,13 +1120,13 @@ static void xg_fastpath_forget(struct xen_guest *g)
 		return;
 	}
 	/*
-	 * The kernel keeps the others, on ports that closed when that instance's event channel
-	 * handle did: they never run again, but the notify server they were made for is left to
-	 * them and a new one made.
+	 * The kernel keeps the others (their eventfds were not stored), on ports that closed when
+	 * that instance's event channel handle did: they never run again. Ours are made at
+	 * another page address (stale_va), on the ports bound again, and the kernel tells them
+	 * apart.
 	 */
-	g->fp_abandon = true;
-	log_notice("xen: %s: the previous instance's %u ioeventfds cannot all be removed (no file "
-		   "descriptor store kept them); its notify server is replaced", g->name, want);
+	log_notice("xen: %s: the previous instance's %u ioeventfds stay in the kernel, inert (no "
+		   "file descriptor store kept them); new ones are made", g->name, want);
 }
 
 /* The kernel lets go of our eventfds: the last deassign waits for a running handler. */
@@ -1219,28 +1219,20 @@ static void xg_fastpath_start(struct xen_guest *g)
 		snprintf(g->fp_why, sizeof(g->fp_why), "no device");
 		return;
 	}
-	if (g->srv[XG_NOTIFY].created) {
-		/* The previous instance's notify server, its dwords routed to it still. */
-		rc = xg_fastpath_assign(g);
+	/* A new notify server, or the previous instance's (unrouted by xen_guest_start()). */
+	if (!g->srv[XG_NOTIFY].created) {
+		rc = xg_open_server(g, XG_NOTIFY, false);
 		if (rc < 0) {
-			xg_fastpath_why(g, rc);
-			xg_fastpath_undo(g);
+			snprintf(g->fp_why, sizeof(g->fp_why),
+				 "creating the notify ioreq server: %s", strerror(-rc));
+			xg_destroy_server(g, XG_NOTIFY);
 			return;
 		}
-		g->srv[XG_NOTIFY].kernel = fastpath_kernel(g->fp);
-		return;
-	}
-	rc = xg_open_server(g, XG_NOTIFY, false);
-	if (rc < 0) {
-		snprintf(g->fp_why, sizeof(g->fp_why), "creating the notify ioreq server: %s",
-			 strerror(-rc));
-		xg_destroy_server(g, XG_NOTIFY);
-		return;
 	}
 	rc = xg_fastpath_assign(g);
 	if (rc < 0) {
 		xg_fastpath_why(g, rc);
-		xg_destroy_server(g, XG_NOTIFY);
+		xg_fastpath_undo(g);
 		return;
 	}
 	g->srv[XG_NOTIFY].kernel = fastpath_kernel(g->fp);
@@ -1279,9 +1271,18 @@ int xen_guest_start(struct xen_guest *g, void (*on_death)(void *opaque), void *o
 		return rc;
 	}
 	xg_fastpath_forget(g);
-	/* Not wanted, not possible, or not ours alone: the kick dwords go back to the main server. */
-	if (g->srv[XG_NOTIFY].created && (!g->pc || g->fp_abandon))
-		xg_fastpath_undo(g);
+	/*
+	 * The previous instance's notify server is unrouted while it gets its new ioeventfds, as
+	 * a new one is: a kick that reached it before them would be left to a kernel handler
+	 * that never heard of it. What reached it meanwhile is answered (the devices look at
+	 * every queue when they are taken over). Without the fast path it goes.
+	 */
+	if (g->srv[XG_NOTIFY].created) {
+		xg_join_windows(g);
+		xg_drain_server(g, XG_NOTIFY);
+		if (!g->pc)
+			xg_fastpath_undo(g);
+	}
 	xg_fastpath_start(g);
 	if (!g->fp && g->opts.fastpath == XEN_FASTPATH_ON)
 		return -EOPNOTSUPP;
