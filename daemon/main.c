@@ -26,6 +26,7 @@
 #include "daemon/sandbox.h"
 #include "daemon/state.h"
 #include "daemon/watch.h"
+#include "ioreq/xen.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -486,6 +487,9 @@ static int serve_guest(struct daemon *d, const struct config *cfg)
 				  .state_dir = d->o.state_dir, .store = fdstore_systemd() };
 	char status[256];
 
+	/* What instances of guests that died while none ran left behind. */
+	if (d->o.state_dir)
+		state_sweep(d->o.state_dir, xen_domain_is);
 	/* A filter that cannot load would stop us after the guest's devices were set up. */
 	if (sandbox_check() < 0) {
 		sd_notify(0, "STATUS=No seccomp filter support (see the log)");
@@ -544,6 +548,7 @@ static int run_watch(struct daemon *d)
 		.self_exe = d->self_exe,
 		.log_level = d->o.log_level,
 		.systemd = d->under_systemd,
+		.state_dir = d->o.state_dir,
 	};
 
 	/* Checked with the other options; unset means dom0. */

@@ -285,12 +285,16 @@ void state_close(struct state *st, bool remove)
 	free(st);
 }
 
-/* The domain id and handle a state file is for; false when it is none. */
+/*
+ * The domain id and handle a state file is for; false when it is none, or when an instance
+ * holds it (that one removes it when its guest goes).
+ */
 static bool state_peek(const char *path, uint32_t *domid, char *handle, size_t len)
 {
 	struct state_hdr h;
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	bool ok = fd >= 0 && read(fd, &h, sizeof(h)) == (ssize_t)sizeof(h) &&
+	bool ok = fd >= 0 && flock(fd, LOCK_SH | LOCK_NB) == 0 &&
+		  read(fd, &h, sizeof(h)) == (ssize_t)sizeof(h) &&
 		  memcmp(h.magic, STATE_MAGIC, sizeof(h.magic)) == 0;
 
 	if (fd >= 0)

@@ -18,6 +18,7 @@
 
 #include <ev.h>
 
+#include "daemon/state.h"
 #include "ioreq/xen.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -25,6 +26,9 @@
 
 #define WATCH_NAME_MAX 64
 #define WATCH_KILL_AFTER 10.0   /* seconds between TERM and KILL for children at shutdown */
+#define WATCH_GONE_MAX   64     /* guests whose devices went, waited for to die */
+#define WATCH_GONE_TICK  0.5    /* seconds between looks at them */
+#define WATCH_GONE_TICKS 240    /* a domain still there after 2 minutes is not dying */
 
 struct watch_child {
 	ev_child w;                   /* reaps the process; we recover the child from it */
@@ -52,6 +56,13 @@ struct watch {
 	struct watch_child *children;
 	struct watch_seen *seen;
 	ev_timer kill_timer;          /* shutdown: KILL what TERM did not stop */
+	/*
+	 * Guests whose devices went: libxl removes them before the domain dies, so their state
+	 * files are swept once the domains are gone (gone_timer looks).
+	 */
+	uint32_t gone[WATCH_GONE_MAX];
+	unsigned ngone, gone_ticks;
+	ev_timer gone_timer;
 	bool stopping;
 	void (*done)(void *opaque);
 	void *done_opaque;
@@ -204,6 +215,7 @@ static void watch_start_child(struct watch *w, const char *name, uint32_t domid)
 {
 	char ini[PATH_MAX + WATCH_NAME_MAX + 8], id[16];
 	char *argv[] = { (char *)w->p.self_exe, "--foreground", "--config", ini, "--domain", id,
+			 "--state-dir", w->p.state_dir ? (char *)w->p.state_dir : "none",
 			 w->p.log_level ? "--log-level" : NULL, (char *)w->p.log_level, NULL };
 	pid_t pid;
 
@@ -251,13 +263,63 @@ static void watch_start_instance(struct watch *w, const char *name, uint32_t dom
 	watch_start_child(w, name, domid);
 }
 
-static void watch_on_domain(void *opaque, uint32_t domid)
+/* State files of domains that are gone (or whose id a new domain has now). */
+static void watch_sweep(struct watch *w)
+{
+	unsigned n;
+
+	if (!w->p.state_dir)
+		return;
+	n = state_sweep(w->p.state_dir, xen_domain_is);
+	if (n)
+		log_info("%u state files of domains that are gone removed from %s", n,
+			 w->p.state_dir);
+}
+
+static void watch_on_gone_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct watch *w = container_of(t, struct watch, gone_timer);
+	bool died = false;
+
+	(void)loop;
+	(void)revents;
+	for (unsigned i = 0; i < w->ngone;) {
+		if (xen_domain_alive(w->gone[i])) {
+			i++;
+			continue;
+		}
+		w->gone[i] = w->gone[--w->ngone];
+		died = true;
+	}
+	if (died)
+		watch_sweep(w);
+	if (w->ngone == 0 || ++w->gone_ticks >= WATCH_GONE_TICKS) {
+		w->ngone = 0;
+		ev_timer_stop(w->loop, &w->gone_timer);
+	}
+}
+
+static void watch_on_gone(struct watch *w, uint32_t domid)
+{
+	if (!w->p.state_dir || w->ngone == WATCH_GONE_MAX)
+		return;
+	w->gone[w->ngone++] = domid;
+	w->gone_ticks = 0;
+	if (!ev_is_active(&w->gone_timer))
+		ev_timer_again(w->loop, &w->gone_timer);
+}
+
+static void watch_on_domain(void *opaque, uint32_t domid, bool present)
 {
 	struct watch *w = opaque;
 	char name[WATCH_NAME_MAX], ini[PATH_MAX + WATCH_NAME_MAX + 8];
 
 	if (w->stopping)
 		return;
+	if (!present) {
+		watch_on_gone(w, domid);
+		return;
+	}
 	if (xen_domain_name(domid, name, sizeof(name)) < 0) {
 		log_warn("domid %" PRIu32 " has virtio devices but no name; skipped", domid);
 		return;
@@ -287,6 +349,8 @@ int watch_start(struct ev_loop *loop, const struct watch_params *p, struct watch
 	w->p = *p;
 	snprintf(w->dir, sizeof(w->dir), "%s", p->config_dir);
 	ev_init(&w->kill_timer, NULL);
+	ev_init(&w->gone_timer, watch_on_gone_timer);
+	w->gone_timer.repeat = WATCH_GONE_TICK;
 	w->bw = xen_backend_watch_start(loop, p->backend_domid, watch_on_domain, w);
 	if (!w->bw) {
 		log_err("cannot watch the xenstore backend paths");
@@ -295,6 +359,7 @@ int watch_start(struct ev_loop *loop, const struct watch_params *p, struct watch
 	}
 	log_notice("watching for guests with an INI file in %s (%s)", w->dir,
 		   p->systemd ? "starting systemd units" : "starting child processes");
+	watch_sweep(w);
 	*out = w;
 	return 0;
 }
@@ -320,6 +385,7 @@ void watch_stop(struct watch *w, void (*done)(void *opaque), void *opaque)
 	w->done_opaque = opaque;
 	xen_backend_watch_stop(w->bw);
 	w->bw = NULL;
+	ev_timer_stop(w->loop, &w->gone_timer);
 	for (struct watch_child *c = w->children; c; c = c->next)
 		if (c->instance)
 			kill(c->w.pid, SIGTERM);
@@ -334,6 +400,7 @@ void watch_free(struct watch *w)
 		return;
 	xen_backend_watch_stop(w->bw);
 	ev_timer_stop(w->loop, &w->kill_timer);
+	ev_timer_stop(w->loop, &w->gone_timer);
 	while (w->seen) {
 		struct watch_seen *n = w->seen->next;
 		free(w->seen);

@@ -16,6 +16,11 @@ struct watch_params {
 	const char *config_dir;   /* where <name>.ini files live */
 	const char *self_exe;     /* the binary children run */
 	const char *log_level;    /* passed on to children; NULL when not given */
+	/*
+	 * Where instances keep their state files (passed on to children), NULL for none: files of
+	 * domains that died while no instance ran are removed at start and as guests go.
+	 */
+	const char *state_dir;
 	uint32_t backend_domid;   /* whose backend paths to watch (0 in dom0) */
 	bool systemd;             /* start units with systemctl instead of forking children */
 };

@@ -119,6 +119,12 @@ int xen_domain_name(uint32_t domid, char *buf, size_t len);
  */
 int xen_domain_handle(uint32_t domid, char *buf, size_t len);
 bool xen_domain_alive(uint32_t domid);
+/*
+ * The domain with this id exists and is the one with this handle ("" matches any): false only
+ * when xenstore says so (it cannot be reached: true, never declare a guest gone on our own
+ * failure).
+ */
+bool xen_domain_is(uint32_t domid, const char *handle);
 
 enum xen_layout {
 	XEN_LAYOUT_DISK417,   /* backend/virtio_disk/<domid>/<devid> (Xen 4.17 specification=virtio) */
@@ -168,13 +174,14 @@ struct xen_close_watch *xen_close_watch_start(struct ev_loop *loop, const char *
 void xen_close_watch_stop(struct xen_close_watch *cw);
 
 /*
- * Watch mode: call cb(opaque, domid) from the loop for every guest that has devices under
+ * Watch mode: call cb(opaque, domid, true) from the loop for every guest that has devices under
  * either backend path of backend_domid (once for each guest present at start, then for each
- * new one). Returns NULL on failure.
+ * new one), cb(opaque, domid, false) when one's devices are gone. Returns NULL on failure.
  */
 struct xen_backend_watch;
 struct xen_backend_watch *xen_backend_watch_start(struct ev_loop *loop, uint32_t backend_domid,
-						  void (*cb)(void *opaque, uint32_t domid),
+						  void (*cb)(void *opaque, uint32_t domid,
+							     bool present),
 						  void *opaque);
 void xen_backend_watch_stop(struct xen_backend_watch *w);
 

@@ -203,6 +203,26 @@ int xen_domid_by_name(const char *name, uint32_t *domid)
 	return rc;
 }
 
+bool xen_domain_is(uint32_t domid, const char *handle)
+{
+	struct xs_handle *xs = xs_open(0);
+	char *v;
+	bool same;
+
+	if (!xs)
+		return true;   /* cannot tell: never declare a guest gone on our own failure */
+	if (!xen_xs_domain_alive(xs, domid)) {
+		xs_close(xs);
+		return false;
+	}
+	v = handle[0] ? xs_readf(xs, "/local/domain/%u/vm", domid) : NULL;
+	/* A live domain without its handle (being built, or not libxl's): not ours to judge. */
+	same = !handle[0] || !v || strcmp(v, handle) == 0;
+	free(v);
+	xs_close(xs);
+	return same;
+}
+
 bool xen_domain_alive(uint32_t domid)
 {
 	struct xs_handle *xs = xs_open(0);
@@ -817,7 +837,7 @@ void xen_close_watch_stop(struct xen_close_watch *cw)
 struct xen_backend_watch {
 	struct xs_link link;
 	uint32_t backend_domid;
-	void (*cb)(void *opaque, uint32_t domid);
+	void (*cb)(void *opaque, uint32_t domid, bool present);
 	void *opaque;
 	char paths[2][XS_PATH_MAX];
 	uint32_t *present;           /* guests seen at the last scan, sorted */
@@ -893,7 +913,10 @@ static void xs_backend_rescan(struct xen_backend_watch *bw)
 	bw->in_cb = true;
 	for (int i = 0; i < n && !bw->stopped; i++)
 		if (!xs_id_in(before, nbefore, now[i]))
-			bw->cb(bw->opaque, now[i]);
+			bw->cb(bw->opaque, now[i], true);
+	for (unsigned i = 0; i < nbefore && !bw->stopped; i++)
+		if (!xs_id_in(now, (unsigned)n, before[i]))
+			bw->cb(bw->opaque, before[i], false);
 	bw->in_cb = false;
 	free(before);
 	/* The callback asked to stop: free now that nothing here uses bw any more. */
@@ -935,7 +958,7 @@ static void xs_backend_check(struct xs_link *l, bool probe)
 }
 
 struct xen_backend_watch *xen_backend_watch_start(struct ev_loop *loop, uint32_t backend_domid,
-						  void (*cb)(void *opaque, uint32_t domid),
+						  void (*cb)(void *opaque, uint32_t domid, bool present),
 						  void *opaque)
 {
 	struct xen_backend_watch *bw = calloc(1, sizeof(*bw));
