@@ -19,7 +19,7 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 
 CC      ?= gcc
 PKG     ?= pkg-config
-XEN_PKGS := xendevicemodel xenforeignmemory xenevtchn xengnttab xenstore
+XEN_PKGS := xendevicemodel xenforeignmemory xenevtchn xengnttab xenstore xencall
 
 CPPFLAGS += -I. -D_GNU_SOURCE -D__XEN_TOOLS__ -DXVD_VERSION=\"$(VERSION)\"
 CFLAGS   ?= -O2 -g

@@ -22,6 +22,7 @@
 
 #include "config/config.h"
 #include "daemon/guest.h"
+#include "daemon/hostcheck.h"
 #include "daemon/sandbox.h"
 #include "daemon/watch.h"
 #include "lib/log.h"
@@ -38,6 +39,7 @@ struct options {
 	const char *config_dir;
 	const char *backend_domid;    /* --backend-domid, watch mode (NULL: 0, dom0) */
 	bool check;
+	bool check_host;
 	bool foreground;
 	bool watch;
 };
@@ -61,6 +63,7 @@ static void usage(FILE *f)
 	fprintf(f,
 "Usage: xen-virtiod --config FILE [--domain NAME|ID] [--log-level LEVEL] [--foreground]\n"
 "       xen-virtiod --check-config [--config] FILE\n"
+"       xen-virtiod --check-host\n"
 "       xen-virtiod --watch [--config-dir DIR] [--backend-domid ID] [--log-level LEVEL]\n"
 "                           [--foreground]\n"
 "       xen-virtiod --help | --version\n"
@@ -72,6 +75,9 @@ static void usage(FILE *f)
 "  -d, --domain NAME|ID   the guest to serve; overrides [guest] name and domid\n"
 "  -n, --check-config     validate the configuration and exit: 0 when valid, 78 with\n"
 "                         file:line: key: messages on stderr when not; never touches Xen\n"
+"  -H, --check-host       check what this host needs (Xen device nodes, xenstored, device-\n"
+"                         model calls, privcmd eventfds, seccomp, tap, bridge, Xen version):\n"
+"                         one OK/WARN/FAIL line per item with the fix; exit 1 on any FAIL\n"
 "  -l, --log-level LEVEL  error, warning, notice, info (default) or debug; overrides the\n"
 "                         INI's [guest] log_level\n"
 "  -f, --foreground       stay in the foreground; without it, and when not started by\n"
@@ -103,6 +109,7 @@ static const struct option long_opts[] = {
 	{ "config", required_argument, NULL, 'c' },
 	{ "domain", required_argument, NULL, 'd' },
 	{ "check-config", no_argument, NULL, 'n' },
+	{ "check-host", no_argument, NULL, 'H' },
 	{ "log-level", required_argument, NULL, 'l' },
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "watch", no_argument, NULL, 'w' },
@@ -120,6 +127,7 @@ static int parse_option(struct options *o, int c)
 	case 'c': o->config = optarg; return -1;
 	case 'd': o->domain = optarg; return -1;
 	case 'n': o->check = true; return -1;
+	case 'H': o->check_host = true; return -1;
 	case 'l': o->log_level = optarg; return -1;
 	case 'f': o->foreground = true; return -1;
 	case 'w': o->watch = true; return -1;
@@ -140,6 +148,10 @@ static int check_combination(struct options *o, int nargs, char **args)
 	}
 	if (nargs > 0)
 		return usage_error("unexpected argument '%s'", args[0]);
+	if (o->check_host && (o->config || o->domain || o->check || o->watch))
+		return usage_error("%s", "--check-host takes no other option");
+	if (o->check_host)
+		return -1;
 	if (o->watch && (o->config || o->domain || o->check))
 		return usage_error("%s", "--watch takes no --config, --domain or --check-config");
 	if (o->config_dir && !o->watch)
@@ -164,7 +176,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 {
 	int c, rc;
 
-	while ((c = getopt_long(argc, argv, "c:d:nl:fwC:b:hV", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:d:nHl:fwC:b:hV", long_opts, NULL)) != -1) {
 		rc = parse_option(o, c);
 		if (rc >= 0)
 			return rc;
@@ -442,6 +454,8 @@ static int serve_guest(struct daemon *d, const struct config *cfg)
 	char status[256];
 
 	if (guest_setup(d->loop, &p, &d->guest) < 0) {
+		/* What --check-host would say about this host, when something is wrong with it. */
+		hostcheck_explain();
 		sd_notify(0, "STATUS=Failed to set up the guest");
 		return EXIT_FAIL;
 	}
@@ -532,6 +546,8 @@ int main(int argc, char **argv)
 		return rc;
 	if (d.o.check)
 		return check_config(d.o.config);
+	if (d.o.check_host)
+		return hostcheck_run(stdout);
 	if (d.o.log_level)
 		d.cli_level = log_parse_level(d.o.log_level);
 	log_init(d.cli_level >= 0 ? d.cli_level : LOG_INFO, stderr_is_journal());

@@ -23,6 +23,7 @@
 #include <xenevtchn.h>
 
 #include "tests/xensim/client.h"
+#include "tests/xensim/fault.h"
 #include "tests/xensim/evtchn_shm.h"
 
 struct evtchn_port {
@@ -75,7 +76,7 @@ xenevtchn_handle *xenevtchn_open(struct xentoollog_logger *logger, unsigned int 
 	h->restrict_domid = -1;
 	h->doorbell = -1;
 	h->b = calloc(XSIM_EVTCHN_MAX, sizeof(*h->b));
-	h->conn = xsim_connect();
+	h->conn = xsim_fault("evtchn") ? (errno = ENOENT, -1) : xsim_connect();
 	if (!h->b || h->conn < 0 || xsim_rpc(h->conn, m, -1, fds, 2) < 0)
 		goto fail;
 	h->doorbell = fds[0];
