@@ -21,6 +21,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "config/config.h"
+#include "daemon/control.h"
 #include "daemon/guest.h"
 #include "daemon/hostcheck.h"
 #include "daemon/sandbox.h"
@@ -38,6 +39,7 @@ struct options {
 	const char *log_level;
 	const char *config_dir;
 	const char *backend_domid;    /* --backend-domid, watch mode (NULL: 0, dom0) */
+	const char *control_dir;      /* --control-dir (NULL: $XEN_VIRTIOD_CONTROL_DIR or default) */
 	bool check;
 	bool check_host;
 	bool foreground;
@@ -52,6 +54,7 @@ struct daemon {
 	struct ev_loop *loop;
 	ev_signal sig_term, sig_int, sig_hup, sig_usr1;
 	struct guest *guest;          /* guest mode */
+	struct control *control;      /* guest mode: xen-virtiodctl's socket (NULL without) */
 	struct watch *watch;          /* watch mode */
 	char self_exe[PATH_MAX];
 };
@@ -62,6 +65,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 "Usage: xen-virtiod --config FILE [--domain NAME|ID] [--log-level LEVEL] [--foreground]\n"
+"                   [--control-dir DIR]\n"
 "       xen-virtiod --check-config [--config] FILE\n"
 "       xen-virtiod --check-host\n"
 "       xen-virtiod --watch [--config-dir DIR] [--backend-domid ID] [--log-level LEVEL]\n"
@@ -78,6 +82,8 @@ static void usage(FILE *f)
 "  -H, --check-host       check what this host needs (Xen device nodes, xenstored, device-\n"
 "                         model calls, privcmd eventfds, seccomp, tap, bridge, Xen version):\n"
 "                         one OK/WARN/FAIL line per item with the fix; exit 1 on any FAIL\n"
+"  -R, --control-dir DIR  where the control socket <guest>.ctl goes (default\n"
+"                         $" CONTROL_DIR_ENV " or " CONTROL_DIR_DEFAULT "); see xen-virtiodctl(8)\n"
 "  -l, --log-level LEVEL  error, warning, notice, info (default) or debug; overrides the\n"
 "                         INI's [guest] log_level\n"
 "  -f, --foreground       stay in the foreground; without it, and when not started by\n"
@@ -110,6 +116,7 @@ static const struct option long_opts[] = {
 	{ "domain", required_argument, NULL, 'd' },
 	{ "check-config", no_argument, NULL, 'n' },
 	{ "check-host", no_argument, NULL, 'H' },
+	{ "control-dir", required_argument, NULL, 'R' },
 	{ "log-level", required_argument, NULL, 'l' },
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "watch", no_argument, NULL, 'w' },
@@ -128,6 +135,7 @@ static int parse_option(struct options *o, int c)
 	case 'd': o->domain = optarg; return -1;
 	case 'n': o->check = true; return -1;
 	case 'H': o->check_host = true; return -1;
+	case 'R': o->control_dir = optarg; return -1;
 	case 'l': o->log_level = optarg; return -1;
 	case 'f': o->foreground = true; return -1;
 	case 'w': o->watch = true; return -1;
@@ -148,10 +156,12 @@ static int check_combination(struct options *o, int nargs, char **args)
 	}
 	if (nargs > 0)
 		return usage_error("unexpected argument '%s'", args[0]);
-	if (o->check_host && (o->config || o->domain || o->check || o->watch))
+	if (o->check_host && (o->config || o->domain || o->check || o->watch || o->control_dir))
 		return usage_error("%s", "--check-host takes no other option");
 	if (o->check_host)
 		return -1;
+	if (o->control_dir && (o->watch || o->check))
+		return usage_error("%s", "--control-dir goes with --config (one guest's instance)");
 	if (o->watch && (o->config || o->domain || o->check))
 		return usage_error("%s", "--watch takes no --config, --domain or --check-config");
 	if (o->config_dir && !o->watch)
@@ -176,7 +186,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 {
 	int c, rc;
 
-	while ((c = getopt_long(argc, argv, "c:d:nHl:fwC:b:hV", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:d:nHR:l:fwC:b:hV", long_opts, NULL)) != -1) {
 		rc = parse_option(o, c);
 		if (rc >= 0)
 			return rc;
@@ -459,9 +469,13 @@ static int serve_guest(struct daemon *d, const struct config *cfg)
 		sd_notify(0, "STATUS=Failed to set up the guest");
 		return EXIT_FAIL;
 	}
+	/* Before the sandbox: creating the socket file is no serving-loop syscall. */
+	control_start(d->loop, control_dir(d->o.control_dir), d->guest, &d->control);
 	/* From here on only the serving loop's syscalls (daemon/sandbox.h). */
 	if (sandbox_enter() < 0) {
 		sd_notify(0, "STATUS=Failed to enter the sandbox");
+		control_stop(d->control);
+		d->control = NULL;
 		guest_teardown(d->guest);
 		d->guest = NULL;
 		return EXIT_FAIL;
@@ -472,6 +486,8 @@ static int serve_guest(struct daemon *d, const struct config *cfg)
 	/* The totals, for the journal: what the guest used while it was served. */
 	guest_status(d->guest, status, sizeof(status));
 	log_notice("stopping; %s", status);
+	control_stop(d->control);
+	d->control = NULL;
 	guest_teardown(d->guest);
 	d->guest = NULL;
 	log_info("stopped");

@@ -108,7 +108,8 @@ static const char *const sandbox_allowed[] = {
 	"openat", "open", "close", "fstat", "newfstatat", "statx", "stat", "lstat", "fstatfs",
 	"fcntl", "dup", "dup3", "rename", "renameat", "renameat2", "unlink", "unlinkat",
 	"readlink", "readlinkat", "getdents64", "umask", "fchmod", "pipe2",
-	/* sockets: console clients, sd_notify, xenstored (xs_open at teardown), xensim's hub */
+	/* sockets: console and control clients (daemon/control.c: accept4, SO_PEERCRED, socketpair
+	 * and SCM_RIGHTS for console attach), sd_notify, xenstored (xs_open at teardown), the hub */
 	"accept4", "accept", "connect", "recvmsg", "sendmsg", "recvfrom", "sendto",
 	"shutdown", "getsockopt", "setsockopt", "getsockname", "getpeername", "socketpair",
 	/* ioctl is filtered by type below; these are the rest of the process's life */
