@@ -5,12 +5,15 @@
 #ifndef XVD_ITEST_H
 #define XVD_ITEST_H
 
+#include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "tests/xensim/guest.h"
 
@@ -132,6 +135,29 @@ static inline int itest_free(struct itest *t)
 static inline uint32_t itest_rd32(struct itest *t, unsigned vcpu, uint64_t addr)
 {
 	return (uint32_t)xsim_mmio_read(t->dom, vcpu, addr, 4);
+}
+
+/*
+ * Run the tests (run() returns cmocka's status) in a child in a private network namespace: the
+ * daemons it starts make their taps there. The child's exit status; 77 without a namespace.
+ */
+static inline int itest_in_netns(const char *name, int (*run)(void))
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid < 0)
+		return 1;
+	if (pid == 0) {
+		if (unshare(CLONE_NEWNET) < 0) {
+			fprintf(stderr, "%s: no network namespace: %s\n", name, strerror(errno));
+			_exit(77);
+		}
+		_exit(run());
+	}
+	if (waitpid(pid, &st, 0) < 0)
+		return 1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
 }
 
 #endif

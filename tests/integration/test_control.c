@@ -768,7 +768,7 @@ static void test_console_attach(void **state)
 	free(out);
 }
 
-int main(void)
+static int all_tests(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_status_and_list),
@@ -782,20 +782,11 @@ int main(void)
 		cmocka_unit_test(test_stale_socket_replaced),
 		cmocka_unit_test(test_console_attach),
 	};
-	pid_t pid = fork();
-	int st;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
 
-	if (pid < 0)
-		return 1;
-	if (pid == 0) {
-		/* A private network namespace: the daemons we start make their taps in it. */
-		if (unshare(CLONE_NEWNET) < 0) {
-			fprintf(stderr, "test_control: no network namespace: %s\n", strerror(errno));
-			_exit(77);
-		}
-		_exit(cmocka_run_group_tests(tests, NULL, NULL));
-	}
-	if (waitpid(pid, &st, 0) < 0)
-		return 1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+int main(void)
+{
+	/* The daemons we start make their taps in a private network namespace. */
+	return itest_in_netns("test_control", all_tests);
 }

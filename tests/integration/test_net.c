@@ -524,33 +524,23 @@ static void test_sim_jumbo_and_starvation(void **state)
 	guest_stop(g);
 }
 
-int main(void)
+static int all_tests(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_sim_traffic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sim_grants_default_tap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sim_jumbo_and_starvation, setup, teardown),
 	};
-	pid_t pid = fork();
-	int st;
+	FILE *f = fopen("/proc/sys/net/ipv6/conf/default/disable_ipv6", "w");
 
-	if (pid < 0)
-		return 1;
-	if (pid == 0) {
-		/* A private network namespace: the daemon we start inherits it with its taps. */
-		if (unshare(CLONE_NEWNET) < 0) {
-			fprintf(stderr, "test_net: no network namespace: %s\n", strerror(errno));
-			_exit(77);
-		}
-		FILE *f = fopen("/proc/sys/net/ipv6/conf/default/disable_ipv6", "w");
-
-		if (f) {
-			fputs("1", f);
-			fclose(f);
-		}
-		_exit(cmocka_run_group_tests(tests, NULL, NULL));
+	if (f) {
+		fputs("1", f);
+		fclose(f);
 	}
-	if (waitpid(pid, &st, 0) < 0)
-		return 1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
+
+int main(void)
+{
+	return itest_in_netns("test_net", all_tests);
 }
