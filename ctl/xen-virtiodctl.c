@@ -237,6 +237,8 @@ static int ctl_each(void (*fn)(const char *name, void *opaque), void *opaque)
 	struct dirent **ents;
 	int n = scandir(ctl_dir, &ents, NULL, alphasort), count = 0;
 
+	if (n < 0 && errno == ENOENT)
+		return 0;   /* no instance ever ran here */
 	if (n < 0) {
 		fprintf(stderr, "xen-virtiodctl: %s: %s\n", ctl_dir, strerror(errno));
 		return -1;

@@ -3,7 +3,7 @@
  * of two instances merged, block resize seen by the guest, net link down/up seen by the guest,
  * console attach with a round trip through a guest driver, log-level), malformed and oversized
  * requests, a non-root peer refused (file mode, then SO_PEERCRED), stuck clients that do not
- * stall the loop while forty tool processes are served, the socket's lifecycle, and the
+ * stall the loop while 24 tool processes are served, the socket's lifecycle, and the
  * signals that keep working beside the socket.
  */
 #include <errno.h>
@@ -336,6 +336,9 @@ static void test_status_and_list(void **state)
 	assert_non_null(strstr(out, "No such file"));
 	assert_int_equal(ctl(out, "status", "../g1", NULL), 1);
 	assert_int_equal(ctl(out, "status", NULL), 64);
+	/* Where no instance ever ran: nothing to list, no error. */
+	assert_int_equal(ctl(out, "--control-dir", "/nonexistent", "list", NULL), 0);
+	assert_null(strstr(out, "g1"));
 	fx_stop(&f);
 	free(out);
 }
@@ -520,8 +523,13 @@ static void ask_as_nobody(const char *path, char *out, size_t max)
 		fd = raw_connect(path);
 		if (fd < 0) {
 			snprintf(buf, sizeof(buf), "connect: %s", strerror(-fd));
-		} else if (send(fd, "status\n", 7, MSG_NOSIGNAL) == 7) {
-			read_all(fd, buf, sizeof(buf), WAIT_MS);
+		} else {
+			/* The refusal may come (and the daemon close) before this is sent: EPIPE
+			 * then, but the answer is still there to read. */
+			if (send(fd, "status\n", 7, MSG_NOSIGNAL) != 7 && errno != EPIPE)
+				snprintf(buf, sizeof(buf), "send: %s", strerror(errno));
+			else
+				read_all(fd, buf, sizeof(buf), WAIT_MS);
 		}
 		if (write(p[1], buf, strlen(buf)) < 0)
 			_exit(3);
@@ -557,7 +565,7 @@ static void test_non_root_refused(void **state)
 
 static void test_stuck_and_many_clients(void **state)
 {
-	enum { IDLE = 10, TOOLS = 40 };
+	enum { IDLE = 10, TOOLS = 24 };
 	char *out = malloc(OUT_MAX);
 	int idle[IDLE], devnull = open("/dev/null", O_WRONLY);
 	pid_t pids[TOOLS];
@@ -571,7 +579,8 @@ static void test_stuck_and_many_clients(void **state)
 		idle[i] = raw_connect(f.sock);
 		assert_true(idle[i] >= 0);
 	}
-	/* Meanwhile forty tools at once are all answered, well before the idle ones expire. */
+	/* Meanwhile 24 tools at once (more than the 16 slots) are all answered, before the idle
+	 * ones expire. */
 	t0 = now_ms();
 	for (int i = 0; i < TOOLS; i++) {
 		const char *argv[] = { XVD_CTL, i % 2 ? "metrics" : "status", "g1", NULL };
