@@ -8,10 +8,15 @@
 #include "ioreq/xen.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <xencall.h>
 #include <xendevicemodel.h>
@@ -138,32 +143,70 @@ static void probe_gntdev(struct probe *p)
 	}
 }
 
+/*
+ * In a child: connect and read, then report (what failed, errno) on fd. Through
+ * /dev/xen/xenbus a request waits for a xenstored that may never answer, so the parent
+ * gives the child PROBE_XS_TIMEOUT_MS and then says so.
+ */
+#define PROBE_XS_TIMEOUT_MS 5000
+
+struct probe_xs_result {
+	int stage;                /* 0 answered, 1 no connection, 2 no answer */
+	int err;
+};
+
+static void probe_xenstore_child(int fd)
+{
+	struct probe_xs_result r = { 1, 0 };
+	struct xs_handle *xs = xs_open(0);
+	unsigned len;
+	char *v;
+
+	if (xs) {
+		/* Any answer, "no such node" included, proves xenstored is serving. */
+		errno = 0;
+		v = xs_read(xs, XBT_NULL, "/local/domain/0/name", &len);
+		r.stage = v || errno == ENOENT ? 0 : 2;
+		free(v);
+	}
+	r.err = errno ? errno : EIO;
+	_exit(write(fd, &r, sizeof(r)) == (ssize_t)sizeof(r) ? 0 : 1);
+}
+
 static void probe_xenstore(struct probe *p)
 {
 	static const char fix[] = "start xenstored (systemctl start xenstored, or Debian's "
 				  "/etc/init.d/xen start) and check /dev/xen/xenbus";
-	struct xs_handle *xs = xs_open(0);
-	unsigned len;
-	char *v;
-	int e;
+	struct probe_xs_result r = { 2, ETIMEDOUT };
+	struct pollfd pf;
+	int fds[2], st;
+	pid_t pid;
 
-	if (!xs) {
-		e = errno;
-		probe_report(p, XEN_CHECK_FAIL, "xenstore", fix,
-			     "cannot connect to xenstored (%s)", strerror(e));
+	if (pipe2(fds, O_CLOEXEC) < 0 || (pid = fork()) < 0) {
+		probe_report(p, XEN_CHECK_WARN, "xenstore", NULL, "not checked: %s", strerror(errno));
 		return;
 	}
-	/* Any answer, "no such node" included, proves xenstored is serving. */
-	errno = 0;
-	v = xs_read(xs, XBT_NULL, "/local/domain/0/name", &len);
-	e = errno;
-	if (v || e == ENOENT)
+	if (pid == 0)
+		probe_xenstore_child(fds[1]);
+	close(fds[1]);
+	pf = (struct pollfd){ .fd = fds[0], .events = POLLIN };
+	if (poll(&pf, 1, PROBE_XS_TIMEOUT_MS) != 1 || read(fds[0], &r, sizeof(r)) != sizeof(r))
+		kill(pid, SIGKILL);
+	close(fds[0]);
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (r.stage == 0)
 		probe_report(p, XEN_CHECK_OK, "xenstore", NULL, "xenstored answers");
-	else
+	else if (r.stage == 1)
+		probe_report(p, XEN_CHECK_FAIL, "xenstore", fix, "cannot connect to xenstored (%s)",
+			     strerror(r.err));
+	else if (r.err == ETIMEDOUT)
 		probe_report(p, XEN_CHECK_FAIL, "xenstore", fix,
-			     "xenstored does not answer (%s)", strerror(e ? e : EIO));
-	free(v);
-	xs_close(xs);
+			     "xenstored does not answer (no reply within %d s)",
+			     PROBE_XS_TIMEOUT_MS / 1000);
+	else
+		probe_report(p, XEN_CHECK_FAIL, "xenstore", fix, "xenstored does not answer (%s)",
+			     strerror(r.err));
 }
 
 /*
