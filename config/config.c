@@ -724,6 +724,8 @@ static const struct key_def console_keys[] = {
 	KEY_BOOL("pty", DEVT, u.console.pty),
 	KEY_PATH("pty_link", DEVT, u.console.pty_link),
 	KEY_PATH("log", DEVT, u.console.log),
+	KEY_UINT("log_max_size", DEVT, u.console.log_max_kib, 64, 4194304, 0),
+	KEY_UINT("log_keep", DEVT, u.console.log_keep, 0, 100, 0),
 	KEY_BOOL("stdio", DEVT, u.console.stdio),
 	KEY_UINT("ring", DEVT, u.console.ring_kib, 0, 65536, 0),
 	KEY_FUNC("size", con_size, 0),
@@ -733,6 +735,8 @@ static const struct key_def console_keys[] = {
 static void console_defaults(struct config_device *d)
 {
 	d->u.console.ring_kib = 64;
+	d->u.console.log_max_kib = CONFIG_CONSOLE_LOG_MAX_KIB;
+	d->u.console.log_keep = CONFIG_CONSOLE_LOG_KEEP;
 }
 
 static int key_line(const struct key_def *keys, size_t nkeys, const struct sect_aux *aux,

@@ -70,6 +70,9 @@ struct config_net {
 };
 
 #define CONFIG_CONSOLE_PORTS 8
+/* A console log is rotated at 16 MiB and four old files are kept: at most 80 MiB of disk. */
+#define CONFIG_CONSOLE_LOG_MAX_KIB 16384u
+#define CONFIG_CONSOLE_LOG_KEEP    4u
 struct config_console_port {
 	char name[CONFIG_NAME_MAX];     /* port = NAME:socket:/path  (guest sees
 					   /dev/virtio-ports/NAME) */
@@ -81,6 +84,8 @@ struct config_console {
 	bool pty;                       /* pty = yes: allocate a pty */
 	char pty_link[CONFIG_PATH_MAX]; /* pty_link = symlink to the pty */
 	char log[CONFIG_PATH_MAX];      /* log = append-only log file (combines with the above) */
+	uint32_t log_max_kib;           /* log_max_size = KiB before the log is rotated (16384) */
+	uint32_t log_keep;              /* log_keep = rotated files kept, log.1 .. log.N (4) */
 	bool stdio;                     /* stdio = yes: foreground runs */
 	uint32_t ring_kib;              /* ring = KiB of output kept for replay (default 64, 0 off) */
 	uint16_t rows, cols;            /* size = COLSxROWS (default from the pty, else 80x25) */

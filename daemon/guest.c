@@ -312,9 +312,9 @@ static uint64_t guest_win_read(void *opaque, uint32_t off, unsigned size)
 	return vmmio_read(opaque, off, size);
 }
 
-static void guest_win_write(void *opaque, uint32_t off, unsigned size, uint64_t val)
+static int guest_win_write(void *opaque, uint32_t off, unsigned size, uint64_t val)
 {
-	vmmio_write(opaque, off, size, val);
+	return vmmio_write(opaque, off, size, val) == VMMIO_LATER ? XEN_WINDOW_LATER : 0;
 }
 
 static void guest_win_notify(void *opaque, unsigned q)
@@ -336,6 +336,14 @@ static void guest_raise_irq(struct vdev_host *host, struct vdev *dev)
 	xen_window_raise_irq(gd->win);
 }
 
+static void guest_access_done(struct vdev_host *host, struct vdev *dev)
+{
+	struct guest_dev *gd = container_of(host, struct guest_dev, host);
+
+	(void)dev;
+	xen_window_done(gd->win);
+}
+
 static int guest_create_one(struct guest *g, struct guest_dev *gd)
 {
 	char label[CONFIG_NAME_MAX + 16];
@@ -345,7 +353,7 @@ static int guest_create_one(struct guest *g, struct guest_dev *gd)
 	gd->host = (struct vdev_host){
 		.loop = g->loop, .gm = xen_guest_gmem(g->xg), .guest_name = xen_guest_name(g->xg),
 		.domid = g->domid, .grant_mem = xen_guest_grant_usage(g->xg),
-		.raise_irq = guest_raise_irq,
+		.raise_irq = guest_raise_irq, .access_done = guest_access_done,
 	};
 	rc = vdev_create(&gd->host, &gd->cfg, &gd->dev);
 	if (rc < 0) {

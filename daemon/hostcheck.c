@@ -8,15 +8,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_bridge.h>
-#include <linux/seccomp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "daemon/sandbox.h"
 #include "ioreq/xen.h"
 #include "lib/log.h"
 
@@ -29,23 +28,18 @@ static void hc_set(struct xen_check_item *it, enum xen_check_status st, const ch
 	snprintf(it->fix, sizeof(it->fix), "%s", st == XEN_CHECK_OK ? "" : fix);
 }
 
-/*
- * A NULL filter program: a kernel with CONFIG_SECCOMP_FILTER faults reading it (EFAULT); one
- * without says EINVAL. The daemon refuses to serve without its filter (daemon/sandbox.h).
- */
+/* The daemon refuses to serve without its filter (daemon/sandbox.h, sandbox_check()). */
 static void hc_seccomp(struct xen_check_item *it)
 {
-	int rc = prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, NULL, 0, 0);
-	int e = errno;
+	int e = sandbox_kernel_filters();
 
 	it->item = "seccomp";
-	if (rc < 0 && e == EFAULT)
+	if (!e)
 		hc_set(it, XEN_CHECK_OK, "the kernel offers seccomp filters", "", 0);
 	else
 		hc_set(it, XEN_CHECK_FAIL, "the kernel cannot load seccomp filters",
-		       "a dom0 kernel with CONFIG_SECCOMP_FILTER=y: the daemon will not serve "
-		       "without its filter (XVD_NO_SECCOMP=1 is for debugging only)",
-		       rc < 0 ? e : 0);
+		       "a dom0 kernel with CONFIG_SECCOMP_FILTER=y; without it the daemon serves only "
+		       "with XVD_NO_SECCOMP=1 in its environment (capabilities are still dropped)", e);
 }
 
 static void hc_tap(struct xen_check_item *it)

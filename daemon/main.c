@@ -463,6 +463,11 @@ static int serve_guest(struct daemon *d, const struct config *cfg)
 				  .on_death = on_guest_death, .opaque = d };
 	char status[256];
 
+	/* A filter that cannot load would stop us after the guest's devices were set up. */
+	if (sandbox_check() < 0) {
+		sd_notify(0, "STATUS=No seccomp filter support (see the log)");
+		return EXIT_FAIL;
+	}
 	if (guest_setup(d->loop, &p, &d->guest) < 0) {
 		/* What --check-host would say about this host, when something is wrong with it. */
 		hostcheck_explain();

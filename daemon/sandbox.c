@@ -271,6 +271,47 @@ static bool env_set(const char *name)
 	return v && *v && strcmp(v, "0") != 0;
 }
 
+int sandbox_kernel_filters(void)
+{
+	/*
+	 * The kernel's own answer, without installing anything: filter mode is supported when a
+	 * NULL program is refused for its address (EFAULT; EACCES without privilege), and
+	 * refused as a mode (EINVAL) when the kernel lacks CONFIG_SECCOMP_FILTER.
+	 */
+	errno = 0;
+	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, NULL, 0, 0) < 0 && errno != EFAULT &&
+	    errno != EACCES)
+		return errno;
+	return 0;
+}
+
+int sandbox_check(void)
+{
+	scmp_filter_ctx ctx;
+	int e;
+
+	if (env_set("XVD_NO_SECCOMP") || SANDBOX_SANITIZED)
+		return 0;
+	e = sandbox_kernel_filters();
+	if (e) {
+		log_err("sandbox: this kernel cannot load a seccomp filter (%s): it needs "
+			"CONFIG_SECCOMP_FILTER=y. Rebuild the dom0 kernel with it, or run without the "
+			"filter by setting XVD_NO_SECCOMP=1 in the daemon's environment (capabilities "
+			"are still dropped). Nothing was set up for the guest", strerror(e));
+		return -ENOSYS;
+	}
+	ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
+	if (!ctx) {
+		log_err("sandbox: libseccomp cannot build a filter on this system (seccomp_init "
+			"failed). Run without the filter by setting XVD_NO_SECCOMP=1 in the daemon's "
+			"environment (capabilities are still dropped). Nothing was set up for the "
+			"guest");
+		return -ENOSYS;
+	}
+	seccomp_release(ctx);
+	return 0;
+}
+
 int sandbox_enter(void)
 {
 	if (env_set("XVD_NO_SECCOMP")) {

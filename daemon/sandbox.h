@@ -42,4 +42,15 @@ int sandbox_load_filter(int mode);
 /* What the daemon calls once serving: honours the environment above. 0 or a negative errno. */
 int sandbox_enter(void);
 
+/*
+ * Before anything is set up for the guest: can this kernel and libseccomp load the filter
+ * sandbox_enter() will load? 0 (also when the environment or a sanitizer build turns the
+ * filter off), or -ENOSYS after logging what is missing and how to run without the filter.
+ */
+int sandbox_check(void);
+
+/* Whether this kernel can load seccomp filters at all: 0, or the errno it answered (EINVAL
+ * without CONFIG_SECCOMP_FILTER). Installs nothing; the environment is not consulted. */
+int sandbox_kernel_filters(void);
+
 #endif

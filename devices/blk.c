@@ -71,6 +71,8 @@ struct blk_dev {
 	uint64_t touched;                   /* bit q: pushed to queue q, vdev_used() due */
 	uint32_t epoch;                     /* bumped at reset: older requests are stale */
 	bool resetting;                     /* draining: completions must not pop new work */
+	bool reset_waits;                   /* a driver's reset waits for in-flight I/O */
+	ev_timer reset_w;                   /* ... at most BLK_RESET_WAIT_MS */
 	uint64_t bounce_bytes;
 	uint32_t writes_inflight;           /* writes, discards, write-zeroes the kernel holds */
 	struct blk_req *bwait, **bwait_tail;  /* FIFO of requests waiting for bounce budget */
@@ -273,8 +275,8 @@ static void blk_submit(struct blk_dev *b)
 	b->st.submits++;
 	/* -EBUSY / -EAGAIN: the SQEs stay queued; the next reap submits them again. */
 	if (rc < 0 && rc != -EBUSY && rc != -EAGAIN)
-		log_rl(&b->vdev.rl, LOG_ERR, "%s: io_uring_submit: %s", b->vdev.name,
-		       strerror(-rc));
+		vdev_log(&b->vdev, VDEV_LOG_BACKEND, LOG_ERR, "%s: io_uring_submit: %s",
+			 b->vdev.name, strerror(-rc));
 }
 
 /* n free SQEs in a row (a linked pair must not straddle a submit), or NULL. */
@@ -296,8 +298,8 @@ static void blk_efd_cb(struct ev_loop *loop, ev_io *w, int revents)
 	(void)revents;
 	/* Clear the counter first: CQEs posted after this read signal it again. */
 	if (read(b->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		log_rl(&b->vdev.rl, LOG_ERR, "%s: eventfd read: %s", b->vdev.name,
-		       strerror(errno));
+		vdev_log(&b->vdev, VDEV_LOG_BACKEND, LOG_ERR, "%s: eventfd read: %s", b->vdev.name,
+			 strerror(errno));
 	blk_reap(b);
 }
 
@@ -421,9 +423,9 @@ static uint8_t blk_req_status(struct blk_dev *b, struct blk_req *r)
 		err = -EIO;   /* short transfer: the image shrank under us */
 	if (err == 0)
 		return VIRTIO_BLK_S_OK;
-	log_rl(&b->vdev.rl, LOG_ERR, "%s: %s of %" PRIu64 " bytes at sector %" PRIu64 " failed: %s",
-	       b->vdev.name, blk_op_name(r->op), r->len, r->off / VIRTIO_BLK_SECTOR,
-	       strerror(-err));
+	vdev_log(&b->vdev, VDEV_LOG_BACKEND, LOG_ERR,
+		 "%s: %s of %" PRIu64 " bytes at sector %" PRIu64 " failed: %s", b->vdev.name,
+		 blk_op_name(r->op), r->len, r->off / VIRTIO_BLK_SECTOR, strerror(-err));
 	return VIRTIO_BLK_S_IOERR;
 }
 
@@ -517,6 +519,7 @@ static void blk_used(struct blk_dev *b)
 
 static bool blk_process(struct blk_dev *b, unsigned q);
 static void blk_more(struct blk_dev *b, unsigned q);
+static void blk_reset_check(struct blk_dev *b);
 
 static void blk_reap(struct blk_dev *b)
 {
@@ -534,6 +537,7 @@ static void blk_reap(struct blk_dev *b)
 	if (n)
 		b->st.reaps++;
 	blk_submit(b);   /* write-zeroes retries, or SQEs a busy ring refused */
+	blk_reset_check(b);
 	uint64_t done = b->touched;
 
 	blk_used(b);
@@ -619,7 +623,7 @@ static void blk_start_req(struct blk_dev *b, struct blk_req *r)
 {
 	if (blk_submit_req(b, r) == 0)
 		return;
-	log_rl(&b->vdev.rl, LOG_ERR, "%s: submission queue full", b->vdev.name);
+	vdev_log(&b->vdev, VDEV_LOG_BACKEND, LOG_ERR, "%s: submission queue full", b->vdev.name);
 	blk_complete(b, r->e, VIRTIO_BLK_S_IOERR, 1);
 	blk_req_free(b, r);
 }
@@ -715,8 +719,8 @@ static void blk_bounce_flush_waiters(struct blk_dev *b, bool fail)
 static void blk_bad(struct blk_dev *b, struct vq_elem *e, uint8_t status, const char *why,
 		    uint64_t sector)
 {
-	log_rl(&b->vdev.rl, LOG_WARNING, "%s: request at sector %" PRIu64 " rejected: %s",
-	       b->vdev.name, sector, why);
+	vdev_log(&b->vdev, VDEV_LOG_REQUEST, LOG_WARNING,
+		 "%s: request at sector %" PRIu64 " rejected: %s", b->vdev.name, sector, why);
 	blk_complete(b, e, status, 1);
 }
 
@@ -1001,13 +1005,13 @@ static void blk_config_write(struct vdev *d, uint32_t off, const void *buf, uint
 	/* Only `writeback` is writable, and only once CONFIG_WCE is negotiated. */
 	if (off != VIRTIO_BLK_CFG_WRITEBACK || len != 1 ||
 	    !vdev_has(d, VIRTIO_BLK_F_CONFIG_WCE)) {
-		log_rl(&d->rl, LOG_WARNING, "%s: ignored config write at %u (%u bytes)", d->name,
-		       off, len);
+		vdev_log(d, VDEV_LOG_ACCESS, LOG_WARNING,
+			 "%s: ignored config write at %u (%u bytes)", d->name, off, len);
 		return;
 	}
 	b->writeback = *(const uint8_t *)buf ? 1 : 0;
-	log_rl(&d->rl, LOG_INFO, "%s: guest switched to %s", d->name,
-	       b->writeback ? "writeback" : "writethrough");
+	vdev_log(d, VDEV_LOG_INFO, LOG_INFO, "%s: guest switched to %s", d->name,
+		 b->writeback ? "writeback" : "writethrough");
 }
 
 static int blk_activate(struct vdev *d)
@@ -1046,7 +1050,8 @@ static bool blk_drain(struct blk_dev *b, int wait_ms, bool cancel)
 		long ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
 
 		if (b->st.inflight && ms >= wait_ms) {
-			log_warn("%s: %u requests still in flight after %d ms", b->vdev.name,
+			vdev_log(&b->vdev, VDEV_LOG_RESET, LOG_WARNING,
+				 "%s: %u requests still in flight after %d ms", b->vdev.name,
 				 b->st.inflight, wait_ms);
 			return false;
 		}
@@ -1054,19 +1059,85 @@ static bool blk_drain(struct blk_dev *b, int wait_ms, bool cancel)
 	return true;
 }
 
+/* What every reset does first: older requests become stale, nothing new starts. */
+static void blk_reset_begin(struct blk_dev *b)
+{
+	b->epoch++;
+	b->more_queues = 0;
+	b->touched = 0;
+	ev_idle_stop(b->vdev.host->loop, &b->more);
+	blk_bounce_flush_waiters(b, false);
+}
+
+static void blk_reset_end(struct blk_dev *b)
+{
+	ev_timer_stop(b->vdev.host->loop, &b->reset_w);
+	b->reset_waits = false;
+	b->resetting = false;
+	b->writeback = 1;
+}
+
+/* The daemon resets (teardown): done when this returns, waiting a bounded time. */
 static void blk_reset(struct vdev *d)
 {
 	struct blk_dev *b = blk_of(d);
 
-	b->epoch++;
-	b->more_queues = 0;
-	b->touched = 0;
-	ev_idle_stop(d->host->loop, &b->more);
-	blk_bounce_flush_waiters(b, false);
+	blk_reset_begin(b);
 	b->resetting = true;
 	blk_drain(b, BLK_RESET_WAIT_MS, true);
-	b->resetting = false;
-	b->writeback = 1;
+	blk_reset_end(b);
+}
+
+/*
+ * The driver resets: in-flight I/O is cancelled where the kernel can, and the reset completes
+ * once the kernel gave every request back (the guest may reuse its buffers after it), from
+ * blk_reap() or, at the latest, after BLK_RESET_WAIT_MS (blk_reset_timeout_cb). The loop goes
+ * on meanwhile; only the driver's Status write waits.
+ */
+static int blk_reset_start(struct vdev *d)
+{
+	struct blk_dev *b = blk_of(d);
+	struct io_uring_sqe *sqe;
+
+	blk_reset_begin(b);
+	if (!b->ring_ok || !b->st.inflight) {
+		blk_reset_end(b);
+		return 0;
+	}
+	b->resetting = true;
+	b->reset_waits = true;
+	sqe = io_uring_get_sqe(&b->ring);
+	if (sqe) {
+		io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
+		io_uring_sqe_set_data(sqe, NULL);
+	}
+	blk_submit(b);
+	ev_timer_set(&b->reset_w, BLK_RESET_WAIT_MS / 1000.0, 0.);
+	ev_timer_start(d->host->loop, &b->reset_w);
+	return VDEV_RESET_LATER;
+}
+
+/* The last request the reset waited for came back. */
+static void blk_reset_check(struct blk_dev *b)
+{
+	if (!b->reset_waits || b->st.inflight)
+		return;
+	blk_reset_end(b);
+	vdev_reset_done(&b->vdev);
+}
+
+static void blk_reset_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct blk_dev *b = container_of(w, struct blk_dev, reset_w);
+
+	(void)loop;
+	(void)revents;
+	vdev_log(&b->vdev, VDEV_LOG_RESET, LOG_WARNING,
+		 "%s: %u requests still in flight %d ms after a reset; the reset completes without "
+		 "them (their completions are dropped)", b->vdev.name, b->st.inflight,
+		 BLK_RESET_WAIT_MS);
+	blk_reset_end(b);
+	vdev_reset_done(&b->vdev);
 }
 
 /*
@@ -1095,6 +1166,7 @@ static void blk_free(struct blk_dev *b)
 
 		ev_io_stop(b->vdev.host->loop, &b->efd_w);
 		ev_idle_stop(b->vdev.host->loop, &b->more);
+		ev_timer_stop(b->vdev.host->loop, &b->reset_w);
 		if (!drained) {
 			/*
 			 * The kernel may still write into our bounce buffers: freeing them could
@@ -1192,6 +1264,7 @@ static int blk_create(struct vdev_host *host, const struct config_device *cfg, s
 	}
 	blk_set_serial(b, c->serial);
 	ev_idle_init(&b->more, blk_more_cb);
+	ev_init(&b->reset_w, blk_reset_timeout_cb);
 	b->vdev.host_features = blk_features(b, c);
 	b->vdev.config_size = VIRTIO_BLK_CFG_SIZE;
 	log_info("%s: %s, %" PRIu64 " sectors, %s%s, block %u/%u, %u queue(s) of %u", name,
@@ -1307,6 +1380,7 @@ const struct vdev_ops vdev_block_ops = {
 	.config_write = blk_config_write,
 	.activate = blk_activate,
 	.reset = blk_reset,
+	.reset_start = blk_reset_start,
 	.quiesce = blk_quiesce,
 	.queue_notify = blk_queue_notify,
 	.reconfigure = blk_reconfigure,

@@ -48,6 +48,7 @@
 
 #include "config/config.h"
 #include "devices/console.h"
+#include "devices/console_log.h"
 #include "devices/console_ring.h"
 #include "devices/iov.h"
 
@@ -56,6 +57,8 @@ extern const struct vdev_ops vdev_console_ops;
 #define CON_QUEUE_MAX   256
 #define CON_MAX_PORTS   (1 + CONFIG_CONSOLE_PORTS)
 #define CON_CTRL_SLOTS  64          /* device->guest control messages waiting for buffers */
+#define CON_CHAIN_MAX   (64u * 1024)   /* output bytes taken from one transmit chain */
+#define CON_TURN_MAX    (256u * 1024)  /* output bytes taken per loop turn, all ports */
 #define CON_TICK_S      0.25        /* pty size poll and idle-client check */
 #define CON_DEF_COLS    80
 #define CON_DEF_ROWS    25
@@ -80,7 +83,7 @@ struct con_port {
 	int listen_fd;
 	ev_io accept_w;
 	char sock_path[CONFIG_PATH_MAX];
-	int log_fd;
+	struct con_log log;         /* port 0 only: rotated at log_max_size */
 	unsigned nsinks;
 	struct con_sink sinks[3];   /* socket, pty, stdio (port 0); socket only (named ports) */
 	/* guest state, cleared at reset */
@@ -171,8 +174,8 @@ static void ctrl_send(struct console *c, unsigned id, uint16_t event, uint16_t v
 	if (c->ctrl_len == CON_CTRL_SLOTS) {
 		/* Only a guest that never posts control buffers fills this; it loses news. */
 		c->cst.dropped++;
-		log_rl(&c->vdev.rl, LOG_WARNING, "%s: control queue full, message dropped",
-		       c->vdev.name);
+		vdev_log(&c->vdev, VDEV_LOG_REQUEST, LOG_WARNING,
+			 "%s: control queue full, message dropped", c->vdev.name);
 		return;
 	}
 	m = &c->ctrl[(c->ctrl_head + c->ctrl_len) % CON_CTRL_SLOTS];
@@ -223,8 +226,9 @@ static ssize_t sink_writev(struct con_sink *s, const struct iovec *iov, unsigned
 /* A write failed for a reason other than a full buffer: the reader is gone. */
 static void sink_write_failed(struct con_sink *s, int err)
 {
-	log_rl(&s->port->con->vdev.rl, LOG_NOTICE, "%s: port %u: output failed: %s",
-	       s->port->con->vdev.name, s->port->id, strerror(err));
+	vdev_log(&s->port->con->vdev, VDEV_LOG_BACKEND, LOG_NOTICE,
+		 "%s: port %u: output failed: %s", s->port->con->vdev.name, s->port->id,
+		 strerror(err));
 	sink_detach(s);
 }
 
@@ -234,9 +238,9 @@ static void sink_queue(struct con_sink *s, const void *p, size_t n)
 
 	if (drop) {
 		s->port->st.dropped += drop;
-		log_rl(&s->port->con->vdev.rl, LOG_NOTICE,
-		       "%s: port %u: no reader, oldest output dropped", s->port->con->vdev.name,
-		       s->port->id);
+		vdev_log(&s->port->con->vdev, VDEV_LOG_BACKEND, LOG_NOTICE,
+			 "%s: port %u: no reader, oldest output dropped", s->port->con->vdev.name,
+			 s->port->id);
 	}
 	if (sink_attached(s) && s->out.len && con_loop(s->port->con))
 		ev_io_start(con_loop(s->port->con), &s->wr);
@@ -289,10 +293,13 @@ static void sink_wr_cb(struct ev_loop *loop, ev_io *w, int revents)
 /* Guest output of port p: log file first (the record), then every sink. */
 static void port_output(struct con_port *p, const uint8_t *data, size_t n)
 {
+	ssize_t rc = con_log_write(&p->log, data, n);
+
 	p->st.from_guest += n;
-	if (p->log_fd >= 0 && write(p->log_fd, data, n) != (ssize_t)n)
-		log_rl(&p->con->vdev.rl, LOG_WARNING, "%s: port %u: log write failed: %s",
-		       p->con->vdev.name, p->id, strerror(errno));
+	if (rc < 0)
+		vdev_log(&p->con->vdev, VDEV_LOG_BACKEND, LOG_WARNING,
+			 "%s: port %u: log write failed: %s", p->con->vdev.name, p->id,
+			 strerror((int)-rc));
 	for (unsigned i = 0; i < p->nsinks; i++)
 		sink_output(&p->sinks[i], data, n);
 }
@@ -355,8 +362,9 @@ static void sink_input_ended(struct con_sink *s, int err)
 	}
 	/* stdin at EOF, or a pty error: keep the output side, stop reading. */
 	if (err)
-		log_rl(&s->port->con->vdev.rl, LOG_NOTICE, "%s: port %u: input failed: %s",
-		       s->port->con->vdev.name, s->port->id, strerror(err));
+		vdev_log(&s->port->con->vdev, VDEV_LOG_BACKEND, LOG_NOTICE,
+			 "%s: port %u: input failed: %s", s->port->con->vdev.name, s->port->id,
+			 strerror(err));
 	s->eof = true;
 	ev_io_stop(con_loop(s->port->con), &s->rd);
 }
@@ -466,8 +474,9 @@ static void port_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 	(void)revents;
 	if (fd < 0) {
 		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-			log_rl(&p->con->vdev.rl, LOG_WARNING, "%s: port %u: accept: %s",
-			       p->con->vdev.name, p->id, strerror(errno));
+			vdev_log(&p->con->vdev, VDEV_LOG_BACKEND, LOG_WARNING,
+				 "%s: port %u: accept: %s", p->con->vdev.name, p->id,
+				 strerror(errno));
 		return;
 	}
 	sink_attach(&p->sinks[0], fd);
@@ -635,20 +644,49 @@ static void con_init_size(struct console *c, const struct config_console *cc)
 
 /* ---- transmit ------------------------------------------------------------------------------ */
 
-/* Take up to VQ_BUDGET chains of p's transmit queue; returns true when more are waiting. */
-static bool port_tx(struct con_port *p)
+/*
+ * One transmit chain's output: its first CON_CHAIN_MAX bytes. Descriptors may all point at the
+ * same guest pages, so the chain's length says nothing about the guest memory behind it: without
+ * the cap, 1 MiB of guest RAM became a GiB of log file per chain. Returns the bytes taken.
+ */
+static uint32_t port_tx_chain(struct con_port *p, const struct vq_elem *e)
+{
+	uint32_t take = e->out_len < CON_CHAIN_MAX ? e->out_len : CON_CHAIN_MAX;
+	uint32_t left = take;
+
+	for (unsigned i = 0; i < e->n_out && left; i++) {
+		size_t n = e->iov[i].iov_len < left ? e->iov[i].iov_len : left;
+
+		port_output(p, e->iov[i].iov_base, n);
+		left -= (uint32_t)n;
+	}
+	if (take < e->out_len) {
+		p->st.cut += e->out_len - take;
+		vdev_log(&p->con->vdev, VDEV_LOG_REQUEST, LOG_WARNING,
+			 "%s: port %u: transmit chain of %u bytes, only the first %u taken",
+			 p->con->vdev.name, p->id, e->out_len, take);
+	}
+	return take;
+}
+
+/*
+ * Take chains of p's transmit queue, up to VQ_BUDGET and while *budget bytes remain (each chain
+ * is taken whole, up to its cap); returns true when more are waiting.
+ */
+static bool port_tx(struct con_port *p, uint32_t *budget)
 {
 	struct virtqueue *vq = &p->con->vdev.vqs[console_rxq(p->id) + 1];
 	bool pushed = false;
 	int err = 0;
 
-	for (unsigned n = 0; n < VQ_BUDGET; n++) {
+	for (unsigned n = 0; n < VQ_BUDGET && *budget; n++) {
 		struct vq_elem *e = vq_pop(vq, &err);
 
 		if (!e)
 			break;
-		for (unsigned i = 0; i < e->n_out; i++)
-			port_output(p, e->iov[i].iov_base, e->iov[i].iov_len);
+		uint32_t took = port_tx_chain(p, e);
+
+		*budget -= took < *budget ? took : *budget;
 		vq_push(e, 0);
 		pushed = true;
 	}
@@ -656,7 +694,11 @@ static bool port_tx(struct con_port *p)
 		vdev_vq_error(&p->con->vdev, vq);
 	if (pushed)
 		vdev_used(&p->con->vdev, vq);
-	return !err && vq_has_work(vq);
+	/*
+	 * Stopped by a budget with the ring just emptied, kicks must be re-armed as a pop of the
+	 * empty ring would (EVENT_IDX: avail_event), or the driver would not kick again.
+	 */
+	return !err && vq_enable_notify(vq);
 }
 
 static bool port_exists_for_guest(const struct console *c, unsigned id)
@@ -664,13 +706,15 @@ static bool port_exists_for_guest(const struct console *c, unsigned id)
 	return id < c->nports && (id == 0 || c->multiport);
 }
 
+/* Every port's transmit queue, within one turn's output budget; the rest on the next turn. */
 static void con_tx_all(struct console *c)
 {
+	uint32_t budget = CON_TURN_MAX;
 	bool more = false;
 
 	for (unsigned i = 0; i < c->nports && vdev_active(&c->vdev); i++)
 		if (port_exists_for_guest(c, i))
-			more |= port_tx(&c->ports[i]);
+			more |= port_tx(&c->ports[i], &budget);
 	if (more && con_loop(c))
 		ev_idle_start(con_loop(c), &c->more);
 }
@@ -694,15 +738,15 @@ static void con_more_cb(struct ev_loop *loop, ev_idle *w, int revents)
 static void ctrl_bad(struct console *c, const char *why, uint32_t id, uint16_t event)
 {
 	c->cst.bad++;
-	log_rl(&c->vdev.rl, LOG_WARNING, "%s: control message ignored (%s): id %u event %u",
-	       c->vdev.name, why, id, event);
+	vdev_log(&c->vdev, VDEV_LOG_REQUEST, LOG_WARNING,
+		 "%s: control message ignored (%s): id %u event %u", c->vdev.name, why, id, event);
 }
 
 static void ctrl_device_ready(struct console *c, uint16_t value)
 {
 	if (!value) {
-		log_rl(&c->vdev.rl, LOG_WARNING, "%s: the driver failed to initialise",
-		       c->vdev.name);
+		vdev_log(&c->vdev, VDEV_LOG_REQUEST, LOG_WARNING,
+			 "%s: the driver failed to initialise", c->vdev.name);
 		return;
 	}
 	for (unsigned i = 0; i < c->nports; i++)
@@ -712,8 +756,8 @@ static void ctrl_device_ready(struct console *c, uint16_t value)
 static void ctrl_port_ready(struct console *c, struct con_port *p, uint16_t value)
 {
 	if (!value) {
-		log_rl(&c->vdev.rl, LOG_WARNING, "%s: the driver could not add port %u",
-		       c->vdev.name, p->id);
+		vdev_log(&c->vdev, VDEV_LOG_REQUEST, LOG_WARNING,
+			 "%s: the driver could not add port %u", c->vdev.name, p->id);
 		return;
 	}
 	if (p->ready)
@@ -739,8 +783,8 @@ static void ctrl_port_open(struct console *c, struct con_port *p, uint16_t value
 		return;
 	}
 	p->guest_open = value;
-	log_rl(&c->vdev.rl, LOG_INFO, "%s: port %u %s by the guest", c->vdev.name, p->id,
-	       value ? "opened" : "closed");
+	vdev_log(&c->vdev, VDEV_LOG_INFO, LOG_INFO, "%s: port %u %s by the guest", c->vdev.name,
+		 p->id, value ? "opened" : "closed");
 	if (p->guest_open)
 		p->rx_paused = false;   /* look for buffers again */
 	port_update_rx(p);
@@ -824,7 +868,8 @@ static void con_config_write(struct vdev *d, uint32_t off, const void *buf, uint
 
 	(void)len;
 	if (off != CONSOLE_CFG_EMERG_WR || !vdev_has(d, VIRTIO_CONSOLE_F_EMERG_WRITE)) {
-		log_rl(&d->rl, LOG_WARNING, "%s: config write at %u ignored", d->name, off);
+		vdev_log(d, VDEV_LOG_ACCESS, LOG_WARNING, "%s: config write at %u ignored", d->name,
+			 off);
 		return;
 	}
 	c->ports[0].st.emerg++;
@@ -843,6 +888,18 @@ static int con_activate(struct vdev *d)
 	return 0;
 }
 
+/* NEEDS_RESET (or a reset follows): input waits in the sockets and the pty, unread. */
+static void con_stop(struct vdev *d)
+{
+	struct console *c = con_of(d);
+
+	if (con_loop(c))
+		ev_idle_stop(con_loop(c), &c->more);
+	/* The device is no longer active: port_update_rx turns every read watcher off. */
+	for (unsigned i = 0; i < c->nports; i++)
+		port_update_rx(&c->ports[i]);
+}
+
 static void port_reset(struct con_port *p)
 {
 	if (p->rx_elem)
@@ -859,11 +916,7 @@ static void con_reset(struct vdev *d)
 		port_reset(&c->ports[i]);
 	c->multiport = false;
 	c->ctrl_head = c->ctrl_len = 0;
-	if (con_loop(c))
-		ev_idle_stop(con_loop(c), &c->more);
-	/* Stop reading: the device is inactive now, so port_update_rx turns everything off. */
-	for (unsigned i = 0; i < c->nports; i++)
-		port_update_rx(&c->ports[i]);
+	con_stop(d);   /* already done if the device ran; a reset before DRIVER_OK needs it too */
 }
 
 static void con_queue_notify(struct vdev *d, unsigned q)
@@ -923,13 +976,15 @@ static void port_init(struct console *c, struct con_port *p, unsigned id)
 	p->con = c;
 	p->id = id;
 	p->listen_fd = -1;
-	p->log_fd = -1;
+	con_log_init(&p->log);
 }
 
-static int port_open_log(struct con_port *p, const char *path)
+static int port_open_log(struct con_port *p, const struct config_console *cc)
 {
-	p->log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
-	return p->log_fd < 0 ? -errno : 0;
+	/* 0 from a caller that filled the section by hand: the parser's default. */
+	uint64_t kib = cc->log_max_kib ? cc->log_max_kib : CONFIG_CONSOLE_LOG_MAX_KIB;
+
+	return con_log_open(&p->log, cc->log, kib * 1024, cc->log_keep);
 }
 
 /*
@@ -1002,7 +1057,7 @@ static int con_open_port0(struct console *c, const struct config_console *cc, si
 		rc = con_add_pty(c, cc, ring);
 	if (rc == 0 && cc->stdio)
 		rc = con_add_stdio(c, ring);
-	if (rc == 0 && cc->log[0] && (rc = port_open_log(p, cc->log)) < 0)
+	if (rc == 0 && cc->log[0] && (rc = port_open_log(p, cc)) < 0)
 		log_err("%s: log %s: %s", c->vdev.name, cc->log, strerror(-rc));
 	return rc;
 }
@@ -1037,10 +1092,9 @@ static void port_close(struct console *c, struct con_port *p)
 		close(p->listen_fd);
 		unlink(p->sock_path);
 	}
-	if (p->log_fd >= 0)
-		close(p->log_fd);
+	con_log_close(&p->log);
 	p->nsinks = 0;
-	p->listen_fd = p->log_fd = -1;
+	p->listen_fd = -1;
 }
 
 static void con_close(struct console *c)
@@ -1152,34 +1206,31 @@ static bool con_fixed_same(const struct config_console *a, const struct config_c
 }
 
 /*
- * SIGHUP: the log file is opened again (after logrotate moved it away, or at a new path); the
- * other keys take effect only at restart, and a reload that changes them is refused as a whole.
+ * SIGHUP: the log file is opened again (after logrotate moved it away, or at a new path, with
+ * the rotation limits as they are now); the other keys take effect only at restart, and a reload
+ * that changes them is refused as a whole.
  */
 static int con_reconfigure(struct vdev *d, const struct config_device *cfg)
 {
 	struct console *c = con_of(d);
 	struct con_port *p = &c->ports[0];
 	const struct config_console *cc = &cfg->u.console;
-	int fd = -1;
+	int rc;
 
 	if (!con_fixed_same(cc, &c->cc)) {
-		log_warn("%s: only log takes effect at run time; restart for the other keys",
+		log_warn("%s: only the log keys take effect at run time; restart for the others",
 			 d->name);
 		return -EOPNOTSUPP;
 	}
-	if (cc->log[0]) {
-		fd = open(cc->log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
-		if (fd < 0) {
-			int rc = -errno;
-
-			log_err("%s: log %s: %s", d->name, cc->log, strerror(-rc));
-			return rc;
-		}
+	if (!cc->log[0]) {
+		con_log_close(&p->log);
+	} else if ((rc = port_open_log(p, cc)) < 0) {
+		log_err("%s: log %s: %s", d->name, cc->log, strerror(-rc));
+		return rc;
 	}
-	if (p->log_fd >= 0)
-		close(p->log_fd);
-	p->log_fd = fd;
 	snprintf(c->cc.log, sizeof(c->cc.log), "%s", cc->log);
+	c->cc.log_max_kib = cc->log_max_kib;
+	c->cc.log_keep = cc->log_keep;
 	return 0;
 }
 
@@ -1264,6 +1315,7 @@ const struct vdev_ops vdev_console_ops = {
 	.config_read = con_config_read,
 	.config_write = con_config_write,
 	.activate = con_activate,
+	.stop = con_stop,
 	.reset = con_reset,
 	.queue_notify = con_queue_notify,
 	.reconfigure = con_reconfigure,

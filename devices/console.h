@@ -49,6 +49,7 @@ struct console_stats {
 	uint64_t dropped;         /* guest output lost: the ring was full (oldest bytes first) */
 	uint64_t attaches;        /* socket clients accepted so far */
 	uint64_t emerg;           /* bytes through the emergency write register (port 0) */
+	uint64_t cut;             /* transmit chain bytes beyond the first 64 KiB, not taken */
 };
 
 /* Device-wide counters of hostile or unusable control traffic. */

@@ -55,6 +55,8 @@ struct vdev_host {
 	bool grant_mem;     /* guest memory is grant-mapped: offer VIRTIO_F_ACCESS_PLATFORM */
 	/* Deliver the device's interrupt (an edge on its SPI). Never blocks. */
 	void (*raise_irq)(struct vdev_host *host, struct vdev *dev);
+	/* An access the transport answered VMMIO_LATER (a deferred reset) is complete now. */
+	void (*access_done)(struct vdev_host *host, struct vdev *dev);
 	void *opaque;
 };
 
@@ -76,8 +78,20 @@ struct vdev_ops {
 	/* Optional: reject a feature combination at FEATURES_OK (return false). */
 	bool (*features_ok)(struct vdev *d, uint64_t features);
 
-	/* DRIVER_OK was set: queues are configured. Return 0, or <0 to mark NEEDS_RESET. */
+	/*
+	 * DRIVER_OK was set: queues are configured; start serving, backend watchers included.
+	 * Return 0, or <0 to mark NEEDS_RESET.
+	 */
 	int (*activate)(struct vdev *d);
+
+	/*
+	 * The device stopped serving: it entered NEEDS_RESET, or the driver reset it while it ran
+	 * (reset() follows then). Stop every backend watcher (tap, sockets, pty) so that input
+	 * arriving while the guest does not reset costs nothing; keep what is held, reset() drops
+	 * it, and activate() starts the watchers again. Called once per activation, possibly from
+	 * inside the device's own callbacks (a bad chain found while serving): stop watchers only.
+	 */
+	void (*stop)(struct vdev *d);
 
 	/*
 	 * The driver wrote 0 to Status (or the guest is going away): stop using every queue.
@@ -86,6 +100,15 @@ struct vdev_ops {
 	 * the queues themselves.
 	 */
 	void (*reset)(struct vdev *d);
+
+	/*
+	 * Optional, for a reset the driver asked for (Status = 0) that has to wait for the backend
+	 * (I/O the kernel still writes into guest memory): start it and return 0 when it is done,
+	 * or VDEV_RESET_LATER and call vdev_reset_done() from the loop once it is. The driver's
+	 * write is answered only then; the loop never waits. Without it, or when the daemon
+	 * itself resets (teardown), reset() runs and must be done when it returns.
+	 */
+	int (*reset_start)(struct vdev *d);
 
 	/*
 	 * Optional: the daemon is stopping while the guest lives on (SIGTERM, restart). Take no
@@ -104,6 +127,21 @@ struct vdev_ops {
 	void (*destroy)(struct vdev *d);
 };
 
+/*
+ * Kinds of log line a guest can provoke on a device. Each kind has its own rate limit per device
+ * (RATELIMIT_DEFAULT), so a flood of one kind never hides another, the NEEDS_RESET warning least
+ * of all. Every log line reachable from guest input goes through vdev_log().
+ */
+enum vdev_log_kind {
+	VDEV_LOG_ACCESS,     /* register and config-space accesses refused */
+	VDEV_LOG_SETUP,      /* status, feature and queue set-up steps refused */
+	VDEV_LOG_RESET,      /* the device needs a reset, or a reset had to wait */
+	VDEV_LOG_REQUEST,    /* a request refused, failed or dropped because of its contents */
+	VDEV_LOG_BACKEND,    /* the host side refusing or failing (tap, files, io_uring) */
+	VDEV_LOG_INFO,       /* what the guest's own legitimate actions change (pairs, ports) */
+	VDEV_LOG_KINDS
+};
+
 /* One device instance. Devices embed it and recover themselves with container_of. */
 struct vdev {
 	const struct vdev_ops *ops;
@@ -119,7 +157,9 @@ struct vdev {
 	/* Set by the transport, read-only for devices. */
 	uint64_t features;            /* negotiated, valid from FEATURES_OK (see vdev_has) */
 	struct virtqueue *vqs;        /* num_queues entries */
-	struct ratelimit rl;          /* for everything this guest can provoke on this device */
+	struct ratelimit rl[VDEV_LOG_KINDS];  /* see vdev_log() */
+	char rl_what[VDEV_LOG_KINDS][96];    /* "rng: requests": names suppressed lines */
+	bool running;                 /* activated and not stopped since (see vdev_ops.stop) */
 
 	/* The transport's own registers (devices/virtio_mmio.h); devices never look inside. */
 	struct vmmio_state *mmio;
@@ -136,12 +176,17 @@ void vdev_used(struct vdev *d, struct virtqueue *vq);  /* after a batch of vq_pu
 void vdev_config_changed(struct vdev *d);              /* bump generation, config interrupt */
 void vdev_needs_reset(struct vdev *d, const char *why); /* NEEDS_RESET + config interrupt */
 void vdev_vq_error(struct vdev *d, struct virtqueue *vq); /* a broken ring: logs and NEEDS_RESET */
-bool vdev_active(const struct vdev *d);                /* DRIVER_OK set, NEEDS_RESET not */
+#define VDEV_RESET_LATER 1
+void vdev_reset_done(struct vdev *d);                  /* a reset_start() that said LATER is done */
+bool vdev_active(const struct vdev *d);                /* running: DRIVER_OK, not stopped */
 uint32_t vdev_status(const struct vdev *d);            /* the Status register (dumps, tests) */
 static inline bool vdev_has(const struct vdev *d, unsigned bit)
 {
 	return (d->features & VIRTIO_BIT(bit)) != 0;
 }
+
+/* A log line the guest can provoke on device d, rate-limited per device and kind. */
+#define vdev_log(d, kind, prio, ...) log_rl(&(d)->rl[kind], prio, __VA_ARGS__)
 
 /* The registry of device modules (devices/registry.c). */
 const struct vdev_ops *vdev_ops_by_type(const char *type);

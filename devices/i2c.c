@@ -83,6 +83,7 @@ struct i2c_dev {
 	/* A failed request had FAIL_NEXT but its group went on in chains not yet popped. */
 	bool fail_latched;
 	ev_idle more;                 /* VQ_BUDGET chains done, more waiting: continue next turn */
+	ev_timer save;                /* a coalesced EEPROM save is due (i2c_sim_save_due) */
 	unsigned ngroup;
 	struct i2c_req group[I2C_GROUP_MAX];
 	uint64_t stat_xfers, stat_errors;
@@ -99,8 +100,8 @@ static struct i2c_dev *i2c_of(struct vdev *d)
 static void i2c_reject(struct i2c_dev *i, struct i2c_req *r, int prio, const char *why)
 {
 	r->valid = false;
-	log_rl(&i->vdev.rl, prio, "%s: request to 0x%02x refused: %s", i->vdev.name, r->addr,
-	       why);
+	vdev_log(&i->vdev, VDEV_LOG_REQUEST, prio, "%s: request to 0x%02x refused: %s",
+		 i->vdev.name, r->addr, why);
 }
 
 /* Header fields: address format and flags. Returns false (and rejects) when unusable. */
@@ -293,8 +294,9 @@ static unsigned i2c_smbus_run(struct i2c_dev *i, const struct i2c_req *reqs, uns
 	else if (n == 2 && !reqs[0].rd && reqs[1].rd)
 		err = i2c_smbus_cmd_read(i, &reqs[0], &reqs[1]);
 	if (err == -EOPNOTSUPP)
-		log_rl(&i->vdev.rl, LOG_NOTICE, "%s: %s cannot express this %u-message transfer",
-		       i->vdev.name, i->adapter, n);
+		vdev_log(&i->vdev, VDEV_LOG_REQUEST, LOG_NOTICE,
+			 "%s: %s cannot express this %u-message transfer", i->vdev.name, i->adapter,
+			 n);
 	return err ? 0 : n;
 }
 
@@ -414,8 +416,8 @@ static bool i2c_collect(struct i2c_dev *i, struct virtqueue *vq, int *err)
 		if (!r->fail_next)
 			return failing;
 	}
-	log_rl(&i->vdev.rl, LOG_WARNING, "%s: transfer longer than %u messages refused",
-	       i->vdev.name, I2C_GROUP_MAX);
+	vdev_log(&i->vdev, VDEV_LOG_REQUEST, LOG_WARNING,
+		 "%s: transfer longer than %u messages refused", i->vdev.name, I2C_GROUP_MAX);
 	return true;
 }
 
@@ -425,6 +427,32 @@ static void i2c_defer(struct i2c_dev *i)
 
 	if (loop && !ev_is_active(&i->more))
 		ev_idle_start(loop, &i->more);
+}
+
+/* EEPROM writes left a save pending: run it when due (at once without an event loop). */
+static void i2c_save_schedule(struct i2c_dev *i)
+{
+	struct ev_loop *loop = i->vdev.host->loop;
+	double due = i2c_sim_save_due(i->sim);
+
+	if (due < 0 || (loop && ev_is_active(&i->save)))
+		return;
+	if (!loop) {
+		i2c_sim_save(i->sim, false);
+		return;
+	}
+	ev_timer_set(&i->save, due, 0.);
+	ev_timer_start(loop, &i->save);
+}
+
+static void i2c_save_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct i2c_dev *i = container_of(w, struct i2c_dev, save);
+
+	(void)loop;
+	(void)revents;
+	i2c_sim_save(i->sim, false);
+	i2c_save_schedule(i);   /* a failed save is tried again a period later */
 }
 
 /* Serve up to about VQ_BUDGET chains (a group is never split by the budget). */
@@ -446,6 +474,8 @@ static void i2c_process(struct i2c_dev *i)
 	}
 	if (served)
 		vdev_used(&i->vdev, vq);
+	if (i->sim)
+		i2c_save_schedule(i);
 	if (err)
 		vdev_vq_error(&i->vdev, vq);
 	else if (served >= VQ_BUDGET && vq_has_work(vq))
@@ -594,6 +624,7 @@ static int i2c_create(struct vdev_host *host, const struct config_device *cfg, s
 	}
 	i->vdev.host_features = VIRTIO_BIT(VIRTIO_I2C_F_ZERO_LENGTH_REQUEST);
 	ev_idle_init(&i->more, i2c_more_cb);
+	ev_timer_init(&i->save, i2c_save_cb, 0., 0.);
 	err = cfg ? i2c_setup(i, &cfg->u.i2c) : 0;
 	if (err < 0) {
 		i2c_free(i);
@@ -607,9 +638,11 @@ static void i2c_destroy(struct vdev *d)
 {
 	struct i2c_dev *i = i2c_of(d);
 
-	if (d->host->loop)
+	if (d->host->loop) {
 		ev_idle_stop(d->host->loop, &i->more);
-	i2c_free(i);
+		ev_timer_stop(d->host->loop, &i->save);
+	}
+	i2c_free(i);   /* saves what is still pending */
 }
 
 const struct vdev_ops vdev_i2c_ops = {

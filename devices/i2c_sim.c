@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -61,6 +62,9 @@ struct sim_eeprom {
 	uint8_t page_mask;                    /* which bytes of page[] were written */
 	uint8_t page_base;
 	char *file;                           /* NULL: volatile */
+	bool dirty;                           /* written since the last save: one is due */
+	bool saved_once;                      /* last_save_ns is valid */
+	uint64_t last_save_ns;                /* when the file was last written (successfully) */
 };
 
 static struct sim_eeprom *eeprom_of(struct i2c_sim_client *c)
@@ -140,6 +144,43 @@ static int eeprom_persist(struct sim_eeprom *e)
 	return 0;
 }
 
+static uint64_t sim_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+#define EEPROM_SAVE_NS ((uint64_t)I2C_SIM_SAVE_MS * 1000000u)
+
+/* When the next save may happen: at once after a quiet period, else at the end of the period. */
+static uint64_t eeprom_save_at(const struct sim_eeprom *e)
+{
+	return e->saved_once ? e->last_save_ns + EEPROM_SAVE_NS : 0;
+}
+
+static int eeprom_save(struct sim_eeprom *e)
+{
+	int err = eeprom_persist(e);
+
+	if (err) {
+		log_rl(&e->c.bus->rl, LOG_ERR, "%s: eeprom@0x%02x: writing %s: %s", e->c.bus->name,
+		       e->c.addr, e->file, strerror(-err));
+		return err;
+	}
+	e->dirty = false;
+	e->saved_once = true;
+	e->last_save_ns = sim_now_ns();
+	return 0;
+}
+
+/*
+ * STOP commits the page. Saving is coalesced: the first write after a quiet period is saved at
+ * once (its failure is the guest's: the write does not take effect), writes within
+ * I2C_SIM_SAVE_MS of a save only mark the part dirty and one later save covers them all, so a
+ * burst of writes cannot become an fsync storm on dom0's disk.
+ */
 static int eeprom_stop(struct i2c_sim_client *c)
 {
 	struct sim_eeprom *e = eeprom_of(c);
@@ -155,13 +196,14 @@ static int eeprom_stop(struct i2c_sim_client *c)
 	e->page_mask = 0;
 	if (!e->file)
 		return 0;
-	err = eeprom_persist(e);
-	if (err) {
+	if (e->dirty || sim_now_ns() < eeprom_save_at(e)) {
+		e->dirty = true;
+		return 0;
+	}
+	err = eeprom_save(e);
+	if (err)
 		/* A write reported failed must not take effect: memory stays what the file holds. */
 		memcpy(&e->mem[e->page_base], old, sizeof(old));
-		log_rl(&c->bus->rl, LOG_ERR, "%s: eeprom@0x%02x: writing %s: %s", c->bus->name,
-		       c->addr, e->file, strerror(-err));
-	}
 	return err;
 }
 
@@ -324,10 +366,50 @@ struct i2c_sim_bus *i2c_sim_bus_new(const char *name)
 	return bus;
 }
 
+static struct sim_eeprom *sim_dirty_eeprom(const struct i2c_sim_bus *bus, unsigned a)
+{
+	struct i2c_sim_client *c = bus->clients[a];
+
+	if (!c || c->ops != &eeprom_ops || !eeprom_of(c)->dirty)
+		return NULL;
+	return eeprom_of(c);
+}
+
+double i2c_sim_save_due(const struct i2c_sim_bus *bus)
+{
+	uint64_t now = sim_now_ns(), first = UINT64_MAX;
+
+	for (unsigned a = 0; bus && a < I2C_SIM_NADDR; a++) {
+		struct sim_eeprom *e = sim_dirty_eeprom(bus, a);
+
+		if (e && eeprom_save_at(e) < first)
+			first = eeprom_save_at(e);
+	}
+	if (first == UINT64_MAX)
+		return -1;
+	return first <= now ? 0 : (double)(first - now) / 1e9;
+}
+
+void i2c_sim_save(struct i2c_sim_bus *bus, bool all)
+{
+	uint64_t now = sim_now_ns();
+
+	for (unsigned a = 0; bus && a < I2C_SIM_NADDR; a++) {
+		struct sim_eeprom *e = sim_dirty_eeprom(bus, a);
+
+		/* A failed save stays dirty and is tried again one period later. */
+		if (e && (all || eeprom_save_at(e) <= now) && eeprom_save(e) < 0) {
+			e->saved_once = true;
+			e->last_save_ns = now;
+		}
+	}
+}
+
 void i2c_sim_bus_free(struct i2c_sim_bus *bus)
 {
 	if (!bus)
 		return;
+	i2c_sim_save(bus, true);
 	for (unsigned a = 0; a < I2C_SIM_NADDR; a++)
 		if (bus->clients[a])
 			bus->clients[a]->ops->destroy(bus->clients[a]);

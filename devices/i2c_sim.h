@@ -10,8 +10,9 @@
  *    further bytes are page data (8-byte pages, the address wraps within the page) committed at
  *    STOP, so a repeated START after data bytes discards them as the real part does. Reads start
  *    at the internal address pointer (current-address read) and wrap at 256 (sequential read).
- *    With a file, contents are loaded at creation and written back durably after every write
- *    transaction.
+ *    With a file, contents are loaded at creation and written back durably (temporary file,
+ *    fsync, rename): at once for a write after a quiet period, at most once per
+ *    I2C_SIM_SAVE_MS for the writes of a burst (see i2c_sim_save_due).
  *  - lm75: pointer register (0 temperature, 1 config, 2 hysteresis, 3 over-temperature) set by
  *    a write message's first byte; reads return the pointed register (two bytes, MSB first, for
  *    the 9-bit temperature format) and repeat it. The temperature reads a fixed 25.0 °C.
@@ -26,6 +27,7 @@
 
 #define I2C_SIM_EEPROM_SIZE 256u
 #define I2C_SIM_EEPROM_PAGE 8u
+#define I2C_SIM_SAVE_MS     250u   /* at most one EEPROM save (two fsyncs) per this period */
 
 /* LM75 registers and their power-on values. */
 #define I2C_SIM_LM75_TEMP   0u
@@ -58,6 +60,16 @@ void i2c_sim_bus_free(struct i2c_sim_bus *bus);
 int i2c_sim_add_eeprom(struct i2c_sim_bus *bus, uint16_t addr, const char *file);
 int i2c_sim_add_lm75(struct i2c_sim_bus *bus, uint16_t addr);
 int i2c_sim_add(struct i2c_sim_bus *bus, const struct config_i2c_sim *sim);
+
+/*
+ * Coalesced EEPROM saves. A write transaction within I2C_SIM_SAVE_MS of the last save only marks
+ * the part dirty (the guest gets success; a later failure of the save is logged and retried, and
+ * a crash in between loses at most that period's writes). The bus owner asks after transfers
+ * when the pending save is due (seconds from now; < 0 when none is) and calls i2c_sim_save()
+ * then; all = true saves everything pending now. i2c_sim_bus_free() saves what is pending.
+ */
+double i2c_sim_save_due(const struct i2c_sim_bus *bus);
+void i2c_sim_save(struct i2c_sim_bus *bus, bool all);
 
 /* True when a client answers at addr. */
 bool i2c_sim_present(const struct i2c_sim_bus *bus, uint16_t addr);

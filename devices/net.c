@@ -235,7 +235,8 @@ static int net_tap_queue(struct net_pair *p, bool attach)
 	if (ioctl(p->fd, TUNSETQUEUE, &ifr) < 0) {
 		int rc = -errno;
 
-		log_warn("%s: cannot %s tap queue %u: %s", p->n->vdev.name,
+		vdev_log(&p->n->vdev, VDEV_LOG_BACKEND, LOG_WARNING,
+			 "%s: cannot %s tap queue %u: %s", p->n->vdev.name,
 			 attach ? "attach" : "detach", p->idx, strerror(-rc));
 		return rc;
 	}
@@ -329,7 +330,8 @@ static int net_tap_open(struct net_dev *n, const struct config_net *c)
 static void net_tap_set_offloads(struct net_dev *n, unsigned off)
 {
 	if (ioctl(n->pair[0].fd, TUNSETOFFLOAD, (unsigned long)off) < 0) {
-		log_warn("%s: TUNSETOFFLOAD 0x%x: %s", n->vdev.name, off, strerror(errno));
+		vdev_log(&n->vdev, VDEV_LOG_BACKEND, LOG_WARNING, "%s: TUNSETOFFLOAD 0x%x: %s",
+			 n->vdev.name, off, strerror(errno));
 		off = 0;
 		ioctl(n->pair[0].fd, TUNSETOFFLOAD, 0UL);
 	}
@@ -447,8 +449,9 @@ static struct vq_elem *net_rx_pop(struct net_pair *p)
 		if (e->in_len >= VIRTIO_NET_HDR_LEN && e->n_in <= NET_IOV_MAX - 2)
 			return e;
 		p->n->st.rx_bad_chains++;
-		log_rl(&p->n->vdev.rl, LOG_WARNING, "%s: RX chain of %u bytes in %u buffers unusable",
-		       p->n->vdev.name, e->in_len, e->n_in);
+		vdev_log(&p->n->vdev, VDEV_LOG_REQUEST, LOG_WARNING,
+			 "%s: RX chain of %u bytes in %u buffers unusable", p->n->vdev.name,
+			 e->in_len, e->n_in);
 		vq_push(e, 0);
 		p->rx_pushed = true;
 	}
@@ -532,8 +535,8 @@ static void net_rx_account(struct net_pair *p)
 static void net_rx_drop(struct net_pair *p, const char *why, size_t len)
 {
 	p->n->st.rx_dropped++;
-	log_rl(&p->n->vdev.rl, LOG_WARNING, "%s: frame of %zu bytes from the tap dropped: %s",
-	       p->n->vdev.name, len, why);
+	vdev_log(&p->n->vdev, VDEV_LOG_REQUEST, LOG_WARNING,
+		 "%s: frame of %zu bytes from the tap dropped: %s", p->n->vdev.name, len, why);
 	p->rx_len = 0;
 }
 
@@ -547,8 +550,9 @@ static void net_rx_fix_hdr(struct net_pair *p)
 
 static void net_rx_stop_fd(struct net_pair *p, int err)
 {
-	log_rl(&p->n->vdev.rl, LOG_ERR, "%s: reading tap queue %u: %s; RX paused until a kick",
-	       p->n->vdev.name, p->idx, strerror(err));
+	vdev_log(&p->n->vdev, VDEV_LOG_BACKEND, LOG_ERR,
+		 "%s: reading tap queue %u: %s; RX paused until a kick", p->n->vdev.name, p->idx,
+		 strerror(err));
 	ev_io_stop(net_loop(p->n), &p->rx_w);
 	p->rx_starved = true;
 }
@@ -781,8 +785,9 @@ static bool net_tx_write(struct net_pair *p)
 	}
 	if (w < 0) {
 		n->st.tx_errors++;
-		log_rl(&n->vdev.rl, LOG_WARNING, "%s: tap refused a frame of %" PRIu32 " bytes: %s",
-		       n->vdev.name, p->tx_frame_len, strerror(errno));
+		vdev_log(&n->vdev, VDEV_LOG_BACKEND, LOG_WARNING,
+			 "%s: tap refused a frame of %" PRIu32 " bytes: %s", n->vdev.name,
+			 p->tx_frame_len, strerror(errno));
 	} else {
 		n->st.tx_frames++;
 		n->st.tx_bytes += p->tx_frame_len;
@@ -794,7 +799,8 @@ static bool net_tx_write(struct net_pair *p)
 static void net_tx_malformed(struct net_pair *p, const char *why)
 {
 	p->n->st.tx_malformed++;
-	log_rl(&p->n->vdev.rl, LOG_WARNING, "%s: TX frame dropped: %s", p->n->vdev.name, why);
+	vdev_log(&p->n->vdev, VDEV_LOG_REQUEST, LOG_WARNING, "%s: TX frame dropped: %s",
+		 p->n->vdev.name, why);
 	net_tx_complete(p);
 }
 
@@ -969,8 +975,8 @@ static void net_filter_apply(struct net_dev *n)
 	f.count = (uint16_t)c;
 	memcpy(buf, &f, offsetof(struct tun_filter, addr));
 	if (ioctl(n->pair[0].fd, TUNSETTXFILTER, buf) < 0)
-		log_rl(&n->vdev.rl, LOG_WARNING, "%s: TUNSETTXFILTER: %s", n->vdev.name,
-		       strerror(errno));
+		vdev_log(&n->vdev, VDEV_LOG_BACKEND, LOG_WARNING, "%s: TUNSETTXFILTER: %s",
+			 n->vdev.name, strerror(errno));
 }
 
 /* One MAC table (le32 count, then count addresses) at *off; false when malformed. */
@@ -1038,7 +1044,8 @@ static uint8_t net_ctrl_mq(struct net_dev *n, uint8_t cmd, const uint8_t *d, siz
 	if (want < 1 || want > n->max_pairs)
 		return VIRTIO_NET_ERR;
 	if (want != n->active_pairs)
-		log_info("%s: %u queue pair(s) in use", n->vdev.name, want);
+		vdev_log(&n->vdev, VDEV_LOG_INFO, LOG_INFO, "%s: %u queue pair(s) in use",
+			 n->vdev.name, want);
 	net_pairs_set(n, want);
 	return VIRTIO_NET_OK;
 }
@@ -1065,8 +1072,8 @@ static void net_ctrl_one(struct net_dev *n, struct vq_elem *e, uint8_t *cmd)
 	uint8_t ack = VIRTIO_NET_ERR;
 
 	if (e->in_len < 1) {
-		log_rl(&n->vdev.rl, LOG_WARNING, "%s: control command without an ack byte",
-		       n->vdev.name);
+		vdev_log(&n->vdev, VDEV_LOG_REQUEST, LOG_WARNING,
+			 "%s: control command without an ack byte", n->vdev.name);
 		vq_push(e, 0);
 		return;
 	}
@@ -1078,8 +1085,8 @@ static void net_ctrl_one(struct net_dev *n, struct vq_elem *e, uint8_t *cmd)
 	n->st.ctrl_cmds++;
 	if (ack != VIRTIO_NET_OK) {
 		n->st.ctrl_errors++;
-		log_rl(&n->vdev.rl, LOG_INFO, "%s: control command of %u bytes refused",
-		       n->vdev.name, e->out_len);
+		vdev_log(&n->vdev, VDEV_LOG_REQUEST, LOG_INFO,
+			 "%s: control command of %u bytes refused", n->vdev.name, e->out_len);
 	}
 	iov_from_buf(&e->iov[e->n_out], e->n_in, 0, &ack, 1);
 	vq_push(e, 1);
@@ -1093,7 +1100,8 @@ static void net_ctrl_run(struct net_dev *n, struct virtqueue *vq)
 	int err = 0;
 
 	if (!cmd) {
-		log_err("%s: out of memory for a control command", n->vdev.name);
+		vdev_log(&n->vdev, VDEV_LOG_BACKEND, LOG_ERR,
+			 "%s: out of memory for a control command", n->vdev.name);
 		return;
 	}
 	while (done < VQ_BUDGET && vdev_active(&n->vdev) && (e = vq_pop(vq, &err))) {
@@ -1154,7 +1162,8 @@ static void net_config_write(struct vdev *d, uint32_t off, const void *buf, uint
 {
 	(void)buf;
 	/* With VERSION_1 the whole config space is read-only (the MAC is set via the INI). */
-	log_rl(&d->rl, LOG_WARNING, "%s: ignored config write at %u (%u bytes)", d->name, off, len);
+	vdev_log(d, VDEV_LOG_ACCESS, LOG_WARNING, "%s: ignored config write at %u (%u bytes)",
+		 d->name, off, len);
 }
 
 /* Dependencies between feature bits (virtio 1.2 §5.1.3.1). */
@@ -1203,14 +1212,25 @@ static int net_activate(struct vdev *d)
 	return 0;
 }
 
-static void net_reset(struct vdev *d)
+/* NEEDS_RESET (or a reset follows): frames on the tap wait there, nothing polls for them. */
+static void net_stop(struct vdev *d)
 {
 	struct net_dev *n = net_of(d);
 
 	ev_idle_stop(net_loop(n), &n->more);
 	n->more_tx = 0;
 	for (unsigned i = 0; i < n->max_pairs; i++)
+		net_pair_pause(&n->pair[i]);
+}
+
+static void net_reset(struct vdev *d)
+{
+	struct net_dev *n = net_of(d);
+
+	for (unsigned i = 0; i < n->max_pairs; i++)
 		net_pair_stop(&n->pair[i]);
+	ev_idle_stop(net_loop(n), &n->more);
+	n->more_tx = 0;
 	for (unsigned i = 1; i < n->max_pairs; i++)
 		net_tap_queue(&n->pair[i], false);
 	n->active_pairs = 1;
@@ -1453,6 +1473,7 @@ const struct vdev_ops vdev_net_ops = {
 	.config_write = net_config_write,
 	.features_ok = net_features_ok,
 	.activate = net_activate,
+	.stop = net_stop,
 	.reset = net_reset,
 	.queue_notify = net_queue_notify,
 	.destroy = net_destroy,

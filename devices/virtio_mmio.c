@@ -92,10 +92,19 @@ static void vmmio_reset_queues(struct vdev *d)
 	}
 }
 
-void vmmio_reset(struct vdev *d)
+/* The device leaves the running state (NEEDS_RESET, reset): its backend watchers stop. */
+static void vmmio_stop(struct vdev *d)
 {
-	if (d->ops && d->ops->reset)
-		d->ops->reset(d);
+	if (!d->running)
+		return;
+	d->running = false;
+	if (d->ops->stop)
+		d->ops->stop(d);
+}
+
+/* Everything after the device's reset: queues and registers to their reset values. */
+static void vmmio_reset_regs(struct vdev *d)
+{
 	vmmio_reset_queues(d);
 	d->features = 0;
 	d->mmio->driver_features = 0;
@@ -106,6 +115,52 @@ void vmmio_reset(struct vdev *d)
 	d->mmio->queue_sel = 0;
 }
 
+/* A deferred reset is over: finish it and let the driver's write complete. */
+static void vmmio_reset_finish(struct vdev *d)
+{
+	vmmio_reset_regs(d);
+	d->mmio->resetting = false;
+	if (d->host && d->host->access_done)
+		d->host->access_done(d->host, d);
+}
+
+void vmmio_reset(struct vdev *d)
+{
+	if (d->ops)
+		vmmio_stop(d);
+	if (d->ops && d->ops->reset)
+		d->ops->reset(d);
+	/* A driver's reset still waiting is over now too: its access is answered. */
+	if (d->mmio->resetting)
+		vmmio_reset_finish(d);
+	else
+		vmmio_reset_regs(d);
+}
+
+/* The driver wrote 0 to Status: a reset that may have to wait for the backend (VMMIO_LATER). */
+static int vmmio_driver_reset(struct vdev *d)
+{
+	if (!d->ops->reset_start) {
+		vmmio_reset(d);
+		return 0;
+	}
+	vmmio_stop(d);
+	if (d->ops->reset_start(d) != VDEV_RESET_LATER) {
+		vmmio_reset_regs(d);
+		return 0;
+	}
+	/* Status reads 0 from now on; the rest waits for vdev_reset_done(). */
+	d->mmio->status = 0;
+	d->mmio->resetting = true;
+	return VMMIO_LATER;
+}
+
+void vdev_reset_done(struct vdev *d)
+{
+	if (d->mmio->resetting)
+		vmmio_reset_finish(d);
+}
+
 /* ---- status machine ---- */
 
 static bool vmmio_features_acceptable(struct vdev *d)
@@ -113,18 +168,20 @@ static bool vmmio_features_acceptable(struct vdev *d)
 	uint64_t want = d->mmio->driver_features;
 
 	if (want & ~vmmio_offered(d)) {
-		log_rl(&d->rl, LOG_WARNING, "%s: driver accepted features 0x%llx never offered",
-		       d->name, (unsigned long long)(want & ~d->mmio->offered));
+		vdev_log(d, VDEV_LOG_SETUP, LOG_WARNING,
+			 "%s: driver accepted features 0x%llx never offered", d->name,
+			 (unsigned long long)(want & ~d->mmio->offered));
 		return false;
 	}
 	if (!(want & VIRTIO_BIT(VIRTIO_F_VERSION_1))) {
-		log_rl(&d->rl, LOG_WARNING, "%s: driver without VERSION_1 (legacy) refused",
-		       d->name);
+		vdev_log(d, VDEV_LOG_SETUP, LOG_WARNING,
+			 "%s: driver without VERSION_1 (legacy) refused", d->name);
 		return false;
 	}
 	if (d->ops->features_ok && !d->ops->features_ok(d, want)) {
-		log_rl(&d->rl, LOG_WARNING, "%s: feature set 0x%llx refused by the device",
-		       d->name, (unsigned long long)want);
+		vdev_log(d, VDEV_LOG_SETUP, LOG_WARNING,
+			 "%s: feature set 0x%llx refused by the device", d->name,
+			 (unsigned long long)want);
 		return false;
 	}
 	return true;
@@ -145,6 +202,8 @@ static bool vmmio_status_ordered(uint32_t s)
 /* DRIVER_OK: start the device, then serve kicks that arrived while it was not yet started. */
 static void vmmio_driver_ok(struct vdev *d)
 {
+	/* Running first: an activation that fails half-way is stopped like any other. */
+	d->running = true;
 	if (d->ops->activate && d->ops->activate(d) < 0) {
 		vdev_needs_reset(d, "activation failed");
 		return;
@@ -154,21 +213,19 @@ static void vmmio_driver_ok(struct vdev *d)
 			d->ops->queue_notify(d, q);
 }
 
-static void vmmio_write_status(struct vdev *d, uint32_t val)
+static int vmmio_write_status(struct vdev *d, uint32_t val)
 {
 	/* NEEDS_RESET is the device's bit: a driver echoing it back changes nothing. */
 	uint32_t cur = d->mmio->status & STATUS_DRIVER_BITS;
 	uint32_t want = val & ~VIRTIO_STATUS_NEEDS_RESET;
 	uint32_t added = want & ~cur;
 
-	if (val == 0) {
-		vmmio_reset(d);
-		return;
-	}
+	if (val == 0)
+		return vmmio_driver_reset(d);
 	if ((cur & ~want) || (want & ~STATUS_DRIVER_BITS) || !vmmio_status_ordered(want)) {
-		log_rl(&d->rl, LOG_WARNING, "%s: status 0x%x -> 0x%x refused", d->name,
-		       d->mmio->status, val);
-		return;
+		vdev_log(d, VDEV_LOG_SETUP, LOG_WARNING, "%s: status 0x%x -> 0x%x refused", d->name,
+			 d->mmio->status, val);
+		return 0;
 	}
 	if ((added & VIRTIO_STATUS_FEATURES_OK) && !vmmio_features_acceptable(d)) {
 		/* FEATURES_OK does not stick (the driver sees that); nor does anything needing it. */
@@ -180,6 +237,7 @@ static void vmmio_write_status(struct vdev *d, uint32_t val)
 	d->mmio->status = want | (d->mmio->status & VIRTIO_STATUS_NEEDS_RESET);
 	if ((added & VIRTIO_STATUS_DRIVER_OK) && !(d->mmio->status & VIRTIO_STATUS_FAILED))
 		vmmio_driver_ok(d);
+	return 0;
 }
 
 /* ---- queue registers ---- */
@@ -200,17 +258,17 @@ static void vmmio_queue_ready(struct vdev *d, int q, uint32_t val)
 		return;          /* not ready already: writable queues are never enabled */
 	if (vq_configure(&d->vqs[q], d->host->gm, (uint16_t)q, r->num, d->queue_max, r->desc,
 			 r->avail, r->used, d->features) < 0)
-		log_rl(&d->rl, LOG_WARNING,
-		       "%s: queue %d refused: size %u, rings 0x%llx/0x%llx/0x%llx misaligned or "
-		       "not mapped", d->name, q, r->num, (unsigned long long)r->desc,
-		       (unsigned long long)r->avail, (unsigned long long)r->used);
+		vdev_log(d, VDEV_LOG_SETUP, LOG_WARNING,
+			 "%s: queue %d refused: size %u, rings 0x%llx/0x%llx/0x%llx misaligned or "
+			 "not mapped", d->name, q, r->num, (unsigned long long)r->desc,
+			 (unsigned long long)r->avail, (unsigned long long)r->used);
 }
 
 static void vmmio_queue_num(struct vdev *d, int q, uint32_t val)
 {
 	if (val == 0 || val > d->queue_max || (val & (val - 1))) {
-		log_rl(&d->rl, LOG_WARNING, "%s: queue %d size %u refused (max %u)", d->name, q,
-		       val, d->queue_max);
+		vdev_log(d, VDEV_LOG_SETUP, LOG_WARNING, "%s: queue %d size %u refused (max %u)",
+			 d->name, q, val, d->queue_max);
 		return;
 	}
 	d->mmio->qregs[q].num = (uint16_t)val;
@@ -220,9 +278,16 @@ static void vmmio_write_queue(struct vdev *d, uint32_t off, uint32_t val)
 {
 	int q = vmmio_sel(d);
 
+	/*
+	 * QueueReady = 0 for a queue that is not ready is what Linux writes when it tears queues
+	 * down after a reset (vm_del_vq: unbind, rebind, suspend): harmless, and not worth a line.
+	 */
+	if (off == MMIO_QUEUE_READY && val == 0 && (q < 0 || !d->vqs[q].enabled))
+		return;
 	if (!vmmio_queue_writable(d, q)) {
-		log_rl(&d->rl, LOG_WARNING, "%s: queue register 0x%x write ignored (queue %u, "
-		       "status 0x%x)", d->name, off, d->mmio->queue_sel, d->mmio->status);
+		vdev_log(d, VDEV_LOG_SETUP, LOG_WARNING,
+			 "%s: queue register 0x%x write ignored (queue %u, status 0x%x)",
+			 d->name, off, d->mmio->queue_sel, d->mmio->status);
 		return;
 	}
 	switch (off) {
@@ -307,7 +372,8 @@ static uint32_t vmmio_read_reg(struct vdev *d, uint32_t off)
 	case MMIO_QUEUE_RESET:
 		return 0;
 	}
-	log_rl(&d->rl, LOG_WARNING, "%s: read of unknown register 0x%x", d->name, off);
+	vdev_log(d, VDEV_LOG_ACCESS, LOG_WARNING, "%s: read of unknown register 0x%x", d->name,
+		 off);
 	return 0xffffffffu;
 }
 
@@ -315,7 +381,8 @@ static void vmmio_write_driver_features(struct vdev *d, uint32_t val)
 {
 	/* The driver's choice is frozen once FEATURES_OK is set. */
 	if (d->mmio->status & VIRTIO_STATUS_FEATURES_OK) {
-		log_rl(&d->rl, LOG_WARNING, "%s: feature write after FEATURES_OK ignored", d->name);
+		vdev_log(d, VDEV_LOG_SETUP, LOG_WARNING,
+			 "%s: feature write after FEATURES_OK ignored", d->name);
 		return;
 	}
 	if (d->mmio->drv_features_sel == 0)
@@ -323,29 +390,30 @@ static void vmmio_write_driver_features(struct vdev *d, uint32_t val)
 	else if (d->mmio->drv_features_sel == 1)
 		d->mmio->driver_features = (d->mmio->driver_features & 0xffffffffu) | ((uint64_t)val << 32);
 	else if (val)
-		log_rl(&d->rl, LOG_WARNING, "%s: features word %u unsupported", d->name,
-		       d->mmio->drv_features_sel);
+		vdev_log(d, VDEV_LOG_SETUP, LOG_WARNING, "%s: features word %u unsupported",
+			 d->name, d->mmio->drv_features_sel);
 }
 
-static void vmmio_write_reg(struct vdev *d, uint32_t off, uint32_t val)
+static int vmmio_write_reg(struct vdev *d, uint32_t off, uint32_t val)
 {
 	switch (off) {
-	case MMIO_DEV_FEATURES_SEL: d->mmio->dev_features_sel = val; return;
-	case MMIO_DRV_FEATURES:     vmmio_write_driver_features(d, val); return;
-	case MMIO_DRV_FEATURES_SEL: d->mmio->drv_features_sel = val; return;
-	case MMIO_QUEUE_SEL:        d->mmio->queue_sel = val; return;
+	case MMIO_DEV_FEATURES_SEL: d->mmio->dev_features_sel = val; return 0;
+	case MMIO_DRV_FEATURES:     vmmio_write_driver_features(d, val); return 0;
+	case MMIO_DRV_FEATURES_SEL: d->mmio->drv_features_sel = val; return 0;
+	case MMIO_QUEUE_SEL:        d->mmio->queue_sel = val; return 0;
 	case MMIO_QUEUE_NUM: case MMIO_QUEUE_READY:
 	case MMIO_QUEUE_DESC_LO: case MMIO_QUEUE_DESC_HI: case MMIO_QUEUE_AVAIL_LO:
 	case MMIO_QUEUE_AVAIL_HI: case MMIO_QUEUE_USED_LO: case MMIO_QUEUE_USED_HI:
 		vmmio_write_queue(d, off, val);
-		return;
-	case MMIO_QUEUE_NOTIFY:     vmmio_queue_notify(d, val); return;
-	case MMIO_INT_ACK:          d->mmio->isr &= ~val; return;
-	case MMIO_STATUS:           vmmio_write_status(d, val); return;
-	case MMIO_SHM_SEL:          return;
+		return 0;
+	case MMIO_QUEUE_NOTIFY:     vmmio_queue_notify(d, val); return 0;
+	case MMIO_INT_ACK:          d->mmio->isr &= ~val; return 0;
+	case MMIO_STATUS:           return vmmio_write_status(d, val);
+	case MMIO_SHM_SEL:          return 0;
 	}
-	log_rl(&d->rl, LOG_WARNING, "%s: write of 0x%x to read-only or unknown register 0x%x",
-	       d->name, val, off);
+	vdev_log(d, VDEV_LOG_ACCESS, LOG_WARNING,
+		 "%s: write of 0x%x to read-only or unknown register 0x%x", d->name, val, off);
+	return 0;
 }
 
 /* Config space [rel, rel+size) lies inside config_size; written so nothing can overflow. */
@@ -363,8 +431,9 @@ uint64_t vmmio_read(struct vdev *d, uint32_t off, unsigned size)
 		uint64_t v = 0;
 
 		if (!vmmio_config_ok(d, rel, size) || !d->ops->config_read) {
-			log_rl(&d->rl, LOG_WARNING, "%s: config read %u@0x%x outside %u bytes",
-			       d->name, size, rel, d->config_size);
+			vdev_log(d, VDEV_LOG_ACCESS, LOG_WARNING,
+				 "%s: config read %u@0x%x outside %u bytes", d->name, size, rel,
+				 d->config_size);
 			return ~(uint64_t)0;
 		}
 		/* Config space is little-endian, as is every host we build for. */
@@ -372,35 +441,56 @@ uint64_t vmmio_read(struct vdev *d, uint32_t off, unsigned size)
 		return v;
 	}
 	if (size != 4 || (off & 3)) {
-		log_rl(&d->rl, LOG_WARNING, "%s: %u-byte register read at 0x%x refused", d->name,
-		       size, off);
+		vdev_log(d, VDEV_LOG_ACCESS, LOG_WARNING,
+			 "%s: %u-byte register read at 0x%x refused", d->name, size, off);
 		return ~(uint64_t)0;
 	}
 	return vmmio_read_reg(d, off);
 }
 
-void vmmio_write(struct vdev *d, uint32_t off, unsigned size, uint64_t val)
+int vmmio_write(struct vdev *d, uint32_t off, unsigned size, uint64_t val)
 {
+	/* Only another vCPU can write while the reset waits (the driver's own is held). */
+	if (d->mmio->resetting) {
+		vdev_log(d, VDEV_LOG_ACCESS, LOG_WARNING, "%s: write at 0x%x during a reset ignored",
+			 d->name, off);
+		return 0;
+	}
 	if (off >= VIRTIO_MMIO_CONFIG) {
 		uint32_t rel = off - VIRTIO_MMIO_CONFIG;
 
 		if (!vmmio_config_ok(d, rel, size) || !d->ops->config_write) {
-			log_rl(&d->rl, LOG_WARNING, "%s: config write %u@0x%x refused", d->name,
-			       size, rel);
-			return;
+			vdev_log(d, VDEV_LOG_ACCESS, LOG_WARNING,
+				 "%s: config write %u@0x%x refused", d->name, size, rel);
+			return 0;
 		}
 		d->ops->config_write(d, rel, &val, size);
-		return;
+		return 0;
 	}
 	if (size != 4 || (off & 3)) {
-		log_rl(&d->rl, LOG_WARNING, "%s: %u-byte register write at 0x%x refused", d->name,
-		       size, off);
-		return;
+		vdev_log(d, VDEV_LOG_ACCESS, LOG_WARNING,
+			 "%s: %u-byte register write at 0x%x refused", d->name, size, off);
+		return 0;
 	}
-	vmmio_write_reg(d, off, (uint32_t)val);
+	return vmmio_write_reg(d, off, (uint32_t)val);
 }
 
 /* ---- device -> transport ---- */
+
+static void vdev_init_ratelimits(struct vdev *d)
+{
+	static const char *const kind[VDEV_LOG_KINDS] = {
+		[VDEV_LOG_ACCESS] = "register accesses", [VDEV_LOG_SETUP] = "set-up steps",
+		[VDEV_LOG_RESET] = "resets", [VDEV_LOG_REQUEST] = "requests",
+		[VDEV_LOG_BACKEND] = "backend errors", [VDEV_LOG_INFO] = "notices",
+	};
+
+	for (unsigned k = 0; k < VDEV_LOG_KINDS; k++) {
+		d->rl[k] = (struct ratelimit)RATELIMIT_DEFAULT;
+		snprintf(d->rl_what[k], sizeof(d->rl_what[k]), "%s: %s", d->name, kind[k]);
+		d->rl[k].what = d->rl_what[k];
+	}
+}
 
 int vdev_init(struct vdev *d, const struct vdev_ops *ops, struct vdev_host *host,
 	      const char *name, uint16_t num_queues, uint16_t queue_max)
@@ -414,7 +504,7 @@ int vdev_init(struct vdev *d, const struct vdev_ops *ops, struct vdev_host *host
 	snprintf(d->name, sizeof(d->name), "%s", name ? name : ops->type);
 	d->num_queues = num_queues;
 	d->queue_max = queue_max;
-	d->rl = (struct ratelimit)RATELIMIT_DEFAULT;
+	vdev_init_ratelimits(d);
 	d->mmio = calloc(1, sizeof(*d->mmio) + (num_queues ? num_queues : 1) * sizeof(struct vq_regs));
 	d->vqs = calloc(num_queues ? num_queues : 1, sizeof(*d->vqs));
 	if (!d->mmio || !d->vqs) {
@@ -459,8 +549,9 @@ void vdev_needs_reset(struct vdev *d, const char *why)
 {
 	if (d->mmio->status & VIRTIO_STATUS_NEEDS_RESET)
 		return;  /* already reported; the driver has to reset */
-	log_rl(&d->rl, LOG_WARNING, "%s: device needs reset: %s", d->name, why);
+	vdev_log(d, VDEV_LOG_RESET, LOG_WARNING, "%s: device needs reset: %s", d->name, why);
 	d->mmio->status |= VIRTIO_STATUS_NEEDS_RESET;
+	vmmio_stop(d);
 	if (d->mmio->status & VIRTIO_STATUS_DRIVER_OK)
 		vmmio_raise(d, VIRTIO_MMIO_INT_CONFIG);
 }
@@ -475,7 +566,7 @@ void vdev_vq_error(struct vdev *d, struct virtqueue *vq)
 
 bool vdev_active(const struct vdev *d)
 {
-	return (d->mmio->status & VIRTIO_STATUS_DRIVER_OK) &&
+	return d->running && (d->mmio->status & VIRTIO_STATUS_DRIVER_OK) &&
 	       !(d->mmio->status & VIRTIO_STATUS_NEEDS_RESET);
 }
 

@@ -22,6 +22,7 @@ struct vmmio_state {
 	uint32_t isr;
 	uint32_t config_generation;
 	uint32_t dev_features_sel, drv_features_sel, queue_sel;
+	bool resetting;               /* a driver's reset waits for the device (VMMIO_LATER) */
 	struct vq_regs {
 		uint16_t num;
 		uint64_t desc, avail, used;
@@ -35,7 +36,12 @@ struct vmmio_state {
  * both are logged rate-limited. Never fails the daemon.
  */
 uint64_t vmmio_read(struct vdev *d, uint32_t off, unsigned size);
-void vmmio_write(struct vdev *d, uint32_t off, unsigned size, uint64_t val);
+/*
+ * 0 when the write is done; VMMIO_LATER when it is a reset that waits for the device's
+ * backend: the caller holds the guest's access until host->access_done() says it is done.
+ */
+#define VMMIO_LATER 1
+int vmmio_write(struct vdev *d, uint32_t off, unsigned size, uint64_t val);
 
 /*
  * QueueNotify for queue q, whether the guest's write came as an ioreq or through an ioeventfd:
@@ -43,7 +49,10 @@ void vmmio_write(struct vdev *d, uint32_t off, unsigned size, uint64_t val);
  */
 void vmmio_queue_notify(struct vdev *d, uint32_t q);
 
-/* Full device reset as if the driver wrote 0 to Status (also used on teardown). */
+/*
+ * Full device reset as if the driver wrote 0 to Status, done when it returns (teardown; it
+ * completes a driver's reset still waiting, and answers that access).
+ */
 void vmmio_reset(struct vdev *d);
 
 /* SIGUSR1: one line with the registers, one per queue. */

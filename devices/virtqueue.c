@@ -79,6 +79,7 @@ void vq_reset(struct virtqueue *vq)
 	vq->signalled_used = 0;
 	vq->signalled_valid = false;
 	vq->inflight = 0;
+	memset(vq->inflight_map, 0, sizeof(vq->inflight_map));
 	/* Elements popped before this point are recognised by their old generation. */
 	vq->gen++;
 }
@@ -214,6 +215,7 @@ static const char *const vq_walk_errors[] = {
 	"readable buffer after a writable one", "more buffers than the iovec holds",
 	"buffer address wraps", "buffer not mapped or wrong permission",
 	"chain longer than 4 GiB", "descriptor index out of range", "chain loops",
+	"head published again while in flight",
 };
 
 /* Walk the chain at head into vq->scratch; 0, or a negative index into vq_walk_errors. */
@@ -225,6 +227,8 @@ static int vq_walk_chain(struct virtqueue *vq, struct vq_walk *w, uint16_t head)
 
 	if (head >= vq->num)
 		return -11;
+	if (vq_head_inflight(vq, head))
+		return -13;
 	for (;;) {
 		vq_read_desc(w, i, &d);
 		/* A chain visits each entry of its table at most once, so this bounds any loop. */
@@ -246,6 +250,20 @@ static int vq_walk_chain(struct virtqueue *vq, struct vq_walk *w, uint16_t head)
 		if (d.next >= w->table_n)
 			return -11;
 		i = d.next;
+	}
+}
+
+/* The one place a head enters or leaves the in-flight set (and the count follows it). */
+static void vq_head_mark(struct virtqueue *vq, uint16_t head, bool inflight)
+{
+	uint64_t bit = UINT64_C(1) << (head % 64);
+
+	if (inflight) {
+		vq->inflight_map[head / 64] |= bit;
+		vq->inflight++;
+	} else {
+		vq->inflight_map[head / 64] &= ~bit;
+		vq->inflight--;
 	}
 }
 
@@ -332,7 +350,7 @@ struct vq_elem *vq_pop(struct virtqueue *vq, int *err)
 		return vq_fail(vq, err, rc < 0 ? vq_walk_errors[-rc] : "out of memory");
 	}
 	vq->last_avail++;
-	vq->inflight++;
+	vq_head_mark(vq, head, true);
 	return e;
 }
 
@@ -373,7 +391,7 @@ void vq_push(struct vq_elem *e, uint32_t written)
 	vq_unmap_elem(e);
 	if (vq_elem_current(e)) {
 		vq_put_used(vq, e->head, written < e->in_len ? written : e->in_len);
-		vq->inflight--;
+		vq_head_mark(vq, e->head, false);
 	}
 	free(e);
 }
@@ -391,7 +409,7 @@ void vq_push_many(struct vq_elem *const *e, const uint32_t *written, unsigned n)
 
 		u->id = htole32(e[i]->head);
 		u->len = htole32(written[i] < e[i]->in_len ? written[i] : e[i]->in_len);
-		vq->inflight--;
+		vq_head_mark(vq, e[i]->head, false);
 	}
 	if (vq && idx != vq->used_idx) {
 		vq->used_idx = idx;
@@ -406,7 +424,7 @@ void vq_drop(struct vq_elem *e)
 {
 	vq_unmap_elem(e);
 	if (vq_elem_current(e))
-		e->vq->inflight--;
+		vq_head_mark(e->vq, e->head, false);
 	free(e);
 }
 

@@ -56,6 +56,13 @@ struct virtqueue {
 	uint16_t signalled_used;  /* used_idx when we last notified (EVENT_IDX) */
 	bool signalled_valid;
 	uint32_t inflight;     /* popped, not yet pushed or dropped */
+	/*
+	 * The heads behind `inflight`, one bit per descriptor index (bit i of word i / 64). A
+	 * correct driver never publishes a head the device still holds, so popping one twice is a
+	 * broken ring: this is what bounds the chains a queue holds to its size. Plain memory of
+	 * num bits, so a crash-recovery record can store it as it is.
+	 */
+	uint64_t inflight_map[VQ_MAX_SIZE / 64];
 
 	struct iovec *scratch; /* VQ_MAX_SIZE entries: the chain walk's work area */
 	uint32_t stat_bad_chains;
@@ -74,10 +81,17 @@ void vq_reset(struct virtqueue *vq);
 
 /*
  * Next available chain, or NULL. *err is 0 when the ring is simply empty (or the queue disabled),
- * negative when the guest broke the ring: then vq->broken is set and the caller must report
- * NEEDS_RESET (vdev_vq_error() does).
+ * negative when the guest broke the ring (a bad chain, or a head the device still holds): then
+ * vq->broken is set and the caller must report NEEDS_RESET (vdev_vq_error() does). So at most
+ * num elements of a queue exist at any time.
  */
 struct vq_elem *vq_pop(struct virtqueue *vq, int *err);
+
+/* True when head was popped and is not yet pushed or dropped. */
+static inline bool vq_head_inflight(const struct virtqueue *vq, uint16_t head)
+{
+	return head < VQ_MAX_SIZE && (vq->inflight_map[head / 64] >> (head % 64)) & 1;
+}
 
 /* True when the avail ring holds chains we have not popped (read-only peek). */
 bool vq_has_work(struct virtqueue *vq);

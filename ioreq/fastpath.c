@@ -20,6 +20,7 @@
 #include <xen/hvm/dm_op.h>
 
 #include "ioreq/privcmd.h"
+#include "ioreq/slot.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -52,6 +53,8 @@ struct fastpath {
 	struct fastpath_params p;
 	unsigned ndev;
 	unsigned nqueues;
+	struct slot_kernel kernel;    /* what the kernel claims: kfds[i] mirrors devs[i] */
+	struct slot_kfd *kfds;
 	bool dead;
 	struct fastpath_stats st;
 	struct ratelimit rl;
@@ -74,15 +77,9 @@ static void fp_queue_cb(struct ev_loop *loop, ev_io *w, int revents)
 	fq->fd->ops->notify(fq->fd->opaque, fq->q);
 }
 
-bool fastpath_kernel_claims(struct fastpath *f, const ioreq_t *r)
+const struct slot_kernel *fastpath_kernel(const struct fastpath *f)
 {
-	for (unsigned i = 0; i < f->ndev; i++) {
-		if (fastpath_rule(r, f->devs[i].base, f->devs[i].nq)) {
-			f->st.left_to_kernel++;
-			return true;
-		}
-	}
-	return false;
+	return &f->kernel;
 }
 
 bool fastpath_raise(struct fastpath *f, unsigned i)
@@ -120,7 +117,7 @@ static int fp_ioeventfd(struct fastpath *f, const struct fp_dev *fd, unsigned q,
 		.ioreq = (uintptr_t)f->p.ioreq_page,
 		.ports = (uintptr_t)f->p.ports,
 		.addr = fd->base,
-		.addr_len = FASTPATH_NOTIFY_LEN,
+		.addr_len = SLOT_NOTIFY_LEN,
 		.event_fd = (uint32_t)efd,
 		.vcpus = f->p.nr_vcpus,
 		.vq = q,
@@ -176,6 +173,7 @@ static int fp_start_queue(struct fastpath *f, struct fp_dev *fd, unsigned q)
 	ev_io_start(f->p.loop, &fq->w);
 	/* From here on the kernel claims kicks of queues 0..q: so does our match rule. */
 	fd->nq = q + 1;
+	f->kfds[fd - f->devs].nq = fd->nq;
 	f->nqueues++;
 	return 0;
 }
@@ -221,6 +219,7 @@ static void fp_stop_dev(struct fastpath *f, struct fp_dev *fd)
 		if (rc < 0)
 			fp_log_undo(f, "ioeventfd", fd->name, rc);
 		fd->nq = q;
+		f->kfds[fd - f->devs].nq = q;
 		ev_io_stop(f->p.loop, &fq->w);
 		close(fq->w.fd);
 		fq->assigned = false;
@@ -242,6 +241,7 @@ void fastpath_stop(struct fastpath *f, bool dead)
 	f->dead = dead;
 	for (unsigned i = f->ndev; i-- > 0;)
 		fp_stop_dev(f, &f->devs[i]);
+	free(f->kfds);
 	free(f);
 }
 
@@ -256,11 +256,18 @@ int fastpath_start(const struct fastpath_params *p, const struct fastpath_window
 		return -ENOMEM;
 	f->p = *p;
 	f->rl = (struct ratelimit)RATELIMIT_DEFAULT;
+	f->kfds = calloc(ndev ? ndev : 1, sizeof(*f->kfds));
+	if (!f->kfds) {
+		free(f);
+		return -ENOMEM;
+	}
+	f->kernel = (struct slot_kernel){ .fds = f->kfds, .n = ndev };
 	for (unsigned i = 0; i < ndev; i++) {
 		f->devs[i] = (struct fp_dev){ .ops = wins[i].ops, .opaque = wins[i].opaque,
 					      .irq = wins[i].irq, .base = wins[i].base,
 					      .nqueues = wins[i].nqueues, .irqfd = -1 };
 		snprintf(f->devs[i].name, sizeof(f->devs[i].name), "%s", wins[i].name);
+		f->kfds[i].base = wins[i].base;
 	}
 	for (unsigned i = 0; rc == 0 && i < ndev; i++) {
 		f->ndev = i + 1;

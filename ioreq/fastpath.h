@@ -10,43 +10,25 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <xen/hvm/ioreq.h>
-
 #include "ioreq/window.h"
 
 struct ev_loop;
+struct slot_kernel;
 struct xen_privcmd;
-
-#define FASTPATH_NOTIFY_OFF 0x50u     /* QueueNotify in the virtio-mmio window */
-#define FASTPATH_NOTIFY_LEN 4u        /* registers are 4-byte: the only size we register */
-#define FASTPATH_VQ_MASK    0xffffu   /* the kernel compares the low 16 bits of the data */
-
-/*
- * The rule the kernel's ioeventfd handler claims a request by, for a window at `base` whose
- * queues 0..nq-1 have an ioeventfd each. A request it matches belongs to the kernel even if we
- * see it first (both handlers run for every event of the port): we must leave it READY.
- */
-static inline bool fastpath_rule(const ioreq_t *r, uint64_t base, unsigned nq)
-{
-	return r->state == STATE_IOREQ_READY && r->type == IOREQ_TYPE_COPY &&
-	       r->dir == IOREQ_WRITE && r->addr == base + FASTPATH_NOTIFY_OFF &&
-	       r->size == FASTPATH_NOTIFY_LEN && (r->data & FASTPATH_VQ_MASK) < nq;
-}
 
 struct fastpath_params {
 	struct ev_loop *loop;
 	struct xen_privcmd *pc;       /* restricted to domid; owned by the caller */
 	uint32_t domid;
 	const char *name;             /* the guest, for log lines */
-	void *ioreq_page;             /* our mapping of the ioreq server's page */
-	const uint32_t *ports;        /* local port of each vCPU */
+	void *ioreq_page;             /* our mapping of the notify server's ioreq page */
+	const uint32_t *ports;        /* local port of each vCPU on that server */
 	unsigned nr_vcpus;
 };
 
 struct fastpath_stats {
 	uint64_t notifies;            /* queue notifications read from an ioeventfd */
 	uint64_t irqs;                /* interrupts raised through an irqfd */
-	uint64_t left_to_kernel;      /* READY requests we saw first and left for the kernel */
 };
 
 /* One window as the fast path needs it (copied; the name too). */
@@ -68,8 +50,8 @@ struct fastpath;
 int fastpath_start(const struct fastpath_params *p, const struct fastpath_window *wins,
 		   unsigned nwin, struct fastpath **out);
 
-/* True when r is the kernel's to complete (count it as left_to_kernel). */
-bool fastpath_kernel_claims(struct fastpath *f, const ioreq_t *r);
+/* What the kernel now claims on the notify server (ioreq/slot.h); valid until fastpath_stop. */
+const struct slot_kernel *fastpath_kernel(const struct fastpath *f);
 
 /* Raise window i's interrupt through its irqfd; false when it has none (use the DM op). */
 bool fastpath_raise(struct fastpath *f, unsigned i);
@@ -77,7 +59,11 @@ bool fastpath_raise(struct fastpath *f, unsigned i);
 unsigned fastpath_queues(const struct fastpath *f);
 void fastpath_get_stats(const struct fastpath *f, struct fastpath_stats *st);
 
-/* Deassign in reverse order, stop watching, close the eventfds. dead: quieter logging. */
+/*
+ * Deassign in reverse order, stop watching, close the eventfds. dead: quieter logging. When it
+ * returns, no kernel handler runs on the notify server's slots (the last deassign frees the
+ * kernel's IRQ handlers, and free_irq() waits for one that is running).
+ */
 void fastpath_stop(struct fastpath *f, bool dead);
 
 #endif

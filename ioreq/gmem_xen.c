@@ -12,6 +12,7 @@
 #include "ioreq/gmem_xen.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -64,6 +65,7 @@ struct gmem_xen {
 	struct gx_bucket lru;          /* sentinel */
 
 	struct gx_temp *temps[GX_TEMP_HASH];
+	uint32_t ntemps, max_temps;    /* temporary mappings outstanding, and their bound */
 	struct gx_region *regions;
 	unsigned nregions;
 
@@ -288,6 +290,7 @@ static bool gx_temp_add(struct gmem_xen *gx, uint8_t *va, uint32_t npages, bool 
 	t->grant = grant;
 	t->next = gx->temps[slot];
 	gx->temps[slot] = t;
+	gx->ntemps++;
 	return true;
 }
 
@@ -302,6 +305,7 @@ static void gx_temp_release(struct gmem_xen *gx, struct gx_temp *t)
 	if (rc < 0)
 		log_warn("gmem: unmapping %u %s pages: %s", t->npages,
 			 t->grant ? "granted" : "foreign", strerror(errno));
+	gx->ntemps--;
 	free(t);
 }
 
@@ -326,6 +330,22 @@ static int gx_mmap_prot(unsigned prot)
 	return prot == GMEM_READ ? PROT_READ : PROT_READ | PROT_WRITE;
 }
 
+/*
+ * Each temporary mapping is a mapping (a VMA) of its own, and the guest decides how many exist:
+ * chains in flight times buffers per chain (a buffer across a 2 MiB boundary, every grant
+ * mapping). The bound keeps the daemon well inside vm.max_map_count, which counts every mapping
+ * of the process (malloc's, io_uring's): past it gmem_map() fails, and the chain with it.
+ */
+static bool gx_temp_room(struct gmem_xen *gx)
+{
+	if (gx->ntemps < gx->max_temps)
+		return true;
+	gx->st.temp_refused++;
+	log_rl(&gx->rl, LOG_WARNING, "gmem: %u temporary guest mappings outstanding, the bound: "
+	       "refusing more", gx->ntemps);
+	return false;
+}
+
 /* A foreign range of its own: every page must map, or nothing is returned. */
 static void *gx_foreign_temp(struct gmem_xen *gx, uint64_t gpa, uint64_t len, unsigned prot)
 {
@@ -336,7 +356,7 @@ static void *gx_foreign_temp(struct gmem_xen *gx, uint64_t gpa, uint64_t len, un
 	uint8_t *va = NULL;
 	size_t i;
 
-	if (!pfns || !err)
+	if (!pfns || !err || !gx_temp_room(gx))
 		goto out;
 	for (i = 0; i < npages; i++)
 		pfns[i] = (xen_pfn_t)(first + i);
@@ -366,7 +386,8 @@ static void *gx_grant_map(struct gmem_xen *gx, uint64_t gpa, uint64_t len, unsig
 	uint32_t *refs;
 	uint8_t *va;
 
-	if (!gx->gt || npages > GMEM_XEN_MAX_GRANTS || ref0 + npages - 1 > UINT32_MAX)
+	if (!gx->gt || npages > GMEM_XEN_MAX_GRANTS || ref0 + npages - 1 > UINT32_MAX ||
+	    !gx_temp_room(gx))
 		return NULL;
 	refs = malloc(npages * sizeof(*refs));
 	if (!refs)
@@ -611,6 +632,22 @@ static uint32_t gx_pow2_at_least(uint32_t n)
 	return p;
 }
 
+/* Half of vm.max_map_count (the rest for everything else), at most GMEM_XEN_MAX_TEMPS. */
+static uint32_t gx_max_temps(void)
+{
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+	unsigned long n = 0;
+
+	if (f) {
+		if (fscanf(f, "%lu", &n) != 1)
+			n = 0;
+		fclose(f);
+	}
+	if (n == 0 || n / 2 > GMEM_XEN_MAX_TEMPS)
+		return GMEM_XEN_MAX_TEMPS;
+	return n / 2 < GMEM_XEN_MIN_TEMPS ? GMEM_XEN_MIN_TEMPS : (uint32_t)(n / 2);
+}
+
 struct gmem *gmem_xen_create(xenforeignmemory_handle *fm, xengnttab_handle *gt, uint32_t domid,
 			     uint32_t cache_mib, bool premap)
 {
@@ -635,6 +672,8 @@ struct gmem *gmem_xen_create(xenforeignmemory_handle *fm, xengnttab_handle *gt, 
 	if (!gx->hash || !gx->by_va)
 		goto fail_free;
 	gx->st.max_buckets = gx->max_buckets;
+	gx->max_temps = gx_max_temps();
+	gx->st.max_temps = gx->max_temps;
 	if (premap)
 		gx_premap(gx);
 	return &gx->gm;

@@ -18,6 +18,12 @@
 #define GMEM_XEN_PAGE_SIZE    (UINT64_C(1) << GMEM_XEN_PAGE_SHIFT)
 #define GMEM_XEN_BUCKET_SHIFT 21                      /* 2 MiB buckets */
 #define GMEM_XEN_BUCKET_PAGES (1u << (GMEM_XEN_BUCKET_SHIFT - GMEM_XEN_PAGE_SHIFT))
+/*
+ * Temporary mappings outstanding per guest (grant mappings, foreign ranges across a bucket
+ * boundary): half of vm.max_map_count, within these limits (32765 with the default 65530).
+ */
+#define GMEM_XEN_MAX_TEMPS    32768u
+#define GMEM_XEN_MIN_TEMPS    1024u
 /* Largest grant mapping we build (refs per buffer); also what xengnttab_set_max_grants asks. */
 #define GMEM_XEN_MAX_GRANTS   16384u
 
@@ -35,6 +41,8 @@ struct gmem_xen_stats {
 	uint64_t temp_maps;     /* uncached foreign mappings (ranges crossing buckets) */
 	uint64_t grant_maps;    /* grant mappings */
 	uint64_t failures;      /* gmem_map() returning NULL */
+	uint64_t temp_refused;  /* of which: the temporary mapping bound was reached */
+	uint32_t max_temps;     /* that bound */
 	uint64_t invalidations;
 	uint32_t buckets;       /* buckets mapped now (including stale ones still referenced) */
 	uint32_t max_buckets;

@@ -14,3 +14,22 @@ $(XEN_LIFECYCLE_TEST): $(BUILD)/obj/tests/integration/test_xen_lifecycle.o $(XEN
 		       $(BUILD)/sim/libxsimguest.a $(BUILD)/sim/libxensim.a $(TLIB_OBJS) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(DEP_LIBS) $(TEST_LIBS) -lpthread
+
+# The slot protocol on its own (ioreq/slot.c, with privcmd.c's no-op race point).
+SLOT_TEST := $(BUILD)/tests/unit/test_slot
+$(SLOT_TEST): $(BUILD)/obj/tests/unit/test_slot.o $(call obj,ioreq/slot.c ioreq/privcmd.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS)
+
+# The same protocol against the kernel handler's steps in three threads, under ThreadSanitizer
+# (its own objects: TSan cannot share a process with ASan, and checks only what it compiled).
+# Runs in the plain pass only.
+ifneq ($(SAN),1)
+SLOT_TSAN_TEST := $(BUILD)/tests/tsan/test_slot_threads
+$(SLOT_TSAN_TEST): tests/tsan/test_slot_threads.c ioreq/slot.c ioreq/privcmd.c ioreq/slot.h \
+		   tests/xensim/kernel_handler.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -std=c11 -Wall -Wextra -Werror -O1 -g -fsanitize=thread \
+		-o $@ tests/tsan/test_slot_threads.c ioreq/slot.c ioreq/privcmd.c $(TEST_LIBS) -lpthread
+TESTS += $(SLOT_TSAN_TEST)
+endif

@@ -58,4 +58,11 @@ int xen_privcmd_ioeventfd(struct xen_privcmd *p, const struct xvd_privcmd_ioeven
 int xen_privcmd_irqfd(struct xen_privcmd *p, const struct xvd_privcmd_irqfd *a);
 void xen_privcmd_close(struct xen_privcmd *p);
 
+/*
+ * ioreq/slot.c reached `point` (enum slot_point) on a slot the kernel's ioeventfd handler
+ * shares with us. Nothing on Linux (the kernel runs when it runs); xensim's model of the dom0
+ * kernel may run steps of its handler here, which forces one interleaving of the two.
+ */
+void xen_privcmd_race(const volatile void *slot, unsigned point);
+
 #endif

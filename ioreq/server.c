@@ -1,15 +1,25 @@
 /*
- * One guest's ioreq server: the Xen objects of DESIGN.md §3, the dispatch of the guest's
- * register accesses to the virtio-mmio transport, and SPI injection.
+ * One guest's Xen side: the objects of DESIGN.md §3, the dispatch of the guest's register
+ * accesses to the windows' handlers (ioreq/window.h), and SPI injection.
+ *
+ * Two ioreq servers, when the notify fast path runs:
+ *   main    every register of every window, except QueueNotify; its ports are ours alone;
+ *   notify  the QueueNotify dword of each window; its ports are shared with the dom0 kernel's
+ *           ioeventfd handler, which completes the kicks it matches (ioreq/slot.h says how we
+ *           share a slot with it, and why nothing else goes on that server).
+ * Without the fast path there is only the main server, routing whole windows.
  *
  * Setup order (each stage undone in exact reverse by xen_guest_close()):
  *   open:  devicemodel, foreignmemory, evtchn, gnttab handles -> guest memory -> create the
- *          ioreq server -> map its ioreq frames -> enable it -> bind one port per vCPU
- *   add:   route each device window to the server
- *   start: restrict the handles -> assign the notify fast path (ioreq/fastpath.h) -> serve the
- *          event channel fd -> watch for the domain's death
- * The server is enabled before binding because Xen publishes each vCPU's vp_eport in the
- * ioreq page when the server is enabled; with no range routed yet, no ioreq can reach it early.
+ *          main server -> map its ioreq frames -> enable it -> bind one port per vCPU
+ *   add:   route each window to the main server
+ *   start: restrict the handles -> (fast path: create, map, enable and bind the notify server,
+ *          assign the eventfds, route each QueueNotify dword to it, then take that dword from
+ *          the main server) -> serve the event channel fd -> watch for the domain's death
+ * A server is enabled before binding because Xen publishes each vCPU's vp_eport in the ioreq
+ * page when the server is enabled; with no range routed yet, no ioreq can reach it early. The
+ * notify server gets its dwords only once every ioeventfd is assigned, so the kernel claims a
+ * kick there from the first one on, exactly as slot_kernel_claims() expects.
  */
 #include "ioreq/xen.h"
 
@@ -31,6 +41,7 @@
 #include "ioreq/fastpath.h"
 #include "ioreq/gmem_xen.h"
 #include "ioreq/privcmd.h"
+#include "ioreq/slot.h"
 #include "ioreq/xen_priv.h"
 #include "ioreq/xen_stats.h"
 #include "lib/log.h"
@@ -42,9 +53,36 @@
 #define XG_MAX_VCPUS      4096u      /* sanity bound on what nr_vcpus may claim */
 #define XG_MAX_WINDOWS    64u
 #define XG_MMIO_SPACE     1u         /* XEN_DMOP_IO_RANGE_MEMORY */
+#define XG_BUSY_RETRY_S   0.0005     /* a slot the kernel holds is looked at again this late */
 
-_Static_assert(sizeof(ioreq_t) == 32, "ioreq_t layout");
 _Static_assert(sizeof(evtchn_port_t) == sizeof(uint32_t), "ports handed to privcmd as u32");
+
+enum { XG_MAIN, XG_NOTIFY, XG_NSERVERS };
+
+/* A slot the kernel's handler held when we looked: look again from a timer (busy_w). */
+enum { XG_WAIT_NONE, XG_WAIT_TAKE, XG_WAIT_ANSWER, XG_WAIT_WINDOW };
+
+/* One ioreq server and the ports of its vCPU slots. */
+struct xg_server {
+	ioservid_t id;
+	bool created;
+	xenforeignmemory_resource_handle *res;
+	ioreq_t *slots;               /* nr_vcpus entries in the mapped ioreq frames */
+	evtchn_port_t *port;          /* local port of each vCPU (nr_bound valid) */
+	unsigned nr_bound;
+	uint8_t *wait;                /* per vCPU: XG_WAIT_*; its port stays masked meanwhile */
+	ioreq_t *held;                /* per vCPU: the request whose answer waits (XG_WAIT_ANSWER,
+				       * XG_WAIT_WINDOW) */
+	unsigned *waitwin;            /* per vCPU: the window an XG_WAIT_WINDOW write waits for */
+	const struct slot_kernel *kernel;  /* the kernel's ioeventfds here, or NULL */
+};
+
+/* A local port, for dispatch: which server's which vCPU. */
+struct xg_port {
+	evtchn_port_t port;
+	uint16_t server;
+	uint32_t vcpu;
+};
 
 struct xen_window {
 	struct xen_guest *g;
@@ -55,12 +93,8 @@ struct xen_window {
 	unsigned nqueues;
 	const struct xen_window_ops *ops;
 	void *opaque;
-	bool mapped;
-};
-
-struct xg_port {
-	evtchn_port_t port;   /* local port */
-	uint32_t vcpu;
+	bool routed;                  /* the main server has the window (less its kick dword) */
+	bool split;                   /* the notify server has the kick dword */
 };
 
 struct xen_guest {
@@ -76,22 +110,20 @@ struct xen_guest {
 	struct gmem *gm;
 
 	unsigned nr_vcpus;
-	ioservid_t id;
-	bool created;
-	xenforeignmemory_resource_handle *res;
-	ioreq_t *slots;               /* nr_vcpus entries in the mapped ioreq frames */
-	unsigned nr_frames;
-	evtchn_port_t *vcpu_port;     /* local port of each vCPU (nr_bound valid) */
-	unsigned nr_bound;
-	struct xg_port *ports;        /* the same, sorted by port, for dispatch */
+	unsigned nr_frames;           /* ioreq frames per server */
+	struct xg_server srv[XG_NSERVERS];
+	struct xg_port *ports;        /* every bound port, sorted, for dispatch */
+	unsigned nports;
 
 	struct xen_window win[XG_MAX_WINDOWS];
 	unsigned nwin;
 
-	struct fastpath *fp;          /* NULL: every access comes through the ioreq server */
+	struct fastpath *fp;          /* NULL: every access comes through the main server */
 	char fp_why[160];             /* why not, for the log line and STATUS */
 
 	ev_io evtchn_w;
+	ev_timer busy_w;              /* looks again at slots the kernel held (srv[].wait) */
+	unsigned nbusy;
 	bool serving;
 	bool dead;                    /* the domain is gone: Xen tore its side down with it */
 	struct xen_death_watch *death;
@@ -99,6 +131,7 @@ struct xen_guest {
 	void *death_opaque;
 
 	struct ratelimit rl;
+	struct slot_stats slot;
 	struct xen_guest_stats st;
 };
 
@@ -143,8 +176,11 @@ static uint64_t xg_serve_bad(struct xen_guest *g, const ioreq_t *r)
 	return r->dir == IOREQ_READ ? xg_size_mask(xg_size_ok(r->size) ? r->size : 8) : 0;
 }
 
-/* Handle a private copy of a request; returns the data to answer a read with. */
-static uint64_t xg_serve_req(struct xen_guest *g, const ioreq_t *r)
+/*
+ * Handle a private copy of a request; returns the data to answer a read with. *later: the
+ * window holds a write (XEN_WINDOW_LATER) in *wait_for.
+ */
+static uint64_t xg_serve_req(struct xen_guest *g, const ioreq_t *r, struct xen_window **later)
 {
 	struct xen_window *w;
 	uint64_t mask;
@@ -165,57 +201,138 @@ static uint64_t xg_serve_req(struct xen_guest *g, const ioreq_t *r)
 	off = (uint32_t)(r->addr - w->base);
 	if (r->dir == IOREQ_READ)
 		return w->ops->read(w->opaque, off, r->size) & mask;
-	w->ops->write(w->opaque, off, r->size, r->data & mask);
+	if (w->ops->write(w->opaque, off, r->size, r->data & mask) == XEN_WINDOW_LATER)
+		*later = w;
 	return 0;
 }
 
-/*
- * With the fast path the kernel's ioeventfd handler shares our port's event: a kick it will
- * claim may still look READY to us, and answering it would complete it twice. A kick it
- * claimed while we copied may have been followed by the vCPU's next request, so the copy may
- * mix two: then the slot no longer equals it and we leave it too. Either way the port is
- * still masked, so whatever is READY now comes back to us after the unmask.
- */
-static bool xg_leave_to_kernel(struct xen_guest *g, volatile ioreq_t *slot, const ioreq_t *req)
+static void xg_notify_vcpu(struct xen_guest *g, evtchn_port_t port, unsigned vcpu)
 {
-	ioreq_t again;
-
-	if (fastpath_kernel_claims(g->fp, req))
-		return true;
-	/* Read the slot again only after the first copy. */
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	memcpy(&again, (const void *)slot, sizeof(again));
-	if (memcmp(&again, req, sizeof(again)) == 0)
-		return false;
-	g->st.spurious++;
-	return true;
-}
-
-static void xg_serve_vcpu(struct xen_guest *g, unsigned vcpu)
-{
-	volatile ioreq_t *slot = &g->slots[vcpu];
-	ioreq_t req;
-	uint64_t data;
-
-	if (slot->state != STATE_IOREQ_READY) {
-		g->st.spurious++;
-		return;
-	}
-	/* Read barrier: Xen wrote the request before setting READY; read it only after. */
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	/* One copy: the guest's vCPU is stalled but the page stays shared; validate the copy. */
-	memcpy(&req, (const void *)slot, sizeof(req));
-	if (g->fp && xg_leave_to_kernel(g, slot, &req))
-		return;
-	data = xg_serve_req(g, &req);
-	if (req.dir == IOREQ_READ)
-		slot->data = data;
-	/* Write barrier: Xen must see the answer before it sees IORESP_READY. */
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-	slot->state = STATE_IORESP_READY;
-	if (xenevtchn_notify(g->xce, g->vcpu_port[vcpu]) < 0)
+	if (xenevtchn_notify(g->xce, port) < 0)
 		log_rl(&g->rl, LOG_WARNING, "xen: %s: notify vCPU %u: %s", g->name, vcpu,
 		       strerror(errno));
+}
+
+static void xg_unmask(struct xen_guest *g, evtchn_port_t port)
+{
+	if (xenevtchn_unmask(g->xce, port) < 0)
+		log_rl(&g->rl, LOG_WARNING, "xen: %s: unmask port %u: %s", g->name, port,
+		       strerror(errno));
+}
+
+/* Notify the vCPU when its answer was written; false when the kernel holds the slot. */
+static bool xg_answered(struct xen_guest *g, struct xg_server *s, unsigned vcpu,
+			enum slot_answer a)
+{
+	if (a == SLOT_ANSWERED)
+		xg_notify_vcpu(g, s->port[vcpu], vcpu);
+	return a != SLOT_HELD;
+}
+
+/*
+ * One look at a vCPU's slot after its port's event (the port is masked). Returns the wait
+ * (XG_WAIT_*) the kernel's handler left us with: the port stays masked until it is settled.
+ */
+static unsigned xg_serve_slot(struct xen_guest *g, struct xg_server *s, unsigned vcpu)
+{
+	volatile ioreq_t *slot = &s->slots[vcpu];
+	ioreq_t *req = &s->held[vcpu];
+	struct xen_window *later = NULL;
+	uint64_t data;
+
+	switch (slot_take(slot, s->kernel, req, &g->slot)) {
+	case SLOT_NOTHING:
+		g->st.spurious++;
+		return XG_WAIT_NONE;
+	case SLOT_KERNEL:
+		return XG_WAIT_NONE;
+	case SLOT_BUSY:
+		return XG_WAIT_TAKE;
+	case SLOT_OURS:
+		break;
+	}
+	data = xg_serve_req(g, req, &later);
+	if (later) {
+		/* Answered by xen_window_done(); its port stays masked until then. */
+		s->waitwin[vcpu] = later->index;
+		return XG_WAIT_WINDOW;
+	}
+	return xg_answered(g, s, vcpu, slot_answer(slot, s->kernel, req, data, &g->slot))
+		       ? XG_WAIT_NONE : XG_WAIT_ANSWER;
+}
+
+static void xg_set_wait(struct xen_guest *g, struct xg_server *s, unsigned vcpu, unsigned w)
+{
+	s->wait[vcpu] = (uint8_t)w;
+	/* A write the window holds needs no timer: xen_window_done() answers it. */
+	if (w == XG_WAIT_WINDOW)
+		return;
+	g->nbusy++;
+	if (!ev_is_active(&g->busy_w))
+		ev_timer_again(g->loop, &g->busy_w);
+}
+
+void xen_window_done(struct xen_window *w)
+{
+	struct xen_guest *g = w->g;
+
+	for (unsigned i = 0; i < XG_NSERVERS; i++) {
+		struct xg_server *s = &g->srv[i];
+
+		for (unsigned v = 0; s->wait && v < s->nr_bound; v++) {
+			if (s->wait[v] != XG_WAIT_WINDOW || s->waitwin[v] != w->index)
+				continue;
+			s->wait[v] = XG_WAIT_NONE;
+			if (xg_answered(g, s, v, slot_answer(&s->slots[v], s->kernel, &s->held[v], 0,
+							     &g->slot)))
+				xg_unmask(g, s->port[v]);
+			else
+				xg_set_wait(g, s, v, XG_WAIT_ANSWER);
+		}
+	}
+}
+
+/* A slot the kernel held last time: take it again, or write the answer we kept. */
+static unsigned xg_retry_slot(struct xen_guest *g, struct xg_server *s, unsigned vcpu)
+{
+	if (s->wait[vcpu] == XG_WAIT_TAKE)
+		return xg_serve_slot(g, s, vcpu);
+	return xg_answered(g, s, vcpu, slot_answer_again(&s->slots[vcpu], s->kernel,
+							 &s->held[vcpu], &g->slot))
+		       ? XG_WAIT_NONE : XG_WAIT_ANSWER;
+}
+
+/* The kernel's handler held these slots last time: look again, unmask what is settled. */
+static void xg_busy_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct xen_guest *g = container_of(t, struct xen_guest, busy_w);
+
+	(void)revents;
+	for (unsigned i = 0; i < XG_NSERVERS && g->nbusy; i++) {
+		struct xg_server *s = &g->srv[i];
+
+		for (unsigned v = 0; s->wait && v < s->nr_bound; v++) {
+			unsigned w;
+
+			if (s->wait[v] == XG_WAIT_NONE || s->wait[v] == XG_WAIT_WINDOW)
+				continue;
+			w = xg_retry_slot(g, s, v);
+			if (w == XG_WAIT_WINDOW) {
+				g->nbusy--;
+				s->wait[v] = (uint8_t)w;
+				continue;
+			}
+			if (w) {
+				s->wait[v] = (uint8_t)w;
+				continue;
+			}
+			s->wait[v] = XG_WAIT_NONE;
+			g->nbusy--;
+			xg_unmask(g, s->port[v]);
+		}
+	}
+	if (!g->nbusy)
+		ev_timer_stop(loop, t);
 }
 
 static int xg_port_cmp(const void *a, const void *b)
@@ -225,13 +342,11 @@ static int xg_port_cmp(const void *a, const void *b)
 	return x->port < y->port ? -1 : x->port > y->port;
 }
 
-static int xg_port_vcpu(const struct xen_guest *g, evtchn_port_t port)
+static const struct xg_port *xg_port_find(const struct xen_guest *g, evtchn_port_t port)
 {
 	struct xg_port key = { .port = port };
-	const struct xg_port *p = g->nr_bound ? bsearch(&key, g->ports, g->nr_bound, sizeof(key),
-							xg_port_cmp) : NULL;
 
-	return p ? (int)p->vcpu : -1;
+	return g->nports ? bsearch(&key, g->ports, g->nports, sizeof(key), xg_port_cmp) : NULL;
 }
 
 static void xg_evtchn_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -243,16 +358,22 @@ static void xg_evtchn_cb(struct ev_loop *loop, ev_io *w, int revents)
 	(void)revents;
 	/* The fd is non-blocking: drain every pending port, then let the loop wait again. */
 	while ((port = xenevtchn_pending(g->xce)) >= 0) {
-		int vcpu = xg_port_vcpu(g, (evtchn_port_t)port);
+		const struct xg_port *p = xg_port_find(g, (evtchn_port_t)port);
 
-		if (vcpu >= 0)
-			xg_serve_vcpu(g, (unsigned)vcpu);
-		else
+		if (!p) {
 			log_rl(&g->rl, LOG_WARNING, "xen: %s: event on unknown port %d", g->name,
 			       port);
-		if (xenevtchn_unmask(g->xce, (evtchn_port_t)port) < 0)
-			log_rl(&g->rl, LOG_WARNING, "xen: %s: unmask port %d: %s", g->name, port,
-			       strerror(errno));
+			xg_unmask(g, (evtchn_port_t)port);
+		} else if (g->srv[p->server].wait[p->vcpu]) {
+			/* Masked until the retry settles it; cannot normally fire meanwhile. */
+		} else {
+			unsigned w = xg_serve_slot(g, &g->srv[p->server], p->vcpu);
+
+			if (w)
+				xg_set_wait(g, &g->srv[p->server], p->vcpu, w);
+			else
+				xg_unmask(g, (evtchn_port_t)port);
+		}
 		if (!g->serving)
 			return;
 	}
@@ -283,6 +404,141 @@ void xen_window_raise_irq(struct xen_window *w)
 		return;
 	}
 	g->st.irqs++;
+}
+
+/* ---- servers ---- */
+
+static int xg_create_server(struct xen_guest *g, struct xg_server *s)
+{
+	void *addr = NULL;
+
+	/* Arm has no buffered ioreqs: every access is synchronous. */
+	if (xendevicemodel_create_ioreq_server(g->dm, (domid_t)g->opts.domid,
+					       HVM_IOREQSRV_BUFIOREQ_OFF, &s->id) < 0)
+		return -errno;
+	s->created = true;
+	s->res = xenforeignmemory_map_resource(g->fm, (domid_t)g->opts.domid,
+					       XENMEM_resource_ioreq_server, s->id,
+					       XENMEM_resource_ioreq_server_frame_ioreq(0),
+					       g->nr_frames, &addr, PROT_READ | PROT_WRITE, 0);
+	if (!s->res)
+		return -errno;
+	s->slots = addr;
+	if (xendevicemodel_set_ioreq_server_state(g->dm, (domid_t)g->opts.domid, s->id, 1) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Add s's ports to the dispatch table (kept sorted). */
+static int xg_index_ports(struct xen_guest *g, unsigned server)
+{
+	struct xg_server *s = &g->srv[server];
+	struct xg_port *p = realloc(g->ports, (g->nports + s->nr_bound) * sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	g->ports = p;
+	for (unsigned v = 0; v < s->nr_bound; v++)
+		g->ports[g->nports++] = (struct xg_port){ .port = s->port[v],
+							  .server = (uint16_t)server, .vcpu = v };
+	qsort(g->ports, g->nports, sizeof(g->ports[0]), xg_port_cmp);
+	return 0;
+}
+
+static int xg_bind_ports(struct xen_guest *g, unsigned server)
+{
+	struct xg_server *s = &g->srv[server];
+
+	s->port = calloc(g->nr_vcpus, sizeof(*s->port));
+	s->wait = calloc(g->nr_vcpus, sizeof(*s->wait));
+	s->held = calloc(g->nr_vcpus, sizeof(*s->held));
+	s->waitwin = calloc(g->nr_vcpus, sizeof(*s->waitwin));
+	if (!s->port || !s->wait || !s->held || !s->waitwin)
+		return -ENOMEM;
+	for (unsigned i = 0; i < g->nr_vcpus; i++) {
+		/* Read once: the page is shared with Xen. */
+		uint32_t remote = ((volatile ioreq_t *)&s->slots[i])->vp_eport;
+		xenevtchn_port_or_error_t p = xenevtchn_bind_interdomain(g->xce, g->opts.domid,
+									 remote);
+
+		if (p < 0) {
+			log_err("xen: %s: binding vCPU %u port %u: %s", g->name, i, remote,
+				strerror(errno));
+			return -errno ? -errno : -EIO;
+		}
+		s->port[i] = (evtchn_port_t)p;
+		s->nr_bound = i + 1;
+	}
+	return xg_index_ports(g, server);
+}
+
+/* A teardown call that failed: expected once the domain is gone, a warning otherwise. */
+static void xg_log_teardown(const struct xen_guest *g, const char *what, int err)
+{
+	if (g->dead)
+		log_debug("xen: %s (domain gone): %s", what, strerror(err));
+	else
+		xg_log_call(what, err);
+}
+
+static void xg_unindex_ports(struct xen_guest *g, unsigned server)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < g->nports; i++)
+		if (g->ports[i].server != server)
+			g->ports[n++] = g->ports[i];
+	g->nports = n;
+}
+
+static void xg_unbind_ports(struct xen_guest *g, unsigned server)
+{
+	struct xg_server *s = &g->srv[server];
+
+	xg_unindex_ports(g, server);
+	for (unsigned i = s->nr_bound; i-- > 0;)
+		if (xenevtchn_unbind(g->xce, s->port[i]) < 0)
+			xg_log_teardown(g, "unbinding a vCPU port", errno);
+	for (unsigned i = 0; s->wait && i < s->nr_bound; i++)
+		g->nbusy -= s->wait[i] == XG_WAIT_TAKE || s->wait[i] == XG_WAIT_ANSWER;
+	s->nr_bound = 0;
+	free(s->port);
+	free(s->wait);
+	free(s->held);
+	free(s->waitwin);
+	s->waitwin = NULL;
+	s->port = NULL;
+	s->wait = NULL;
+	s->held = NULL;
+}
+
+static void xg_destroy_server(struct xen_guest *g, unsigned server)
+{
+	struct xg_server *s = &g->srv[server];
+
+	xg_unbind_ports(g, server);
+	if (s->res && xenforeignmemory_unmap_resource(g->fm, s->res) < 0)
+		xg_log_teardown(g, "unmapping the ioreq frames", errno);
+	s->res = NULL;
+	s->slots = NULL;
+	if (s->created &&
+	    xendevicemodel_destroy_ioreq_server(g->dm, (domid_t)g->opts.domid, s->id) < 0)
+		xg_log_teardown(g, "destroying the ioreq server", errno);
+	s->created = false;
+	s->kernel = NULL;
+}
+
+static int xg_open_server(struct xen_guest *g, unsigned server)
+{
+	int rc = xg_create_server(g, &g->srv[server]);
+
+	if (rc < 0) {
+		log_err("xen: %s: setting up the %s ioreq server (%u vCPUs, %u frames): %s",
+			g->name, server == XG_MAIN ? "main" : "notify", g->nr_vcpus, g->nr_frames,
+			strerror(-rc));
+		return rc;
+	}
+	return xg_bind_ports(g, server);
 }
 
 /* ---- stage 1: open ---- */
@@ -344,52 +600,6 @@ static int xg_count_vcpus(struct xen_guest *g)
 	return 0;
 }
 
-static int xg_create_server(struct xen_guest *g)
-{
-	void *addr = NULL;
-
-	/* Arm has no buffered ioreqs: every access is synchronous. */
-	if (xendevicemodel_create_ioreq_server(g->dm, (domid_t)g->opts.domid,
-					       HVM_IOREQSRV_BUFIOREQ_OFF, &g->id) < 0)
-		return -errno;
-	g->created = true;
-	g->res = xenforeignmemory_map_resource(g->fm, (domid_t)g->opts.domid,
-					       XENMEM_resource_ioreq_server, g->id,
-					       XENMEM_resource_ioreq_server_frame_ioreq(0),
-					       g->nr_frames, &addr, PROT_READ | PROT_WRITE, 0);
-	if (!g->res)
-		return -errno;
-	g->slots = addr;
-	if (xendevicemodel_set_ioreq_server_state(g->dm, (domid_t)g->opts.domid, g->id, 1) < 0)
-		return -errno;
-	return 0;
-}
-
-static int xg_bind_ports(struct xen_guest *g)
-{
-	g->vcpu_port = calloc(g->nr_vcpus, sizeof(*g->vcpu_port));
-	g->ports = calloc(g->nr_vcpus, sizeof(*g->ports));
-	if (!g->vcpu_port || !g->ports)
-		return -ENOMEM;
-	for (unsigned i = 0; i < g->nr_vcpus; i++) {
-		/* Read once: the page is shared with Xen. */
-		uint32_t remote = ((volatile ioreq_t *)&g->slots[i])->vp_eport;
-		xenevtchn_port_or_error_t p = xenevtchn_bind_interdomain(g->xce, g->opts.domid,
-									 remote);
-
-		if (p < 0) {
-			log_err("xen: %s: binding vCPU %u port %u: %s", g->name, i, remote,
-				strerror(errno));
-			return -errno ? -errno : -EIO;
-		}
-		g->vcpu_port[i] = (evtchn_port_t)p;
-		g->ports[i] = (struct xg_port){ .port = (evtchn_port_t)p, .vcpu = i };
-		g->nr_bound = i + 1;
-	}
-	qsort(g->ports, g->nr_bound, sizeof(g->ports[0]), xg_port_cmp);
-	return 0;
-}
-
 /* The dispatch loop drains until EAGAIN, so the fd must not block. */
 static int xg_fd_nonblock(struct xen_guest *g)
 {
@@ -417,12 +627,7 @@ static int xg_open_stages(struct xen_guest *g)
 				g->opts.premap);
 	if (!g->gm)
 		return -ENOMEM;
-	if ((rc = xg_create_server(g)) < 0) {
-		log_err("xen: %s: setting up the ioreq server (%u vCPUs, %u frames): %s",
-			g->name, g->nr_vcpus, g->nr_frames, strerror(-rc));
-		return rc;
-	}
-	if ((rc = xg_bind_ports(g)) < 0)
+	if ((rc = xg_open_server(g, XG_MAIN)) < 0)
 		return rc;
 	if ((rc = xg_fd_nonblock(g)) < 0) {
 		log_err("xen: %s: event channel fd: %s", g->name, strerror(-rc));
@@ -444,6 +649,8 @@ int xen_guest_open(struct ev_loop *loop, const struct xen_opts *opts, struct xen
 	g->loop = loop;
 	g->opts = *opts;
 	g->rl = (struct ratelimit)RATELIMIT_DEFAULT;
+	ev_init(&g->busy_w, xg_busy_cb);
+	g->busy_w.repeat = XG_BUSY_RETRY_S;
 	if (xen_domain_name(opts->domid, g->name, sizeof(g->name)) < 0)
 		snprintf(g->name, sizeof(g->name), "domain %u", opts->domid);
 	rc = xg_open_stages(g);
@@ -453,8 +660,8 @@ int xen_guest_open(struct ev_loop *loop, const struct xen_opts *opts, struct xen
 	}
 	g->st.nr_vcpus = g->nr_vcpus;
 	g->st.nr_frames = g->nr_frames;
-	log_info("xen: %s: ioreq server %u, %u vCPUs, %u ioreq frames", g->name, g->id,
-		 g->nr_vcpus, g->nr_frames);
+	log_info("xen: %s: ioreq server %u, %u vCPUs, %u ioreq frames", g->name,
+		 g->srv[XG_MAIN].id, g->nr_vcpus, g->nr_frames);
 	*out = g;
 	return 0;
 }
@@ -476,6 +683,19 @@ bool xen_guest_grant_usage(const struct xen_guest *g)
 
 /* ---- stage 2: windows ---- */
 
+static int xg_route(struct xen_guest *g, unsigned server, bool map, uint64_t start,
+		    uint64_t end)
+{
+	domid_t d = (domid_t)g->opts.domid;
+	ioservid_t id = g->srv[server].id;
+	int rc = map ? xendevicemodel_map_io_range_to_ioreq_server(g->dm, d, id, XG_MMIO_SPACE,
+								   start, end)
+		     : xendevicemodel_unmap_io_range_from_ioreq_server(g->dm, d, id,
+								       XG_MMIO_SPACE, start, end);
+
+	return rc < 0 ? -errno : 0;
+}
+
 static bool xg_window_overlaps(const struct xen_guest *g, uint64_t base)
 {
 	for (unsigned i = 0; i < g->nwin; i++)
@@ -490,6 +710,7 @@ int xen_guest_add_window(struct xen_guest *g, const struct xen_window_desc *d,
 {
 	uint64_t base = d->base;
 	struct xen_window *w;
+	int rc;
 
 	*out = NULL;
 	if (g->nwin >= XG_MAX_WINDOWS || base > UINT64_MAX - PLATFORM_MMIO_WINDOW ||
@@ -498,19 +719,16 @@ int xen_guest_add_window(struct xen_guest *g, const struct xen_window_desc *d,
 			(unsigned long long)base, d->irq);
 		return -EINVAL;
 	}
-	if (xendevicemodel_map_io_range_to_ioreq_server(g->dm, (domid_t)g->opts.domid, g->id,
-							XG_MMIO_SPACE, base,
-							base + PLATFORM_MMIO_WINDOW - 1) < 0) {
-		int err = errno;
-
+	rc = xg_route(g, XG_MAIN, true, base, base + PLATFORM_MMIO_WINDOW - 1);
+	if (rc < 0) {
 		log_err("xen: %s: %s: routing 0x%llx: %s", g->name, d->name,
-			(unsigned long long)base, strerror(err));
-		return -err;
+			(unsigned long long)base, strerror(-rc));
+		return rc;
 	}
 	w = &g->win[g->nwin];
 	*w = (struct xen_window){ .g = g, .index = g->nwin, .base = base, .irq = d->irq,
 				  .nqueues = d->nqueues, .ops = d->ops, .opaque = d->opaque,
-				  .mapped = true };
+				  .routed = true };
 	snprintf(w->name, sizeof(w->name), "%s", d->name);
 	g->nwin++;
 	*out = w;
@@ -545,6 +763,7 @@ static void xg_death_cb(void *opaque)
 	g->dead = true;
 	if (g->serving) {
 		ev_io_stop(g->loop, &g->evtchn_w);
+		ev_timer_stop(g->loop, &g->busy_w);
 		g->serving = false;
 	}
 	if (g->on_death)
@@ -560,14 +779,86 @@ static void xg_fastpath_why(struct xen_guest *g, int rc)
 		snprintf(g->fp_why, sizeof(g->fp_why), "assigning the eventfds: %s", strerror(-rc));
 }
 
-/* Try the fast path; on any failure everything stays on the ioreq path, with fp_why set. */
-static void xg_fastpath_start(struct xen_guest *g)
+/* [base + 0x50, base + 0x54): the kick dword, the notify server's part of a window. */
+static uint64_t xg_kick(const struct xen_window *w)
+{
+	return w->base + SLOT_NOTIFY_OFF;
+}
+
+/*
+ * Give the notify server each window's kick dword: first route it there (where the two
+ * overlap, Xen picks one server or the other, both answer a kick), then take it from the
+ * main server, which splits that window's range in two. No access finds no server.
+ */
+static int xg_split_windows(struct xen_guest *g)
+{
+	for (unsigned i = 0; i < g->nwin; i++) {
+		struct xen_window *w = &g->win[i];
+		uint64_t k = xg_kick(w);
+		int rc = xg_route(g, XG_NOTIFY, true, k, k + SLOT_NOTIFY_LEN - 1);
+
+		if (rc < 0)
+			return rc;
+		w->split = true;
+		rc = xg_route(g, XG_MAIN, false, k, k + SLOT_NOTIFY_LEN - 1);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* The reverse: the main server takes each kick dword back, then the notify server lets go. */
+static void xg_join_windows(struct xen_guest *g)
+{
+	for (unsigned i = g->nwin; i-- > 0;) {
+		struct xen_window *w = &g->win[i];
+		uint64_t k = xg_kick(w);
+		int rc;
+
+		if (!w->split)
+			continue;
+		if (w->routed && (rc = xg_route(g, XG_MAIN, true, k, k + SLOT_NOTIFY_LEN - 1)) < 0 &&
+		    rc != -EEXIST)
+			xg_log_teardown(g, "routing a kick dword back", -rc);
+		if ((rc = xg_route(g, XG_NOTIFY, false, k, k + SLOT_NOTIFY_LEN - 1)) < 0)
+			xg_log_teardown(g, "unrouting a kick dword", -rc);
+		w->split = false;
+	}
+}
+
+static int xg_fastpath_assign(struct xen_guest *g)
 {
 	struct fastpath_params p = {
 		.loop = g->loop, .pc = g->pc, .domid = g->opts.domid, .name = g->name,
-		.ioreq_page = g->slots, .ports = g->vcpu_port, .nr_vcpus = g->nr_vcpus,
+		.ioreq_page = g->srv[XG_NOTIFY].slots, .ports = g->srv[XG_NOTIFY].port,
+		.nr_vcpus = g->nr_vcpus,
 	};
 	struct fastpath_window wins[XG_MAX_WINDOWS];
+
+	for (unsigned i = 0; i < g->nwin; i++) {
+		const struct xen_window *w = &g->win[i];
+
+		wins[i] = (struct fastpath_window){ .name = w->name, .base = w->base, .irq = w->irq,
+						    .nqueues = w->nqueues, .ops = w->ops,
+						    .opaque = w->opaque };
+	}
+	return fastpath_start(&p, wins, g->nwin, &g->fp);
+}
+
+/* Undo what xg_fastpath_start() did, in reverse; safe on any part of it. */
+static void xg_fastpath_undo(struct xen_guest *g)
+{
+	xg_join_windows(g);
+	/* The last deassign waits for a kernel handler that still runs (free_irq). */
+	fastpath_stop(g->fp, g->dead);
+	g->fp = NULL;
+	g->srv[XG_NOTIFY].kernel = NULL;
+	xg_destroy_server(g, XG_NOTIFY);
+}
+
+/* Try the fast path; on any failure everything stays on the main server, with fp_why set. */
+static void xg_fastpath_start(struct xen_guest *g)
+{
 	int rc;
 
 	if (!g->pc)
@@ -582,16 +873,26 @@ static void xg_fastpath_start(struct xen_guest *g)
 		snprintf(g->fp_why, sizeof(g->fp_why), "no device");
 		return;
 	}
-	for (unsigned i = 0; i < g->nwin; i++) {
-		const struct xen_window *w = &g->win[i];
-
-		wins[i] = (struct fastpath_window){ .name = w->name, .base = w->base, .irq = w->irq,
-						    .nqueues = w->nqueues, .ops = w->ops,
-						    .opaque = w->opaque };
+	rc = xg_open_server(g, XG_NOTIFY);
+	if (rc < 0) {
+		snprintf(g->fp_why, sizeof(g->fp_why), "creating the notify ioreq server: %s",
+			 strerror(-rc));
+		xg_destroy_server(g, XG_NOTIFY);
+		return;
 	}
-	rc = fastpath_start(&p, wins, g->nwin, &g->fp);
-	if (rc < 0)
+	rc = xg_fastpath_assign(g);
+	if (rc < 0) {
 		xg_fastpath_why(g, rc);
+		xg_destroy_server(g, XG_NOTIFY);
+		return;
+	}
+	g->srv[XG_NOTIFY].kernel = fastpath_kernel(g->fp);
+	rc = xg_split_windows(g);
+	if (rc < 0) {
+		snprintf(g->fp_why, sizeof(g->fp_why), "routing the kick registers: %s",
+			 strerror(-rc));
+		xg_fastpath_undo(g);
+	}
 }
 
 bool xen_guest_notify_path(const struct xen_guest *g, const char **why)
@@ -604,8 +905,9 @@ bool xen_guest_notify_path(const struct xen_guest *g, const char **why)
 static void xg_log_notify_path(const struct xen_guest *g)
 {
 	if (g->fp)
-		log_notice("xen: %s: notify path: privcmd ioeventfd+irqfd (%u queues)", g->name,
-			   fastpath_queues(g->fp));
+		log_notice("xen: %s: notify path: privcmd ioeventfd+irqfd (%u queues, kicks on "
+			   "ioreq server %u)", g->name, fastpath_queues(g->fp),
+			   g->srv[XG_NOTIFY].id);
 	else
 		log_notice("xen: %s: notify path: ioreq (%s)", g->name, g->fp_why);
 }
@@ -639,55 +941,18 @@ int xen_guest_start(struct xen_guest *g, void (*on_death)(void *opaque), void *o
 
 /* ---- teardown ---- */
 
-/*
- * A teardown call that failed. Once the domain is gone, Xen has already destroyed its ioreq
- * servers (calls then fail with ENOENT or ESRCH): undoing them is moot, not worth a warning.
- */
-static void xg_log_teardown(const struct xen_guest *g, const char *what, int err)
-{
-	if (g->dead)
-		log_debug("xen: %s (domain gone): %s", what, strerror(err));
-	else
-		xg_log_call(what, err);
-}
-
-static void xg_unmap_windows(struct xen_guest *g)
+static void xg_unroute_windows(struct xen_guest *g)
 {
 	for (unsigned i = g->nwin; i-- > 0;) {
 		struct xen_window *w = &g->win[i];
+		int rc;
 
-		if (w->mapped &&
-		    xendevicemodel_unmap_io_range_from_ioreq_server(
-			    g->dm, (domid_t)g->opts.domid, g->id, XG_MMIO_SPACE, w->base,
-			    w->base + PLATFORM_MMIO_WINDOW - 1) < 0)
-			xg_log_teardown(g, "unmapping an mmio window", errno);
-		w->mapped = false;
+		if (w->routed &&
+		    (rc = xg_route(g, XG_MAIN, false, w->base, w->base + PLATFORM_MMIO_WINDOW - 1)) < 0)
+			xg_log_teardown(g, "unmapping an mmio window", -rc);
+		w->routed = false;
 	}
 	g->nwin = 0;
-}
-
-static void xg_unbind_ports(struct xen_guest *g)
-{
-	for (unsigned i = g->nr_bound; i-- > 0;)
-		if (xenevtchn_unbind(g->xce, g->vcpu_port[i]) < 0)
-			xg_log_teardown(g, "unbinding a vCPU port", errno);
-	g->nr_bound = 0;
-	free(g->ports);
-	free(g->vcpu_port);
-	g->ports = NULL;
-	g->vcpu_port = NULL;
-}
-
-static void xg_destroy_server(struct xen_guest *g)
-{
-	if (g->res && xenforeignmemory_unmap_resource(g->fm, g->res) < 0)
-		xg_log_teardown(g, "unmapping the ioreq frames", errno);
-	g->res = NULL;
-	g->slots = NULL;
-	if (g->created &&
-	    xendevicemodel_destroy_ioreq_server(g->dm, (domid_t)g->opts.domid, g->id) < 0)
-		xg_log_teardown(g, "destroying the ioreq server", errno);
-	g->created = false;
 }
 
 static void xg_close_handles(struct xen_guest *g)
@@ -716,13 +981,14 @@ void xen_guest_close(struct xen_guest *g)
 	g->death = NULL;
 	if (g->serving)
 		ev_io_stop(g->loop, &g->evtchn_w);
+	ev_timer_stop(g->loop, &g->busy_w);
 	g->serving = false;
 	/* Before the ports and the ioreq page the kernel's handlers use go. */
-	fastpath_stop(g->fp, g->dead);
-	g->fp = NULL;
-	xg_unmap_windows(g);
-	xg_unbind_ports(g);
-	xg_destroy_server(g);
+	xg_fastpath_undo(g);
+	xg_unroute_windows(g);
+	xg_destroy_server(g, XG_MAIN);
+	free(g->ports);
+	g->ports = NULL;
 	gmem_destroy(g->gm);
 	g->gm = NULL;
 	xg_close_handles(g);
@@ -741,6 +1007,12 @@ void xen_guest_get_stats(struct xen_guest *g, struct xen_guest_stats *st)
 	struct gmem_xen_stats ms;
 
 	*st = g->st;
+	st->left_to_kernel = g->slot.kernel_left;
+	st->kernel_waits = g->slot.kernel_waits;
+	st->kernel_busy = g->slot.kernel_busy;
+	st->slot_unstable = g->slot.unstable;
+	st->answers_lost = g->slot.lost;
+	st->answers_held = g->slot.held;
 	if (g->fp) {
 		struct fastpath_stats fs;
 
@@ -749,7 +1021,6 @@ void xen_guest_get_stats(struct xen_guest *g, struct xen_guest_stats *st)
 		st->fast_queues = fastpath_queues(g->fp);
 		st->eventfd_notifies = fs.notifies;
 		st->irqfd_irqs = fs.irqs;
-		st->left_to_kernel = fs.left_to_kernel;
 	}
 	if (!g->gm)
 		return;
@@ -787,7 +1058,9 @@ void xen_guest_dump(struct xen_guest *g)
 	xg_log_notify_path(g);
 	log_notice("xen: %s: stats vcpus=%u ioreqs=%llu bad_ioreqs=%llu invalidates=%llu "
 		   "spurious=%llu irqs=%llu irq_errors=%llu fastpath=%u fast_queues=%u "
-		   "eventfd_notifies=%llu irqfd_irqs=%llu left_to_kernel=%llu maps=%llu "
+		   "eventfd_notifies=%llu irqfd_irqs=%llu left_to_kernel=%llu kernel_waits=%llu "
+		   "kernel_busy=%llu slot_unstable=%llu answers_lost=%llu answers_held=%llu "
+		   "maps=%llu "
 		   "cache_hits=%llu "
 		   "bucket_maps=%llu evictions=%llu temp_maps=%llu grant_maps=%llu "
 		   "map_failures=%llu buckets=%u/%u premapped_mib=%llu",
@@ -796,7 +1069,10 @@ void xen_guest_dump(struct xen_guest *g)
 		   (unsigned long long)s.spurious, (unsigned long long)s.irqs,
 		   (unsigned long long)s.irq_errors, s.fastpath, s.fast_queues,
 		   (unsigned long long)s.eventfd_notifies, (unsigned long long)s.irqfd_irqs,
-		   (unsigned long long)s.left_to_kernel, (unsigned long long)s.maps,
+		   (unsigned long long)s.left_to_kernel, (unsigned long long)s.kernel_waits,
+		   (unsigned long long)s.kernel_busy, (unsigned long long)s.slot_unstable,
+		   (unsigned long long)s.answers_lost, (unsigned long long)s.answers_held,
+		   (unsigned long long)s.maps,
 		   (unsigned long long)s.cache_hits, (unsigned long long)s.bucket_maps,
 		   (unsigned long long)s.evictions, (unsigned long long)s.temp_maps,
 		   (unsigned long long)s.grant_maps, (unsigned long long)s.map_failures,

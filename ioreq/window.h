@@ -14,7 +14,11 @@ struct xen_window;
 struct xen_window_ops {
 	/* A guest access at `off` bytes into the window, size 1, 2, 4 or 8, wholly inside it. */
 	uint64_t (*read)(void *opaque, uint32_t off, unsigned size);
-	void (*write)(void *opaque, uint32_t off, unsigned size, uint64_t val);
+	/*
+	 * 0 when the write is done; XEN_WINDOW_LATER to hold the guest's vCPU on it (the loop
+	 * goes on) until xen_window_done() (a reset waiting for the device's I/O).
+	 */
+	int (*write)(void *opaque, uint32_t off, unsigned size, uint64_t val);
 	/*
 	 * The dom0 kernel completed a 4-byte write of q to the virtio-mmio QueueNotify register
 	 * (offset 0x50) for us (the notify fast path, ioreq/fastpath.h): q < nqueues.
@@ -41,5 +45,9 @@ int xen_guest_add_window(struct xen_guest *g, const struct xen_window_desc *w,
 
 /* Inject the window's SPI (an edge; never blocks). */
 void xen_window_raise_irq(struct xen_window *w);
+
+#define XEN_WINDOW_LATER 1
+/* The writes of w its ops answered XEN_WINDOW_LATER are done: answer them. */
+void xen_window_done(struct xen_window *w);
 
 #endif

@@ -24,6 +24,11 @@ struct xen_guest_stats {
 	uint64_t eventfd_notifies;/* queue notifications that came through an ioeventfd */
 	uint64_t irqfd_irqs;      /* interrupts raised through an irqfd */
 	uint64_t left_to_kernel;  /* READY requests seen first and left for the kernel to claim */
+	uint64_t kernel_waits;    /* slots the kernel's handler held when we looked (ioreq/slot.h) */
+	uint64_t kernel_busy;     /* ... for longer than our spin: looked at again from a timer */
+	uint64_t slot_unstable;   /* copies that changed under us: looked again */
+	uint64_t answers_lost;    /* answers not written: the slot was no longer that request */
+	uint64_t answers_held;    /* answers the kernel's handler made us keep: written later */
 	/* guest memory (ioreq/gmem_xen.c) */
 	uint64_t maps;
 	uint64_t cache_hits;

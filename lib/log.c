@@ -74,7 +74,8 @@ bool ratelimit_ok(struct ratelimit *rl)
 
 	if (now - rl->window_start_ms >= rl->interval_ms) {
 		if (rl->suppressed)
-			xvd_log(LOG_WARNING, "%u similar messages suppressed", rl->suppressed);
+			xvd_log(LOG_WARNING, "%s%s%u similar messages suppressed",
+				rl->what ? rl->what : "", rl->what ? ": " : "", rl->suppressed);
 		rl->window_start_ms = now;
 		rl->printed = 0;
 		rl->suppressed = 0;

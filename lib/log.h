@@ -24,11 +24,14 @@ void xvd_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 
 /*
  * Rate limit for messages a guest can provoke: at most `burst` messages per `interval_ms`;
- * the number suppressed is reported with the next message that passes.
+ * the number suppressed is reported with the next message that passes, under `what` (the
+ * device and kind, when the owner sets it). Give each kind of message its own limit, so that a
+ * flood of one kind cannot hide another.
  */
 struct ratelimit {
 	uint32_t interval_ms;
 	uint32_t burst;
+	const char *what;     /* optional: names the suppressed messages, e.g. "rng: requests" */
 	uint64_t window_start_ms;
 	uint32_t printed;
 	uint32_t suppressed;
@@ -38,7 +41,13 @@ struct ratelimit {
 
 bool ratelimit_ok(struct ratelimit *rl);
 
-/* Log through a rate limit; `rl` is a struct ratelimit * owned by the device or guest. */
-#define log_rl(rl, prio, ...) do { if (ratelimit_ok(rl)) xvd_log(prio, __VA_ARGS__); } while (0)
+/*
+ * Log through a rate limit; `rl` is a struct ratelimit * owned by the device or guest. A line
+ * below the log level does not count against the limit (nor report suppressions of its own).
+ */
+#define log_rl(rl, prio, ...) do { \
+	if ((prio) <= log_get_level() && ratelimit_ok(rl)) \
+		xvd_log(prio, __VA_ARGS__); \
+} while (0)
 
 #endif

@@ -4,8 +4,9 @@ ifneq ($(SAN),1)
 TESTS += scripts/static-analysis.sh
 endif
 
-# The include graph points down only (scripts/check-layers.sh): cheap, and wrong in both passes
-# alike, so it runs in the plain one.
+# The include graph points down only (scripts/check-layers.sh), and docs/ARCHITECTURE.md names
+# only functions that exist (scripts/check-docs.sh): cheap, and wrong in both passes alike, so
+# they run in the plain one.
 ifneq ($(SAN),1)
-TESTS += scripts/check-layers.sh
+TESTS += scripts/check-layers.sh scripts/check-docs.sh
 endif

@@ -9,6 +9,7 @@
 #   E2E_VERBOSE=1   show the whole console (always in build/e2e/console.log)
 #   E2E_SHELL=1     leave a dom0 shell on the console after the scenarios (interactive)
 #   E2E_NO_DAEMON=1 do not cross-build the daemon
+#   E2E_ARGS        more words for dom0's command line, read by scenarios (e2e.fpr_runs=30)
 set -euo pipefail
 E2E_PHASE=run
 . "$(dirname "$0")/lib.sh"
@@ -49,6 +50,7 @@ want=${E2E_SCENARIOS:-}
 want=$(echo "${want:-$all}" | tr ',' ' ')
 args="e2e.scenarios=$(echo $want | tr ' ' ',')"
 [ "${E2E_SHELL:-0}" = 1 ] && args="$args e2e.shell=1"
+[ -n "${E2E_ARGS:-}" ] && args="$args $E2E_ARGS"
 DTB=$E2E_BUILD/virt-xen.dtb
 step dtb bash "$P/dtb.sh" "$INITRD" "$DTB" "$args"
 if [ "${E2E_SHELL:-0}" = 1 ]; then

@@ -35,6 +35,7 @@ struct itest {
 	struct xsim_dom *dom;
 	struct xsim_daemon dm;
 	char ini[192];
+	unsigned expected_faults;     /* Xen refusals the test provoked on purpose */
 };
 
 static inline int itest_write(const char *path, const char *fmt, ...)
@@ -123,23 +124,51 @@ static inline int itest_free(struct itest *t)
 {
 	int st = 0;
 
+	struct xsim_io_faults f;
+
 	if (!t)
 		return 0;
 	if (t->dm.pid > 0)
 		st = xsim_daemon_stop(&t->dm);
+	/*
+	 * Whatever the test checked, the daemon never broke Xen's ioreq protocol: no answer out
+	 * of turn (bad IO state), no state going backwards under a waiting vCPU.
+	 */
+	xsim_dom_io_faults(t->dom, &f);
+	if (f.bad_state + f.backwards != t->expected_faults) {
+		fprintf(stderr, "itest: %u bad IO states (last %u), %u backward transitions, %u "
+			"expected\n", f.bad_state, f.last_bad_state, f.backwards,
+			t->expected_faults);
+		abort();
+	}
 	xsim_hub_stop(t->hub);
 	free(t);
 	return st;
 }
 
-static inline uint32_t itest_rd32(struct itest *t, unsigned vcpu, uint64_t addr)
+/* CPU ticks (user + system) pid has used so far (/proc/PID/stat fields 14 and 15); 0 on error. */
+static inline unsigned long itest_cpu_ticks(pid_t pid)
 {
-	return (uint32_t)xsim_mmio_read(t->dom, vcpu, addr, 4);
+	char path[64], buf[1024], *p = NULL;
+	unsigned long ut = 0, st = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (f && fgets(buf, sizeof(buf), f))
+		p = strrchr(buf, ')');   /* fields are counted after the command's parenthesis */
+	if (f)
+		fclose(f);
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+			 &st) != 2)
+		return 0;
+	return ut + st;
 }
 
 /*
- * Run the tests (run() returns cmocka's status) in a child in a private network namespace: the
- * daemons it starts make their taps there. The child's exit status; 77 without a namespace.
+ * Run `run` (the test group) in a child in a network namespace of its own, so the taps the
+ * daemon creates live there and vanish with it; IPv6 off (no router solicitations on the tap).
+ * Returns run's result, 77 (skip) when there is no namespace to be had.
  */
 static inline int itest_in_netns(const char *name, int (*run)(void))
 {
@@ -153,11 +182,22 @@ static inline int itest_in_netns(const char *name, int (*run)(void))
 			fprintf(stderr, "%s: no network namespace: %s\n", name, strerror(errno));
 			_exit(77);
 		}
+		FILE *f = fopen("/proc/sys/net/ipv6/conf/default/disable_ipv6", "w");
+
+		if (f) {
+			fputs("1", f);
+			fclose(f);
+		}
 		_exit(run());
 	}
 	if (waitpid(pid, &st, 0) < 0)
 		return 1;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+}
+
+static inline uint32_t itest_rd32(struct itest *t, unsigned vcpu, uint64_t addr)
+{
+	return (uint32_t)xsim_mmio_read(t->dom, vcpu, addr, 4);
 }
 
 #endif

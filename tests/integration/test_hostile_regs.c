@@ -214,7 +214,13 @@ static void test_reg_8_byte(void **state)
 	assert_int_equal(raw_rd(h, D_I2C, 0, 8), ~UINT64_C(0));
 	assert_int_equal(raw_rd(h, D_I2C, R_STATUS_OFF, 8), ~UINT64_C(0));
 	raw_wr(h, D_I2C, R_STATUS_OFF, 8, 0);            /* not a reset */
-	raw_wr(h, D_I2C, R_QUEUE_NOTIFY, 8, 0);
+	/*
+	 * The kick dword is the notify server's, the rest of the window the main one's (the fast
+	 * path is on here): a write spanning both reaches neither and Xen aborts it. The guest
+	 * that did it gets the data abort; the daemon never sees it.
+	 */
+	assert_int_equal(xsim_mmio_write(h->t->dom, 0, H_WIN(D_I2C) + R_QUEUE_NOTIFY, 8, 0),
+			 -EFAULT);
 	raw_wr(h, D_I2C, R_QUEUE_SEL, 8, 5);
 	assert_int_equal(rd(h, D_I2C, R_QUEUE_NUM_MAX), 128);
 	still_serves(h, D_I2C);
@@ -463,6 +469,16 @@ static void test_kick_flood(void **state)
 	hostile_after(h, D_RNG);
 }
 
+/*
+ * A storm access that was not answered as Xen answers: any failure of a well-sized access
+ * but a data abort (EFAULT: it spans the kick dword and the rest of the window, which two
+ * ioreq servers hold; no server is asked).
+ */
+static bool storm_failed(int rc, unsigned size)
+{
+	return rc < 0 && rc != -EFAULT && size <= 8 && (size & (size - 1)) == 0;
+}
+
 static void *storm_thread(void *arg)
 {
 	struct flood *f = arg;
@@ -490,14 +506,14 @@ static void *storm_thread(void *arg)
 		} else if ((s >> 8) & 1) {
 			uint64_t v;
 
-			if (xsim_mmio(f->h->t->dom, f->vcpu, H_WIN(D_I2C) + off, size, false, &v,
-				      3000) < 0 && size <= 8 && (size & (size - 1)) == 0)
+			if (storm_failed(xsim_mmio(f->h->t->dom, f->vcpu, H_WIN(D_I2C) + off, size,
+						   false, &v, 3000), size))
 				f->failed++;
 		} else {
 			uint64_t v = val;
 
-			if (xsim_mmio(f->h->t->dom, f->vcpu, H_WIN(D_I2C) + off, size, true, &v,
-				      3000) < 0 && size <= 8 && (size & (size - 1)) == 0)
+			if (storm_failed(xsim_mmio(f->h->t->dom, f->vcpu, H_WIN(D_I2C) + off, size,
+						   true, &v, 3000), size))
 				f->failed++;
 		}
 	}

@@ -524,23 +524,19 @@ static void test_sim_jumbo_and_starvation(void **state)
 	guest_stop(g);
 }
 
-static int all_tests(void)
+static int run(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_sim_traffic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sim_grants_default_tap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sim_jumbo_and_starvation, setup, teardown),
 	};
-	FILE *f = fopen("/proc/sys/net/ipv6/conf/default/disable_ipv6", "w");
 
-	if (f) {
-		fputs("1", f);
-		fclose(f);
-	}
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
 
 int main(void)
 {
-	return itest_in_netns("test_net", all_tests);
+	/* A private network namespace: the daemon we start inherits it with its taps. */
+	return itest_in_netns("test_net", run);
 }

@@ -202,6 +202,42 @@ static void test_forbidden_syscall_kills_daemon(void **state)
 	unlink(eeprom);
 }
 
+/*
+ * A dom0 kernel without CONFIG_SECCOMP_FILTER: the daemon says so before it touches the guest
+ * (no ioreq server, no window routed, never READY), names the kernel option and the way to
+ * run without the filter, and exits.
+ */
+static void test_kernel_without_seccomp_filter(void **state)
+{
+	struct xsim_dom_opts o = { .name = "g1", .nr_vcpus = 2, .ram_mib = 16 };
+	const char *args[] = { "--foreground", "--config", NULL, NULL };
+	struct itest *t = itest_new(&o);
+	int st = 0;
+
+	(void)state;
+	assert_non_null(t);
+	assert_int_equal(itest_write(t->ini, "[guest]\nname = g1\ndiscovery = explicit\n"
+				     "[rng]\nmmio = 0x02000000\nirq = 33\n"), 0);
+	args[2] = t->ini;
+	setenv("LD_PRELOAD", XVD_SANDBOX_PRELOAD, 1);
+	setenv("SANDBOX_PRELOAD_NO_FILTER", "1", 1);
+	assert_int_equal(xsim_daemon_start(t->hub, &t->dm, XVD_SIM_DAEMON, "daemon", args, 0), 0);
+	unsetenv("SANDBOX_PRELOAD_NO_FILTER");
+	unsetenv("LD_PRELOAD");
+	assert_int_equal(xsim_daemon_wait_exit(&t->dm, 10000, &st), 0);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 1);
+	if (!xsim_daemon_log_has(&t->dm, "it needs CONFIG_SECCOMP_FILTER=y") ||
+	    !xsim_daemon_log_has(&t->dm, "XVD_NO_SECCOMP=1")) {
+		itest_dump_log(t);
+		fail_msg("no diagnosis");
+	}
+	/* Nothing was set up: no device window routed, no ioreq server created. */
+	assert_false(xsim_dom_routed(t->dom, WIN0));
+	assert_false(xsim_daemon_log_has(&t->dm, "ioreq server"));
+	itest_free(t);
+}
+
 /* The same trigger without the filter: the call returns (EPERM), the daemon goes on serving. */
 static void test_forbidden_syscall_without_filter(void **state)
 {
@@ -228,6 +264,7 @@ int main(void)
 #if !SANITIZED
 		cmocka_unit_test(test_forbidden_syscall_kills_daemon),
 		cmocka_unit_test(test_forbidden_syscall_without_filter),
+		cmocka_unit_test(test_kernel_without_seccomp_filter),
 #endif
 	};
 

@@ -209,7 +209,7 @@ static void test_xenstore_disk417_closing(void **state)
 	assert_int_equal(xsim_xs_write(t->hub, be_online, "0"), 0);
 	assert_int_equal(xsim_xs_write(t->hub, be_state, "5"), 0);
 	assert_int_equal(xsim_xs_wait(t->hub, be_state, "6", 2000), 0);
-	assert_true(xsim_daemon_log_has(&t->dm, "answered Closed"));
+	assert_true(xsim_daemon_wait_log(&t->dm, "answered Closed", 5000));
 	/* Still served. */
 	assert_int_equal(itest_rd32(t, 0, WIN0 + R_DEVICE_ID), 2);
 	assert_int_equal(xsim_xs_rm(t->hub, be), 0);
@@ -239,14 +239,14 @@ static void test_xenstore_disk417_state_retry(void **state)
 	(void)state;
 	serve_disk417(t, be, be_state, 3);
 	assert_int_equal(xsim_xs_wait(t->hub, be_state, "2", 5000), 0);
-	assert_true(xsim_daemon_log_has(&t->dm, "cannot write state=2; retrying"));
-	assert_true(xsim_daemon_log_has(&t->dm, "state=2 written on a retry"));
+	assert_true(xsim_daemon_wait_log(&t->dm, "cannot write state=2; retrying", 5000));
+	assert_true(xsim_daemon_wait_log(&t->dm, "state=2 written on a retry", 5000));
 	/* The answer to Closing is retried the same way. */
 	xsim_xs_fail_writes(t->hub, "/51712/state", 2);
 	assert_int_equal(xsim_xs_write(t->hub, be_state, "5"), 0);
 	assert_int_equal(xsim_xs_wait(t->hub, be_state, "6", 5000), 0);
-	assert_true(xsim_daemon_log_has(&t->dm, "state=6 written on a retry"));
-	assert_true(xsim_daemon_log_has(&t->dm, "answered Closed"));
+	assert_true(xsim_daemon_wait_log(&t->dm, "state=6 written on a retry", 5000));
+	assert_true(xsim_daemon_wait_log(&t->dm, "answered Closed", 5000));
 	assert_int_equal(itest_rd32(t, 0, WIN0 + R_DEVICE_ID), 2);
 	st = xsim_daemon_stop(&t->dm);
 	assert_true(WIFEXITED(st));

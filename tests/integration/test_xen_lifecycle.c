@@ -8,6 +8,7 @@
  * Built by ioreq/ioreq.mk (it links the ioreq objects and libxensim).
  */
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -79,13 +80,13 @@ static uint64_t lc_read(void *opaque, uint32_t off, unsigned size)
 	return off == 0 ? MAGIC : off == 8 ? 4 : 0;
 }
 
-static void lc_write(void *opaque, uint32_t off, unsigned size, uint64_t val)
+/* A write of 0x70 (Status) with 0 is held (XEN_WINDOW_LATER) until xen_window_done(). */
+static int lc_write(void *opaque, uint32_t off, unsigned size, uint64_t val)
 {
 	(void)opaque;
-	(void)off;
 	(void)size;
-	(void)val;
 	lc_writes++;
+	return off == 0x70 && val == 0 ? XEN_WINDOW_LATER : 0;
 }
 
 static void lc_notify(void *opaque, unsigned q)
@@ -95,6 +96,7 @@ static void lc_notify(void *opaque, unsigned q)
 }
 
 static const struct xen_window_ops lc_ops = { lc_read, lc_write, lc_notify };
+static struct xen_window *lc_win;   /* the last window lc_add() added */
 
 static int lc_add(struct xen_guest *g, uint64_t base, uint32_t irq)
 {
@@ -104,6 +106,7 @@ static int lc_add(struct xen_guest *g, uint64_t base, uint32_t irq)
 	int rc = xen_guest_add_window(g, &d, &w);
 
 	CHECK((rc == 0) == (w != NULL));
+	lc_win = w;
 	return rc;
 }
 
@@ -247,7 +250,7 @@ static void parent_serve(struct lc *t)
 	for (unsigned vcpu = 0; vcpu < 3; vcpu++) {
 		assert_int_equal(xsim_mmio_read(t->dom, vcpu, WIN0, 4), MAGIC);
 		assert_int_equal(xsim_mmio_read(t->dom, vcpu, WIN0 + 8, 4), 4);
-		assert_int_equal(xsim_mmio_write(t->dom, vcpu, WIN0 + 0x70, 4, 0), 0);
+		assert_int_equal(xsim_mmio_write(t->dom, vcpu, WIN0 + 0x70, 4, 1), 0);
 	}
 	lc_send(t->to_child[1], 'c');
 	assert_int_equal(lc_recv(t->to_parent[0]), 'd');
@@ -260,6 +263,84 @@ static void test_serve_and_close(void **state)
 
 	(void)state;
 	lc_run(&t, child_serve, parent_serve);
+}
+
+/* ---- a write the window holds: that vCPU waits, the others are served ---- */
+
+static void lc_hold_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	char c = lc_recv(w->fd);
+
+	(void)revents;
+	if (c == 'r') {
+		xen_window_done(lc_win);
+		return;
+	}
+	ev_io_stop(loop, w);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void child_hold(struct lc *t)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct xen_opts o = lc_opts(t);
+	struct xen_guest *g;
+	ev_io cmd;
+
+	CHECK(xen_guest_open(loop, &o, &g) == 0);
+	CHECK(lc_add(g, WIN0, 33) == 0);
+	CHECK(xen_guest_start(g, NULL, NULL) == 0);
+	ev_io_init(&cmd, lc_hold_cb, t->to_child[0], EV_READ);
+	ev_io_start(loop, &cmd);
+	lc_send(t->to_parent[1], 'r');
+	ev_run(loop, 0);
+	xen_guest_close(g);
+	ev_loop_destroy(loop);
+	lc_send(t->to_parent[1], 'd');
+}
+
+struct lc_held {
+	struct lc *t;
+	int rc;
+	bool done;
+};
+
+static void *lc_held_writer(void *arg)
+{
+	struct lc_held *h = arg;
+
+	h->rc = xsim_mmio_write(h->t->dom, 0, WIN0 + 0x70, 4, 0);
+	__atomic_store_n(&h->done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void parent_hold(struct lc *t)
+{
+	struct lc_held h = { .t = t };
+	pthread_t th;
+
+	assert_int_equal(lc_recv(t->to_parent[0]), 'r');
+	assert_int_equal(pthread_create(&th, NULL, lc_held_writer, &h), 0);
+	/* vCPU 0 is held on its write; vCPU 1 and 2 are served meanwhile, many times over. */
+	for (int i = 0; i < 50; i++) {
+		assert_int_equal(xsim_mmio_read(t->dom, 1 + i % 2, WIN0, 4), MAGIC);
+		assert_int_equal(xsim_mmio_write(t->dom, 1 + i % 2, WIN0 + 0x64, 4, 1), 0);
+	}
+	assert_false(__atomic_load_n(&h.done, __ATOMIC_ACQUIRE));
+	lc_send(t->to_child[1], 'r');    /* xen_window_done() */
+	pthread_join(th, NULL);
+	assert_int_equal(h.rc, 0);
+	assert_int_equal(xsim_mmio_read(t->dom, 0, WIN0, 4), MAGIC);
+	lc_send(t->to_child[1], 'c');
+	assert_int_equal(lc_recv(t->to_parent[0]), 'd');
+}
+
+static void test_held_write(void **state)
+{
+	struct lc t;
+
+	(void)state;
+	lc_run(&t, child_hold, parent_hold);
 }
 
 /* ---- open and close, started or not, many times: no descriptor left behind ---- */
@@ -299,6 +380,7 @@ int main(void)
 		cmocka_unit_test(test_no_domain),
 		cmocka_unit_test(test_windows),
 		cmocka_unit_test(test_serve_and_close),
+		cmocka_unit_test(test_held_write),
 		cmocka_unit_test(test_repeat_open_close),
 	};
 

@@ -17,15 +17,36 @@ static uint64_t direct_read(struct vdrv_io *io, uint32_t off, unsigned size)
 	return vmmio_read(direct_of(io)->dev, off, size);
 }
 
+static void direct_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* A write the transport holds (a reset waiting for I/O): the vCPU waits, the loop runs. */
 static void direct_write(struct vdrv_io *io, uint32_t off, unsigned size, uint64_t val)
 {
-	vmmio_write(direct_of(io)->dev, off, size, val);
+	struct vdrv_direct *x = direct_of(io);
+	ev_timer t;
+
+	if (vmmio_write(x->dev, off, size, val) != VMMIO_LATER)
+		return;
+	x->held++;
+	if (!x->host.loop)
+		return;
+	ev_timer_init(&t, direct_timeout_cb, 10.0, 0.);
+	ev_timer_start(x->host.loop, &t);
+	while (ev_is_active(&t) && x->released < x->held)
+		ev_run(x->host.loop, EVRUN_ONCE);
+	ev_timer_stop(x->host.loop, &t);
 }
 
 static void direct_raise_irq(struct vdev_host *host, struct vdev *dev)
 {
 	(void)dev;
 	container_of(host, struct vdrv_direct, host)->irqs++;
+}
+
+static void direct_access_done(struct vdev_host *host, struct vdev *dev)
+{
+	(void)dev;
+	container_of(host, struct vdrv_direct, host)->released++;
 }
 
 static void direct_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -75,7 +96,8 @@ int vdrv_direct_open_ram(struct vdrv_direct *x, uint64_t ram_gpa, uint64_t ram_s
 	if (!x->gm)
 		return -ENOMEM;
 	x->host = (struct vdev_host){ .loop = loop, .gm = x->gm, .guest_name = "test",
-				      .raise_irq = direct_raise_irq };
+				      .raise_irq = direct_raise_irq,
+				      .access_done = direct_access_done };
 	x->io = (struct vdrv_io){ .read = direct_read, .write = direct_write,
 				  .wait_irq = direct_wait_irq };
 	x->mem = (struct vdrv_mem){ .host = gmem_flat_host(x->gm, ram_gpa), .gpa = ram_gpa,

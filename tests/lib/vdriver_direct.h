@@ -19,6 +19,8 @@ struct vdrv_direct {
 	struct gmem *gm;         /* gmem_flat backing [ram_gpa, ram_gpa + ram_size) */
 	struct vdev *dev;
 	unsigned irqs;           /* raise_irq calls so far */
+	unsigned held;           /* writes the transport answered VMMIO_LATER (a vCPU held) */
+	unsigned released;       /* access_done calls: held writes completed */
 	unsigned irqs_seen;      /* those wait_irq has reported */
 };
 

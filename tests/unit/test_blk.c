@@ -1208,6 +1208,9 @@ static void test_reset_in_flight(void **state)
 	vdrv_kick(&r->drv, 0);
 	assert_true(st->inflight > 0);
 	vdrv_write32(&r->drv, R_STATUS, 0);
+	/* The write was held (the loop ran meanwhile) and released once the I/O was back. */
+	assert_int_equal(r->x.held, 1);
+	assert_int_equal(r->x.released, 1);
 	assert_int_equal(st->inflight, 0);
 	assert_int_equal(used->idx, 0);
 	for (unsigned i = 0; i < 128; i++)
@@ -1222,6 +1225,48 @@ static void test_reset_in_flight(void **state)
 	assert_int_equal(vdrv_init(&r->drv, &r->x.io, &r->x.mem, ALL_RING | BLK_ALL, 1, 1024), 0);
 	rw_round(r, 8, true, 21, 0);
 	rw_round(r, 8, false, 21, 0);
+}
+
+/*
+ * The driver's reset does not block the loop: the Status write is answered later (VMMIO_LATER),
+ * Status reads 0 meanwhile, another vCPU's writes are ignored, and the reset completes, its
+ * access released once, when the kernel gave every request back.
+ */
+static void test_reset_waits_without_blocking(void **state)
+{
+	struct rig *r = *state;
+	struct req reqs[16];
+	const struct blk_stats *st;
+	struct vring_used *used;
+
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	st = blk_get_stats(r->x.dev);
+	for (unsigned i = 0; i < 16; i++) {
+		struct vdrv_buf d = { ram_alloc(r, 131072, 4096, NULL), 131072, true };
+
+		req_build(r, &reqs[i], VIRTIO_BLK_T_IN, i * 256u, &d, 1);
+		req_submit(r, 0, &reqs[i], true);
+	}
+	used = r->drv.vq[0].used;
+	vdrv_kick(&r->drv, 0);
+	assert_true(st->inflight > 0);
+	assert_int_equal(vmmio_write(r->x.dev, R_STATUS, 4, 0), VMMIO_LATER);
+	assert_int_equal(vmmio_read(r->x.dev, R_STATUS, 4), 0);
+	assert_int_equal(vmmio_write(r->x.dev, R_STATUS, 4, 1), 0);   /* ignored */
+	assert_int_equal(vmmio_read(r->x.dev, R_STATUS, 4), 0);
+	assert_int_equal(r->x.released, 0);
+	for (int i = 0; i < 2000 && r->x.released == 0; i++)
+		ev_run(r->loop, EVRUN_ONCE);
+	assert_int_equal(r->x.released, 1);
+	assert_int_equal(st->inflight, 0);
+	assert_int_equal(used->idx, 0);
+	for (unsigned i = 0; i < 16; i++)
+		assert_int_equal(req_status(r, &reqs[i]), 0xee);
+	/* The device works after the reset. */
+	assert_int_equal(vdrv_init(&r->drv, &r->x.io, &r->x.mem, ALL_RING | BLK_ALL, 1, 1024), 0);
+	rw_round(r, 8, true, 21, 0);
+	rw_round(r, 8, false, 21, 0);
+	assert_int_equal(r->x.released, 1);
 }
 
 static void test_refuses_bad_paths(void **state)
@@ -1605,7 +1650,7 @@ int main(void)
 		T(test_no_status_byte), T(test_discard_write_zeroes), T(test_flush_and_wce),
 		T(test_no_flush_is_writethrough), T(test_flush_ordering), T(test_flush_ordering_direct),
 		T(test_multiqueue), T(test_chain_taken_at_completion),
-		T(test_reset_in_flight), T(test_refuses_bad_paths), T(test_block_device),
+		T(test_reset_in_flight), T(test_reset_waits_without_blocking), T(test_refuses_bad_paths), T(test_block_device),
 		T(test_enospc), T(test_eio_on_flush), T(test_direct_unpinnable_memory),
 	};
 	int rc;

@@ -388,6 +388,8 @@ static void test_xenstore_values(void **state)
 	const struct config_console *con = &dev(DEV_CONSOLE, "con")->u.console;
 	assert_true(con->stdio);
 	assert_int_equal(con->ring_kib, 64);
+	assert_int_equal(con->log_max_kib, 16384);   /* rotated at 16 MiB, four old files kept */
+	assert_int_equal(con->log_keep, 4);
 	assert_int_equal(con->rows, 0);     /* unset: the pty's size, else 80x25 */
 	const struct config_device *rng = dev(DEV_RNG, "");
 	assert_int_equal(rng->mmio, 0);

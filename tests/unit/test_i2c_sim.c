@@ -248,6 +248,64 @@ static void test_eeprom_persist_failure_fails_write(void **state)
 	rmdir(dir);
 }
 
+/* The byte at off of the file, or -1 when the file cannot be read. */
+static int file_byte(const char *path, unsigned off)
+{
+	uint8_t img[I2C_SIM_EEPROM_SIZE];
+	FILE *f = fopen(path, "rb");
+	size_t n = f ? fread(img, 1, sizeof(img), f) : 0;
+
+	if (f)
+		fclose(f);
+	return n == sizeof(img) && off < n ? img[off] : -1;
+}
+
+/*
+ * A write after a quiet period is saved at once; the writes right after it only mark the part
+ * dirty, one save covers them, and freeing the bus saves what is pending.
+ */
+static void test_eeprom_saves_coalesced(void **state)
+{
+	char dir[] = "/tmp/test_i2c_sim.XXXXXX", path[64];
+	struct i2c_sim_bus *bus;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/ee.bin", dir);
+	bus = i2c_sim_bus_new("coalesce");
+	assert_int_equal(i2c_sim_add_eeprom(bus, EE, path), 0);
+	assert_true(i2c_sim_save_due(bus) < 0);
+	for (uint8_t i = 0; i < 20; i++) {
+		uint8_t w[2] = { i, (uint8_t)(0x40 + i) };
+
+		assert_int_equal(xfer1(bus, wr(EE, w, 2)), 1);
+	}
+	/* The first was saved, the other 19 wait for one save within the period. */
+	assert_int_equal(file_byte(path, 0), 0x40);
+	assert_int_equal(file_byte(path, 19), 0xff);
+	double due = i2c_sim_save_due(bus);
+
+	assert_true(due >= 0 && due <= I2C_SIM_SAVE_MS / 1000.0);
+	i2c_sim_save(bus, false);          /* not due yet (unless this machine is very slow) */
+	if (i2c_sim_save_due(bus) >= 0)
+		assert_int_equal(file_byte(path, 19), 0xff);
+	i2c_sim_save(bus, true);
+	assert_int_equal(file_byte(path, 19), 0x40 + 19);
+	assert_true(i2c_sim_save_due(bus) < 0);
+	/* Pending at teardown: saved by i2c_sim_bus_free. */
+	{
+		uint8_t w[2] = { 0x80, 0x99 };
+
+		assert_int_equal(xfer1(bus, wr(EE, w, 2)), 1);
+	}
+	if (i2c_sim_save_due(bus) >= 0)     /* deferred (unless 250 ms passed meanwhile) */
+		assert_int_equal(file_byte(path, 0x80), 0xff);
+	i2c_sim_bus_free(bus);
+	assert_int_equal(file_byte(path, 0x80), 0x99);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -264,6 +322,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_add_errors, setup, teardown),
 		cmocka_unit_test(test_eeprom_persistence),
 		cmocka_unit_test(test_eeprom_persist_failure_fails_write),
+		cmocka_unit_test(test_eeprom_saves_coalesced),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -38,9 +38,11 @@ enum { MAGIC = 0x000, VERSION = 0x004, DEVICE_ID = 0x008, VENDOR = 0x00c, DEV_F 
 struct fake {
 	struct vdev vdev;
 	uint8_t cfg[12];
-	unsigned resets, notifies, activates, cfg_reads, cfg_writes;
+	unsigned resets, notifies, activates, stops, cfg_reads, cfg_writes;
+	bool active_at_stop;           /* vdev_active() as the device saw it in stop() */
 	unsigned last_notify;
 	int activate_rc;
+	int reset_start_rc;            /* what reset_start() answers (fake_ops_later) */
 };
 
 static struct fake *fake_of(struct vdev *d)
@@ -86,6 +88,18 @@ static void fake_reset(struct vdev *d)
 	fake_of(d)->resets++;
 }
 
+static int fake_reset_start(struct vdev *d)
+{
+	fake_of(d)->resets++;
+	return fake_of(d)->reset_start_rc;
+}
+
+static void fake_stop(struct vdev *d)
+{
+	fake_of(d)->stops++;
+	fake_of(d)->active_at_stop = vdev_active(d);
+}
+
 static void fake_notify(struct vdev *d, unsigned q)
 {
 	assert_true(q < d->num_queues);
@@ -103,7 +117,17 @@ static void fake_destroy(struct vdev *d)
 static const struct vdev_ops fake_ops = {
 	.type = "fake", .device_id = 42, .config_read = fake_config_read,
 	.config_write = fake_config_write, .features_ok = fake_features_ok,
-	.activate = fake_activate, .reset = fake_reset, .queue_notify = fake_notify,
+	.activate = fake_activate, .stop = fake_stop, .reset = fake_reset,
+	.queue_notify = fake_notify,
+	.destroy = fake_destroy,
+};
+
+/* The same device, whose reset the driver asks for may have to wait (reset_start). */
+static const struct vdev_ops fake_ops_later = {
+	.type = "fake", .device_id = 42, .config_read = fake_config_read,
+	.config_write = fake_config_write, .features_ok = fake_features_ok,
+	.activate = fake_activate, .stop = fake_stop, .reset = fake_reset,
+	.reset_start = fake_reset_start, .queue_notify = fake_notify,
 	.destroy = fake_destroy,
 };
 
@@ -640,6 +664,105 @@ static void test_vdriver_init(void **state)
 	assert_int_equal(vdrv_init(&r->drv, &r->x.io, &r->x.mem, V1, 3, 8), -ENOENT);
 }
 
+/*
+ * The stop hint: once per activation, when the device stops running (NEEDS_RESET, or a reset
+ * while it ran), with vdev_active() already false; never for a device that did not run.
+ */
+static void test_stop_hint(void **state)
+{
+	struct rig *r = *state;
+	struct fake *f = r->f;
+
+	wr(r, STATUS, 0);                       /* reset of a device that never ran */
+	assert_int_equal(f->stops, 0);
+	bring_up(r);
+	assert_true(vdev_active(&f->vdev));
+	vdev_needs_reset(&f->vdev, "test");
+	assert_int_equal(f->stops, 1);
+	assert_false(f->active_at_stop);
+	vdev_needs_reset(&f->vdev, "again");     /* already stopped */
+	wr(r, STATUS, 0);                       /* the reset that follows: no second stop */
+	assert_int_equal(f->stops, 1);
+	assert_int_equal(f->resets, 2);
+	bring_up(r);
+	wr(r, STATUS, 0);                       /* a reset while running stops it first */
+	assert_int_equal(f->stops, 2);
+	assert_false(f->active_at_stop);
+	/* An activation that fails is stopped too. */
+	f->activate_rc = -EIO;
+	bring_up(r);
+	assert_int_equal(f->stops, 3);
+	f->activate_rc = 0;
+}
+
+/*
+ * Linux tears queues down after a reset with QueueReady = 0 (vm_del_vq): accepted quietly; a
+ * QueueReady = 0 for a live queue after DRIVER_OK is still refused (the queue serves on).
+ */
+static void test_queue_ready_0_after_reset(void **state)
+{
+	struct rig *r = *state;
+
+	bring_up(r);
+	wr(r, Q_SEL, 0);
+	wr(r, Q_READY, 0);
+	assert_int_equal(rd(r, Q_READY), 1);
+	wr(r, STATUS, 0);
+	for (unsigned q = 0; q < 3; q++) {       /* queue 2 does not exist */
+		wr(r, Q_SEL, q);
+		wr(r, Q_READY, 0);
+		assert_int_equal(rd(r, Q_READY), 0);
+	}
+	assert_int_equal(rd(r, STATUS), 0);
+	bring_up(r);
+}
+
+/*
+ * A driver's reset the device finishes later: the write is answered VMMIO_LATER, Status reads
+ * 0 at once, writes meanwhile are ignored, kicks do nothing, and vdev_reset_done() finishes the
+ * reset (queues and registers) and releases the held access exactly once. A device that
+ * finishes at once (reset_start() returns 0) gets a plain write.
+ */
+static void test_reset_later(void **state)
+{
+	struct rig *r = *state;
+	struct fake *f = r->f;
+
+	f->vdev.ops = &fake_ops_later;
+	bring_up(r);
+	f->reset_start_rc = VDEV_RESET_LATER;
+	assert_int_equal(vmmio_write(&f->vdev, STATUS, 4, 0), VMMIO_LATER);
+	assert_int_equal(f->resets, 1);
+	assert_int_equal(f->stops, 1);
+	assert_int_equal(rd(r, STATUS), 0);
+	assert_false(vdev_active(&f->vdev));
+	assert_int_equal(vmmio_write(&f->vdev, STATUS, 4, 1), 0);   /* another vCPU: ignored */
+	assert_int_equal(rd(r, STATUS), 0);
+	vmmio_queue_notify(&f->vdev, 0);
+	assert_int_equal(f->notifies, 0);
+	assert_true(f->vdev.vqs[0].enabled);    /* the queues wait for the device */
+	assert_int_equal(r->x.released, 0);
+	vdev_reset_done(&f->vdev);
+	assert_int_equal(r->x.released, 1);
+	assert_false(f->vdev.vqs[0].enabled);
+	vdev_reset_done(&f->vdev);              /* once only */
+	assert_int_equal(r->x.released, 1);
+	/* A device that is done at once. */
+	bring_up(r);
+	f->reset_start_rc = 0;
+	assert_int_equal(vmmio_write(&f->vdev, STATUS, 4, 0), 0);
+	assert_false(f->vdev.vqs[0].enabled);
+	assert_int_equal(r->x.released, 1);
+	/* The daemon's own reset completes a waiting one, and releases the access. */
+	bring_up(r);
+	f->reset_start_rc = VDEV_RESET_LATER;
+	assert_int_equal(vmmio_write(&f->vdev, STATUS, 4, 0), VMMIO_LATER);
+	vmmio_reset(&f->vdev);
+	assert_int_equal(r->x.released, 2);
+	assert_false(f->vdev.vqs[0].enabled);
+	f->vdev.ops = &fake_ops;
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -658,11 +781,14 @@ int main(void)
 		cmocka_unit_test(test_access_platform_with_grants),
 		T(test_status_order),
 		T(test_status_zero_full_reset),
+		T(test_reset_later),
 		T(test_queue_ready_alignment),
 		T(test_queue_ready_event_fields_mapped),
 		T(test_used_ring_read_only_memory),
 		T(test_needs_reset),
 		T(test_activate_failure),
+		T(test_stop_hint),
+		T(test_queue_ready_0_after_reset),
 		T(test_interrupt_ack),
 		T(test_write_only_and_read_only),
 		T(test_vdriver_init),

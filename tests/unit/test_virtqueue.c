@@ -731,6 +731,80 @@ static void test_vq_drop(void **state)
 	direct_close(&t);
 }
 
+/*
+ * A head the device holds, published again: a correct driver never does it (the chain is the
+ * device's until used), so the ring is broken. Without this check every republication made a new
+ * element: chains held per queue are bounded by num only through it.
+ */
+static void test_vq_head_published_twice(void **state)
+{
+	struct direct t;
+	struct vq_elem *e, *f;
+	int err;
+
+	(void)state;
+	direct_open(&t, 8, 0);
+	direct_add(&t, 3, 16);
+	e = vq_pop(&t.vq, &err);
+	assert_non_null(e);
+	assert_true(vq_head_inflight(&t.vq, 3));
+	assert_false(vq_head_inflight(&t.vq, 2));
+	/* Pushed, the head is free again and may come back. */
+	vq_push(e, 0);
+	assert_false(vq_head_inflight(&t.vq, 3));
+	t.avail->ring[t.avail->idx % 8] = 3;
+	t.avail->idx++;
+	e = vq_pop(&t.vq, &err);
+	assert_non_null(e);
+	/* Published again while held: broken, no second element. */
+	t.avail->ring[t.avail->idx % 8] = 3;
+	t.avail->idx++;
+	f = vq_pop(&t.vq, &err);
+	assert_null(f);
+	assert_int_equal(err, -EPROTO);
+	assert_true(t.vq.broken);
+	assert_int_equal(t.vq.inflight, 1);
+	/* A drop frees the head as a push does; a reset forgets every head. */
+	vq_drop(e);
+	assert_false(vq_head_inflight(&t.vq, 3));
+	vq_reset(&t.vq);
+	assert_int_equal(gmem_flat_outstanding(t.gm), 0);
+	direct_close(&t);
+}
+
+/* Every head of the ring in flight at once is fine; the map follows pushes in any order. */
+static void test_vq_all_heads_in_flight(void **state)
+{
+	struct direct t;
+	struct vq_elem *e[8];
+	int err;
+
+	(void)state;
+	direct_open(&t, 8, 0);
+	for (uint16_t i = 0; i < 8; i++)
+		direct_add(&t, (uint16_t)((i * 5) % 8), 16);
+	for (int i = 0; i < 8; i++) {
+		e[i] = vq_pop(&t.vq, &err);
+		assert_non_null(e[i]);
+	}
+	assert_int_equal(t.vq.inflight, 8);
+	for (uint16_t h = 0; h < 8; h++)
+		assert_true(vq_head_inflight(&t.vq, h));
+	uint16_t head[8];
+
+	for (int i = 0; i < 8; i++)
+		head[i] = e[i]->head;
+	for (int i = 7; i >= 0; i -= 2)
+		vq_push(e[i], 1);                /* frees e[i] */
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(vq_head_inflight(&t.vq, head[i]), i % 2 == 0);
+	for (int i = 0; i < 8; i += 2)
+		vq_push(e[i], 1);
+	assert_int_equal(t.vq.inflight, 0);
+	assert_int_equal(t.vq.inflight_map[0], 0);
+	direct_close(&t);
+}
+
 /* used_event on either side of a 16-bit wrap. */
 static void test_vq_event_idx_wrap_math(void **state)
 {
@@ -853,6 +927,8 @@ int main(void)
 		cmocka_unit_test(test_vq_push_after_reset_dropped),
 		cmocka_unit_test(test_vq_push_many),
 		cmocka_unit_test(test_vq_drop),
+		cmocka_unit_test(test_vq_head_published_twice),
+		cmocka_unit_test(test_vq_all_heads_in_flight),
 		cmocka_unit_test(test_vq_event_idx_wrap_math),
 		cmocka_unit_test(test_vq_notify_suppression_towards_driver),
 		cmocka_unit_test(test_iov_helpers_on_element),

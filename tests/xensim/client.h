@@ -6,6 +6,7 @@
 #define XSIM_CLIENT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "tests/xensim/proto.h"
@@ -41,8 +42,11 @@ void xsim_note_restricted(int conn, uint32_t domid, uint32_t bit);
 /* File offset of guest frame gfn in the RAM memfd, or -1 when gfn is not guest RAM. */
 int64_t xsim_gfn_offset(const struct xsim_domctl *ctl, uint64_t gfn);
 
-/* The ioreq server (domain, id) whose mapped ioreq pages contain va (lib_fmem.c). */
-bool xsim_resource_find(const void *va, uint32_t *domid, uint32_t *server);
+/*
+ * The ioreq server (domain, id) whose mapped ioreq pages contain va, and va's offset in them
+ * when off is not NULL (lib_fmem.c).
+ */
+bool xsim_resource_find(const void *va, uint32_t *domid, uint32_t *server, size_t *off);
 
 /* Map `pages` frames (offsets[i], -1 for none) at one reserved range; NULL with errno. */
 void *xsim_map_frames(int fd, const int64_t *offsets, size_t pages, int prot);

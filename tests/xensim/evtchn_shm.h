@@ -32,9 +32,12 @@ static inline void xsim_evtchn_kick(struct xsim_evtchn_page *pg, int doorbell)
 		perror("xsim: event channel doorbell");
 }
 
-/* Queue binding i for the reader. */
-static inline void xsim_evtchn_queue(struct xsim_evtchn_page *pg, int doorbell, unsigned i)
+/* Queue binding i for the reader, then (when it shares the IRQ) for the kernel's handler. */
+static inline void xsim_evtchn_queue(struct xsim_evtchn_page *pg, int doorbell, int kbell,
+				     unsigned i)
 {
+	uint64_t one = 1;
+
 	/*
 	 * seq_cst: a release for whatever the firing side wrote before (the ioreq), which the
 	 * reader acquires when it clears the bit; and the first half of the Dekker pair.
@@ -42,10 +45,18 @@ static inline void xsim_evtchn_queue(struct xsim_evtchn_page *pg, int doorbell, 
 	atomic_fetch_or_explicit(&pg->ready[i / 64], UINT64_C(1) << (i % 64),
 				 memory_order_seq_cst);
 	xsim_evtchn_kick(pg, doorbell);
+	if (!atomic_load_explicit(&pg->kflag[i], memory_order_acquire))
+		return;
+	/* release: the kernel thread acquires the bit, then reads the slot. */
+	atomic_fetch_or_explicit(&pg->kready[i / 64], UINT64_C(1) << (i % 64),
+				 memory_order_release);
+	if (kbell >= 0 && write(kbell, &one, sizeof(one)) != sizeof(one))
+		perror("xsim: the kernel's doorbell");
 }
 
 /* The port fired: queue it when unmasked (masking it), else remember it for the unmask. */
-static inline void xsim_evtchn_fire(struct xsim_evtchn_page *pg, int doorbell, unsigned i)
+static inline void xsim_evtchn_fire(struct xsim_evtchn_page *pg, int doorbell, int kbell,
+				    unsigned i)
 {
 	uint32_t old = atomic_load_explicit(&pg->state[i], memory_order_relaxed), new;
 
@@ -60,11 +71,12 @@ static inline void xsim_evtchn_fire(struct xsim_evtchn_page *pg, int doorbell, u
 	while (!atomic_compare_exchange_weak_explicit(&pg->state[i], &old, new,
 						       memory_order_release, memory_order_relaxed));
 	if (!(old & XSIM_EVTCHN_MASKED))
-		xsim_evtchn_queue(pg, doorbell, i);
+		xsim_evtchn_queue(pg, doorbell, kbell, i);
 }
 
 /* Unmask binding i; when it fired meanwhile it stays masked and is queued again (once). */
-static inline void xsim_evtchn_unmask(struct xsim_evtchn_page *pg, int doorbell, unsigned i)
+static inline void xsim_evtchn_unmask(struct xsim_evtchn_page *pg, int doorbell, int kbell,
+				      unsigned i)
 {
 	uint32_t old = atomic_load_explicit(&pg->state[i], memory_order_relaxed), new;
 
@@ -74,7 +86,7 @@ static inline void xsim_evtchn_unmask(struct xsim_evtchn_page *pg, int doorbell,
 	while (!atomic_compare_exchange_weak_explicit(&pg->state[i], &old, new,
 						       memory_order_acquire, memory_order_relaxed));
 	if (old & XSIM_EVTCHN_PENDING)
-		xsim_evtchn_queue(pg, doorbell, i);
+		xsim_evtchn_queue(pg, doorbell, kbell, i);
 }
 
 #endif

@@ -55,9 +55,37 @@ bool xsim_dom_routed(struct xsim_dom *d, uint64_t addr)
 	bool r;
 
 	pthread_mutex_lock(&d->hub->lock);
-	r = d->alive && hub_route(d, addr) != NULL;
+	r = d->alive && hub_route(d, addr, 1) != NULL;
 	pthread_mutex_unlock(&d->hub->lock);
 	return r;
+}
+
+int xsim_dom_route_id(struct xsim_dom *d, uint64_t addr, unsigned len)
+{
+	struct xsim_server *s;
+
+	pthread_mutex_lock(&d->hub->lock);
+	s = d->alive ? hub_route(d, addr, len) : NULL;
+	pthread_mutex_unlock(&d->hub->lock);
+	return s ? (int)s->id : -1;
+}
+
+bool xsim_port_idle(struct xsim_dom *d, unsigned server, unsigned vcpu)
+{
+	struct xsim_server *s;
+	bool idle = false;
+
+	pthread_mutex_lock(&d->hub->lock);
+	s = server < XSIM_MAX_SERVERS ? d->servers[server] : NULL;
+	if (s && vcpu < s->nchans && s->chans[vcpu].evh) {
+		struct xsim_evtchn_page *pg = s->chans[vcpu].evh->pg;
+		unsigned i = s->chans[vcpu].evidx;
+
+		idle = !(atomic_load(&pg->state[i]) & XSIM_EVTCHN_MASKED) &&
+		       !(atomic_load(&pg->ready[i / 64]) & (UINT64_C(1) << (i % 64)));
+	}
+	pthread_mutex_unlock(&d->hub->lock);
+	return idle;
 }
 
 /* ---- ioreq slots ---- */
@@ -66,8 +94,8 @@ bool xsim_dom_routed(struct xsim_dom *d, uint64_t addr)
  * Where an access from vcpu to route goes: the slot of the covering server, and its channel as
  * bound now (a copy: a bind or unbind may change it once we let go of the lock).
  */
-static int guest_target(struct xsim_dom *d, unsigned vcpu, uint64_t route, struct ioreq **slot,
-			struct xsim_chan *ch)
+static int guest_target(struct xsim_dom *d, unsigned vcpu, uint64_t route, uint64_t len,
+			struct ioreq **slot, struct xsim_chan *ch)
 {
 	struct xsim_server *s;
 	int rc = 0;
@@ -75,7 +103,7 @@ static int guest_target(struct xsim_dom *d, unsigned vcpu, uint64_t route, struc
 	if (vcpu >= d->nr_vcpus)
 		return -EINVAL;
 	pthread_mutex_lock(&d->hub->lock);
-	s = d->alive ? hub_route(d, route) : NULL;
+	s = d->alive ? hub_route(d, route, len) : NULL;
 	if (!d->alive)
 		rc = -ESRCH;
 	else if (!s)
@@ -93,44 +121,96 @@ static int guest_target(struct xsim_dom *d, unsigned vcpu, uint64_t route, struc
 static void guest_post(volatile struct ioreq *slot, const struct xsim_chan *ch,
 		       const struct ioreq *r, uint8_t state)
 {
-	slot->addr = r->addr;
-	slot->data = r->data;
-	slot->count = r->count;
-	slot->size = r->size;
-	slot->data_is_ptr = r->data_is_ptr;
-	slot->dir = r->dir;
-	slot->df = r->df;
-	slot->type = r->type;
+	volatile char *p = (volatile char *)slot;
+	struct ioreq tmp = *r;
+	uint8_t bits;
+
+	/* The byte of state, data_is_ptr, dir and df, built aside and stored at once. */
+	tmp.state = state;
+	memcpy(&bits, (const char *)&tmp + 30, 1);
+	/* Fields one by one (the device model may be looking: relaxed atomics), vp_eport kept. */
+	__atomic_store_n((volatile uint64_t *)(p + 0), r->addr, __ATOMIC_RELAXED);
+	__atomic_store_n((volatile uint64_t *)(p + 8), r->data, __ATOMIC_RELAXED);
+	__atomic_store_n((volatile uint32_t *)(p + 16), r->count, __ATOMIC_RELAXED);
+	__atomic_store_n((volatile uint32_t *)(p + 20), r->size, __ATOMIC_RELAXED);
+	__atomic_store_n((volatile uint8_t *)(p + 31), r->type, __ATOMIC_RELAXED);
 	/* Release: every field above is visible before the state says READY (Xen's wmb). */
-	atomic_thread_fence(memory_order_release);
-	slot->state = state;
+	__atomic_store_n((volatile uint8_t *)(p + 30), bits, __ATOMIC_RELEASE);
 	/* Xen signals vp_eport; nobody hears it while the port is unbound. */
 	if (ch->evh)
-		xsim_evtchn_fire(ch->evh->pg, ch->evh->doorbell, ch->evidx);
+		xsim_evtchn_fire(ch->evh->pg, ch->evh->doorbell, hub_kernel_bell(ch->d->hub),
+				 ch->evidx);
+}
+
+static unsigned guest_state(const volatile struct ioreq *slot)
+{
+	/* acquire: a response's data is read only after its state (Xen's rmb). */
+	return __atomic_load_n((const volatile uint8_t *)slot + 30, __ATOMIC_ACQUIRE) & 0x0f;
 }
 
 /*
- * Wait for the response: the device model sets IORESP_READY, then notifies, which bumps the
- * binding's notify counter and wakes it (a futex). The counter is read before the state, so a
- * notification in between makes the futex wait return at once. A late notification for an
- * abandoned request may wake us for nothing: the state decides. With the port unbound nothing
- * notifies, and the wait sleeps until the deadline.
+ * Xen's ioreq_send(): a slot that is not NONE means a device model wrote it out of turn, unless
+ * it is what a test left there itself (xsim_ioreq_raw without waiting).
  */
-static int guest_wait(volatile struct ioreq *slot, const struct xsim_chan *ch, int timeout_ms)
+static bool guest_slot_free(struct xsim_dom *d, unsigned vcpu, struct ioreq *slot)
+{
+	unsigned st = guest_state(slot);
+	bool mine = d->test_left[vcpu] == slot;
+
+	d->test_left[vcpu] = NULL;
+	if (st == STATE_IOREQ_NONE || mine)
+		return true;
+	atomic_fetch_add(&d->io_bad_state, 1);
+	atomic_store(&d->io_last_bad_state, st);
+	fprintf(stderr, "xsim: d%u v%u: device model set bad IO state %u\n", d->domid, vcpu, st);
+	return false;
+}
+
+/* Xen's wait_for_io(): the state never goes back, nor anywhere unknown (a test's own aside). */
+static bool guest_state_ok(struct xsim_dom *d, unsigned vcpu, unsigned prev, unsigned st)
+{
+	if (st == prev || (st > prev && st <= STATE_IORESP_READY))
+		return true;
+	atomic_fetch_add(&d->io_backwards, 1);
+	fprintf(stderr, "xsim: d%u v%u: weird HVM ioreq state transition %u -> %u\n", d->domid,
+		vcpu, prev, st);
+	return false;
+}
+
+void xsim_dom_io_faults(struct xsim_dom *d, struct xsim_io_faults *f)
+{
+	f->bad_state = atomic_load(&d->io_bad_state);
+	f->last_bad_state = atomic_load(&d->io_last_bad_state);
+	f->backwards = atomic_load(&d->io_backwards);
+}
+
+/*
+ * Wait for the response as Xen's wait_for_io() does: look at the state; while it is READY or
+ * INPROCESS, sleep until the vCPU's port is notified, then look again; a state that went back
+ * or is unknown fails (Xen would crash the domain); IORESP_READY is consumed (NONE). The
+ * device model sets IORESP_READY, then notifies, which bumps the binding's notify counter and
+ * wakes it (a futex). The counter is read before the state, so a notification in between makes
+ * the futex wait return at once. With the port unbound nothing notifies, and the wait sleeps
+ * until the deadline.
+ */
+static int guest_wait(struct xsim_dom *d, unsigned vcpu, volatile struct ioreq *slot,
+		      const struct xsim_chan *ch, unsigned posted, int timeout_ms)
 {
 	int64_t deadline = guest_now_ms() + timeout_ms;
 	_Atomic uint32_t unbound = 0;
 	_Atomic uint32_t *word = ch->evh ? &ch->evh->pg->notify[ch->evidx] : &unbound;
+	unsigned prev = posted;   /* READY, but for a test posting a malformed state */
 
 	for (;;) {
 		/* acquire: the state below is read after the counter, see above. */
 		uint32_t seen = atomic_load_explicit(word, memory_order_acquire);
+		unsigned st = guest_state(slot);
 
-		if (slot->state == STATE_IORESP_READY) {
-			/* Acquire: the response data is read only after its state (Xen's rmb). */
-			atomic_thread_fence(memory_order_acquire);
+		if (!guest_state_ok(d, vcpu, prev, st))
+			return -EIO;
+		prev = st;
+		if (st == STATE_IORESP_READY)
 			return 0;
-		}
 		int64_t left = deadline - guest_now_ms();
 
 		if (left <= 0)
@@ -142,27 +222,48 @@ static int guest_wait(volatile struct ioreq *slot, const struct xsim_chan *ch, i
 	}
 }
 
-int xsim_ioreq_raw(struct xsim_dom *d, unsigned vcpu, uint64_t route_addr,
-		   const struct ioreq *req, struct ioreq *resp, int timeout_ms)
+/* Route [route, route + len) as Xen does (one server's range must hold it all), post, wait. */
+static int guest_ioreq(struct xsim_dom *d, unsigned vcpu, uint64_t route, uint64_t len,
+		       const struct ioreq *req, struct ioreq *resp, int timeout_ms)
 {
 	struct ioreq *slot;
 	struct xsim_chan ch;
-	int rc = guest_target(d, vcpu, route_addr, &slot, &ch);
+	int rc = guest_target(d, vcpu, route, len, &slot, &ch);
 
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&d->vcpu_lock[vcpu]);
+	if (!guest_slot_free(d, vcpu, slot)) {
+		pthread_mutex_unlock(&d->vcpu_lock[vcpu]);
+		return -EIO;   /* Xen refuses the access: a data abort in the guest */
+	}
 	guest_post(slot, &ch, req, req->state);
-	hub_kernel_ioreq(d, slot);
+	if (!resp)
+		d->test_left[vcpu] = slot;
 	if (resp) {
-		rc = guest_wait(slot, &ch, timeout_ms);
+		rc = guest_wait(d, vcpu, slot, &ch, req->state, timeout_ms);
 		if (rc == 0)
 			*resp = *slot;
-		/* Xen consumes the response (or gives up on it) and frees the slot. */
-		((volatile struct ioreq *)slot)->state = STATE_IOREQ_NONE;
+		/*
+		 * Xen consumes the response (or, after a timeout, gives up on the request) and
+		 * frees the slot. A device model's late answer then finds NONE overwritten: the
+		 * next post sees its IORESP_READY and counts a bad state.
+		 */
+		if (rc != -EIO)
+			__atomic_store_n((volatile uint8_t *)slot + 30,
+					 (uint8_t)(__atomic_load_n((volatile uint8_t *)slot + 30,
+								   __ATOMIC_RELAXED) & ~0x0fu),
+					 __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&d->vcpu_lock[vcpu]);
 	return rc;
+}
+
+int xsim_ioreq_raw(struct xsim_dom *d, unsigned vcpu, uint64_t route_addr,
+		   const struct ioreq *req, struct ioreq *resp, int timeout_ms)
+{
+	/* The request's own fields may be anything: it is routed by route_addr alone. */
+	return guest_ioreq(d, vcpu, route_addr, 1, req, resp, timeout_ms);
 }
 
 int xsim_mmio(struct xsim_dom *d, unsigned vcpu, uint64_t addr, unsigned size, bool write,
@@ -173,7 +274,7 @@ int xsim_mmio(struct xsim_dom *d, unsigned vcpu, uint64_t addr, unsigned size, b
 		.state = STATE_IOREQ_READY, .dir = write ? IOREQ_WRITE : IOREQ_READ,
 		.type = IOREQ_TYPE_COPY,
 	}, resp;
-	int rc = xsim_ioreq_raw(d, vcpu, addr, &req, &resp, timeout_ms);
+	int rc = guest_ioreq(d, vcpu, addr, size ? size : 1, &req, &resp, timeout_ms);
 
 	if (rc == 0 && !write)
 		*data = size < 8 ? resp.data & ((UINT64_C(1) << (8 * size)) - 1) : resp.data;
@@ -205,7 +306,7 @@ static unsigned guest_servers(struct xsim_dom *d, uint64_t *routes)
 		struct xsim_server *s = d->servers[i];
 
 		for (unsigned r = 0; s && s->enabled && r < s->nranges; r++) {
-			if (s->ranges[r].mmio && hub_route(d, s->ranges[r].start) == s) {
+			if (s->ranges[r].mmio && hub_route(d, s->ranges[r].start, 1) == s) {
 				routes[n++] = s->ranges[r].start;
 				break;
 			}
@@ -580,6 +681,44 @@ bool xsim_daemon_wait_log(struct xsim_daemon *dm, const char *needle, int timeou
 		usleep(20000);
 	}
 	return xsim_daemon_log_has(dm, needle);
+}
+
+/* The stats lines of the daemon's log so far; *v: key's value in the last one (-1 if none). */
+static int daemon_stats_lines(struct xsim_daemon *dm, const char *needle, long long *v)
+{
+	char line[2048];
+	FILE *f = fopen(dm->log_path, "r");
+	int n = 0;
+
+	*v = -1;
+	while (f && fgets(line, sizeof(line), f)) {
+		char *p = strstr(line, "stats vcpus=");
+
+		if (!p)
+			continue;
+		n++;
+		*v = (p = strstr(p, needle)) ? strtoll(p + strlen(needle), NULL, 10) : -1;
+	}
+	if (f)
+		fclose(f);
+	return n;
+}
+
+long long xsim_daemon_stat(struct xsim_daemon *dm, const char *key, int timeout_ms)
+{
+	char needle[64];
+	long long v;
+	int before;
+
+	snprintf(needle, sizeof(needle), " %s=", key);
+	before = daemon_stats_lines(dm, needle, &v);
+	kill(dm->pid, SIGUSR1);
+	for (int waited = 0; waited <= timeout_ms; waited += 10) {
+		if (daemon_stats_lines(dm, needle, &v) > before)
+			return v;
+		usleep(10000);
+	}
+	return -1;
 }
 
 /* ---- vdriver adapters ---- */

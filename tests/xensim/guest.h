@@ -55,10 +55,12 @@ bool xsim_dom_routed(struct xsim_dom *d, uint64_t addr);
 unsigned xsim_dom_restricted(struct xsim_dom *d);
 
 /*
- * One guest MMIO access from `vcpu`: fill the slot of the ioreq server covering addr, signal
- * its event channel, wait up to timeout_ms for STATE_IORESP_READY. -EFAULT when no server
- * covers addr (a data abort for the guest), -ETIMEDOUT when nobody answered, -ENXIO when
- * the server has no slot for that vCPU.
+ * One guest MMIO access from `vcpu`: fill the slot of the ioreq server one of whose ranges holds
+ * [addr, addr + size), signal its event channel, wait up to timeout_ms for STATE_IORESP_READY.
+ * -EFAULT when no server holds it all (a data abort for the guest, as Xen's
+ * ioreq_server_select() gives), -ETIMEDOUT when nobody answered, -ENXIO when the server has no
+ * slot for that vCPU, -EIO when Xen would have refused the access or crashed the domain
+ * (xsim_dom_io_faults).
  */
 int xsim_mmio(struct xsim_dom *d, unsigned vcpu, uint64_t addr, unsigned size, bool write,
 	      uint64_t *data, int timeout_ms);
@@ -69,8 +71,9 @@ int xsim_mmio_write(struct xsim_dom *d, unsigned vcpu, uint64_t addr, unsigned s
 
 /*
  * Place an arbitrary ioreq (any type, size, count, flags, state) into vcpu's slot of the server
- * covering route_addr, signal it and, when resp is non-NULL, wait for IORESP_READY and copy the
- * answered slot. Returns -ETIMEDOUT when not answered (the slot is then reset to NONE).
+ * covering the byte at route_addr (whatever the request's own fields say), signal it and, when
+ * resp is non-NULL, wait for IORESP_READY and copy the answered slot. Returns -ETIMEDOUT when
+ * not answered (the slot is then reset to NONE).
  */
 int xsim_ioreq_raw(struct xsim_dom *d, unsigned vcpu, uint64_t route_addr,
 		   const struct ioreq *req, struct ioreq *resp, int timeout_ms);
@@ -92,16 +95,53 @@ int xsim_irq_wait(struct xsim_dom *d, unsigned spi, uint32_t *seen, int timeout_
 struct xsim_kernel_opts {
 	bool no_eventfd;          /* both ioctls fail with ENOTTY (Linux < 6.7) */
 	int assign_errno;         /* > 0: assigning an ioeventfd fails with this errno */
-	unsigned race_delay_ms;   /* the ioeventfd handler runs this late after each event: the
-				     daemon sees a READY kick before the kernel claims it */
+	unsigned jitter_us;       /* > 0: the ioeventfd handler pauses 0..jitter_us (or yields)
+				     before each of its steps, as a preempted dom0 vCPU would */
 };
 void xsim_kernel_set(struct xsim_hub *h, const struct xsim_kernel_opts *o);
 
 struct xsim_kernel_counts {
 	unsigned ioeventfds, irqfds;   /* registrations held now */
 	uint64_t claims;               /* requests the ioeventfd handler completed */
+	uint64_t handlers;             /* times the ioeventfd handler ran */
 };
 void xsim_kernel_count(struct xsim_hub *h, struct xsim_kernel_counts *c);
+
+/*
+ * Force one interleaving of the daemon and the kernel's ioeventfd handler on the slot of
+ * (ioreq server, vCPU) of d (struct xsim_race in proto.h): kernel step k (0 check, 1 claim,
+ * 2 match, 3 finish) runs once the daemon reached point at[k] of ioreq/slot.h's enum
+ * slot_point (0: at once). Arm before the access, disarm after it completed.
+ */
+void xsim_race_arm(struct xsim_dom *d, unsigned server, unsigned vcpu,
+		   const uint8_t at[XSIM_RACE_STEPS]);
+/* Wait until no ioeventfd handler runs or waits to run. 0, or -ETIMEDOUT. */
+int xsim_kernel_quiesce(struct xsim_hub *h, int timeout_ms);
+/* The id of the ioreq server [addr, addr + len) goes to, or -1 (a data abort). */
+int xsim_dom_route_id(struct xsim_dom *d, uint64_t addr, unsigned len);
+/*
+ * The device model is done with the event of vCPU vcpu's slot on server `server`: the port is
+ * unmasked and nothing is queued for it (its reader has looked, answered or left it).
+ */
+bool xsim_port_idle(struct xsim_dom *d, unsigned server, unsigned vcpu);
+struct xsim_race_result {
+	unsigned timeouts;        /* waits that gave up: the schedule could not happen */
+	unsigned handlers;        /* kernel handler runs under the schedule */
+};
+void xsim_race_disarm(struct xsim_dom *d, struct xsim_race_result *res);
+
+/*
+ * What Xen would have refused, counted per domain: a request posted while the slot was not
+ * NONE ("device model set bad IO state", the access fails as a data abort), and a slot whose
+ * state went backwards while the vCPU waited ("Weird HVM ioreq state transition": Xen crashes
+ * the domain; here the access fails). Each is also reported on stderr.
+ */
+struct xsim_io_faults {
+	unsigned bad_state;       /* posts that found the slot not NONE */
+	unsigned last_bad_state;  /* the state found then */
+	unsigned backwards;       /* state transitions backwards, or to an unknown state */
+};
+void xsim_dom_io_faults(struct xsim_dom *d, struct xsim_io_faults *f);
 
 /* Grants: ref -> frame; refs are handed out from 8 upward (the first 8 are reserved). */
 int xsim_grant(struct xsim_dom *d, uint32_t ref, uint64_t gfn, bool readonly);
@@ -166,6 +206,11 @@ int xsim_daemon_stop(struct xsim_daemon *dm);
 bool xsim_daemon_log_has(struct xsim_daemon *dm, const char *needle);
 /* Poll the log until it contains needle (true) or timeout_ms passes (false). */
 bool xsim_daemon_wait_log(struct xsim_daemon *dm, const char *needle, int timeout_ms);
+/*
+ * SIGUSR1, then the value of " key=" on the Xen side's stats line of that new dump (-1 when
+ * none came within timeout_ms or the key is not on it).
+ */
+long long xsim_daemon_stat(struct xsim_daemon *dm, const char *key, int timeout_ms);
 
 /* tests/lib/vdriver adapters: a device window reached through a vCPU's ioreq slot. */
 struct xsim_vio {

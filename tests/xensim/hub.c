@@ -50,8 +50,10 @@ static struct xsim_server *hub_server(struct xsim_dom *d, uint32_t id)
  * recently created one wins where ranges overlap (a restarted device model takes over from one
  * that died without destroying its server).
  */
-struct xsim_server *hub_route(struct xsim_dom *d, uint64_t addr)
+struct xsim_server *hub_route(struct xsim_dom *d, uint64_t addr, uint64_t len)
 {
+	uint64_t end = len && addr <= UINT64_MAX - (len - 1) ? addr + (len - 1) : addr;
+
 	for (unsigned i = XSIM_MAX_SERVERS; i-- > 0;) {
 		struct xsim_server *s = d->servers[i];
 
@@ -59,7 +61,7 @@ struct xsim_server *hub_route(struct xsim_dom *d, uint64_t addr)
 			continue;
 		for (unsigned r = 0; r < s->nranges; r++)
 			if (s->ranges[r].mmio && addr >= s->ranges[r].start &&
-			    addr <= s->ranges[r].end)
+			    end <= s->ranges[r].end)
 				return s;
 	}
 	return NULL;
@@ -115,7 +117,7 @@ static struct xsim_server *server_new(struct xsim_dom *d)
 	}
 	s->slots = map;
 	for (unsigned i = 0; i < s->nchans; i++) {
-		s->chans[i].port = d->next_port++;
+		s->chans[i] = (struct xsim_chan){ .port = d->next_port++, .d = d, .s = s, .vcpu = i };
 		s->slots[i].state = STATE_IOREQ_NONE;
 	}
 	return s;
@@ -141,6 +143,7 @@ static int server_create(struct xsim_dom *d, uint32_t bufioreq, uint32_t *id)
 		d->servers[i] = server_new(d);
 		if (!d->servers[i])
 			return -ENOMEM;
+		d->servers[i]->id = i;
 		*id = i;
 		return 0;
 	}
@@ -162,6 +165,16 @@ static void server_retire(struct xsim_dom *d, uint32_t id)
 	d->servers[id] = NULL;
 }
 
+/*
+ * A server's ranges behave as Xen's rangesets: mapping a range that overlaps one of the same
+ * kind fails (EEXIST), adjacent ranges merge, and unmapping needs one range that contains the
+ * whole span (ENOENT otherwise), which may split it in two.
+ */
+static void server_drop_range(struct xsim_server *s, unsigned r)
+{
+	s->ranges[r] = s->ranges[--s->nranges];
+}
+
 static int server_map_range(struct xsim_server *s, bool mmio, uint64_t start, uint64_t end)
 {
 	if (start > end)
@@ -170,6 +183,18 @@ static int server_map_range(struct xsim_server *s, bool mmio, uint64_t start, ui
 		if (s->ranges[r].mmio == mmio && start <= s->ranges[r].end &&
 		    end >= s->ranges[r].start)
 			return -EEXIST;
+	for (unsigned r = 0; r < s->nranges;) {
+		struct xsim_range *x = &s->ranges[r];
+
+		if (x->mmio == mmio && ((start > 0 && x->end == start - 1) ||
+					(end < UINT64_MAX && x->start == end + 1))) {
+			start = x->start < start ? x->start : start;
+			end = x->end > end ? x->end : end;
+			server_drop_range(s, r);
+			continue;
+		}
+		r++;
+	}
 	if (s->nranges == XSIM_MAX_RANGES)
 		return -ENOSPC;
 	s->ranges[s->nranges++] = (struct xsim_range){ start, end, mmio };
@@ -179,11 +204,18 @@ static int server_map_range(struct xsim_server *s, bool mmio, uint64_t start, ui
 static int server_unmap_range(struct xsim_server *s, bool mmio, uint64_t start, uint64_t end)
 {
 	for (unsigned r = 0; r < s->nranges; r++) {
-		if (s->ranges[r].mmio == mmio && s->ranges[r].start == start &&
-		    s->ranges[r].end == end) {
-			s->ranges[r] = s->ranges[--s->nranges];
-			return 0;
-		}
+		struct xsim_range x = s->ranges[r];
+
+		if (x.mmio != mmio || start < x.start || end > x.end || start > end)
+			continue;
+		if (x.start < start && end < x.end && s->nranges == XSIM_MAX_RANGES)
+			return -ENOSPC;
+		server_drop_range(s, r);
+		if (x.start < start)
+			s->ranges[s->nranges++] = (struct xsim_range){ x.start, start - 1, mmio };
+		if (end < x.end)
+			s->ranges[s->nranges++] = (struct xsim_range){ end + 1, x.end, mmio };
+		return 0;
 	}
 	return -ENOENT;
 }
@@ -203,12 +235,13 @@ static struct xsim_chan *hub_chan_by_port(struct xsim_dom *d, uint32_t port)
 /* ---- event-channel handles ---- */
 
 struct hub_reply {
-	int fds[2];
+	int fds[3];
 	unsigned nfds;
 };
 
 static void evh_detach(struct xsim_chan *ch)
 {
+	atomic_store(&ch->evh->pg->kflag[ch->evidx], 0);
 	ch->evh->bound[ch->evidx] = NULL;
 	ch->evh = NULL;
 }
@@ -252,7 +285,8 @@ static int evh_open(struct xsim_hub *h, struct xsim_conn *c, struct hub_reply *r
 	c->evh = e;
 	rep->fds[0] = e->doorbell;
 	rep->fds[1] = e->page_fd;
-	rep->nfds = 2;
+	rep->fds[2] = hub_kernel_bell(h);
+	rep->nfds = 3;
 	return 0;
 }
 
@@ -273,6 +307,7 @@ static int evh_bind(struct xsim_dom *d, struct xsim_conn *c, struct xsim_msg *m)
 	ch->evh = c->evh;
 	ch->evidx = m->b;
 	c->evh->bound[m->b] = ch;
+	atomic_store(&ch->evh->pg->kflag[ch->evidx], ch->s->kfds != 0);
 	return 0;
 }
 
@@ -456,7 +491,7 @@ static int hub_dispatch(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg
 
 static int hub_send(int fd, struct xsim_msg *m, const struct hub_reply *rep)
 {
-	union { char buf[CMSG_SPACE(2 * sizeof(int))]; struct cmsghdr align; } u;
+	union { char buf[CMSG_SPACE(3 * sizeof(int))]; struct cmsghdr align; } u;
 	struct iovec iov = { m, XSIM_MSG_HDR + m->len };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 
@@ -758,6 +793,7 @@ static void dom_free(struct xsim_dom *d)
 	for (unsigned v = 0; d->vcpu_lock && v < d->nr_vcpus; v++)
 		pthread_mutex_destroy(&d->vcpu_lock[v]);
 	free(d->vcpu_lock);
+	free(d->test_left);
 	if (d->ram)
 		munmap(d->ram, d->ram_size);
 	if (d->ctl)
@@ -869,7 +905,8 @@ static struct xsim_dom *dom_new(struct xsim_hub *h, const struct xsim_dom_opts *
 	d->next_gref = 8;
 	snprintf(d->name, sizeof(d->name), "%s", o->name ? o->name : "guest");
 	d->vcpu_lock = calloc(d->nr_vcpus, sizeof(*d->vcpu_lock));
-	if (!d->vcpu_lock || dom_alloc_memory(d, o) < 0) {
+	d->test_left = calloc(d->nr_vcpus, sizeof(*d->test_left));
+	if (!d->vcpu_lock || !d->test_left || dom_alloc_memory(d, o) < 0) {
 		dom_free(d);
 		return NULL;
 	}

@@ -7,6 +7,7 @@
 #define XSIM_HUB_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -16,7 +17,7 @@
 
 #define XSIM_MAX_DOMS    128
 #define XSIM_MAX_SERVERS 8
-#define XSIM_MAX_RANGES  64
+#define XSIM_MAX_RANGES  256   /* Xen's MAX_NR_IO_RANGES per server */
 
 struct xsim_evh;
 
@@ -29,6 +30,9 @@ struct xsim_chan {
 	uint32_t port;          /* the guest-side port number (vp_eport) */
 	struct xsim_evh *evh;
 	unsigned evidx;
+	struct xsim_dom *d;     /* whose vCPU slot it signals: d's server s, slot vcpu */
+	struct xsim_server *s;
+	unsigned vcpu;
 };
 
 /*
@@ -49,7 +53,9 @@ struct xsim_range {
 };
 
 struct xsim_server {
+	uint32_t id;
 	bool enabled;
+	unsigned kfds;          /* ioeventfds the kernel holds on this server's slots */
 	int pages_fd;
 	unsigned npages;
 	unsigned nchans;        /* vCPUs with a slot: min(nr_vcpus, 128 * npages) */
@@ -81,10 +87,14 @@ struct xsim_dom {
 	struct xsim_server *servers[XSIM_MAX_SERVERS];  /* by ioreq server id */
 	uint32_t next_port;
 	pthread_mutex_t *vcpu_lock;  /* one outstanding guest access per vCPU */
+	/* Per vCPU: a slot a test posted into without waiting (xsim_ioreq_raw, resp NULL). */
+	struct ioreq **test_left;
 	uint32_t next_gref;
 	/* The region granted by xsim_vmem_init(grants): ref of page i is base + i. */
 	uint64_t gnt_gpa, gnt_pages;
 	uint32_t gnt_rw_base, gnt_ro_base;
+	/* Xen's refusals (xsim_dom_io_faults) */
+	_Atomic unsigned io_bad_state, io_last_bad_state, io_backwards;
 };
 
 /* A watch event the client has not taken yet (its socket buffer was full). */
@@ -143,16 +153,21 @@ struct xsim_hub {
 };
 
 struct xsim_dom *hub_dom_get(struct xsim_hub *h, uint32_t domid);
-/* The enabled server whose MMIO ranges cover addr, or NULL. Caller holds the lock. */
-struct xsim_server *hub_route(struct xsim_dom *d, uint64_t addr);
+/*
+ * The enabled server one of whose MMIO ranges contains [addr, addr + len), or NULL (an access
+ * that spans two servers' ranges reaches neither, as in Xen). Caller holds the lock.
+ */
+struct xsim_server *hub_route(struct xsim_dom *d, uint64_t addr, uint64_t len);
+/* The kernel's handler shares (or stops sharing) the IRQ of s's bound ports. Lock held. */
+void hub_kernel_share(struct xsim_server *s, bool on);
 
 /* The dom0 kernel model (kernel.c). */
 int hub_kernel_start(struct xsim_hub *h);
 void hub_kernel_stop(struct xsim_hub *h);
 /* XSIM_OP_IOEVENTFD / XSIM_OP_IRQFD; caller holds the lock. 1 when fd_in was kept. */
 int hub_kernel_ioctl(struct xsim_hub *h, struct xsim_msg *m, int fd_in);
-/* The guest side posted a request in slot (the event is sent): the kernel's handler runs. */
-void hub_kernel_ioreq(struct xsim_dom *d, struct ioreq *slot);
+/* The kernel's doorbell (evtchn_shm.h): deliveries for its handler ring it. */
+int hub_kernel_bell(struct xsim_hub *h);
 /* Apply the DM op of every signalled irqfd of the SPI (before reading its counters). */
 void hub_kernel_irq_sync(struct xsim_dom *d, unsigned spi);
 /* Wait up to timeout_ms (capped) for an irqfd of the SPI; false when it has none. */

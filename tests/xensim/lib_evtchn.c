@@ -33,6 +33,7 @@ struct evtchn_port {
 struct xenevtchn_handle {
 	int conn;
 	int doorbell;                   /* the handle's fd */
+	int kbell;                      /* the dom0 kernel model's doorbell (evtchn_shm.h) */
 	struct xsim_evtchn_page *pg;    /* shared with the hub's guest side */
 	int64_t restrict_domid;
 	uint32_t port_base;             /* binding i is local port port_base + i */
@@ -53,6 +54,8 @@ static void evtchn_free_handle(xenevtchn_handle *h)
 		munmap(h->pg, sizeof(*h->pg));
 	if (h->doorbell >= 0)
 		close(h->doorbell);
+	if (h->kbell >= 0)
+		close(h->kbell);
 	if (h->conn >= 0)
 		close(h->conn);
 	free(h->b);
@@ -63,7 +66,7 @@ xenevtchn_handle *xenevtchn_open(struct xentoollog_logger *logger, unsigned int 
 {
 	xenevtchn_handle *h = calloc(1, sizeof(*h));
 	struct xsim_msg *m = xsim_msg_new(XSIM_OP_EVTCHN_OPEN, 0);
-	int fds[2] = { -1, -1 }, e;
+	int fds[3] = { -1, -1, -1 }, e;
 
 	(void)logger;
 	(void)flags;
@@ -75,11 +78,13 @@ xenevtchn_handle *xenevtchn_open(struct xentoollog_logger *logger, unsigned int 
 	}
 	h->restrict_domid = -1;
 	h->doorbell = -1;
+	h->kbell = -1;
 	h->b = calloc(XSIM_EVTCHN_MAX, sizeof(*h->b));
 	h->conn = xsim_fault("evtchn") ? (errno = ENOENT, -1) : xsim_connect();
-	if (!h->b || h->conn < 0 || xsim_rpc(h->conn, m, -1, fds, 2) < 0)
+	if (!h->b || h->conn < 0 || xsim_rpc(h->conn, m, -1, fds, 3) < 0)
 		goto fail;
 	h->doorbell = fds[0];
+	h->kbell = fds[2];
 	h->pg = mmap(NULL, sizeof(*h->pg), PROT_READ | PROT_WRITE, MAP_SHARED, fds[1], 0);
 	close(fds[1]);
 	if (h->pg == MAP_FAILED)
@@ -302,7 +307,7 @@ int xenevtchn_unmask(xenevtchn_handle *xce, evtchn_port_t port)
 
 	if (i < 0)
 		return -1;
-	xsim_evtchn_unmask(xce->pg, xce->doorbell, (unsigned)i);
+	xsim_evtchn_unmask(xce->pg, xce->doorbell, xce->kbell, (unsigned)i);
 	return 0;
 }
 

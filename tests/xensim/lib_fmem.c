@@ -30,13 +30,15 @@ struct xenforeignmemory_resource_handle {
 /* Every ioreq-page mapping of the process: what the kernel's find_vma() sees (lib_privcmd.c). */
 static xenforeignmemory_resource_handle *fmem_resources;
 
-bool xsim_resource_find(const void *va, uint32_t *domid, uint32_t *server)
+bool xsim_resource_find(const void *va, uint32_t *domid, uint32_t *server, size_t *off)
 {
 	for (xenforeignmemory_resource_handle *r = fmem_resources; r; r = r->next) {
 		if ((const char *)va >= (const char *)r->addr &&
 		    (const char *)va < (const char *)r->addr + r->len) {
 			*domid = r->domid;
 			*server = r->id;
+			if (off)
+				*off = (size_t)((const char *)va - (const char *)r->addr);
 			return true;
 		}
 	}

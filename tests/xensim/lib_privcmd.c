@@ -5,17 +5,114 @@
  * and the restriction of this handle.
  */
 #include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <stdint.h>
 #include <unistd.h>
+
+#include <xen/hvm/ioreq.h>
 
 #include "ioreq/privcmd.h"
 #include "tests/xensim/client.h"
+#include "tests/xensim/proto.h"
 
 struct xen_privcmd {
 	int conn;
 	int64_t restrict_domid;   /* -1: unrestricted */
+	uint32_t domid;
+	struct xsim_domctl *ctl;  /* the domain's control page: where a forced interleaving is */
+	struct xen_privcmd *next;
 };
+
+/* Every open handle: xen_privcmd_race() finds the control page of a slot's domain here. */
+static struct xen_privcmd *privcmd_handles;
+
+/* Map the domain's control page (no descriptor kept); NULL when the domain is gone. */
+static struct xsim_domctl *privcmd_map_ctl(int conn, uint32_t domid)
+{
+	struct xsim_msg *m = xsim_msg_new(XSIM_OP_DOMAIN, domid);
+	struct xsim_domctl *ctl = NULL;
+	int fds[2] = { -1, -1 };
+
+	if (m && xsim_rpc(conn, m, -1, fds, 2) == 0) {
+		ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fds[1], 0);
+		if (ctl == MAP_FAILED)
+			ctl = NULL;
+	}
+	for (int i = 0; i < 2; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	free(m);
+	return ctl;
+}
+
+static struct xsim_domctl *privcmd_ctl(uint32_t domid)
+{
+	for (struct xen_privcmd *p = privcmd_handles; p; p = p->next)
+		if (p->ctl && p->domid == domid)
+			return p->ctl;
+	return NULL;
+}
+
+/* Steps of the kernel's handler the schedule puts at or before point p: they come first. */
+static uint32_t privcmd_race_need(const struct xsim_race *r, unsigned p)
+{
+	uint32_t n = 0;
+
+	while (n < XSIM_RACE_STEPS && r->at[n] <= p)
+		n++;
+	return n;
+}
+
+static int64_t privcmd_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void xen_privcmd_race(const volatile void *slot, unsigned point)
+{
+	uint32_t domid, server, need, have;
+	struct xsim_domctl *ctl;
+	struct xsim_race *r;
+	size_t off;
+	int64_t deadline;
+
+	if (!xsim_resource_find((const void *)slot, &domid, &server, &off) ||
+	    !(ctl = privcmd_ctl(domid)))
+		return;
+	r = &ctl->race;
+	if (!atomic_load(&r->armed) || r->server != server ||
+	    r->vcpu != off / sizeof(struct ioreq))
+		return;
+	/* The furthest point reached; the kernel's thread waits on it. */
+	have = atomic_load(&r->dpoint);
+	while (have < point && !atomic_compare_exchange_weak(&r->dpoint, &have, point))
+		;
+	syscall(SYS_futex, (uint32_t *)&r->dpoint, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+	need = privcmd_race_need(r, point);
+	deadline = privcmd_now_ms() + XSIM_RACE_WAIT_MS;
+	for (;;) {
+		uint32_t done = atomic_load(&r->ksteps);
+		int64_t left = deadline - privcmd_now_ms();
+
+		if (done >= need || !atomic_load(&r->armed))
+			return;
+		if (left <= 0) {
+			atomic_fetch_add(&r->timeouts, 1);
+			return;
+		}
+		struct timespec ts = { left / 1000, (left % 1000) * 1000000 };
+
+		syscall(SYS_futex, (uint32_t *)&r->ksteps, FUTEX_WAIT, done, &ts, NULL, 0);
+	}
+}
 
 int xen_privcmd_open(uint32_t domid, struct xen_privcmd **out)
 {
@@ -33,6 +130,10 @@ int xen_privcmd_open(uint32_t domid, struct xen_privcmd **out)
 	}
 	/* IOCTL_PRIVCMD_RESTRICT does not ask Xen whether the domain exists. */
 	p->restrict_domid = domid;
+	p->domid = domid;
+	p->ctl = privcmd_map_ctl(p->conn, domid);
+	p->next = privcmd_handles;
+	privcmd_handles = p;
 	*out = p;
 	return 0;
 }
@@ -65,7 +166,7 @@ int xen_privcmd_ioeventfd(struct xen_privcmd *p, const struct xvd_privcmd_ioeven
 	};
 	uint32_t domid;
 
-	if (!xsim_resource_find((const void *)(uintptr_t)a->ioreq, &domid, &k.server) ||
+	if (!xsim_resource_find((const void *)(uintptr_t)a->ioreq, &domid, &k.server, NULL) ||
 	    domid != a->dom)
 		k.server = UINT32_MAX;   /* the hub answers EFAULT (no such mapping) */
 	return privcmd_call(p, XSIM_OP_IOEVENTFD, a->dom, &k, (int)a->event_fd);
@@ -90,6 +191,14 @@ void xen_privcmd_close(struct xen_privcmd *p)
 {
 	if (!p)
 		return;
+	for (struct xen_privcmd **q = &privcmd_handles; *q; q = &(*q)->next) {
+		if (*q == p) {
+			*q = p->next;
+			break;
+		}
+	}
+	if (p->ctl)
+		munmap(p->ctl, sizeof(*p->ctl));
 	close(p->conn);
 	free(p);
 }

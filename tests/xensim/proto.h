@@ -39,6 +39,29 @@ struct xsim_grant {
 	uint64_t frame;             /* guest frame number */
 };
 
+/*
+ * A forced interleaving of the daemon and the dom0 kernel's ioeventfd handler on one slot
+ * (kernel.c, lib_privcmd.c). The daemon's ioreq/slot.c reports each point it reaches
+ * (enum slot_point: 1 = state read ... 5 = done); the kernel's handler has four steps: check
+ * (read state, type, dir), claim (state = INPROCESS), match (signal an eventfd), finish (state
+ * = IORESP_READY or READY). Kernel step k waits until the daemon reached point at[k] (0: no
+ * wait); the daemon, at point p, waits until every step k with at[k] <= p is done. Each wait
+ * gives up after XSIM_RACE_WAIT_MS and counts a timeout (a schedule that cannot happen).
+ */
+#define XSIM_RACE_STEPS   4u
+#define XSIM_RACE_DONE    0xffu       /* ksteps once the handler returned */
+#define XSIM_RACE_WAIT_MS 2000
+
+struct xsim_race {
+	_Atomic uint32_t armed;       /* the schedule applies to (server, vcpu) */
+	uint32_t server, vcpu;
+	uint8_t at[XSIM_RACE_STEPS];
+	_Atomic uint32_t dpoint;      /* the furthest point the daemon reached (futex) */
+	_Atomic uint32_t ksteps;      /* steps the kernel's handler has done (futex) */
+	_Atomic uint32_t timeouts;
+	_Atomic uint32_t handlers;    /* kernel handler runs on that slot under the schedule */
+};
+
 /* One page-aligned shared control block per domain (memfd, mapped by hub and clients). */
 struct xsim_domctl {
 	uint32_t domid;
@@ -49,6 +72,7 @@ struct xsim_domctl {
 	uint64_t bank_size[2];      /* 0: bank absent; bank 1 follows bank 0 in the RAM memfd */
 	_Atomic uint32_t irq_level[XSIM_NR_IRQS];  /* the level last written */
 	_Atomic uint32_t irq_edges[XSIM_NR_IRQS];  /* injections; a futex the guest waits on */
+	struct xsim_race race;
 	struct xsim_grant grants[XSIM_NR_GRANTS];
 };
 
@@ -57,6 +81,12 @@ struct xsim_domctl {
  * what xenevtchn_fd returns) and this page, shared by the hub's guest side (which signals) and
  * the handle's process (which reads and unmasks). Bindings are numbered by the handle; binding i
  * has state[i] and bit i of ready. The rules are in evtchn_shm.h.
+ *
+ * The dom0 kernel's ioeventfd handler shares a binding's IRQ when kflag[i] is set (the hub sets
+ * it while the binding's ioreq server has ioeventfds): each delivery then also sets bit i of
+ * kready and rings the kernel's doorbell (an eventfd the hub's kernel thread waits on, the third
+ * descriptor XSIM_OP_EVTCHN_OPEN hands out), after queuing the port for the reader, as Linux
+ * runs the evtchn device's handler before privcmd's on the shared IRQ.
  */
 #define XSIM_EVTCHN_MAX      4096u   /* bindings per handle (the daemon allows 4096 vCPUs) */
 #define XSIM_EVTCHN_MASKED   1u      /* delivered (queued or read), not unmasked yet */
@@ -69,6 +99,8 @@ struct xsim_evtchn_page {
 	_Atomic uint32_t state[XSIM_EVTCHN_MAX];       /* XSIM_EVTCHN_MASKED | _PENDING */
 	/* The other direction: xenevtchn_notify bumps it; the guest side waits on it (a futex). */
 	_Atomic uint32_t notify[XSIM_EVTCHN_MAX];
+	_Atomic uint32_t kflag[XSIM_EVTCHN_MAX];       /* the kernel's handler shares the IRQ */
+	_Atomic uint64_t kready[XSIM_EVTCHN_MAX / 64];  /* delivered, the kernel's to handle */
 };
 
 /* Which drop-in handles were restricted to a domain (tests check the daemon does it). */
@@ -94,7 +126,7 @@ enum xsim_op {
 	XSIM_OP_XS_UNWATCH,     /* same */
 	XSIM_OP_XS_INTRODUCED,  /* domid -> a=0/1 */
 	XSIM_OP_EVTCHN_OPEN,    /* this connection is a xenevtchn handle -> fds[0] doorbell,
-				 * fds[1] struct xsim_evtchn_page memfd */
+				 * fds[1] struct xsim_evtchn_page memfd, fds[2] the kernel's bell */
 	XSIM_OP_UNBIND,         /* b=binding: the guest side stops signalling it */
 	XSIM_OP_IOEVENTFD,      /* data=struct xsim_kfd_req, fd: the eventfd (assign only) */
 	XSIM_OP_IRQFD,          /* same */
