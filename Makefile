@@ -2,7 +2,7 @@
 #
 #   make              build/xen-virtiod (real Xen libraries) and build/sim/xen-virtiod (xensim)
 #   make check        every test, once plain and once under ASan+UBSan; last line "N passed, N failed"
-#   make install      PREFIX=/usr/local DESTDIR=
+#   make install      PREFIX=/usr/local DESTDIR= (debian/rules: PREFIX=/usr, units in /lib)
 #   make clean
 #
 # Sub-makefiles (*.mk next to what they build) add targets and tests; see the include below.
@@ -15,11 +15,12 @@ DESTDIR ?=
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR  ?= $(PREFIX)/share/man
 DOCDIR  ?= $(PREFIX)/share/doc/xen-virtiod
+EXAMPLEDIR ?= $(DOCDIR)
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 
 CC      ?= gcc
 PKG     ?= pkg-config
-XEN_PKGS := xendevicemodel xenforeignmemory xenevtchn xengnttab xenstore
+XEN_PKGS := xendevicemodel xenforeignmemory xenevtchn xengnttab xenstore xencall
 
 CPPFLAGS += -I. -D_GNU_SOURCE -D__XEN_TOOLS__ -DXVD_VERSION=\"$(VERSION)\"
 CFLAGS   ?= -O2 -g
@@ -102,15 +103,16 @@ check: deps
 	 $(MAKE) --no-print-directory BUILD=build/asan SAN=1 check-run; \
 	 sh scripts/summarize.sh build/test-summary build/asan/test-summary
 
-install: $(DAEMON)
+install: $(DAEMON) $(CTL)
 	install -D -m 0755 $(DAEMON) $(DESTDIR)$(SBINDIR)/xen-virtiod
+	install -D -m 0755 $(CTL) $(DESTDIR)$(SBINDIR)/xen-virtiodctl
 	for f in scripts/xen-virtiod-create; do [ -f $$f ] && install -D -m 0755 $$f $(DESTDIR)$(SBINDIR)/$$(basename $$f) || true; done
 	for f in systemd/*.service; do install -D -m 0644 $$f $(DESTDIR)$(UNITDIR)/$$(basename $$f); done
 	# The units name /usr/local/sbin/xen-virtiod; point them at where the binary went.
 	sed -i 's|/usr/local/sbin/xen-virtiod|$(SBINDIR)/xen-virtiod|' $(DESTDIR)$(UNITDIR)/xen-virtiod*.service
 	for f in man/*.8; do install -D -m 0644 $$f $(DESTDIR)$(MANDIR)/man8/$$(basename $$f); done
 	for f in man/*.5; do install -D -m 0644 $$f $(DESTDIR)$(MANDIR)/man5/$$(basename $$f); done
-	install -D -m 0644 config/example.ini $(DESTDIR)$(DOCDIR)/example.ini
+	install -D -m 0644 config/example.ini $(DESTDIR)$(EXAMPLEDIR)/example.ini
 
 clean:
 	rm -rf build

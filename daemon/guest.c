@@ -62,6 +62,19 @@ const char *guest_name(const struct guest *g) { return g->name; }
 uint32_t guest_domid(const struct guest *g) { return g->domid; }
 unsigned guest_device_count(const struct guest *g) { return g->ndevs; }
 
+struct xen_guest *guest_xen(struct guest *g) { return g->xg; }
+
+bool guest_device_info(struct guest *g, unsigned i, struct guest_devinfo *out)
+{
+	const struct guest_dev *gd = i < g->ndevs ? &g->devs[i] : NULL;
+
+	if (!gd || !gd->dev)
+		return false;
+	*out = (struct guest_devinfo){ .dev = gd->dev, .type = config_dev_type_name(gd->cfg.type),
+				       .name = gd->cfg.name, .base = gd->base, .irq = gd->irq };
+	return true;
+}
+
 bool guest_parse_domid(const char *s, uint32_t *domid)
 {
 	char *end;

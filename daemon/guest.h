@@ -59,6 +59,21 @@ const char *guest_name(const struct guest *g);
 uint32_t guest_domid(const struct guest *g);
 unsigned guest_device_count(const struct guest *g);
 
+/* The control socket's view of the devices (daemon/control.c, daemon/report.c). */
+struct vdev;
+struct xen_guest;
+struct guest_devinfo {
+	struct vdev *dev;
+	const char *type;             /* the INI section's type: "block", "net", ... */
+	const char *name;             /* its name ("" for [rng]) */
+	uint64_t base;                /* the virtio-mmio window */
+	uint32_t irq;                 /* its SPI */
+};
+/* Device i (< guest_device_count()); false when there is no such device. */
+bool guest_device_info(struct guest *g, unsigned i, struct guest_devinfo *out);
+/* The Xen side, for its counters (ioreq/xen_stats.h) and its notify path. */
+struct xen_guest *guest_xen(struct guest *g);
+
 /* "123" -> true with *domid set; names and anything else -> false. */
 bool guest_parse_domid(const char *s, uint32_t *domid);
 

@@ -21,8 +21,10 @@
 #include <systemd/sd-daemon.h>
 
 #include "config/config.h"
+#include "daemon/control.h"
 #include "daemon/guest.h"
 #include "daemon/fdstore.h"
+#include "daemon/hostcheck.h"
 #include "daemon/sandbox.h"
 #include "daemon/state.h"
 #include "daemon/watch.h"
@@ -42,7 +44,9 @@ struct options {
 	const char *backend_domid;    /* --backend-domid, watch mode (NULL: 0, dom0) */
 	const char *state_dir;        /* --state-dir (NULL: $RUNTIME_DIRECTORY, else the default) */
 	bool no_state;                /* --state-dir none */
+	const char *control_dir;      /* --control-dir (NULL: $XEN_VIRTIOD_CONTROL_DIR or default) */
 	bool check;
+	bool check_host;
 	bool foreground;
 	bool watch;
 };
@@ -55,6 +59,7 @@ struct daemon {
 	struct ev_loop *loop;
 	ev_signal sig_term, sig_int, sig_hup, sig_usr1;
 	struct guest *guest;          /* guest mode */
+	struct control *control;      /* guest mode: xen-virtiodctl's socket (NULL without) */
 	struct watch *watch;          /* watch mode */
 	char self_exe[PATH_MAX];
 };
@@ -65,8 +70,9 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 "Usage: xen-virtiod --config FILE [--domain NAME|ID] [--state-dir DIR|none]\n"
-"                   [--log-level LEVEL] [--foreground]\n"
+"                   [--control-dir DIR] [--log-level LEVEL] [--foreground]\n"
 "       xen-virtiod --check-config [--config] FILE\n"
+"       xen-virtiod --check-host\n"
 "       xen-virtiod --watch [--config-dir DIR] [--backend-domid ID] [--log-level LEVEL]\n"
 "                           [--foreground]\n"
 "       xen-virtiod --help | --version\n"
@@ -81,6 +87,11 @@ static void usage(FILE *f)
 "                         $RUNTIME_DIRECTORY, else " STATE_DEFAULT_DIR "); none: keep no state\n"
 "  -n, --check-config     validate the configuration and exit: 0 when valid, 78 with\n"
 "                         file:line: key: messages on stderr when not; never touches Xen\n"
+"  -H, --check-host       check what this host needs (Xen device nodes, xenstored, device-\n"
+"                         model calls, privcmd eventfds, seccomp, tap, bridge, Xen version):\n"
+"                         one OK/WARN/FAIL line per item with the fix; exit 1 on any FAIL\n"
+"  -R, --control-dir DIR  where the control socket <guest>.ctl goes (default\n"
+"                         $" CONTROL_DIR_ENV " or " CONTROL_DIR_DEFAULT "); see xen-virtiodctl(8)\n"
 "  -l, --log-level LEVEL  error, warning, notice, info (default) or debug; overrides the\n"
 "                         INI's [guest] log_level\n"
 "  -f, --foreground       stay in the foreground; without it, and when not started by\n"
@@ -114,6 +125,8 @@ static const struct option long_opts[] = {
 	{ "config", required_argument, NULL, 'c' },
 	{ "domain", required_argument, NULL, 'd' },
 	{ "check-config", no_argument, NULL, 'n' },
+	{ "check-host", no_argument, NULL, 'H' },
+	{ "control-dir", required_argument, NULL, 'R' },
 	{ "log-level", required_argument, NULL, 'l' },
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "watch", no_argument, NULL, 'w' },
@@ -132,6 +145,8 @@ static int parse_option(struct options *o, int c)
 	case 'c': o->config = optarg; return -1;
 	case 'd': o->domain = optarg; return -1;
 	case 'n': o->check = true; return -1;
+	case 'H': o->check_host = true; return -1;
+	case 'R': o->control_dir = optarg; return -1;
 	case 'l': o->log_level = optarg; return -1;
 	case 'f': o->foreground = true; return -1;
 	case 'w': o->watch = true; return -1;
@@ -153,6 +168,12 @@ static int check_combination(struct options *o, int nargs, char **args)
 	}
 	if (nargs > 0)
 		return usage_error("unexpected argument '%s'", args[0]);
+	if (o->check_host && (o->config || o->domain || o->check || o->watch || o->control_dir))
+		return usage_error("%s", "--check-host takes no other option");
+	if (o->check_host)
+		return -1;
+	if (o->control_dir && (o->watch || o->check))
+		return usage_error("%s", "--control-dir goes with --config (one guest's instance)");
 	if (o->watch && (o->config || o->domain || o->check))
 		return usage_error("%s", "--watch takes no --config, --domain or --check-config");
 	if (o->config_dir && !o->watch)
@@ -190,7 +211,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 {
 	int c, rc;
 
-	while ((c = getopt_long(argc, argv, "c:d:nl:fws:C:b:hV", long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:d:nHR:l:fws:C:b:hV", long_opts, NULL)) != -1) {
 		rc = parse_option(o, c);
 		if (rc >= 0)
 			return rc;
@@ -496,14 +517,20 @@ static int serve_guest(struct daemon *d, const struct config *cfg)
 		return EXIT_FAIL;
 	}
 	if (guest_setup(d->loop, &p, &d->guest) < 0) {
+		/* What --check-host would say about this host, when something is wrong with it. */
+		hostcheck_explain();
 		sd_notify(0, "STATUS=Failed to set up the guest");
 		return EXIT_FAIL;
 	}
 	/* What a previous instance stored and we did not take over is nobody's any more. */
 	fdstore_systemd_close_unused();
+	/* Before the sandbox: creating the socket file is no serving-loop syscall. */
+	control_start(d->loop, control_dir(d->o.control_dir), d->guest, &d->control);
 	/* From here on only the serving loop's syscalls (daemon/sandbox.h). */
 	if (sandbox_enter() < 0) {
 		sd_notify(0, "STATUS=Failed to enter the sandbox");
+		control_stop(d->control);
+		d->control = NULL;
 		guest_teardown(d->guest);
 		d->guest = NULL;
 		return EXIT_FAIL;
@@ -514,6 +541,8 @@ static int serve_guest(struct daemon *d, const struct config *cfg)
 	/* The totals, for the journal: what the guest used while it was served. */
 	guest_status(d->guest, status, sizeof(status));
 	log_notice("stopping; %s", status);
+	control_stop(d->control);
+	d->control = NULL;
 	stop_guest(d);
 	log_info("stopped");
 	return EXIT_SUCCESS;
@@ -588,6 +617,8 @@ int main(int argc, char **argv)
 		return rc;
 	if (d.o.check)
 		return check_config(d.o.config);
+	if (d.o.check_host)
+		return hostcheck_run(stdout);
 	if (d.o.log_level)
 		d.cli_level = log_parse_level(d.o.log_level);
 	log_init(d.cli_level >= 0 ? d.cli_level : LOG_INFO, stderr_is_journal());

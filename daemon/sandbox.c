@@ -108,7 +108,8 @@ static const char *const sandbox_allowed[] = {
 	"openat", "open", "close", "fstat", "newfstatat", "statx", "stat", "lstat", "fstatfs",
 	"fcntl", "dup", "dup3", "rename", "renameat", "renameat2", "unlink", "unlinkat",
 	"readlink", "readlinkat", "getdents64", "umask", "fchmod", "pipe2",
-	/* sockets: console clients, sd_notify, xenstored (xs_open at teardown), xensim's hub */
+	/* sockets: console and control clients (daemon/control.c: accept4, SO_PEERCRED, socketpair
+	 * and SCM_RIGHTS for console attach), sd_notify, xenstored (xs_open at teardown), the hub */
 	"accept4", "accept", "connect", "recvmsg", "sendmsg", "recvfrom", "sendto",
 	"shutdown", "getsockopt", "setsockopt", "getsockname", "getpeername", "socketpair",
 	/* ioctl is filtered by type below; these are the rest of the process's life */
@@ -270,13 +271,8 @@ static bool env_set(const char *name)
 	return v && *v && strcmp(v, "0") != 0;
 }
 
-int sandbox_check(void)
+int sandbox_kernel_filters(void)
 {
-	scmp_filter_ctx ctx;
-	int e;
-
-	if (env_set("XVD_NO_SECCOMP") || SANDBOX_SANITIZED)
-		return 0;
 	/*
 	 * The kernel's own answer, without installing anything: filter mode is supported when a
 	 * NULL program is refused for its address (EFAULT; EACCES without privilege), and
@@ -284,8 +280,20 @@ int sandbox_check(void)
 	 */
 	errno = 0;
 	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, NULL, 0, 0) < 0 && errno != EFAULT &&
-	    errno != EACCES) {
-		e = errno;
+	    errno != EACCES)
+		return errno;
+	return 0;
+}
+
+int sandbox_check(void)
+{
+	scmp_filter_ctx ctx;
+	int e;
+
+	if (env_set("XVD_NO_SECCOMP") || SANDBOX_SANITIZED)
+		return 0;
+	e = sandbox_kernel_filters();
+	if (e) {
 		log_err("sandbox: this kernel cannot load a seccomp filter (%s): it needs "
 			"CONFIG_SECCOMP_FILTER=y. Rebuild the dom0 kernel with it, or run without the "
 			"filter by setting XVD_NO_SECCOMP=1 in the daemon's environment (capabilities "

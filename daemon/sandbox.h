@@ -49,4 +49,8 @@ int sandbox_enter(void);
  */
 int sandbox_check(void);
 
+/* Whether this kernel can load seccomp filters at all: 0, or the errno it answered (EINVAL
+ * without CONFIG_SECCOMP_FILTER). Installs nothing; the environment is not consulted. */
+int sandbox_kernel_filters(void);
+
 #endif

@@ -1310,6 +1310,28 @@ static int64_t blk_probe_capacity(const struct blk_dev *b)
 	return fstat(b->fd, &st) < 0 ? -errno : (int64_t)(st.st_size / VIRTIO_BLK_SECTOR);
 }
 
+/*
+ * Read the backend's size again; on a change, take it and tell the guest (config interrupt).
+ * The new capacity in sectors, or -errno (logged).
+ */
+static int64_t blk_update_capacity(struct blk_dev *b)
+{
+	int64_t cap = blk_probe_capacity(b);
+
+	if (cap < 0) {
+		log_err("%s: %s: cannot read the size: %s", b->vdev.name, b->path,
+			strerror((int)-cap));
+		return cap;
+	}
+	if ((uint64_t)cap != b->capacity) {
+		log_notice("%s: capacity %" PRIu64 " -> %" PRId64 " sectors", b->vdev.name,
+			   b->capacity, cap);
+		b->capacity = (uint64_t)cap;
+		vdev_config_changed(&b->vdev);
+	}
+	return cap;
+}
+
 /* What a reload cannot change: the backend, its mode, the queues and the offered features. */
 static const char *blk_fixed_key_changed(const struct blk_dev *b, const struct config_device *cfg)
 {
@@ -1344,18 +1366,26 @@ static int blk_reconfigure(struct vdev *d, const struct config_device *cfg)
 		log_warn("%s: %s cannot change at run time", d->name, key);
 		return -EINVAL;
 	}
-	cap = blk_probe_capacity(b);
-	if (cap < 0) {
-		log_err("%s: %s: cannot read the size: %s", d->name, b->path, strerror((int)-cap));
+	cap = blk_update_capacity(b);
+	if (cap < 0)
 		return (int)cap;
-	}
 	blk_set_serial(b, cfg->u.block.serial);
-	if ((uint64_t)cap != b->capacity) {
-		log_notice("%s: capacity %" PRIu64 " -> %" PRId64 " sectors", d->name, b->capacity,
-			   cap);
-		b->capacity = (uint64_t)cap;
-		vdev_config_changed(d);
-	}
+	return 0;
+}
+
+int blk_resize(struct vdev *d, uint64_t *old_sectors, uint64_t *new_sectors)
+{
+	struct blk_dev *b;
+	int64_t cap;
+
+	if (!d || d->ops != &vdev_block_ops)
+		return -EINVAL;
+	b = blk_of(d);
+	*old_sectors = b->capacity;
+	cap = blk_update_capacity(b);
+	if (cap < 0)
+		return (int)cap;
+	*new_sectors = (uint64_t)cap;
 	return 0;
 }
 

@@ -88,4 +88,11 @@ extern const struct vdev_ops vdev_block_ops;
 /* Counters of a device created by vdev_block_ops (NULL for any other device). */
 const struct blk_stats *blk_get_stats(const struct vdev *d);
 
+/*
+ * The control tool's resize (xen-virtiodctl block GUEST DEV resize), what SIGHUP does for the
+ * size alone: read the backend's size again and, when it changed, tell the guest with a config
+ * interrupt. 0 with both sizes in 512-byte sectors, or -EINVAL (not a block device) / -errno.
+ */
+int blk_resize(struct vdev *d, uint64_t *old_sectors, uint64_t *new_sectors);
+
 #endif

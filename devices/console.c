@@ -420,6 +420,15 @@ static void sink_rd_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- socket clients ---------------------------------------------------------------------- */
 
+/* The port's socket sink (its listener's, or the control tool's), or NULL. */
+static struct con_sink *port_socket_sink(struct con_port *p)
+{
+	for (unsigned i = 0; i < p->nsinks; i++)
+		if (p->sinks[i].kind == SINK_SOCKET)
+			return &p->sinks[i];
+	return NULL;
+}
+
 static void sink_detach(struct con_sink *s)
 {
 	struct con_port *p = s->port;
@@ -430,7 +439,9 @@ static void sink_detach(struct con_sink *s)
 	if (loop) {
 		ev_io_stop(loop, &s->rd);
 		ev_io_stop(loop, &s->wr);
-		ev_io_start(loop, &p->accept_w);   /* the next client in the backlog may come */
+		/* The next client in the backlog may come (a port without a socket has none). */
+		if (p->listen_fd >= 0)
+			ev_io_start(loop, &p->accept_w);
 	}
 	close(s->rfd);
 	s->rfd = s->wfd = -1;
@@ -478,10 +489,10 @@ static void port_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
  */
 static void port_check_client(struct con_port *p)
 {
-	struct con_sink *s = &p->sinks[0];
+	struct con_sink *s = port_socket_sink(p);
 	char b;
 
-	if (s->kind != SINK_SOCKET || s->rfd < 0 || ev_is_active(&s->rd))
+	if (!s || s->rfd < 0 || ev_is_active(&s->rd))
 		return;
 	if (recv(s->rfd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
 		sink_detach(s);
@@ -1223,6 +1234,57 @@ static int con_reconfigure(struct vdev *d, const struct config_device *cfg)
 	c->cc.log_max_kib = cc->log_max_kib;
 	c->cc.log_keep = cc->log_keep;
 	return 0;
+}
+
+/* ---- the control tool (xen-virtiodctl console) --------------------------------------------- */
+
+static struct con_port *con_port_by_name(struct console *c, const char *port)
+{
+	if (!port || !port[0])
+		return &c->ports[0];
+	for (unsigned i = 1; i < c->nports; i++)
+		if (strcmp(c->ports[i].name, port) == 0)
+			return &c->ports[i];
+	return NULL;
+}
+
+int console_attach(struct vdev *d, const char *port, int fd)
+{
+	struct console *c;
+	struct con_port *p;
+	struct con_sink *s;
+
+	if (!d || d->ops != &vdev_console_ops || !con_loop(con_of(d)))
+		return -EINVAL;
+	c = con_of(d);
+	p = con_port_by_name(c, port);
+	if (!p)
+		return -ENOENT;
+	s = port_socket_sink(p);
+	/* A port without a socket gets a socket sink now; at most socket, pty and stdio exist. */
+	if (!s && p->nsinks < sizeof(p->sinks) / sizeof(p->sinks[0])) {
+		if (port_add_sink(p, SINK_SOCKET, (size_t)c->cc.ring_kib * 1024) < 0)
+			return -ENOMEM;
+		s = &p->sinks[p->nsinks - 1];
+	}
+	if (!s)
+		return -ENOSPC;
+	if (s->rfd >= 0)
+		return -EBUSY;
+	sink_attach(s, fd);
+	/* The tick notices a client that leaves while input is paused. */
+	ev_timer_start(con_loop(c), &c->tick);
+	return 0;
+}
+
+const char *console_port_name(const struct vdev *d, unsigned port)
+{
+	const struct console *c;
+
+	if (!d || d->ops != &vdev_console_ops)
+		return NULL;
+	c = container_of(d, const struct console, vdev);
+	return port < c->nports ? c->ports[port].name : NULL;
 }
 
 /* ---- counters ---------------------------------------------------------------------------- */

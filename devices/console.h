@@ -62,4 +62,16 @@ struct console_ctrl_stats {
 int console_get_stats(const struct vdev *d, unsigned port, struct console_stats *st);
 int console_get_ctrl_stats(const struct vdev *d, struct console_ctrl_stats *st);
 
+/*
+ * The control tool's attach (xen-virtiodctl console): fd, one end of a connected non-blocking
+ * stream socket, becomes the interactive client of `port` (NULL or "": the console, port 0;
+ * else a named port), exactly like a client accepted on the port's socket: it gets the output
+ * kept while nobody listened, its input goes to the guest, it leaves by closing. A port without
+ * a socket backend gets one without a listener. The device owns fd on success. -EINVAL (no
+ * console), -ENOENT (no such port), -EBUSY (a client is attached), -ENOMEM.
+ */
+int console_attach(struct vdev *d, const char *port, int fd);
+/* The name of port `port` ("" for port 0), or NULL when it does not exist. */
+const char *console_port_name(const struct vdev *d, unsigned port);
+
 #endif

@@ -105,6 +105,7 @@ struct net_dev {
 	unsigned kernel_offloads;    /* TUN_F_* the kernel accepted when probed */
 	unsigned offloads;           /* TUN_F_* in force */
 	bool link_up;
+	bool admin_down;             /* xen-virtiodctl net ... link down: the guest sees no link */
 	bool promisc, allmulti;      /* CTRL_RX state as the guest set it */
 	unsigned n_uc, n_mc;         /* MAC table as the guest set it */
 	bool table_overflow;         /* more than we can filter on: accept everything */
@@ -345,6 +346,8 @@ static bool net_link_query(const struct net_dev *n)
 	char name[IFNAMSIZ];
 	struct ifreq ifr;
 
+	if (n->admin_down)
+		return false;
 	/* By index: an administrator may have renamed the tap. */
 	if (!if_indextoname((unsigned)n->ifindex, name))
 		return false;
@@ -1443,9 +1446,25 @@ bool net_get_stats(const struct vdev *d, struct net_stats *out)
 	out->promisc = n->promisc;
 	out->allmulti = n->allmulti;
 	out->link_up = n->link_up;
+	out->admin_down = n->admin_down;
 	out->offloads = n->offloads;
 	snprintf(out->ifname, sizeof(out->ifname), "%s", n->ifname);
 	return true;
+}
+
+int net_set_admin_link(struct vdev *d, bool up)
+{
+	struct net_dev *n;
+
+	if (!d || d->ops != &vdev_net_ops)
+		return -EINVAL;
+	n = container_of(d, struct net_dev, vdev);
+	if (n->admin_down == !up)
+		return 0;
+	n->admin_down = !up;
+	log_notice("%s: link set administratively %s", d->name, up ? "up" : "down");
+	net_link_update(n);
+	return 0;
 }
 
 const struct vdev_ops vdev_net_ops = {

@@ -92,7 +92,8 @@ struct net_stats {
 	uint64_t ctrl_cmds, ctrl_errors;   /* control commands handled / answered VIRTIO_NET_ERR */
 	uint16_t active_pairs;
 	bool promisc, allmulti;            /* as the guest last set them */
-	bool link_up;
+	bool link_up;                      /* as the guest sees it (STATUS) */
+	bool admin_down;                   /* forced down by net_set_admin_link() */
 	unsigned offloads;                 /* TUN_F_* in force on the tap */
 	char ifname[16];                   /* the tap */
 };
@@ -101,5 +102,13 @@ extern const struct vdev_ops vdev_net_ops;
 
 /* Counters of a device created by vdev_net_ops (false for any other device). */
 bool net_get_stats(const struct vdev *d, struct net_stats *out);
+
+/*
+ * The control tool's link switch (xen-virtiodctl net GUEST DEV link up|down): while down, the
+ * guest sees the link down (STATUS, config interrupt) whatever the tap's state; up again shows
+ * the tap's own state. The tap itself is not touched (that needs CAP_NET_ADMIN, dropped once
+ * serving). 0, or -EINVAL when d is no net device.
+ */
+int net_set_admin_link(struct vdev *d, bool up);
 
 #endif

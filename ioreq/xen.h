@@ -185,4 +185,23 @@ struct xen_backend_watch *xen_backend_watch_start(struct ev_loop *loop, uint32_t
 						  void *opaque);
 void xen_backend_watch_stop(struct xen_backend_watch *w);
 
+/* ---- host checks (ioreq/probe.c): xen-virtiod --check-host ---- */
+
+enum xen_check_status { XEN_CHECK_OK, XEN_CHECK_WARN, XEN_CHECK_FAIL };
+
+struct xen_check_item {
+	enum xen_check_status status;
+	const char *item;         /* "privcmd", "evtchn", "gntdev", "xenstore", "dm-op", ... */
+	char what[192];           /* what was found */
+	char fix[256];            /* what to do about it ("" when OK) */
+};
+
+/*
+ * Check, without touching any guest, what serving a guest needs from Xen and the dom0 kernel:
+ * privcmd, evtchn and gntdev open, xenstored answers, the hypervisor answers device-model
+ * calls (ENOSYS: no CONFIG_IOREQ_SERVER), privcmd ioeventfd/irqfd, the Xen version. Calls cb
+ * once per item, in that order. Logs nothing.
+ */
+void xen_check_host(void (*cb)(void *opaque, const struct xen_check_item *it), void *opaque);
+
 #endif

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Static analysis of the production sources (daemon/ config/ devices/ ioreq/), run by
+# Static analysis of the production sources (daemon/ config/ devices/ ioreq/ ctl/), run by
 # `make check` (plain pass; scripts/static.mk) and therefore by CI:
 #   1. cppcheck   --enable=warning,portability,performance, suppressions in .cppcheck
 #   2. clang-tidy  checks in .clang-tidy, single false positives in .clang-tidy-suppressions
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.." || exit 2
 jobs=${STATIC_JOBS:-$(nproc 2>/dev/null || echo 2)}
 tmp=$(mktemp -d) || exit 2
 trap 'rm -rf "$tmp"' EXIT INT TERM
-srcs=$(ls daemon/*.c config/*.c devices/*.c ioreq/*.c)
+srcs=$(ls daemon/*.c config/*.c devices/*.c ioreq/*.c ctl/*.c)
 pkgs="xendevicemodel xenforeignmemory xenevtchn xengnttab xenstore inih liburing libsystemd libseccomp"
 # The Makefile's CPPFLAGS and C standard (the quotes around the version stay literal).
 flags="-std=c11 -I. -D_GNU_SOURCE -D__XEN_TOOLS__ -DXVD_VERSION=\"static\" $(pkg-config --cflags $pkgs 2>/dev/null)"
@@ -32,7 +32,7 @@ need() {
 if need cppcheck; then
 	if cppcheck --enable=warning,portability,performance --error-exitcode=1 --inline-suppr \
 		--suppressions-list=.cppcheck --std=c11 --library=posix -q -j "$jobs" \
-		-I. -D_GNU_SOURCE -D__XEN_TOOLS__ -D__linux__ daemon config devices ioreq \
+		-I. -D_GNU_SOURCE -D__XEN_TOOLS__ -D__linux__ daemon config devices ioreq ctl \
 		> "$tmp/cppcheck" 2>&1; then
 		echo "static: cppcheck clean"
 	else

@@ -5,7 +5,8 @@
  * teardown, all under the filter; and a forbidden syscall made inside the serving daemon (a
  * test-only LD_PRELOAD object, sandbox_preload.c, on SIGUSR2) kills it with SIGSYS, plain builds
  * only. (Every other integration test runs under the filter too: test_i2c
- * covers EEPROM persistence through tmp + rename, test_blk io_uring, test_console sockets.)
+ * covers EEPROM persistence through tmp + rename, test_blk io_uring, test_console sockets,
+ * test_control the control socket: accept4, SO_PEERCRED, socketpair and SCM_RIGHTS.)
  */
 #include <dirent.h>
 #include <errno.h>

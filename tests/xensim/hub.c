@@ -933,6 +933,8 @@ struct xsim_hub *xsim_hub_start(void)
 		goto fail;
 	}
 	setenv(XSIM_ENV_SOCKET, h->sock, 1);
+	/* Daemons started from here put their control sockets (daemon/control.h) in our dir. */
+	setenv("XEN_VIRTIOD_CONTROL_DIR", h->dir, 1);
 	return h;
 fail:
 	store_free(h);
@@ -1011,6 +1013,7 @@ void xsim_hub_stop(struct xsim_hub *h)
 	close(h->wake_fd);
 	hub_rm_dir(h->dir);
 	unsetenv(XSIM_ENV_SOCKET);
+	unsetenv("XEN_VIRTIOD_CONTROL_DIR");
 	pthread_cond_destroy(&h->xs_cond);
 	pthread_mutex_destroy(&h->lock);
 	free(h);

@@ -7,6 +7,7 @@
 #include <xendevicemodel.h>
 
 #include "tests/xensim/client.h"
+#include "tests/xensim/fault.h"
 
 struct xendevicemodel_handle {
 	int conn;
@@ -24,7 +25,7 @@ xendevicemodel_handle *xendevicemodel_open(struct xentoollog_logger *logger,
 	if (!h)
 		return NULL;
 	h->restrict_domid = -1;
-	h->conn = xsim_connect();
+	h->conn = xsim_fault("privcmd") ? (errno = ENOENT, -1) : xsim_connect();
 	if (h->conn < 0) {
 		free(h);
 		return NULL;
@@ -44,6 +45,10 @@ int xendevicemodel_close(xendevicemodel_handle *dmod)
 
 static int dm_allowed(xendevicemodel_handle *h, domid_t domid)
 {
+	if (xsim_fault("no_dm_op")) {
+		errno = ENOSYS;   /* no dm_op hypercall: Xen without CONFIG_IOREQ_SERVER */
+		return -1;
+	}
 	if (h->restrict_domid >= 0 && h->restrict_domid != domid) {
 		errno = EPERM;
 		return -1;

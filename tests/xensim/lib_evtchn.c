@@ -29,6 +29,7 @@
 #include <xenevtchn.h>
 
 #include "tests/xensim/client.h"
+#include "tests/xensim/fault.h"
 #include "tests/xensim/evtchn_shm.h"
 
 struct evtchn_port {
@@ -109,7 +110,7 @@ xenevtchn_handle *xenevtchn_open(struct xentoollog_logger *logger, unsigned int 
 		errno = ENOMEM;
 		return NULL;
 	}
-	h->conn = xsim_connect();
+	h->conn = xsim_fault("evtchn") ? (errno = ENOENT, -1) : xsim_connect();
 	if (h->conn < 0 || xsim_rpc(h->conn, m, -1, fds, 4) < 0)
 		goto fail;
 	h->doorbell = fds[0];

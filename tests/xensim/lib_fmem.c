@@ -12,6 +12,7 @@
 #include <xen/memory.h>
 
 #include "tests/xensim/client.h"
+#include "tests/xensim/fault.h"
 
 struct xenforeignmemory_handle {
 	int conn;
@@ -54,7 +55,7 @@ xenforeignmemory_handle *xenforeignmemory_open(struct xentoollog_logger *logger,
 	if (!h)
 		return NULL;
 	h->restrict_domid = -1;
-	h->conn = xsim_connect();
+	h->conn = xsim_fault("privcmd") ? (errno = ENOENT, -1) : xsim_connect();
 	if (h->conn < 0) {
 		free(h);
 		return NULL;

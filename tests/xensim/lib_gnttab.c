@@ -11,6 +11,7 @@
 #include <xengnttab.h>
 
 #include "tests/xensim/client.h"
+#include "tests/xensim/fault.h"
 
 struct gnt_map {
 	void *addr;
@@ -34,7 +35,7 @@ xengnttab_handle *xengnttab_open(struct xentoollog_logger *logger, unsigned open
 	(void)open_flags;
 	if (!h)
 		return NULL;
-	h->conn = xsim_connect();
+	h->conn = xsim_fault("gntdev") ? (errno = ENOENT, -1) : xsim_connect();
 	if (h->conn < 0) {
 		free(h);
 		return NULL;

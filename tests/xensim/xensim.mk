@@ -10,7 +10,7 @@
 # read, so the rules below name ours explicitly; the recipes see the final ALL_TARGETS/TESTS.
 
 XSIM_LIB_SRCS   := $(addprefix tests/xensim/,client.c lib_dm.c lib_fmem.c lib_evtchn.c \
-		     lib_gnttab.c lib_xs.c lib_privcmd.c)
+		     lib_gnttab.c lib_xs.c lib_privcmd.c lib_call.c)
 XSIM_GUEST_SRCS := $(addprefix tests/xensim/,hub.c store.c guest.c kernel.c)
 XSIM_LIB        := $(BUILD)/sim/libxensim.a
 XSIM_GUEST_LIB  := $(BUILD)/sim/libxsimguest.a

@@ -53,6 +53,23 @@ cleanup_guests() {
 
 have_daemon() { command -v xen-virtiod >/dev/null 2>&1; }
 
+# install_package TAG: install xen-virtiod from its arm64 Debian package (/e2e/pkg/*.deb, phase
+# daemon) the way an administrator does, with busybox's dpkg, so that the package's files and
+# maintainer scripts are what runs; one "TAG installed ..." or "TAG dpkg -i ... failed" line.
+# --force-depends: the libraries come from the initramfs, not from packages dpkg knows of.
+install_package() {
+	for deb in /e2e/pkg/*.deb; do
+		[ -e "$deb" ] || continue
+		mkdir -p /var/lib/dpkg/info /var/lib/dpkg/updates
+		[ -e /var/lib/dpkg/status ] || : > /var/lib/dpkg/status
+		if dpkg -i --force-depends "$deb" >/run/dpkg-install.log 2>&1; then
+			echo "$1 installed $(basename "$deb"): $(dpkg -l xen-virtiod 2>/dev/null | tail -1 | tr -s ' ')"
+		else
+			echo "$1 dpkg -i $(basename "$deb") failed:"; cat /run/dpkg-install.log
+		fi
+	done
+}
+
 # ---- xen-virtiod in explicit mode: the guest created paused, its instance started and serving
 # (READY) before the guest is unpaused (xen-virtiod-create), so the guest never probes a window
 # nobody serves.

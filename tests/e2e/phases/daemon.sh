@@ -1,13 +1,14 @@
 #!/bin/bash
-# Phase "daemon": cross-build xen-virtiod for arm64 with the project Makefile against a sysroot of
-# Debian arm64 -dev packages (dpkg -x), and stage it with the runtime libraries it needs for the
-# dom0 initramfs. Prints the staging directory, or nothing (and exits 0) when the daemon cannot be
-# built yet: the scenarios that need it then report SKIP.
-#   make CC=aarch64-linux-gnu-gcc BUILD=build/e2e/arm64 build/e2e/arm64/xen-virtiod
-# with PKG_CONFIG_LIBDIR/PKG_CONFIG_SYSROOT_DIR pointing pkg-config into the sysroot, and
-# CPPFLAGS/LDFLAGS (from the environment, so the Makefile's own += still apply) adding the
-# sysroot's headers (after the toolchain's) and libraries (-L, -Wl,-rpath-link).
-# The sysroot is cached by the resolved package versions.
+# Phase "daemon": build the arm64 Debian package of xen-virtiod (scripts/build-deb.sh arm64, that
+# is dpkg-buildpackage -aarm64 with the aarch64 cross compiler) against a sysroot of Debian arm64
+# packages, and stage for the dom0 initramfs the package itself (/e2e/pkg/*.deb, installed by
+# dom0's /init with dpkg) and the runtime libraries its programs need. Prints the staging
+# directory, or nothing (and exits 0) when the package cannot be built yet: the scenarios that
+# need the daemon then report SKIP.
+# The sysroot: the arm64 -dev packages and their libraries unpacked (dpkg-deb -x), with every
+# package's shlibs and symbols files gathered in its DEBIAN/ for dpkg-shlibdeps (libxen-dev
+# cannot be installed for arm64 beside the native one: it is not Multi-Arch: same). Cached by
+# the resolved package versions.
 set -euo pipefail
 E2E_PHASE=daemon
 . "$(dirname "$0")/../lib.sh"
@@ -24,7 +25,14 @@ if ! is_done "$sysroot"; then
 	mapfile -t debs < <(fetch_arm64 $pkgs)
 	rm -rf "$sysroot"; mkdir -p "$sysroot"
 	log "extracting ${#debs[@]} packages into the sysroot"
-	for d in "${debs[@]}"; do dpkg-deb -x "$d" "$sysroot"; done
+	mkdir -p "$sysroot/DEBIAN"
+	ctl=$(mktemp -d)
+	for d in "${debs[@]}"; do
+		dpkg-deb -x "$d" "$sysroot"
+		rm -rf "$ctl"/*; dpkg-deb -e "$d" "$ctl"
+		for f in shlibs symbols; do [ ! -f "$ctl/$f" ] || cat "$ctl/$f" >> "$sysroot/DEBIAN/$f"; done
+	done
+	rm -rf "$ctl"
 	# Absolute symlinks (libfoo.so -> /lib/...) must point inside the sysroot.
 	find "$sysroot" -type l -lname '/*' | while read -r l; do
 		ln -sfn "$sysroot$(readlink "$l")" "$l"
@@ -39,28 +47,27 @@ if [ ! -f "$REPO/daemon/main.c" ]; then
 	log "SKIP: daemon/main.c does not exist yet; scenarios needing the daemon will be skipped"
 	exit 0
 fi
-B=$E2E_BUILD/arm64   # build/e2e/arm64 by default
-L="$sysroot/usr/lib/aarch64-linux-gnu"
-log "cross-building $B/xen-virtiod"
-if ! (cd "$REPO" &&
-	PKG_CONFIG_LIBDIR="$L/pkgconfig:$sysroot/usr/share/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$sysroot" \
-	PKG_CONFIG_PATH="" \
-	CPPFLAGS="-idirafter $sysroot/usr/include" \
-	LDFLAGS="-L$L -L$sysroot/lib/aarch64-linux-gnu -Wl,-rpath-link=$L -Wl,-rpath-link=$sysroot/lib/aarch64-linux-gnu" \
-	make --no-print-directory -j"$E2E_JOBS" CC=${CROSS}gcc BUILD=$B "$B/xen-virtiod") > "$E2E_BUILD/daemon-build.log" 2>&1
-then
+log "building the arm64 package (scripts/build-deb.sh arm64)"
+if ! deb=$(cd "$REPO" && E2E_JOBS=$E2E_JOBS DEB_BUILD_OPTIONS="parallel=$E2E_JOBS" \
+	sh scripts/build-deb.sh arm64 "$sysroot" 2> "$E2E_BUILD/daemon-build.log"); then
 	tail -n 15 "$E2E_BUILD/daemon-build.log" | sed 's/^/    /' >&2
-	log "SKIP: $B/xen-virtiod cannot be built yet (log: $E2E_BUILD/daemon-build.log); scenarios needing the daemon will be skipped"
+	log "SKIP: the arm64 package cannot be built yet (log: $E2E_BUILD/daemon-build.log, $REPO/build/deb/arm64/build.log); scenarios needing the daemon will be skipped"
 	exit 0
 fi
-file -b "$B/xen-virtiod" | grep -q aarch64 || die "$B/xen-virtiod is not an arm64 binary"
+[ "$(dpkg-deb -f "$deb" Architecture)" = arm64 ] || die "$deb is not an arm64 package"
+scratch=$E2E_BUILD/daemon-pkg
+rm -rf "$scratch"; mkdir -p "$scratch"
+dpkg-deb -x "$deb" "$scratch"
+file -b "$scratch/usr/sbin/xen-virtiod" | grep -q aarch64 || die "the package's xen-virtiod is not an arm64 binary"
 
 stage=$E2E_BUILD/daemon-stage
-rm -rf "$stage"; mkdir -p "$stage/usr/sbin"
-install -m 0755 "$B/xen-virtiod" "$stage/usr/sbin/xen-virtiod"
-[ -f "$REPO/scripts/xen-virtiod-create" ] && install -m 0755 "$REPO/scripts/xen-virtiod-create" "$stage/usr/sbin/"
-# Runtime libraries: whatever the binary needs (most are in the dom0 rootfs already; duplicates
-# are the same files).
-copy_elf_deps "$stage" "$sysroot"
-log "staged: $(cd "$stage" && find . -type f | sed 's|^\./|/|' | tr '\n' ' ')"
+rm -rf "$stage"; mkdir -p "$stage/e2e/pkg"
+cp "$deb" "$stage/e2e/pkg/"
+# Runtime libraries: whatever the package's programs need (most are in the dom0 rootfs already;
+# duplicates are the same files). Only the libraries are staged: the package installs the rest.
+copy_elf_deps "$scratch" "$sysroot"
+for d in lib/aarch64-linux-gnu usr/lib/aarch64-linux-gnu; do
+	[ ! -d "$scratch/$d" ] || { mkdir -p "$stage/$d"; cp -a "$scratch/$d/." "$stage/$d/"; }
+done
+log "staged: /e2e/pkg/$(basename "$deb") ($(dpkg-deb -f "$deb" Depends | tr -d '\n' | cut -c1-120)...) and $(find "$stage" -name '*.so*' | wc -l) libraries"
 echo "$stage"

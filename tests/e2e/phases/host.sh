@@ -11,7 +11,7 @@ E2E_PHASE=host
 
 PKGS="qemu-system-arm gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu device-tree-compiler cpio \
 flex bison bc libssl-dev make gcc libc6-dev python3 xz-utils dpkg-dev psmisc pkg-config \
-gzip coreutils libc6-dev-arm64-cross linux-libc-dev-arm64-cross file"
+gzip coreutils libc6-dev-arm64-cross linux-libc-dev-arm64-cross file debhelper"
 
 missing=""
 for p in $PKGS; do

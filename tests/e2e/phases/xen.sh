@@ -1,39 +1,27 @@
 #!/bin/bash
-# Phase "xen": the arm64 Xen hypervisor with CONFIG_IOREQ_SERVER=y, built from Debian's xen source
-# package ($XEN_SRC_VERSION; Debian's binary hypervisor lacks IOREQ_SERVER).
-# Key: source version + this script. Output: $E2E_CACHE/xen/<key>/xen (path printed on stdout).
+# Phase "xen": the arm64 Xen hypervisor with CONFIG_IOREQ_SERVER=y, from the installable package
+# scripts/build-xen-ioreq.sh makes out of Debian's xen source ($XEN_SRC_VERSION; Debian's own
+# hypervisor lacks IOREQ_SERVER). The e2e boots the hypervisor binary that package installs
+# (/boot/xen-4.17-arm64).
+# Key: source version + this script + build-xen-ioreq.sh. Output: $E2E_CACHE/xen/<key>/xen (path
+# on stdout), beside the package itself.
 set -euo pipefail
 E2E_PHASE=xen
 . "$(dirname "$0")/../lib.sh"
 
-key=$(key_of "xen=$XEN_SRC_VERSION" "$(hash_files "$0")")
+script=$REPO/scripts/build-xen-ioreq.sh
+key=$(key_of "xen=$XEN_SRC_VERSION" "$(hash_files "$0" "$script")")
 out=$(cache_dir xen "$key")
-if is_done "$out"; then log "cached: $out/xen (xen $XEN_SRC_VERSION)"; echo "$out/xen"; exit 0; fi
-
-dl=$E2E_CACHE/downloads/xen-src-$XEN_SRC_VERSION
-if ! is_done "$dl"; then
-	log "downloading Debian source xen=$XEN_SRC_VERSION"
-	rm -rf "$dl"; mkdir -p "$dl"
-	(cd "$dl" && apt_get -o APT::Sandbox::User=root source --download-only -qq "xen=$XEN_SRC_VERSION" >/dev/null) ||
-		die "apt-get source xen=$XEN_SRC_VERSION failed (is deb-src set up? set XEN_SRC_VERSION to one 'apt-cache showsrc xen' lists)"
-	mark_done "$dl"
-fi
+if is_done "$out"; then log "cached: $out/xen (xen $XEN_SRC_VERSION, from $(basename "$out"/*.deb))"; echo "$out/xen"; exit 0; fi
 
 rm -rf "$out"; mkdir -p "$out"
-log "unpacking"
-dpkg-source --no-check -x "$dl"/xen_*.dsc "$out/src" >/dev/null
-M="make -s -C $out/src/xen XEN_TARGET_ARCH=arm64 CROSS_COMPILE=$CROSS"
-log "configuring: defconfig + CONFIG_EXPERT=y CONFIG_IOREQ_SERVER=y"
-$M defconfig >/dev/null
-printf 'CONFIG_EXPERT=y\nCONFIG_IOREQ_SERVER=y\n' >> "$out/src/xen/.config"
-$M olddefconfig >/dev/null
-grep -qx 'CONFIG_IOREQ_SERVER=y' "$out/src/xen/.config" || die "CONFIG_IOREQ_SERVER did not stick"
-log "building with $E2E_JOBS jobs"
-$M -j"$E2E_JOBS" > "$out/build.log" 2>&1 || { tail -30 "$out/build.log" >&2; die "xen build failed (log: $out/build.log)"; }
-cp "$out/src/xen/xen" "$out/xen"
-cp "$out/src/xen/.config" "$out/config"
-rm -rf "$out/src"
+log "scripts/build-xen-ioreq.sh (Debian's source and package, CONFIG_EXPERT=y CONFIG_IOREQ_SERVER=y)"
+deb=$(XEN_DL_DIR=$E2E_CACHE/downloads/xen-src-$XEN_SRC_VERSION JOBS=$E2E_JOBS bash "$script" "$out") ||
+	die "scripts/build-xen-ioreq.sh failed"
+dpkg-deb --fsys-tarfile "$deb" | tar -xO ./boot/xen-4.17-arm64 > "$out/xen"
+dpkg-deb --fsys-tarfile "$deb" | tar -xO ./boot/xen-4.17-arm64.config > "$out/config"
+grep -qx 'CONFIG_IOREQ_SERVER=y' "$out/config" || die "the package's hypervisor lacks CONFIG_IOREQ_SERVER"
 mark_done "$out"
 prune_cache xen 2
-log "built $out/xen ($(du -h "$out/xen" | cut -f1))"
+log "$(basename "$deb"): /boot/xen-4.17-arm64 ($(du -h "$out/xen" | cut -f1))"
 echo "$out/xen"

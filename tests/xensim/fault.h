@@ -1,0 +1,24 @@
+/*
+ * Host faults the drop-in libraries show on request, for tests of xen-virtiod --check-host and
+ * of the daemon's start-up diagnosis. $XENSIM_FAULTS is a comma-separated list of:
+ *   privcmd    opening /dev/xen/privcmd fails with ENOENT (libxendevicemodel,
+ *              libxenforeignmemory, libxencall): not dom0, or xen-privcmd not loaded
+ *   evtchn     opening /dev/xen/evtchn fails with ENOENT
+ *   gntdev     opening /dev/xen/gntdev fails with ENOENT
+ *   no_dm_op   every device-model call fails with ENOSYS: a hypervisor built without
+ *              CONFIG_IOREQ_SERVER (Debian's arm64 Xen)
+ * xenstored being down is the hub's own xsim_xs_restart(hub, true). $XENSIM_XEN_VERSION
+ * ("4.17.5" when unset) is what the xen_version hypercall answers (tests/xensim/lib_call.c).
+ */
+#ifndef XSIM_FAULT_H
+#define XSIM_FAULT_H
+
+#include <stdbool.h>
+
+#define XSIM_ENV_FAULTS  "XENSIM_FAULTS"
+#define XSIM_ENV_VERSION "XENSIM_XEN_VERSION"
+
+/* True when name is in $XENSIM_FAULTS. */
+bool xsim_fault(const char *name);
+
+#endif
