@@ -718,6 +718,28 @@ static void test_watch_removes_stale_state(void **state)
 	rig_stop(&r);
 }
 
+/* A second instance for a guest that one serves already is refused: two would both answer. */
+static void test_second_instance_refused(void **state)
+{
+	struct xsim_daemon dm2;
+	struct rig r;
+	int st;
+
+	(void)state;
+	rig_start(&r, NULL, NULL);
+	assert_int_equal(xsim_daemon_start(r.t->hub, &dm2, XVD_SIM_DAEMON, "second", r.args, 0),
+			 0);
+	assert_int_equal(xsim_daemon_wait_exit(&dm2, READY_MS, &st), 0);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 1);
+	assert_true(xsim_daemon_log_has(&dm2, "this guest is served already"));
+	xsim_daemon_stop(&dm2);
+	/* The first one still serves, and its state file is still there. */
+	guest_reads_disk(&r);
+	assert_true(file_exists(xsim_hub_dir(r.t->hub), "g1.state"));
+	rig_stop(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -729,6 +751,7 @@ int main(void)
 		cmocka_unit_test(test_changed_config_cleans_up),
 		cmocka_unit_test(test_stale_state_removed),
 		cmocka_unit_test(test_watch_removes_stale_state),
+		cmocka_unit_test(test_second_instance_refused),
 	};
 	int rc;
 
