@@ -87,7 +87,9 @@ static void *state_region(struct persist *p, const char *name, size_t size, bool
 	if (strlen(name) >= STATE_NAME_MAX)
 		return NULL;
 	if (r) {
-		if (r->size != size)
+		/* Inside what the file handed out, after the header: never trusted blindly. */
+		if (r->size != size || r->off < sizeof(*st->h) || r->off > st->h->used ||
+		    size > st->h->used - r->off)
 			return NULL;
 		*adopted = st->adopting;
 		if (!st->adopting)
