@@ -1097,6 +1097,10 @@ static void port_close(struct console *c, struct con_port *p)
 	con_log_close(&p->log);
 	p->nsinks = 0;
 	p->listen_fd = -1;
+	/* A receive buffer still held (a device left to the next instance is not reset first). */
+	if (p->rx_elem)
+		vq_drop(p->rx_elem);
+	p->rx_elem = NULL;
 }
 
 static void con_close(struct console *c)

@@ -1368,24 +1368,20 @@ static void xg_close_handles(struct xen_guest *g)
 	g->dm = NULL;
 }
 
-void xen_guest_close(struct xen_guest *g)
+/* No more events, timers or death watch: nothing of the loop reaches g any more. */
+static void xg_stop_serving(struct xen_guest *g)
 {
-	if (!g)
-		return;
-	/* Nothing of it is to be taken over any more (a crash part-way included). */
-	if (g->rec)
-		g->rec->ready = 0;
 	xen_death_watch_stop(g->death);
 	g->death = NULL;
 	if (g->serving)
 		ev_io_stop(g->loop, &g->evtchn_w);
 	ev_timer_stop(g->loop, &g->busy_w);
 	g->serving = false;
-	/* Before the ports and the ioreq page the kernel's handlers use go. */
-	xg_fastpath_undo(g);
-	xg_unroute_windows(g);
-	xg_drain_server(g, XG_MAIN);
-	xg_destroy_server(g, XG_MAIN);
+}
+
+/* The end of close and detach, once the servers are destroyed or left. */
+static void xg_free(struct xen_guest *g)
+{
 	free(g->ports);
 	g->ports = NULL;
 	gmem_destroy(g->gm);
@@ -1395,6 +1391,22 @@ void xen_guest_close(struct xen_guest *g)
 		free(g->rec);
 	free(g->prev);
 	free(g);
+}
+
+void xen_guest_close(struct xen_guest *g)
+{
+	if (!g)
+		return;
+	/* Nothing of it is to be taken over any more (a crash part-way included). */
+	if (g->rec)
+		g->rec->ready = 0;
+	xg_stop_serving(g);
+	/* Before the ports and the ioreq page the kernel's handlers use go. */
+	xg_fastpath_undo(g);
+	xg_unroute_windows(g);
+	xg_drain_server(g, XG_MAIN);
+	xg_destroy_server(g, XG_MAIN);
+	xg_free(g);
 }
 
 /* Unmap a server's frames, keep it (and its ports, when the fd store has the handle). */
@@ -1421,26 +1433,13 @@ void xen_guest_detach(struct xen_guest *g)
 {
 	if (!g)
 		return;
-	xen_death_watch_stop(g->death);
-	g->death = NULL;
-	if (g->serving)
-		ev_io_stop(g->loop, &g->evtchn_w);
-	ev_timer_stop(g->loop, &g->busy_w);
-	g->serving = false;
+	xg_stop_serving(g);
 	xg_fastpath_stop(g);
 	for (unsigned i = 0; i < XG_NSERVERS; i++)
 		xg_leave_server(g, i);
-	free(g->ports);
-	g->ports = NULL;
-	gmem_destroy(g->gm);
-	g->gm = NULL;
 	log_notice("xen: %s: left ioreq server %u to the next instance", g->name,
 		   g->srv[XG_MAIN].id);
-	xg_close_handles(g);
-	if (g->rec_private)
-		free(g->rec);
-	free(g->prev);
-	free(g);
+	xg_free(g);
 }
 
 /* ---- maintenance ---- */

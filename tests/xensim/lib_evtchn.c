@@ -95,68 +95,81 @@ static bool evtchn_map_page(xenevtchn_handle *h, int page_fd)
 	return h->pg != MAP_FAILED;
 }
 
-xenevtchn_handle *xenevtchn_open(struct xentoollog_logger *logger, unsigned int flags)
+/* A handle and the hub's answer to op (fd: a handle's file to reopen, or -1); NULL (errno). */
+static xenevtchn_handle *evtchn_ask(unsigned op, int fd, struct xsim_msg **m, int *fds,
+				    unsigned nfds)
 {
 	xenevtchn_handle *h = evtchn_new();
-	struct xsim_msg *m = xsim_msg_new(XSIM_OP_EVTCHN_OPEN, 0);
-	int fds[4] = { -1, -1, -1, -1 }, e;
+	int e;
 
-	(void)logger;
-	(void)flags;
-	if (!h || !m) {
-		if (h)
-			evtchn_free_handle(h);
-		free(m);
-		errno = ENOMEM;
-		return NULL;
+	*m = xsim_msg_new(op, 0);
+	if (!h || !*m) {
+		e = ENOMEM;
+		goto fail;
 	}
 	h->conn = xsim_fault("evtchn") ? (errno = ENOENT, -1) : xsim_connect();
-	if (h->conn < 0 || xsim_rpc(h->conn, m, -1, fds, 4) < 0)
-		goto fail;
-	h->doorbell = fds[0];
-	h->kbell = fds[2];
-	h->ring = fds[3];
-	h->port_base = m->a;
-	if (!evtchn_map_page(h, fds[1]))
-		goto fail;
-	free(m);
-	return h;
-fail:
+	if (h->conn >= 0 && xsim_rpc(h->conn, *m, fd, fds, nfds) >= 0)
+		return h;
 	e = errno;
+fail:
+	if (h)
+		evtchn_free_handle(h);
+	free(*m);
+	*m = NULL;
+	errno = e;
+	return NULL;
+}
+
+/* The handle's page from its memfd; NULL (errno) when it cannot be mapped. */
+static xenevtchn_handle *evtchn_done(xenevtchn_handle *h, struct xsim_msg *m, int page_fd)
+{
+	int e = errno;
+
+	if (evtchn_map_page(h, page_fd)) {
+		free(m);
+		return h;
+	}
+	e = errno ? errno : e;
 	free(m);
 	evtchn_free_handle(h);
 	errno = e;
 	return NULL;
 }
 
+xenevtchn_handle *xenevtchn_open(struct xentoollog_logger *logger, unsigned int flags)
+{
+	int fds[4] = { -1, -1, -1, -1 };
+	struct xsim_msg *m;
+	xenevtchn_handle *h = evtchn_ask(XSIM_OP_EVTCHN_OPEN, -1, &m, fds, 4);
+
+	(void)logger;
+	(void)flags;
+	if (!h)
+		return NULL;
+	h->doorbell = fds[0];
+	h->kbell = fds[2];
+	h->ring = fds[3];
+	h->port_base = m->a;
+	return evtchn_done(h, m, fds[1]);
+}
+
 xenevtchn_handle *xenevtchn_fdopen(struct xentoollog_logger *logger, int fd, unsigned open_flags)
 {
+	int fds[3] = { -1, -1, -1 };
 	xenevtchn_handle *h;
 	struct xsim_msg *m;
-	int fds[3] = { -1, -1, -1 }, e;
 
 	(void)logger;
 	if (open_flags & XENEVTCHN_NO_CLOEXEC) {
 		errno = EINVAL;
 		return NULL;
 	}
-	h = evtchn_new();
-	m = xsim_msg_new(XSIM_OP_EVTCHN_FDOPEN, 0);
-	if (!h || !m) {
-		if (h)
-			evtchn_free_handle(h);
-		free(m);
-		errno = ENOMEM;
+	h = evtchn_ask(XSIM_OP_EVTCHN_FDOPEN, fd, &m, fds, 3);
+	if (!h)
 		return NULL;
-	}
-	h->conn = xsim_connect();
-	if (h->conn < 0 || xsim_rpc(h->conn, m, fd, fds, 3) < 0)
-		goto fail;
 	h->kbell = fds[1];
 	h->ring = fds[2];
 	h->port_base = m->a;
-	if (!evtchn_map_page(h, fds[0]))
-		goto fail;
 	/* The bindings the file has, under the same local ports as in the process that made them. */
 	for (unsigned i = 0; i < XSIM_EVTCHN_MAX && i / 8 < m->len; i++) {
 		if (((const uint8_t *)m->data)[i / 8] & (1u << (i % 8))) {
@@ -164,15 +177,10 @@ xenevtchn_handle *xenevtchn_fdopen(struct xentoollog_logger *logger, int fd, uns
 			h->nb = i + 1;
 		}
 	}
-	h->doorbell = fd;   /* the handle owns it now, as the real library does */
-	free(m);
+	h = evtchn_done(h, m, fds[0]);
+	if (h)
+		h->doorbell = fd;   /* the handle owns it now, as the real library does */
 	return h;
-fail:
-	e = errno;
-	free(m);
-	evtchn_free_handle(h);
-	errno = e;
-	return NULL;
 }
 
 int xenevtchn_close(xenevtchn_handle *xce)
