@@ -19,12 +19,6 @@
 #include "lib/log.h"
 #include "tests/fuzz/fuzz_blk_i2c_chains.h"
 
-static void raise_irq(struct vdev_host *host, struct vdev *dev)
-{
-	(void)host;
-	(void)dev;
-}
-
 struct fz_blk {
 	struct gmem *gm;
 	struct ev_loop *loop;
@@ -57,14 +51,12 @@ static struct fz_blk *fz_blk_get(void)
 		return s.d[3] ? &s : NULL;
 	tried = true;
 	log_init(LOG_CRIT, false);
-	s.gm = gmem_flat_new(FZ_RAM_GPA, FZ_RAM_SIZE);
+	s.gm = fz_ram();
 	s.loop = ev_loop_new(EVFLAG_AUTO);
 	if (!s.gm || !s.loop || fz_blk_image(&s) < 0)
 		return NULL;
-	gmem_flat_set_readonly(s.gm, FZ_RO_PAGE, 0x1000);
-	gmem_flat_add_hole(s.gm, FZ_HOLE, 0x1000);
 	s.host = (struct vdev_host){ .loop = s.loop, .gm = s.gm, .guest_name = "fuzz",
-				     .raise_irq = raise_irq };
+				     .raise_irq = fz_no_irq };
 	snprintf(cfg.u.block.path, sizeof(cfg.u.block.path), "%s", s.image);
 	cfg.u.block.queues = 1;
 	cfg.u.block.queue_size = FZ_QSIZE;
@@ -96,12 +88,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fz_blk *s = fz_blk_get();
-	struct fz_in in = { data, size };
-	struct fz_rings r = { 0 };
+	struct fz_in in;
+	struct fz_rings r;
 
-	if (!s || size < 1)
+	if (!s || !fz_begin(s->gm, data, size, &in, &r))
 		return 0;
-	r.gm = s->gm;
 	unsigned f = fz_take(&in, 1);
 	struct vdev *d = s->d[((f >> 3) & 1) << 1 | ((f >> 4) & 1)];
 	uint64_t want = VIRTIO_BIT(VIRTIO_BLK_F_FLUSH) | VIRTIO_BIT(VIRTIO_BLK_F_CONFIG_WCE) |
@@ -110,16 +101,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			(f & 1 ? VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC) : 0) |
 			(f & 2 ? VIRTIO_BIT(VIRTIO_F_EVENT_IDX) : 0);
 
-	if (fz_bring_up(d, &r, want) < 0)
-		abort();
-	if (f & 4)
+	fz_publish(d, &r, &in, want);
+	if (f & 4)      /* the cache mode, set before the device sees the chains */
 		vmmio_write(d, 0x100 + VIRTIO_BLK_CFG_WRITEBACK, 1, 0);
-	fz_build(&r, &in);
 	fz_wr(d, 0x050, 0);
 	fz_blk_settle(s, d);
-	fz_check_done(d, &r);
-	vmmio_reset(d);
-	if (gmem_flat_outstanding(s->gm) != 0 || gmem_flat_bad_unmaps(s->gm) != 0)
-		abort();
+	fz_end(d, &r);
 	return 0;
 }

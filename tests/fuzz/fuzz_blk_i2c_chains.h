@@ -1,5 +1,5 @@
 /*
- * Shared by fuzz_blk.c and fuzz_i2c.c: turn fuzzer input into well-formed rings carrying
+ * Shared by fuzz_blk.c and fuzz_i2c.c (and, for RAM and input, fuzz_mq.h): turn fuzzer input into well-formed rings carrying
  * arbitrary requests, so the fuzzer spends its time in the device's request parser rather than
  * in the chain walker (fuzz_ring covers that). Guest RAM is a gmem_flat with one read-only page
  * and one hole; the device is driven through the real transport (vmmio_read/vmmio_write).
@@ -14,6 +14,7 @@
 #ifndef XVD_FUZZ_BLK_I2C_CHAINS_H
 #define XVD_FUZZ_BLK_I2C_CHAINS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,25 @@ static inline uint32_t fz_take(struct fz_in *in, unsigned n)
 	for (unsigned i = 0; i < n && in->left; i++, in->left--)
 		v |= (uint32_t)*in->p++ << (8 * i);
 	return v;
+}
+
+/* The devices' interrupt: the fuzzers look at the used rings instead. */
+static inline void fz_no_irq(struct vdev_host *host, struct vdev *dev)
+{
+	(void)host;
+	(void)dev;
+}
+
+/* Guest RAM: FZ_RAM_SIZE at FZ_RAM_GPA with the read-only page and the hole; NULL if none. */
+static inline struct gmem *fz_ram(void)
+{
+	struct gmem *gm = gmem_flat_new(FZ_RAM_GPA, FZ_RAM_SIZE);
+
+	if (gm) {
+		gmem_flat_set_readonly(gm, FZ_RO_PAGE, 0x1000);
+		gmem_flat_add_hole(gm, FZ_HOLE, 0x1000);
+	}
+	return gm;
 }
 
 struct fz_rings {
@@ -180,6 +200,30 @@ static inline unsigned fz_build(struct fz_rings *r, struct fz_in *in)
 	return r->published;
 }
 
+/* No mapping left behind, none unmapped twice or unknown. */
+static inline void fz_check_unmapped(struct gmem *gm)
+{
+	if (gmem_flat_outstanding(gm) != 0 || gmem_flat_bad_unmaps(gm) != 0)
+		abort();
+}
+
+/* An input's start: its reader and rings on gm; false when there is nothing to run. */
+static inline bool fz_begin(struct gmem *gm, const uint8_t *data, size_t size, struct fz_in *in,
+			    struct fz_rings *r)
+{
+	*in = (struct fz_in){ data, size };
+	*r = (struct fz_rings){ .gm = gm };
+	return gm && size >= 1;
+}
+
+/* Bring d up with want and publish the input's chains (not kicked). */
+static inline void fz_publish(struct vdev *d, struct fz_rings *r, struct fz_in *in, uint64_t want)
+{
+	if (fz_bring_up(d, r, want) < 0)
+		abort();
+	fz_build(r, in);
+}
+
 /* Every chain must come back, unless the device gave up on the ring (NEEDS_RESET). */
 static inline void fz_check_done(struct vdev *d, const struct fz_rings *r)
 {
@@ -190,6 +234,14 @@ static inline void fz_check_done(struct vdev *d, const struct fz_rings *r)
 	for (uint16_t i = 0; i < used && i < FZ_QSIZE; i++)
 		if (r->used->ring[i].id >= FZ_QSIZE)
 			abort();
+}
+
+/* An input's end: every chain back, the device reset, no mapping left. */
+static inline void fz_end(struct vdev *d, const struct fz_rings *r)
+{
+	fz_check_done(d, r);
+	vmmio_reset(d);
+	fz_check_unmapped(r->gm);
 }
 
 #endif

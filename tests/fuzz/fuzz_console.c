@@ -36,31 +36,14 @@
 #include "config/config.h"
 #include "devices/console.h"
 #include "lib/log.h"
-#include "tests/fuzz/fuzz_blk_i2c_chains.h"
+#include "tests/fuzz/fuzz_mq.h"
 
 extern const struct vdev_ops vdev_console_ops;
 
-#define FZC_QN     64u                     /* queue size */
 #define FZC_NQ     8u                      /* queues with two named ports and MULTIPORT */
-#define FZC_QAREA  0x1000u                 /* per queue: desc +0, avail +0x400, used +0x800 */
-#define FZC_DATA   (FZ_RAM_GPA + FZC_NQ * FZC_QAREA)
 #define FZC_COPY   256u
 #define FZC_PORTS  3u
 #define FZC_SETTLE 16u
-
-static void raise_irq(struct vdev_host *host, struct vdev *dev)
-{
-	(void)host;
-	(void)dev;
-}
-
-struct fzc_q {
-	struct vring_desc *desc;
-	struct vring_avail *avail;
-	struct vring_used *used;
-	uint16_t slot, published;
-	uint32_t wcap[FZC_QN];       /* per head: writable bytes of the chain */
-};
 
 struct fzc_dev {
 	struct vdev *d;
@@ -72,13 +55,8 @@ struct fzc_dev {
 
 struct fzc {
 	char dir[64];
-	struct gmem *gm;
-	struct ev_loop *loop;
-	struct vdev_host host;
+	struct fz_mq mq;             /* RAM, loop, host and the queues */
 	struct fzc_dev dev[2];
-	struct fzc_q q[FZC_NQ];
-	unsigned nq;
-	uint64_t next;               /* data allocation cursor */
 	uint8_t buf[65536];
 };
 
@@ -154,13 +132,13 @@ static int fzc_dev_open(struct fzc *s, struct fzc_dev *x, unsigned k, unsigned n
 		snprintf(cc->ports[i].name, sizeof(cc->ports[i].name), "port%u", i + 1);
 		snprintf(cc->ports[i].socket, sizeof(cc->ports[i].socket), "%s", x->sock[i + 1]);
 	}
-	if (vdev_console_ops.create(&s->host, &cfg, &x->d) < 0)
+	if (vdev_console_ops.create(&s->mq.host, &cfg, &x->d) < 0)
 		return -1;
 	for (unsigned i = 0; i < x->nports; i++)
 		if ((x->client[i] = fzc_connect(x->sock[i])) < 0)
 			return -1;
 	for (unsigned i = 0; i < 8; i++)
-		ev_run(s->loop, EVRUN_NOWAIT);     /* the device accepts */
+		ev_run(s->mq.loop, EVRUN_NOWAIT);     /* the device accepts */
 	for (unsigned i = 0; i < x->nports; i++)
 		if ((x->server[i] = fzc_find_server(x->sock[i], x)) < 0)
 			return -1;
@@ -185,14 +163,8 @@ static struct fzc *fzc_get(void)
 		return NULL;
 	}
 	atexit(fzc_cleanup);
-	s->gm = gmem_flat_new(FZ_RAM_GPA, FZ_RAM_SIZE);
-	s->loop = ev_loop_new(EVFLAG_AUTO);
-	if (!s->gm || !s->loop)
+	if (fz_mq_init(&s->mq, FZC_NQ) < 0)
 		return NULL;
-	gmem_flat_set_readonly(s->gm, FZ_RO_PAGE, 0x1000);
-	gmem_flat_add_hole(s->gm, FZ_HOLE, 0x1000);
-	s->host = (struct vdev_host){ .loop = s->loop, .gm = s->gm, .guest_name = "fuzz",
-				      .raise_irq = raise_irq };
 	if (fzc_dev_open(s, &s->dev[0], 0, 0) < 0 || fzc_dev_open(s, &s->dev[1], 1, 2) < 0) {
 		fprintf(stderr, "fuzz_console: cannot set up the devices\n");
 		return NULL;
@@ -201,98 +173,10 @@ static struct fzc *fzc_get(void)
 	return s;
 }
 
-/* Reset, negotiate, set up nq queues of FZC_QN at fixed places, DRIVER_OK. */
-static int fzc_bring_up(struct fzc *s, struct vdev *d, uint64_t want, unsigned nq)
-{
-	uint8_t *ram = gmem_flat_host(s->gm, FZ_RAM_GPA);
-
-	vmmio_reset(d);
-	/* What the last input can have touched: the rings and the data allocated so far. */
-	memset(ram, 0, s->next ? s->next - FZ_RAM_GPA : FZ_RAM_SIZE);
-	if (fz_negotiate(d, want) < 0)
-		return -1;
-	for (unsigned q = 0; q < nq; q++) {
-		uint64_t base = FZ_RAM_GPA + q * FZC_QAREA;
-		uint8_t *h = ram + q * FZC_QAREA;
-
-		fz_queue_setup(d, q, FZC_QN, base, base + 0x400, base + 0x800);
-		s->q[q] = (struct fzc_q){ .desc = (struct vring_desc *)(void *)h,
-					  .avail = (struct vring_avail *)(void *)(h + 0x400),
-					  .used = (struct vring_used *)(void *)(h + 0x800) };
-	}
-	fz_wr(d, 0x070, 0xf);
-	if (vmmio_read(d, 0x070, 4) != 0xf)
-		return -1;
-	s->nq = nq;
-	s->next = FZC_DATA;
-	return 0;
-}
-
-/* A buffer address for a placement, from our own cursor. */
-static uint64_t fzc_place(struct fzc *s, unsigned placement, uint32_t len)
-{
-	return fz_place_at(&s->next, placement, len);
-}
-
-/* Add one descriptor to queue q's next slot; false when the chain cannot go on. */
-static bool fzc_desc(struct fzc *s, struct fzc_q *r, unsigned kind, uint32_t len, bool more,
-		     struct fz_in *in, size_t copy_max)
-{
-	uint64_t a = fzc_place(s, (kind >> 1) & 3, len);
-	uint8_t *h = a && a < FZ_RO_PAGE ? gmem_flat_host(s->gm, a) : NULL;
-
-	if (!a)
-		return false;
-	if (h && !(kind & 1)) {
-		size_t c = len < in->left ? len : in->left;
-
-		c = c < copy_max ? c : copy_max;
-		memcpy(h, in->p, c);
-		in->p += c;
-		in->left -= c;
-	}
-	r->desc[r->slot] = (struct vring_desc){
-		.addr = a, .len = len,
-		.flags = (uint16_t)((kind & 1 ? VRING_DESC_F_WRITE : 0) | (more ? VRING_DESC_F_NEXT : 0)),
-		.next = (uint16_t)(r->slot + 1) };
-	r->slot++;
-	return true;
-}
-
-static void fzc_publish(struct fzc_q *r, uint16_t head, uint32_t wcap)
-{
-	r->wcap[head] = wcap;
-	r->avail->ring[r->published % FZC_QN] = head;
-	r->published++;
-	__atomic_store_n(&r->avail->idx, r->published, __ATOMIC_RELEASE);
-}
-
-/* One chain on queue q from the input, published (not kicked). */
-static void fzc_chain(struct fzc *s, unsigned q, struct fz_in *in)
-{
-	struct fzc_q *r = &s->q[q];
-	unsigned n = 1 + fz_take(in, 1) % FZ_BUFS;
-	uint16_t head = r->slot;
-	uint32_t wcap = 0;
-
-	if (r->slot + n > FZC_QN)
-		return;
-	for (unsigned k = 0; k < n; k++) {
-		unsigned kind = fz_take(in, 1);
-		uint32_t len = kind & 8 ? fz_take(in, 2) % (FZ_BUF_MAX + 1) : 1 + (kind >> 4);
-
-		if (!fzc_desc(s, r, kind, len, k + 1 < n, in, FZC_COPY))
-			return;     /* nothing published: the slots are reused */
-		if (kind & 1)
-			wcap += len;
-	}
-	fzc_publish(r, head, wcap);
-}
-
 /* A control message on c_ovq: 8-byte header and a tail, split over nbuf readable buffers. */
 static void fzc_ctrl(struct fzc *s, struct vdev *d, unsigned nbuf, struct fz_in *in)
 {
-	struct fzc_q *r = &s->q[CONSOLE_Q_CTRL_TX];
+	struct fz_mq_q *r = &s->mq.q[CONSOLE_Q_CTRL_TX];
 	uint8_t msg[CONSOLE_CTRL_HDR + 32];
 	unsigned id = fz_take(in, 1), event = fz_take(in, 1), value = fz_take(in, 2);
 	unsigned extra = fz_take(in, 1) % 32, len = CONSOLE_CTRL_HDR + extra;
@@ -301,7 +185,7 @@ static void fzc_ctrl(struct fzc *s, struct vdev *d, unsigned nbuf, struct fz_in 
 	uint16_t head = r->slot;
 	unsigned off = 0;
 
-	if (s->nq <= CONSOLE_Q_CTRL_TX || r->slot + nbuf > FZC_QN)
+	if (s->mq.nq <= CONSOLE_Q_CTRL_TX || r->slot + nbuf > FZ_MQ_QN)
 		return;
 	memcpy(msg, &id32, 4);
 	memcpy(msg + 4, &ev16, 2);
@@ -313,11 +197,11 @@ static void fzc_ctrl(struct fzc *s, struct vdev *d, unsigned nbuf, struct fz_in 
 		unsigned part = k + 1 < nbuf ? len / nbuf : len - off;
 		struct fz_in src = { msg + off, part };
 
-		if (!fzc_desc(s, r, 0, part, k + 1 < nbuf, &src, part))
+		if (!fz_mq_desc(&s->mq, r, 0, part, k + 1 < nbuf, &src, part))
 			return;
 		off += part;
 	}
-	fzc_publish(r, head, 0);
+	fz_mq_publish(r, head, 0);
 	fz_wr(d, 0x050, CONSOLE_Q_CTRL_TX);
 }
 
@@ -349,32 +233,10 @@ static void fzc_drain(struct fzc *s, struct fzc_dev *x)
 static void fzc_settle(struct fzc *s, struct fzc_dev *x)
 {
 	for (unsigned i = 0; i < FZC_SETTLE; i++) {
-		ev_run(s->loop, EVRUN_NOWAIT);
+		ev_run(s->mq.loop, EVRUN_NOWAIT);
 		for (unsigned p = 0; p < x->nports; p++)
 			while (recv(x->client[p], s->buf, sizeof(s->buf), MSG_DONTWAIT) > 0)
 				;
-	}
-}
-
-/* Transmit chains of serving queues came back; no used length beyond the chain. */
-static void fzc_check(struct fzc *s, struct vdev *d)
-{
-	bool dead = vdev_status(d) & VIRTIO_STATUS_NEEDS_RESET;
-
-	for (unsigned q = 0; q < s->nq; q++) {
-		struct fzc_q *r = &s->q[q];
-		uint16_t used = __atomic_load_n(&r->used->idx, __ATOMIC_ACQUIRE);
-
-		if (used > r->published)
-			abort();
-		if (q % 2 == 1 && !dead && used != r->published)
-			abort();
-		for (uint16_t i = 0; i < used; i++) {
-			struct vring_used_elem *u = &r->used->ring[i % FZC_QN];
-
-			if (u->id >= FZC_QN || u->len > r->wcap[u->id])
-				abort();
-		}
 	}
 }
 
@@ -398,21 +260,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			(f & 32 ? VIRTIO_BIT(VIRTIO_CONSOLE_F_SIZE) : 0);
 	unsigned nq = x->nports > 1 && (f & 8) ? FZC_NQ : 2;
 
-	if (fzc_bring_up(s, d, want, nq) < 0)
+	if (fz_mq_bring_up(&s->mq, d, want, nq) < 0)
 		abort();
 	while (in.left) {
-		unsigned op = fz_take(&in, 1), q = (op >> 3) % s->nq;
+		unsigned op = fz_take(&in, 1);
 
+		if (fz_mq_ring_op(&s->mq, d, op, &in, FZC_COPY))
+			continue;
 		switch (op & 7) {
-		case 0:
-		case 1:
-			fzc_chain(s, q, &in);
-			if (op & 1)
-				fz_wr(d, 0x050, q);
-			break;
-		case 2:
-			fz_wr(d, 0x050, q);
-			break;
 		case 3: {
 			unsigned off = fz_take(&in, 1) % 16, sz = sizes[fz_take(&in, 1) & 3];
 
@@ -423,10 +278,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fzc_host_input(x, (op >> 3) % x->nports, &in);
 			break;
 		case 5:
-			ev_run(s->loop, EVRUN_NOWAIT);
+			ev_run(s->mq.loop, EVRUN_NOWAIT);
 			break;
 		case 6:
-			if (fzc_bring_up(s, d, want, nq) < 0)
+			if (fz_mq_bring_up(&s->mq, d, want, nq) < 0)
 				abort();
 			break;
 		default:
@@ -434,10 +289,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 	}
-	for (unsigned q = 0; q < s->nq; q++)
-		fz_wr(d, 0x050, q);
+	fz_mq_kick_all(&s->mq, d);
 	fzc_settle(s, x);
-	fzc_check(s, d);
+	fz_mq_check(&s->mq, d, 0xaa);     /* the transmit queues: 1, 3, 5, 7 */
 	if (getenv("FUZZ_CONSOLE_DEBUG")) {
 		struct console_ctrl_stats cs;
 
@@ -457,7 +311,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	vmmio_reset(d);
 	fzc_settle(s, x);
 	fzc_drain(s, x);
-	if (gmem_flat_outstanding(s->gm) != 0 || gmem_flat_bad_unmaps(s->gm) != 0)
-		abort();
+	fz_check_unmapped(s->mq.gm);
 	return 0;
 }

@@ -15,12 +15,6 @@
 
 extern const struct vdev_ops vdev_i2c_ops;
 
-static void raise_irq(struct vdev_host *host, struct vdev *dev)
-{
-	(void)host;
-	(void)dev;
-}
-
 struct fz_i2c {
 	struct gmem *gm;
 	struct vdev_host host;
@@ -37,13 +31,11 @@ static struct fz_i2c *fz_i2c_get(void)
 		return s.d[0] && s.d[1] ? &s : NULL;
 	tried = true;
 	log_init(LOG_CRIT, false);
-	s.gm = gmem_flat_new(FZ_RAM_GPA, FZ_RAM_SIZE);
+	s.gm = fz_ram();
 	if (!s.gm)
 		return NULL;
-	gmem_flat_set_readonly(s.gm, FZ_RO_PAGE, 0x1000);
-	gmem_flat_add_hole(s.gm, FZ_HOLE, 0x1000);
 	/* No loop: the device then never defers work (16 chains stay under its budget). */
-	s.host = (struct vdev_host){ .gm = s.gm, .guest_name = "fuzz", .raise_irq = raise_irq };
+	s.host = (struct vdev_host){ .gm = s.gm, .guest_name = "fuzz", .raise_irq = fz_no_irq };
 	cfg.u.i2c.nsims = 2;
 	cfg.u.i2c.sims[0] = (struct config_i2c_sim){ .kind = I2C_SIM_EEPROM, .addr = 0x50 };
 	cfg.u.i2c.sims[1] = (struct config_i2c_sim){ .kind = I2C_SIM_LM75, .addr = 0x48 };
@@ -61,25 +53,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fz_i2c *s = fz_i2c_get();
-	struct fz_in in = { data, size };
-	struct fz_rings r = { 0 };
+	struct fz_in in;
+	struct fz_rings r;
 
-	if (!s || size < 1)
+	if (!s || !fz_begin(s->gm, data, size, &in, &r))
 		return 0;
-	r.gm = s->gm;
 	unsigned f = fz_take(&in, 1);
 	struct vdev *d = s->d[(f >> 2) & 1];
 	uint64_t want = VIRTIO_BIT(0) | /* ZERO_LENGTH_REQUEST, which the device requires */
 			(f & 1 ? VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC) : 0) |
 			(f & 2 ? VIRTIO_BIT(VIRTIO_F_EVENT_IDX) : 0);
 
-	if (fz_bring_up(d, &r, want) < 0)
-		abort();
-	fz_build(&r, &in);
+	fz_publish(d, &r, &in, want);
 	fz_wr(d, 0x050, 0);
-	fz_check_done(d, &r);
-	vmmio_reset(d);
-	if (gmem_flat_outstanding(s->gm) != 0 || gmem_flat_bad_unmaps(s->gm) != 0)
-		abort();
+	fz_end(d, &r);
 	return 0;
 }

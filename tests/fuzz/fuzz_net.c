@@ -42,29 +42,12 @@
 #include "config/config.h"
 #include "devices/net.h"
 #include "lib/log.h"
-#include "tests/fuzz/fuzz_blk_i2c_chains.h"
+#include "tests/fuzz/fuzz_mq.h"
 
-#define FZN_QN     64u                     /* queue size */
 #define FZN_NQ     5u                      /* queues of the two-pair device */
-#define FZN_QAREA  0x1000u                 /* per queue: desc +0, avail +0x400, used +0x800 */
-#define FZN_DATA   (FZ_RAM_GPA + FZN_NQ * FZN_QAREA)
 #define FZN_COPY   256u
 #define FZN_MTU    65521u                  /* a tap's largest (65535 less the Ethernet header) */
 #define FZN_SETTLE 16u
-
-static void raise_irq(struct vdev_host *host, struct vdev *dev)
-{
-	(void)host;
-	(void)dev;
-}
-
-struct fzn_q {
-	struct vring_desc *desc;
-	struct vring_avail *avail;
-	struct vring_used *used;
-	uint16_t slot, published;
-	uint32_t wcap[FZN_QN];       /* per head: writable bytes of the chain */
-};
 
 struct fzn_dev {
 	struct vdev *d;
@@ -74,13 +57,8 @@ struct fzn_dev {
 };
 
 struct fzn {
-	struct gmem *gm;
-	struct ev_loop *loop;
-	struct vdev_host host;
+	struct fz_mq mq;             /* RAM, loop, host and the queues */
 	struct fzn_dev dev[2];
-	struct fzn_q q[FZN_NQ];
-	unsigned nq;
-	uint64_t next;               /* data allocation cursor */
 	uint8_t frame[FZN_MTU + 14];
 };
 
@@ -148,8 +126,8 @@ static int fzn_dev_open(struct fzn *s, struct fzn_dev *x, const char *tap, unsig
 	snprintf(cfg.u.net.tap, sizeof(cfg.u.net.tap), "%s", tap);
 	cfg.u.net.mtu = FZN_MTU;
 	cfg.u.net.queues = (uint16_t)pairs;
-	cfg.u.net.queue_size = FZN_QN;
-	if (vdev_net_ops.create(&s->host, &cfg, &x->d) < 0)
+	cfg.u.net.queue_size = FZ_MQ_QN;
+	if (vdev_net_ops.create(&s->mq.host, &cfg, &x->d) < 0)
 		return -1;
 	fzn_find_tapfds(x, tap);
 	x->ifindex = (int)if_nametoindex(tap);
@@ -177,94 +155,14 @@ static struct fzn *fzn_get(void)
 	}
 	fzn_write_file("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
 	fzn_write_file("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
-	s.gm = gmem_flat_new(FZ_RAM_GPA, FZ_RAM_SIZE);
-	s.loop = ev_loop_new(EVFLAG_AUTO);
-	if (!s.gm || !s.loop)
+	if (fz_mq_init(&s.mq, FZN_NQ) < 0)
 		return NULL;
-	gmem_flat_set_readonly(s.gm, FZ_RO_PAGE, 0x1000);
-	gmem_flat_add_hole(s.gm, FZ_HOLE, 0x1000);
-	s.host = (struct vdev_host){ .loop = s.loop, .gm = s.gm, .guest_name = "fuzz",
-				     .raise_irq = raise_irq };
 	if (fzn_dev_open(&s, &s.dev[0], "fzn0", 1) < 0 || fzn_dev_open(&s, &s.dev[1], "fzn1", 2) < 0) {
 		fprintf(stderr, "fuzz_net: cannot set up the taps\n");
 		return NULL;
 	}
 	ok = true;
 	return &s;
-}
-
-/* Reset, negotiate, set up nq queues of FZN_QN at fixed places, DRIVER_OK. */
-static int fzn_bring_up(struct fzn *s, struct vdev *d, uint64_t want, unsigned nq)
-{
-	uint8_t *ram = gmem_flat_host(s->gm, FZ_RAM_GPA);
-
-	vmmio_reset(d);
-	/* What the last input can have touched: the rings and the data allocated so far. */
-	memset(ram, 0, s->next ? s->next - FZ_RAM_GPA : FZ_RAM_SIZE);
-	if (fz_negotiate(d, want) < 0)
-		return -1;
-	for (unsigned q = 0; q < nq; q++) {
-		uint64_t base = FZ_RAM_GPA + q * FZN_QAREA;
-		uint8_t *h = ram + q * FZN_QAREA;
-
-		fz_queue_setup(d, q, FZN_QN, base, base + 0x400, base + 0x800);
-		s->q[q] = (struct fzn_q){ .desc = (struct vring_desc *)(void *)h,
-					  .avail = (struct vring_avail *)(void *)(h + 0x400),
-					  .used = (struct vring_used *)(void *)(h + 0x800) };
-	}
-	fz_wr(d, 0x070, 0xf);
-	if (vmmio_read(d, 0x070, 4) != 0xf)
-		return -1;
-	s->nq = nq;
-	s->next = FZN_DATA;
-	return 0;
-}
-
-/* A buffer address for a placement, from our own cursor. */
-static uint64_t fzn_place(struct fzn *s, unsigned placement, uint32_t len)
-{
-	return fz_place_at(&s->next, placement, len);
-}
-
-/* One chain on queue q from the input, published (not kicked). */
-static void fzn_chain(struct fzn *s, unsigned q, struct fz_in *in)
-{
-	struct fzn_q *r = &s->q[q];
-	unsigned n = 1 + fz_take(in, 1) % FZ_BUFS;
-	uint16_t head = r->slot;
-	uint32_t wcap = 0;
-
-	if (r->slot + n > FZN_QN)
-		return;
-	for (unsigned k = 0; k < n; k++) {
-		unsigned kind = fz_take(in, 1);
-		uint32_t len = kind & 8 ? fz_take(in, 2) % (FZ_BUF_MAX + 1) : 1 + (kind >> 4);
-		uint64_t a = fzn_place(s, (kind >> 1) & 3, len);
-		uint8_t *h = a && a < FZ_RO_PAGE ? gmem_flat_host(s->gm, a) : NULL;
-
-		if (!a)
-			return;     /* nothing published: the slots are reused */
-		if (h && !(kind & 1)) {
-			size_t c = len < in->left ? len : in->left;
-
-			c = c < FZN_COPY ? c : FZN_COPY;
-			memcpy(h, in->p, c);
-			in->p += c;
-			in->left -= c;
-		}
-		if (kind & 1)
-			wcap += len;
-		r->desc[r->slot] = (struct vring_desc){
-			.addr = a, .len = len,
-			.flags = (uint16_t)((kind & 1 ? VRING_DESC_F_WRITE : 0) |
-					    (k + 1 < n ? VRING_DESC_F_NEXT : 0)),
-			.next = (uint16_t)(r->slot + 1) };
-		r->slot++;
-	}
-	r->wcap[head] = wcap;
-	r->avail->ring[r->published % FZN_QN] = head;
-	r->published++;
-	__atomic_store_n(&r->avail->idx, r->published, __ATOMIC_RELEASE);
 }
 
 static void fzn_frame(struct fzn *s, struct fzn_dev *x, struct fz_in *in)
@@ -287,33 +185,21 @@ static void fzn_frame(struct fzn *s, struct fzn_dev *x, struct fz_in *in)
 static void fzn_settle(struct fzn *s)
 {
 	for (unsigned i = 0; i < FZN_SETTLE; i++)
-		ev_run(s->loop, EVRUN_NOWAIT);
+		ev_run(s->mq.loop, EVRUN_NOWAIT);
 }
 
 /* TX and control chains of serving queues came back; no used length beyond the chain. */
 static void fzn_check(struct fzn *s, struct fzn_dev *x)
 {
 	struct net_stats st;
-	bool dead = vdev_status(x->d) & VIRTIO_STATUS_NEEDS_RESET;
+	uint32_t serving = 0;
 
 	if (!net_get_stats(x->d, &st))
 		abort();
-	for (unsigned q = 0; q < s->nq; q++) {
-		struct fzn_q *r = &s->q[q];
-		uint16_t used = __atomic_load_n(&r->used->idx, __ATOMIC_ACQUIRE);
-		bool serving = q == s->nq - 1 || (q % 2 == 1 && q / 2 < st.active_pairs);
-
-		if (used > r->published)
-			abort();
-		if (serving && !dead && used != r->published)
-			abort();
-		for (uint16_t i = 0; i < used; i++) {
-			struct vring_used_elem *u = &r->used->ring[i % FZN_QN];
-
-			if (u->id >= FZN_QN || u->len > r->wcap[u->id])
-				abort();
-		}
-	}
+	for (unsigned q = 0; q < s->mq.nq; q++)
+		if (q == s->mq.nq - 1 || (q % 2 == 1 && q / 2 < st.active_pairs))
+			serving |= 1u << q;
+	fz_mq_check(&s->mq, x->d, serving);
 }
 
 /* Frames the kernel queued on the tap and nobody read: gone before the next input. */
@@ -359,29 +245,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* The offered UFO pair depends on the kernel; a guest taking UFO takes CSUM with it. */
 	unsigned nq = (want & VIRTIO_BIT(VIRTIO_NET_F_MQ)) && (f & 0x4000) ? FZN_NQ : 3;
 
-	if (fzn_bring_up(s, d, want, nq) < 0)
+	if (fz_mq_bring_up(&s->mq, d, want, nq) < 0)
 		abort();
 	while (in.left) {
-		unsigned op = fz_take(&in, 1), q = (op >> 3) % s->nq;
+		unsigned op = fz_take(&in, 1);
 
+		if (fz_mq_ring_op(&s->mq, d, op, &in, FZN_COPY))
+			continue;
 		switch (op & 7) {
-		case 0:
-		case 1:
-			fzn_chain(s, q, &in);
-			if (op & 1)
-				fz_wr(d, 0x050, q);
-			break;
-		case 2:
-			fz_wr(d, 0x050, q);
-			break;
 		case 3:
 			fzn_frame(s, x, &in);
 			break;
 		case 4:
-			ev_run(s->loop, EVRUN_NOWAIT);
+			ev_run(s->mq.loop, EVRUN_NOWAIT);
 			break;
 		case 5:
-			if (fzn_bring_up(s, d, want, nq) < 0)
+			if (fz_mq_bring_up(&s->mq, d, want, nq) < 0)
 				abort();
 			break;
 		case 6:
@@ -392,8 +271,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 	}
-	for (unsigned q = 0; q < s->nq; q++)
-		fz_wr(d, 0x050, q);
+	fz_mq_kick_all(&s->mq, d);
 	fzn_settle(s);
 	fzn_check(s, x);
 	if (getenv("FUZZ_NET_DEBUG")) {
@@ -410,7 +288,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	vmmio_reset(d);
 	fzn_drain(s, x);
-	if (gmem_flat_outstanding(s->gm) != 0 || gmem_flat_bad_unmaps(s->gm) != 0)
-		abort();
+	fz_check_unmapped(s->mq.gm);
 	return 0;
 }
