@@ -12,6 +12,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -288,6 +289,23 @@ static inline int bench_mem_of(pid_t pid, struct bench_mem *m)
 	return 0;
 }
 
+/* ---- the ping-pong floor ---- */
+
+#define BENCH_PING_EXIT (UINT64_C(1) << 40)     /* a ping value that ends the responder */
+
+/* The responder: one eventfd write on out for every value read on in, until BENCH_PING_EXIT. */
+static inline void bench_pong_loop(int in, int out)
+{
+	uint64_t v, one = 1;
+
+	for (;;) {
+		if (read(in, &v, sizeof(v)) != sizeof(v) || v >= BENCH_PING_EXIT)
+			_exit(0);
+		if (write(out, &one, sizeof(one)) != sizeof(one))
+			_exit(1);
+	}
+}
+
 /* ---- callgrind output ---- */
 
 /* The "summary:" (or "totals:") instruction count of a callgrind output file; 0 if none. */
@@ -339,6 +357,40 @@ static inline uint64_t bench_cg_inclusive(const char *path, const char *const *n
 	if (p)
 		pclose(p);
 	return sum;
+}
+
+/*
+ * The callgrind rounds of an instructions-per-request case: per round, run(0) (idle) and run(n)
+ * (n requests), each returning the process's total instructions and setting *handler to the
+ * instructions of the request handlers (0 when callgrind_annotate found none). Fills per[r]
+ * (handlers per request, or the process totals where no handler was found) and tot[r] (the
+ * process totals per request), and returns whether every round found the handlers. False,
+ * with a skip line for name, when valgrind is missing or disabled or a run failed.
+ */
+static inline bool bench_cg_rounds(const char *name, unsigned n, unsigned runs,
+				   uint64_t (*run)(unsigned n, unsigned idx, uint64_t *handler),
+				   double *per, double *tot, bool *handler)
+{
+	*handler = true;
+	if (bench_env_u64("BENCH_NO_VALGRIND", 0) || access("/usr/bin/valgrind", X_OK) != 0) {
+		bench_skip(name, "valgrind not available or disabled");
+		return false;
+	}
+	for (unsigned r = 0; r < runs; r++) {
+		uint64_t hi = 0, hb = 0;
+		uint64_t idle = run(0, 2 * r, &hi), busy = run(n, 2 * r + 1, &hb);
+
+		if (!idle || !busy || busy < idle) {
+			bench_skip(name, "a callgrind run failed");
+			return false;
+		}
+		tot[r] = (double)(busy - idle) / n;
+		per[r] = hb > hi ? (double)(hb - hi) / n : tot[r];
+		*handler &= hb > hi;
+		fprintf(stderr, "# %s: idle %" PRIu64 " (handlers %" PRIu64 "), %u requests %" PRIu64
+			" (handlers %" PRIu64 ")\n", name, idle, hi, n, busy, hb);
+	}
+	return true;
 }
 
 #endif

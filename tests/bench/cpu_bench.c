@@ -39,7 +39,6 @@
 
 #define MAX_ROUNDS 9
 #define REQ_LEN    64
-#define PING_EXIT  (UINT64_C(1) << 40)
 /* ioreq/server.c's event-channel callback: everything a guest access sets off runs inside it. */
 static const char *const cg_handlers[] = { "xg_evtchn_cb", NULL };
 
@@ -108,23 +107,11 @@ static int rng_requests(struct rng_guest *g, unsigned n)
 
 /* ---- the ping-pong floor ---- */
 
-static void pong_loop(int in, int out)
-{
-	uint64_t v, one = 1;
-
-	for (;;) {
-		if (read(in, &v, sizeof(v)) != sizeof(v) || v >= PING_EXIT)
-			_exit(0);
-		if (write(out, &one, sizeof(one)) != sizeof(one))
-			_exit(1);
-	}
-}
-
 /* CPU seconds the responder spent per round trip over n round trips; < 0 on error. */
 static double pong_cpu(unsigned n)
 {
 	int in = eventfd(0, EFD_CLOEXEC), out = eventfd(0, EFD_CLOEXEC);
-	uint64_t one = 1, v, bye = PING_EXIT;
+	uint64_t one = 1, v, bye = BENCH_PING_EXIT;
 	double c0, c1 = -1;
 	pid_t pid;
 
@@ -132,7 +119,7 @@ static double pong_cpu(unsigned n)
 		return -1;
 	pid = fork();
 	if (pid == 0)
-		pong_loop(in, out);
+		bench_pong_loop(in, out);
 	c0 = bench_cpu_s(pid);
 	for (unsigned i = 0; i < n; i++)
 		if (write(in, &one, sizeof(one)) != sizeof(one) ||
@@ -246,26 +233,10 @@ static void case_callgrind(bool quick)
 	unsigned n = (unsigned)bench_env_u64("BENCH_CG_N", quick ? 300 : 2000);
 	unsigned runs = quick ? 1 : 3;
 	double per[3], tot[3];
-	bool handler = true;
+	bool handler;
 
-	if (bench_env_u64("BENCH_NO_VALGRIND", 0) || access("/usr/bin/valgrind", X_OK) != 0) {
-		bench_skip("instr_per_request", "valgrind not available or disabled");
+	if (!bench_cg_rounds("instr_per_request", n, runs, cg_run, per, tot, &handler))
 		return;
-	}
-	for (unsigned r = 0; r < runs; r++) {
-		uint64_t hi = 0, hb = 0;
-		uint64_t idle = cg_run(0, 2 * r, &hi), busy = cg_run(n, 2 * r + 1, &hb);
-
-		if (!idle || !busy || busy < idle) {
-			bench_skip("instr_per_request", "a callgrind run failed");
-			return;
-		}
-		tot[r] = (double)(busy - idle) / n;
-		per[r] = (double)(hb - hi) / n;
-		handler &= hb > hi;
-		fprintf(stderr, "# instr_per_request: idle %" PRIu64 " (handler %" PRIu64 "), "
-			"%u requests %" PRIu64 " (handler %" PRIu64 ")\n", idle, hi, n, busy, hb);
-	}
 	/*
 	 * The fewest of the runs: extras (spurious event-channel wakeups, timers) only ever add,
 	 * and how many there are depends on the machine's load. Without callgrind_annotate or the

@@ -191,26 +191,12 @@ static void case_callgrind(bool quick)
 {
 	unsigned n = (unsigned)bench_env_u64("BENCH_CG_N", quick ? 300 : 2000);
 	unsigned runs = quick ? 1 : 3;
-	double per[3];
+	double per[3], tot[3];
+	bool handler;
 
-	if (bench_env_u64("BENCH_NO_VALGRIND", 0) || access("/usr/bin/valgrind", X_OK) != 0) {
-		bench_skip("instr_per_request_blk", "valgrind not available or disabled");
+	/* Without callgrind_annotate the process totals stand in (per[] holds them then). */
+	if (!bench_cg_rounds("instr_per_request_blk", n, runs, cg_run, per, tot, &handler))
 		return;
-	}
-	for (unsigned r = 0; r < runs; r++) {
-		uint64_t hi = 0, hb = 0;
-		uint64_t idle = cg_run(0, 2 * r, &hi), busy = cg_run(n, 2 * r + 1, &hb);
-
-		if (!idle || !busy || busy < idle) {
-			bench_skip("instr_per_request_blk", "a callgrind run failed");
-			return;
-		}
-		/* Without callgrind_annotate the process totals stand in. */
-		per[r] = hb > hi ? (double)(hb - hi) / n : (double)(busy - idle) / n;
-		fprintf(stderr, "# instr_per_request_blk: idle %" PRIu64 " (callbacks %" PRIu64
-			"), %u requests %" PRIu64 " (callbacks %" PRIu64 ")\n", idle, hi, n, busy,
-			hb);
-	}
 	bench_median(per, runs);    /* sorts: the fewest first (load only adds) */
 	bench_line("instr_per_request_blk", per[0], "instr", 0, false);
 }

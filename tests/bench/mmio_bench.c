@@ -30,25 +30,12 @@
 #define R_MAGIC      0x000
 #define VIRTIO_MAGIC 0x74726976u
 #define MAX_ROUNDS   15
-#define PING_EXIT    (UINT64_C(1) << 40)
 
 struct pingpong {
 	int to_child, to_parent;
 	pid_t pid;
 	_Atomic uint32_t *resp;     /* shaped: the response counter, a shared futex */
 };
-
-static void pong_loop(int in, int out)
-{
-	uint64_t v, one = 1;
-
-	for (;;) {
-		if (read(in, &v, sizeof(v)) != sizeof(v) || v >= PING_EXIT)
-			_exit(0);
-		if (write(out, &one, sizeof(one)) != sizeof(one))
-			_exit(1);
-	}
-}
 
 static int pingpong_start(struct pingpong *p)
 {
@@ -58,13 +45,13 @@ static int pingpong_start(struct pingpong *p)
 		return -1;
 	p->pid = fork();
 	if (p->pid == 0)
-		pong_loop(p->to_child, p->to_parent);
+		bench_pong_loop(p->to_child, p->to_parent);
 	return p->pid < 0 ? -1 : 0;
 }
 
 static void pingpong_stop(struct pingpong *p)
 {
-	uint64_t bye = PING_EXIT;
+	uint64_t bye = BENCH_PING_EXIT;
 
 	if (write(p->to_child, &bye, sizeof(bye)) != sizeof(bye))
 		kill(p->pid, SIGKILL);
@@ -106,7 +93,7 @@ static void shaped_pong_loop(int in, _Atomic uint32_t *resp)
 		if (epoll_wait(ep, &got, 1, -1) < 0)
 			continue;
 		while (read(in, &v, sizeof(v)) == sizeof(v)) {
-			if (v >= PING_EXIT)
+			if (v >= BENCH_PING_EXIT)
 				_exit(0);
 			atomic_fetch_add_explicit(resp, 1, memory_order_release);
 			syscall(SYS_futex, (uint32_t *)resp, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "tests/xensim/client.h"
+#include "tests/xensim/fault.h"
 
 int xsim_connect(void)
 {
@@ -210,4 +211,61 @@ void xsim_note_restricted(int conn, uint32_t domid, uint32_t bit)
 	if (d)
 		atomic_fetch_or(&d->ctl->restricted, bit);
 	xsim_domcache_free(&dc);
+}
+
+void *xsim_pch_open(size_t size)
+{
+	struct xsim_pch *h = size >= sizeof(*h) ? calloc(1, size) : NULL;
+
+	if (!h)
+		return NULL;
+	h->restrict_domid = -1;
+	h->conn = xsim_fault("privcmd") ? (errno = ENOENT, -1) : xsim_connect();
+	if (h->conn < 0) {
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+int xsim_pch_close(struct xsim_pch *h)
+{
+	if (!h)
+		return 0;
+	xsim_domcache_free(&h->dc);
+	close(h->conn);
+	free(h);
+	return 0;
+}
+
+bool xsim_pch_allowed(const struct xsim_pch *h, uint32_t domid)
+{
+	if (h->restrict_domid >= 0 && h->restrict_domid != domid) {
+		errno = EPERM;
+		return false;
+	}
+	return true;
+}
+
+int xsim_pch_restrict(struct xsim_pch *h, uint32_t domid, uint32_t bit)
+{
+	if (!xsim_pch_allowed(h, domid))
+		return -1;
+	h->restrict_domid = domid;
+	xsim_note_restricted(h->conn, domid, bit);
+	return 0;
+}
+
+struct xsim_cdom *xsim_pch_dom(struct xsim_pch *h, uint32_t domid)
+{
+	struct xsim_cdom *d;
+
+	if (!xsim_pch_allowed(h, domid))
+		return NULL;
+	d = xsim_domcache_get(&h->dc, h->conn, domid);
+	if (d && !atomic_load(&d->ctl->alive)) {
+		errno = ESRCH;
+		return NULL;
+	}
+	return d;
 }

@@ -39,6 +39,26 @@ void xsim_domcache_free(struct xsim_domcache *dc);
 /* Record in the domain's control page that a handle of kind `bit` was restricted to it. */
 void xsim_note_restricted(int conn, uint32_t domid, uint32_t bit);
 
+/*
+ * What the privcmd-backed libraries' handles (devicemodel, foreignmemory) share, first in
+ * each: the connection to the hub, the domain the handle is restricted to and the domains seen.
+ */
+struct xsim_pch {
+	int conn;
+	int64_t restrict_domid;   /* -1: unrestricted */
+	struct xsim_domcache dc;
+};
+
+/* A zeroed handle of size bytes, its xsim_pch connected; NULL with errno (privcmd faulted). */
+void *xsim_pch_open(size_t size);
+int xsim_pch_close(struct xsim_pch *h);
+/* Restrict to domid (bit: the kind, for xsim_note_restricted); -1 EPERM if restricted elsewhere. */
+int xsim_pch_restrict(struct xsim_pch *h, uint32_t domid, uint32_t bit);
+/* Whether the handle may act on domid (false with errno EPERM). */
+bool xsim_pch_allowed(const struct xsim_pch *h, uint32_t domid);
+/* domid's shared memory while it lives; NULL with errno (EPERM, ESRCH). */
+struct xsim_cdom *xsim_pch_dom(struct xsim_pch *h, uint32_t domid);
+
 /* File offset of guest frame gfn in the RAM memfd, or -1 when gfn is not guest RAM. */
 int64_t xsim_gfn_offset(const struct xsim_domctl *ctl, uint64_t gfn);
 

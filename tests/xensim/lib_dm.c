@@ -10,37 +10,20 @@
 #include "tests/xensim/fault.h"
 
 struct xendevicemodel_handle {
-	int conn;
-	int64_t restrict_domid;   /* -1: unrestricted */
-	struct xsim_domcache dc;
+	struct xsim_pch p;
 };
 
 xendevicemodel_handle *xendevicemodel_open(struct xentoollog_logger *logger,
 					   unsigned int open_flags)
 {
-	xendevicemodel_handle *h = calloc(1, sizeof(*h));
-
 	(void)logger;
 	(void)open_flags;
-	if (!h)
-		return NULL;
-	h->restrict_domid = -1;
-	h->conn = xsim_fault("privcmd") ? (errno = ENOENT, -1) : xsim_connect();
-	if (h->conn < 0) {
-		free(h);
-		return NULL;
-	}
-	return h;
+	return xsim_pch_open(sizeof(xendevicemodel_handle));
 }
 
 int xendevicemodel_close(xendevicemodel_handle *dmod)
 {
-	if (!dmod)
-		return 0;
-	xsim_domcache_free(&dmod->dc);
-	close(dmod->conn);
-	free(dmod);
-	return 0;
+	return dmod ? xsim_pch_close(&dmod->p) : 0;
 }
 
 static int dm_allowed(xendevicemodel_handle *h, domid_t domid)
@@ -49,11 +32,7 @@ static int dm_allowed(xendevicemodel_handle *h, domid_t domid)
 		errno = ENOSYS;   /* no dm_op hypercall: Xen without CONFIG_IOREQ_SERVER */
 		return -1;
 	}
-	if (h->restrict_domid >= 0 && h->restrict_domid != domid) {
-		errno = EPERM;
-		return -1;
-	}
-	return 0;
+	return xsim_pch_allowed(&h->p, domid) ? 0 : -1;
 }
 
 /* One hub operation on (domid, id); returns 0 or -1 with errno, as libxendevicemodel. */
@@ -72,7 +51,7 @@ static int dm_call(xendevicemodel_handle *h, uint32_t op, domid_t domid, uint32_
 	m->b = b;
 	m->x = x;
 	m->y = y;
-	rc = xsim_rpc(h->conn, m, -1, NULL, 0);
+	rc = xsim_rpc(h->p.conn, m, -1, NULL, 0);
 	if (rc == 0 && out_a)
 		*out_a = m->a;
 	free(m);
@@ -83,13 +62,8 @@ int xendevicemodel_nr_vcpus(xendevicemodel_handle *dmod, domid_t domid, unsigned
 {
 	struct xsim_cdom *d;
 
-	if (dm_allowed(dmod, domid) < 0)
+	if (dm_allowed(dmod, domid) < 0 || !(d = xsim_pch_dom(&dmod->p, domid)))
 		return -1;
-	d = xsim_domcache_get(&dmod->dc, dmod->conn, domid);
-	if (!d || !atomic_load(&d->ctl->alive)) {
-		errno = ESRCH;
-		return -1;
-	}
 	*vcpus = d->ctl->nr_vcpus;
 	return 0;
 }
@@ -137,13 +111,8 @@ int xendevicemodel_set_irq_level(xendevicemodel_handle *dmod, domid_t domid, uns
 {
 	struct xsim_cdom *d;
 
-	if (dm_allowed(dmod, domid) < 0)
+	if (dm_allowed(dmod, domid) < 0 || !(d = xsim_pch_dom(&dmod->p, domid)))
 		return -1;
-	d = xsim_domcache_get(&dmod->dc, dmod->conn, domid);
-	if (!d || !atomic_load(&d->ctl->alive)) {
-		errno = ESRCH;
-		return -1;
-	}
 	/* Arm's DM op injects SPIs only. */
 	if (irq < 32 || irq >= XSIM_NR_IRQS || level > 1) {
 		errno = EINVAL;
@@ -155,11 +124,5 @@ int xendevicemodel_set_irq_level(xendevicemodel_handle *dmod, domid_t domid, uns
 
 int xendevicemodel_restrict(xendevicemodel_handle *dmod, domid_t domid)
 {
-	if (dmod->restrict_domid >= 0 && dmod->restrict_domid != domid) {
-		errno = EPERM;
-		return -1;
-	}
-	dmod->restrict_domid = domid;
-	xsim_note_restricted(dmod->conn, domid, XSIM_RESTRICTED_DM);
-	return 0;
+	return xsim_pch_restrict(&dmod->p, domid, XSIM_RESTRICTED_DM);
 }

@@ -15,9 +15,7 @@
 #include "tests/xensim/fault.h"
 
 struct xenforeignmemory_handle {
-	int conn;
-	int64_t restrict_domid;
-	struct xsim_domcache dc;
+	struct xsim_pch p;
 };
 
 struct xenforeignmemory_resource_handle {
@@ -48,45 +46,19 @@ bool xsim_resource_find(const void *va, uint32_t *domid, uint32_t *server, size_
 xenforeignmemory_handle *xenforeignmemory_open(struct xentoollog_logger *logger,
 					       unsigned open_flags)
 {
-	xenforeignmemory_handle *h = calloc(1, sizeof(*h));
-
 	(void)logger;
 	(void)open_flags;
-	if (!h)
-		return NULL;
-	h->restrict_domid = -1;
-	h->conn = xsim_fault("privcmd") ? (errno = ENOENT, -1) : xsim_connect();
-	if (h->conn < 0) {
-		free(h);
-		return NULL;
-	}
-	return h;
+	return xsim_pch_open(sizeof(xenforeignmemory_handle));
 }
 
 int xenforeignmemory_close(xenforeignmemory_handle *fmem)
 {
-	if (!fmem)
-		return 0;
-	xsim_domcache_free(&fmem->dc);
-	close(fmem->conn);
-	free(fmem);
-	return 0;
+	return fmem ? xsim_pch_close(&fmem->p) : 0;
 }
 
 static struct xsim_cdom *fmem_dom(xenforeignmemory_handle *h, uint32_t dom)
 {
-	struct xsim_cdom *d;
-
-	if (h->restrict_domid >= 0 && h->restrict_domid != dom) {
-		errno = EPERM;
-		return NULL;
-	}
-	d = xsim_domcache_get(&h->dc, h->conn, dom);
-	if (d && !atomic_load(&d->ctl->alive)) {
-		errno = ESRCH;
-		return NULL;
-	}
-	return d;
+	return xsim_pch_dom(&h->p, dom);
 }
 
 /* Offsets of each frame; returns the number of frames that are not guest RAM. */
@@ -137,13 +109,7 @@ int xenforeignmemory_unmap(xenforeignmemory_handle *fmem, void *addr, size_t pag
 
 int xenforeignmemory_restrict(xenforeignmemory_handle *fmem, domid_t domid)
 {
-	if (fmem->restrict_domid >= 0 && fmem->restrict_domid != domid) {
-		errno = EPERM;
-		return -1;
-	}
-	fmem->restrict_domid = domid;
-	xsim_note_restricted(fmem->conn, domid, XSIM_RESTRICTED_FMEM);
-	return 0;
+	return xsim_pch_restrict(&fmem->p, domid, XSIM_RESTRICTED_FMEM);
 }
 
 /* The ioreq server's page memfd and its size in pages. */
@@ -156,7 +122,7 @@ static int fmem_server_pages(xenforeignmemory_handle *h, domid_t domid, unsigned
 	if (!m)
 		return -1;
 	m->a = id;
-	if (xsim_rpc(h->conn, m, -1, &fd, 1) == 0)
+	if (xsim_rpc(h->p.conn, m, -1, &fd, 1) == 0)
 		*npages = m->a;
 	free(m);
 	return fd;
@@ -170,10 +136,8 @@ xenforeignmemory_resource_handle *xenforeignmemory_map_resource(
 	unsigned npages = 0;
 	int fd;
 
-	if (fmem->restrict_domid >= 0 && fmem->restrict_domid != domid) {
-		errno = EPERM;
+	if (!xsim_pch_allowed(&fmem->p, domid))
 		return NULL;
-	}
 	if (type != XENMEM_resource_ioreq_server) {
 		errno = EOPNOTSUPP;
 		return NULL;
