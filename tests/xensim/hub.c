@@ -933,8 +933,12 @@ struct xsim_hub *xsim_hub_start(void)
 		goto fail;
 	}
 	setenv(XSIM_ENV_SOCKET, h->sock, 1);
-	/* Daemons started from here put their control sockets (daemon/control.h) in our dir. */
+	/*
+	 * Daemons started from here put their control sockets (daemon/control.h) and their state
+	 * files (daemon/state.h, as under systemd) in our dir, never in the host's /run.
+	 */
 	setenv("XEN_VIRTIOD_CONTROL_DIR", h->dir, 1);
+	setenv("RUNTIME_DIRECTORY", h->dir, 1);
 	return h;
 fail:
 	store_free(h);
@@ -1014,6 +1018,7 @@ void xsim_hub_stop(struct xsim_hub *h)
 	hub_rm_dir(h->dir);
 	unsetenv(XSIM_ENV_SOCKET);
 	unsetenv("XEN_VIRTIOD_CONTROL_DIR");
+	unsetenv("RUNTIME_DIRECTORY");
 	pthread_cond_destroy(&h->xs_cond);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
