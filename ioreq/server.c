@@ -576,6 +576,20 @@ static void xg_unindex_ports(struct xen_guest *g, unsigned server)
 	g->nports = n;
 }
 
+/* Forget a server's per-vCPU ports and slot states (nothing is unbound). */
+static void xg_forget_vcpus(struct xg_server *s)
+{
+	s->nr_bound = 0;
+	free(s->port);
+	free(s->wait);
+	free(s->held);
+	free(s->waitwin);
+	s->port = NULL;
+	s->wait = NULL;
+	s->held = NULL;
+	s->waitwin = NULL;
+}
+
 static void xg_unbind_ports(struct xen_guest *g, unsigned server)
 {
 	struct xg_server *s = &g->srv[server];
@@ -586,15 +600,7 @@ static void xg_unbind_ports(struct xen_guest *g, unsigned server)
 			xg_log_teardown(g, "unbinding a vCPU port", errno);
 	for (unsigned i = 0; s->wait && i < s->nr_bound; i++)
 		g->nbusy -= s->wait[i] == XG_WAIT_TAKE || s->wait[i] == XG_WAIT_ANSWER;
-	s->nr_bound = 0;
-	free(s->port);
-	free(s->wait);
-	free(s->held);
-	free(s->waitwin);
-	s->waitwin = NULL;
-	s->port = NULL;
-	s->wait = NULL;
-	s->held = NULL;
+	xg_forget_vcpus(s);
 }
 
 static void xg_destroy_server(struct xen_guest *g, unsigned server)
@@ -1418,15 +1424,7 @@ static void xg_leave_server(struct xen_guest *g, unsigned server)
 		xg_log_teardown(g, "unmapping the ioreq frames", errno);
 	s->res = NULL;
 	s->slots = NULL;
-	s->nr_bound = 0;
-	free(s->port);
-	free(s->wait);
-	free(s->held);
-	free(s->waitwin);
-	s->port = NULL;
-	s->wait = NULL;
-	s->held = NULL;
-	s->waitwin = NULL;
+	xg_forget_vcpus(s);
 }
 
 void xen_guest_detach(struct xen_guest *g)

@@ -148,13 +148,7 @@ static inline int bench_write_file(const char *path, const char *text)
 /* The daemon's output, indented, on stderr (after a failed start). */
 static inline void bench_dump_log(struct xsim_daemon *dm)
 {
-	char line[512];
-	FILE *f = fopen(dm->log_path, "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		fprintf(stderr, "  | %s", line);
-	if (f)
-		fclose(f);
+	xsim_daemon_dump_log(dm, "  | ");
 }
 
 /*

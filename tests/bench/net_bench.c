@@ -50,6 +50,7 @@
 #include "devices/virtio_ring.h"
 #include "tests/bench/bench_common.h"
 #include "tests/lib/net_frames.h"
+#include "tests/lib/netns.h"
 #include "tests/lib/vdriver.h"
 
 #define TAP       "vbn0"       /* the daemon's */
@@ -86,33 +87,9 @@ struct gen {
 
 /* ---- plumbing -------------------------------------------------------------------------------- */
 
-static int sock_ioctl(unsigned long req, void *arg)
-{
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	int rc = s < 0 ? -1 : ioctl(s, req, arg);
-
-	if (s >= 0)
-		close(s);
-	return rc;
-}
-
 static int if_setup(const char *name, uint32_t ip, uint8_t mac[6])
 {
-	struct ifreq ifr;
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(ip) };
-
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
-	memcpy(&ifr.ifr_addr, &sin, sizeof(sin));
-	if (sock_ioctl(SIOCSIFADDR, &ifr) < 0)
-		return -1;
-	if (sock_ioctl(SIOCGIFFLAGS, &ifr) < 0)
-		return -1;
-	ifr.ifr_flags |= IFF_UP;
-	if (sock_ioctl(SIOCSIFFLAGS, &ifr) < 0 || sock_ioctl(SIOCGIFHWADDR, &ifr) < 0)
-		return -1;
-	memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
-	return 0;
+	return netns_if_addr(name, ip, 0) < 0 ? -1 : netns_if_hwaddr(name, mac);
 }
 
 /* The baseline's tap: same flags, header size and offloads as the daemon's. */
@@ -491,22 +468,13 @@ static int run_all(void)
 	return 0;
 }
 
+static int no_netns(void)
+{
+	bench_skip("net", "no network namespace");
+	return 0;
+}
+
 int main(void)
 {
-	pid_t pid = fork();
-	int st;
-
-	if (pid < 0)
-		return 1;
-	if (pid == 0) {
-		if (unshare(CLONE_NEWNET) < 0) {
-			bench_skip("net", "no network namespace");
-			_exit(0);
-		}
-		bench_write_file("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
-		_exit(run_all());
-	}
-	if (waitpid(pid, &st, 0) < 0)
-		return 1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+	return netns_run("net_bench", run_all, no_netns);
 }

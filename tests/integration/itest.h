@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/lib/netns.h"
 #include "tests/xensim/guest.h"
 
 #ifndef XVD_SIM_DAEMON
@@ -92,13 +93,7 @@ static inline struct itest *itest_new(const struct xsim_dom_opts *o)
 
 static inline void itest_dump_log(struct itest *t)
 {
-	char line[512];
-	FILE *f = fopen(t->dm.log_path, "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		fprintf(stderr, "  | %s", line);
-	if (f)
-		fclose(f);
+	xsim_daemon_dump_log(&t->dm, "  | ");
 }
 
 /* Write the INI, start the daemon on it with the arguments in more (NULL-ended, or NULL). */
@@ -182,27 +177,7 @@ static inline unsigned long itest_cpu_ticks(pid_t pid)
  */
 static inline int itest_in_netns(const char *name, int (*run)(void))
 {
-	pid_t pid = fork();
-	int st;
-
-	if (pid < 0)
-		return 1;
-	if (pid == 0) {
-		if (unshare(CLONE_NEWNET) < 0) {
-			fprintf(stderr, "%s: no network namespace: %s\n", name, strerror(errno));
-			_exit(77);
-		}
-		FILE *f = fopen("/proc/sys/net/ipv6/conf/default/disable_ipv6", "w");
-
-		if (f) {
-			fputs("1", f);
-			fclose(f);
-		}
-		_exit(run());
-	}
-	if (waitpid(pid, &st, 0) < 0)
-		return 1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+	return netns_run(name, run, NULL);
 }
 
 static inline uint32_t itest_rd32(struct itest *t, unsigned vcpu, uint64_t addr)

@@ -66,61 +66,12 @@ struct guest {
 
 /* ---- namespace plumbing ------------------------------------------------------------------ */
 
-static int sock_ioctl(unsigned long req, void *arg)
-{
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	int rc = s < 0 ? -1 : ioctl(s, req, arg);
-
-	if (s >= 0)
-		close(s);
-	return rc;
-}
-
-static void ifr_init(struct ifreq *ifr, const char *name)
-{
-	memset(ifr, 0, sizeof(*ifr));
-	snprintf(ifr->ifr_name, sizeof(ifr->ifr_name), "%s", name);
-}
-
-static void sin_set(struct sockaddr *sa, uint32_t ip)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(ip) };
-
-	memcpy(sa, &sin, sizeof(sin));
-}
-
-static void if_set_up(const char *name, bool up)
-{
-	struct ifreq ifr;
-
-	ifr_init(&ifr, name);
-	assert_int_equal(sock_ioctl(SIOCGIFFLAGS, &ifr), 0);
-	ifr.ifr_flags = (short)(up ? ifr.ifr_flags | IFF_UP : ifr.ifr_flags & ~IFF_UP);
-	assert_int_equal(sock_ioctl(SIOCSIFFLAGS, &ifr), 0);
-}
-
 /* 10.0.0.1/24 on the tap, up; the guest's MAC as a permanent neighbour. */
 static void tap_configure(struct guest *g)
 {
-	struct ifreq ifr;
-	struct arpreq req;
-
-	ifr_init(&ifr, g->tap);
-	sin_set(&ifr.ifr_addr, IP_TAP);
-	assert_int_equal(sock_ioctl(SIOCSIFADDR, &ifr), 0);
-	sin_set(&ifr.ifr_netmask, 0xffffff00u);
-	assert_int_equal(sock_ioctl(SIOCSIFNETMASK, &ifr), 0);
-	if_set_up(g->tap, true);
-	ifr_init(&ifr, g->tap);
-	assert_int_equal(sock_ioctl(SIOCGIFHWADDR, &ifr), 0);
-	memcpy(g->hmac, ifr.ifr_hwaddr.sa_data, 6);
-	memset(&req, 0, sizeof(req));
-	sin_set(&req.arp_pa, IP_GUEST);
-	req.arp_ha.sa_family = ARPHRD_ETHER;
-	memcpy(req.arp_ha.sa_data, g->gmac, 6);
-	req.arp_flags = ATF_PERM | ATF_COM;
-	snprintf(req.arp_dev, sizeof(req.arp_dev), "%s", g->tap);
-	assert_int_equal(sock_ioctl(SIOCSARP, &req), 0);
+	assert_int_equal(netns_if_addr(g->tap, IP_TAP, 0xffffff00u), 0);
+	assert_int_equal(netns_if_hwaddr(g->tap, g->hmac), 0);
+	assert_int_equal(netns_arp_static(g->tap, IP_GUEST, g->gmac), 0);
 }
 
 static uint64_t now_ms(void)
@@ -437,12 +388,12 @@ static void test_sim_traffic(void **state)
 	/* Link down and up: STATUS and a configuration interrupt each time. */
 	vdrv_write32(&g->drv, R_INT_ACK, VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG);
 	g->isr_seen = 0;
-	if_set_up(g->tap, false);
+	assert_int_equal(netns_if_up(g->tap, false), 0);
 	wait_status(g, 0);
 	assert_true(config_irq_seen(g));
 	vdrv_write32(&g->drv, R_INT_ACK, VIRTIO_MMIO_INT_CONFIG);
 	g->isr_seen = 0;
-	if_set_up(g->tap, true);
+	assert_int_equal(netns_if_up(g->tap, true), 0);
 	wait_status(g, VIRTIO_NET_S_LINK_UP);
 	assert_true(config_irq_seen(g));
 	close(s);

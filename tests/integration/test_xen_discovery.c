@@ -34,13 +34,7 @@ struct rig {
 
 static void rig_print_log(struct rig *r)
 {
-	char line[1024];
-	FILE *f = fopen(r->dm.log_path, "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		fprintf(stderr, "daemon: %s", line);
-	if (f)
-		fclose(f);
+	xsim_daemon_dump_log(&r->dm, "daemon: ");
 }
 
 static void rig_init(struct rig *r)

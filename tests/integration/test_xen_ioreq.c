@@ -82,13 +82,7 @@ static void rig_close(struct rig *r)
 /* For a failing test: what the daemon said. */
 static void rig_print_log(struct rig *r)
 {
-	char line[1024];
-	FILE *f = fopen(r->dm.log_path, "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		fprintf(stderr, "daemon: %s", line);
-	if (f)
-		fclose(f);
+	xsim_daemon_dump_log(&r->dm, "daemon: ");
 }
 
 static long long rig_stat(struct rig *r, const char *key)

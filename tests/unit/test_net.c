@@ -44,6 +44,7 @@
 #include "devices/virtio_mmio.h"
 #include "tests/lib/gmem_flat.h"
 #include "tests/lib/net_frames.h"
+#include "tests/lib/netns.h"
 #include "tests/lib/vdriver.h"
 #include "tests/lib/vdriver_direct.h"
 
@@ -96,82 +97,24 @@ struct rig {
 
 /* ---- namespace plumbing (ioctls, no shelling out) --------------------------------------- */
 
-static int sock_ioctl(unsigned long req, void *arg)
-{
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	int rc = s < 0 ? -1 : ioctl(s, req, arg);
-
-	if (s >= 0)
-		close(s);
-	return rc;
-}
-
-static void write_file(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-
-	if (fd >= 0) {
-		ssize_t w = write(fd, text, strlen(text));
-		(void)w;
-		close(fd);
-	}
-}
-
-static void ifr_init(struct ifreq *ifr, const char *name)
-{
-	memset(ifr, 0, sizeof(*ifr));
-	snprintf(ifr->ifr_name, sizeof(ifr->ifr_name), "%s", name);
-}
-
 static void if_set_up(const char *name, bool up)
 {
-	struct ifreq ifr;
-
-	ifr_init(&ifr, name);
-	assert_int_equal(sock_ioctl(SIOCGIFFLAGS, &ifr), 0);
-	ifr.ifr_flags = (short)(up ? ifr.ifr_flags | IFF_UP : ifr.ifr_flags & ~IFF_UP);
-	assert_int_equal(sock_ioctl(SIOCSIFFLAGS, &ifr), 0);
-}
-
-static void sin_set(struct sockaddr *sa, uint32_t ip)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(ip) };
-
-	memcpy(sa, &sin, sizeof(sin));
+	assert_int_equal(netns_if_up(name, up), 0);
 }
 
 static void if_addr(const char *name, uint32_t ip)
 {
-	struct ifreq ifr;
-
-	ifr_init(&ifr, name);
-	sin_set(&ifr.ifr_addr, ip);
-	assert_int_equal(sock_ioctl(SIOCSIFADDR, &ifr), 0);
-	sin_set(&ifr.ifr_netmask, 0xffffff00u);
-	assert_int_equal(sock_ioctl(SIOCSIFNETMASK, &ifr), 0);
-	if_set_up(name, true);
+	assert_int_equal(netns_if_addr(name, ip, 0xffffff00u), 0);
 }
 
 static void if_hwaddr(const char *name, uint8_t mac[6])
 {
-	struct ifreq ifr;
-
-	ifr_init(&ifr, name);
-	assert_int_equal(sock_ioctl(SIOCGIFHWADDR, &ifr), 0);
-	memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+	assert_int_equal(netns_if_hwaddr(name, mac), 0);
 }
 
 static void arp_static(const char *dev, uint32_t ip, const uint8_t mac[6])
 {
-	struct arpreq req;
-
-	memset(&req, 0, sizeof(req));
-	sin_set(&req.arp_pa, ip);
-	req.arp_ha.sa_family = ARPHRD_ETHER;
-	memcpy(req.arp_ha.sa_data, mac, 6);
-	req.arp_flags = ATF_PERM | ATF_COM;
-	snprintf(req.arp_dev, sizeof(req.arp_dev), "%s", dev);
-	assert_int_equal(sock_ioctl(SIOCSARP, &req), 0);
+	assert_int_equal(netns_arp_static(dev, ip, mac), 0);
 }
 
 static bool if_exists(const char *name)
@@ -187,7 +130,7 @@ static int peer_open(void)
 	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
 
 	assert_true(fd >= 0);
-	ifr_init(&ifr, PEER);
+	netns_ifr(&ifr, PEER);
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
 	assert_int_equal(ioctl(fd, TUNSETIFF, &ifr), 0);
 	assert_int_equal(ioctl(fd, TUNSETVNETHDRSZ, &hdr), 0);
@@ -621,8 +564,8 @@ static void test_config(void **state)
 	assert_int_equal(r->drv.device_features & F(MQ), 0);
 	assert_int_equal(cfg16(r, VIRTIO_NET_CFG_MTU), 1400);
 	assert_int_equal(cfg16(r, VIRTIO_NET_CFG_MAX_PAIRS), 1);
-	ifr_init(&ifr, TAP);
-	assert_int_equal(sock_ioctl(SIOCGIFMTU, &ifr), 0);
+	netns_ifr(&ifr, TAP);
+	assert_int_equal(netns_ioctl(SIOCGIFMTU, &ifr), 0);
 	assert_int_equal(ifr.ifr_mtu, 1400);
 	wait_link(r, VIRTIO_NET_S_LINK_UP);
 	/* Xen's OUI, the top bit of the fourth byte clear (as libxl does). */
@@ -928,11 +871,11 @@ static void test_tso6_segmentation(void **state)
 	unsigned segs = 0;
 
 	rig_start(r, BASIC | OFFL);
-	write_file("/proc/sys/net/ipv6/conf/all/forwarding", "1");
-	write_file("/proc/sys/net/ipv6/conf/" TAP "/accept_dad", "0");
-	write_file("/proc/sys/net/ipv6/conf/" PEER "/accept_dad", "0");
-	write_file("/proc/sys/net/ipv6/conf/" TAP "/disable_ipv6", "0");
-	write_file("/proc/sys/net/ipv6/conf/" PEER "/disable_ipv6", "0");
+	netns_write("/proc/sys/net/ipv6/conf/all/forwarding", "1");
+	netns_write("/proc/sys/net/ipv6/conf/" TAP "/accept_dad", "0");
+	netns_write("/proc/sys/net/ipv6/conf/" PEER "/accept_dad", "0");
+	netns_write("/proc/sys/net/ipv6/conf/" TAP "/disable_ipv6", "0");
+	netns_write("/proc/sys/net/ipv6/conf/" PEER "/disable_ipv6", "0");
 	if (shell("ip -6 addr add fd00::1/64 dev " TAP " nodad && "
 		  "ip -6 addr add fd00:1::1/64 dev " PEER " nodad && "
 		  "ip -6 neigh replace fd00:1::2 lladdr 02:00:00:00:01:02 dev " PEER
@@ -1508,7 +1451,7 @@ static void test_default_tap_on_bridge(void **state)
 	struct ifreq ifr;
 	struct net_stats st;
 
-	assert_int_equal(sock_ioctl(SIOCBRADDBR, br), 0);
+	assert_int_equal(netns_ioctl(SIOCBRADDBR, br), 0);
 	if_addr(br, 0x0a000201u);              /* 10.0.2.1 */
 	r->cfg.u.net.tap[0] = 0;
 	snprintf(r->cfg.u.net.bridge, sizeof(r->cfg.u.net.bridge), "%s", br);
@@ -1517,8 +1460,8 @@ static void test_default_tap_on_bridge(void **state)
 	r->open = true;
 	assert_true(net_get_stats(r->x.dev, &st));
 	assert_string_equal(st.ifname, "xvd0.0");
-	ifr_init(&ifr, "xvd0.0");
-	assert_int_equal(sock_ioctl(SIOCGIFFLAGS, &ifr), 0);
+	netns_ifr(&ifr, "xvd0.0");
+	assert_int_equal(netns_ioctl(SIOCGIFFLAGS, &ifr), 0);
 	assert_true(ifr.ifr_flags & IFF_UP);
 	assert_int_equal(vdrv_init(&r->drv, &r->x.io, &r->x.mem, BASIC | OFFL, 3, 256), 0);
 	r->pairs = 1;
@@ -1565,7 +1508,7 @@ static void test_default_tap_on_bridge(void **state)
 	assert_false(if_exists("xvd0.0"));
 	assert_true(if_exists(br));
 	if_set_up(br, false);
-	assert_int_equal(sock_ioctl(SIOCBRDELBR, br), 0);
+	assert_int_equal(netns_ioctl(SIOCBRDELBR, br), 0);
 }
 
 /* An existing tap is used, not removed; a missing bridge fails creation cleanly. */
@@ -1578,7 +1521,7 @@ static void test_existing_tap_and_bad_bridge(void **state)
 	struct config_device c = r->cfg;
 
 	assert_true(fd >= 0);
-	ifr_init(&ifr, "vkeep0");
+	netns_ifr(&ifr, "vkeep0");
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
 	assert_int_equal(ioctl(fd, TUNSETIFF, &ifr), 0);
 	assert_int_equal(ioctl(fd, TUNSETPERSIST, 1), 0);
@@ -1590,7 +1533,7 @@ static void test_existing_tap_and_bad_bridge(void **state)
 	vdrv_direct_close(&y);
 	assert_true(if_exists("vkeep0"));
 	fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-	ifr_init(&ifr, "vkeep0");
+	netns_ifr(&ifr, "vkeep0");
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
 	assert_int_equal(ioctl(fd, TUNSETIFF, &ifr), 0);
 	assert_int_equal(ioctl(fd, TUNSETPERSIST, 0), 0);
@@ -1922,15 +1865,15 @@ static void test_tx_backpressure(void **state)
 
 	rig_start(r, BASIC | OFFL);
 	assert_true(sink >= 0);
-	ifr_init(&ifr, "vsink0");
+	netns_ifr(&ifr, "vsink0");
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
 	assert_int_equal(ioctl(sink, TUNSETIFF, &ifr), 0);
-	assert_int_equal(sock_ioctl(SIOCBRADDBR, br), 0);
-	ifr_init(&ifr, br);
+	assert_int_equal(netns_ioctl(SIOCBRADDBR, br), 0);
+	netns_ifr(&ifr, br);
 	ifr.ifr_ifindex = (int)if_nametoindex(TAP);
-	assert_int_equal(sock_ioctl(SIOCBRADDIF, &ifr), 0);
+	assert_int_equal(netns_ioctl(SIOCBRADDIF, &ifr), 0);
 	ifr.ifr_ifindex = (int)if_nametoindex("vsink0");
-	assert_int_equal(sock_ioctl(SIOCBRADDIF, &ifr), 0);
+	assert_int_equal(netns_ioctl(SIOCBRADDIF, &ifr), 0);
 	if_set_up("vsink0", true);
 	if_set_up(br, true);
 	if (shell("tc qdisc add dev vsink0 root tbf rate 8kbit burst 1600 limit 1000000") != 0) {
@@ -1995,7 +1938,7 @@ static void test_tx_backpressure(void **state)
 	print_message("  %u frames, %" PRIu64 " EAGAIN waits\n", N, st.tx_eagain);
 	close(sink);
 	if_set_up(br, false);
-	assert_int_equal(sock_ioctl(SIOCBRDELBR, br), 0);
+	assert_int_equal(netns_ioctl(SIOCBRDELBR, br), 0);
 }
 
 /* ---- main: everything in a private network namespace ------------------------------------ */
@@ -2034,24 +1977,6 @@ static int run_all(void)
 
 int main(void)
 {
-	pid_t pid = fork();
-	int st;
-
-	if (pid < 0)
-		return 1;
-	if (pid == 0) {
-		if (unshare(CLONE_NEWNET) < 0) {
-			fprintf(stderr, "test_net: cannot create a network namespace: %s\n",
-				strerror(errno));
-			_exit(77);
-		}
-		/* Quiet links (no IPv6 chatter) and forwarding for the far tap. */
-		write_file("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
-		write_file("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
-		write_file("/proc/sys/net/ipv4/ip_forward", "1");
-		_exit(run_all());
-	}
-	if (waitpid(pid, &st, 0) < 0)
-		return 1;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+	/* Quiet links (no IPv6 chatter) and forwarding for the far tap. */
+	return netns_run("test_net", run_all, NULL);
 }

@@ -876,6 +876,17 @@ int xsim_daemon_restart(struct xsim_hub *h, struct xsim_daemon *dm, const char *
 	return daemon_spawn(h, dm, binary, tag, args, flags);
 }
 
+void xsim_daemon_dump_log(const struct xsim_daemon *dm, const char *prefix)
+{
+	char line[1024];
+	FILE *f = fopen(dm->log_path, "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		fprintf(stderr, "%s%s", prefix, line);
+	if (f)
+		fclose(f);
+}
+
 int xsim_daemon_stop(struct xsim_daemon *dm)
 {
 	if (dm->pid > 0)

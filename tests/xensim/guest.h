@@ -239,6 +239,8 @@ bool xsim_daemon_alive(struct xsim_daemon *dm);
  * (PR_SET_PDEATHSIG), so a failing test leaves nothing running.
  */
 int xsim_daemon_stop(struct xsim_daemon *dm);
+/* The daemon's log on stderr, each line after prefix (for a failing test or a failed start). */
+void xsim_daemon_dump_log(const struct xsim_daemon *dm, const char *prefix);
 /* True when the daemon's log contains needle. */
 bool xsim_daemon_log_has(struct xsim_daemon *dm, const char *needle);
 /* Poll the log until it contains needle (true) or timeout_ms passes (false). */
