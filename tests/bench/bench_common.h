@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -351,6 +352,50 @@ static inline uint64_t bench_cg_inclusive(const char *path, const char *const *n
 	if (p)
 		pclose(p);
 	return sum;
+}
+
+/*
+ * One callgrind run's files: out (the output file for tag and round idx) and opt (valgrind's
+ * option naming it). The daemon's seccomp filter goes off until bench_cg_collect(): valgrind
+ * does not know seccomp(2).
+ */
+static inline void bench_cg_prepare(char out[512], char opt[600], const char *tag, unsigned idx)
+{
+	snprintf(out, 512, "%s/xvd-%s-%d-%u.out", bench_scratch_dir(), tag, (int)getpid(), idx);
+	snprintf(opt, 600, "--callgrind-out-file=%s", out);
+	setenv("XVD_NO_SECCOMP", "1", 1);
+}
+
+/*
+ * After the requests (ran: they all completed): stop the daemon under valgrind and read its
+ * output: the process's total instructions (0 when anything failed, with the daemon's log on
+ * stderr) and, in *handler, the named handlers' inclusive instructions. The file is removed
+ * unless BENCH_KEEP_CG is set.
+ */
+static inline uint64_t bench_cg_collect(struct xsim_daemon *dm, bool ran, const char *out,
+					const char *const *handlers, uint64_t *handler)
+{
+	uint64_t v = 0;
+
+	unsetenv("XVD_NO_SECCOMP");
+	if (ran) {
+		int st = xsim_daemon_stop(dm);
+
+		dm->pid = -1;
+		if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+			v = bench_cg_total(out);
+			*handler = bench_cg_inclusive(out, handlers);
+		}
+	}
+	if (!v) {
+		fprintf(stderr, "# a callgrind run failed; the daemon's log:\n");
+		bench_dump_log(dm);
+	}
+	if (getenv("BENCH_KEEP_CG"))
+		fprintf(stderr, "# kept %s\n", out);
+	else
+		unlink(out);
+	return v;
 }
 
 /*

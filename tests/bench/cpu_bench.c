@@ -182,49 +182,19 @@ static int dump_stats(struct xsim_daemon *dm, struct gstats *gs)
 
 /* ---- callgrind ---- */
 
-static void cg_dump_log(struct xsim_daemon *dm)
-{
-	char line[512];
-	FILE *f = fopen(dm->log_path, "r");
-
-	fprintf(stderr, "cpu_bench: callgrind run failed; the daemon's log:\n");
-	while (f && fgets(line, sizeof(line), f))
-		fprintf(stderr, "  | %s", line);
-	if (f)
-		fclose(f);
-}
-
 /* Instructions the daemon executed, from start to exit, serving n requests. */
 static uint64_t cg_run(unsigned n, unsigned idx, uint64_t *handler)
 {
 	char out[512], opt[600];
 	const char *pre[] = { "--tool=callgrind", opt, XVD_SIM_DAEMON, NULL };
 	struct rng_guest g;
-	uint64_t v = 0;
+	uint64_t v;
 
-	snprintf(out, sizeof(out), "%s/xvd-cg-%d-%u.out", bench_scratch_dir(), (int)getpid(), idx);
-	snprintf(opt, sizeof(opt), "--callgrind-out-file=%s", out);
-	/* Valgrind does not know seccomp(2): the daemon's own switch turns the filter off. */
-	setenv("XVD_NO_SECCOMP", "1", 1);
-	int started = rng_start(&g, "cg", "/usr/bin/valgrind", pre);
+	bench_cg_prepare(out, opt, "cg", idx);
+	bool ran = rng_start(&g, "cg", "/usr/bin/valgrind", pre) == 0 && rng_requests(&g, n) == 0;
 
-	unsetenv("XVD_NO_SECCOMP");
-	if (started == 0 && rng_requests(&g, n) == 0) {
-		int st = xsim_daemon_stop(&g.dm);
-
-		g.dm.pid = -1;
-		if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
-			v = bench_cg_total(out);
-			*handler = bench_cg_inclusive(out, cg_handlers);
-		}
-	}
-	if (!v)
-		cg_dump_log(&g.dm);
+	v = bench_cg_collect(&g.dm, ran, out, cg_handlers, handler);
 	rng_stop(&g);
-	if (getenv("BENCH_KEEP_CG"))
-		fprintf(stderr, "kept %s\n", out);
-	else
-		unlink(out);
 	return v;
 }
 

@@ -159,31 +159,13 @@ static uint64_t cg_run(unsigned n, unsigned idx, uint64_t *handlers)
 	char out[512], opt[600];
 	const char *pre[] = { "--tool=callgrind", opt, XVD_SIM_DAEMON, NULL };
 	struct bguest g;
-	uint64_t v = 0;
-	int started;
+	uint64_t v;
 
-	snprintf(out, sizeof(out), "%s/xvd-cgb-%d-%u.out", bench_scratch_dir(), (int)getpid(),
-		 idx);
-	snprintf(opt, sizeof(opt), "--callgrind-out-file=%s", out);
-	/* Valgrind does not know seccomp(2): the daemon's own switch turns the filter off. */
-	setenv("XVD_NO_SECCOMP", "1", 1);
-	started = bg_start(&g, "cgb", "/usr/bin/valgrind", pre);
-	unsetenv("XVD_NO_SECCOMP");
-	if (started == 0 && bg_requests(&g, n) == 0) {
-		int st = xsim_daemon_stop(&g.dm);
+	bench_cg_prepare(out, opt, "cgb", idx);
+	bool ran = bg_start(&g, "cgb", "/usr/bin/valgrind", pre) == 0 && bg_requests(&g, n) == 0;
 
-		g.dm.pid = -1;
-		if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
-			v = bench_cg_total(out);
-			*handlers = bench_cg_inclusive(out, cg_handlers);
-		}
-	}
-	if (!v) {
-		fprintf(stderr, "cpu_blk_bench: callgrind run failed; the daemon's log:\n");
-		bench_dump_log(&g.dm);
-	}
+	v = bench_cg_collect(&g.dm, ran, out, cg_handlers, handlers);
 	bg_stop(&g);
-	unlink(out);
 	return v;
 }
 
