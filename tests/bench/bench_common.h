@@ -354,43 +354,51 @@ static inline uint64_t bench_cg_inclusive(const char *path, const char *const *n
 	return sum;
 }
 
-/*
- * One callgrind run's files: out (the output file for tag and round idx) and opt (valgrind's
- * option naming it). The daemon's seccomp filter goes off until bench_cg_collect(): valgrind
- * does not know seccomp(2).
- */
-static inline void bench_cg_prepare(char out[512], char opt[600], const char *tag, unsigned idx)
-{
-	snprintf(out, 512, "%s/xvd-%s-%d-%u.out", bench_scratch_dir(), tag, (int)getpid(), idx);
-	snprintf(opt, 600, "--callgrind-out-file=%s", out);
-	setenv("XVD_NO_SECCOMP", "1", 1);
-}
+/* A guest for callgrind runs: started with its daemon under valgrind, n requests, stopped. */
+struct bench_cg_guest {
+	void *g;
+	struct xsim_daemon *dm;             /* g's daemon */
+	int (*start)(void *g, const char *tag, const char *binary, const char *const *pre);
+	int (*requests)(void *g, unsigned n);
+	void (*stop)(void *g);
+	const char *const *handlers;        /* the loop's callbacks, for callgrind_annotate */
+};
 
 /*
- * After the requests (ran: they all completed): stop the daemon under valgrind and read its
- * output: the process's total instructions (0 when anything failed, with the daemon's log on
- * stderr) and, in *handler, the named handlers' inclusive instructions. The file is removed
- * unless BENCH_KEEP_CG is set.
+ * One callgrind run: the sim daemon under valgrind serving n requests of cg's guest, from
+ * start to exit. Returns the process's total instructions (0 when anything failed, with the
+ * daemon's log on stderr) and, in *handler, the handlers' inclusive instructions. The output
+ * file is removed unless BENCH_KEEP_CG is set.
  */
-static inline uint64_t bench_cg_collect(struct xsim_daemon *dm, bool ran, const char *out,
-					const char *const *handlers, uint64_t *handler)
+static inline uint64_t bench_cg_run(const struct bench_cg_guest *cg, const char *tag, unsigned n,
+				    unsigned idx, uint64_t *handler)
 {
+	char out[512], opt[600];
+	const char *pre[] = { "--tool=callgrind", opt, XVD_SIM_DAEMON, NULL };
 	uint64_t v = 0;
 
-	unsetenv("XVD_NO_SECCOMP");
-	if (ran) {
-		int st = xsim_daemon_stop(dm);
+	snprintf(out, sizeof(out), "%s/xvd-%s-%d-%u.out", bench_scratch_dir(), tag, (int)getpid(),
+		 idx);
+	snprintf(opt, sizeof(opt), "--callgrind-out-file=%s", out);
+	/* Valgrind does not know seccomp(2): the daemon's own switch turns the filter off. */
+	setenv("XVD_NO_SECCOMP", "1", 1);
+	int started = cg->start(cg->g, tag, "/usr/bin/valgrind", pre);
 
-		dm->pid = -1;
+	unsetenv("XVD_NO_SECCOMP");
+	if (started == 0 && cg->requests(cg->g, n) == 0) {
+		int st = xsim_daemon_stop(cg->dm);
+
+		cg->dm->pid = -1;
 		if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
 			v = bench_cg_total(out);
-			*handler = bench_cg_inclusive(out, handlers);
+			*handler = bench_cg_inclusive(out, cg->handlers);
 		}
 	}
 	if (!v) {
 		fprintf(stderr, "# a callgrind run failed; the daemon's log:\n");
-		bench_dump_log(dm);
+		bench_dump_log(cg->dm);
 	}
+	cg->stop(cg->g);
 	if (getenv("BENCH_KEEP_CG"))
 		fprintf(stderr, "# kept %s\n", out);
 	else

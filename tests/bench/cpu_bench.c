@@ -64,9 +64,10 @@ static const char ini_fmt[] = "[guest]\nname = %s\ndiscovery = explicit\ngrant_u
 /* The next rng_start gives the device grant addresses (grant_usage = yes). */
 static bool use_grants;
 
-static int rng_start(struct rng_guest *g, const char *tag, const char *binary,
+static int rng_start(void *p, const char *tag, const char *binary,
 		     const char *const *pre)
 {
+	struct rng_guest *g = p;
 	char ini[256];
 
 	memset(g, 0, sizeof(*g));
@@ -90,15 +91,19 @@ static int rng_start(struct rng_guest *g, const char *tag, const char *binary,
 	return g->buf.gpa ? 0 : -1;
 }
 
-static void rng_stop(struct rng_guest *g)
+static void rng_stop(void *p)
 {
+	struct rng_guest *g = p;
+
 	if (g->dm.pid > 0)
 		xsim_daemon_stop(&g->dm);
 	xsim_hub_stop(g->hub);
 }
 
-static int rng_requests(struct rng_guest *g, unsigned n)
+static int rng_requests(void *p, unsigned n)
 {
+	struct rng_guest *g = p;
+
 	for (unsigned i = 0; i < n; i++)
 		if (vdrv_transfer(&g->drv, 0, &g->buf, 1, false, 60000) != REQ_LEN)
 			return -1;
@@ -185,17 +190,10 @@ static int dump_stats(struct xsim_daemon *dm, struct gstats *gs)
 /* Instructions the daemon executed, from start to exit, serving n requests. */
 static uint64_t cg_run(unsigned n, unsigned idx, uint64_t *handler)
 {
-	char out[512], opt[600];
-	const char *pre[] = { "--tool=callgrind", opt, XVD_SIM_DAEMON, NULL };
 	struct rng_guest g;
-	uint64_t v;
+	const struct bench_cg_guest cg = { &g, &g.dm, rng_start, rng_requests, rng_stop, cg_handlers };
 
-	bench_cg_prepare(out, opt, "cg", idx);
-	bool ran = rng_start(&g, "cg", "/usr/bin/valgrind", pre) == 0 && rng_requests(&g, n) == 0;
-
-	v = bench_cg_collect(&g.dm, ran, out, cg_handlers, handler);
-	rng_stop(&g);
-	return v;
+	return bench_cg_run(&cg, "cg", n, idx, handler);
 }
 
 static void case_callgrind(bool quick)

@@ -70,9 +70,10 @@ static int make_image(void)
 	return close(fd);
 }
 
-static int bg_start(struct bguest *g, const char *tag, const char *binary,
+static int bg_start(void *p, const char *tag, const char *binary,
 		    const char *const *pre)
 {
+	struct bguest *g = p;
 	char ini[512];
 
 	memset(g, 0, sizeof(*g));
@@ -101,15 +102,19 @@ static int bg_start(struct bguest *g, const char *tag, const char *binary,
 	return g->b[2].gpa ? 0 : -1;
 }
 
-static void bg_stop(struct bguest *g)
+static void bg_stop(void *p)
 {
+	struct bguest *g = p;
+
 	if (g->dm.pid > 0)
 		xsim_daemon_stop(&g->dm);
 	xsim_hub_stop(g->hub);
 }
 
-static int bg_requests(struct bguest *g, unsigned n)
+static int bg_requests(void *p, unsigned n)
 {
+	struct bguest *g = p;
+
 	for (unsigned i = 0; i < n; i++) {
 		g->rng = g->rng * 6364136223846793005ull + 1442695040888963407ull;
 		g->hdr->type = htole32(VIRTIO_BLK_T_IN);
@@ -156,17 +161,10 @@ static double fio_cpu_per_io(unsigned secs)
 
 static uint64_t cg_run(unsigned n, unsigned idx, uint64_t *handlers)
 {
-	char out[512], opt[600];
-	const char *pre[] = { "--tool=callgrind", opt, XVD_SIM_DAEMON, NULL };
 	struct bguest g;
-	uint64_t v;
+	const struct bench_cg_guest cg = { &g, &g.dm, bg_start, bg_requests, bg_stop, cg_handlers };
 
-	bench_cg_prepare(out, opt, "cgb", idx);
-	bool ran = bg_start(&g, "cgb", "/usr/bin/valgrind", pre) == 0 && bg_requests(&g, n) == 0;
-
-	v = bench_cg_collect(&g.dm, ran, out, cg_handlers, handlers);
-	bg_stop(&g);
-	return v;
+	return bench_cg_run(&cg, "cgb", n, idx, handlers);
 }
 
 static void case_callgrind(bool quick)
