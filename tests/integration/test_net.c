@@ -94,12 +94,7 @@ static void rx_post(struct guest *g, unsigned p, unsigned slot)
 
 static void guest_wait(struct guest *g, int ms)
 {
-	if (g->vio.io.wait_irq(&g->vio.io, ms) > 0) {
-		uint32_t isr = vdrv_read32(&g->drv, R_INT_STATUS);
-
-		g->isr_seen |= isr;
-		vdrv_write32(&g->drv, R_INT_ACK, isr);
-	}
+	g->isr_seen |= vdrv_wait_isr(&g->drv, ms);
 }
 
 static void guest_start(struct guest *g, const char *keys, bool grants, unsigned pairs)
@@ -275,21 +270,10 @@ static void udp_to_guest(int s, const void *p, size_t n)
 	assert_int_equal(sendto(s, p, n, 0, (struct sockaddr *)&a, sizeof(a)), (ssize_t)n);
 }
 
-static uint16_t cfg16(struct guest *g, uint32_t off)
-{
-	uint16_t v;
-
-	vdrv_config_read(&g->drv, off, &v, 2);
-	return le16toh(v);
-}
-
 static void wait_status(struct guest *g, uint16_t want)
 {
-	uint64_t end = now_ms() + WAIT_MS;
-
-	while (cfg16(g, VIRTIO_NET_CFG_STATUS) != want && now_ms() < end)
-		guest_wait(g, 10);
-	assert_int_equal(cfg16(g, VIRTIO_NET_CFG_STATUS), want);
+	assert_int_equal(vdrv_wait_config16(&g->drv, VIRTIO_NET_CFG_STATUS, want, WAIT_MS,
+					    &g->isr_seen), want);
 }
 
 /* A configuration interrupt arrived (or is still pending in InterruptStatus). */
@@ -334,8 +318,8 @@ static void test_sim_traffic(void **state)
 	snprintf(g->tap, sizeof(g->tap), "vnt0");
 	guest_start(g, "tap = vnt0\nmac = 02:00:00:00:00:02\nmtu = 1500\nqueues = 2\n", false, 2);
 	assert_memory_equal(g->gmac, mac, 6);
-	assert_int_equal(cfg16(g, VIRTIO_NET_CFG_MTU), 1500);
-	assert_int_equal(cfg16(g, VIRTIO_NET_CFG_MAX_PAIRS), 2);
+	assert_int_equal(vdrv_config16(&g->drv, VIRTIO_NET_CFG_MTU), 1500);
+	assert_int_equal(vdrv_config16(&g->drv, VIRTIO_NET_CFG_MAX_PAIRS), 2);
 	tap_configure(g);
 	wait_status(g, VIRTIO_NET_S_LINK_UP);
 	for (uint16_t seq = 1; seq <= 3; seq++)
@@ -432,7 +416,7 @@ static void test_sim_jumbo_and_starvation(void **state)
 
 	guest_start(g, "tap = vnt2\nmtu = 9000\n", true, 1);
 	snprintf(g->tap, sizeof(g->tap), "vnt2");
-	assert_int_equal(cfg16(g, VIRTIO_NET_CFG_MTU), 9000);
+	assert_int_equal(vdrv_config16(&g->drv, VIRTIO_NET_CFG_MTU), 9000);
 	tap_configure(g);
 	s = udp_sock(5000);
 	pattern(pl, sizeof(pl), 3);

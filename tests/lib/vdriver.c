@@ -11,6 +11,7 @@
  */
 #include "tests/lib/vdriver.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -389,6 +390,41 @@ static int64_t vdrv_elapsed_ms(const struct timespec *t0)
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+uint16_t vdrv_config16(struct vdrv *drv, uint32_t off)
+{
+	uint16_t v;
+
+	vdrv_config_read(drv, off, &v, 2);
+	return le16toh(v);
+}
+
+uint32_t vdrv_wait_isr(struct vdrv *drv, int ms)
+{
+	uint32_t isr = 0;
+
+	if (drv->io->wait_irq(drv->io, ms) > 0) {
+		isr = vdrv_read32(drv, R_INT_STATUS);
+		vdrv_write32(drv, R_INT_ACK, isr);
+	}
+	return isr;
+}
+
+uint16_t vdrv_wait_config16(struct vdrv *drv, uint32_t off, uint16_t want, int timeout_ms,
+			    uint32_t *isr_seen)
+{
+	struct timespec t0;
+	uint16_t v;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while ((v = vdrv_config16(drv, off)) != want && vdrv_elapsed_ms(&t0) < timeout_ms) {
+		uint32_t isr = vdrv_wait_isr(drv, 10);
+
+		if (isr_seen)
+			*isr_seen |= isr;
+	}
+	return v;
 }
 
 int64_t vdrv_transfer(struct vdrv *drv, unsigned q, const struct vdrv_buf *bufs, unsigned n,

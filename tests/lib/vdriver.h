@@ -88,6 +88,16 @@ void vdrv_write32(struct vdrv *drv, uint32_t off, uint32_t val);
 uint32_t vdrv_status(struct vdrv *drv);
 /* Read config space [off, off+len) with the generation-retry loop. */
 void vdrv_config_read(struct vdrv *drv, uint32_t off, void *buf, uint32_t len);
+/* A little-endian 16-bit config field. */
+uint16_t vdrv_config16(struct vdrv *drv, uint32_t off);
+/* Wait up to ms for an interrupt; returns the InterruptStatus bits it acknowledged (0: none). */
+uint32_t vdrv_wait_isr(struct vdrv *drv, int ms);
+/*
+ * Wait up to timeout_ms for the 16-bit config field at off to read want, acknowledging
+ * interrupts on the way (their bits ORed into *isr_seen when not NULL); returns the last value.
+ */
+uint16_t vdrv_wait_config16(struct vdrv *drv, uint32_t off, uint16_t want, int timeout_ms,
+			    uint32_t *isr_seen);
 
 /*
  * Queue a chain (readable buffers must come first). indirect: put it in an indirect table.

@@ -203,12 +203,7 @@ static uint64_t ram_alloc(struct rig *r, uint64_t len, void **host)
 /* Run the loop up to ms; remember and acknowledge interrupt causes. */
 static void rig_wait(struct rig *r, int ms)
 {
-	if (r->x.io.wait_irq(&r->x.io, ms) > 0) {
-		uint32_t isr = vdrv_read32(&r->drv, R_INT_STATUS);
-
-		r->isr_seen |= isr;
-		vdrv_write32(&r->drv, R_INT_ACK, isr);
-	}
+	r->isr_seen |= vdrv_wait_isr(&r->drv, ms);
 }
 
 static void rig_run(struct rig *r, int ms)
@@ -531,21 +526,10 @@ static void ping(struct rig *r, unsigned pair, uint16_t seq)
 
 /* ---- tests ------------------------------------------------------------------------------- */
 
-static uint16_t cfg16(struct rig *r, uint32_t off)
-{
-	uint16_t v;
-
-	vdrv_config_read(&r->drv, off, &v, 2);
-	return le16toh(v);
-}
-
 static void wait_link(struct rig *r, uint16_t want)
 {
-	uint64_t end = now_ms() + TIMEOUT_MS;
-
-	while (cfg16(r, VIRTIO_NET_CFG_STATUS) != want && now_ms() < end)
-		rig_wait(r, 10);
-	assert_int_equal(cfg16(r, VIRTIO_NET_CFG_STATUS), want);
+	assert_int_equal(vdrv_wait_config16(&r->drv, VIRTIO_NET_CFG_STATUS, want, TIMEOUT_MS,
+					    &r->isr_seen), want);
 }
 
 /* Config space, offered features, the tap as created, a MAC stable per guest and device. */
@@ -562,8 +546,8 @@ static void test_config(void **state)
 	assert_int_equal(vdrv_read32(&r->drv, 0x008), VIRTIO_ID_NET);
 	assert_int_equal(r->drv.device_features & need, need);
 	assert_int_equal(r->drv.device_features & F(MQ), 0);
-	assert_int_equal(cfg16(r, VIRTIO_NET_CFG_MTU), 1400);
-	assert_int_equal(cfg16(r, VIRTIO_NET_CFG_MAX_PAIRS), 1);
+	assert_int_equal(vdrv_config16(&r->drv, VIRTIO_NET_CFG_MTU), 1400);
+	assert_int_equal(vdrv_config16(&r->drv, VIRTIO_NET_CFG_MAX_PAIRS), 1);
 	netns_ifr(&ifr, TAP);
 	assert_int_equal(netns_ioctl(SIOCGIFMTU, &ifr), 0);
 	assert_int_equal(ifr.ifr_mtu, 1400);
@@ -1361,7 +1345,7 @@ static void test_mq_two_pairs(void **state)
 	cfg_default(&r->cfg, 2);
 	rig_start(r, BASIC | OFFL | F(MQ));
 	assert_true(r->drv.device_features & F(MQ));
-	assert_int_equal(cfg16(r, VIRTIO_NET_CFG_MAX_PAIRS), 2);
+	assert_int_equal(vdrv_config16(&r->drv, VIRTIO_NET_CFG_MAX_PAIRS), 2);
 	assert_int_equal(stats(r).active_pairs, 1);
 	v = htole16(3);
 	assert_int_equal(ctrl_cmd(r, VIRTIO_NET_CTRL_MQ, 0, &v, 2), VIRTIO_NET_ERR);
