@@ -22,17 +22,7 @@
 #include <cmocka.h>
 
 #include "tests/integration/itest.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
+#include "tests/lib/sanitized.h"
 
 /* The value of "Key:" in /proc/<pid>/task/<tid>/status, or "" when missing. */
 static void status_field(pid_t pid, const char *tid, const char *key, char *out, size_t len)

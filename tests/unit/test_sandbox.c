@@ -33,17 +33,7 @@
 
 #include "daemon/sandbox.h"
 #include "lib/log.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
+#include "tests/lib/sanitized.h"
 
 /* Child exit codes that say which step failed before the forbidden call. */
 #define CHILD_LOAD_FAILED 90
