@@ -139,7 +139,8 @@ static char *xs_backend_root(struct xs_handle *xs, uint32_t backend_domid)
 
 /* ---- domain lookups ---- */
 
-int xen_domain_name(uint32_t domid, char *buf, size_t len)
+/* /local/domain/<domid>/<node> into buf, on a connection of its own; -ENOENT if not there. */
+static int xs_domain_node(uint32_t domid, const char *node, char *buf, size_t len)
 {
 	struct xs_handle *xs = xs_open(0);
 	char *v;
@@ -147,27 +148,22 @@ int xen_domain_name(uint32_t domid, char *buf, size_t len)
 
 	if (!xs)
 		return -ENOENT;
-	v = xs_readf(xs, "/local/domain/%u/name", domid);
+	v = xs_readf(xs, "/local/domain/%u/%s", domid, node);
 	rc = xs_copy_str(buf, len, v);
 	free(v);
 	xs_close(xs);
 	return rc == 0 ? 0 : -ENOENT;
 }
 
+int xen_domain_name(uint32_t domid, char *buf, size_t len)
+{
+	return xs_domain_node(domid, "name", buf, len);
+}
+
 int xen_domain_handle(uint32_t domid, char *buf, size_t len)
 {
-	struct xs_handle *xs = xs_open(0);
-	char *v;
-	int rc;
-
-	if (!xs)
-		return -ENOENT;
 	/* libxl writes the domain's /vm/<uuid> path here: its handle, unique among domains. */
-	v = xs_readf(xs, "/local/domain/%u/vm", domid);
-	rc = xs_copy_str(buf, len, v);
-	free(v);
-	xs_close(xs);
-	return rc == 0 ? 0 : -ENOENT;
+	return xs_domain_node(domid, "vm", buf, len);
 }
 
 static bool xs_name_matches(struct xs_handle *xs, const char *id, const char *name)
