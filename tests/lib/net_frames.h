@@ -100,13 +100,9 @@ static inline size_t udp_frame(uint8_t *f, const uint8_t dst[6], const uint8_t s
 	return o + 8 + n;
 }
 
-static inline size_t tcp_frame(uint8_t *f, const uint8_t dst[6], const uint8_t src[6], uint32_t sip,
-			uint32_t dip, uint32_t seq, const uint8_t *pl, size_t n, enum csum_mode m)
+/* A 20-byte TCP header, port 40000 to 5001, PSH ACK, checksum 0 (the caller's). */
+static inline void tcp_hdr(uint8_t *t, uint32_t seq)
 {
-	size_t o = eth(f, dst, src, 0x0800);
-	uint8_t *ip = f + o, *t = ip + 20;
-
-	o += ipv4(ip, 6, sip, dip, 20 + n, 7);
 	memset(t, 0, 20);
 	put16(t, 40000);
 	put16(t + 2, 5001);
@@ -115,6 +111,16 @@ static inline size_t tcp_frame(uint8_t *f, const uint8_t dst[6], const uint8_t s
 	t[12] = 5 << 4;
 	t[13] = 0x18;     /* PSH ACK */
 	put16(t + 14, 65535);
+}
+
+static inline size_t tcp_frame(uint8_t *f, const uint8_t dst[6], const uint8_t src[6], uint32_t sip,
+			uint32_t dip, uint32_t seq, const uint8_t *pl, size_t n, enum csum_mode m)
+{
+	size_t o = eth(f, dst, src, 0x0800);
+	uint8_t *ip = f + o, *t = ip + 20;
+
+	o += ipv4(ip, 6, sip, dip, 20 + n, 7);
+	tcp_hdr(t, seq);
 	memcpy(t + 20, pl, n);
 	uint32_t ps = pseudo_sum(ip, 6, 20 + n);
 

@@ -828,14 +828,7 @@ static size_t tcp6_frame(uint8_t *f, const uint8_t dst[6], const uint8_t src[6],
 	ip[7] = 64;
 	memcpy(ip + 8, sip, 16);
 	memcpy(ip + 24, dip, 16);
-	memset(t, 0, 20);
-	put16(t, 40000);
-	put16(t + 2, 5001);
-	put32(t + 4, seq);
-	put32(t + 8, 1);
-	t[12] = 5 << 4;
-	t[13] = 0x18;
-	put16(t + 14, 65535);
+	tcp_hdr(t, seq);
 	memcpy(t + 20, pl, n);
 	sum = csum_add(0, ip + 8, 32) + (uint32_t)(20 + n) + 6;
 	put16(t + 16, csum_fold(sum));
