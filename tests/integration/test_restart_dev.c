@@ -1,0 +1,382 @@
+/*
+ * Restarts the guest does not notice (issue 22) for the devices without a backend descriptor
+ * of their own: rng and i2c. As test_restart.c does for block, the real daemon on xensim kills
+ * itself at each named point of a request's life that these devices pass (lib/testpoint.h), a
+ * supervisor restarts it (with its fd store, or without), and the guest's driver, which never
+ * resets, must see every request complete exactly once with the right data: rng buffers
+ * filled, the used index advanced once per request; i2c EEPROM writes that read back, through
+ * the simulated bus, as acknowledged.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "devices/device.h"
+#include "tests/integration/itest.h"
+#include "tests/integration/restart_rig.h"
+
+#define RAM_GPA    UINT64_C(0x40000000)
+#define HEAP_SIZE  (4u << 20)
+#define SPI        33
+#define WAIT_MS    30000                /* a restart is a pause, never this long */
+#define R_INT_STATUS 0x60
+#define R_INT_ACK    0x64
+#define RING (VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_EVENT_IDX) | \
+	      VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC))
+#define MAXREQ     8u                   /* chains a test keeps in flight */
+#define RNG_LEN    256u
+#define RNG_NREQ   120u
+#define EE         0x50
+#define EE_PAGES   32u                  /* 8-byte pages of the 256-byte part */
+#define I2C_OPS    48u                  /* write + read-back pairs */
+#define I2C_ZERO_LENGTH_REQUEST 0
+
+/* ---- the guest's driver, shared by both devices ---- */
+
+enum { REQ_FREE, REQ_OUT, REQ_DONE };
+
+struct req {
+	int state;
+	uint32_t used_len;
+	uint8_t *buf;                 /* the data buffer (rng: filled; i2c: the payload) */
+	uint8_t *hdr, *status;        /* i2c only */
+	uint64_t buf_gpa, hdr_gpa, status_gpa;
+};
+
+struct guest {
+	struct rig *r;
+	struct xsim_vio vio;
+	struct vdrv_mem mem;
+	struct vdrv drv;
+	struct req req[MAXREQ];
+	unsigned submitted, completed, duplicates;
+};
+
+static void guest_start(struct rig *r, struct guest *g, uint64_t want, uint32_t id)
+{
+	memset(g, 0, sizeof(*g));
+	g->r = r;
+	xsim_vio_init(&g->vio, r->t->dom, 0, WIN0, SPI);
+	g->vio.timeout_ms = WAIT_MS;
+	assert_int_equal(xsim_vmem_init(&g->mem, r->t->dom, RAM_GPA, HEAP_SIZE, false), 0);
+	assert_int_equal(vdrv_init(&g->drv, &g->vio.io, &g->mem, want, 1, 64), 0);
+	assert_int_equal(g->drv.device_id, id);
+	for (unsigned i = 0; i < MAXREQ; i++) {
+		struct req *q = &g->req[i];
+
+		q->buf_gpa = vdrv_alloc(&g->mem, RNG_LEN, 16, (void **)&q->buf);
+		q->hdr_gpa = vdrv_alloc(&g->mem, 8, 8, (void **)&q->hdr);
+		q->status_gpa = vdrv_alloc(&g->mem, 1, 1, (void **)&q->status);
+		assert_true(q->buf_gpa && q->hdr_gpa && q->status_gpa);
+	}
+}
+
+static void submit(struct guest *g, struct req *q, const struct vdrv_buf *b, unsigned n)
+{
+	q->state = REQ_OUT;
+	assert_true(vdrv_submit(&g->drv, 0, b, n, false, q) >= 0);
+	g->submitted++;
+}
+
+/* Take what is used; a request used twice, or used while not out, is a duplicate. */
+static void reap(struct guest *g)
+{
+	uint32_t len;
+	void *tok;
+	int rc;
+
+	while ((rc = vdrv_get_used(&g->drv, 0, &len, &tok)) > 0) {
+		struct req *q = tok;
+
+		if (!q || q->state != REQ_OUT) {
+			g->duplicates++;
+			continue;
+		}
+		q->state = REQ_DONE;
+		q->used_len = len;
+		g->completed++;
+	}
+	assert_true(rc >= 0);
+}
+
+/* Wait (interrupts, then a look at the used ring) until every request out is used. */
+static void wait_all(struct guest *g)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+
+	for (;;) {
+		reap(g);
+		if (g->completed + g->duplicates >= g->submitted)
+			return;
+		if (now_ms() > deadline) {
+			dump_logs(g->r);
+			fail_msg("no completion for %d ms (%u of %u done, %u duplicates, %u "
+				 "restarts; avail %u used %u, took %u, %u access errors)", WAIT_MS,
+				 g->completed, g->submitted, g->duplicates,
+				 atomic_load(&g->r->restarts), le16toh(g->drv.vq[0].avail->idx),
+				 le16toh(g->drv.vq[0].used->idx), g->drv.vq[0].last_used,
+				 g->vio.errors);
+		}
+		vdrv_enable_irq(&g->drv, 0);
+		reap(g);
+		if (g->completed + g->duplicates >= g->submitted)
+			return;
+		if (g->vio.io.wait_irq(&g->vio.io, 20) > 0) {
+			uint32_t isr = vdrv_read32(&g->drv, R_INT_STATUS);
+
+			if (isr)
+				vdrv_write32(&g->drv, R_INT_ACK, isr);
+		}
+	}
+}
+
+/* Every request completed once, and the device's used index moved once for each. */
+static void guest_check(struct guest *g)
+{
+	assert_int_equal(g->duplicates, 0);
+	assert_int_equal(g->completed, g->submitted);
+	assert_int_equal(le16toh(g->drv.vq[0].used->idx), (uint16_t)g->submitted);
+	assert_int_equal(g->vio.errors, 0);
+}
+
+/* ---- fixtures ---- */
+
+static char workdir[] = "/tmp/itest_restart_dev.XXXXXX";
+
+/* A guest with one device (ini_dev: its section), served by a daemon killed at kill_at. */
+static void rig_start(struct rig *r, const char *ini_dev, const char *kill_at)
+{
+	char ini[1024];
+
+	memset(r, 0, sizeof(*r));
+	r->t = itest_new(&(struct xsim_dom_opts){ .name = "g1", .ram_mib = 64, .nr_vcpus = 2 });
+	assert_non_null(r->t);
+	snprintf(ini, sizeof(ini), "[guest]\nname = g1\ndiscovery = explicit\n\n%s", ini_dev);
+	rig_launch(r, ini, kill_at);
+}
+
+static void rig_stop(struct rig *r)
+{
+	rig_unsupervise(r);
+	itest_free(r->t);
+	r->t = NULL;
+}
+
+struct point {
+	const char *at;
+	bool keep_store;
+	unsigned again;               /* further kills at the same point after the first */
+};
+
+/* The generic points (every device passes them), then two without the fd store. */
+static const struct point points[] = {
+	{ "vq.pop:30", true, 0 },
+	{ "vq.pop.marked:25", true, 0 },
+	{ "vq.popped:25", true, 0 },
+	{ "vq.push:25", true, 0 },
+	{ "vq.push.published:25", true, 0 },
+	{ "vdev.irq:20", true, 0 },
+	{ "vq.popped:20", false, 2 },
+	{ "vq.push.published:20", false, 2 },
+};
+
+static void rig_kill_at(struct rig *r, const char *ini_dev, const struct point *p)
+{
+	rig_start(r, ini_dev, p->at);
+	r->keep_store = p->keep_store;
+	r->kills_left = p->again;
+	snprintf(r->kill_at, sizeof(r->kill_at), "%s", p->at);
+	rig_supervise(r);
+}
+
+static void rig_check_restarts(struct rig *r, const struct point *p)
+{
+	if (atomic_load(&r->restarts) != 1 + p->again) {
+		dump_logs(r);
+		fail_msg("%s: %u restarts, %u expected", p->at, atomic_load(&r->restarts),
+			 1 + p->again);
+	}
+	assert_true(took_over(r, 1, "took over"));
+}
+
+/* ---- rng: every buffer filled, once ---- */
+
+static void rng_submit(struct guest *g, struct req *q)
+{
+	struct vdrv_buf b = { q->buf_gpa, RNG_LEN, true };
+
+	memset(q->buf, 0, RNG_LEN);
+	submit(g, q, &b, 1);
+}
+
+static void rng_check(struct req *q)
+{
+	unsigned zero = 0;
+
+	assert_int_equal(q->used_len, RNG_LEN);
+	for (unsigned i = 0; i < RNG_LEN; i++)
+		zero += q->buf[i] == 0;
+	/* 256 random bytes with more than 32 zeros: about 1e-9; an unfilled buffer: all zero. */
+	assert_true(zero < 32);
+}
+
+static void rng_kill_at(const struct point *p)
+{
+	struct rig r;
+	struct guest g;
+	unsigned depth = 4;
+
+	rig_kill_at(&r, "[rng]\nmmio = 0x02000000\nirq = 33\n", p);
+	guest_start(&r, &g, RING, 4);
+	/* depth requests out at a time, each waited for: the kill finds some in flight. */
+	while (g.submitted < RNG_NREQ) {
+		for (unsigned i = 0; i < depth; i++)
+			rng_submit(&g, &g.req[i]);
+		vdrv_kick(&g.drv, 0);
+		wait_all(&g);
+		for (unsigned i = 0; i < depth; i++)
+			rng_check(&g.req[i]);
+	}
+	guest_check(&g);
+	rig_check_restarts(&r, p);
+	rig_stop(&r);
+}
+
+static void test_rng_kill_points(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
+		fprintf(stderr, "# rng, killed at %s%s\n", points[i].at,
+			points[i].keep_store ? "" : " (no fd store, three times)");
+		rng_kill_at(&points[i]);
+	}
+}
+
+/* ---- i2c: EEPROM writes read back as acknowledged ---- */
+
+static uint8_t pat(unsigned page, unsigned gen, unsigned i)
+{
+	return (uint8_t)((page + 1) * 37u ^ gen * 11u ^ i * 101u);
+}
+
+/* One message: 8-byte header (address, flags), payload, status byte. */
+static void i2c_submit(struct guest *g, struct req *q, bool rd, bool fail_next,
+		       const uint8_t *data, uint32_t len)
+{
+	uint16_t a = htole16(EE << 1);
+	uint32_t f = htole32((rd ? 2u : 0) | (fail_next ? 1u : 0));
+	struct vdrv_buf b[3];
+	unsigned n = 0;
+
+	memset(q->hdr, 0, 8);
+	memcpy(q->hdr, &a, 2);
+	memcpy(q->hdr + 4, &f, 4);
+	b[n++] = (struct vdrv_buf){ q->hdr_gpa, 8, false };
+	if (rd)
+		memset(q->buf, 0x5a, len);
+	else
+		memcpy(q->buf, data, len);
+	b[n++] = (struct vdrv_buf){ q->buf_gpa, len, rd };
+	*q->status = 0xee;
+	b[n++] = (struct vdrv_buf){ q->status_gpa, 1, true };
+	submit(g, q, b, n);
+}
+
+/* Page write: the word address, then 8 data bytes; committed at STOP. */
+static void ee_write(struct guest *g, unsigned page, unsigned gen)
+{
+	uint8_t w[9];
+
+	w[0] = (uint8_t)(page * 8);
+	for (unsigned i = 0; i < 8; i++)
+		w[1 + i] = pat(page, gen, i);
+	i2c_submit(g, &g->req[0], false, false, w, sizeof(w));
+	vdrv_kick(&g->drv, 0);
+	wait_all(g);
+	assert_int_equal(*g->req[0].status, 0);
+}
+
+/* Random read: a write of the word address and a read, one transfer (FAIL_NEXT). */
+static void ee_check(struct guest *g, unsigned page, unsigned gen)
+{
+	uint8_t at = (uint8_t)(page * 8);
+
+	i2c_submit(g, &g->req[0], false, true, &at, 1);
+	i2c_submit(g, &g->req[1], true, false, NULL, 8);
+	vdrv_kick(&g->drv, 0);
+	wait_all(g);
+	assert_int_equal(*g->req[0].status, 0);
+	assert_int_equal(*g->req[1].status, 0);
+	for (unsigned i = 0; i < 8; i++)
+		if (g->req[1].buf[i] != (gen ? pat(page, gen, i) : 0xff)) {
+			dump_logs(g->r);
+			fail_msg("page %u byte %u: %#x, written as generation %u", page, i,
+				 g->req[1].buf[i], gen);
+		}
+}
+
+static void i2c_kill_at(const struct point *p)
+{
+	unsigned gen[EE_PAGES] = { 0 };
+	char dev[512], path[256];
+	struct rig r;
+	struct guest g;
+
+	snprintf(path, sizeof(path), "%s/eeprom.bin", workdir);
+	unlink(path);
+	snprintf(dev, sizeof(dev), "[i2c \"bus0\"]\nmmio = 0x02000000\nirq = 33\n"
+		 "sim = eeprom@0x50:%s\n", path);
+	rig_kill_at(&r, dev, p);
+	guest_start(&r, &g, RING | VIRTIO_BIT(I2C_ZERO_LENGTH_REQUEST), 34);
+	for (unsigned k = 1; k <= I2C_OPS; k++) {
+		unsigned page = (k * 7) % EE_PAGES;
+
+		ee_write(&g, page, k);
+		gen[page] = k;
+		ee_check(&g, page, k);
+	}
+	/* Every acknowledged write, the last of each page, reads back. */
+	for (unsigned page = 0; page < EE_PAGES; page++)
+		ee_check(&g, page, gen[page]);
+	guest_check(&g);
+	rig_check_restarts(&r, p);
+	rig_stop(&r);
+	unlink(path);
+}
+
+static void test_i2c_kill_points(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
+		fprintf(stderr, "# i2c, killed at %s%s\n", points[i].at,
+			points[i].keep_store ? "" : " (no fd store, three times)");
+		i2c_kill_at(&points[i]);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rng_kill_points),
+		cmocka_unit_test(test_i2c_kill_points),
+	};
+	int rc;
+
+	if (!mkdtemp(workdir))
+		return 1;
+	/* RESTART_ONLY=<test name pattern>: one test, e.g. while chasing a failure in a loop. */
+	if (getenv("RESTART_ONLY"))
+		cmocka_set_test_filter(getenv("RESTART_ONLY"));
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	rmdir(workdir);
+	return rc;
+}
