@@ -42,6 +42,11 @@ static void *rig_supervisor(void *arg)
 		char tag[32];
 
 		if (xsim_daemon_alive(&r->t->dm)) {
+			/*
+			 * Read what it notifies, as systemd does all the time: a socket left
+			 * full (10 datagrams in a new network namespace) blocks its FDSTORE=1.
+			 */
+			xsim_daemon_store_count(&r->t->dm);
 			usleep(1000);
 			continue;
 		}

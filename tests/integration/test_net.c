@@ -31,6 +31,7 @@
 #include "devices/device.h"
 #include "devices/net.h"
 #include "tests/integration/itest.h"
+#include "tests/integration/tap_peer.h"
 #include "tests/lib/net_frames.h"
 
 #define RAM_GPA    UINT64_C(0x40000000)
@@ -41,8 +42,6 @@
 #define R_INT_ACK    0x64
 #define RX_SLOTS   64u
 #define RX_BUF     1526u
-#define IP_TAP     0x0a000001u
-#define IP_GUEST   0x0a000002u
 #define F(b) VIRTIO_BIT(VIRTIO_NET_F_##b)
 #define WANT (VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_EVENT_IDX) | F(MAC) | \
 	      F(STATUS) | F(MTU) | F(CTRL_VQ) | F(CTRL_RX) | F(MQ) | F(CSUM) | F(GUEST_CSUM) | \
@@ -66,61 +65,9 @@ struct guest {
 
 /* ---- namespace plumbing ------------------------------------------------------------------ */
 
-static int sock_ioctl(unsigned long req, void *arg)
-{
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	int rc = s < 0 ? -1 : ioctl(s, req, arg);
-
-	if (s >= 0)
-		close(s);
-	return rc;
-}
-
-static void ifr_init(struct ifreq *ifr, const char *name)
-{
-	memset(ifr, 0, sizeof(*ifr));
-	snprintf(ifr->ifr_name, sizeof(ifr->ifr_name), "%s", name);
-}
-
-static void sin_set(struct sockaddr *sa, uint32_t ip)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(ip) };
-
-	memcpy(sa, &sin, sizeof(sin));
-}
-
-static void if_set_up(const char *name, bool up)
-{
-	struct ifreq ifr;
-
-	ifr_init(&ifr, name);
-	assert_int_equal(sock_ioctl(SIOCGIFFLAGS, &ifr), 0);
-	ifr.ifr_flags = (short)(up ? ifr.ifr_flags | IFF_UP : ifr.ifr_flags & ~IFF_UP);
-	assert_int_equal(sock_ioctl(SIOCSIFFLAGS, &ifr), 0);
-}
-
-/* 10.0.0.1/24 on the tap, up; the guest's MAC as a permanent neighbour. */
 static void tap_configure(struct guest *g)
 {
-	struct ifreq ifr;
-	struct arpreq req;
-
-	ifr_init(&ifr, g->tap);
-	sin_set(&ifr.ifr_addr, IP_TAP);
-	assert_int_equal(sock_ioctl(SIOCSIFADDR, &ifr), 0);
-	sin_set(&ifr.ifr_netmask, 0xffffff00u);
-	assert_int_equal(sock_ioctl(SIOCSIFNETMASK, &ifr), 0);
-	if_set_up(g->tap, true);
-	ifr_init(&ifr, g->tap);
-	assert_int_equal(sock_ioctl(SIOCGIFHWADDR, &ifr), 0);
-	memcpy(g->hmac, ifr.ifr_hwaddr.sa_data, 6);
-	memset(&req, 0, sizeof(req));
-	sin_set(&req.arp_pa, IP_GUEST);
-	req.arp_ha.sa_family = ARPHRD_ETHER;
-	memcpy(req.arp_ha.sa_data, g->gmac, 6);
-	req.arp_flags = ATF_PERM | ATF_COM;
-	snprintf(req.arp_dev, sizeof(req.arp_dev), "%s", g->tap);
-	assert_int_equal(sock_ioctl(SIOCSARP, &req), 0);
+	tap_peer_configure(g->tap, g->gmac, g->hmac);
 }
 
 static uint64_t now_ms(void)
@@ -305,15 +252,7 @@ static uint8_t ctrl(struct guest *g, uint8_t cls, uint8_t cmd, const void *d, si
 
 static int udp_sock(uint16_t port)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
-				 .sin_addr.s_addr = htonl(IP_TAP) };
-	struct timeval tv = { .tv_sec = 2 };
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-
-	assert_true(s >= 0);
-	assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
-	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return s;
+	return tap_peer_udp(port, 2);
 }
 
 static void udp_to_guest(int s, const void *p, size_t n)
