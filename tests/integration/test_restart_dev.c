@@ -5,7 +5,8 @@
  * supervisor restarts it (with its fd store, or without), and the guest's driver, which never
  * resets, must see every request complete exactly once with the right data: rng buffers
  * filled, the used index advanced once per request; i2c EEPROM writes that read back, through
- * the simulated bus, as acknowledged.
+ * the simulated bus, as acknowledged; console output reaches a socket client that stays
+ * connected across the restart, no line twice, and its input reaches the guest.
  */
 #include <endian.h>
 #include <errno.h>
@@ -19,6 +20,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "devices/device.h"
 #include "tests/integration/itest.h"
@@ -58,6 +62,7 @@ struct guest {
 	struct vdrv_mem mem;
 	struct vdrv drv;
 	struct req req[MAXREQ];
+	unsigned q;                   /* the queue requests go to (console: its transmit queue) */
 	unsigned submitted, completed, duplicates;
 };
 
@@ -68,7 +73,7 @@ static void guest_start(struct rig *r, struct guest *g, uint64_t want, uint32_t 
 	xsim_vio_init(&g->vio, r->t->dom, 0, WIN0, SPI);
 	g->vio.timeout_ms = WAIT_MS;
 	assert_int_equal(xsim_vmem_init(&g->mem, r->t->dom, RAM_GPA, HEAP_SIZE, false), 0);
-	assert_int_equal(vdrv_init(&g->drv, &g->vio.io, &g->mem, want, 1, 64), 0);
+	assert_int_equal(vdrv_init(&g->drv, &g->vio.io, &g->mem, want, id == 3 ? 2 : 1, 64), 0);
 	assert_int_equal(g->drv.device_id, id);
 	for (unsigned i = 0; i < MAXREQ; i++) {
 		struct req *q = &g->req[i];
@@ -83,7 +88,7 @@ static void guest_start(struct rig *r, struct guest *g, uint64_t want, uint32_t 
 static void submit(struct guest *g, struct req *q, const struct vdrv_buf *b, unsigned n)
 {
 	q->state = REQ_OUT;
-	assert_true(vdrv_submit(&g->drv, 0, b, n, false, q) >= 0);
+	assert_true(vdrv_submit(&g->drv, g->q, b, n, false, q) >= 0);
 	g->submitted++;
 }
 
@@ -94,7 +99,7 @@ static void reap(struct guest *g)
 	void *tok;
 	int rc;
 
-	while ((rc = vdrv_get_used(&g->drv, 0, &len, &tok)) > 0) {
+	while ((rc = vdrv_get_used(&g->drv, g->q, &len, &tok)) > 0) {
 		struct req *q = tok;
 
 		if (!q || q->state != REQ_OUT) {
@@ -122,11 +127,11 @@ static void wait_all(struct guest *g)
 			fail_msg("no completion for %d ms (%u of %u done, %u duplicates, %u "
 				 "restarts; avail %u used %u, took %u, %u access errors)", WAIT_MS,
 				 g->completed, g->submitted, g->duplicates,
-				 atomic_load(&g->r->restarts), le16toh(g->drv.vq[0].avail->idx),
-				 le16toh(g->drv.vq[0].used->idx), g->drv.vq[0].last_used,
+				 atomic_load(&g->r->restarts), le16toh(g->drv.vq[g->q].avail->idx),
+				 le16toh(g->drv.vq[g->q].used->idx), g->drv.vq[g->q].last_used,
 				 g->vio.errors);
 		}
-		vdrv_enable_irq(&g->drv, 0);
+		vdrv_enable_irq(&g->drv, g->q);
 		reap(g);
 		if (g->completed + g->duplicates >= g->submitted)
 			return;
@@ -144,7 +149,7 @@ static void guest_check(struct guest *g)
 {
 	assert_int_equal(g->duplicates, 0);
 	assert_int_equal(g->completed, g->submitted);
-	assert_int_equal(le16toh(g->drv.vq[0].used->idx), (uint16_t)g->submitted);
+	assert_int_equal(le16toh(g->drv.vq[g->q].used->idx), (uint16_t)g->submitted);
 	assert_int_equal(g->vio.errors, 0);
 }
 
@@ -363,11 +368,189 @@ static void test_i2c_kill_points(void **state)
 	}
 }
 
+/* ---- console: output never twice, the client stays connected ---- */
+
+#define CON_LINES  150u
+#define CON_DEPTH  4u                   /* lines out at a time */
+#define CON_RXLEN  64u
+
+static int con_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int64_t deadline = now_ms() + WAIT_MS;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	for (;;) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		assert_true(fd >= 0);
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			return fd;
+		close(fd);
+		/* Without the fd store the next instance listens again: wait for it. */
+		if (now_ms() > deadline)
+			fail_msg("cannot connect to %s: %s", path, strerror(errno));
+		struct pollfd none = { .fd = -1 };
+
+		poll(&none, 1, 5);
+	}
+}
+
+struct con_client {
+	int fd;
+	const char *path;
+	unsigned reconnects;
+	char buf[8192];
+	size_t len;
+	bool seen[CON_LINES + 1];
+	unsigned got, last;
+};
+
+/* Read what the client has (waiting up to ms); on EOF, connect again (allowed: reconnect). */
+static void con_read(struct rig *r, struct con_client *c, int ms, bool reconnect)
+{
+	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+	ssize_t n;
+
+	if (poll(&pfd, 1, ms) <= 0)
+		return;
+	n = read(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
+	if (n == 0) {
+		if (!reconnect) {
+			dump_logs(r);
+			fail_msg("the console client was disconnected (%u restarts)",
+				 atomic_load(&r->restarts));
+		}
+		close(c->fd);
+		c->fd = con_connect(c->path);
+		c->reconnects++;
+		return;
+	}
+	assert_true(n > 0);
+	c->len += (size_t)n;
+	c->buf[c->len] = 0;
+	for (char *nl; (nl = memchr(c->buf, '\n', c->len)); ) {
+		unsigned k;
+
+		*nl = 0;
+		if (sscanf(c->buf, "line %u", &k) == 1) {
+			assert_true(k >= 1 && k <= CON_LINES);
+			if (c->seen[k])
+				fail_msg("line %u written twice", k);
+			if (k < c->last)
+				fail_msg("line %u after line %u", k, c->last);
+			c->seen[k] = true;
+			c->last = k;
+			c->got++;
+		}
+		c->len -= (size_t)(nl + 1 - c->buf);
+		memmove(c->buf, nl + 1, c->len);
+	}
+}
+
+static void con_kill_at(const struct point *p)
+{
+	char dev[512], sock[256], text[32];
+	struct con_client cl = { 0 };
+	struct rig r;
+	struct guest g;
+	uint8_t *tx;
+	uint64_t tx_gpa;
+	char input[256] = "";
+	size_t ilen = 0;
+
+	snprintf(sock, sizeof(sock), "%s/hvc0.sock", workdir);
+	snprintf(dev, sizeof(dev), "[console \"hvc0\"]\nmmio = 0x02000000\nirq = 33\n"
+		 "socket = %s\n", sock);
+	rig_kill_at(&r, dev, p);
+	cl.path = sock;
+	cl.fd = con_connect(sock);
+	guest_start(&r, &g, RING, 3);
+	g.q = 1;
+	tx_gpa = vdrv_alloc(&g.mem, CON_DEPTH * 64, 16, (void **)&tx);
+	assert_true(tx_gpa != 0);
+	/* The receive queue holds buffers all along (req[4..7]); output goes on queue 1. */
+	for (unsigned i = 4; i < MAXREQ; i++) {
+		struct vdrv_buf b = { g.req[i].buf_gpa, CON_RXLEN, true };
+
+		memset(g.req[i].buf, 0, CON_RXLEN);
+		assert_true(vdrv_submit(&g.drv, 0, &b, 1, false, &g.req[i]) >= 0);
+	}
+	vdrv_kick(&g.drv, 0);
+	for (unsigned k = 1; k <= CON_LINES; k += CON_DEPTH) {
+		for (unsigned j = 0; j < CON_DEPTH && k + j <= CON_LINES; j++) {
+			int n = snprintf(text, sizeof(text), "line %04u\n", k + j);
+			struct vdrv_buf b = { tx_gpa + j * 64, (uint32_t)n, false };
+
+			memcpy(tx + j * 64, text, (size_t)n);
+			submit(&g, &g.req[j], &b, 1);
+		}
+		vdrv_kick(&g.drv, 1);
+		wait_all(&g);
+		con_read(&r, &cl, 0, !p->keep_store);
+	}
+	/* Everything written is on the socket by now; read until the last line or a pause. */
+	for (int64_t end = now_ms() + WAIT_MS; !cl.seen[CON_LINES] && now_ms() < end; )
+		con_read(&r, &cl, 50, !p->keep_store);
+	fprintf(stderr, "#   %u of %u lines, %u restarts, %u reconnects\n", cl.got, CON_LINES,
+		atomic_load(&r.restarts), cl.reconnects);
+	assert_true(cl.seen[CON_LINES]);
+	assert_true(cl.got + CON_DEPTH * atomic_load(&r.restarts) >= CON_LINES);
+	if (p->keep_store)
+		assert_int_equal(cl.reconnects, 0);
+	/* Input from the same client reaches the guest's held receive buffers. */
+	assert_int_equal(write(cl.fd, "hello\n", 6), 6);
+	for (int64_t end = now_ms() + WAIT_MS; !strstr(input, "hello"); ) {
+		uint32_t len;
+		void *tok;
+
+		while (vdrv_get_used(&g.drv, 0, &len, &tok) > 0) {
+			struct req *q = tok;
+
+			assert_true(len <= CON_RXLEN && ilen + len < sizeof(input));
+			memcpy(input + ilen, q->buf, len);
+			ilen += len;
+		}
+		if (now_ms() > end) {
+			dump_logs(&r);
+			fail_msg("the guest never received the client's input (%zu bytes)", ilen);
+		}
+		vdrv_enable_irq(&g.drv, 0);
+		g.vio.io.wait_irq(&g.vio.io, 20);
+	}
+	close(cl.fd);
+	assert_int_equal(g.duplicates, 0);
+	assert_int_equal(g.vio.errors, 0);
+	rig_check_restarts(&r, p);
+	rig_stop(&r);
+}
+
+static void test_console_kill_points(void **state)
+{
+	static const struct point con_points[] = {
+		{ "console.tx.written:40", true, 0 },
+		{ "vq.pop:60", true, 0 },
+		{ "vq.popped:50", true, 0 },
+		{ "vq.push:50", true, 0 },
+		{ "vq.push.published:50", true, 0 },
+		{ "vdev.irq:30", true, 0 },
+		{ "console.tx.written:40", false, 2 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(con_points) / sizeof(con_points[0]); i++) {
+		fprintf(stderr, "# console, killed at %s%s\n", con_points[i].at,
+			con_points[i].keep_store ? "" : " (no fd store, three times)");
+		con_kill_at(&con_points[i]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rng_kill_points),
 		cmocka_unit_test(test_i2c_kill_points),
+		cmocka_unit_test(test_console_kill_points),
 	};
 	int rc;
 
