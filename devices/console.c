@@ -105,19 +105,26 @@ struct con_ctrl_msg {
 /*
  * What the guest can observe of the ports and of the control queue, in memory that outlives the
  * process (vdev_persist()): which ports it made ready and opened, and the device's control
- * messages it has not received yet. Rewritten after every change (con_rec_save()). A message
- * is handed over (its used element published) before the record drops it: ctrl_used, the
- * control receive queue's used index when the record was written, tells a next instance how
- * many of the recorded messages were handed over after that (one used element each), so none
- * is sent twice or lost. Guest messages change the state before their chain is returned and
- * are idempotent, so a replayed one changes nothing. Checked when read back (con_rec_restore()).
+ * messages it has not received yet. Two copies: con_rec_save() writes the one not in use, then
+ * `cur` names it, so a crash leaves one whole state or the other. A driver's message is handled
+ * whole (its state changes and every message it causes queued), then saved, then the device's
+ * messages handed over, then its chain returned: a crash before the return replays it, and the
+ * handlers are idempotent. A device message is handed over (its used element published) before
+ * the record drops it: ctrl_used, the control receive queue's used index when the record was
+ * written, tells a next instance how many of the recorded messages went after that (one used
+ * element each), so none goes twice or is lost. Checked when read back (con_rec_restore()).
  */
-struct con_rec {
-	uint8_t valid;
+struct con_state {
 	uint8_t dev_ready;
 	uint8_t ready[CON_MAX_PORTS], open[CON_MAX_PORTS];
 	uint16_t ctrl_head, ctrl_len, ctrl_used;
 	struct con_ctrl_msg ctrl[CON_CTRL_SLOTS];
+};
+
+struct con_rec {
+	uint8_t valid;
+	uint8_t cur;                /* the copy in use: st[cur & 1] */
+	struct con_state st[2];
 };
 
 struct console {
@@ -125,6 +132,7 @@ struct console {
 	unsigned nports;
 	bool dev_ready;             /* DEVICE_READY(1) seen (MULTIPORT): ports were announced */
 	struct con_rec *rec;        /* NULL: nothing outlives the process */
+	bool handling;              /* in a driver's control message: queue, save and send after */
 	bool restore;               /* rec is the previous instance's: the next activation uses it */
 	bool multiport;             /* MULTIPORT negotiated (valid while active) */
 	uint16_t cols, rows;
@@ -157,18 +165,22 @@ static struct ev_loop *con_loop(struct console *c)
 static void con_rec_save(struct console *c)
 {
 	struct con_rec *r = c->rec;
+	uint8_t next = r ? (uint8_t)(!(r->cur & 1)) : 0;
+	struct con_state *st = r ? &r->st[next] : NULL;
 
-	if (!r)
+	if (!r || c->handling)
 		return;
-	r->dev_ready = c->dev_ready;
+	st->dev_ready = c->dev_ready;
 	for (unsigned i = 0; i < c->nports; i++) {
-		r->ready[i] = c->ports[i].ready;
-		r->open[i] = c->ports[i].guest_open;
+		st->ready[i] = c->ports[i].ready;
+		st->open[i] = c->ports[i].guest_open;
 	}
-	memcpy(r->ctrl, c->ctrl, sizeof(r->ctrl));
-	r->ctrl_head = (uint16_t)c->ctrl_head;
-	r->ctrl_len = (uint16_t)c->ctrl_len;
-	r->ctrl_used = c->vdev.vqs[CONSOLE_Q_CTRL_RX].used_idx;
+	memcpy(st->ctrl, c->ctrl, sizeof(st->ctrl));
+	st->ctrl_head = (uint16_t)c->ctrl_head;
+	st->ctrl_len = (uint16_t)c->ctrl_len;
+	st->ctrl_used = c->vdev.vqs[CONSOLE_Q_CTRL_RX].used_idx;
+	/* The copy whole, then it is the one in use. */
+	__atomic_store_n(&r->cur, next, __ATOMIC_RELEASE);
 	__atomic_store_n(&r->valid, 1, __ATOMIC_RELEASE);
 }
 
@@ -179,6 +191,8 @@ static void ctrl_flush(struct console *c)
 	bool pushed = false;
 	int err = 0;
 
+	if (c->handling)
+		return;     /* ctrl_receive() sends once the whole message is handled and saved */
 	while (c->ctrl_len && vdev_active(&c->vdev)) {
 		struct vq_elem *e = vq_pop(vq, &err);
 		struct con_ctrl_msg *m = &c->ctrl[c->ctrl_head];
@@ -903,7 +917,6 @@ static void ctrl_device_ready(struct console *c, uint16_t value)
 	if (c->dev_ready)
 		return;
 	c->dev_ready = true;
-	con_rec_save(c);
 	for (unsigned i = 0; i < c->nports; i++)
 		ctrl_send(c, i, VIRTIO_CONSOLE_PORT_ADD, 0, NULL, 0);
 }
@@ -918,7 +931,6 @@ static void ctrl_port_ready(struct console *c, struct con_port *p, uint16_t valu
 	if (p->ready)
 		return;     /* said twice: the port's news were sent already */
 	p->ready = true;
-	con_rec_save(c);
 	if (p->id == 0) {
 		/* A console port is open on the guest side from the start (it is hvc0). */
 		ctrl_send(c, 0, VIRTIO_CONSOLE_CONSOLE_PORT, 1, NULL, 0);
@@ -939,7 +951,6 @@ static void ctrl_port_open(struct console *c, struct con_port *p, uint16_t value
 		return;
 	}
 	p->guest_open = value;
-	con_rec_save(c);
 	vdev_log(&c->vdev, VDEV_LOG_INFO, LOG_INFO, "%s: port %u %s by the guest", c->vdev.name,
 		 p->id, value ? "opened" : "closed");
 	if (p->guest_open)
@@ -991,8 +1002,12 @@ static void ctrl_receive(struct console *c)
 		memcpy(&id, hdr, 4);
 		memcpy(&event, hdr + 4, 2);
 		memcpy(&value, hdr + 6, 2);
-		/* Handled, then returned: a crash in between replays it (struct con_rec). */
+		/* Handled, saved, sent, then returned: see struct con_rec. */
+		c->handling = true;
 		ctrl_handle(c, le32toh(id), le16toh(event), le16toh(value));
+		c->handling = false;
+		con_rec_save(c);
+		ctrl_flush(c);
 		vq_push(e, 0);
 		pushed = true;
 	}
@@ -1041,10 +1056,10 @@ static void con_config_write(struct vdev *d, uint32_t off, const void *buf, uint
  */
 static void con_rec_restore(struct console *c)
 {
-	const struct con_rec *r = c->rec;
+	const struct con_state *r = &c->rec->st[c->rec->cur & 1];
 	uint16_t given;
 
-	if (!r->valid)
+	if (!c->rec->valid)
 		return;
 	if (r->ctrl_head >= CON_CTRL_SLOTS || r->ctrl_len > CON_CTRL_SLOTS) {
 		log_warn("%s: the previous instance's port state is not usable: the driver's "
