@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "devices/console.h"
 #include "devices/device.h"
 #include "tests/integration/itest.h"
 #include "tests/integration/restart_rig.h"
@@ -66,14 +67,14 @@ struct guest {
 	unsigned submitted, completed, duplicates;
 };
 
-static void guest_start(struct rig *r, struct guest *g, uint64_t want, uint32_t id)
+static void guest_start(struct rig *r, struct guest *g, uint64_t want, uint32_t id, unsigned nq)
 {
 	memset(g, 0, sizeof(*g));
 	g->r = r;
 	xsim_vio_init(&g->vio, r->t->dom, 0, WIN0, SPI);
 	g->vio.timeout_ms = WAIT_MS;
 	assert_int_equal(xsim_vmem_init(&g->mem, r->t->dom, RAM_GPA, HEAP_SIZE, false), 0);
-	assert_int_equal(vdrv_init(&g->drv, &g->vio.io, &g->mem, want, id == 3 ? 2 : 1, 64), 0);
+	assert_int_equal(vdrv_init(&g->drv, &g->vio.io, &g->mem, want, nq, 64), 0);
 	assert_int_equal(g->drv.device_id, id);
 	for (unsigned i = 0; i < MAXREQ; i++) {
 		struct req *q = &g->req[i];
@@ -241,7 +242,7 @@ static void rng_kill_at(const struct point *p)
 	unsigned depth = 4;
 
 	rig_kill_at(&r, "[rng]\nmmio = 0x02000000\nirq = 33\n", p);
-	guest_start(&r, &g, RING, 4);
+	guest_start(&r, &g, RING, 4, 1);
 	/* depth requests out at a time, each waited for: the kill finds some in flight. */
 	while (g.submitted < RNG_NREQ) {
 		for (unsigned i = 0; i < depth; i++)
@@ -341,7 +342,7 @@ static void i2c_kill_at(const struct point *p)
 	snprintf(dev, sizeof(dev), "[i2c \"bus0\"]\nmmio = 0x02000000\nirq = 33\n"
 		 "sim = eeprom@0x50:%s\n", path);
 	rig_kill_at(&r, dev, p);
-	guest_start(&r, &g, RING | VIRTIO_BIT(I2C_ZERO_LENGTH_REQUEST), 34);
+	guest_start(&r, &g, RING | VIRTIO_BIT(I2C_ZERO_LENGTH_REQUEST), 34, 1);
 	for (unsigned k = 1; k <= I2C_OPS; k++) {
 		unsigned page = (k * 7) % EE_PAGES;
 
@@ -465,7 +466,7 @@ static void con_kill_at(const struct point *p)
 	rig_kill_at(&r, dev, p);
 	cl.path = sock;
 	cl.fd = con_connect(sock);
-	guest_start(&r, &g, RING, 3);
+	guest_start(&r, &g, RING, 3, 2);
 	g.q = 1;
 	tx_gpa = vdrv_alloc(&g.mem, CON_DEPTH * 64, 16, (void **)&tx);
 	assert_true(tx_gpa != 0);
@@ -545,12 +546,229 @@ static void test_console_kill_points(void **state)
 	}
 }
 
+/* ---- console with a named port: port state and control messages kept ---- */
+
+#define MP_PINGS 10u
+
+struct mp {
+	struct rig *r;
+	struct guest g;
+	uint8_t *crx[4], *prx[2], *ctl, *out;
+	uint64_t crx_gpa[4], prx_gpa[2], ctl_gpa, out_gpa;
+	unsigned sent, returned;      /* chains the driver sent, and got back */
+	unsigned count[8][2];         /* control messages the driver received: [event][port] */
+	char in[512];                 /* port 1 input */
+	unsigned ilen;
+};
+
+static void mp_post(struct mp *m, unsigned q, uint64_t gpa, unsigned tok)
+{
+	struct vdrv_buf b = { gpa, 64, true };
+
+	assert_true(vdrv_submit(&m->g.drv, q, &b, 1, false, (void *)(uintptr_t)(tok + 1)) >= 0);
+	vdrv_kick(&m->g.drv, q);
+}
+
+/* Control messages counted, port 1 input collected (buffers posted again), sends returned. */
+static void mp_reap(struct mp *m)
+{
+	struct vdrv *d = &m->g.drv;
+	uint32_t len;
+	void *tok;
+
+	while (vdrv_get_used(d, CONSOLE_Q_CTRL_RX, &len, &tok) > 0) {
+		unsigned i = (unsigned)(uintptr_t)tok - 1;
+		uint32_t id;
+		uint16_t ev;
+
+		assert_true(i < 4 && len >= 8);
+		memcpy(&id, m->crx[i], 4);
+		memcpy(&ev, m->crx[i] + 4, 2);
+		id = le32toh(id);
+		ev = le16toh(ev);
+		assert_true(ev < 8 && id < 2);
+		m->count[ev][id]++;
+		mp_post(m, CONSOLE_Q_CTRL_RX, m->crx_gpa[i], i);
+	}
+	while (vdrv_get_used(d, console_rxq(1), &len, &tok) > 0) {
+		unsigned i = (unsigned)(uintptr_t)tok - 1;
+
+		assert_true(i < 2 && len <= 64 && m->ilen + len < sizeof(m->in));
+		memcpy(m->in + m->ilen, m->prx[i], len);
+		m->ilen += len;
+		m->in[m->ilen] = 0;
+		mp_post(m, console_rxq(1), m->prx_gpa[i], i);
+	}
+	while (vdrv_get_used(d, CONSOLE_Q_CTRL_TX, NULL, NULL) > 0)
+		m->returned++;
+	while (vdrv_get_used(d, console_rxq(1) + 1, NULL, NULL) > 0)
+		m->returned++;
+}
+
+/* Wait until *n reaches want (a counter mp_reap() moves), or fail saying what. */
+static void mp_wait(struct mp *m, const unsigned *n, unsigned want, const char *what)
+{
+	static const unsigned qs[] = { CONSOLE_Q_CTRL_RX, CONSOLE_Q_CTRL_TX, 4, 5 };
+	int64_t deadline = now_ms() + WAIT_MS;
+
+	for (mp_reap(m); *n < want; mp_reap(m)) {
+		if (now_ms() > deadline) {
+			dump_logs(m->r);
+			fail_msg("waited %d ms for %s (%u restarts)", WAIT_MS, what,
+				 atomic_load(&m->r->restarts));
+		}
+		for (unsigned k = 0; k < 4; k++)
+			vdrv_enable_irq(&m->g.drv, qs[k]);
+		if (m->g.vio.io.wait_irq(&m->g.vio.io, 20) > 0) {
+			uint32_t isr = vdrv_read32(&m->g.drv, R_INT_STATUS);
+
+			if (isr)
+				vdrv_write32(&m->g.drv, R_INT_ACK, isr);
+		}
+	}
+}
+
+/* One chain of len bytes on q (control or port 1 transmit), waited for. */
+static void mp_send(struct mp *m, unsigned q, const void *data, uint32_t len)
+{
+	bool ctl = q == CONSOLE_Q_CTRL_TX;
+	struct vdrv_buf b = { ctl ? m->ctl_gpa : m->out_gpa, len, false };
+
+	memcpy(ctl ? m->ctl : m->out, data, len);
+	assert_true(vdrv_submit(&m->g.drv, q, &b, 1, false, NULL) >= 0);
+	vdrv_kick(&m->g.drv, q);
+	m->sent++;
+	mp_wait(m, &m->returned, m->sent, "a chain sent to be returned");
+}
+
+static void mp_ctrl(struct mp *m, uint32_t id, uint16_t event, uint16_t value)
+{
+	uint32_t i = htole32(id);
+	uint16_t e = htole16(event), v = htole16(value);
+	uint8_t h[8];
+
+	memcpy(h, &i, 4);
+	memcpy(h + 4, &e, 2);
+	memcpy(h + 6, &v, 2);
+	mp_send(m, CONSOLE_Q_CTRL_TX, h, 8);
+}
+
+/* The MULTIPORT handshake, then pings from a client of the named port and the guest's pongs. */
+static void mp_run(struct mp *m, const char *agent)
+{
+	char line[16], got[16];
+	struct con_client cl = { 0 };
+	unsigned opened = 0;
+
+	for (unsigned i = 0; i < 4; i++)
+		mp_post(m, CONSOLE_Q_CTRL_RX, m->crx_gpa[i], i);
+	for (unsigned i = 0; i < 2; i++)
+		mp_post(m, console_rxq(1), m->prx_gpa[i], i);
+	mp_ctrl(m, 0, VIRTIO_CONSOLE_DEVICE_READY, 1);
+	mp_wait(m, &m->count[VIRTIO_CONSOLE_PORT_ADD][1], 1, "PORT_ADD 1");
+	mp_ctrl(m, 0, VIRTIO_CONSOLE_PORT_READY, 1);
+	mp_wait(m, &m->count[VIRTIO_CONSOLE_RESIZE][0], 1, "RESIZE");
+	mp_ctrl(m, 1, VIRTIO_CONSOLE_PORT_READY, 1);
+	mp_wait(m, &m->count[VIRTIO_CONSOLE_PORT_NAME][1], 1, "PORT_NAME 1");
+	mp_ctrl(m, 1, VIRTIO_CONSOLE_PORT_OPEN, 1);
+	cl.path = agent;
+	cl.fd = con_connect(agent);
+	mp_wait(m, &m->count[VIRTIO_CONSOLE_PORT_OPEN][1], 1, "PORT_OPEN 1 (the client)");
+	for (unsigned k = 0; k < MP_PINGS; k++) {
+		int n = snprintf(line, sizeof(line), "ping%02u\n", k);
+
+		assert_int_equal(write(cl.fd, line, (size_t)n), n);
+		while (!strstr(m->in, line)) {
+			opened = m->ilen;
+			mp_wait(m, &m->ilen, opened + 1, "a ping from the client");
+		}
+		n = snprintf(line, sizeof(line), "pong%02u\n", k);
+		mp_send(m, console_rxq(1) + 1, line, (uint32_t)n);
+		/* The same client, never disconnected, gets it. */
+		for (size_t have = 0; have < (size_t)n; ) {
+			struct pollfd p = { .fd = cl.fd, .events = POLLIN };
+			ssize_t r;
+
+			if (poll(&p, 1, WAIT_MS) <= 0)
+				fail_msg("pong %u never reached the client", k);
+			r = read(cl.fd, got + have, (size_t)n - have);
+			if (r <= 0)
+				fail_msg("the client was disconnected (pong %u)", k);
+			have += (size_t)r;
+		}
+		assert_memory_equal(got, line, (size_t)n);
+	}
+	close(cl.fd);
+}
+
+static void mp_kill_at(const struct point *p)
+{
+	char dev[768], sock[256], agent[256];
+	struct rig r;
+	struct mp m;
+
+	memset(&m, 0, sizeof(m));
+	snprintf(sock, sizeof(sock), "%s/hvc0.sock", workdir);
+	snprintf(agent, sizeof(agent), "%s/agent.sock", workdir);
+	snprintf(dev, sizeof(dev), "[console \"hvc0\"]\nmmio = 0x02000000\nirq = 33\n"
+		 "socket = %s\nport = org.test.agent:socket:%s\n", sock, agent);
+	rig_kill_at(&r, dev, p);
+	m.r = &r;
+	guest_start(&r, &m.g, RING | VIRTIO_BIT(VIRTIO_CONSOLE_F_MULTIPORT), 3, 6);
+	for (unsigned i = 0; i < 4; i++)
+		assert_true((m.crx_gpa[i] = vdrv_alloc(&m.g.mem, 64, 16, (void **)&m.crx[i])));
+	for (unsigned i = 0; i < 2; i++)
+		assert_true((m.prx_gpa[i] = vdrv_alloc(&m.g.mem, 64, 16, (void **)&m.prx[i])));
+	assert_true((m.ctl_gpa = vdrv_alloc(&m.g.mem, 64, 16, (void **)&m.ctl)));
+	assert_true((m.out_gpa = vdrv_alloc(&m.g.mem, 64, 16, (void **)&m.out)));
+	mp_run(&m, agent);
+	/* Each of the device's messages reached the driver once, across the restart. */
+	assert_int_equal(m.count[VIRTIO_CONSOLE_PORT_ADD][0], 1);
+	assert_int_equal(m.count[VIRTIO_CONSOLE_PORT_ADD][1], 1);
+	assert_int_equal(m.count[VIRTIO_CONSOLE_CONSOLE_PORT][0], 1);
+	assert_int_equal(m.count[VIRTIO_CONSOLE_RESIZE][0], 1);
+	assert_int_equal(m.count[VIRTIO_CONSOLE_PORT_NAME][1], 1);
+	assert_int_equal(m.count[VIRTIO_CONSOLE_PORT_OPEN][1], 1);
+	assert_int_equal(m.g.vio.errors, 0);
+	rig_check_restarts(&r, p);
+	rig_stop(&r);
+}
+
+/*
+ * Killed during the handshake (the device's messages and the driver's, at each point) and in
+ * the data phase after it: no message twice or lost, and the port the guest opened stays open.
+ */
+static void test_console_multiport_kill_points(void **state)
+{
+	static const struct point mp_points[] = {
+		{ "vq.push:2", true, 0 },
+		{ "vq.push:3", true, 0 },
+		{ "vq.push:5", true, 0 },
+		{ "vq.push.published:1", true, 0 },
+		{ "vq.push.published:3", true, 0 },
+		{ "vq.push.published:4", true, 0 },
+		{ "vq.push.published:8", true, 0 },
+		{ "vq.popped:3", true, 0 },
+		{ "vq.pop.marked:6", true, 0 },
+		{ "vdev.irq:4", true, 0 },
+		{ "vq.push.published:16", true, 0 },
+		{ "vq.popped:20", true, 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(mp_points) / sizeof(mp_points[0]); i++) {
+		fprintf(stderr, "# console with a named port, killed at %s\n", mp_points[i].at);
+		mp_kill_at(&mp_points[i]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rng_kill_points),
 		cmocka_unit_test(test_i2c_kill_points),
 		cmocka_unit_test(test_console_kill_points),
+		cmocka_unit_test(test_console_multiport_kill_points),
 	};
 	int rc;
 
