@@ -1054,6 +1054,21 @@ static void con_config_write(struct vdev *d, uint32_t off, const void *buf, uint
  * opened, and the control messages it has not received (those handed over since the record
  * was written are dropped: see struct con_rec).
  */
+/* Indexes within bounds, and every queued message one this device could have sent. */
+static bool con_state_ok(const struct console *c, const struct con_state *r)
+{
+	if (r->ctrl_head >= CON_CTRL_SLOTS || r->ctrl_len > CON_CTRL_SLOTS)
+		return false;
+	for (unsigned k = 0; k < r->ctrl_len; k++) {
+		const struct con_ctrl_msg *m = &r->ctrl[(r->ctrl_head + k) % CON_CTRL_SLOTS];
+
+		if (m->id >= c->nports || m->event > VIRTIO_CONSOLE_PORT_NAME ||
+		    m->extra_len > sizeof(m->extra))
+			return false;
+	}
+	return true;
+}
+
 static void con_rec_restore(struct console *c)
 {
 	const struct con_state *r = &c->rec->st[c->rec->cur & 1];
@@ -1061,7 +1076,7 @@ static void con_rec_restore(struct console *c)
 
 	if (!c->rec->valid)
 		return;
-	if (r->ctrl_head >= CON_CTRL_SLOTS || r->ctrl_len > CON_CTRL_SLOTS) {
+	if (!con_state_ok(c, r)) {
 		log_warn("%s: the previous instance's port state is not usable: the driver's "
 			 "ports start closed", c->vdev.name);
 		return;
@@ -1072,9 +1087,6 @@ static void con_rec_restore(struct console *c)
 		c->ports[i].guest_open = r->open[i] != 0;
 	}
 	memcpy(c->ctrl, r->ctrl, sizeof(c->ctrl));
-	for (unsigned i = 0; i < CON_CTRL_SLOTS; i++)
-		if (c->ctrl[i].extra_len > sizeof(c->ctrl[i].extra))
-			c->ctrl[i].extra_len = sizeof(c->ctrl[i].extra);
 	c->ctrl_head = r->ctrl_head;
 	c->ctrl_len = r->ctrl_len;
 	given = (uint16_t)(c->vdev.vqs[CONSOLE_Q_CTRL_RX].used_idx - r->ctrl_used);
