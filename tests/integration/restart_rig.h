@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -159,8 +160,18 @@ static inline bool took_over(struct rig *r, unsigned n, const char *needle)
 	return xsim_daemon_wait_log(&probe, needle, 5000);
 }
 
-/* Kill points that every device's requests pass (the generic queue and interrupt path). */
-#define RIG_GENERIC_POINTS "vq.pop", "vq.pop.marked", "vq.popped", "vq.push", \
-	"vq.push.published", "vdev.irq"
+/* main() of a restart test: a work folder for it; RESTART_ONLY=<test name pattern>: one test. */
+static inline int rig_run(const struct CMUnitTest *tests, size_t n, char *workdir)
+{
+	int rc;
+
+	if (!mkdtemp(workdir))
+		return 1;
+	if (getenv("RESTART_ONLY"))
+		cmocka_set_test_filter(getenv("RESTART_ONLY"));
+	rc = _cmocka_run_group_tests("restart", tests, n, NULL, NULL);
+	rmdir(workdir);
+	return rc;
+}
 
 #endif

@@ -628,14 +628,6 @@ int main(void)
 		cmocka_unit_test(test_watch_removes_stale_state),
 		cmocka_unit_test(test_second_instance_refused),
 	};
-	int rc;
 
-	if (!mkdtemp(workdir))
-		return 1;
-	/* RESTART_ONLY=<test name pattern>: one test, e.g. while chasing a failure in a loop. */
-	if (getenv("RESTART_ONLY"))
-		cmocka_set_test_filter(getenv("RESTART_ONLY"));
-	rc = cmocka_run_group_tests(tests, NULL, NULL);
-	rmdir(workdir);
-	return rc;
+	return rig_run(tests, sizeof(tests) / sizeof(tests[0]), workdir);
 }

@@ -214,6 +214,19 @@ static void rig_check_restarts(struct rig *r, const struct point *p)
 	assert_true(took_over(r, 1, "took over"));
 }
 
+/* Run one device's test at each point, saying which in the output. */
+static void run_points(const char *dev, const struct point *p, size_t n,
+		       void (*kill_at)(const struct point *))
+{
+	for (size_t i = 0; i < n; i++) {
+		fprintf(stderr, "# %s, killed at %s%s\n", dev, p[i].at,
+			p[i].keep_store ? "" : " (no fd store, three times)");
+		kill_at(&p[i]);
+	}
+}
+
+#define NPOINTS(a) (sizeof(a) / sizeof((a)[0]))
+
 /* ---- rng: every buffer filled, once ---- */
 
 static void rng_submit(struct guest *g, struct req *q)
@@ -260,11 +273,7 @@ static void rng_kill_at(const struct point *p)
 static void test_rng_kill_points(void **state)
 {
 	(void)state;
-	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
-		fprintf(stderr, "# rng, killed at %s%s\n", points[i].at,
-			points[i].keep_store ? "" : " (no fd store, three times)");
-		rng_kill_at(&points[i]);
-	}
+	run_points("rng", points, NPOINTS(points), rng_kill_at);
 }
 
 /* ---- i2c: EEPROM writes read back as acknowledged ---- */
@@ -362,11 +371,7 @@ static void i2c_kill_at(const struct point *p)
 static void test_i2c_kill_points(void **state)
 {
 	(void)state;
-	for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
-		fprintf(stderr, "# i2c, killed at %s%s\n", points[i].at,
-			points[i].keep_store ? "" : " (no fd store, three times)");
-		i2c_kill_at(&points[i]);
-	}
+	run_points("i2c", points, NPOINTS(points), i2c_kill_at);
 }
 
 /* ---- console: output never twice, the client stays connected ---- */
@@ -539,11 +544,7 @@ static void test_console_kill_points(void **state)
 	};
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(con_points) / sizeof(con_points[0]); i++) {
-		fprintf(stderr, "# console, killed at %s%s\n", con_points[i].at,
-			con_points[i].keep_store ? "" : " (no fd store, three times)");
-		con_kill_at(&con_points[i]);
-	}
+	run_points("console", con_points, NPOINTS(con_points), con_kill_at);
 }
 
 /* ---- console with a named port: port state and control messages kept ---- */
@@ -756,10 +757,7 @@ static void test_console_multiport_kill_points(void **state)
 	};
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(mp_points) / sizeof(mp_points[0]); i++) {
-		fprintf(stderr, "# console with a named port, killed at %s\n", mp_points[i].at);
-		mp_kill_at(&mp_points[i]);
-	}
+	run_points("console with a named port", mp_points, NPOINTS(mp_points), mp_kill_at);
 }
 
 int main(void)
@@ -770,14 +768,6 @@ int main(void)
 		cmocka_unit_test(test_console_kill_points),
 		cmocka_unit_test(test_console_multiport_kill_points),
 	};
-	int rc;
 
-	if (!mkdtemp(workdir))
-		return 1;
-	/* RESTART_ONLY=<test name pattern>: one test, e.g. while chasing a failure in a loop. */
-	if (getenv("RESTART_ONLY"))
-		cmocka_set_test_filter(getenv("RESTART_ONLY"));
-	rc = cmocka_run_group_tests(tests, NULL, NULL);
-	rmdir(workdir);
-	return rc;
+	return rig_run(tests, NPOINTS(tests), workdir);
 }
