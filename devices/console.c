@@ -162,6 +162,12 @@ static struct ev_loop *con_loop(struct console *c)
 
 /* ---- control queue, device -> guest -------------------------------------------------------- */
 
+/* The control receive queue's used index (0 without MULTIPORT's queues). */
+static uint16_t con_ctrl_used(const struct console *c)
+{
+	return c->vdev.num_queues > CONSOLE_Q_CTRL_RX ? c->vdev.vqs[CONSOLE_Q_CTRL_RX].used_idx : 0;
+}
+
 static void con_rec_save(struct console *c)
 {
 	struct con_rec *r = c->rec;
@@ -178,7 +184,7 @@ static void con_rec_save(struct console *c)
 	memcpy(st->ctrl, c->ctrl, sizeof(st->ctrl));
 	st->ctrl_head = (uint16_t)c->ctrl_head;
 	st->ctrl_len = (uint16_t)c->ctrl_len;
-	st->ctrl_used = c->vdev.vqs[CONSOLE_Q_CTRL_RX].used_idx;
+	st->ctrl_used = con_ctrl_used(c);
 	/* The copy whole, then it is the one in use. */
 	__atomic_store_n(&r->cur, next, __ATOMIC_RELEASE);
 	__atomic_store_n(&r->valid, 1, __ATOMIC_RELEASE);
@@ -1089,7 +1095,7 @@ static void con_rec_restore(struct console *c)
 	memcpy(c->ctrl, r->ctrl, sizeof(c->ctrl));
 	c->ctrl_head = r->ctrl_head;
 	c->ctrl_len = r->ctrl_len;
-	given = (uint16_t)(c->vdev.vqs[CONSOLE_Q_CTRL_RX].used_idx - r->ctrl_used);
+	given = (uint16_t)(con_ctrl_used(c) - r->ctrl_used);
 	if (given > c->ctrl_len)
 		given = (uint16_t)c->ctrl_len;
 	c->ctrl_head = (c->ctrl_head + given) % CON_CTRL_SLOTS;

@@ -363,7 +363,9 @@ static bool net_tap_take(struct net_dev *n, bool named)
 	for (i = 0; i < n->max_pairs; i++) {
 		net_store_name(n, i, name, sizeof(name));
 		n->pair[i].fd = fdstore_take(st, name);
-		if (n->pair[i].fd < 0 || (att = net_tap_check_taken(n, n->pair[i].fd, named)) < 0)
+		/* Queues after the first: of the same tap as it. */
+		if (n->pair[i].fd < 0 ||
+		    (att = net_tap_check_taken(n, n->pair[i].fd, named || i > 0)) < 0)
 			break;
 		n->pair[i].attached = att;
 		if (!named && i == 0 && ioctl(n->pair[0].fd, TUNGETIFF, &ifr) == 0)
