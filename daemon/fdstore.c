@@ -2,9 +2,13 @@
 #include "daemon/fdstore.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -64,6 +68,64 @@ static int fdstore_sd_take(struct fdstore *st, const char *name)
 	return -1;
 }
 
+#define FDSTORE_WAIT_MS 1000   /* the longest a full notify socket holds the loop */
+
+/*
+ * sd_pid_notify_with_fds() with a bound on the wait: a device keeps a descriptor from the loop
+ * (a console client attaching), and a service manager slow to read its notify socket must not
+ * stall every device of the guest for longer than FDSTORE_WAIT_MS; a message that does not fit
+ * by then is not sent. Returns 0 (nothing to send to), 1 (sent) or a negative errno.
+ */
+static int fdstore_notify(const char *msg, int fd)
+{
+	const char *e = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} c;
+	struct iovec iov = { .iov_base = (void *)msg, .iov_len = strlen(msg) };
+	struct msghdr mh = { .msg_name = &sa, .msg_iov = &iov, .msg_iovlen = 1 };
+	size_t len;
+	int s, rc = 1;
+
+	if (!e || (e[0] != '/' && e[0] != '@') || (len = strlen(e)) >= sizeof(sa.sun_path))
+		return 0;
+	memcpy(sa.sun_path, e, len);
+	if (e[0] == '@')
+		sa.sun_path[0] = 0;    /* an abstract address */
+	mh.msg_namelen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+	if (fd >= 0) {
+		memset(&c, 0, sizeof(c));
+		mh.msg_control = c.buf;
+		mh.msg_controllen = sizeof(c.buf);
+		c.h.cmsg_level = SOL_SOCKET;
+		c.h.cmsg_type = SCM_RIGHTS;
+		c.h.cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(&c.h), &fd, sizeof(int));
+	}
+	s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s < 0)
+		return -errno;
+	/* Connected, so that POLLOUT waits for room in the manager's queue. */
+	if (connect(s, (struct sockaddr *)&sa, mh.msg_namelen) < 0) {
+		rc = -errno;
+		close(s);
+		return rc;
+	}
+	mh.msg_name = NULL;
+	mh.msg_namelen = 0;
+	for (int tries = 0; tries < 2; tries++) {
+		struct pollfd p = { .fd = s, .events = POLLOUT };
+
+		rc = sendmsg(s, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 ? -errno : 1;
+		if (rc != -EAGAIN || poll(&p, 1, FDSTORE_WAIT_MS) <= 0)
+			break;
+	}
+	close(s);
+	return rc;
+}
+
 static bool fdstore_sd_keep(struct fdstore *st, const char *name, int fd)
 {
 	char msg[64 + FDSTORE_NAME_MAX];
@@ -74,9 +136,14 @@ static bool fdstore_sd_keep(struct fdstore *st, const char *name, int fd)
 		return false;
 	/* One of that name at a time: an earlier one (the previous instance's) goes first. */
 	snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", name);
-	sd_notify(0, msg);
+	rc = fdstore_notify(msg, -1);
+	if (fd < 0 || rc < 0) {
+		if (rc < 0)
+			log_debug("fdstore: removing %s: %s", name, strerror(-rc));
+		return rc >= 0;
+	}
 	snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", name);
-	rc = sd_pid_notify_with_fds(0, 0, msg, &fd, 1);
+	rc = fdstore_notify(msg, fd);
 	if (rc < 0)
 		log_debug("fdstore: keeping %s: %s", name, strerror(-rc));
 	return rc > 0;

@@ -102,9 +102,38 @@ struct con_ctrl_msg {
 	uint8_t extra[CONFIG_NAME_MAX];
 };
 
+/*
+ * What the guest can observe of the ports and of the control queue, in memory that outlives the
+ * process (vdev_persist()): which ports it made ready and opened, and the device's control
+ * messages it has not received yet. Two copies: con_rec_save() writes the one not in use, then
+ * `cur` names it, so a crash leaves one whole state or the other. A driver's message is handled
+ * whole (its state changes and every message it causes queued), then saved, then the device's
+ * messages handed over, then its chain returned: a crash before the return replays it, and the
+ * handlers are idempotent. A device message is handed over (its used element published) before
+ * the record drops it: ctrl_used, the control receive queue's used index when the record was
+ * written, tells a next instance how many of the recorded messages went after that (one used
+ * element each), so none goes twice or is lost. Checked when read back (con_rec_restore()).
+ */
+struct con_state {
+	uint8_t dev_ready;
+	uint8_t ready[CON_MAX_PORTS], open[CON_MAX_PORTS];
+	uint16_t ctrl_head, ctrl_len, ctrl_used;
+	struct con_ctrl_msg ctrl[CON_CTRL_SLOTS];
+};
+
+struct con_rec {
+	uint8_t valid;
+	uint8_t cur;                /* the copy in use: st[cur & 1] */
+	struct con_state st[2];
+};
+
 struct console {
 	struct vdev vdev;
 	unsigned nports;
+	bool dev_ready;             /* DEVICE_READY(1) seen (MULTIPORT): ports were announced */
+	struct con_rec *rec;        /* NULL: nothing outlives the process */
+	bool handling;              /* in a driver's control message: queue, save and send after */
+	bool restore;               /* rec is the previous instance's: the next activation uses it */
 	bool multiport;             /* MULTIPORT negotiated (valid while active) */
 	uint16_t cols, rows;
 	int pty_slave;
@@ -133,6 +162,34 @@ static struct ev_loop *con_loop(struct console *c)
 
 /* ---- control queue, device -> guest -------------------------------------------------------- */
 
+/* The control receive queue's used index (0 without MULTIPORT's queues). */
+static uint16_t con_ctrl_used(const struct console *c)
+{
+	return c->vdev.num_queues > CONSOLE_Q_CTRL_RX ? c->vdev.vqs[CONSOLE_Q_CTRL_RX].used_idx : 0;
+}
+
+static void con_rec_save(struct console *c)
+{
+	struct con_rec *r = c->rec;
+	uint8_t next = r ? (uint8_t)(!(r->cur & 1)) : 0;
+	struct con_state *st = r ? &r->st[next] : NULL;
+
+	if (!r || c->handling)
+		return;
+	st->dev_ready = c->dev_ready;
+	for (unsigned i = 0; i < c->nports; i++) {
+		st->ready[i] = c->ports[i].ready;
+		st->open[i] = c->ports[i].guest_open;
+	}
+	memcpy(st->ctrl, c->ctrl, sizeof(st->ctrl));
+	st->ctrl_head = (uint16_t)c->ctrl_head;
+	st->ctrl_len = (uint16_t)c->ctrl_len;
+	st->ctrl_used = con_ctrl_used(c);
+	/* The copy whole, then it is the one in use. */
+	__atomic_store_n(&r->cur, next, __ATOMIC_RELEASE);
+	__atomic_store_n(&r->valid, 1, __ATOMIC_RELEASE);
+}
+
 /* Hand queued control messages to the guest while it has buffers for them. */
 static void ctrl_flush(struct console *c)
 {
@@ -140,6 +197,8 @@ static void ctrl_flush(struct console *c)
 	bool pushed = false;
 	int err = 0;
 
+	if (c->handling)
+		return;     /* ctrl_receive() sends once the whole message is handled and saved */
 	while (c->ctrl_len && vdev_active(&c->vdev)) {
 		struct vq_elem *e = vq_pop(vq, &err);
 		struct con_ctrl_msg *m = &c->ctrl[c->ctrl_head];
@@ -158,6 +217,7 @@ static void ctrl_flush(struct console *c)
 		pushed = true;
 		c->ctrl_head = (c->ctrl_head + 1) % CON_CTRL_SLOTS;
 		c->ctrl_len--;
+		con_rec_save(c);   /* after the hand-over: struct con_rec */
 	}
 	if (err)
 		vdev_vq_error(&c->vdev, vq);
@@ -187,6 +247,7 @@ static void ctrl_send(struct console *c, unsigned id, uint16_t event, uint16_t v
 		memcpy(m->extra, extra, extra_len);
 	m->extra_len = (uint16_t)extra_len;
 	c->ctrl_len++;
+	con_rec_save(c);
 	ctrl_flush(c);
 }
 
@@ -429,6 +490,23 @@ static struct con_sink *port_socket_sink(struct con_port *p)
 	return NULL;
 }
 
+/* A port's listener and its client as systemd's fd store names them. */
+static void port_store_name(const struct con_port *p, const char *what, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s%u", p->con->vdev.name, what, p->id);
+}
+
+/* The attached client outlives the process (or, fd < 0, no longer does). */
+static void sink_keep(const struct con_sink *s, int fd)
+{
+	char name[sizeof(s->port->con->vdev.name) + 32];
+
+	if (s->kind != SINK_SOCKET)
+		return;
+	port_store_name(s->port, "client", name, sizeof(name));
+	fdstore_keep(s->port->con->vdev.host->store, name, fd);
+}
+
 static void sink_detach(struct con_sink *s)
 {
 	struct con_port *p = s->port;
@@ -443,6 +521,7 @@ static void sink_detach(struct con_sink *s)
 		if (p->listen_fd >= 0)
 			ev_io_start(loop, &p->accept_w);
 	}
+	sink_keep(s, -1);
 	close(s->rfd);
 	s->rfd = s->wfd = -1;
 	log_info("%s: port %u: client detached", p->con->vdev.name, p->id);
@@ -458,6 +537,7 @@ static void sink_attach(struct con_sink *s, int fd)
 	ev_io_set(&s->rd, fd, EV_READ);
 	ev_io_set(&s->wr, fd, EV_WRITE);
 	ev_io_stop(loop, &p->accept_w);    /* one client at a time; others wait in the backlog */
+	sink_keep(s, fd);
 	p->st.attaches++;
 	log_info("%s: port %u: client attached", p->con->vdev.name, p->id);
 	if (s->out.len)
@@ -498,6 +578,79 @@ static void port_check_client(struct con_port *p)
 		sink_detach(s);
 }
 
+/* Serve the listening socket fd, bound at path, and keep it for a next instance. */
+static void port_listen_on(struct con_port *p, int fd, const char *path)
+{
+	char name[sizeof(p->con->vdev.name) + 32];
+
+	p->listen_fd = fd;
+	snprintf(p->sock_path, sizeof(p->sock_path), "%s", path);
+	ev_io_init(&p->accept_w, port_accept_cb, fd, EV_READ);
+	ev_io_start(con_loop(p->con), &p->accept_w);
+	port_store_name(p, "listen", name, sizeof(name));
+	fdstore_keep(p->con->vdev.host->store, name, fd);
+}
+
+/* True when fd is a Unix stream socket; listening, and bound to path, when path is given. */
+static bool con_unix_socket(int fd, const char *path)
+{
+	struct sockaddr_un sa;
+	socklen_t len = sizeof(sa);
+	int v = 0;
+	socklen_t vl = sizeof(v);
+	struct stat st;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &vl) < 0 || v != SOCK_STREAM)
+		return false;
+	memset(&sa, 0, sizeof(sa));
+	if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0 || sa.sun_family != AF_UNIX)
+		return false;
+	if (!path)
+		return true;
+	vl = sizeof(v);
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &vl) < 0 || !v)
+		return false;
+	sa.sun_path[sizeof(sa.sun_path) - 1] = 0;
+	/* Still reachable: the path is there and is a socket. */
+	return strcmp(sa.sun_path, path) == 0 && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/*
+ * After a restart with systemd's fd store: the previous instance's listener and the client it
+ * had, so a client stays connected and one waiting in the backlog is not refused. True when
+ * the listener was taken.
+ */
+static bool port_take_socket(struct con_port *p, const char *path)
+{
+	struct fdstore *st = p->con->vdev.host->store;
+	char name[sizeof(p->con->vdev.name) + 32];
+	int fd, cfd;
+
+	if (!p->con->vdev.adopted)
+		return false;
+	port_store_name(p, "listen", name, sizeof(name));
+	fd = fdstore_take(st, name);
+	if (fd >= 0 && !con_unix_socket(fd, path)) {
+		log_notice("%s: port %u: the stored listener is not %s's: listening again",
+			   p->con->vdev.name, p->id, path);
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0)
+		return false;
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	port_listen_on(p, fd, path);
+	port_store_name(p, "client", name, sizeof(name));
+	cfd = fdstore_take(st, name);
+	if (cfd >= 0 && con_unix_socket(cfd, NULL)) {
+		fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) | O_NONBLOCK);
+		sink_attach(&p->sinks[0], cfd);
+	} else if (cfd >= 0) {
+		close(cfd);
+	}
+	return true;
+}
+
 static int port_listen(struct con_port *p, const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -506,6 +659,8 @@ static int port_listen(struct con_port *p, const char *path)
 
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
+	if (port_take_socket(p, path))
+		return 0;
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	/* A stale socket of an earlier run would make bind fail; anything else is not ours. */
 	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
@@ -519,23 +674,36 @@ static int port_listen(struct con_port *p, const char *path)
 		close(fd);
 		return rc;
 	}
-	p->listen_fd = fd;
-	snprintf(p->sock_path, sizeof(p->sock_path), "%s", path);
-	ev_io_init(&p->accept_w, port_accept_cb, fd, EV_READ);
-	ev_io_start(con_loop(p->con), &p->accept_w);
+	port_listen_on(p, fd, path);
 	return 0;
 }
 
 /* ---- pty and window size ----------------------------------------------------------------- */
 
-/* Allocate the pty; returns the master fd or a negative errno. */
+/*
+ * The pty: after a restart with systemd's fd store the previous instance's master, so the
+ * terminal program attached to it stays attached (its slave path, and the link, stay); else a
+ * new one. Returns the master fd or a negative errno.
+ */
 static int con_open_pty(struct console *c)
 {
+	char name[sizeof(c->vdev.name) + 8];
 	struct termios t;
-	int m = posix_openpt(O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	int m = -1;
 
+	snprintf(name, sizeof(name), "%s/pty", c->vdev.name);
+	if (c->vdev.adopted && (m = fdstore_take(c->vdev.host->store, name)) >= 0 &&
+	    (!isatty(m) || ptsname_r(m, c->pty_path, sizeof(c->pty_path)) != 0)) {
+		close(m);
+		m = -1;
+	}
+	if (m >= 0)
+		fcntl(m, F_SETFL, fcntl(m, F_GETFL) | O_NONBLOCK);
+	else
+		m = posix_openpt(O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
 	if (m < 0)
 		return -errno;
+	fdstore_keep(c->vdev.host->store, name, m);
 	if (grantpt(m) < 0 || unlockpt(m) < 0 || ptsname_r(m, c->pty_path, sizeof(c->pty_path)))
 		goto fail;
 	/* Held open so the master never hangs up when a terminal program detaches. */
@@ -751,6 +919,10 @@ static void ctrl_device_ready(struct console *c, uint16_t value)
 			 "%s: the driver failed to initialise", c->vdev.name);
 		return;
 	}
+	/* Once per initialisation: a message replayed after a restart announces nothing twice. */
+	if (c->dev_ready)
+		return;
+	c->dev_ready = true;
 	for (unsigned i = 0; i < c->nports; i++)
 		ctrl_send(c, i, VIRTIO_CONSOLE_PORT_ADD, 0, NULL, 0);
 }
@@ -833,12 +1005,17 @@ static void ctrl_receive(struct console *c)
 			ctrl_bad(c, "shorter than 8 bytes", 0, 0);
 			continue;
 		}
-		vq_push(e, 0);
-		pushed = true;
 		memcpy(&id, hdr, 4);
 		memcpy(&event, hdr + 4, 2);
 		memcpy(&value, hdr + 6, 2);
+		/* Handled, saved, sent, then returned: see struct con_rec. */
+		c->handling = true;
 		ctrl_handle(c, le32toh(id), le16toh(event), le16toh(value));
+		c->handling = false;
+		con_rec_save(c);
+		ctrl_flush(c);
+		vq_push(e, 0);
+		pushed = true;
 	}
 	if (err)
 		vdev_vq_error(&c->vdev, vq);
@@ -878,11 +1055,63 @@ static void con_config_write(struct vdev *d, uint32_t off, const void *buf, uint
 	port_output(&c->ports[0], buf, 1);
 }
 
+/*
+ * The previous instance's record, checked like guest input: ports the guest made ready and
+ * opened, and the control messages it has not received (those handed over since the record
+ * was written are dropped: see struct con_rec).
+ */
+/* Indexes within bounds, and every queued message one this device could have sent. */
+static bool con_state_ok(const struct console *c, const struct con_state *r)
+{
+	if (r->ctrl_head >= CON_CTRL_SLOTS || r->ctrl_len > CON_CTRL_SLOTS)
+		return false;
+	for (unsigned k = 0; k < r->ctrl_len; k++) {
+		const struct con_ctrl_msg *m = &r->ctrl[(r->ctrl_head + k) % CON_CTRL_SLOTS];
+
+		if (m->id >= c->nports || m->event > VIRTIO_CONSOLE_PORT_NAME ||
+		    m->extra_len > sizeof(m->extra))
+			return false;
+	}
+	return true;
+}
+
+static void con_rec_restore(struct console *c)
+{
+	const struct con_state *r = &c->rec->st[c->rec->cur & 1];
+	uint16_t given;
+
+	if (!c->rec->valid)
+		return;
+	if (!con_state_ok(c, r)) {
+		log_warn("%s: the previous instance's port state is not usable: the driver's "
+			 "ports start closed", c->vdev.name);
+		return;
+	}
+	c->dev_ready = r->dev_ready != 0;
+	for (unsigned i = 0; i < c->nports; i++) {
+		c->ports[i].ready = r->ready[i] != 0;
+		c->ports[i].guest_open = r->open[i] != 0;
+	}
+	memcpy(c->ctrl, r->ctrl, sizeof(c->ctrl));
+	c->ctrl_head = r->ctrl_head;
+	c->ctrl_len = r->ctrl_len;
+	given = (uint16_t)(con_ctrl_used(c) - r->ctrl_used);
+	if (given > c->ctrl_len)
+		given = (uint16_t)c->ctrl_len;
+	c->ctrl_head = (c->ctrl_head + given) % CON_CTRL_SLOTS;
+	c->ctrl_len -= given;
+}
+
 static int con_activate(struct vdev *d)
 {
 	struct console *c = con_of(d);
 
 	c->multiport = vdev_has(d, VIRTIO_CONSOLE_F_MULTIPORT);
+	if (c->restore) {
+		c->restore = false;
+		con_rec_restore(c);
+	}
+	con_rec_save(c);
 	for (unsigned i = 0; i < c->nports; i++) {
 		c->ports[i].rx_paused = false;
 		port_update_rx(&c->ports[i]);
@@ -917,8 +1146,22 @@ static void con_reset(struct vdev *d)
 	for (unsigned i = 0; i < c->nports; i++)
 		port_reset(&c->ports[i]);
 	c->multiport = false;
+	c->dev_ready = false;
 	c->ctrl_head = c->ctrl_len = 0;
+	con_rec_save(c);
 	con_stop(d);   /* already done if the device ran; a reset before DRIVER_OK needs it too */
+}
+
+/*
+ * After a restart: output the previous instance had taken may have been written already
+ * (console.tx.written: written, not yet returned), so every transmit chain in flight is
+ * returned unwritten, never written twice. Receive buffers are used again (bytes being
+ * delivered may be lost), control messages from the guest handled again (idempotent).
+ */
+static bool con_replay(const struct vdev *d, unsigned q)
+{
+	(void)d;
+	return q % 2 == 0 || q == CONSOLE_Q_CTRL_TX;
 }
 
 static void con_queue_notify(struct vdev *d, unsigned q)
@@ -1092,7 +1335,9 @@ static void port_close(struct console *c, struct con_port *p)
 		if (loop)
 			ev_io_stop(loop, &p->accept_w);
 		close(p->listen_fd);
-		unlink(p->sock_path);
+		/* A next instance takes the listener over (or binds the path again itself). */
+		if (!c->vdev.leaving)
+			unlink(p->sock_path);
 	}
 	con_log_close(&p->log);
 	p->nsinks = 0;
@@ -1111,7 +1356,8 @@ static void con_close(struct console *c)
 	}
 	for (unsigned i = 0; i < c->nports; i++)
 		port_close(c, &c->ports[i]);
-	con_unlink_pty(c);
+	if (!c->vdev.leaving)
+		con_unlink_pty(c);
 	if (c->pty_slave >= 0)
 		close(c->pty_slave);
 	c->pty_slave = -1;
@@ -1169,6 +1415,8 @@ static int con_create(struct vdev_host *host, const struct config_device *cfg, s
 		c->vdev.host_features |= VIRTIO_BIT(VIRTIO_CONSOLE_F_MULTIPORT);
 	c->vdev.config_size = CONSOLE_CFG_SIZE;
 	c->cc = cfg->u.console;
+	c->rec = vdev_persist(&c->vdev, "ports", sizeof(*c->rec), &c->restore);
+	c->restore = c->restore && c->vdev.adopted;
 	rc = con_open(c, &cfg->u.console);
 	if (rc < 0) {
 		con_close(c);
@@ -1325,5 +1573,6 @@ const struct vdev_ops vdev_console_ops = {
 	.reset = con_reset,
 	.queue_notify = con_queue_notify,
 	.reconfigure = con_reconfigure,
+	.replay = con_replay,
 	.destroy = con_destroy,
 };

@@ -345,36 +345,40 @@ static unsigned i2c_run(struct i2c_dev *i, const struct i2c_req *reqs, unsigned 
 
 /* ---- completing requests ----------------------------------------------------------------- */
 
-/* Write back the payload (reads) and the status byte, return the chain. */
-static void i2c_complete(struct i2c_dev *i, struct i2c_req *r, bool ok)
+/* Write back the payload (reads) and the status byte; returns the length to return. */
+static uint32_t i2c_complete(struct i2c_dev *i, struct i2c_req *r, bool ok)
 {
 	struct vq_elem *e = r->e;
 	const struct iovec *in = &e->iov[e->n_out];
 	uint8_t status = ok ? VIRTIO_I2C_MSG_OK : VIRTIO_I2C_MSG_ERR;
+	uint32_t len = 0;
 
-	if (!r->has_status) {
-		vq_push(e, 0);
-	} else {
+	if (r->has_status) {
 		/* A failed read hands back zeroes, never stale or partial bus data. */
 		if (r->valid && r->rd && ok)
 			iov_from_buf(in, e->n_in, 0, r->buf, r->len);
 		else if (r->valid && r->rd)
 			iov_memset(in, e->n_in, 0, 0, r->len);
 		iov_from_buf(in, e->n_in, e->in_len - 1, &status, 1);
-		vq_push(e, e->in_len);
+		len = e->in_len;
 	}
 	i->stat_errors += !ok;
 	free(r->buf);
 	r->buf = NULL;
+	return len;
 }
 
 /*
  * Execute the collected group: the valid prefix goes to the bus as one transfer; from the first
- * invalid or failed request on, everything reports an error (FAIL_NEXT semantics).
+ * invalid or failed request on, everything reports an error (FAIL_NEXT semantics). The group is
+ * returned with one used index update: a crash leaves all of it in flight or none, so a next
+ * instance never runs the end of a transfer without its beginning (vq_adopt()).
  */
 static void i2c_run_group(struct i2c_dev *i, bool failing)
 {
 	unsigned n = i->ngroup, valid = 0, done = 0;
+	struct vq_elem *e[I2C_GROUP_MAX] = { 0 };
+	uint32_t len[I2C_GROUP_MAX] = { 0 };
 	bool no_status = false;
 
 	while (!failing && valid < n && i->group[valid].valid)
@@ -385,8 +389,10 @@ static void i2c_run_group(struct i2c_dev *i, bool failing)
 	}
 	for (unsigned k = 0; k < n; k++) {
 		no_status |= !i->group[k].has_status;
-		i2c_complete(i, &i->group[k], k < done);
+		e[k] = i->group[k].e;
+		len[k] = i2c_complete(i, &i->group[k], k < done);
 	}
+	vq_push_many(e, len, n);
 	/* The group goes on in chains not yet available: they must fail too. */
 	i->fail_latched = done < n && i->group[n - 1].fail_next;
 	i->ngroup = 0;
@@ -563,6 +569,23 @@ static int i2c_open_adapter(struct i2c_dev *i, const char *path)
 	return 0;
 }
 
+/*
+ * An EEPROM's contents are state the guest observes: they outlive the process in the state
+ * file (vdev_persist()), so that a write acknowledged just before a crash, and not yet in the
+ * EEPROM's own file (saves are coalesced), is still there for the next instance.
+ */
+static void i2c_keep_eeprom(struct i2c_dev *i, uint16_t addr)
+{
+	struct i2c_sim_eeprom_rec *rec;
+	char what[32];
+	bool adopted;
+
+	snprintf(what, sizeof(what), "eeprom@0x%02x", addr);
+	rec = vdev_persist(&i->vdev, what, sizeof(*rec), &adopted);
+	if (rec)
+		i2c_sim_keep_eeprom(i->sim, addr, rec, adopted && i->vdev.adopted);
+}
+
 static int i2c_add_sims(struct i2c_dev *i, const struct config_i2c *c)
 {
 	int err;
@@ -574,6 +597,8 @@ static int i2c_add_sims(struct i2c_dev *i, const struct config_i2c *c)
 		err = i2c_sim_add(i->sim, &c->sims[k]);
 		if (err)
 			return err;
+		if (c->sims[k].kind == I2C_SIM_EEPROM)
+			i2c_keep_eeprom(i, c->sims[k].addr);
 	}
 	return 0;
 }

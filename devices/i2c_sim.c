@@ -55,7 +55,9 @@ struct i2c_sim_bus {
 
 struct sim_eeprom {
 	struct i2c_sim_client c;
-	uint8_t mem[I2C_SIM_EEPROM_SIZE];
+	uint8_t *mem;                         /* own[], or rec->mem once kept there */
+	uint8_t own[I2C_SIM_EEPROM_SIZE];
+	struct i2c_sim_eeprom_rec *rec;       /* NULL: nothing outlives the process */
 	uint8_t ptr;                          /* internal address pointer; wraps at 256 */
 	bool want_word_addr;                  /* next written byte is the word address */
 	uint8_t page[I2C_SIM_EEPROM_PAGE];    /* data latched until STOP */
@@ -122,7 +124,7 @@ static int eeprom_persist(struct sim_eeprom *e)
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	if (write(fd, e->mem, sizeof(e->mem)) != (ssize_t)sizeof(e->mem))
+	if (write(fd, e->mem, I2C_SIM_EEPROM_SIZE) != (ssize_t)I2C_SIM_EEPROM_SIZE)
 		err = errno ? -errno : -EIO;
 	if (!err && fsync(fd) < 0)
 		err = -errno;
@@ -170,6 +172,8 @@ static int eeprom_save(struct sim_eeprom *e)
 		return err;
 	}
 	e->dirty = false;
+	if (e->rec)
+		e->rec->dirty = 0;   /* the file holds what mem does */
 	e->saved_once = true;
 	e->last_save_ns = sim_now_ns();
 	return 0;
@@ -190,6 +194,9 @@ static int eeprom_stop(struct i2c_sim_client *c)
 	if (!e->page_mask)
 		return 0;
 	memcpy(old, &e->mem[e->page_base], sizeof(old));
+	/* Newer than the file from here until a save (struct i2c_sim_eeprom_rec). */
+	if (e->rec && e->file)
+		e->rec->dirty = 1;
 	for (unsigned i = 0; i < I2C_SIM_EEPROM_PAGE; i++)
 		if (e->page_mask & (1u << i))
 			e->mem[e->page_base + i] = e->page[i];
@@ -231,15 +238,15 @@ static int eeprom_load(struct sim_eeprom *e, const char *name)
 	ssize_t n;
 	int fd, err = 0;
 
-	memset(e->mem, 0xff, sizeof(e->mem));
+	memset(e->mem, 0xff, I2C_SIM_EEPROM_SIZE);
 	fd = open(e->file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
 	if (fstat(fd, &st) < 0)
 		err = -errno;
-	else if (!S_ISREG(st.st_mode) || st.st_size > (off_t)sizeof(e->mem))
+	else if (!S_ISREG(st.st_mode) || st.st_size > (off_t)I2C_SIM_EEPROM_SIZE)
 		err = -EFBIG;
-	else if ((n = read(fd, e->mem, sizeof(e->mem))) < 0)
+	else if ((n = read(fd, e->mem, I2C_SIM_EEPROM_SIZE)) < 0)
 		err = -errno;
 	close(fd);
 	if (err == -EFBIG)
@@ -259,6 +266,36 @@ static void eeprom_check_writable(struct sim_eeprom *e, const char *name)
 	if (access(dirname(dir), W_OK) != 0)
 		log_warn("%s: eeprom file %s: its folder is not writable (%s); guest writes will "
 			 "fail", name, e->file, strerror(errno));
+}
+
+int i2c_sim_keep_eeprom(struct i2c_sim_bus *bus, uint16_t addr,
+			struct i2c_sim_eeprom_rec *rec, bool adopted)
+{
+	struct i2c_sim_client *c = addr < I2C_SIM_NADDR ? bus->clients[addr] : NULL;
+	struct sim_eeprom *e;
+
+	if (!c || c->ops != &eeprom_ops || !rec)
+		return -ENOENT;
+	e = eeprom_of(c);
+	if (!adopted || !rec->loaded) {
+		/* Contents first, then the flag that says they are there. */
+		memcpy(rec->mem, e->own, sizeof(rec->mem));
+		rec->dirty = 0;
+		__atomic_store_n(&rec->loaded, 1, __ATOMIC_RELEASE);
+		e->mem = rec->mem;
+		e->rec = rec;
+		return 0;
+	}
+	/* The previous instance's contents: its last writes may not be in the file yet. */
+	e->mem = rec->mem;
+	e->rec = rec;
+	if (e->file && rec->dirty) {
+		log_info("%s: eeprom@0x%02x: writes the previous instance had not saved are saved "
+			 "now", bus->name, addr);
+		if (eeprom_save(e) < 0)
+			e->dirty = true;   /* tried again with the guest's next write's save */
+	}
+	return 0;
 }
 
 /* ---- LM75 -------------------------------------------------------------------------------- */
@@ -448,6 +485,7 @@ int i2c_sim_add_eeprom(struct i2c_sim_bus *bus, uint16_t addr, const char *file)
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
+	e->mem = e->own;
 	if (file && strlen(file) >= PATH_MAX) {
 		free(e);
 		return -ENAMETOOLONG;
@@ -461,7 +499,7 @@ int i2c_sim_add_eeprom(struct i2c_sim_bus *bus, uint16_t addr, const char *file)
 	if (e->file && !err)
 		eeprom_check_writable(e, bus->name);
 	if (!e->file)
-		memset(e->mem, 0xff, sizeof(e->mem));
+		memset(e->mem, 0xff, I2C_SIM_EEPROM_SIZE);
 	if (err) {
 		eeprom_destroy(&e->c);
 		return err;

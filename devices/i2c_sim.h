@@ -71,6 +71,30 @@ int i2c_sim_add(struct i2c_sim_bus *bus, const struct config_i2c_sim *sim);
 double i2c_sim_save_due(const struct i2c_sim_bus *bus);
 void i2c_sim_save(struct i2c_sim_bus *bus, bool all);
 
+/*
+ * An EEPROM's contents in memory that outlives the process (lib/persist.h: a region the bus
+ * owner asks for), so that a crash or a restart loses no write the guest was told is done,
+ * even one whose coalesced save to the file had not happened yet. Written by the part: dirty
+ * is set before a page is committed into mem and cleared once a save has put mem in the file;
+ * loaded is set once mem holds the part. Every byte of it is valid whatever a previous
+ * instance left (the address pointer is not kept: a current-address read after a restart
+ * starts where the next instance's pointer does, at 0).
+ */
+struct i2c_sim_eeprom_rec {
+	uint8_t loaded;
+	uint8_t dirty;      /* mem may be newer than the file */
+	uint8_t mem[I2C_SIM_EEPROM_SIZE];
+};
+
+/*
+ * Keep the EEPROM at addr in rec from now on. When rec is the previous instance's (adopted)
+ * and holds the part, its contents are taken, and saved to the file at once when it had
+ * writes pending; otherwise rec receives the contents loaded at creation. 0, or -ENOENT when
+ * no EEPROM answers at addr.
+ */
+int i2c_sim_keep_eeprom(struct i2c_sim_bus *bus, uint16_t addr,
+			struct i2c_sim_eeprom_rec *rec, bool adopted);
+
 /* True when a client answers at addr. */
 bool i2c_sim_present(const struct i2c_sim_bus *bus, uint16_t addr);
 

@@ -94,6 +94,22 @@ struct net_pair {
 	struct iovec *tx_iov;        /* NET_IOV_MAX entries */
 };
 
+/*
+ * What the guest set through the control queue, in memory that outlives the process
+ * (vdev_persist()): a next instance serves the same queue pairs with the same receive filter.
+ * Written after a command takes effect and before its ack is returned, so a command whose ack
+ * the guest has seen is in the record, and one it has not is either there or replayed
+ * (control commands are idempotent). Read back by a next instance as hostile as any guest
+ * input: every field is checked before use (net_rec_restore()).
+ */
+struct net_rec {
+	uint8_t valid;               /* written at least once since the device was created */
+	uint8_t promisc, allmulti, table_overflow;
+	uint16_t active_pairs;
+	uint8_t n_uc, n_mc;
+	uint8_t uc[NET_FILTER_MAX][6], mc[NET_FILTER_MAX][6];
+};
+
 struct net_dev {
 	struct vdev vdev;
 	char ifname[IFNAMSIZ];
@@ -110,6 +126,9 @@ struct net_dev {
 	unsigned n_uc, n_mc;         /* MAC table as the guest set it */
 	bool table_overflow;         /* more than we can filter on: accept everything */
 	uint8_t uc[NET_FILTER_MAX][6], mc[NET_FILTER_MAX][6];
+	struct net_rec *rec;         /* NULL: nothing outlives the process */
+	bool restore;                /* rec is the previous instance's: the next activation uses it */
+	bool taken;                  /* the tap's descriptors came from the fd store */
 	int nl_fd;
 	ev_io nl_w;                  /* rtnetlink link notifications */
 	ev_idle more;                /* TX queues with work beyond VQ_BUDGET */
@@ -300,11 +319,92 @@ static void net_tap_check_mtu(const struct net_dev *n)
 			   ifr.ifr_mtu, n->mtu);
 }
 
+static void net_store_name(const struct net_dev *n, unsigned i, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/tap%u", n->vdev.name, i);
+}
+
+/*
+ * A descriptor from the fd store is the previous instance's queue i of this device's tap only
+ * if the kernel says so: a tap, with our flags, of the configured name (or, named by default,
+ * one of this domain's). Returns its attached state, or -1 (then it is not used).
+ */
+static int net_tap_check_taken(const struct net_dev *n, int fd, bool named)
+{
+	unsigned want = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | (n->max_pairs > 1 ? IFF_MULTI_QUEUE : 0);
+	char prefix[IFNAMSIZ + 8];
+	struct ifreq ifr;
+
+	memset(&ifr, 0, sizeof(ifr));
+	if (ioctl(fd, TUNGETIFF, &ifr) < 0 ||
+	    ((unsigned)(uint16_t)ifr.ifr_flags & (want | IFF_TUN)) != want)
+		return -1;
+	snprintf(prefix, sizeof(prefix), "xvd%" PRIu32 ".", n->vdev.host->domid);
+	ifr.ifr_name[IFNAMSIZ - 1] = 0;
+	if (named ? strcmp(ifr.ifr_name, n->ifname) != 0
+		  : strncmp(ifr.ifr_name, prefix, strlen(prefix)) != 0)
+		return -1;
+	return !(ifr.ifr_flags & IFF_DETACH_QUEUE);
+}
+
+/*
+ * After a restart with systemd's fd store: the previous instance's tap queues, so the
+ * interface (a tap we created vanishes with its last descriptor), its bridge port and the
+ * frames queued in it outlive the process. All of them or none.
+ */
+static bool net_tap_take(struct net_dev *n, bool named)
+{
+	struct fdstore *st = n->vdev.host->store;
+	char name[sizeof(n->vdev.name) + 16];
+	struct ifreq ifr;
+	unsigned i;
+	int att = -1;
+
+	for (i = 0; i < n->max_pairs; i++) {
+		net_store_name(n, i, name, sizeof(name));
+		n->pair[i].fd = fdstore_take(st, name);
+		/* Queues after the first: of the same tap as it. */
+		if (n->pair[i].fd < 0 ||
+		    (att = net_tap_check_taken(n, n->pair[i].fd, named || i > 0)) < 0)
+			break;
+		n->pair[i].attached = att;
+		if (!named && i == 0 && ioctl(n->pair[0].fd, TUNGETIFF, &ifr) == 0)
+			snprintf(n->ifname, sizeof(n->ifname), "%.*s", IFNAMSIZ - 1, ifr.ifr_name);
+	}
+	if (i == n->max_pairs)
+		return true;
+	if (n->pair[i].fd >= 0)
+		log_notice("%s: the stored tap queue %u is not %s's: opening the tap again",
+			   n->vdev.name, i, named ? n->ifname : "this guest's");
+	for (unsigned k = 0; k <= i && k < n->max_pairs; k++) {
+		if (n->pair[k].fd >= 0)
+			close(n->pair[k].fd);
+		n->pair[k].fd = -1;
+	}
+	return false;
+}
+
+/* The next instance takes the tap's queues back from systemd's fd store (net_tap_take()). */
+static void net_tap_keep(const struct net_dev *n)
+{
+	char name[sizeof(n->vdev.name) + 16];
+
+	for (unsigned i = 0; i < n->max_pairs; i++) {
+		net_store_name(n, i, name, sizeof(name));
+		fdstore_keep(n->vdev.host->store, name, n->pair[i].fd);
+	}
+}
+
 static int net_tap_open(struct net_dev *n, const struct config_net *c)
 {
 	unsigned flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR |
 			 (n->max_pairs > 1 ? IFF_MULTI_QUEUE : 0);
 
+	if (n->taken) {
+		n->ifindex = (int)if_nametoindex(n->ifname);
+		n->kernel_offloads = net_tap_probe_offloads(n->pair[0].fd);
+		return 0;
+	}
 	n->created = if_nametoindex(n->ifname) == 0;
 	for (unsigned i = 0; i < n->max_pairs; i++) {
 		int fd = net_tap_open_one(n, flags);
@@ -1069,6 +1169,52 @@ static uint8_t net_ctrl_exec(struct net_dev *n, const uint8_t *cmd, size_t len)
 	}
 }
 
+/* The guest-set state into the record (struct net_rec); valid last. */
+static void net_rec_save(struct net_dev *n)
+{
+	struct net_rec *r = n->rec;
+
+	if (!r)
+		return;
+	r->promisc = n->promisc;
+	r->allmulti = n->allmulti;
+	r->table_overflow = n->table_overflow;
+	r->active_pairs = n->active_pairs;
+	r->n_uc = (uint8_t)n->n_uc;
+	r->n_mc = (uint8_t)n->n_mc;
+	memcpy(r->uc, n->uc, sizeof(r->uc));
+	memcpy(r->mc, n->mc, sizeof(r->mc));
+	__atomic_store_n(&r->valid, 1, __ATOMIC_RELEASE);
+}
+
+/*
+ * The previous instance's record, checked: queue pairs within what this device has and the
+ * guest negotiated, tables within their bounds. Returns the pairs to serve (1 when the record
+ * is unusable, which is then said).
+ */
+static unsigned net_rec_restore(struct net_dev *n)
+{
+	const struct net_rec *r = n->rec;
+	unsigned pairs = r->active_pairs;
+
+	if (!r->valid)
+		return 1;
+	if (pairs < 1 || pairs > n->max_pairs || r->n_uc > NET_FILTER_MAX ||
+	    r->n_mc > NET_FILTER_MAX || (pairs > 1 && !vdev_has(&n->vdev, VIRTIO_NET_F_MQ))) {
+		log_warn("%s: the previous instance's receive filter and queue pairs are not "
+			 "usable: serving the defaults", n->vdev.name);
+		return 1;
+	}
+	n->promisc = r->promisc != 0;
+	n->allmulti = r->allmulti != 0;
+	n->table_overflow = r->table_overflow != 0;
+	n->n_uc = r->n_uc;
+	n->n_mc = r->n_mc;
+	memcpy(n->uc, r->uc, sizeof(n->uc));
+	memcpy(n->mc, r->mc, sizeof(n->mc));
+	return pairs;
+}
+
 static void net_ctrl_one(struct net_dev *n, struct vq_elem *e, uint8_t *cmd)
 {
 	uint8_t ack = VIRTIO_NET_ERR;
@@ -1085,6 +1231,7 @@ static void net_ctrl_one(struct net_dev *n, struct vq_elem *e, uint8_t *cmd)
 		ack = net_ctrl_exec(n, cmd, len);
 	}
 	n->st.ctrl_cmds++;
+	net_rec_save(n);   /* before the ack: struct net_rec */
 	if (ack != VIRTIO_NET_OK) {
 		n->st.ctrl_errors++;
 		vdev_log(&n->vdev, VDEV_LOG_REQUEST, LOG_INFO,
@@ -1208,10 +1355,32 @@ static unsigned net_guest_offloads(const struct vdev *d)
 static int net_activate(struct vdev *d)
 {
 	struct net_dev *n = net_of(d);
+	unsigned pairs = 1;
 
 	net_tap_set_offloads(n, net_guest_offloads(d));
-	net_pairs_set(n, 1);
+	/* Taken over: the pairs and filter the guest had set (only once: a reset clears them). */
+	if (n->restore) {
+		n->restore = false;
+		pairs = net_rec_restore(n);
+		net_filter_apply(n);
+	}
+	net_pairs_set(n, pairs);
+	net_rec_save(n);
 	return 0;
+}
+
+/*
+ * After a restart: a TX chain the previous instance held may have reached the tap already
+ * (net.tx.sent: written, not yet returned), and nothing tells which, so every TX chain in
+ * flight is returned unsent (length 0), never written twice; a frame popped and not yet
+ * written is lost, as on a wire. RX chains are used again (a frame being received when the
+ * process stopped is lost), and control commands are done again (they are idempotent).
+ */
+static bool net_replay(const struct vdev *d, unsigned q)
+{
+	const struct net_dev *n = container_of(d, struct net_dev, vdev);
+
+	return q >= 2u * n->max_pairs || q % 2 == 0;
 }
 
 /* NEEDS_RESET (or a reset follows): frames on the tap wait there, nothing polls for them. */
@@ -1243,6 +1412,7 @@ static void net_reset(struct vdev *d)
 	n->table_overflow = false;
 	net_filter_apply(n);
 	net_tap_set_offloads(n, 0);
+	net_rec_save(n);
 }
 
 static uint64_t net_features(const struct net_dev *n)
@@ -1368,18 +1538,25 @@ static int net_setup(struct net_dev *n, const struct config_device *cfg)
 		return rc;
 	if (c->tap[0])
 		snprintf(n->ifname, sizeof(n->ifname), "%s", c->tap);
-	else if ((rc = net_tap_default_name(n, cfg)) < 0) {
+	n->taken = n->vdev.adopted && net_tap_take(n, c->tap[0] != 0);
+	if (!c->tap[0] && !n->taken && (rc = net_tap_default_name(n, cfg)) < 0) {
 		log_err("%s: no free default tap name: %s", n->vdev.name, strerror(-rc));
 		return rc;
 	}
 	rc = net_tap_open(n, c);
+	if (rc == 0)
+		net_tap_keep(n);
 	if (rc == 0)
 		rc = net_link_open(n);
 	if (rc < 0)
 		return rc;
 	for (unsigned i = 0; i < n->max_pairs; i++)
 		net_pair_watchers(&n->pair[i]);
-	for (unsigned i = 1; i < n->max_pairs; i++)
+	/*
+	 * Taken over, the queues stay as the previous instance left them until the activation
+	 * sets the guest's pairs: detaching one drops the frames the kernel queued on it.
+	 */
+	for (unsigned i = 1; i < n->max_pairs && !n->taken; i++)
 		net_tap_queue(&n->pair[i], false);
 	return 0;
 }
@@ -1419,6 +1596,8 @@ static int net_create(struct vdev_host *host, const struct config_device *cfg, s
 	else
 		net_mac_derive(n->mac, host->guest_name, cfg->name);
 	ev_idle_init(&n->more, net_more_cb);
+	n->rec = vdev_persist(&n->vdev, "filters", sizeof(*n->rec), &n->restore);
+	n->restore = n->restore && n->vdev.adopted;
 	rc = net_setup(n, cfg);
 	if (rc < 0) {
 		net_free(n);
@@ -1428,7 +1607,8 @@ static int net_create(struct vdev_host *host, const struct config_device *cfg, s
 	n->vdev.host_features = net_features(n);
 	n->vdev.config_size = VIRTIO_NET_CFG_SIZE;
 	log_info("%s: tap %s%s, mac %02x:%02x:%02x:%02x:%02x:%02x, mtu %u, %u queue pair(s) of %u, "
-		 "guest offloads 0x%x", name, n->ifname, n->created ? " (created)" : "", n->mac[0],
+		 "guest offloads 0x%x", name, n->ifname,
+		 n->taken ? " (the previous instance's)" : n->created ? " (created)" : "", n->mac[0],
 		 n->mac[1], n->mac[2], n->mac[3], n->mac[4], n->mac[5], n->mtu, pairs, qsize,
 		 n->kernel_offloads);
 	*out = &n->vdev;
@@ -1478,5 +1658,6 @@ const struct vdev_ops vdev_net_ops = {
 	.stop = net_stop,
 	.reset = net_reset,
 	.queue_notify = net_queue_notify,
+	.replay = net_replay,
 	.destroy = net_destroy,
 };

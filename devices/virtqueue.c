@@ -587,6 +587,38 @@ static void vq_adopt_popping(struct virtqueue *vq)
 		vq_head_mark(vq, head, false);
 }
 
+/*
+ * The heads in flight, into out[], in the order the driver made them available as far as the
+ * avail ring still shows it: walking back from last_avail over the whole ring, a head in flight
+ * is placed at its most recent slot; heads found in no slot (the driver reused theirs since)
+ * come first, by index. The order matters to devices whose requests build on each other (the
+ * messages of one i2c transfer, console output). The ring is the guest's: it only orders heads
+ * already in flight, each once. Returns how many.
+ */
+static unsigned vq_adopt_order(struct virtqueue *vq, uint16_t *out)
+{
+	uint64_t seen[VQ_MAX_SIZE / 64] = { 0 };
+	uint16_t back[VQ_MAX_SIZE];
+	unsigned nback = 0, n = 0;
+
+	for (unsigned k = 1; k <= vq->num && nback < vq->inflight; k++) {
+		uint16_t head = vq_load16(&vq->avail->ring[(uint16_t)(vq->last_avail - k) &
+							    (vq->num - 1)]);
+
+		if (head >= vq->num || !vq_head_inflight(vq, head) ||
+		    (seen[head / 64] >> (head % 64)) & 1)
+			continue;
+		seen[head / 64] |= UINT64_C(1) << (head % 64);
+		back[nback++] = head;
+	}
+	for (unsigned h = 0; h < vq->num; h++)
+		if (vq_head_inflight(vq, (uint16_t)h) && !((seen[h / 64] >> (h % 64)) & 1))
+			out[n++] = (uint16_t)h;
+	while (nback)
+		out[n++] = back[--nback];
+	return n;
+}
+
 int vq_adopt(struct virtqueue *vq, struct gmem *gm, uint16_t index, uint16_t max,
 	     uint64_t features, bool replay)
 {
@@ -615,6 +647,9 @@ int vq_adopt(struct virtqueue *vq, struct gmem *gm, uint16_t index, uint16_t max
 	vq->used_idx = r->used_idx;
 	vq->broken = r->broken;
 	memcpy(vq->inflight_map, r->inflight_map, sizeof(vq->inflight_map));
+	/* Bits beyond the ring are no heads: a record is checked like anything read back. */
+	for (unsigned h = vq->num; h < VQ_MAX_SIZE; h++)
+		vq->inflight_map[h / 64] &= ~(UINT64_C(1) << (h % 64));
 	vq->inflight = 0;
 	for (unsigned h = 0; h < vq->num; h++)
 		vq->inflight += vq_head_inflight(vq, (uint16_t)h);
@@ -629,14 +664,11 @@ int vq_adopt(struct virtqueue *vq, struct gmem *gm, uint16_t index, uint16_t max
 		return -EINVAL;
 	}
 	vq_adopt_popping(vq);
-	for (unsigned h = 0; h < vq->num; h++) {
-		if (!vq_head_inflight(vq, (uint16_t)h))
-			continue;
-		n++;
-		if (replay)
-			vq->replay[vq->nreplay++] = (uint16_t)h;
-		else
-			vq_return_unused(vq, (uint16_t)h);
-	}
+	n = vq_adopt_order(vq, vq->replay);
+	if (replay)
+		vq->nreplay = (uint16_t)n;
+	else
+		for (unsigned k = 0; k < n; k++)
+			vq_return_unused(vq, vq->replay[k]);
 	return (int)n;
 }

@@ -35,7 +35,10 @@ struct persist {
 struct fdstore {
 	/* The descriptor stored as `name` for this instance (now the caller's), or -1. */
 	int (*take)(struct fdstore *st, const char *name);
-	/* Store a copy of fd as `name` (replacing one of that name); false when it cannot. */
+	/*
+	 * Store a copy of fd as `name` (replacing one of that name); false when it cannot. fd < 0
+	 * only removes the one of that name (a client that left must not come back).
+	 */
 	bool (*keep)(struct fdstore *st, const char *name, int fd);
 };
 

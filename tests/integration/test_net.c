@@ -31,6 +31,7 @@
 #include "devices/device.h"
 #include "devices/net.h"
 #include "tests/integration/itest.h"
+#include "tests/integration/tap_peer.h"
 #include "tests/lib/net_frames.h"
 
 #define RAM_GPA    UINT64_C(0x40000000)
@@ -41,8 +42,6 @@
 #define R_INT_ACK    0x64
 #define RX_SLOTS   64u
 #define RX_BUF     1526u
-#define IP_TAP     0x0a000001u
-#define IP_GUEST   0x0a000002u
 #define F(b) VIRTIO_BIT(VIRTIO_NET_F_##b)
 #define WANT (VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_EVENT_IDX) | F(MAC) | \
 	      F(STATUS) | F(MTU) | F(CTRL_VQ) | F(CTRL_RX) | F(MQ) | F(CSUM) | F(GUEST_CSUM) | \
@@ -69,9 +68,7 @@ struct guest {
 /* 10.0.0.1/24 on the tap, up; the guest's MAC as a permanent neighbour. */
 static void tap_configure(struct guest *g)
 {
-	assert_int_equal(netns_if_addr(g->tap, IP_TAP, 0xffffff00u), 0);
-	assert_int_equal(netns_if_hwaddr(g->tap, g->hmac), 0);
-	assert_int_equal(netns_arp_static(g->tap, IP_GUEST, g->gmac), 0);
+	tap_peer_configure(g->tap, g->gmac, g->hmac);
 }
 
 static uint64_t now_ms(void)
@@ -251,15 +248,7 @@ static uint8_t ctrl(struct guest *g, uint8_t cls, uint8_t cmd, const void *d, si
 
 static int udp_sock(uint16_t port)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
-				 .sin_addr.s_addr = htonl(IP_TAP) };
-	struct timeval tv = { .tv_sec = 2 };
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-
-	assert_true(s >= 0);
-	assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
-	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return s;
+	return tap_peer_udp(port, 2);
 }
 
 static void udp_to_guest(int s, const void *p, size_t n)

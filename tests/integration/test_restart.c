@@ -30,6 +30,7 @@
 #include "devices/blk.h"
 #include "devices/device.h"
 #include "tests/integration/itest.h"
+#include "tests/integration/restart_rig.h"
 
 #define RAM_GPA    UINT64_C(0x40000000)
 #define HEAP_SIZE  (16u << 20)
@@ -44,104 +45,6 @@
 	      VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC))
 #define BLK (VIRTIO_BIT(VIRTIO_BLK_F_SEG_MAX) | VIRTIO_BIT(VIRTIO_BLK_F_BLK_SIZE) | \
 	     VIRTIO_BIT(VIRTIO_BLK_F_FLUSH) | VIRTIO_BIT(VIRTIO_BLK_F_CONFIG_WCE))
-
-/* ---- the supervisor: systemd's Restart=on-failure, RestartSec=0 ---- */
-
-struct rig {
-	struct itest *t;
-	char img[192];
-	const char *args[8];
-	pthread_t sup;
-	bool sup_running;
-	atomic_bool stop;
-	atomic_uint restarts;
-	unsigned kills_left;          /* further kills, each at the same point */
-	char kill_at[64];
-	bool keep_store;              /* false: each restart begins with an empty fd store */
-	bool restart_clean;           /* restart after a clean exit too (systemctl restart) */
-	unsigned term_after;          /* SIGTERM once the guest has this many completions */
-};
-
-static void *supervise(void *arg)
-{
-	struct rig *r = arg;
-
-	while (!atomic_load(&r->stop)) {
-		char tag[32];
-
-		if (xsim_daemon_alive(&r->t->dm)) {
-			usleep(1000);
-			continue;
-		}
-		/* Restart=on-failure: a clean exit is not restarted (unless systemctl restart). */
-		if ((!WIFSIGNALED(r->t->dm.status) || WTERMSIG(r->t->dm.status) != SIGKILL) &&
-		    !(r->restart_clean && WIFEXITED(r->t->dm.status) &&
-		      WEXITSTATUS(r->t->dm.status) == 0))
-			break;
-		if (!r->keep_store) {
-			xsim_daemon_store_count(&r->t->dm);
-			while (r->t->dm.nstore)
-				close(r->t->dm.store[--r->t->dm.nstore].fd);
-		}
-		if (r->kills_left) {
-			r->kills_left--;
-			snprintf(r->t->dm.kill_at, sizeof(r->t->dm.kill_at), "%s", r->kill_at);
-		}
-		snprintf(tag, sizeof(tag), "daemon%u", atomic_load(&r->restarts) + 2);
-		if (xsim_daemon_restart(r->t->hub, &r->t->dm, XVD_SIM_DAEMON, tag, r->args, 0) < 0)
-			break;
-		atomic_fetch_add(&r->restarts, 1);
-	}
-	return NULL;
-}
-
-static void rig_supervise(struct rig *r)
-{
-	atomic_store(&r->stop, false);
-	assert_int_equal(pthread_create(&r->sup, NULL, supervise, r), 0);
-	r->sup_running = true;
-}
-
-static void rig_unsupervise(struct rig *r)
-{
-	if (!r->sup_running)
-		return;
-	atomic_store(&r->stop, true);
-	pthread_join(r->sup, NULL);
-	r->sup_running = false;
-}
-
-static void dump_logs(struct rig *r)
-{
-	char path[256], line[512];
-
-	/* The live instance's state first (SIGUSR1: registers, queues, stats). */
-	if (xsim_daemon_alive(&r->t->dm))
-		xsim_daemon_stat(&r->t->dm, "vcpus", 2000);
-
-	for (unsigned i = 1; i <= atomic_load(&r->restarts) + 1; i++) {
-		FILE *f;
-
-		if (i == 1)
-			snprintf(path, sizeof(path), "%s/daemon.log", xsim_hub_dir(r->t->hub));
-		else
-			snprintf(path, sizeof(path), "%s/daemon%u.log", xsim_hub_dir(r->t->hub), i);
-		f = fopen(path, "r");
-		fprintf(stderr, "--- %s\n", path);
-		while (f && fgets(line, sizeof(line), f))
-			fprintf(stderr, "  | %s", line);
-		if (f)
-			fclose(f);
-	}
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- the guest: a virtio-blk driver that never resets ---- */
 
@@ -375,10 +278,8 @@ static void make_image(const char *path)
 static void rig_start(struct rig *r, const char *extra, const char *kill_at)
 {
 	char ini[1024];
-	int rc;
 
 	memset(r, 0, sizeof(*r));
-	r->keep_store = true;
 	snprintf(r->img, sizeof(r->img), "%s/disk.img", workdir);
 	make_image(r->img);
 	r->t = itest_new(&(struct xsim_dom_opts){ .name = "g1", .ram_mib = 64, .nr_vcpus = 2 });
@@ -387,20 +288,7 @@ static void rig_start(struct rig *r, const char *extra, const char *kill_at)
 		 "[guest]\nname = g1\ndiscovery = explicit\n%s\n"
 		 "[block \"root\"]\nmmio = 0x02000000\nirq = 33\npath = %s\nqueue_size = 64\n",
 		 extra ? extra : "", r->img);
-	assert_int_equal(itest_write(r->t->ini, "%s", ini), 0);
-	r->args[0] = "--foreground";
-	r->args[1] = "--config";
-	r->args[2] = r->t->ini;
-	r->args[3] = "--log-level";
-	r->args[4] = getenv("RESTART_ITEST_LOG") ? getenv("RESTART_ITEST_LOG") : "info";
-	r->args[5] = NULL;
-	rc = xsim_daemon_start_at(r->t->hub, &r->t->dm, XVD_SIM_DAEMON, "daemon", r->args, 0,
-				  kill_at);
-	assert_int_equal(rc, 0);
-	rc = xsim_daemon_wait_ready(&r->t->dm, READY_MS);
-	if (rc < 0)
-		itest_dump_log(r->t);
-	assert_int_equal(rc, 0);
+	rig_launch(r, ini, kill_at);
 }
 
 static void rig_stop(struct rig *r)
@@ -409,19 +297,6 @@ static void rig_stop(struct rig *r)
 	itest_free(r->t);
 	r->t = NULL;
 	unlink(r->img);
-}
-
-/* The log of the instance that took over (the n-th restart, from 1) says so. */
-static bool took_over(struct rig *r, unsigned n, const char *needle)
-{
-	struct xsim_daemon probe;
-	char tag[32];
-
-	snprintf(tag, sizeof(tag), "daemon%u", n + 1);
-	memset(&probe, 0, sizeof(probe));
-	snprintf(probe.log_path, sizeof(probe.log_path), "%s/%s.log", xsim_hub_dir(r->t->hub),
-		 tag);
-	return xsim_daemon_wait_log(&probe, needle, 5000);
 }
 
 /* ---- the kill-point matrix, block ---- */
@@ -753,14 +628,6 @@ int main(void)
 		cmocka_unit_test(test_watch_removes_stale_state),
 		cmocka_unit_test(test_second_instance_refused),
 	};
-	int rc;
 
-	if (!mkdtemp(workdir))
-		return 1;
-	/* RESTART_ONLY=<test name pattern>: one test, e.g. while chasing a failure in a loop. */
-	if (getenv("RESTART_ONLY"))
-		cmocka_set_test_filter(getenv("RESTART_ONLY"));
-	rc = cmocka_run_group_tests(tests, NULL, NULL);
-	rmdir(workdir);
-	return rc;
+	return rig_run(tests, sizeof(tests) / sizeof(tests[0]), workdir);
 }

@@ -971,7 +971,11 @@ static void test_malformed_control(void **state)
 	close(fd);
 }
 
-/* The guest posts no control buffers: device news are bounded, dropped and counted. */
+/*
+ * DEVICE_READY said again announces nothing again: a guest cannot flood the control queue with
+ * it (device news wait, bounded, for buffers it never posts), and a message a next instance
+ * handles again after a restart sends no port twice.
+ */
 static void test_control_queue_overflow(void **state)
 {
 	struct rig *r = *state;
@@ -982,18 +986,17 @@ static void test_control_queue_overflow(void **state)
 	snprintf(r->cfg.u.console.ports[0].socket, CONFIG_PATH_MAX, "%s", r->port1);
 	rig_start(r, BASE_FEATURES | VIRTIO_BIT(VIRTIO_CONSOLE_F_MULTIPORT), 6);
 	for (int i = 0; i < 100; i++)
-		ctrl_send(r, 0, VIRTIO_CONSOLE_DEVICE_READY, 1);   /* 2 PORT_ADDs each */
+		ctrl_send(r, 0, VIRTIO_CONSOLE_DEVICE_READY, 1);   /* PORT_ADDs only the first time */
 	assert_int_equal(console_get_ctrl_stats(r->x.dev, &cs), 0);
-	assert_int_equal(cs.dropped, 200 - 64);
+	assert_int_equal(cs.dropped, 0);
 	rx_post_all(r, &r->rx[1]);
-	for (int i = 0; i < 64; i++) {
+	for (int i = 0; i < 2; i++) {
 		struct cmsg m;
 
-		if (i % NRX == 0)
-			pump(r, 1);
+		pump(r, 1);
 		assert_true(ctrl_next(r, &m, WAIT_MS));
 		assert_int_equal(m.event, VIRTIO_CONSOLE_PORT_ADD);
-		assert_int_equal(m.id, (unsigned)i % 2);
+		assert_int_equal(m.id, (unsigned)i);
 	}
 	ctrl_expect_none(r);
 }

@@ -710,6 +710,52 @@ static void test_vq_push_many(void **state)
 	direct_close(&t);
 }
 
+/*
+ * A restart: the next instance adopts the queue from its record and is given the heads still in
+ * flight in the order the driver made them available (the messages of one i2c transfer depend
+ * on it), not by index; one the previous instance returned is not given again.
+ */
+static void test_vq_adopt_replays_in_avail_order(void **state)
+{
+	struct vq_state rec = { 0 };
+	struct virtqueue next = { 0 };
+	struct vq_elem *e[3];
+	struct direct t;
+	int err;
+
+	(void)state;
+	direct_open(&t, 8, 0);
+	vq_reset(&t.vq);
+	t.vq.rec = &rec;
+	assert_int_equal(vq_configure(&t.vq, t.gm, 0, 8, 256, t.d, t.a, t.u, 0), 0);
+	direct_add(&t, 5, 16);
+	direct_add(&t, 2, 16);
+	direct_add(&t, 7, 16);
+	for (int i = 0; i < 3; i++)
+		assert_non_null(e[i] = vq_pop(&t.vq, &err));
+	vq_push(e[2], 16);
+	/* The process stops: its record stays as it is; what it held it lets go of. */
+	t.vq.rec = NULL;
+	vq_drop(e[0]);
+	vq_drop(e[1]);
+	next.rec = &rec;
+	assert_int_equal(vq_adopt(&next, t.gm, 0, 256, 0, true), 2);
+	assert_non_null(e[0] = vq_pop(&next, &err));
+	assert_non_null(e[1] = vq_pop(&next, &err));
+	assert_null(vq_pop(&next, &err));
+	assert_int_equal(err, 0);
+	assert_int_equal(e[0]->head, 5);
+	assert_int_equal(e[1]->head, 2);
+	vq_push(e[0], 16);
+	vq_push(e[1], 16);
+	assert_int_equal(t.used->idx, 3);
+	assert_int_equal(t.used->ring[1].id, 5);
+	assert_int_equal(t.used->ring[2].id, 2);
+	assert_int_equal(next.inflight, 0);
+	vq_reset(&next);
+	direct_close(&t);
+}
+
 static void test_vq_drop(void **state)
 {
 	struct direct t;
@@ -927,6 +973,7 @@ int main(void)
 		cmocka_unit_test(test_vq_push_after_reset_dropped),
 		cmocka_unit_test(test_vq_push_many),
 		cmocka_unit_test(test_vq_drop),
+		cmocka_unit_test(test_vq_adopt_replays_in_avail_order),
 		cmocka_unit_test(test_vq_head_published_twice),
 		cmocka_unit_test(test_vq_all_heads_in_flight),
 		cmocka_unit_test(test_vq_event_idx_wrap_math),

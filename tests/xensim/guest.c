@@ -839,7 +839,11 @@ int xsim_daemon_wait_exit(struct xsim_daemon *dm, int timeout_ms, int *status)
 	while (!daemon_exited(dm, false)) {
 		if (guest_now_ms() >= deadline)
 			return -ETIMEDOUT;
-		usleep(5000);
+		/* Read what it notifies meanwhile, as systemd does: a full socket holds its stop. */
+		if (dm->notify_fd >= 0)
+			daemon_pump(dm, 5);
+		else
+			usleep(5000);
 	}
 	if (status)
 		*status = dm->status;
