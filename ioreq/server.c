@@ -1150,13 +1150,13 @@ static void xg_fastpath_forget(struct xen_guest *g)
 		return;
 	}
 	/*
-	 * The kernel keeps the others (their eventfds were not stored), on ports that closed when
-	 * that instance's event channel handle did: they never run again. Ours are made at
-	 * another page address (stale_va), on the ports bound again, and the kernel tells them
-	 * apart.
+	 * The kernel keeps the others (their eventfds were not stored), and with them the ports
+	 * of their notify server (xg_adopt_notify(), which replaces it). Ours are made at another
+	 * page address (stale_va), on new ports, and the kernel tells them apart. A kick they
+	 * took while no instance ran is lost with its vCPU (docs/operations.md).
 	 */
-	log_notice("xen: %s: the previous instance's %u ioeventfds stay in the kernel, inert (no "
-		   "file descriptor store kept them); new ones are made", g->name, want);
+	log_notice("xen: %s: the previous instance's %u ioeventfds stay in the kernel (no file "
+		   "descriptor store kept them); new ones are made", g->name, want);
 }
 
 /* The kernel lets go of our eventfds: the last deassign waits for a running handler. */
