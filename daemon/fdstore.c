@@ -128,12 +128,24 @@ static int fdstore_notify(const char *msg, int fd)
 
 static bool fdstore_sd_keep(struct fdstore *st, const char *name, int fd)
 {
+	struct fdstore_sd *s = (struct fdstore_sd *)st;
 	char msg[64 + FDSTORE_NAME_MAX];
 	int rc;
 
-	(void)st;
 	if (strlen(name) > FDSTORE_NAME_MAX || strchr(name, ':'))
 		return false;
+	/*
+	 * A descriptor of that name passed to us and not taken is superseded by this one: closed
+	 * now, so that fdstore_systemd_close_unused() does not remove it from the store later by
+	 * its name, which would remove ours with it.
+	 */
+	fdstore_load(s);
+	for (int i = 0; i < s->n; i++) {
+		if (s->fds[i] < 0 || !s->names || !s->names[i] || strcmp(s->names[i], name) != 0)
+			continue;
+		close(s->fds[i]);
+		s->fds[i] = -1;
+	}
 	/* One of that name at a time: an earlier one (the previous instance's) goes first. */
 	snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", name);
 	rc = fdstore_notify(msg, -1);

@@ -91,6 +91,7 @@ struct xg_server {
 	ioservid_t id;
 	bool created;
 	bool adopted;                 /* the previous instance's (xg_adopt_server()) */
+	bool portless;                /* adopted, its ports held by stale kernel handlers */
 	xenforeignmemory_resource_handle *res;
 	ioreq_t *slots;               /* nr_vcpus entries in the mapped ioreq frames */
 	evtchn_port_t *port;          /* local port of each vCPU (nr_bound valid) */
@@ -546,9 +547,13 @@ static int xg_bind_ports(struct xen_guest *g, unsigned server)
 		}
 		p = xenevtchn_bind_interdomain(g->xce, g->opts.domid, remote);
 		if (p < 0) {
-			log_err("xen: %s: binding vCPU %u port %u: %s", g->name, i, remote,
-				strerror(errno));
-			return -errno ? -errno : -EIO;
+			int err = errno ? errno : EIO;
+
+			/* An adopted notify server's: xg_adopt_notify() says what it means. */
+			if (!(s->adopted && server == XG_NOTIFY && err == EINVAL))
+				log_err("xen: %s: binding vCPU %u port %u: %s", g->name, i, remote,
+					strerror(err));
+			return -err;
 		}
 		s->port[i] = (evtchn_port_t)p;
 		*xg_rec_port(g, server, i) = (uint32_t)p;
@@ -620,6 +625,7 @@ static void xg_destroy_server(struct xen_guest *g, unsigned server)
 		xg_log_teardown(g, "destroying the ioreq server", errno);
 	s->created = false;
 	s->adopted = false;
+	s->portless = false;
 	s->kernel = NULL;
 }
 
@@ -793,6 +799,30 @@ static int xg_open_record(struct xen_guest *g)
 
 static void xg_clean_previous(struct xen_guest *g);
 
+/*
+ * The previous instance's notify server. Without the fd store its ports are bound again, but
+ * on a dom0 kernel with the fast path they are not free: that instance's ioeventfds, which
+ * nobody could deassign, share the ports' IRQs in the kernel and keep them bound after its
+ * event channel handle closed, so Xen refuses the bind (EINVAL). The server is then taken over
+ * without ports (portless): xen_guest_start() routes its kick dwords back to the main server
+ * and replaces it with a new one. Until then those kernel handlers answer its kicks (into
+ * eventfds nobody reads); every queue is looked at after the takeover.
+ */
+static int xg_adopt_notify(struct xen_guest *g)
+{
+	struct xg_server *s = &g->srv[XG_NOTIFY];
+	int rc = xg_open_server(g, XG_NOTIFY, true);
+
+	if (rc != -EINVAL || !s->adopted || g->evtchn_inherited || !g->rec->fastpath)
+		return rc;
+	xg_unbind_ports(g, XG_NOTIFY);
+	s->portless = true;
+	log_notice("xen: %s: the previous instance's notify server %u keeps its ports (its "
+		   "ioeventfds hold them in the kernel): it is replaced", g->name,
+		   (unsigned)s->id);
+	return 0;
+}
+
 static int xg_open_stages(struct xen_guest *g)
 {
 	int rc;
@@ -815,7 +845,7 @@ static int xg_open_stages(struct xen_guest *g)
 	if ((rc = xg_open_server(g, XG_MAIN, g->adopting)) < 0)
 		return rc;
 	/* A notify server the previous instance had: its dwords are routed there still. */
-	if (g->adopting && g->rec->created[XG_NOTIFY] && (rc = xg_open_server(g, XG_NOTIFY, true)) < 0)
+	if (g->adopting && g->rec->created[XG_NOTIFY] && (rc = xg_adopt_notify(g)) < 0)
 		return rc;
 	if ((rc = xg_fd_nonblock(g)) < 0) {
 		log_err("xen: %s: event channel fd: %s", g->name, strerror(-rc));
@@ -1126,13 +1156,13 @@ static void xg_fastpath_forget(struct xen_guest *g)
 		return;
 	}
 	/*
-	 * The kernel keeps the others (their eventfds were not stored), on ports that closed when
-	 * that instance's event channel handle did: they never run again. Ours are made at
-	 * another page address (stale_va), on the ports bound again, and the kernel tells them
-	 * apart.
+	 * The kernel keeps the others (their eventfds were not stored), and with them the ports
+	 * of their notify server (xg_adopt_notify(), which replaces it). Ours are made at another
+	 * page address (stale_va), on new ports, and the kernel tells them apart. A kick they
+	 * took while no instance ran is lost with its vCPU (docs/operations.md).
 	 */
-	log_notice("xen: %s: the previous instance's %u ioeventfds stay in the kernel, inert (no "
-		   "file descriptor store kept them); new ones are made", g->name, want);
+	log_notice("xen: %s: the previous instance's %u ioeventfds stay in the kernel (no file "
+		   "descriptor store kept them); new ones are made", g->name, want);
 }
 
 /* The kernel lets go of our eventfds: the last deassign waits for a running handler. */
@@ -1286,7 +1316,7 @@ int xen_guest_start(struct xen_guest *g, void (*on_death)(void *opaque), void *o
 	if (g->srv[XG_NOTIFY].created) {
 		xg_join_windows(g);
 		xg_drain_server(g, XG_NOTIFY);
-		if (!g->pc)
+		if (!g->pc || g->srv[XG_NOTIFY].portless)
 			xg_fastpath_undo(g);
 	}
 	xg_fastpath_start(g);

@@ -391,6 +391,37 @@ static void test_sigterm_hands_over(void **state)
 	rig_stop(&r);
 }
 
+/*
+ * systemctl restart, then a crash of the instance it started: the third instance must find
+ * the second one's notify eventfds in the fd store and deassign them. The second instance's
+ * own stores of them were once dropped again as it started (it closed the first instance's
+ * descriptors of the same names, left over from the handover, with FDSTOREREMOVE): the second
+ * instance's ioeventfds then stayed assigned in the kernel, on ports the kept event channel
+ * handle still had bound, and took every kick of the guest to an eventfd nobody read.
+ */
+static void test_sigterm_then_kill(void **state)
+{
+	struct rig r;
+	struct guest g;
+	struct load l;
+
+	(void)state;
+	rig_start(&r, NULL, NULL);
+	r.restart_clean = true;
+	r.term_after = 60;
+	r.kills_left = 1;
+	snprintf(r.kill_at, sizeof(r.kill_at), "vq.popped:40");
+	rig_supervise(&r);
+	guest_start(&r, &g, &l);
+	run_load(&g, &l, 300);
+	if (atomic_load(&r.restarts) != 2) {
+		dump_logs(&r);
+		fail_msg("%u restarts, 2 expected", atomic_load(&r.restarts));
+	}
+	assert_true(took_over(&r, 2, "the previous instance's 1 ioeventfds removed"));
+	rig_stop(&r);
+}
+
 /* Kill the daemon and wait until it is gone (no supervisor: the test restarts it). */
 static void kill_daemon(struct rig *r)
 {
@@ -621,6 +652,7 @@ int main(void)
 		cmocka_unit_test(test_blk_kill_points),
 		cmocka_unit_test(test_blk_kill_without_store),
 		cmocka_unit_test(test_sigterm_hands_over),
+		cmocka_unit_test(test_sigterm_then_kill),
 		cmocka_unit_test(test_reused_domid_refused),
 		cmocka_unit_test(test_foreign_version_refused),
 		cmocka_unit_test(test_changed_config_cleans_up),

@@ -158,11 +158,20 @@ static int server_create(struct xsim_dom *d, uint32_t bufioreq, uint32_t *id)
 	return -ENOSPC;
 }
 
+static void evh_detach(struct xsim_chan *ch);
+
 static void server_retire(struct xsim_dom *d, uint32_t id)
 {
 	struct xsim_retired *r = malloc(sizeof(*r));
 
 	d->servers[id]->enabled = false;
+	/* Xen closes the server's channels: those only the kernel's handlers held go. */
+	for (unsigned v = 0; v < d->servers[id]->nchans; v++) {
+		struct xsim_chan *ch = &d->servers[id]->chans[v];
+
+		if (ch->evh && ch->evh->closed)
+			evh_detach(ch);
+	}
 	if (!r) {   /* leak rather than free memory a guest access may be using */
 		d->servers[id] = NULL;
 		return;
@@ -365,12 +374,19 @@ static int evh_fdopen(struct xsim_hub *h, struct xsim_conn *c, struct xsim_msg *
 	return 0;
 }
 
-/* Every copy of the handle's file is closed: unbind its ports (Linux's evtchn_release). */
+/*
+ * Every copy of the handle's file is closed: unbind its ports (Linux's evtchn_release). A port
+ * on which privcmd's ioeventfd handlers run stays bound: they share its IRQ, and Linux closes
+ * an event channel only with its IRQ's last handler; the handlers keep answering kicks (into
+ * eventfds that may have no reader left) until they are deassigned or the server goes
+ * (server_retire()). Meanwhile the port cannot be bound again (evh_bind(): EINVAL, as Xen
+ * refuses a remote port that is not unbound).
+ */
 static void evh_release(struct xsim_hub *h, struct xsim_evh *e)
 {
 	pthread_mutex_lock(&h->lock);
 	for (uint32_t i = 0; i < XSIM_EVTCHN_MAX; i++)
-		if (e->bound[i])
+		if (e->bound[i] && !(e->bound[i]->s && e->bound[i]->s->kfds))
 			evh_detach(e->bound[i]);
 	e->closed = true;
 	if (e->conn)
@@ -389,6 +405,8 @@ static int evh_bind(struct xsim_dom *d, struct xsim_conn *c, struct xsim_msg *m)
 
 	if (!c->evh || m->b >= XSIM_EVTCHN_MAX || !ch)
 		return -EINVAL;
+	if (ch->evh && ch->evh->closed)
+		return -EINVAL;   /* held by the kernel's handlers (evh_release()) */
 	if (ch->evh)
 		evh_detach(ch);
 	if (c->evh->bound[m->b])

@@ -153,6 +153,9 @@ xenevtchn_handle *xenevtchn_open(struct xentoollog_logger *logger, unsigned int 
 	return evtchn_done(h, m, fds[1]);
 }
 
+static bool evtchn_queued(xenevtchn_handle *h);
+static void evtchn_drained(xenevtchn_handle *h);
+
 xenevtchn_handle *xenevtchn_fdopen(struct xentoollog_logger *logger, int fd, unsigned open_flags)
 {
 	int fds[3] = { -1, -1, -1 };
@@ -178,8 +181,20 @@ xenevtchn_handle *xenevtchn_fdopen(struct xentoollog_logger *logger, int fd, uns
 		}
 	}
 	h = evtchn_done(h, m, fds[0]);
-	if (h)
-		h->doorbell = fd;   /* the handle owns it now, as the real library does */
+	if (!h)
+		return NULL;
+	h->doorbell = fd;   /* the handle owns it now, as the real library does */
+	/*
+	 * The file's last reader may have been killed between draining the doorbell and clearing
+	 * `kicked` (in xenevtchn_pending): then every later queuer would see `kicked` set and
+	 * never ring, and what is queued would never make the fd readable. Linux's queue lives in
+	 * the kernel and has no such state, so a new reader starts afresh: `kicked` cleared, the
+	 * doorbell rung when anything is queued (an extra message only makes one read find
+	 * nothing, which a reader expects).
+	 */
+	evtchn_drained(h);
+	if (evtchn_queued(h))
+		xsim_evtchn_kick(h->pg, h->ring);
 	return h;
 }
 

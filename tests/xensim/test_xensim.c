@@ -649,6 +649,41 @@ static void test_evtchn_masked_once(void **state)
 	dmodel_close(&m);
 }
 
+/*
+ * A reader killed inside xenevtchn_pending(), after its read() drained the doorbell and before
+ * it cleared `kicked`, leaves a port queued and no message to read. In Linux the queue is the
+ * kernel's: a process given the fd (a restarted daemon, from the fd store) finds it readable
+ * while anything is queued, and later events wake it. So must it here.
+ */
+static void test_evtchn_reader_killed_mid_read(void **state)
+{
+	struct fx *f = *state;
+	struct dmodel m;
+	struct dmodel next;
+	char buf[16];
+
+	assert_int_equal(dmodel_open(&m, 1), 0);
+	fcntl(xenevtchn_fd(m.xce), F_SETFL, O_NONBLOCK);
+	fire(f->dom, 5);
+	assert_int_equal(evtchn_readable(&m, 1000), 1);
+	/* The dying reader's half of xenevtchn_pending(): the doorbell read, nothing after. */
+	assert_true(read(xenevtchn_fd(m.xce), buf, sizeof(buf)) > 0);
+	next = m;
+	next.xce = xenevtchn_fdopen(NULL, dup(xenevtchn_fd(m.xce)), 0);
+	assert_non_null(next.xce);
+	fcntl(xenevtchn_fd(next.xce), F_SETFL, O_NONBLOCK);
+	assert_int_equal(evtchn_readable(&next, 1000), 1);
+	assert_int_equal(xenevtchn_pending(next.xce), m.port[5]);
+	assert_int_equal(xenevtchn_unmask(next.xce, m.port[5]), 0);
+	assert_nothing_pending(&next);
+	/* And the next event wakes the new reader. */
+	fire(f->dom, 5);
+	assert_int_equal(evtchn_readable(&next, 1000), 1);
+	assert_int_equal(xenevtchn_pending(next.xce), m.port[5]);
+	xenevtchn_close(next.xce);
+	dmodel_close(&m);
+}
+
 struct later_fire {
 	struct xsim_dom *d;
 	unsigned vcpu;
@@ -911,6 +946,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_one_ioreq_frame, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ioreq_roundtrip_child, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evtchn_masked_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_evtchn_reader_killed_mid_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evtchn_many_ports, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_evtchn_no_lost_wakeup, setup, teardown),
 	};

@@ -134,6 +134,14 @@ stop_daemons() { for p in $(pidof xen-virtiod); do kill "$p"; done; }
 # guest_lines NAME PREFIX: the guest's console lines starting with "PREFIX ", prefix removed.
 guest_lines() { { tr -d '\r' < "$(guest_log "$1")"; } 2>/dev/null | sed -n "s/^$2 //p"; }
 
+# ---- networks: bridge_up: dom0's bridge xenbr0 (10.0.0.1/24, as in make demo), made once, for the
+# taps of [net] devices that name it; 1 when it cannot be made.
+bridge_up() {
+	ip link set lo up
+	ip link show xenbr0 >/dev/null 2>&1 && return 0
+	ip link add xenbr0 type bridge && ip addr add 10.0.0.1/24 dev xenbr0 && ip link set xenbr0 up
+}
+
 # ---- disks: the guest half blk.guest.sh prints "E2E-GUEST-BLK-SUM <sha256> <file>" lines;
 # dom0 mounts the image read-only and compares. sums_in_image IMG SUMS: prints match/MISMATCH
 # lines; sets $ok and $bad.

@@ -6,11 +6,7 @@
 . /e2e/lib.sh
 name=e2e-net
 have_daemon || { result SKIP net "xen-virtiod is not in this dom0 (not buildable yet)"; exit 0; }
-ip link set lo up
-if ! ip link show xenbr0 >/dev/null 2>&1; then
-	ip link add xenbr0 type bridge && ip addr add 10.0.0.1/24 dev xenbr0 && ip link set xenbr0 up ||
-		{ result FAIL net "cannot set up bridge xenbr0"; exit 0; }
-fi
+bridge_up || { result FAIL net "cannot set up bridge xenbr0"; exit 0; }
 www=/run/$name-www up=/run/$name.up
 mkdir -p $www; rm -f $up $www/fetched
 dd if=/dev/urandom of=$www/down.bin bs=64k count=64 2>/dev/null
