@@ -161,6 +161,13 @@ static bool fdstore_sd_keep(struct fdstore *st, const char *name, int fd)
 	return rc > 0;
 }
 
+bool fdstore_systemd_present(void)
+{
+	const char *e = getenv("NOTIFY_SOCKET");
+
+	return e && (e[0] == '/' || e[0] == '@');
+}
+
 struct fdstore *fdstore_systemd(void)
 {
 	fdstore_sd.ops.take = fdstore_sd_take;

@@ -7,6 +7,8 @@
 #ifndef XVD_FDSTORE_H
 #define XVD_FDSTORE_H
 
+#include <stdbool.h>
+
 #include "lib/persist.h"
 
 /*
@@ -14,6 +16,12 @@
  * what we keep. Never NULL.
  */
 struct fdstore *fdstore_systemd(void);
+
+/*
+ * Whether a service manager may keep our descriptors: $NOTIFY_SOCKET names one (the units set
+ * FileDescriptorStoreMax=). Without it nothing we keep survives us.
+ */
+bool fdstore_systemd_present(void);
 
 /* Close whatever was passed and nobody took (at start, once everything is adopted). */
 void fdstore_systemd_close_unused(void);

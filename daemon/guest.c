@@ -13,6 +13,7 @@
 #include <ev.h>
 
 #include "config/config.h"
+#include "daemon/fdstore.h"
 #include "daemon/sandbox.h"
 #include "daemon/state.h"
 #include "devices/device.h"
@@ -289,8 +290,33 @@ static int guest_plan_xenstore(struct guest *g)
 
 /* ---- stages 2-4: the Xen side and the devices ---- */
 
+/*
+ * notify_fastpath = auto, when this instance keeps a state file for the next one but no service
+ * manager keeps its descriptors: the fast path's ioeventfds would outlive a crash of ours in the
+ * dom0 kernel, where nobody can deassign them without their eventfds, and answer the guest's
+ * kicks while no instance runs; the next instance never hears of those kicks and the guest's
+ * queues stop (docs/operations.md, "Restarts and upgrades"). A restart matters more than the
+ * fast path's speed there: the kicks go through the ioreq server. `on` still uses it.
+ */
+static enum xen_fastpath_mode guest_fastpath(const struct guest *g, const char **why)
+{
+	*why = NULL;
+	if (g->cfg.guest.notify_fastpath == FASTPATH_ON)
+		return XEN_FASTPATH_ON;
+	if (g->cfg.guest.notify_fastpath == FASTPATH_OFF)
+		return XEN_FASTPATH_OFF;
+	if (g->state && !fdstore_systemd_present()) {
+		*why = "auto: no service manager keeps our descriptors, so its eventfds would not "
+		       "survive a restart; notify_fastpath = on uses it";
+		return XEN_FASTPATH_OFF;
+	}
+	return XEN_FASTPATH_AUTO;
+}
+
 static int guest_open(struct guest *g)
 {
+	const char *fp_why;
+	enum xen_fastpath_mode fp = guest_fastpath(g, &fp_why);
 	struct xen_opts o = {
 		.domid = g->domid,
 		.backend_domid = g->cfg.guest.backend_domid,
@@ -299,9 +325,8 @@ static int guest_open(struct guest *g)
 		.grant_usage = g->cfg.guest.grant_usage,
 		.persist = state_persist(g->state),
 		.store = g->store,
-		.fastpath = g->cfg.guest.notify_fastpath == FASTPATH_ON    ? XEN_FASTPATH_ON
-			  : g->cfg.guest.notify_fastpath == FASTPATH_OFF ? XEN_FASTPATH_OFF
-									: XEN_FASTPATH_AUTO,
+		.fastpath = fp,
+		.fastpath_off_why = fp_why,
 	};
 
 	int rc;

@@ -71,10 +71,10 @@ static void fp_queue_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	/* The kernel adds one per claimed kick; any number of them is one notification. */
+	/* The kernel adds one per claimed kick; any number of them is one look at the queue. */
 	if (read(w->fd, &n, sizeof(n)) != sizeof(n))
 		return;
-	fq->f->st.notifies++;
+	fq->f->st.notifies += n;      /* kicks, as the kernel counted them */
 	fq->fd->ops->notify(fq->fd->opaque, fq->q);
 }
 

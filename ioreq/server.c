@@ -662,7 +662,8 @@ static void xg_open_privcmd(struct xen_guest *g)
 	int rc;
 
 	if (g->opts.fastpath == XEN_FASTPATH_OFF) {
-		snprintf(g->fp_why, sizeof(g->fp_why), "notify_fastpath = off");
+		snprintf(g->fp_why, sizeof(g->fp_why), "%s",
+			 g->opts.fastpath_off_why ? g->opts.fastpath_off_why : "notify_fastpath = off");
 		return;
 	}
 	rc = xen_privcmd_open(g->opts.domid, &g->pc);

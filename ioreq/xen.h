@@ -33,6 +33,7 @@ struct xen_opts {
 	bool premap;              /* map the guest's whole RAM once at start */
 	bool grant_usage;         /* guest uses grant addresses: offer ACCESS_PLATFORM */
 	enum xen_fastpath_mode fastpath;
+	const char *fastpath_off_why;   /* XEN_FASTPATH_OFF: why, for the log (NULL: the key) */
 	/*
 	 * What outlives the process (lib/persist.h), or NULL for none: the ioreq servers' ids,
 	 * the ports, the windows' routing and the fast path's registrations go to persist; the

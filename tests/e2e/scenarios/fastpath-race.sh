@@ -12,7 +12,8 @@
 RUNS=$(sed -n 's/.*e2e\.fpr_runs=\([0-9]*\).*/\1/p' /proc/cmdline)
 RUNS=${RUNS:-10}
 have_daemon || { result SKIP fastpath-race "xen-virtiod is not in this dom0"; exit 0; }
-for g in a b; do explicit_disk e2e-fpr-$g; done
+# This dom0 has no service manager: auto would keep the kicks on the ioreq server (restarts).
+for g in a b; do explicit_disk e2e-fpr-$g 'notify_fastpath = on'; done
 cfg() { guest_cfg e2e-fpr-$1 one-window.cfg 'vcpus = 2' 'extra = "console=hvc0 rdinit=/init e2e.run=fastpath-race"'; }
 # fail RUN WHAT: the evidence, then a FAIL result.
 fail() {

@@ -8,7 +8,8 @@
 name=e2e-ioev
 have_daemon || { result SKIP ioeventfd "xen-virtiod is not in this dom0 (not buildable yet)"; exit 0; }
 img=/run/$name.img
-explicit_disk $name
+# This dom0 has no service manager: auto would keep the kicks on the ioreq server (restarts).
+explicit_disk $name 'notify_fastpath = on'
 cfg=$(guest_cfg $name one-window.cfg 'extra = "console=hvc0 rdinit=/init e2e.run=blk"')
 run_explicit ioeventfd $name "$cfg" 240 || exit 0
 wait_daemons_exit 10 || say "xen-virtiod still running 10 s after the guest died"
