@@ -12,9 +12,21 @@ TEST_TIMEOUT=${TEST_TIMEOUT:-600}
 # Tests keep their files in directories of their own: one that leaves the daemon's system
 # directory behind (a daemon started without --state-dir or $RUNTIME_DIRECTORY) fails.
 sysrun=/run/xen-virtiod
+# Each test runs under timeout(1), which makes a process group of its own; its output goes to a
+# file, so that a process the test left behind (a forked helper of a test that failed) can hold
+# neither the output open nor the run up: whatever is left in the group when the test is done
+# is killed.
+tmp="$build/test-out.$$"
+tpid=""
+trap '[ -n "$tpid" ] && kill -15 "-$tpid" 2>/dev/null; rm -f "$tmp"; exit 130' INT TERM
 for t in "$@"; do
 	had_sysrun=false; [ -e "$sysrun" ] && had_sysrun=true
-	out=$(timeout -k 10 "$TEST_TIMEOUT" "$t" 2>&1); rc=$?
+	timeout -k 10 "$TEST_TIMEOUT" "$t" > "$tmp" 2>&1 < /dev/null &
+	tpid=$!
+	wait "$tpid"; rc=$?
+	kill -9 "-$tpid" 2>/dev/null && echo "=== $t: processes it left behind were killed" >> "$log"
+	tpid=""
+	out=$(cat "$tmp")
 	if ! $had_sysrun && [ -e "$sysrun" ]; then
 		out="$out
 $t left $sysrun behind: tests must not touch the host's run-time directory"
@@ -39,6 +51,7 @@ $t left $sysrun behind: tests must not touch the host's run-time directory"
 		echo "ok   $t ($p)"
 	fi
 done
+rm -f "$tmp"
 echo "$passed $failed" > "$build/test-summary"
 echo "$build: $passed passed, $failed failed${failures:+ (failing:$failures)}"
 [ "$failed" -eq 0 ]

@@ -4,4 +4,4 @@ $(BUILD)/obj/tests/unit/test_cli.o: CPPFLAGS += -DXVD_DAEMON_PATH=\"$(abspath $(
 $(BUILD)/tests/unit/test_cli: $(DAEMON)
 
 # xen-virtiod-create against a fake xl and daemon.
-TESTS += tests/unit/test_create.sh
+TESTS += tests/unit/test_create.sh tests/unit/test_run_tests.sh
