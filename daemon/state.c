@@ -10,6 +10,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -67,6 +68,29 @@ uint64_t state_hash(uint64_t h, const void *buf, size_t len)
 		h *= UINT64_C(0x100000001b3);
 	}
 	return h;
+}
+
+/*
+ * The file's lock, waiting up to STATE_LOCK_WAIT_MS for it: an instance that was just killed
+ * holds it until the kernel has torn the process down, which a loaded dom0 (or one in the middle
+ * of cancelling its I/O) stretches, and whoever restarts us may not have waited for that.
+ */
+#define STATE_LOCK_WAIT_MS 5000
+
+static bool state_lock(struct state *st)
+{
+	const struct timespec tick = { 0, 50 * 1000000L };
+
+	for (unsigned waited = 0;; waited += 50) {
+		if (flock(st->fd, LOCK_EX | LOCK_NB) == 0)
+			return true;
+		if (errno != EWOULDBLOCK || waited >= STATE_LOCK_WAIT_MS)
+			return false;
+		if (waited == 0)
+			log_notice("state: %s is held: waiting up to %u s for the instance that holds "
+				   "it to exit", st->path, STATE_LOCK_WAIT_MS / 1000);
+		nanosleep(&tick, NULL);
+	}
 }
 
 static struct state_region *state_find(struct state *st, const char *name)
@@ -206,7 +230,7 @@ int state_open(const struct state_id *id, struct state **out)
 	if (st->fd < 0 || fstat(st->fd, &sb) < 0)
 		goto fail;
 	/* One instance per guest: two would both answer its vCPUs. Released when we exit. */
-	if (flock(st->fd, LOCK_EX | LOCK_NB) < 0) {
+	if (!state_lock(st)) {
 		log_err("state: %s is held by another xen-virtiod: this guest is served already",
 			st->path);
 		state_close(st, false);

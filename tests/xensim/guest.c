@@ -975,13 +975,23 @@ static struct xsim_vio *vio_of(struct vdrv_io *io)
 	return (struct xsim_vio *)((char *)io - offsetof(struct xsim_vio, io));
 }
 
+/* A failed access: counted, and said (a test that sees errors then says which). */
+static void vio_error(struct xsim_vio *v, const char *what, uint32_t off, int rc)
+{
+	v->errors++;
+	fprintf(stderr, "xsim: vCPU %u: %s of register 0x%03x in window 0x%llx failed: %s\n",
+		v->vcpu, what, off, (unsigned long long)v->base, strerror(-rc));
+}
+
 static uint64_t vio_read(struct vdrv_io *io, uint32_t off, unsigned size)
 {
 	struct xsim_vio *v = vio_of(io);
 	uint64_t val = 0;
 
-	if (xsim_mmio(v->d, v->vcpu, v->base + off, size, false, &val, v->timeout_ms) < 0) {
-		v->errors++;
+	int rc = xsim_mmio(v->d, v->vcpu, v->base + off, size, false, &val, v->timeout_ms);
+
+	if (rc < 0) {
+		vio_error(v, "read", off, rc);
 		return size < 8 ? (UINT64_C(1) << (8 * size)) - 1 : ~UINT64_C(0);
 	}
 	return val;
@@ -991,8 +1001,10 @@ static void vio_write(struct vdrv_io *io, uint32_t off, unsigned size, uint64_t 
 {
 	struct xsim_vio *v = vio_of(io);
 
-	if (xsim_mmio(v->d, v->vcpu, v->base + off, size, true, &val, v->timeout_ms) < 0)
-		v->errors++;
+	int rc = xsim_mmio(v->d, v->vcpu, v->base + off, size, true, &val, v->timeout_ms);
+
+	if (rc < 0)
+		vio_error(v, "write", off, rc);
 }
 
 static int vio_wait_irq(struct vdrv_io *io, int timeout_ms)
