@@ -431,7 +431,8 @@ static void con_read(struct rig *r, struct con_client *c, int ms, bool reconnect
 	if (poll(&pfd, 1, ms) <= 0)
 		return;
 	n = read(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
-	if (n == 0) {
+	/* A daemon killed with our input unread in its socket resets the connection. */
+	if (n == 0 || (n < 0 && errno == ECONNRESET)) {
 		if (!reconnect) {
 			dump_logs(r);
 			fail_msg("the console client was disconnected (%u restarts)",
@@ -511,9 +512,15 @@ static void con_kill_at(const struct point *p)
 	fprintf(stderr, "#   %u of %u lines, %u restarts, %u reconnects\n", cl.got, CON_LINES,
 		atomic_load(&r.restarts), cl.reconnects);
 	assert_true(cl.seen[CON_LINES]);
-	assert_true(cl.got + CON_DEPTH * atomic_load(&r.restarts) >= CON_LINES);
-	if (p->keep_store)
+	/*
+	 * With the fd store the client stays connected: at most the chains in flight are lost.
+	 * Without it, output the dead instance held for a client that had not reconnected yet
+	 * is lost too (docs/operations.md: the ring does not outlive a crash); none is doubled.
+	 */
+	if (p->keep_store) {
+		assert_true(cl.got + CON_DEPTH * atomic_load(&r.restarts) >= CON_LINES);
 		assert_int_equal(cl.reconnects, 0);
+	}
 	/* Input from the same client reaches the guest's held receive buffers. */
 	assert_int_equal(write(cl.fd, "hello\n", 6), 6);
 	for (int64_t end = now_ms() + WAIT_MS; !strstr(input, "hello"); ) {
