@@ -284,6 +284,18 @@ static inline int bench_mem_of(pid_t pid, struct bench_mem *m)
 	return 0;
 }
 
+/*
+ * The members of every benchmark's guest: xensim's hub and domain, the daemon under test, the
+ * device's window, the driver's memory and the driver.
+ */
+#define BENCH_GUEST_MEMBERS \
+	struct xsim_hub *hub; \
+	struct xsim_dom *dom; \
+	struct xsim_daemon dm; \
+	struct xsim_vio vio; \
+	struct vdrv_mem mem; \
+	struct vdrv drv
+
 /* ---- the ping-pong floor ---- */
 
 #define BENCH_PING_EXIT (UINT64_C(1) << 40)     /* a ping value that ends the responder */

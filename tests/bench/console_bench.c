@@ -37,12 +37,7 @@ struct reader {
 };
 
 struct con {
-	struct xsim_hub *hub;
-	struct xsim_dom *dom;
-	struct xsim_daemon dm;
-	struct xsim_vio vio;
-	struct vdrv_mem mem;
-	struct vdrv drv;
+	BENCH_GUEST_MEMBERS;
 	struct vdrv_buf buf[MAX_QD];
 	char sock[100];
 	int client;

@@ -43,12 +43,7 @@
 static const char *const cg_handlers[] = { "xg_evtchn_cb", NULL };
 
 struct rng_guest {
-	struct xsim_hub *hub;
-	struct xsim_dom *dom;
-	struct xsim_daemon dm;
-	struct xsim_vio vio;
-	struct vdrv_mem mem;
-	struct vdrv drv;
+	BENCH_GUEST_MEMBERS;
 	struct vdrv_buf buf;
 };
 

@@ -39,12 +39,7 @@ static const char *const cg_handlers[] = { "xg_evtchn_cb", "fp_queue_cb", "blk_e
 					   "blk_more_cb", NULL };
 
 struct bguest {
-	struct xsim_hub *hub;
-	struct xsim_dom *dom;
-	struct xsim_daemon dm;
-	struct xsim_vio vio;
-	struct vdrv_mem mem;
-	struct vdrv drv;
+	BENCH_GUEST_MEMBERS;
 	struct vdrv_buf b[3];
 	struct virtio_blk_outhdr *hdr;
 	uint8_t *status;

@@ -62,12 +62,7 @@
 #define F(b) VIRTIO_BIT(VIRTIO_NET_F_##b)
 
 struct nb {
-	struct xsim_hub *hub;
-	struct xsim_dom *dom;
-	struct xsim_daemon dm;
-	struct xsim_vio vio;
-	struct vdrv_mem mem;
-	struct vdrv drv;
+	BENCH_GUEST_MEMBERS;
 	uint8_t gmac[6], hmac[6], bmac[6];
 	int base;
 	uint64_t tx_gpa, rx_gpa;

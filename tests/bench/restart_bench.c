@@ -57,12 +57,7 @@ struct round {
 };
 
 struct rb {
-	struct xsim_hub *hub;
-	struct xsim_dom *dom;
-	struct xsim_daemon dm;
-	struct xsim_vio vio;
-	struct vdrv_mem mem;
-	struct vdrv drv;
+	BENCH_GUEST_MEMBERS;
 	char img[256], ini[512];
 	const char *args[8];
 	/* the guest's completions, in order; written by the guest thread until stop */
