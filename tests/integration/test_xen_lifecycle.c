@@ -82,13 +82,19 @@ static uint64_t lc_read(void *opaque, uint32_t off, unsigned size)
 	return off == 0 ? MAGIC : off == 8 ? 4 : 0;
 }
 
+static int lc_held_fd = -1;   /* told 'h' when a write is held (the child of test_held_write) */
+
 /* A write of 0x70 (Status) with 0 is held (XEN_WINDOW_LATER) until xen_window_done(). */
 static int lc_write(void *opaque, uint32_t off, unsigned size, uint64_t val)
 {
 	(void)opaque;
 	(void)size;
 	lc_writes++;
-	return off == 0x70 && val == 0 ? XEN_WINDOW_LATER : 0;
+	if (off != 0x70 || val != 0)
+		return 0;
+	if (lc_held_fd >= 0)
+		lc_send(lc_held_fd, 'h');
+	return XEN_WINDOW_LATER;
 }
 
 static void lc_notify(void *opaque, unsigned q)
@@ -297,6 +303,7 @@ static void child_hold(struct lc *t)
 	CHECK(xen_guest_start(g, NULL, NULL) == 0);
 	ev_io_init(&cmd, lc_hold_cb, t->to_child[0], EV_READ);
 	ev_io_start(loop, &cmd);
+	lc_held_fd = t->to_parent[1];
 	lc_send(t->to_parent[1], 'r');
 	ev_run(loop, 0);
 	xen_guest_close(g);
@@ -328,6 +335,8 @@ static void parent_hold(struct lc *t)
 
 	assert_int_equal(lc_recv(t->to_parent[0]), 'r');
 	assert_int_equal(pthread_create(&th, NULL, lc_held_writer, &h), 0);
+	/* Released only once it is held: a release before would answer nothing (a loaded machine). */
+	assert_int_equal(lc_recv(t->to_parent[0]), 'h');
 	/* vCPU 0 is held on its write; vCPU 1 and 2 are served meanwhile, many times over. */
 	for (int i = 0; i < 50; i++) {
 		assert_int_equal(xsim_mmio_read(t->dom, 1 + i % 2, WIN0, 4), MAGIC);
