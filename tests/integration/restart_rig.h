@@ -35,6 +35,14 @@ struct rig {
 	unsigned term_after;          /* SIGTERM once the guest has this many completions */
 };
 
+/* Forget what the daemon stored, as a service manager without FileDescriptorStoreMax= would. */
+static inline void rig_empty_store(struct rig *r)
+{
+	xsim_daemon_store_count(&r->t->dm);
+	while (r->t->dm.nstore)
+		close(r->t->dm.store[--r->t->dm.nstore].fd);
+}
+
 static void *rig_supervisor(void *arg)
 {
 	struct rig *r = arg;
@@ -56,11 +64,8 @@ static void *rig_supervisor(void *arg)
 		    !(r->restart_clean && WIFEXITED(r->t->dm.status) &&
 		      WEXITSTATUS(r->t->dm.status) == 0))
 			break;
-		if (!r->keep_store) {
-			xsim_daemon_store_count(&r->t->dm);
-			while (r->t->dm.nstore)
-				close(r->t->dm.store[--r->t->dm.nstore].fd);
-		}
+		if (!r->keep_store)
+			rig_empty_store(r);
 		if (r->kills_left) {
 			r->kills_left--;
 			snprintf(r->t->dm.kill_at, sizeof(r->t->dm.kill_at), "%s", r->kill_at);

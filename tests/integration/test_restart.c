@@ -372,6 +372,7 @@ static void test_blk_kill_without_store(void **state)
 }
 
 static void guest_reads_disk(struct rig *r);
+static void restart_daemon(struct rig *r);
 
 /*
  * The fast path's takeover without the fd store, the guest idle at the crash: the dead
@@ -389,12 +390,8 @@ static void test_fastpath_takeover_without_store(void **state)
 	guest_reads_disk(&r);
 	assert_int_equal(kill(r.t->dm.pid, SIGKILL), 0);
 	assert_int_equal(xsim_daemon_wait_exit(&r.t->dm, READY_MS, &st), 0);
-	xsim_daemon_store_count(&r.t->dm);
-	while (r.t->dm.nstore)
-		close(r.t->dm.store[--r.t->dm.nstore].fd);
-	assert_int_equal(xsim_daemon_restart(r.t->hub, &r.t->dm, XVD_SIM_DAEMON, "daemon2", r.args,
-					     0), 0);
-	assert_int_equal(xsim_daemon_wait_ready(&r.t->dm, READY_MS), 0);
+	rig_empty_store(&r);
+	restart_daemon(&r);
 	assert_true(xsim_daemon_log_has(&r.t->dm, "keeps its ports"));
 	assert_true(xsim_daemon_log_has(&r.t->dm, "took over ioreq server"));
 	guest_reads_disk(&r);
