@@ -450,7 +450,7 @@ void xen_window_raise_irq(struct xen_window *w)
 
 /* ---- servers ---- */
 
-static void xg_log_teardown(const struct xen_guest *g, const char *what, int err);
+static void xg_log_teardown(struct xen_guest *g, const char *what, int err);
 
 /* Map the server's ioreq frames (ours, or a previous instance's server we take over). */
 static int xg_map_frames(struct xen_guest *g, struct xg_server *s)
@@ -562,9 +562,18 @@ static int xg_bind_ports(struct xen_guest *g, unsigned server)
 	return xg_index_ports(g, server);
 }
 
-/* A teardown call that failed: expected once the domain is gone, a warning otherwise. */
-static void xg_log_teardown(const struct xen_guest *g, const char *what, int err)
+/*
+ * A teardown call that failed: expected once the domain is gone, a warning otherwise. Xen
+ * refuses calls on a dying domain's servers with ENOENT (ESRCH once it is gone) before
+ * xenstored's @releaseDomain may have reached us (a stop just as the guest powers off):
+ * ask xenstore then, once, and keep the answer for the rest of the teardown.
+ */
+static void xg_log_teardown(struct xen_guest *g, const char *what, int err)
 {
+	if (!g->dead && (err == ENOENT || err == ESRCH) && !xen_domain_alive(g->opts.domid)) {
+		log_info("xen: %s: domain %u is gone", g->name, g->opts.domid);
+		g->dead = true;
+	}
 	if (g->dead)
 		log_debug("xen: %s (domain gone): %s", what, strerror(err));
 	else

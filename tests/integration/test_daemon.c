@@ -227,6 +227,30 @@ static void test_domain_death(void **state)
 }
 
 /*
+ * Stopped just as its domain goes, before xenstored's @releaseDomain reached it (seen on real
+ * Xen: SIGTERM right after the guest powered off): Xen refuses the teardown calls (ENOENT), which
+ * is expected then, so no warning; the daemon exits 0.
+ */
+static void test_stop_as_domain_dies(void **state)
+{
+	struct rig *r = *state;
+	const char *args[] = { "--config", r->ini, NULL };
+	struct xsim_daemon dm;
+
+	write_text(r->ini, rng_explicit_ini, "info");
+	start_daemon(r, &dm, "stopdying", args);
+	/* Served once: the loop has run past its start, death watch included. */
+	assert_int_equal(xsim_mmio_read(r->dom, 0, BASE0, 4), VIRTIO_MAGIC);
+	assert_int_equal(xsim_dom_destroy_unannounced(r->dom), 0);
+	expect_exit0(&dm, xsim_daemon_stop(&dm));
+	if (xsim_daemon_log_has(&dm, "warning:") || xsim_daemon_log_has(&dm, "error:")) {
+		dump_log(dm.log_path);
+		fail_msg("a stop as the domain died logged a warning");
+	}
+	assert_true(xsim_daemon_log_has(&dm, "domain 1 is gone"));
+}
+
+/*
  * Without systemd and --foreground the command returns 0 only once the detached daemon serves
  * (xen-virtiod-create relies on it); the daemon then lives on until its guest goes.
  */
@@ -534,6 +558,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_explicit_signals, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_hup_reconfigure, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_domain_death, rig_setup, rig_teardown),
+		cmocka_unit_test_setup_teardown(test_stop_as_domain_dies, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_detach_when_ready, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_missing_domain, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_xenstore_matching, rig_setup, rig_teardown),

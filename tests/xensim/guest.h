@@ -50,6 +50,8 @@ struct xsim_dom *xsim_dom_create(struct xsim_hub *h, const struct xsim_dom_opts 
 uint32_t xsim_dom_id(struct xsim_dom *d);
 /* Destroy: ioreq servers go, xenstore /local/domain/<id> goes, @releaseDomain fires. */
 int xsim_dom_destroy(struct xsim_dom *d);
+/* The same, but @releaseDomain is not fired: a daemon stopped before xenstored's event came. */
+int xsim_dom_destroy_unannounced(struct xsim_dom *d);
 /* Every ioreq server of d: ranges, ioeventfds, each vCPU's slot state and binding (debugging). */
 void xsim_dom_dump(struct xsim_dom *d, FILE *f);
 /* Host pointer to guest RAM [gpa, gpa+len), or NULL outside RAM. */

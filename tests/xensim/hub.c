@@ -1160,7 +1160,7 @@ uint32_t xsim_dom_id(struct xsim_dom *d)
 	return d->domid;
 }
 
-int xsim_dom_destroy(struct xsim_dom *d)
+static int dom_destroy(struct xsim_dom *d, bool announce)
 {
 	struct xsim_hub *h = d->hub;
 	char path[96];
@@ -1184,9 +1184,20 @@ int xsim_dom_destroy(struct xsim_dom *d)
 	store_rm(h, path);
 	snprintf(path, sizeof(path), "/local/domain/0/backend/virtio/%u", d->domid);
 	store_rm(h, path);
-	store_fire(h, "@releaseDomain");
+	if (announce)
+		store_fire(h, "@releaseDomain");
 	pthread_mutex_unlock(&h->lock);
 	return 0;
+}
+
+int xsim_dom_destroy(struct xsim_dom *d)
+{
+	return dom_destroy(d, true);
+}
+
+int xsim_dom_destroy_unannounced(struct xsim_dom *d)
+{
+	return dom_destroy(d, false);
 }
 
 /* ---- xenstore, dom0 tools' view ---- */
