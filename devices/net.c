@@ -31,6 +31,7 @@
 #include <linux/rtnetlink.h>
 #include <linux/sockios.h>
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -292,6 +293,22 @@ static int net_tap_setup_new(struct net_dev *n, const char *bridge)
 			strerror(-rc));
 		return rc;
 	}
+	/*
+	 * The tap's own address: the kernel gives a new tap a random one, and a bridge takes the
+	 * lowest of its ports' addresses as its own. A tap made again (a restart without the fd
+	 * store) would then change the bridge's address under the guest's ARP cache, and the
+	 * guest's packets to dom0 would be lost until it asked again. fe:<the guest's last five
+	 * bytes> (the convention of Xen's vifs and libvirt) is stable, unique per guest MAC and
+	 * high enough that a bridge never takes it while a NIC is on it.
+	 */
+	net_ifr(&ifr, n->ifname);
+	ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+	ifr.ifr_hwaddr.sa_data[0] = (char)0xfe;
+	memcpy(ifr.ifr_hwaddr.sa_data + 1, n->mac + 1, 5);
+	rc = net_sock_ioctl(SIOCSIFHWADDR, &ifr);
+	if (rc < 0)
+		log_notice("%s: cannot set %s's address (it keeps the kernel's random one): %s",
+			   n->vdev.name, n->ifname, strerror(-rc));
 	if (!bridge[0])
 		return 0;
 	net_ifr(&ifr, bridge);
