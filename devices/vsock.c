@@ -458,14 +458,19 @@ static void vs_conn_wr_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void vs_guest_data(struct vs_conn *c, const struct vq_elem *e, uint32_t len)
 {
 	struct vsock *vs = c->vs;
-	uint32_t buffered = c->rx_cnt - c->fwd_cnt;
+	/*
+	 * The credit the guest was given: what the packets it has been handed say. What the
+	 * host took since is not the guest's to use yet; and so what waits in c->out never
+	 * exceeds buf_alloc.
+	 */
+	uint32_t granted = vs->buf_alloc - (c->rx_cnt - c->fwd_cnt_sent);
 	int n;
 
-	if (len > vs->buf_alloc - buffered) {
+	if (len > granted) {
 		vs->st.credit_violations++;
 		vdev_log(&vs->vdev, VDEV_LOG_REQUEST, LOG_WARNING, "%s: guest port %" PRIu32
 			 " sent %" PRIu32 " bytes with %" PRIu32 " of credit: connection reset",
-			 vs->vdev.name, c->guest_port, len, vs->buf_alloc - buffered);
+			 vs->vdev.name, c->guest_port, len, granted);
 		vs_conn_reset(c);
 		return;
 	}
