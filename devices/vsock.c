@@ -1176,6 +1176,7 @@ static void vs_reset(struct vdev *d)
 	vs->rx_elem = NULL;
 	vs->rx_paused = false;
 	vs->event_pending = false;
+	vs->next_port = 0;    /* nothing of the driver's is left: host ports start over */
 	vs_stop(d);
 }
 
