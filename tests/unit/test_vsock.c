@@ -135,6 +135,34 @@ static void rig_start(struct rig *r)
 	rig_start_opts(r, true);
 }
 
+/* Memory that outlives "the process": named regions, handed back when adopting. */
+struct mem_persist {
+	struct persist p;
+	bool adopting;
+	unsigned n;
+	struct { char name[128]; size_t size; void *mem; } r[32];
+};
+
+static void *mem_region(struct persist *pp, const char *name, size_t size, bool *adopted)
+{
+	struct mem_persist *m = (struct mem_persist *)pp;
+
+	for (unsigned i = 0; i < m->n; i++)
+		if (strcmp(m->r[i].name, name) == 0 && m->r[i].size == size) {
+			*adopted = m->adopting;
+			return m->r[i].mem;
+		}
+	if (m->n == 32)
+		return NULL;
+	snprintf(m->r[m->n].name, sizeof(m->r[m->n].name), "%s", name);
+	m->r[m->n].size = size;
+	m->r[m->n].mem = calloc(1, size);
+	*adopted = false;
+	return m->r[m->n++].mem;
+}
+
+static struct mem_persist restart_mem;
+
 static int teardown(void **state)
 {
 	struct rig *r = *state;
@@ -148,6 +176,9 @@ static int teardown(void **state)
 		ev_loop_destroy(r->loop);
 		r->open = false;
 	}
+	for (unsigned i = 0; i < restart_mem.n; i++)
+		free(restart_mem.r[i].mem);
+	restart_mem.n = 0;
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", r->dir);
 	assert_int_equal(system(cmd), 0);
 	return 0;
@@ -998,6 +1029,58 @@ static void test_broken_ring_stops(void **state)
 	close(fd);
 }
 
+
+/* A restart: the guest's connections died with the previous process; the event says so. */
+static void test_restart_event(void **state)
+{
+	struct rig *r = *state;
+	struct vdev *old;
+	uint32_t len, id, hport;
+	void *tok;
+	int lfd, fd;
+
+	restart_mem = (struct mem_persist){ .p = { .region = mem_region } };
+	r->loop = ev_loop_new(EVFLAG_AUTO);
+	assert_int_equal(vdrv_direct_open_ram(&r->x, RAM_GPA, RAM_SIZE, r->loop), 0);
+	r->x.host.persist = &restart_mem.p;
+	assert_int_equal(vdev_create(&r->x.host, &r->cfg, &r->x.dev), 0);
+	for (unsigned i = 0; i < NRX; i++)
+		r->rx_gpa[i] = vdrv_alloc(&r->x.mem, RXLEN, 16, (void **)&r->rx_host[i]);
+	for (unsigned i = 0; i < NEVT; i++)
+		r->evt_gpa[i] = vdrv_alloc(&r->x.mem, 8, 8, (void **)&r->evt_host[i]);
+	r->tx_gpa = vdrv_alloc(&r->x.mem, VSOCK_HDR_LEN + TXMAX, 16, (void **)&r->tx_host);
+	rig_init_driver(r, true);
+	r->open = true;
+	lfd = host_listen(r, 2200);
+	fd = guest_connects(r, lfd, 6100, 2200);
+	assert_int_equal(vdrv_get_used(&r->drv, VSOCK_Q_EVENT, &len, &tok), 0);
+
+	/* The process goes (its queues and registers stay for the next), a new one adopts. */
+	old = r->x.dev;
+	vdev_leave(old);
+	vdev_destroy(old);
+	host_expect_eof(r, fd);
+	restart_mem.adopting = true;
+	assert_int_equal(vdev_create(&r->x.host, &r->cfg, &r->x.dev), 0);
+	assert_true(r->x.dev->adopted);
+	vmmio_adopt(r->x.dev);
+	assert_true(vdev_active(r->x.dev));
+	assert_int_equal(vdrv_get_used(&r->drv, VSOCK_Q_EVENT, &len, &tok), 1);
+	assert_int_equal(len, 4);
+	memcpy(&id, r->evt_host[(uintptr_t)tok - 1], 4);
+	assert_int_equal(le32toh(id), VSOCK_EVENT_TRANSPORT_RESET);
+	/* Once only, and the device serves: both directions work again. */
+	assert_int_equal(vdrv_get_used(&r->drv, VSOCK_Q_EVENT, &len, &tok), 0);
+	close(fd);
+	fd = guest_connects(r, lfd, 6101, 2200);
+	close(fd);
+	struct pkt p;
+	guest_expect(r, &p, VSOCK_OP_SHUTDOWN, 6101, 2200);    /* the host program left */
+	fd = host_connects(r, 6102, &hport, NULL);
+	close(fd);
+	close(lfd);
+}
+
 static void test_create_errors(void **state)
 {
 	struct rig *r = *state;
@@ -1045,6 +1128,7 @@ int main(void)
 		T(test_cid_change_event),
 		T(test_max_connections),
 		T(test_broken_ring_stops),
+		T(test_restart_event),
 		T(test_create_errors),
 	};
 
