@@ -157,25 +157,6 @@ static void guest_expect(struct guest *g, uint16_t op, uint32_t gport, struct vs
 	assert_int_equal(h->src_cid, VSOCK_CID_HOST);
 }
 
-static size_t host_read(int fd, uint8_t *out, size_t want)
-{
-	long end = now_ms() + WAIT_MS;
-	size_t got = 0;
-
-	while (got < want && now_ms() < end) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		ssize_t n;
-
-		if (poll(&p, 1, 10) != 1)
-			continue;
-		n = read(fd, out + got, want - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	return got;
-}
-
 static void test_guest_connects_to_host(void **state)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -200,7 +181,7 @@ static void test_guest_connects_to_host(void **state)
 	fd = accept(lfd, NULL, NULL);
 	assert_true(fd >= 0);
 	guest_send(&g, VSOCK_OP_RW, 1024, 5000, "hello", 5);
-	assert_int_equal(host_read(fd, buf, 5), 5);
+	assert_int_equal(itest_read_fd(fd, buf, 5, WAIT_MS), 5);
 	assert_memory_equal(buf, "hello", 5);
 	assert_int_equal(write(fd, "world", 5), 5);
 	guest_expect(&g, VSOCK_OP_RW, 1024, &h, data);
@@ -231,10 +212,10 @@ static void test_host_connects_to_guest(void **state)
 	assert_true(h.src_port >= VSOCK_LOCAL_PORT_BASE);
 	guest_send(&g, VSOCK_OP_RESPONSE, 52, h.src_port, NULL, 0);
 	snprintf(ok, sizeof(ok), "OK %u\n", h.src_port);
-	assert_int_equal(host_read(fd, buf, strlen(ok)), strlen(ok));
+	assert_int_equal(itest_read_fd(fd, buf, strlen(ok), WAIT_MS), strlen(ok));
 	assert_memory_equal(buf, ok, strlen(ok));
 	guest_send(&g, VSOCK_OP_RW, 52, h.src_port, "from guest", 10);
-	assert_int_equal(host_read(fd, buf, 10), 10);
+	assert_int_equal(itest_read_fd(fd, buf, 10, WAIT_MS), 10);
 	assert_memory_equal(buf, "from guest", 10);
 	assert_int_equal(write(fd, "from host", 9), 9);
 	guest_expect(&g, VSOCK_OP_RW, 52, &h, data);
