@@ -115,11 +115,9 @@ static void rig_init_driver(struct rig *r, bool post_rx)
 	evt_post_all(r);
 }
 
-static void rig_start_opts(struct rig *r, bool post_rx)
+/* The guest's buffers, then the driver up; the device exists. */
+static void rig_up(struct rig *r, bool post_rx)
 {
-	r->loop = ev_loop_new(EVFLAG_AUTO);
-	assert_non_null(r->loop);
-	assert_int_equal(vdrv_direct_open(&r->x, &r->cfg, RAM_GPA, RAM_SIZE, r->loop), 0);
 	for (unsigned i = 0; i < NRX; i++)
 		r->rx_gpa[i] = vdrv_alloc(&r->x.mem, RXLEN, 16, (void **)&r->rx_host[i]);
 	for (unsigned i = 0; i < NEVT; i++)
@@ -128,6 +126,14 @@ static void rig_start_opts(struct rig *r, bool post_rx)
 	assert_true(r->tx_gpa != 0);
 	rig_init_driver(r, post_rx);
 	r->open = true;
+}
+
+static void rig_start_opts(struct rig *r, bool post_rx)
+{
+	r->loop = ev_loop_new(EVFLAG_AUTO);
+	assert_non_null(r->loop);
+	assert_int_equal(vdrv_direct_open(&r->x, &r->cfg, RAM_GPA, RAM_SIZE, r->loop), 0);
+	rig_up(r, post_rx);
 }
 
 static void rig_start(struct rig *r)
@@ -1044,13 +1050,7 @@ static void test_restart_event(void **state)
 	assert_int_equal(vdrv_direct_open_ram(&r->x, RAM_GPA, RAM_SIZE, r->loop), 0);
 	r->x.host.persist = &restart_mem.p;
 	assert_int_equal(vdev_create(&r->x.host, &r->cfg, &r->x.dev), 0);
-	for (unsigned i = 0; i < NRX; i++)
-		r->rx_gpa[i] = vdrv_alloc(&r->x.mem, RXLEN, 16, (void **)&r->rx_host[i]);
-	for (unsigned i = 0; i < NEVT; i++)
-		r->evt_gpa[i] = vdrv_alloc(&r->x.mem, 8, 8, (void **)&r->evt_host[i]);
-	r->tx_gpa = vdrv_alloc(&r->x.mem, VSOCK_HDR_LEN + TXMAX, 16, (void **)&r->tx_host);
-	rig_init_driver(r, true);
-	r->open = true;
+	rig_up(r, true);
 	lfd = host_listen(r, 2200);
 	fd = guest_connects(r, lfd, 6100, 2200);
 	assert_int_equal(vdrv_get_used(&r->drv, VSOCK_Q_EVENT, &len, &tok), 0);
