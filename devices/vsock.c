@@ -103,6 +103,10 @@ struct vs_conn {
 	uint32_t tx_cnt;                   /* payload bytes sent to the guest */
 };
 
+struct vs_bucket {
+	struct vs_conn *first;
+};
+
 struct vs_rst {
 	uint32_t guest_port, host_port;
 };
@@ -115,7 +119,7 @@ struct vsock {
 	int listen_fd;
 	ev_io accept_w;
 	ev_idle more;                      /* a queue had more than VQ_BUDGET chains */
-	struct vs_conn **hash;
+	struct vs_bucket *hash;            /* connections by (guest port, host port) */
 	uint32_t hash_mask;
 	struct vs_conn *all;
 	struct vs_conn *shead, *stail;     /* connections with something to send, in turn */
@@ -184,7 +188,7 @@ static uint32_t vs_hash(const struct vsock *vs, uint32_t guest_port, uint32_t ho
 
 static struct vs_conn *vs_find(const struct vsock *vs, uint32_t guest_port, uint32_t host_port)
 {
-	struct vs_conn *c = vs->hash[vs_hash(vs, guest_port, host_port)];
+	struct vs_conn *c = vs->hash[vs_hash(vs, guest_port, host_port)].first;
 
 	while (c && !(c->guest_port == guest_port && c->host_port == host_port))
 		c = c->hnext;
@@ -196,14 +200,14 @@ static void vs_hash_add(struct vs_conn *c)
 	struct vsock *vs = c->vs;
 	uint32_t h = vs_hash(vs, c->guest_port, c->host_port);
 
-	c->hnext = vs->hash[h];
-	vs->hash[h] = c;
+	c->hnext = vs->hash[h].first;
+	vs->hash[h].first = c;
 }
 
 static void vs_hash_del(struct vs_conn *c)
 {
 	struct vsock *vs = c->vs;
-	struct vs_conn **pp = &vs->hash[vs_hash(vs, c->guest_port, c->host_port)];
+	struct vs_conn **pp = &vs->hash[vs_hash(vs, c->guest_port, c->host_port)].first;
 
 	while (*pp && *pp != c)
 		pp = &(*pp)->hnext;
@@ -805,18 +809,20 @@ static uint32_t vs_conn_fill(struct vs_conn *c, struct vq_elem *e, bool *gone)
 	} else if (c->pending & P_RESPONSE) {
 		c->pending &= ~P_RESPONSE;
 		vs_hdr_for(c, &h, VSOCK_OP_RESPONSE);
-	} else if (c->rx_want && (len = vs_read_host(c, e, &h, gone)) > 0) {
-		/* data: h is filled */
-	} else if (*gone) {
-		return 0;
-	} else if (c->pending & P_SHUTDOWN) {
-		c->pending &= ~P_SHUTDOWN;
-		vs_hdr_for(c, &h, VSOCK_OP_SHUTDOWN);
-		h.flags = VSOCK_SHUT_SEND;
-	} else if (c->pending & P_CREDIT) {
-		vs_hdr_for(c, &h, VSOCK_OP_CREDIT_UPDATE);
 	} else {
-		return 0;
+		if (c->rx_want)
+			len = vs_read_host(c, e, &h, gone);   /* data: h is filled */
+		if (*gone)
+			return 0;
+		if (len == 0 && (c->pending & P_SHUTDOWN)) {
+			c->pending &= ~P_SHUTDOWN;
+			vs_hdr_for(c, &h, VSOCK_OP_SHUTDOWN);
+			h.flags = VSOCK_SHUT_SEND;
+		} else if (len == 0 && (c->pending & P_CREDIT)) {
+			vs_hdr_for(c, &h, VSOCK_OP_CREDIT_UPDATE);
+		} else if (len == 0) {
+			return 0;
+		}
 	}
 	/* Every packet tells the guest our credit. */
 	c->pending &= ~P_CREDIT;
@@ -1128,8 +1134,12 @@ static void vs_config_write(struct vdev *d, uint32_t off, const void *buf, uint3
 
 static void vs_drop_all(struct vsock *vs)
 {
-	while (vs->all)
-		vs_conn_free(vs->all);
+	struct vs_conn *c = vs->all, *next;
+
+	for (; c; c = next) {
+		next = c->next;
+		vs_conn_free(c);
+	}
 	vs->rst_head = vs->rst_len = 0;
 }
 
