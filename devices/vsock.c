@@ -26,7 +26,8 @@
  * are answered with RST. Bounds: max_connections (host clients still writing their CONNECT
  * line count too; the listener is not polled while full), `buffer` per connection, RSTs owed
  * to the guest (dropped, counted, when it gives no receive buffers for long), VQ_BUDGET packets
- * per queue per loop turn. Without receive buffers nothing is read from host sockets: each
+ * per queue per loop turn; a host program has VS_LINE_S to send its line, the guest VS_CONNECT_S
+ * to answer a host program's REQUEST. Without receive buffers nothing is read from host sockets: each
  * readable connection waits in the send list with its watcher stopped until the guest's next
  * kick of the receive queue. At NEEDS_RESET every watcher stops; a reset closes every
  * connection (host programs see end of file).
@@ -62,6 +63,9 @@ extern const struct vdev_ops vdev_vsock_ops;
 #define VS_RST_STRAY   64u            /* RSTs owed for packets of no connection, at most */
 #define VS_LINE_MAX    32u            /* "CONNECT 4294967295\n" and some slack */
 #define VS_BACKLOG     16
+#define VS_LINE_S      5.0            /* a host program has this long to send its CONNECT line */
+#define VS_CONNECT_S   2.0            /* the guest has this long to answer a host's REQUEST */
+#define VS_TICK_S      0.5            /* how often those deadlines are looked at */
 
 /* Control packets a connection owes the guest (struct vs_conn.pending). */
 #define P_REQUEST   1u
@@ -101,6 +105,7 @@ struct vs_conn {
 	/* host -> guest: the guest's side */
 	uint32_t peer_buf_alloc, peer_fwd_cnt;
 	uint32_t tx_cnt;                   /* payload bytes sent to the guest */
+	ev_tstamp deadline;                /* CS_HOST_LINE, CS_CONNECTING: given up then (0: none) */
 };
 
 struct vs_bucket {
@@ -119,6 +124,7 @@ struct vsock {
 	int listen_fd;
 	ev_io accept_w;
 	ev_idle more;                      /* a queue had more than VQ_BUDGET chains */
+	ev_timer tick;                     /* runs while a connection has a deadline */
 	struct vs_bucket *hash;            /* connections by (guest port, host port) */
 	uint32_t hash_mask;
 	struct vs_conn *all;
@@ -295,6 +301,26 @@ static void vs_update_wr(struct vs_conn *c)
 		ev_io_stop(vs_loop(c->vs), &c->wr);
 }
 
+/* Deadlines are looked at while the device serves and some connection has one. */
+static void vs_update_tick(struct vsock *vs)
+{
+	bool any = false;
+
+	for (const struct vs_conn *c = vs->all; c && !any; c = c->next)
+		any = c->deadline != 0;
+	if (any && vdev_active(&vs->vdev))
+		ev_timer_start(vs_loop(vs), &vs->tick);
+	else
+		ev_timer_stop(vs_loop(vs), &vs->tick);
+}
+
+static void vs_set_deadline(struct vs_conn *c, ev_tstamp in)
+{
+	c->deadline = ev_now(vs_loop(c->vs)) + in;
+	if (vdev_active(&c->vs->vdev))
+		ev_timer_start(vs_loop(c->vs), &c->vs->tick);
+}
+
 /* Forget c; its host socket is closed (the program sees end of file). No packet is sent. */
 static void vs_conn_free(struct vs_conn *c)
 {
@@ -370,6 +396,7 @@ static struct vs_conn *vs_conn_new(struct vsock *vs, int fd, enum vs_state state
 static void vs_conn_open(struct vs_conn *c)
 {
 	c->state = CS_OPEN;
+	c->deadline = 0;
 	c->vs->st.opened++;
 	vdev_log(&c->vs->vdev, VDEV_LOG_INFO, LOG_DEBUG, "%s: guest port %" PRIu32
 		 " <-> host port %" PRIu32 " connected", c->vs->vdev.name, c->guest_port,
@@ -948,6 +975,7 @@ static void vs_host_request(struct vs_conn *c, uint32_t port)
 		c->guest_port = port;
 		c->host_port = local;
 		c->state = CS_CONNECTING;
+		vs_set_deadline(c, VS_CONNECT_S);
 		vs_hash_add(c);
 		c->pending |= P_REQUEST;
 		vs_update_rd(c);
@@ -1031,6 +1059,30 @@ static void vs_conn_rd_cb(struct ev_loop *loop, ev_io *w, int revents)
 	vs_rx_process(vs);
 }
 
+/*
+ * A host program that never finishes its CONNECT line, or a guest that never answers a
+ * REQUEST, would hold a connection (and the program) for ever: both are given up.
+ */
+static void vs_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct vsock *vs = container_of(w, struct vsock, tick);
+	struct vs_conn *c = vs->all, *next;
+	ev_tstamp now = ev_now(loop);
+
+	(void)revents;
+	for (; c; c = next) {
+		next = c->next;
+		if (!c->deadline || now < c->deadline)
+			continue;
+		vdev_log(&vs->vdev, VDEV_LOG_BACKEND, LOG_NOTICE, "%s: %s: closed", vs->vdev.name,
+			 c->state == CS_HOST_LINE ? "a host program sent no CONNECT line in time" :
+			 "the guest did not answer a host program's connect in time");
+		vs_conn_reset(c);    /* an RST tells the guest to forget a REQUEST it holds */
+	}
+	vs_update_tick(vs);
+	vs_rx_process(vs);
+}
+
 static void vs_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct vsock *vs = container_of(w, struct vsock, accept_w);
@@ -1050,6 +1102,7 @@ static void vs_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		close(fd);
 		return;
 	}
+	vs_set_deadline(c, VS_LINE_S);
 	vs_update_rd(c);
 }
 
@@ -1154,6 +1207,7 @@ static int vs_activate(struct vdev *d)
 		vs->event_pending = true;
 	}
 	vs_update_accept(vs);
+	vs_update_tick(vs);
 	for (struct vs_conn *c = vs->all; c; c = c->next) {
 		vs_update_rd(c);
 		vs_update_wr(c);
@@ -1170,6 +1224,7 @@ static void vs_stop(struct vdev *d)
 	/* The device is no longer active: every update turns its watcher off. */
 	ev_idle_stop(vs_loop(vs), &vs->more);
 	vs_update_accept(vs);
+	vs_update_tick(vs);
 	for (struct vs_conn *c = vs->all; c; c = c->next) {
 		vs_update_rd(c);
 		vs_update_wr(c);
@@ -1258,6 +1313,7 @@ static void vs_close(struct vsock *vs)
 	}
 	vs->listen_fd = -1;
 	ev_idle_stop(vs_loop(vs), &vs->more);
+	ev_timer_stop(vs_loop(vs), &vs->tick);
 	free(vs->hash);
 	free(vs->rst);
 	vs->hash = NULL;
@@ -1297,6 +1353,7 @@ static int vs_create(struct vdev_host *host, const struct config_device *cfg, st
 	vs->guest_cid = vs->cfg.guest_cid;
 	vs->buf_alloc = vs->cfg.buf_kib * 1024;
 	ev_idle_init(&vs->more, vs_more_cb);
+	ev_timer_init(&vs->tick, vs_tick_cb, VS_TICK_S, VS_TICK_S);
 	rc = vdev_init(&vs->vdev, &vdev_vsock_ops, host, name, 3, VS_QUEUE_MAX);
 	if (rc < 0) {
 		log_err("%s: cannot initialise: %s", name, strerror(-rc));

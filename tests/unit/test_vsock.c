@@ -1081,6 +1081,54 @@ static void test_restart_event(void **state)
 	close(lfd);
 }
 
+/* Wait up to ms for end of file on fd (what comes before it is read and dropped). */
+static bool host_wait_eof(struct rig *r, int fd, int ms)
+{
+	long end = now_ms() + ms;
+	uint8_t b[256];
+
+	while (now_ms() < end) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		ev_run(r->loop, EVRUN_NOWAIT);
+		if (poll(&pfd, 1, 5) != 1)
+			continue;
+		n = recv(fd, b, sizeof(b), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			return true;
+	}
+	return false;
+}
+
+/* A guest that never answers, a program that never finishes its line: both given up. */
+static void test_connect_timeouts(void **state)
+{
+	struct rig *r = *state;
+	struct pkt p;
+	uint32_t hport;
+	int fd, slow;
+	long t0 = now_ms();
+
+	rig_start(r);
+	slow = host_connect(r);
+	host_write(slow, "CONN", 4);
+	fd = host_connect(r);
+	host_write(fd, "CONNECT 7100\n", 13);
+	guest_expect(r, &p, VSOCK_OP_REQUEST, 7100, 0);
+	hport = p.h.src_port;
+	/* The guest says nothing: after about 2 s the program is closed, the guest told. */
+	assert_true(host_wait_eof(r, fd, 4000));
+	assert_true(now_ms() - t0 >= 1900);
+	guest_expect(r, &p, VSOCK_OP_RST, 7100, hport);
+	/* The half line: after about 5 s. */
+	assert_true(host_wait_eof(r, slow, 6000));
+	assert_true(now_ms() - t0 >= 4900);
+	assert_int_equal(stats(r).conns, 0);
+	close(fd);
+	close(slow);
+}
+
 static void test_create_errors(void **state)
 {
 	struct rig *r = *state;
@@ -1129,6 +1177,7 @@ int main(void)
 		T(test_max_connections),
 		T(test_broken_ring_stops),
 		T(test_restart_event),
+		T(test_connect_timeouts),
 		T(test_create_errors),
 	};
 
