@@ -670,12 +670,18 @@ static int con_socket_unique(struct parser *p, const char *path)
 	return 0;
 }
 
+/* A socket path no other socket of the file uses, into dst. */
+static int unique_socket_path(struct parser *p, const char *val, char *dst, size_t size)
+{
+	if (con_socket_unique(p, val) < 0)
+		return -1;
+	return copy_socket_path(p, val, dst, size);
+}
+
 static int con_socket(struct parser *p, void *obj, const char *val)
 {
 	struct config_device *d = obj;
-	if (con_socket_unique(p, val) < 0)
-		return -1;
-	return copy_socket_path(p, val, d->u.console.socket, sizeof(d->u.console.socket));
+	return unique_socket_path(p, val, d->u.console.socket, sizeof(d->u.console.socket));
 }
 
 static int con_size(struct parser *p, void *obj, const char *val)
@@ -714,9 +720,7 @@ static int con_port(struct parser *p, void *obj, const char *val)
 			return key_error(p, "port name '%.*s' is used twice", (int)nlen, val);
 	const char *path = colon + strlen(kind);
 	struct config_console_port *port = &c->ports[c->nports];
-	if (con_socket_unique(p, path) < 0)
-		return -1;
-	if (copy_socket_path(p, path, port->socket, sizeof(port->socket)) < 0)
+	if (unique_socket_path(p, path, port->socket, sizeof(port->socket)) < 0)
 		return -1;
 	memcpy(port->name, val, nlen);
 	port->name[nlen] = '\0';
@@ -960,9 +964,7 @@ static int gpio_loopback(struct parser *p, void *obj, const char *val)
 static int gpio_control(struct parser *p, void *obj, const char *val)
 {
 	struct config_device *d = obj;
-	if (con_socket_unique(p, val) < 0)
-		return -1;
-	return copy_socket_path(p, val, d->u.gpio.control, sizeof(d->u.gpio.control));
+	return unique_socket_path(p, val, d->u.gpio.control, sizeof(d->u.gpio.control));
 }
 
 static const struct key_def gpio_keys[] = {

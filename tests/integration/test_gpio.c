@@ -4,7 +4,6 @@
  * socket, presses the button (the guest's interrupt arrives) and reads the LED.
  */
 #include <errno.h>
-#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,14 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "devices/device.h"
 #include "tests/integration/itest.h"
+#include "tests/lib/gpio_msg.h"
 
 #define RAM_GPA   UINT64_C(0x40000000)
 #define HEAP_SIZE (4u << 20)
@@ -79,51 +77,23 @@ static void *wait_used(struct guest *g, unsigned q)
 
 static uint8_t req(struct guest *g, uint16_t type, uint16_t line, uint32_t value, uint8_t *val)
 {
-	uint8_t *q, *r;
-	struct vdrv_buf b[2];
+	uint8_t *r;
 
 	g->mem.next = g->heap + 64;
-	b[0] = (struct vdrv_buf){ vdrv_alloc(&g->mem, 8, 8, (void **)&q), 8, false };
-	b[1] = (struct vdrv_buf){ vdrv_alloc(&g->mem, 2, 8, (void **)&r), 2, true };
-	q[0] = (uint8_t)type, q[1] = 0, q[2] = (uint8_t)line, q[3] = 0;
-	memcpy(q + 4, &value, 4);
-	r[0] = r[1] = 0xee;
-	assert_true(vdrv_submit(&g->drv, 0, b, 2, false, g) >= 0);
-	vdrv_kick(&g->drv, 0);
+	r = gpio_msg_send(&g->drv, &g->mem, type, line, value, g);
+	assert_non_null(r);
 	assert_ptr_equal(wait_used(g, 0), g);
 	if (val)
 		*val = r[1];
 	return r[0];
 }
 
-static int ctl_connect(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	assert_true(fd >= 0 && strlen(path) < sizeof(sa.sun_path));
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	return fd;
-}
-
-/* Send one command, read its one-line answer (the daemon is another process: poll for it). */
-static void ctl(int fd, const char *cmd, const char *want)
+/* One command on the control socket; its answer must be want. */
+static void ctl(const char *path, const char *cmd, const char *want)
 {
 	char buf[256];
-	size_t got = 0;
 
-	assert_int_equal(send(fd, cmd, strlen(cmd), MSG_NOSIGNAL), (ssize_t)strlen(cmd));
-	while (!memchr(buf, '\n', got)) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		ssize_t n;
-
-		assert_int_equal(poll(&p, 1, WAIT_MS), 1);
-		n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
-		assert_true(n > 0);
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
+	assert_true(itest_ask(path, cmd, buf, sizeof(buf), WAIT_MS) > 0);
 	assert_string_equal(buf, want);
 }
 
@@ -132,7 +102,6 @@ static void test_button_and_led(void **state)
 	struct guest g;
 	uint8_t *irq_req, *irq_st, v = 0xff;
 	struct vdrv_buf b[2];
-	int fd;
 
 	(void)state;
 	guest_start(&g);
@@ -147,16 +116,14 @@ static void test_button_and_led(void **state)
 	assert_int_equal(req(&g, 5, LED, 1, NULL), 0);            /* SET_VALUE 1 */
 	assert_int_equal(req(&g, 3, LED, 1, NULL), 0);            /* SET_DIRECTION out */
 
-	fd = ctl_connect(g.sock);
-	ctl(fd, "get led\n", "ok 1\n");
-	ctl(fd, "set button 0\n", "ok\n");
+	ctl(g.sock, "get led\n", "ok 1\n");
+	ctl(g.sock, "set button 0\n", "ok\n");
 	assert_ptr_equal(wait_used(&g, 1), irq_st);
 	assert_int_equal(*irq_st, 1);                             /* VALID */
 	assert_int_equal(req(&g, 4, BUTTON, 0, &v), 0);           /* GET_VALUE */
 	assert_int_equal(v, 0);
 	assert_int_equal(req(&g, 5, LED, 0, NULL), 0);
-	ctl(fd, "get led\n", "ok 0\n");
-	close(fd);
+	ctl(g.sock, "get led\n", "ok 0\n");
 	assert_int_equal(g.vio.errors, 0);
 	int st = itest_free(g.t);
 

@@ -29,6 +29,7 @@
 #include "devices/device.h"
 #include "tests/integration/itest.h"
 #include "tests/integration/restart_rig.h"
+#include "tests/lib/gpio_msg.h"
 
 #define RAM_GPA    UINT64_C(0x40000000)
 #define HEAP_SIZE  (4u << 20)
@@ -809,47 +810,21 @@ static void *gpio_wait_used(struct guest *g, unsigned q)
 static uint8_t gpio_req(struct guest *g, uint16_t type, uint16_t line, uint32_t value,
 			uint8_t *val)
 {
-	uint8_t *q, *r;
-	struct vdrv_buf b[2];
+	uint8_t *r = gpio_msg_send(&g->drv, &g->mem, type, line, value, g);
 
-	b[0] = (struct vdrv_buf){ vdrv_alloc(&g->mem, 8, 8, (void **)&q), 8, false };
-	b[1] = (struct vdrv_buf){ vdrv_alloc(&g->mem, 2, 8, (void **)&r), 2, true };
-	assert_true(b[0].gpa && b[1].gpa);
-	q[0] = (uint8_t)type, q[1] = 0, q[2] = (uint8_t)line, q[3] = 0;
-	value = htole32(value);
-	memcpy(q + 4, &value, 4);
-	r[0] = r[1] = 0xee;
-	assert_true(vdrv_submit(&g->drv, 0, b, 2, false, r) >= 0);
-	vdrv_kick(&g->drv, 0);
-	assert_ptr_equal(gpio_wait_used(g, 0), r);
+	assert_non_null(r);
+	assert_ptr_equal(gpio_wait_used(g, 0), g);
 	if (val)
 		*val = r[1];
 	return r[0];
 }
 
-/* One control command on a fresh connection (a taken-over instance listens from its start). */
+/* One control command (a taken-over instance listens from its start); its answer: want. */
 static void gpio_ctl(const char *path, const char *cmd, const char *want)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char buf[128];
-	size_t got = 0;
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-	assert_true(fd >= 0);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(send(fd, cmd, strlen(cmd), MSG_NOSIGNAL), (ssize_t)strlen(cmd));
-	while (!memchr(buf, '\n', got)) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		ssize_t n;
-
-		assert_int_equal(poll(&p, 1, WAIT_MS), 1);
-		n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
-		assert_true(n > 0);
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	close(fd);
+	assert_true(itest_ask(path, cmd, buf, sizeof(buf), WAIT_MS) > 0);
 	assert_string_equal(buf, want);
 }
 

@@ -27,6 +27,7 @@
 #include "devices/gpio_sim.h"
 #include "devices/virtio_mmio.h"
 #include "tests/lib/gmem_flat.h"
+#include "tests/lib/gpio_msg.h"
 #include "tests/lib/vdriver.h"
 #include "tests/lib/vdriver_direct.h"
 
@@ -51,7 +52,7 @@
 #define T_IRQ    6
 #define ST_OK    0
 #define ST_ERR   1
-#define ST_NONE  0xee   /* what the driver leaves in a status byte: "not written" */
+#define ST_NONE  GPIO_MSG_UNWRITTEN
 #define IRQ_INVALID 0
 #define IRQ_VALID   1
 
@@ -185,22 +186,12 @@ static int64_t raw_req(struct rig *r, const void *out, uint32_t out_len, uint8_t
 	return len;
 }
 
-static void put_req(uint8_t *b, uint16_t type, uint16_t line, uint32_t value)
-{
-	b[0] = (uint8_t)type;
-	b[1] = (uint8_t)(type >> 8);
-	b[2] = (uint8_t)line;
-	b[3] = (uint8_t)(line >> 8);
-	for (unsigned k = 0; k < 4; k++)
-		b[4 + k] = (uint8_t)(value >> (8 * k));
-}
-
 /* A request as Linux sends it; returns the status, *val the response value. */
 static uint8_t req(struct rig *r, uint16_t type, uint16_t line, uint32_t value, uint8_t *val)
 {
 	uint8_t q[8], resp[2];
 
-	put_req(q, type, line, value);
+	gpio_msg_put(q, type, line, value);
 	assert_int_equal(raw_req(r, q, 8, resp, 2), 2);
 	assert_true(resp[0] == ST_OK || resp[0] == ST_ERR);
 	if (resp[0] == ST_ERR)
@@ -384,7 +375,7 @@ static void test_get_line_names(void **state)
 	struct rig *r = *state;
 	uint8_t q[8], resp[1 + sizeof(names_block) + 1];
 
-	put_req(q, T_NAMES, 0, 0);
+	gpio_msg_put(q, T_NAMES, 0, 0);
 	assert_int_equal(raw_req(r, q, 8, resp, 1 + sizeof(names_block)),
 			 1 + sizeof(names_block));
 	assert_int_equal(resp[0], ST_OK);
@@ -540,7 +531,7 @@ static void test_disable_returns_invalid_first(void **state)
 	ok(r, T_IRQ, BUTTON, GPIO_IRQ_EDGE_RISING);
 	irq_post(r, 0, BUTTON);
 	r->x.mem.next = r->heap;
-	put_req(q, T_IRQ, BUTTON, GPIO_IRQ_NONE);
+	gpio_msg_put(q, T_IRQ, BUTTON, GPIO_IRQ_NONE);
 	b[0] = (struct vdrv_buf){ galloc(r, 8, (void **)&o), 8, false };
 	b[1] = (struct vdrv_buf){ galloc(r, 2, (void **)&i), 2, true };
 	memcpy(o, q, 8);
@@ -665,7 +656,7 @@ static void test_hostile_requests(void **state)
 	err(r, T_SETDIR, BUTTON, GPIO_DIR_OUT);   /* an output with an interrupt enabled */
 	assert_int_equal(get(r, T_GETDIR, BUTTON), GPIO_DIR_IN);
 	/* Wrong sizes: a short or long request, a short or long response. */
-	put_req(q, T_GETVAL, BUTTON, 0);
+	gpio_msg_put(q, T_GETVAL, BUTTON, 0);
 	assert_int_equal(raw_req(r, q, 4, resp, 2), 2);
 	assert_int_equal(resp[0], ST_ERR);
 	assert_int_equal(raw_req(r, q, 12, resp, 2), 2);
