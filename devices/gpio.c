@@ -74,7 +74,6 @@ struct gpio_dev {
 	bool irq_pushed;                       /* eventq buffers returned since the last vdev_used */
 	struct gpio_ctl *ctl;
 	ev_idle more;                          /* VQ_BUDGET chains done, more waiting */
-	uint64_t stat_msgs, stat_errors, stat_irqs;
 };
 
 static struct gpio_dev *gpio_of(struct vdev *d)
@@ -101,7 +100,6 @@ static void gpio_irq_return(struct gpio_dev *g, struct vq_elem *e, uint8_t st)
 		vq_push(e, 1);
 	}
 	g->irq_pushed = true;
-	g->stat_irqs += st == GPIO_IRQ_VALID;
 }
 
 /* The line's held buffer, if any, goes back INVALID (interrupt disabled or line released). */
@@ -287,7 +285,6 @@ static uint32_t gpio_answer_names(struct gpio_dev *g, const struct gpio_msg *m,
 		iov_from_buf(in, e->n_in, 1, g->names, g->names_size);
 	}
 	iov_from_buf(in, e->n_in, 0, &status, 1);
-	g->stat_errors += status != GPIO_STATUS_OK;
 	return e->in_len;
 }
 
@@ -300,12 +297,10 @@ static uint32_t gpio_request(struct gpio_dev *g, const struct vq_elem *e)
 	uint8_t raw[GPIO_REQ_LEN];
 	bool ok = false;
 
-	g->stat_msgs++;
 	if (e->in_len < 1) {
 		vdev_log(&g->vdev, VDEV_LOG_REQUEST, LOG_WARNING,
 			 "%s: request without a writable response returned unanswered",
 			 g->vdev.name);
-		g->stat_errors++;
 		return 0;
 	}
 	if (e->out_len == GPIO_REQ_LEN && (unsigned)e->n_out + e->n_in <= GPIO_DESC_MAX) {
@@ -327,7 +322,6 @@ static uint32_t gpio_request(struct gpio_dev *g, const struct vq_elem *e)
 		resp[0] = GPIO_STATUS_OK;
 	else
 		resp[1] = 0;
-	g->stat_errors += !ok;
 	return (uint32_t)iov_from_buf(in, e->n_in, 0, resp, sizeof(resp));
 }
 
