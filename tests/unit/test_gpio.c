@@ -632,6 +632,56 @@ static void test_control_bounds(void **state)
 	ctl_expect(r, "get button\n", "ok 1\n");
 }
 
+
+/*
+ * A client that sends many commands and does not read: its answers fill the socket, the device
+ * stops reading it (one answer held at most) and serves others meanwhile; once the client
+ * reads, every answer arrives, in order.
+ */
+static void test_control_slow_reader(void **state)
+{
+	struct rig *r = *state;
+	enum { NCMD = 2000 };
+	static char cmds[NCMD * 5], in[64 * 1024];
+	unsigned oks = 0;
+	size_t keep = 0;
+	double end;
+	int fd = ctl_connect(r);
+
+	for (unsigned i = 0; i < NCMD; i++)
+		memcpy(cmds + 5 * i, "list\n", 5);
+	assert_int_equal(send(fd, cmds, sizeof(cmds), MSG_NOSIGNAL), (ssize_t)sizeof(cmds));
+	for (unsigned i = 0; i < 200; i++)
+		ev_run(r->loop, EVRUN_NOWAIT);
+	ctl_expect(r, "get button\n", "ok 1\n");   /* another client is served meanwhile */
+	end = now_ms() + WAIT_MS;
+	while (oks < NCMD && now_ms() < end) {
+		ssize_t n;
+
+		ev_run(r->loop, EVRUN_NOWAIT);
+		n = recv(fd, in + keep, sizeof(in) - 1 - keep, MSG_DONTWAIT);
+		if (n <= 0) {
+			struct pollfd p = { .fd = fd, .events = POLLIN };
+
+			poll(&p, 1, 5);
+			continue;
+		}
+		keep += (size_t)n;
+		in[keep] = '\0';
+		/* Count whole answers; keep a partial last line for the next read. */
+		char *line = in, *nl;
+
+		while ((nl = strchr(line, '\n'))) {
+			oks += strncmp(line, "ok", 2) == 0;
+			line = nl + 1;
+		}
+		keep = strlen(line);
+		memmove(in, line, keep + 1);
+	}
+	assert_int_equal(oks, NCMD);
+	close(fd);
+}
+
 /* ---- hostile requests -------------------------------------------------------------------- */
 
 static void test_hostile_requests(void **state)
@@ -780,6 +830,7 @@ int main(void)
 		T(test_disable_returns_invalid_first),
 		T(test_control_button_and_led),
 		T(test_control_bounds),
+		T(test_control_slow_reader),
 		T(test_hostile_requests),
 		T(test_hostile_irq_buffers),
 		T(test_no_irq_feature),
