@@ -275,16 +275,16 @@ static uint32_t gpio_answer_names(struct gpio_dev *g, const struct gpio_msg *m,
 				  const struct vq_elem *e)
 {
 	const struct iovec *in = &e->iov[e->n_out];
-	uint8_t status = GPIO_STATUS_OK;
+	uint8_t status = GPIO_STATUS_ERR;
 
+	/* Only the status byte of a wrong-sized buffer is written: its size is the guest's. */
 	if (e->in_len != 1 + g->names_size) {
 		gpio_refuse(g, m, "response buffer is not 1 + gpio_names_size bytes");
-		status = GPIO_STATUS_ERR;
-		iov_memset(in, e->n_in, 0, 0, e->in_len);
-	} else {
-		iov_from_buf(in, e->n_in, 1, g->names, g->names_size);
+		return (uint32_t)iov_from_buf(in, e->n_in, 0, &status, 1);
 	}
+	status = GPIO_STATUS_OK;
 	iov_from_buf(in, e->n_in, 0, &status, 1);
+	iov_from_buf(in, e->n_in, 1, g->names, g->names_size);
 	return e->in_len;
 }
 
@@ -316,7 +316,7 @@ static uint32_t gpio_request(struct gpio_dev *g, const struct vq_elem *e)
 		else
 			ok = gpio_run(g, &m, &resp[1]);
 	} else {
-		gpio_refuse(g, &m, "not an 8-byte request");
+		gpio_refuse(g, &m, "not an 8-byte request in at most 8 descriptors");
 	}
 	if (ok)
 		resp[0] = GPIO_STATUS_OK;
