@@ -67,6 +67,10 @@ struct sect_aux {
 	int seen[KEY_SLOTS];                    /* line of each key's first occurrence */
 	int sim_line[CONFIG_I2C_SIMS];
 	char i2c_file[CONFIG_PATH_MAX];         /* i2c file =, resolved at the section's end */
+	/* gpio loopback = OUT:IN as written, resolved at the section's end (lines may follow). */
+	unsigned ngpio_loops;
+	char gpio_loop[CONFIG_GPIO_LOOPS][2 * CONFIG_GPIO_NAME_MAX];
+	int gpio_loop_line[CONFIG_GPIO_LOOPS];
 };
 
 struct sect_type {
@@ -644,7 +648,8 @@ static const char *socket_owner(struct parser *p, const char *path, char *label,
 {
 	for (unsigned i = 0; i < p->cfg->ndevices; i++) {
 		const struct config_device *d = &p->cfg->devices[i];
-		if (d->type == DEV_VSOCK && strcmp(d->u.vsock.socket, path) == 0)
+		if ((d->type == DEV_GPIO && strcmp(d->u.gpio.control, path) == 0) ||
+		    (d->type == DEV_VSOCK && strcmp(d->u.vsock.socket, path) == 0))
 			return dev_label(d, label, size);
 		if (d->type != DEV_CONSOLE)
 			continue;
@@ -666,12 +671,18 @@ static int con_socket_unique(struct parser *p, const char *path)
 	return 0;
 }
 
+/* A socket path no other socket of the file uses, into dst. */
+static int unique_socket_path(struct parser *p, const char *val, char *dst, size_t size)
+{
+	if (con_socket_unique(p, val) < 0)
+		return -1;
+	return copy_socket_path(p, val, dst, size);
+}
+
 static int con_socket(struct parser *p, void *obj, const char *val)
 {
 	struct config_device *d = obj;
-	if (con_socket_unique(p, val) < 0)
-		return -1;
-	return copy_socket_path(p, val, d->u.console.socket, sizeof(d->u.console.socket));
+	return unique_socket_path(p, val, d->u.console.socket, sizeof(d->u.console.socket));
 }
 
 static int con_size(struct parser *p, void *obj, const char *val)
@@ -710,9 +721,7 @@ static int con_port(struct parser *p, void *obj, const char *val)
 			return key_error(p, "port name '%.*s' is used twice", (int)nlen, val);
 	const char *path = colon + strlen(kind);
 	struct config_console_port *port = &c->ports[c->nports];
-	if (con_socket_unique(p, path) < 0)
-		return -1;
-	if (copy_socket_path(p, path, port->socket, sizeof(port->socket)) < 0)
+	if (unique_socket_path(p, path, port->socket, sizeof(port->socket)) < 0)
 		return -1;
 	memcpy(port->name, val, nlen);
 	port->name[nlen] = '\0';
@@ -903,17 +912,115 @@ static const struct key_def rng_keys[] = {
 	KEY_UINT("rate", DEVT, u.rng.rate_kib, 0, UINT32_MAX, 0),
 };
 
+
+/* ---- [gpio "NAME"] --------------------------------------------------------------------- */
+
+static int gpio_find(const struct config_gpio *g, const char *name, size_t len)
+{
+	for (unsigned i = 0; i < g->nlines; i++)
+		if (strlen(g->lines[i].name) == len && strncmp(g->lines[i].name, name, len) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* line = NAME [pull-up|pull-down] */
+static int gpio_line(struct parser *p, void *obj, const char *val)
+{
+	struct config_gpio *g = &((struct config_device *)obj)->u.gpio;
+	size_t len = strcspn(val, " \t");
+	const char *bias = val + len + strspn(val + len, " \t");
+	struct config_gpio_line *l;
+
+	if (!name_ok(val, len) || len >= CONFIG_GPIO_NAME_MAX)
+		return key_error(p, "'%.*s': a line name is 1..%d of A-Z a-z 0-9 . _ -", (int)len,
+				 val, CONFIG_GPIO_NAME_MAX - 1);
+	if (*bias && strcmp(bias, "pull-up") != 0 && strcmp(bias, "pull-down") != 0)
+		return key_error(p, "'%s' is not NAME [pull-up|pull-down]", val);
+	if (gpio_find(g, val, len) >= 0)
+		return key_error(p, "line name '%.*s' is used twice", (int)len, val);
+	if (g->nlines == CONFIG_GPIO_LINES)
+		return key_error(p, "too many lines (at most %d)", CONFIG_GPIO_LINES);
+	l = &g->lines[g->nlines++];
+	memcpy(l->name, val, len);
+	l->name[len] = '\0';
+	l->pull_up = strcmp(bias, "pull-up") == 0;
+	return 0;
+}
+
+/* loopback = OUT:IN, kept as written until every line is known. */
+static int gpio_loopback(struct parser *p, void *obj, const char *val)
+{
+	struct sect_aux *aux = p->aux;
+
+	(void)obj;
+	if (aux->ngpio_loops == CONFIG_GPIO_LOOPS)
+		return key_error(p, "too many loopbacks (at most %d)", CONFIG_GPIO_LOOPS);
+	if (strlen(val) >= sizeof(aux->gpio_loop[0]) || !strchr(val, ':'))
+		return key_error(p, "'%s' is not OUT:IN (two line names)", val);
+	memcpy(aux->gpio_loop[aux->ngpio_loops], val, strlen(val) + 1);
+	aux->gpio_loop_line[aux->ngpio_loops++] = p->lineno;
+	return 0;
+}
+
+static int gpio_control(struct parser *p, void *obj, const char *val)
+{
+	struct config_device *d = obj;
+	return unique_socket_path(p, val, d->u.gpio.control, sizeof(d->u.gpio.control));
+}
+
+static const struct key_def gpio_keys[] = {
+	DEV_COMMON_KEYS,
+	KEY_FUNC("line", gpio_line, KEY_REPEAT),
+	KEY_FUNC("loopback", gpio_loopback, KEY_REPEAT),
+	KEY_FUNC("control", gpio_control, 0),
+};
+
+/* One loopback: both names known, different, and IN driven by no other loopback. */
+static void gpio_finish_loop(struct parser *p, struct config_gpio *g, const char *spec, int line)
+{
+	const char *colon = strchr(spec, ':');
+	int out = gpio_find(g, spec, (size_t)(colon - spec));
+	int in = gpio_find(g, colon + 1, strlen(colon + 1));
+
+	if (out < 0 || in < 0) {
+		int n = out < 0 ? (int)(colon - spec) : (int)strlen(colon + 1);
+
+		cfg_error(p, line, "loopback", "'%s': no line named '%.*s'", spec, n,
+			  out < 0 ? spec : colon + 1);
+		return;
+	}
+	if (out == in) {
+		cfg_error(p, line, "loopback", "'%s': a line cannot drive itself", spec);
+		return;
+	}
+	for (unsigned i = 0; i < g->nloops; i++)
+		if (g->loops[i].in == in) {
+			cfg_error(p, line, "loopback", "'%s': %s is already driven by %s", spec,
+				  g->lines[in].name, g->lines[g->loops[i].out].name);
+			return;
+		}
+	g->loops[g->nloops++] = (struct config_gpio_loop){ (uint16_t)out, (uint16_t)in };
+}
+
+static void gpio_finish(struct parser *p, struct config_device *d, struct sect_aux *aux)
+{
+	struct config_gpio *g = &d->u.gpio;
+
+	if (!g->nlines)
+		cfg_error(p, p->sect_line, p->label, "needs at least one line = NAME");
+	for (unsigned i = 0; i < aux->ngpio_loops; i++)
+		gpio_finish_loop(p, g, aux->gpio_loop[i], aux->gpio_loop_line[i]);
+}
+
 /* ---- [vsock "NAME"] -------------------------------------------------------------------- */
 
 static int vsock_socket(struct parser *p, void *obj, const char *val)
 {
 	struct config_device *d = obj;
-	if (con_socket_unique(p, val) < 0)
-		return -1;
 	if (strlen(val) > CONFIG_VSOCK_SOCKET_MAX)
 		return key_error(p, "socket path too long (at most %u characters: the guest's "
 				 "connections go to PATH_<port>)", CONFIG_VSOCK_SOCKET_MAX);
-	return copy_socket_path(p, val, d->u.vsock.socket, sizeof(d->u.vsock.socket));
+	return unique_socket_path(p, val, d->u.vsock.socket, sizeof(d->u.vsock.socket));
 }
 
 static const struct key_def vsock_keys[] = {
@@ -949,6 +1056,7 @@ static const struct sect_type sect_types[DEV_TYPE_COUNT] = {
 	TYPE("console", DEV_CONSOLE, false, console_keys, console_defaults, console_finish),
 	TYPE("i2c", DEV_I2C, false, i2c_keys, NULL, i2c_finish),
 	TYPE("rng", DEV_RNG, true, rng_keys, NULL, NULL),
+	TYPE("gpio", DEV_GPIO, false, gpio_keys, NULL, gpio_finish),
 	TYPE("vsock", DEV_VSOCK, false, vsock_keys, vsock_defaults, vsock_finish),
 };
 
@@ -958,6 +1066,7 @@ _Static_assert(ARRAY_SIZE(net_keys) <= KEY_SLOTS, "net keys");
 _Static_assert(ARRAY_SIZE(console_keys) <= KEY_SLOTS, "console keys");
 _Static_assert(ARRAY_SIZE(i2c_keys) <= KEY_SLOTS, "i2c keys");
 _Static_assert(ARRAY_SIZE(rng_keys) <= KEY_SLOTS, "rng keys");
+_Static_assert(ARRAY_SIZE(gpio_keys) <= KEY_SLOTS, "gpio keys");
 _Static_assert(ARRAY_SIZE(vsock_keys) <= KEY_SLOTS, "vsock keys");
 
 const char *config_dev_type_name(enum config_dev_type t)
@@ -1121,7 +1230,7 @@ static void section_header(struct parser *p, char *s)
 	int t = config_dev_type_parse(type);
 	if (t < 0) {
 		cfg_error(p, p->lineno, p->label, "unknown section (expected guest, block, net, "
-			  "console, i2c, rng or vsock)");
+			  "console, i2c, rng, gpio or vsock)");
 		return;
 	}
 	section_device(p, &sect_types[t], name, named);

@@ -21,7 +21,7 @@ enum config_discovery {
 };
 
 enum config_dev_type {
-	DEV_BLOCK, DEV_NET, DEV_CONSOLE, DEV_I2C, DEV_RNG, DEV_VSOCK, DEV_TYPE_COUNT
+	DEV_BLOCK, DEV_NET, DEV_CONSOLE, DEV_I2C, DEV_RNG, DEV_GPIO, DEV_VSOCK, DEV_TYPE_COUNT
 };
 
 enum config_fastpath {
@@ -113,6 +113,27 @@ struct config_rng {
 	uint32_t rate_kib;              /* rate = KiB/s cap per guest (default 0 = unlimited) */
 };
 
+#define CONFIG_GPIO_LINES    64
+#define CONFIG_GPIO_NAME_MAX 32     /* a line name: 1..31 of A-Z a-z 0-9 . _ - */
+#define CONFIG_GPIO_LOOPS    32
+struct config_gpio_line {
+	char name[CONFIG_GPIO_NAME_MAX];/* line = NAME [pull-up|pull-down] (repeatable, in order of
+					   the line numbers the guest sees) */
+	bool pull_up;                   /* reads 1 until the host or a loopback drives it */
+};
+
+struct config_gpio_loop {
+	uint16_t out, in;               /* loopback = OUT:IN: the guest's output OUT drives IN */
+};
+
+struct config_gpio {
+	unsigned nlines;
+	struct config_gpio_line lines[CONFIG_GPIO_LINES];
+	unsigned nloops;
+	struct config_gpio_loop loops[CONFIG_GPIO_LOOPS];
+	char control[CONFIG_PATH_MAX];  /* control = unix socket: set/get/list lines */
+};
+
 /* A guest's CID: 0-2 are reserved (hypervisor, local, host), 0xffffffff is VMADDR_CID_ANY. */
 #define CONFIG_VSOCK_CID_MIN        3u
 #define CONFIG_VSOCK_CID_MAX        0xfffffffeu
@@ -141,6 +162,7 @@ struct config_device {
 		struct config_console console;
 		struct config_i2c i2c;
 		struct config_rng rng;
+		struct config_gpio gpio;
 		struct config_vsock vsock;
 	} u;
 };

@@ -78,7 +78,7 @@ static void usage(FILE *f)
 "       xen-virtiod --help | --version\n"
 "\n"
 "A virtio device-model daemon for one Xen guest: serves the guest's virtio-mmio devices\n"
-"(block, net, console, i2c, rng, vsock) described by an INI file, through a Xen ioreq server.\n"
+"(block, net, console, i2c, gpio, rng, vsock) described by an INI file, through a Xen ioreq server.\n"
 "\n"
 "  -c, --config FILE      the guest's INI file (required unless --watch)\n"
 "  -d, --domain NAME|ID   the guest to serve; overrides [guest] name and domid\n"

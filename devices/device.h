@@ -74,8 +74,9 @@ struct vdev_host {
 };
 
 struct vdev_ops {
-	const char *type;       /* INI section type: "rng", "block", "net", "console", "i2c" */
-	uint32_t device_id;     /* virtio device id (4 rng, 2 block, 1 net, 3 console, 34 i2c) */
+	const char *type;       /* INI section type: "rng", "block", "net", "console", "i2c", "gpio" */
+	uint32_t device_id;     /* virtio device id (4 rng, 2 block, 1 net, 3 console, 34 i2c,
+				   41 gpio) */
 
 	/*
 	 * Build an instance from its validated configuration. The device calls vdev_init() on the

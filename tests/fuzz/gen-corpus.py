@@ -193,6 +193,27 @@ def console_seeds():
          con_ctrl(1, 0, 0, 1))
 
 
+# ---- fuzz_gpio: [features] then ops; 3 = request [type, line, value], 4 = irq buffer [line] ----
+def gpio_req(typ, line, value):
+    return bytes([3, typ, line, value])
+
+
+def gpio_irq(line):
+    return bytes([4, line])
+
+
+def gpio_seeds():
+    t = "fuzz_gpio"
+    # Line 0 drives line 1 (loopback): input with a rising edge, armed, then the output toggles.
+    save(t, "loopback-edge", bytes([1]) + gpio_req(3, 1, 2) + gpio_req(6, 1, 1) + gpio_irq(1) +
+         gpio_req(5, 0, 0) + gpio_req(3, 0, 1) + gpio_req(5, 0, 1) + gpio_irq(1) +
+         gpio_req(5, 0, 0) + gpio_req(5, 0, 1) + gpio_req(6, 1, 0))
+    save(t, "level", bytes([1]) + gpio_req(3, 3, 2) + gpio_req(6, 3, 4) + gpio_irq(3) +
+         gpio_req(3, 2, 1) + gpio_req(5, 2, 1) + gpio_irq(3) + gpio_req(3, 3, 0) + gpio_irq(3))
+    save(t, "hostile", bytes([1]) + gpio_req(1, 0, 0) + gpio_req(7, 9, 9) + gpio_irq(7) +
+         gpio_irq(2) + gpio_req(6, 2, 5) + bytes([5]) + gpio_req(2, 0, 0) + bytes([6, 3]))
+
+
 # ---- fuzz_vsock: a feature byte, then operations (see the target) ----
 def vs_pkt(o, gp, hp, payload=b"", typ=None, lenf=None, flags=0, buf=0x1000, fwd=0):
     out = bytes([3, o])
@@ -229,4 +250,5 @@ if __name__ == "__main__":
     ring_seeds()
     net_seeds()
     console_seeds()
+    gpio_seeds()
     vsock_seeds()

@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -180,6 +182,44 @@ static inline unsigned long itest_cpu_ticks(pid_t pid)
 static inline int itest_in_netns(const char *name, int (*run)(void))
 {
 	return netns_run(name, run, NULL);
+}
+
+/*
+ * One command on a fresh connection to the unix stream socket at path, and its answer up to the
+ * first newline (NUL-terminated in buf), waiting at most wait_ms: a device's control socket.
+ * Returns the answer's length, or -1 (no connection, no answer in time, or the peer closed).
+ */
+static inline int itest_ask(const char *path, const char *cmd, char *buf, size_t size,
+			    int wait_ms)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t got = 0;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || strlen(path) >= sizeof(sa.sun_path) || size < 2)
+		goto fail;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    send(fd, cmd, strlen(cmd), MSG_NOSIGNAL) != (ssize_t)strlen(cmd))
+		goto fail;
+	while (!memchr(buf, '\n', got)) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (got == size - 1 || poll(&p, 1, wait_ms) != 1)
+			goto fail;
+		n = recv(fd, buf + got, size - 1 - got, 0);
+		if (n <= 0)
+			goto fail;
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	close(fd);
+	return (int)got;
+fail:
+	if (fd >= 0)
+		close(fd);
+	return -1;
 }
 
 /*

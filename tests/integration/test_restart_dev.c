@@ -6,7 +6,8 @@
  * resets, must see every request complete exactly once with the right data: rng buffers
  * filled, the used index advanced once per request; i2c EEPROM writes that read back, through
  * the simulated bus, as acknowledged; console output reaches a socket client that stays
- * connected across the restart, no line twice, and its input reaches the guest.
+ * connected across the restart, no line twice, and its input reaches the guest; gpio lines
+ * keep their directions, values and armed interrupts across a kill -9.
  */
 #include <endian.h>
 #include <errno.h>
@@ -28,6 +29,7 @@
 #include "devices/device.h"
 #include "tests/integration/itest.h"
 #include "tests/integration/restart_rig.h"
+#include "tests/lib/gpio_msg.h"
 
 #define RAM_GPA    UINT64_C(0x40000000)
 #define HEAP_SIZE  (4u << 20)
@@ -777,6 +779,110 @@ static void test_console_multiport_kill_points(void **state)
 	run_points("console with a named port", mp_points, NPOINTS(mp_points), mp_kill_at);
 }
 
+
+/* ---- gpio: the lines' state and an armed interrupt outlive the process ---- */
+
+#define GPIO_F_IRQ 0
+#define GPIO_BUTTON 0
+#define GPIO_LED    1
+
+/* The next used element of queue q (its token), acknowledging interrupts on the way. */
+static void *gpio_wait_used(struct guest *g, unsigned q)
+{
+	int64_t deadline = now_ms() + WAIT_MS;
+	void *tok = NULL;
+
+	while (vdrv_get_used(&g->drv, q, NULL, &tok) != 1) {
+		if (now_ms() > deadline) {
+			dump_logs(g->r);
+			fail_msg("gpio: queue %u returned nothing in %d ms", q, WAIT_MS);
+		}
+		vdrv_enable_irq(&g->drv, q);
+		if (vdrv_get_used(&g->drv, q, NULL, &tok) == 1)
+			break;
+		if (g->vio.io.wait_irq(&g->vio.io, 20) > 0)
+			vdrv_write32(&g->drv, R_INT_ACK, vdrv_read32(&g->drv, R_INT_STATUS));
+	}
+	return tok;
+}
+
+/* One request (type, line, value); returns the status, *val the value. */
+static uint8_t gpio_req(struct guest *g, uint16_t type, uint16_t line, uint32_t value,
+			uint8_t *val)
+{
+	uint8_t *r = gpio_msg_send(&g->drv, &g->mem, type, line, value, g);
+
+	assert_non_null(r);
+	assert_ptr_equal(gpio_wait_used(g, 0), g);
+	if (val)
+		*val = r[1];
+	return r[0];
+}
+
+/* One control command (a taken-over instance listens from its start); its answer: want. */
+static void gpio_ctl(const char *path, const char *cmd, const char *want)
+{
+	char buf[128];
+
+	assert_true(itest_ask(path, cmd, buf, sizeof(buf), WAIT_MS) > 0);
+	assert_string_equal(buf, want);
+}
+
+static void gpio_restart(bool keep_store)
+{
+	char dev[512], sock[200];
+	uint8_t *irq_req, *irq_st, v = 0xff;
+	struct vdrv_buf b[2];
+	struct rig r;
+	struct guest g;
+
+	snprintf(sock, sizeof(sock), "%s/gpio.sock", workdir);
+	snprintf(dev, sizeof(dev), "[gpio \"g\"]\nmmio = 0x02000000\nirq = 33\n"
+		 "line = button pull-up\nline = led\ncontrol = %s\n", sock);
+	rig_start(&r, dev, NULL, keep_store ? "" : "notify_fastpath = off\n");
+	r.keep_store = keep_store;
+	rig_supervise(&r);
+	guest_start(&r, &g, VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(GPIO_F_IRQ), 41, 2);
+	assert_int_equal(gpio_req(&g, 3, GPIO_BUTTON, 2, NULL), 0);    /* input */
+	assert_int_equal(gpio_req(&g, 6, GPIO_BUTTON, 2, NULL), 0);    /* falling edge */
+	b[0] = (struct vdrv_buf){ vdrv_alloc(&g.mem, 2, 8, (void **)&irq_req), 2, false };
+	b[1] = (struct vdrv_buf){ vdrv_alloc(&g.mem, 1, 8, (void **)&irq_st), 1, true };
+	irq_req[0] = GPIO_BUTTON, irq_req[1] = 0, *irq_st = 0xee;
+	assert_true(vdrv_submit(&g.drv, 1, b, 2, false, irq_st) >= 0);
+	vdrv_kick(&g.drv, 1);                                          /* armed */
+	assert_int_equal(gpio_req(&g, 5, GPIO_LED, 1, NULL), 0);
+	assert_int_equal(gpio_req(&g, 3, GPIO_LED, 1, NULL), 0);       /* LED on */
+	gpio_ctl(sock, "get led\n", "ok 1\n");
+
+	assert_int_equal(kill(r.t->dm.pid, SIGKILL), 0);
+	assert_true(took_over(&r, 1, "took over"));
+	/* The guest's driver, which never reset, finds its lines as it left them... */
+	assert_int_equal(gpio_req(&g, 2, GPIO_LED, 0, &v), 0);
+	assert_int_equal(v, 1);
+	assert_int_equal(gpio_req(&g, 4, GPIO_LED, 0, &v), 0);
+	assert_int_equal(v, 1);
+	assert_int_equal(gpio_req(&g, 2, GPIO_BUTTON, 0, &v), 0);
+	assert_int_equal(v, 2);
+	gpio_ctl(sock, "get led\n", "ok 1\n");
+	/* ...and the button's armed interrupt still fires. */
+	gpio_ctl(sock, "set button 0\n", "ok\n");
+	assert_ptr_equal(gpio_wait_used(&g, 1), irq_st);
+	assert_int_equal(*irq_st, 1);
+	assert_int_equal(atomic_load(&r.restarts), 1);
+	assert_int_equal(g.vio.errors, 0);
+	rig_stop(&r);
+	unlink(sock);
+}
+
+static void test_gpio_restart(void **state)
+{
+	(void)state;
+	fprintf(stderr, "# gpio, killed while idle, with the fd store\n");
+	gpio_restart(true);
+	fprintf(stderr, "# gpio, killed while idle, without the fd store\n");
+	gpio_restart(false);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -784,6 +890,7 @@ int main(void)
 		cmocka_unit_test(test_i2c_kill_points),
 		cmocka_unit_test(test_console_kill_points),
 		cmocka_unit_test(test_console_multiport_kill_points),
+		cmocka_unit_test(test_gpio_restart),
 	};
 
 	return rig_run(tests, NPOINTS(tests), workdir);

@@ -237,6 +237,13 @@ static void test_example_loads(void **state)
 	assert_int_equal(cfg.guest.discovery, DISCOVERY_EXPLICIT);
 	assert_string_equal(dev(DEV_I2C, "bus0")->u.i2c.sims[0].file,
 			    "/var/lib/xen-virtiod/guest1-eeprom.bin");
+	const struct config_gpio *g = &dev(DEV_GPIO, "gpio0")->u.gpio;
+	assert_int_equal(g->nlines, 2);
+	assert_string_equal(g->lines[0].name, "button");
+	assert_true(g->lines[0].pull_up);
+	assert_false(g->lines[1].pull_up);
+	assert_int_equal(g->nloops, 0);
+	assert_string_equal(g->control, "/run/xen-virtiod/guest1-gpio.sock");
 }
 
 static void test_minimal_defaults(void **state)
@@ -545,7 +552,8 @@ static void test_mutations(void **state)
 
 static void test_dev_type_names(void **state)
 {
-	static const char *const names[] = { "block", "net", "console", "i2c", "rng", "vsock" };
+	static const char *const names[] = { "block", "net", "console", "i2c", "rng", "gpio",
+					     "vsock" };
 	(void)state;
 	for (int t = 0; t < DEV_TYPE_COUNT; t++) {
 		assert_string_equal(config_dev_type_name(t), names[t]);

@@ -6,8 +6,8 @@
 # apart: SIGKILL ten times and SIGTERM once (the upgrade path, round UPGRADE_ROUND), each time
 # starting it again as a supervisor would (the same command line, the same state directory) and
 # waiting until it serves. Fails on: a fio error or verify failure; a restart after which the
-# disk completes nothing for 60 s; no ping answered at the end (the loss while the restarts go
-# on is printed); an Oops, panic or RCU stall in the guest; "bad IO state"
+# disk completes nothing for 60 s; more pings lost while the restarts go on than restarts, or
+# no ping answered at the end; an Oops, panic or RCU stall in the guest; "bad IO state"
 # in xl dmesg; after `xl destroy`, an instance left running, a state file left, or a domain left
 # (pages still mapped keep a domain dying). Prints the pause each restart cost the guest (the
 # reader's largest latencies, one per restart) and the time from each kill to serving again.
@@ -17,9 +17,8 @@ set -u
 name=e2e-rst
 ROUNDS=11 UPGRADE_ROUND=6
 # ping every 0.5 s: frames in flight at a kill are dropped (docs/operations.md), and while no
-# instance runs the tap is gone. Measured (not yet a pass criterion, see docs/testing.md): on
-# Xen 4.17 under TCG most pings sent while the restarts go on are lost, and all are answered
-# once they end; the scenario requires the last ping (3 of 3) after the restarts.
+# instance runs the tap is gone (made again, with the same address, by the next instance). At
+# most one ping per restart may be lost, and the last ping (3 of 3) after the restarts must pass.
 have_daemon || { result SKIP restart "xen-virtiod is not in this dom0"; exit 0; }
 # Progress also on dom0's console: this scenario's output is shown only once it ends.
 note() { say "$@"; say "restart: $*" >/dev/console 2>/dev/null; }
@@ -157,6 +156,12 @@ case $end in *"failed=none"*) ;; *) fail "fio: [${end:-no end line}] $(guest_lin
 [ "${passes:-0}" -ge 1 ] || fail "no fio pass ended"
 [ "$took" -ge $ROUNDS ] || fail "$took of $ROUNDS restarts took the ioreq server over"
 [ -n "$ping" ] || fail "no ping statistics from the guest"
+# Each restart may drop the frame in flight at that moment (docs/operations.md), no more: the
+# pings wait in the guest's rings while no instance runs, and the tap made again keeps its
+# address (before it did not, the bridge's moved, and the guest lost every ping sent while the
+# restarts followed each other).
+rx=${ping%/*} tx=${ping#*/}
+[ $((tx - rx)) -le $ROUNDS ] || fail "ping: only $ping answered during the restarts (at most $ROUNDS may be lost)"
 [ "$net" = 3/3 ] || fail "net after the restarts: ping ${net:-none}"
 [ -z "$alive" ] && [ -z "$others" ] || fail "after xl destroy an instance still runs: ${alive:-} ${others:-}"
 [ -z "$stale" ] || fail "after xl destroy the state file $stale is left"
