@@ -1,7 +1,7 @@
 #!/bin/bash
 # make demo: real Xen 4.17 on emulated arm64 (the `make e2e` environment, same phase scripts and
-# caches), booting ONE guest whose virtio disk, network, console, i2c and rng are all served by
-# one xen-virtiod in dom0. The guest uses each device on the console, with the daemon's log
+# caches), booting ONE guest whose virtio disk, network, console, i2c, rng and gpio are all
+# served by one xen-virtiod in dom0. The guest uses each device on the console, with the daemon's log
 # beside it, and then the terminal is the guest's shell (via dom0's `xl console demo`):
 #   Ctrl-] leaves the guest's console (to a dom0 shell), Ctrl-a x quits QEMU.
 #
@@ -38,30 +38,12 @@ DAEMON_DIR=$(bash "$P/daemon.sh")
 [ -n "$DAEMON_DIR" ] || die "xen-virtiod does not cross-build for arm64 (see $E2E_BUILD/daemon-build.log)"
 INITRD_E2E=$(bash "$P/initramfs.sh" "$E2E_IMAGE" "$R0" "$RG" "$DAEMON_DIR")
 
-# socat for dom0 (the console socket's client): Debian's arm64 package and the libraries it
-# needs, cached by the resolved versions.
-E2E_PHASE=demo
-pkgs=$(resolve_arm64 socat)
-skey=$(key_of "$pkgs" "$(hash_files "$0")")
-sroot=$(cache_dir demo-socat "$skey")
-if ! is_done "$sroot"; then
-	# shellcheck disable=SC2086
-	mapfile -t debs < <(fetch_arm64 $pkgs)
-	rm -rf "$sroot"; mkdir -p "$sroot/stage" "$sroot/root/usr/bin"
-	for d in "${debs[@]}"; do dpkg-deb -x "$d" "$sroot/stage"; done
-	cp "$sroot/stage/usr/bin/socat" "$sroot/root/usr/bin/"
-	copy_elf_deps "$sroot/root" "$sroot/stage"
-	rm -rf "$sroot/stage"
-	mark_done "$sroot"
-	prune_cache demo-socat 2
-fi
-
+# socat, the client of the console and gpio sockets, is in the e2e dom0 rootfs.
 # The demo's overlay on top of the e2e dom0 initramfs (cpio archives concatenate; later files
 # win): /demo/init (dom0's init for the demo), the guest's overlay (demo.guest.sh as
 # /e2e/demo.guest.sh, run by the guest's /init for e2e.run=demo), xl config, INI, device tree.
 ov=$E2E_BUILD/overlay
 rm -rf "$ov"; mkdir -p "$ov/demo" "$E2E_BUILD/guest-overlay/e2e"
-cp -a "$sroot/root/." "$ov/"
 install -m 0755 "$D/init" "$ov/demo/init"
 install -m 0644 "$D/demo.cfg" "$D/demo.ini" "$ov/demo/"
 dtc -q -I dts -O dtb -o "$ov/demo/demo.dtb" "$D/demo.dts" || die "dtc failed on $D/demo.dts"

@@ -120,6 +120,52 @@ case "$n|$cur" in
 *) fail rng "read $n bytes from /dev/hwrng (rng_current=${cur:-none})" ;;
 esac
 
+# ---- virtio-gpio ---------------------------------------------------------------------------
+step "virtio-gpio: simulated lines (button, LED, loopback out0 -> in0) and dom0's control socket"
+chip=$(gpiodetect 2>/dev/null | awk '{ print $1; exit }')
+if [ -n "$chip" ]; then
+	run "gpiodetect"
+	run "gpioinfo $chip"
+	names=$(gpioinfo "$chip" | sed -n 's/^[[:space:]]*line *[0-9]*: *"\([^"]*\)".*/\1/p' | tr '\n' ' ')
+	off() { gpiofind "$1" | awk '{ print $2 }'; }
+	btn=$(off button) led=$(off led) out=$(off out0) in=$(off in0)
+	# held OFFSET: wait (at most 20 s) until gpioset holds the line (its value is then driven).
+	held() {
+		i=0
+		while ! gpioinfo "$chip" | grep -q "line *$1:.*\"gpioset\""; do
+			i=$((i + 1)); [ $i -gt 100 ] && return 1
+			sleep 0.2
+		done
+	}
+	loop=""
+	for v in 1 0; do
+		echo "guest# gpioset --mode=signal $chip $out=$v &     # out0 (line $out) driven while gpioset runs"
+		gpioset --mode=signal "$chip" "$out=$v" &
+		sp=$!
+		held "$out"
+		r=$(gpioget "$chip" "$in"); echo "guest# gpioget $chip $in     # in0"; echo "$r"
+		loop="$loop out0=$v->in0=$r"
+		kill $sp; wait $sp
+	done
+	echo "guest# gpioset --mode=signal $chip $led=1 &     # the LED on; dom0 reads it"
+	gpioset --mode=signal "$chip" "$led=1" &
+	lp=$!
+	held "$led"
+	echo "guest# timeout 60 gpiomon --num-events=1 --falling-edge $chip $btn     # dom0 presses the button"
+	echo "DEMO-GPIO-WAIT (dom0: get led, then set button 0)"
+	ev=$(timeout 60 gpiomon --num-events=1 --falling-edge "$chip" "$btn" 2>&1)
+	echo "$ev"
+	kill $lp; wait $lp
+	ev=$(echo "$ev" | sed -n 's/.*\(event: *FALLING EDGE offset: *[0-9]*\).*/\1/p')
+	case "$names|$loop|$ev" in
+	"button led out0 in0 | out0=1->in0=1 out0=0->in0=0|event"*)
+		ok gpio "gpioinfo names [${names% }], loopback$loop, button pressed by dom0: gpiomon '$ev'" ;;
+	*) fail gpio "names [${names% }], loopback [$loop], button event [${ev:-none}]" ;;
+	esac
+else
+	fail gpio "no gpiochip (virtio: $(ls /sys/bus/virtio/devices | tr '\n' ' '))"
+fi
+
 echo
 echo "DEMO-GUEST-DONE"
 sleep 3	# dom0 asks the daemon for its view of the devices (SIGUSR1), shown here
@@ -128,7 +174,9 @@ if [ -z "$batch" ]; then
 
 === You are at the guest's shell (hvc0, through dom0's 'xl console demo').
   The disk is mounted at /mnt; eth0 is 10.0.0.2 (dom0: 10.0.0.1); i2c bus $bus; /dev/hwrng;
-  /dev/hvc1 is the virtio console. Try: ping 10.0.0.1, i2cdump -y $bus 0x50, od -x /dev/hwrng | head
+  /dev/hvc1 is the virtio console; $chip the virtio GPIO chip (button, led, out0, in0).
+  Try: ping 10.0.0.1, i2cdump -y $bus 0x50, od -x /dev/hwrng | head, gpioinfo $chip,
+  gpiomon $chip 0 (then in dom0: echo 'set button 0' | socat - UNIX-CONNECT:/run/xen-virtiod/demo-gpio.sock)
   Ctrl-] leaves the console (to a dom0 shell); Ctrl-a x quits QEMU; 'poweroff -f' stops the guest.
 EOT
 	PS1='guest:\w# ' setsid cttyhack sh
