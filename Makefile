@@ -32,8 +32,8 @@ endif
 
 XEN_CFLAGS := $(shell $(PKG) --cflags $(XEN_PKGS) 2>/dev/null)
 XEN_LIBS   := $(shell $(PKG) --libs $(XEN_PKGS) 2>/dev/null)
-DEP_CFLAGS := $(shell $(PKG) --cflags inih liburing libsystemd 2>/dev/null)
-DEP_LIBS   := -lev $(shell $(PKG) --libs inih liburing libsystemd 2>/dev/null)
+DEP_CFLAGS := $(shell $(PKG) --cflags inih liburing libsystemd libnbd 2>/dev/null)
+DEP_LIBS   := -lev $(shell $(PKG) --libs inih liburing libsystemd libnbd 2>/dev/null)
 TEST_LIBS  := $(shell $(PKG) --libs cmocka 2>/dev/null)
 CPPFLAGS   += $(XEN_CFLAGS) $(DEP_CFLAGS)
 
