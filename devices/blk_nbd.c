@@ -22,7 +22,10 @@
  * Deadlines: every command must complete within io_timeout of its submission, reconnects
  * included, or it fails with -ETIMEDOUT. A command on the wire past its deadline means the
  * server hangs: the connection is dropped (and retried) like a dead one.
+ *
+ * Built when libnbd is found (XVD_HAVE_NBD); devices/blk_nbd_none.c stands in otherwise.
  */
+#ifdef XVD_HAVE_NBD
 #include <errno.h>
 #include <inttypes.h>
 #include <libnbd.h>
@@ -650,3 +653,5 @@ void blk_nbd_close(struct blk_nbd *n, void (*release)(struct blk_nbd_cmd *c, voi
 	free(n->uri);
 	free(n);
 }
+
+#endif /* XVD_HAVE_NBD */
