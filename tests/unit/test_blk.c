@@ -18,9 +18,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,6 +29,7 @@
 #include "devices/device.h"
 #include "devices/virtio_mmio.h"
 #include "tests/lib/gmem_flat.h"
+#include "tests/lib/nbdkit.h"
 #include "tests/lib/vdriver.h"
 #include "tests/lib/vdriver_direct.h"
 
@@ -1644,67 +1643,22 @@ static void test_direct_unpinnable_memory(void **state)
 
 /* ---- NBD (nbd = URI) against a real nbdkit ------------------------------------------------- */
 
-static bool nbdkit_listening(const char *sock)
-{
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool ok;
-
-	if (strlen(sock) >= sizeof(a.sun_path))
-		fail_msg("socket path too long: %s", sock);
-	memcpy(a.sun_path, sock, strlen(sock) + 1);
-	ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-	if (fd >= 0)
-		close(fd);
-	return ok;
-}
-
-/*
- * nbdkit -f -U SOCK ARGS... (ARGS NULL-terminated: filters, plugin, its parameters), started
- * and waited for until it accepts connections. Skips the test when nbdkit is not installed.
- */
+/* nbdkit on r->sock with args (tests/lib/nbdkit.h); skips the test when it is not installed. */
 static void nbdkit_start(struct rig *r, const char *const *args)
 {
-	const char *argv[24] = { "nbdkit", "-f", "--exit-with-parent", "-U", r->sock };
-	unsigned n = 5;
-	int st;
-
-	if (run("command -v nbdkit >/dev/null") != 0) {
+	if (!nbdkit_available()) {
 		print_message("[  SKIP    ] nbdkit is not installed\n");
 		skip();
 	}
-	for (; *args && n + 1 < sizeof(argv) / sizeof(argv[0]); args++)
-		argv[n++] = *args;
-	argv[n] = NULL;
-	unlink(r->sock);
-	r->nbdkit = fork();
-	assert_true(r->nbdkit >= 0);
-	if (r->nbdkit == 0) {
-		int null = open("/dev/null", O_WRONLY);
-
-		dup2(null, 2);
-		execvp("nbdkit", (char *const *)argv);
-		_exit(127);
-	}
-	for (int waited = 0; !nbdkit_listening(r->sock); waited += 10) {
-		if (waitpid(r->nbdkit, &st, WNOHANG) == r->nbdkit) {
-			r->nbdkit = 0;
-			fail_msg("nbdkit exited at start (status %#x)", st);
-		}
-		assert_true(waited < TIMEOUT_MS);
-		usleep(10000);
-	}
+	r->nbdkit = nbdkit_spawn(r->sock, args, TIMEOUT_MS);
+	if (r->nbdkit < 0)
+		fail_msg("nbdkit: %s", strerror((int)-r->nbdkit));
 }
 
-/* kill -9: the server goes away mid-I/O, as a crash would. */
 static void nbdkit_stop(struct rig *r)
 {
-	if (r->nbdkit <= 0)
-		return;
-	kill(r->nbdkit, SIGKILL);
-	waitpid(r->nbdkit, NULL, 0);
+	nbdkit_kill(r->nbdkit, r->sock);
 	r->nbdkit = 0;
-	unlink(r->sock);
 }
 
 /* Serve setup()'s image with nbdkit's file plugin (behind filters) and point the device at it. */
