@@ -1277,7 +1277,11 @@ static void blk_quiesce(struct vdev *d)
 static void blk_free(struct blk_dev *b)
 {
 	blk_bounce_flush_waiters(b, false);
-	blk_nbd_close(b->nbd, blk_nbd_release, NULL);
+	if (b->nbd) {
+		ev_idle_stop(b->vdev.host->loop, &b->more);
+		ev_timer_stop(b->vdev.host->loop, &b->reset_w);
+		blk_nbd_close(b->nbd, blk_nbd_release, NULL);
+	}
 	if (b->ring_ok) {
 		b->resetting = true;
 		bool drained = blk_drain(b, BLK_DESTROY_WAIT_MS, true);

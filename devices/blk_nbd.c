@@ -60,6 +60,7 @@ struct blk_nbd {
 	ev_timer tick;                   /* deadlines, while commands are held */
 	ev_idle later;                   /* results recorded outside an I/O callback */
 	double backoff;
+	ev_tstamp connect_start;         /* of the attempt in progress */
 	unsigned attempts;               /* failed attempts since the last ready connection */
 	char why[160];                   /* the last libnbd error */
 	int err;                         /* and its errno (0 when libnbd gave none) */
@@ -239,6 +240,7 @@ static int nbd_connect_start(struct blk_nbd *n)
 	}
 	n->h = h;
 	n->ready = false;
+	n->connect_start = ev_now(n->loop);
 	/* Only what the configuration checked: TCP or a unix socket, no TLS, no local files. */
 	if (nbd_set_uri_allow_transports(h, LIBNBD_ALLOW_TRANSPORT_TCP |
 					    LIBNBD_ALLOW_TRANSPORT_UNIX) < 0 ||
@@ -435,6 +437,11 @@ static void nbd_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	bool hung = false;
 
 	(void)revents;
+	/* A server that accepts but never finishes the handshake: try again. */
+	if (n->h && !n->ready && now - n->connect_start > n->timeout) {
+		snprintf(n->why, sizeof(n->why), "no handshake within io_timeout (%u s)", n->timeout);
+		nbd_connect_failed(n);
+	}
 	for (struct blk_nbd_cmd *c = n->head; c; c = c->next)
 		hung |= c->state == CMD_SENT && c->deadline <= now;
 	if (hung && n->ready) {

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1927,6 +1928,32 @@ static void test_nbd_io_timeout(void **state)
 		assert_int_equal(h[i], pat(i, 3));
 }
 
+/* A server that stops answering (SIGSTOP): IOERR after io_timeout; once it runs again, a new
+ * connection serves. */
+static void test_nbd_hung_server(void **state)
+{
+	struct rig *r = *state;
+	uint8_t *h;
+	uint64_t gpa;
+
+	nbd_rig(r, NULL, 1);
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	gpa = scratch_alloc(r, 4096, 512, (void **)&h);
+	fill_pat(h, 0, 4096, 8);
+	assert_int_equal(do_rw(r, true, 0, gpa, 4096), VIRTIO_BLK_S_OK);
+	assert_int_equal(kill(r->nbdkit, SIGSTOP), 0);
+	assert_int_equal(do_rw(r, false, 0, gpa, 4096), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(kill(r->nbdkit, SIGCONT), 0);
+	memset(h, 0, 4096);
+	uint8_t st = VIRTIO_BLK_S_IOERR;
+
+	for (int i = 0; i < 5 && st != VIRTIO_BLK_S_OK; i++)
+		st = do_rw(r, false, 0, gpa, 4096);
+	assert_int_equal(st, VIRTIO_BLK_S_OK);
+	for (uint32_t i = 0; i < 4096; i++)
+		assert_int_equal(h[i], pat(i, 8));
+}
+
 /* No server at start: retried for io_timeout, then a plain error (no config error). */
 static void test_nbd_unreachable_at_start(void **state)
 {
@@ -2017,7 +2044,7 @@ int main(void)
 		T(test_nbd_rw_depths), T(test_nbd_memory_plugin), T(test_nbd_discard_zero_flush),
 		T(test_nbd_read_only_export), T(test_nbd_writethrough_without_fua),
 		T(test_nbd_server_restart_mid_io), T(test_nbd_flush_after_reconnect),
-		T(test_nbd_io_timeout), T(test_nbd_unreachable_at_start), T(test_nbd_reset_in_flight),
+		T(test_nbd_io_timeout), T(test_nbd_hung_server), T(test_nbd_unreachable_at_start), T(test_nbd_reset_in_flight),
 	};
 	int rc;
 
