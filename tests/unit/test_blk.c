@@ -1767,6 +1767,19 @@ static void submit_run(struct rig *r, struct req *reqs, unsigned n, bool write, 
 	vdrv_kick(&r->drv, 0);
 }
 
+/*
+ * An NBD disk whose server holds requests (nbdkit's delay filter, delay its parameter), and n of
+ * them submit_run() on the wire: the server has seen the first.
+ */
+static void on_the_wire(struct rig *r, struct req *reqs, unsigned n, bool write, uint32_t len,
+			unsigned gen, const char *delay)
+{
+	nbd_rig(r, &(struct nbd_opts){ .filter = "delay", .param = delay }, 30);
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	submit_run(r, reqs, n, write, len, gen);
+	wait_log(r, write ? "Write" : "Read");
+}
+
 static void test_nbd_rw_depths(void **state)
 {
 	struct rig *r = *state;
@@ -1893,10 +1906,7 @@ static void test_nbd_server_restart_mid_io(void **state)
 	struct rig *r = *state;
 	struct req reqs[32];
 
-	nbd_rig(r, &(struct nbd_opts){ .filter = "delay", .param = "delay-write=10" }, 30);
-	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
-	submit_run(r, reqs, 32, true, 16384, 12);
-	wait_log(r, "Write");   /* on the wire, held by the delay filter */
+	on_the_wire(r, reqs, 32, true, 16384, 12, "delay-write=10");
 	nbdkit_stop(r);
 	nbd_rig(r, NULL, 30);
 	wait_done(r, 0, 32);
@@ -1905,6 +1915,20 @@ static void test_nbd_server_restart_mid_io(void **state)
 	assert_image_pat(r, 0, 32 * 16384, 12);
 	assert_int_equal(do_req(r, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL), VIRTIO_BLK_S_OK);
 	assert_int_equal(blk_get_stats(r->x.dev)->errors, 0);
+}
+
+/* An NBD disk on setup()'s image with len bytes of gen's pattern written at 0; their buffer. */
+static uint64_t nbd_written(struct rig *r, unsigned io_timeout, uint32_t len, unsigned gen,
+			    uint8_t **h)
+{
+	uint64_t gpa;
+
+	nbd_rig(r, NULL, io_timeout);
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	gpa = scratch_alloc(r, len, 512, (void **)h);
+	fill_pat(*h, 0, len, gen);
+	assert_int_equal(do_rw(r, true, 0, gpa, len), VIRTIO_BLK_S_OK);
+	return gpa;
 }
 
 /*
@@ -1917,11 +1941,7 @@ static void test_nbd_flush_after_reconnect(void **state)
 	uint8_t *h;
 	uint64_t gpa;
 
-	nbd_rig(r, NULL, 30);
-	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
-	gpa = scratch_alloc(r, 4096, 512, (void **)&h);
-	fill_pat(h, 0, 4096, 2);
-	assert_int_equal(do_rw(r, true, 0, gpa, 4096), VIRTIO_BLK_S_OK);
+	gpa = nbd_written(r, 30, 4096, 2, &h);
 	nbdkit_stop(r);
 	nbd_rig(r, NULL, 30);
 	assert_int_equal(do_req(r, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL), VIRTIO_BLK_S_IOERR);
@@ -1941,11 +1961,7 @@ static void test_nbd_io_timeout(void **state)
 	uint8_t *h;
 	uint64_t gpa;
 
-	nbd_rig(r, NULL, 1);
-	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
-	gpa = scratch_alloc(r, 8192, 512, (void **)&h);
-	fill_pat(h, 0, 8192, 3);
-	assert_int_equal(do_rw(r, true, 0, gpa, 8192), VIRTIO_BLK_S_OK);
+	gpa = nbd_written(r, 1, 8192, 3, &h);
 	nbdkit_stop(r);
 	assert_int_equal(do_rw(r, false, 0, gpa, 8192), VIRTIO_BLK_S_IOERR);
 	assert_int_equal(blk_get_stats(r->x.dev)->inflight, 0);
@@ -1974,11 +1990,7 @@ static void test_nbd_hung_server(void **state)
 	uint8_t *h;
 	uint64_t gpa;
 
-	nbd_rig(r, NULL, 1);
-	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
-	gpa = scratch_alloc(r, 4096, 512, (void **)&h);
-	fill_pat(h, 0, 4096, 8);
-	assert_int_equal(do_rw(r, true, 0, gpa, 4096), VIRTIO_BLK_S_OK);
+	gpa = nbd_written(r, 1, 4096, 8, &h);
 	assert_int_equal(kill(r->nbdkit, SIGSTOP), 0);
 	wait_stopped(r->nbdkit);   /* the signal is delivered asynchronously */
 	assert_int_equal(do_rw(r, false, 0, gpa, 4096), VIRTIO_BLK_S_IOERR);
@@ -2008,10 +2020,7 @@ static void test_nbd_reset_in_flight(void **state)
 	struct rig *r = *state;
 	struct req reqs[16];
 
-	nbd_rig(r, &(struct nbd_opts){ .filter = "delay", .param = "delay-read=1" }, 30);
-	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
-	submit_run(r, reqs, 16, false, 4096, 0);
-	wait_log(r, "Read");
+	on_the_wire(r, reqs, 16, false, 4096, 0, "delay-read=1");
 	vdrv_write32(&r->drv, R_STATUS, 0);
 	assert_int_equal(r->x.held, 0);   /* answered at once */
 	assert_int_equal(gmem_flat_outstanding(r->x.gm), 0);
