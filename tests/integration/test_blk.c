@@ -26,6 +26,7 @@
 #include "devices/device.h"
 #include "tests/integration/itest.h"
 #include "tests/lib/nbdkit.h"
+#include "tests/lib/sanitized.h"
 
 #define RAM_GPA   UINT64_C(0x40000000)
 #define HEAP_SIZE (48u << 20)
@@ -724,6 +725,8 @@ static void test_nbd_server_faults(void **state)
 	assert_file_pat(g->img, 0, 16 * 65536, 7);
 	assert_int_equal(do_req(g, VIRTIO_BLK_T_FLUSH, 0, NULL, 0), VIRTIO_BLK_S_OK);
 	assert_true(xsim_daemon_log_has(&g->t->dm, "wait for the reconnect"));
+	/* The reconnect happened under the seccomp filter (sanitizer builds load none). */
+	assert_true(SANITIZED || xsim_daemon_log_has(&g->t->dm, "seccomp filter loaded"));
 
 	/* Gone past io_timeout (2 s): IOERR, not a hang. */
 	nbdkit_kill(srv, sock);
@@ -751,6 +754,46 @@ static void test_nbd_server_faults(void **state)
 	unlink(log);
 }
 
+/* nbd://127.0.0.1:PORT: the reconnect opens a TCP socket, which the seccomp filter allows. */
+static void test_nbd_tcp_reconnect(void **state)
+{
+	struct guest *g = *state;
+	char sock[32], file[160], ini[512];
+	const char *plain[] = { "file", file, NULL };
+	int port = nbdkit_free_port();
+	uint8_t *h;
+	pid_t srv;
+
+	if (!nbdkit_available())
+		skip();
+	assert_true(port > 0);
+	snprintf(sock, sizeof(sock), "tcp:%d", port);
+	snprintf(file, sizeof(file), "file=%s", g->img);
+	srv = nbdkit_spawn(sock, plain, WAIT_MS);
+	assert_true(srv > 0);
+	snprintf(ini, sizeof(ini),
+		 "[guest]\nname = g1\ndiscovery = explicit\n\n[block \"root\"]\nmmio = 0x02000000\n"
+		 "irq = 33\nnbd = nbd://127.0.0.1:%d/\nio_timeout = 10\n", port);
+	guest_start_ini(g, ini, NULL, false, NULL);
+	struct vdrv_buf d = { galloc(g, 65536, 4096, (void **)&h), 65536, false };
+
+	for (uint32_t j = 0; j < 65536; j++)
+		h[j] = pat(j, 11);
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_OUT, 0, &d, 1), VIRTIO_BLK_S_OK);
+	nbdkit_kill(srv, sock);
+	srv = nbdkit_spawn(sock, plain, WAIT_MS);
+	assert_true(srv > 0);
+	memset(h, 0, 65536);
+	d.write = true;
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_IN, 0, &d, 1), VIRTIO_BLK_S_OK);
+	for (uint32_t j = 0; j < 65536; j++)
+		if (h[j] != pat(j, 11))
+			fail_msg("byte %u read back wrong", j);
+	assert_true(xsim_daemon_alive(&g->t->dm));
+	guest_stop(g);
+	nbdkit_kill(srv, sock);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -758,7 +801,7 @@ int main(void)
 		T(test_rw_depths), T(test_rw_depths_direct_grants), T(test_request_types),
 		T(test_read_only), T(test_reset_in_flight), T(test_crash_after_flush),
 		T(test_xenstore_417_disk), T(test_multiqueue),
-		T(test_sighup_resize), T(test_nbd_server_faults),
+		T(test_sighup_resize), T(test_nbd_server_faults), T(test_nbd_tcp_reconnect),
 	};
 	char cmd[96];
 	int rc;
