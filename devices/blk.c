@@ -12,6 +12,11 @@
  * discard / write-zeroes are followed by a linked fdatasync. Acknowledged writes live in the kernel (page
  * cache or device), never in this process, so a daemon exit loses nothing acknowledged.
  *
+ * NBD (nbd = URI): the same requests go to devices/blk_nbd.c instead of the ring, each through a
+ * bounce buffer (libnbd wants one contiguous buffer per command); its completions come back
+ * through blk_nbd_done() and one blk_completed() per batch, like the ring's. See that file for
+ * reconnects, io_timeout and flushes across a reconnect.
+ *
  * Guest input: every header is copied once, then checked; every request gets a status byte
  * when the chain has a writable byte to hold one. Requests in flight at a reset are stale (epoch
  * check): the reset waits for them, they are dropped without touching the guest's rings.
@@ -78,6 +83,7 @@ struct blk_dev {
 	uint32_t writes_inflight;           /* writes, discards, write-zeroes the kernel holds */
 	struct blk_req *bwait, **bwait_tail;  /* FIFO of requests waiting for bounce budget */
 	struct blk_nbd *nbd;                /* the NBD engine (nbd = URI), instead of the ring */
+	bool nbd_ro, nbd_trim, nbd_zero;    /* what the export offered at start (fixed since) */
 	struct blk_stats st;
 };
 
@@ -1320,14 +1326,12 @@ static uint64_t blk_features(const struct blk_dev *b, const struct config_block 
 		     VIRTIO_BIT(VIRTIO_BLK_F_FLUSH) | VIRTIO_BIT(VIRTIO_BLK_F_CONFIG_WCE) |
 		     VIRTIO_BIT(VIRTIO_BLK_F_MQ);
 
-	const struct blk_nbd_info *ni = b->nbd ? blk_nbd_info(b->nbd) : NULL;
-
 	if (b->readonly)
 		return f | VIRTIO_BIT(VIRTIO_BLK_F_RO);
 	/* An NBD server that cannot trim / zero: not offered (fallocate has fallbacks). */
-	if (c->discard && (!ni || ni->can_trim))
+	if (c->discard && (!b->nbd || b->nbd_trim))
 		f |= VIRTIO_BIT(VIRTIO_BLK_F_DISCARD);
-	if (c->write_zeroes && (!ni || ni->can_zero))
+	if (c->write_zeroes && (!b->nbd || b->nbd_zero))
 		f |= VIRTIO_BIT(VIRTIO_BLK_F_WRITE_ZEROES);
 	return f;
 }
@@ -1376,6 +1380,9 @@ static int blk_nbd_setup(struct blk_dev *b, const struct config_block *c)
 	b->capacity = ni->size / VIRTIO_BLK_SECTOR;
 	if (ni->readonly && !b->readonly)
 		log_info("%s: the NBD export is read-only", b->vdev.name);
+	b->nbd_ro = ni->readonly;
+	b->nbd_trim = ni->can_trim;
+	b->nbd_zero = ni->can_zero;
 	b->readonly |= ni->readonly;
 	b->lbs = 512;
 	b->pbs = blk_clamp_align(ni->pref_block, 4096);
@@ -1477,7 +1484,7 @@ static const char *blk_fixed_key_changed(const struct blk_dev *b, const struct c
 
 	if (strcmp(c->nbd[0] ? c->nbd : c->path, b->path) != 0)
 		return c->nbd[0] ? "nbd" : "path";
-	if (c->readonly != b->readonly)
+	if ((c->readonly || b->nbd_ro) != b->readonly)
 		return "readonly";
 	if ((c->cache == BLK_CACHE_NONE) != b->direct)
 		return "cache";

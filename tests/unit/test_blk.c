@@ -1874,6 +1874,9 @@ static void test_nbd_read_only_export(void **state)
 	for (uint32_t i = 0; i < 65536; i++)
 		assert_int_equal(h[i], pat(i, 4));
 	assert_int_equal(do_rw(r, true, 0, gpa, 512), VIRTIO_BLK_S_IOERR);
+	/* A reload with the same section: the export's read-only state is no change of ours. */
+	r->cfg.u.block.io_timeout = 5;
+	assert_int_equal(r->x.dev->ops->reconfigure(r->x.dev, &r->cfg), 0);
 }
 
 /*
