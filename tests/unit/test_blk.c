@@ -2001,6 +2001,45 @@ static void test_nbd_hung_server(void **state)
 	read_back_after_reconnect(r, gpa, h, 4096, 8);
 }
 
+/*
+ * The daemon stops, the guest stays (quiesce): reads on the wire complete with their data before
+ * it returns; requests waiting for a server that is gone fail with IOERR.
+ */
+static void test_nbd_quiesce(void **state)
+{
+	struct rig *r = *state;
+	struct req reqs[8];
+	uint8_t *h = malloc(8 * 4096);
+	int fd = open(r->image, O_WRONLY | O_CLOEXEC);
+
+	fill_pat(h, 0, 8 * 4096, 13);
+	assert_int_equal(pwrite(fd, h, 8 * 4096, 0), 8 * 4096);
+	close(fd);
+	free(h);
+	on_the_wire(r, reqs, 8, false, 4096, 0, "delay-read=1");
+	r->x.dev->ops->quiesce(r->x.dev);
+	assert_int_equal(blk_get_stats(r->x.dev)->inflight, 0);
+	wait_done(r, 0, 8);
+	for (unsigned i = 0; i < 8; i++) {
+		assert_int_equal(req_status(r, &reqs[i]), VIRTIO_BLK_S_OK);
+		h = vdrv_host(&r->x.mem, reqs[i].b[1].gpa);
+		for (uint32_t j = 0; j < 4096; j++)
+			assert_int_equal(h[j], pat(i * 4096u + j, 13));
+	}
+	/* The server gone: a request waits for it, and the stop fails it rather than hang. */
+	nbdkit_stop(r);
+	struct req q;
+	struct vdrv_buf d = { reqs[0].b[1].gpa, 4096, true };
+
+	req_build(r, &q, VIRTIO_BLK_T_IN, 0, &d, 1);
+	req_submit(r, 0, &q, false);
+	vdrv_kick(&r->drv, 0);
+	assert_int_equal(blk_get_stats(r->x.dev)->inflight, 1);
+	r->x.dev->ops->quiesce(r->x.dev);
+	wait_done(r, 0, 1);
+	assert_int_equal(req_status(r, &q), VIRTIO_BLK_S_IOERR);
+}
+
 /* No server at start: retried for io_timeout, then a plain error (no config error). */
 static void test_nbd_unreachable_at_start(void **state)
 {
@@ -2069,7 +2108,7 @@ int main(void)
 		T(test_nbd_rw_depths), T(test_nbd_memory_plugin), T(test_nbd_discard_zero_flush),
 		T(test_nbd_read_only_export), T(test_nbd_writethrough_without_fua),
 		T(test_nbd_server_restart_mid_io), T(test_nbd_flush_after_reconnect),
-		T(test_nbd_io_timeout), T(test_nbd_hung_server), T(test_nbd_unreachable_at_start), T(test_nbd_reset_in_flight),
+		T(test_nbd_io_timeout), T(test_nbd_hung_server), T(test_nbd_quiesce), T(test_nbd_unreachable_at_start), T(test_nbd_reset_in_flight),
 	};
 	int rc;
 
