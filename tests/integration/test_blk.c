@@ -794,6 +794,33 @@ static void test_nbd_tcp_reconnect(void **state)
 	nbdkit_kill(srv, sock);
 }
 
+/*
+ * No NBD server at start: the daemon retries (logged) for io_timeout, then stops with 1, a
+ * run-time failure for systemd to retry, not 78 (the configuration is fine).
+ */
+static void test_nbd_no_server_at_start(void **state)
+{
+	struct guest *g = *state;
+	const char *args[] = { "--foreground", "--config", NULL, NULL };
+	int st = 0;
+
+	g->t = itest_new(&(struct xsim_dom_opts){ .name = "g1", .ram_mib = 128 });
+	assert_non_null(g->t);
+	args[2] = g->t->ini;
+	assert_int_equal(itest_write(g->t->ini, "[guest]\nname = g1\ndiscovery = explicit\n\n"
+				     "[block \"root\"]\nmmio = 0x02000000\nirq = 33\n"
+				     "nbd = nbd+unix:///?socket=%s/nobody.sock\nio_timeout = 2\n",
+				     workdir), 0);
+	assert_int_equal(xsim_daemon_start(g->t->hub, &g->t->dm, XVD_SIM_DAEMON, "daemon", args, 0),
+			 0);
+	assert_int_equal(xsim_daemon_wait_exit(&g->t->dm, WAIT_MS, &st), 0);
+	g->t->dm.pid = -1;
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 1);
+	assert_true(xsim_daemon_log_has(&g->t->dm, "retrying in"));
+	assert_true(xsim_daemon_log_has(&g->t->dm, "within io_timeout (2 s)"));
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -802,6 +829,7 @@ int main(void)
 		T(test_read_only), T(test_reset_in_flight), T(test_crash_after_flush),
 		T(test_xenstore_417_disk), T(test_multiqueue),
 		T(test_sighup_resize), T(test_nbd_server_faults), T(test_nbd_tcp_reconnect),
+		T(test_nbd_no_server_at_start),
 	};
 	char cmd[96];
 	int rc;
