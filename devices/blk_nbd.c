@@ -3,7 +3,7 @@
  *
  * The socket is an ev_io watcher re-armed for read and/or write as nbd_aio_get_direction() says
  * after every call into libnbd. Completion callbacks run inside libnbd (its lock held), so they
- * only record the result; the loop side (blk_nbd_process) completes commands afterwards and
+ * only record the result; the loop side (nbd_process) completes commands afterwards and
  * calls the batch callback once.
  *
  * Connection states: down (h == NULL, the retry timer armed, backing off 50 ms .. 2 s),
@@ -16,12 +16,13 @@
  * Durability across a reconnect: a flush covers the writes its connection completed. Writes the
  * guest saw completed on a connection that died before a flush covered them may be gone (the
  * server may have lost its cache), and no flush on a later connection covers them. Then the
- * next guest flush fails (IOERR) once, so the guest learns what a flush is for. Writethrough
+ * next guest flush fails (IOERR) once: the guest learns that what it flushed may not be durable. Writethrough
  * writes (FUA, or a write followed by its own flush) are durable before they complete.
  *
  * Deadlines: every command must complete within io_timeout of its submission, reconnects
  * included, or it fails with -ETIMEDOUT. A command on the wire past its deadline means the
- * server hangs: the connection is dropped (and retried) like a dead one.
+ * server hangs: the connection is dropped (and retried) like a dead one; so is a connection
+ * whose handshake takes longer than io_timeout.
  *
  * Built when libnbd is found (XVD_HAVE_NBD); devices/blk_nbd_none.c stands in otherwise.
  */
