@@ -552,9 +552,13 @@ static int blk_vdev(struct parser *p, void *obj, const char *val)
  */
 static const char *blk_nbd_tcp_check(const char *rest)
 {
-	size_t hlen = strcspn(rest, ":/?#");
+	/* An IPv6 literal is bracketed: nbd://[::1]:10809/ */
+	const char *close = rest[0] == '[' ? strchr(rest, ']') : NULL;
+	size_t hlen = close ? (size_t)(close - rest) + 1 : strcspn(rest, ":/?#");
 	const char *port = rest + hlen;
 
+	if (rest[0] == '[' && (!close || close == rest + 1))
+		return "an IPv6 address needs its closing ']'";
 	if (hlen == 0)
 		return "nbd://HOST[:PORT][/EXPORT] needs a host";
 	if (*port == ':') {

@@ -381,6 +381,7 @@ static void test_nbd_values(void **state)
 	assert_string_equal(local->nbd, "nbd+unix:///?socket=/run/nbd/vm.sock");
 	assert_int_equal(local->io_timeout, 30);
 	assert_true(local->readonly);
+	assert_string_equal(dev(DEV_BLOCK, "v6")->u.block.nbd, "nbd://[fd00::1]:10809/data");
 }
 
 static void test_xenstore_values(void **state)
