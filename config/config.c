@@ -725,7 +725,8 @@ static const char *socket_owner(struct parser *p, const char *path, char *label,
 {
 	for (unsigned i = 0; i < p->cfg->ndevices; i++) {
 		const struct config_device *d = &p->cfg->devices[i];
-		if (d->type == DEV_GPIO && strcmp(d->u.gpio.control, path) == 0)
+		if ((d->type == DEV_GPIO && strcmp(d->u.gpio.control, path) == 0) ||
+		    (d->type == DEV_VSOCK && strcmp(d->u.vsock.socket, path) == 0))
 			return dev_label(d, label, size);
 		if (d->type != DEV_CONSOLE)
 			continue;
@@ -1103,6 +1104,40 @@ static void block_finish(struct parser *p, struct config_device *d, struct sect_
 		cfg_error(p, cache, "cache", "none applies to files and block devices, not nbd");
 }
 
+/* ---- [vsock "NAME"] -------------------------------------------------------------------- */
+
+static int vsock_socket(struct parser *p, void *obj, const char *val)
+{
+	struct config_device *d = obj;
+	if (strlen(val) > CONFIG_VSOCK_SOCKET_MAX)
+		return key_error(p, "socket path too long (at most %u characters: the guest's "
+				 "connections go to PATH_<port>)", CONFIG_VSOCK_SOCKET_MAX);
+	return unique_socket_path(p, val, d->u.vsock.socket, sizeof(d->u.vsock.socket));
+}
+
+static const struct key_def vsock_keys[] = {
+	DEV_COMMON_KEYS,
+	KEY_UINT("guest_cid", DEVT, u.vsock.guest_cid, CONFIG_VSOCK_CID_MIN, CONFIG_VSOCK_CID_MAX, 0),
+	KEY_FUNC("socket", vsock_socket, 0),
+	KEY_UINT("max_connections", DEVT, u.vsock.max_conns, 1, 65536, 0),
+	KEY_UINT("buffer", DEVT, u.vsock.buf_kib, 4, 4096, 0),
+};
+
+static void vsock_defaults(struct config_device *d)
+{
+	d->u.vsock.max_conns = CONFIG_VSOCK_MAX_CONNS;
+	d->u.vsock.buf_kib = CONFIG_VSOCK_BUF_KIB;
+}
+
+static void vsock_finish(struct parser *p, struct config_device *d, struct sect_aux *aux)
+{
+	static const char *const need[] = { "guest_cid", "socket" };
+	(void)d;
+	for (size_t i = 0; i < ARRAY_SIZE(need); i++)
+		if (!key_line(vsock_keys, ARRAY_SIZE(vsock_keys), aux, need[i]))
+			cfg_error(p, p->sect_line, need[i], "required in %s", p->label);
+}
+
 /* ---- section types --------------------------------------------------------------------- */
 
 #define TYPE(n, t, bare, keys, def, fin) \
@@ -1114,6 +1149,7 @@ static const struct sect_type sect_types[DEV_TYPE_COUNT] = {
 	TYPE("i2c", DEV_I2C, false, i2c_keys, NULL, i2c_finish),
 	TYPE("rng", DEV_RNG, true, rng_keys, NULL, NULL),
 	TYPE("gpio", DEV_GPIO, false, gpio_keys, NULL, gpio_finish),
+	TYPE("vsock", DEV_VSOCK, false, vsock_keys, vsock_defaults, vsock_finish),
 };
 
 _Static_assert(ARRAY_SIZE(guest_keys) <= KEY_SLOTS, "guest keys");
@@ -1123,6 +1159,7 @@ _Static_assert(ARRAY_SIZE(console_keys) <= KEY_SLOTS, "console keys");
 _Static_assert(ARRAY_SIZE(i2c_keys) <= KEY_SLOTS, "i2c keys");
 _Static_assert(ARRAY_SIZE(rng_keys) <= KEY_SLOTS, "rng keys");
 _Static_assert(ARRAY_SIZE(gpio_keys) <= KEY_SLOTS, "gpio keys");
+_Static_assert(ARRAY_SIZE(vsock_keys) <= KEY_SLOTS, "vsock keys");
 
 const char *config_dev_type_name(enum config_dev_type t)
 {
@@ -1285,7 +1322,7 @@ static void section_header(struct parser *p, char *s)
 	int t = config_dev_type_parse(type);
 	if (t < 0) {
 		cfg_error(p, p->lineno, p->label, "unknown section (expected guest, block, net, "
-			  "console, i2c, rng or gpio)");
+			  "console, i2c, rng, gpio or vsock)");
 		return;
 	}
 	section_device(p, &sect_types[t], name, named);

@@ -21,7 +21,7 @@ enum config_discovery {
 };
 
 enum config_dev_type {
-	DEV_BLOCK, DEV_NET, DEV_CONSOLE, DEV_I2C, DEV_RNG, DEV_GPIO, DEV_TYPE_COUNT
+	DEV_BLOCK, DEV_NET, DEV_CONSOLE, DEV_I2C, DEV_RNG, DEV_GPIO, DEV_VSOCK, DEV_TYPE_COUNT
 };
 
 enum config_fastpath {
@@ -137,6 +137,21 @@ struct config_gpio {
 	char control[CONFIG_PATH_MAX];  /* control = unix socket: set/get/list lines */
 };
 
+/* A guest's CID: 0-2 are reserved (hypervisor, local, host), 0xffffffff is VMADDR_CID_ANY. */
+#define CONFIG_VSOCK_CID_MIN        3u
+#define CONFIG_VSOCK_CID_MAX        0xfffffffeu
+#define CONFIG_VSOCK_MAX_CONNS      1024u
+#define CONFIG_VSOCK_BUF_KIB        256u
+/* socket + "_<port>" (at most 11 characters) must fit sockaddr_un's 107. */
+#define CONFIG_VSOCK_SOCKET_MAX     96u
+struct config_vsock {
+	uint64_t guest_cid;             /* guest_cid = 3..0xfffffffe (required) */
+	char socket[CONFIG_PATH_MAX];   /* socket = PATH: host programs connect here; the guest's
+					   connections to host port P go to PATH_P (required) */
+	uint32_t max_conns;             /* max_connections = 1..65536 (default 1024) */
+	uint32_t buf_kib;               /* buffer = KiB buffered per connection, 4..4096 (256) */
+};
+
 struct config_device {
 	enum config_dev_type type;
 	char name[CONFIG_NAME_MAX];     /* the quoted section name; "" for a bare [rng] */
@@ -151,6 +166,7 @@ struct config_device {
 		struct config_i2c i2c;
 		struct config_rng rng;
 		struct config_gpio gpio;
+		struct config_vsock vsock;
 	} u;
 };
 

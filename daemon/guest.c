@@ -187,6 +187,7 @@ static int guest_type_of_virtio_id(uint32_t id)
 	case 34: return DEV_I2C;
 	case 4: return DEV_RNG;
 	case 41: return DEV_GPIO;   /* type "virtio,device29" (hex) */
+	case 19: return DEV_VSOCK;
 	default: return -1;
 	}
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -78,7 +79,7 @@ static void usage(FILE *f)
 "       xen-virtiod --help | --version\n"
 "\n"
 "A virtio device-model daemon for one Xen guest: serves the guest's virtio-mmio devices\n"
-"(block, net, console, i2c, rng) described by an INI file, through a Xen ioreq server.\n"
+"(block, net, console, i2c, gpio, rng, vsock) described by an INI file, through a Xen ioreq server.\n"
 "\n"
 "  -c, --config FILE      the guest's INI file (required unless --watch)\n"
 "  -d, --domain NAME|ID   the guest to serve; overrides [guest] name and domid\n"
@@ -612,6 +613,23 @@ static void find_self(struct daemon *d, const char *argv0)
 		snprintf(d->self_exe, sizeof(d->self_exe), "%s", argv0);
 }
 
+/*
+ * Descriptors: a guest's devices can hold many (a vsock connection, a console client, a tap
+ * queue each), within bounds of their own (max_connections ...). The soft limit (1024 by
+ * default) is no bound we chose and would make one device's connections starve the others and
+ * the control socket: take the hard limit, which the administrator chose (LimitNOFILE=).
+ */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		log_debug("raising the open-file limit: %s", strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
 	static struct daemon d = { .cli_level = -1, .ready_fd = -1 };
@@ -627,6 +645,7 @@ int main(int argc, char **argv)
 		d.cli_level = log_parse_level(d.o.log_level);
 	log_init(d.cli_level >= 0 ? d.cli_level : LOG_INFO, stderr_is_journal());
 	d.under_systemd = started_by_systemd();
+	raise_nofile();
 	find_self(&d, argv[0]);
 	rc = d.o.watch ? run_watch(&d) : run_guest(&d);
 	if (d.loop) {

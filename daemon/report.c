@@ -21,6 +21,7 @@
 #include "devices/device.h"
 #include "devices/net.h"
 #include "devices/virtio_mmio.h"
+#include "devices/vsock.h"
 #include "ioreq/xen.h"
 #include "ioreq/xen_stats.h"
 #include "lib/util.h"
@@ -184,6 +185,19 @@ static const struct rep_field con_ctrl_fields[] = {
 	      "control messages lost to an overflowing queue"),
 };
 
+#define VS(m, kind, help) FIELD(struct vsock_stats, m, #m, kind, help)
+static const struct rep_field vsock_fields[] = {
+	VS(conns, REP_GAUGE, "connections open, host programs still sending CONNECT included"),
+	VS(opened, REP_COUNTER, "connections established, either side first"),
+	VS(refused, REP_COUNTER, "guest connects refused: no listener, or max_connections"),
+	VS(rst_sent, REP_COUNTER, "RST packets given to the guest"),
+	VS(rst_dropped, REP_COUNTER, "RSTs lost while the guest gave no receive buffers"),
+	VS(bad_packets, REP_COUNTER, "guest packets refused for their header"),
+	VS(credit_violations, REP_COUNTER, "connections reset: the guest sent beyond its credit"),
+	VS(to_guest, REP_COUNTER, "payload bytes from host programs to the guest"),
+	VS(from_guest, REP_COUNTER, "payload bytes from the guest to host programs"),
+};
+
 static const struct rep_field queue_fields[] = {
 	QS(enabled, "enabled", REP_GAUGE, "1 while the queue is configured"),
 	QS(broken, "broken", REP_GAUGE, "1 once the guest broke the ring"),
@@ -267,6 +281,7 @@ static void rep_device(struct rep *r, const struct guest_devinfo *di)
 	struct vdev *d = di->dev;
 	const struct blk_stats *bs = blk_get_stats(d);
 	struct console_ctrl_stats cs;
+	struct vsock_stats vs;
 	struct net_stats ns;
 	char buf[32];
 
@@ -289,6 +304,8 @@ static void rep_device(struct rep *r, const struct guest_devinfo *di)
 	}
 	if (console_get_ctrl_stats(d, &cs) == 0)
 		rep_fields(r, SC_DEVICE, "console", &cs, con_ctrl_fields, ARRAY_SIZE(con_ctrl_fields));
+	if (vsock_get_stats(d, &vs) == 0)
+		rep_fields(r, SC_DEVICE, "vsock", &vs, vsock_fields, ARRAY_SIZE(vsock_fields));
 	for (unsigned q = 0; d->vqs && q < d->num_queues; q++) {
 		r->queue = q;
 		r->ops->enter(r, SC_QUEUE);

@@ -16,6 +16,7 @@ extern const struct vdev_ops vdev_i2c_ops;
 extern const struct vdev_ops vdev_console_ops;
 extern const struct vdev_ops vdev_net_ops;
 extern const struct vdev_ops vdev_gpio_ops;
+extern const struct vdev_ops vdev_vsock_ops;
 
 static const struct registry_entry {
 	enum config_dev_type type;
@@ -27,6 +28,7 @@ static const struct registry_entry {
 	{ DEV_CONSOLE, &vdev_console_ops },
 	{ DEV_NET, &vdev_net_ops },
 	{ DEV_GPIO, &vdev_gpio_ops },
+	{ DEV_VSOCK, &vdev_vsock_ops },
 };
 
 #define REGISTRY_LEN (sizeof(registry) / sizeof(registry[0]))

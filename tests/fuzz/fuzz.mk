@@ -34,6 +34,7 @@ FUZZ_LIBS_xenstore  := $(shell $(PKG) --libs xenstore 2>/dev/null)
 FUZZ_EXTRA_net      := devices/net.c
 FUZZ_EXTRA_console  := devices/console.c devices/console_ring.c devices/console_log.c
 FUZZ_EXTRA_gpio     := devices/gpio.c devices/gpio_sim.c devices/gpio_ctl.c
+FUZZ_EXTRA_vsock    := devices/vsock.c devices/console_ring.c
 $(FUZZ_DIR)/fuzz_config: $(FUZZ_EXTRA_config) config/config.h
 $(FUZZ_DIR)/fuzz_blk: $(FUZZ_EXTRA_blk) tests/fuzz/fuzz_blk_i2c_chains.h
 $(FUZZ_DIR)/fuzz_i2c: $(FUZZ_EXTRA_i2c) tests/fuzz/fuzz_blk_i2c_chains.h
@@ -41,6 +42,7 @@ $(FUZZ_DIR)/fuzz_xenstore: ioreq/xenstore.c ioreq/xen.h ioreq/xen_priv.h
 $(FUZZ_DIR)/fuzz_net: $(FUZZ_EXTRA_net)
 $(FUZZ_DIR)/fuzz_console: $(FUZZ_EXTRA_console)
 $(FUZZ_DIR)/fuzz_gpio: $(FUZZ_EXTRA_gpio) tests/fuzz/fuzz_mq.h
+$(FUZZ_DIR)/fuzz_vsock: $(FUZZ_EXTRA_vsock) tests/fuzz/fuzz_mq.h
 
 .PHONY: fuzz fuzz-build
 fuzz-build: $(FUZZ_BINS)

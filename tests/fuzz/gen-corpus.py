@@ -214,9 +214,41 @@ def gpio_seeds():
          gpio_irq(2) + gpio_req(6, 2, 5) + bytes([5]) + gpio_req(2, 0, 0) + bytes([6, 3]))
 
 
+# ---- fuzz_vsock: a feature byte, then operations (see the target) ----
+def vs_pkt(o, gp, hp, payload=b"", typ=None, lenf=None, flags=0, buf=0x1000, fwd=0):
+    out = bytes([3, o])
+    if o & 16:
+        out += bytes([typ])
+    out += bytes([gp, hp]) + struct.pack("<H", len(payload))
+    if o & 32:
+        out += struct.pack("<I", lenf)
+    return out + bytes([flags]) + struct.pack("<HI", buf, fwd) + payload
+
+
+def vsock_seeds():
+    t = "fuzz_vsock"
+    bufs = bytes([7, 3, 127, 7 | (2 << 3), 0, 0])
+    REQ, RESP, RST, SHUT, RW, CUPD, CREQ = 1, 2, 3, 4, 5, 6, 7
+    save(t, "guest-connect", bytes([2]) + bufs + vs_pkt(REQ, 1, 0) + bytes([5]) +
+         vs_pkt(RW, 1, 0, b"hello") + bytes([4, 1, 0, 5]) + b"world" + bytes([5]) +
+         vs_pkt(CREQ, 1, 0) + vs_pkt(SHUT, 1, 0, flags=2) + vs_pkt(SHUT, 1, 0, flags=3) +
+         bytes([5]))
+    save(t, "host-connect", bytes([0]) + bufs + bytes([4, 0, 7, 5]) + vs_pkt(RESP, 7, 8) +
+         bytes([4, 1, 0, 3]) + b"abc" + vs_pkt(RW, 7, 8, b"xyz") + bytes([4, 2, 0, 5]) +
+         vs_pkt(CUPD, 7, 8, fwd=3) + bytes([4, 3, 0, 5]) + vs_pkt(RW, 7, 8, b"late"))
+    save(t, "credit", bytes([1]) + bufs + vs_pkt(REQ, 2, 1, buf=1) +
+         bytes([4, 1, 0, 200]) + b"h" * 200 + bytes([5]) +
+         vs_pkt(RW, 2, 1, b"d" * 4096) + vs_pkt(RW, 2, 1, b"e" * 100) + bytes([5]))
+    save(t, "hostile", bytes([0]) + bufs + vs_pkt(REQ | 8, 3, 0) + vs_pkt(REQ | 16, 3, 0, typ=2) +
+         vs_pkt(RW | 32, 3, 0, b"ab", lenf=0xffffffff) + vs_pkt(REQ | 64, 4, 2) +
+         vs_pkt(REQ, 5, 0) + vs_pkt(0, 5, 0) + vs_pkt(RESP, 5, 0) + vs_pkt(RW, 9, 1) +
+         bytes([6]) + vs_pkt(REQ, 5, 0) + bytes([1 << 3 | 1, 0, 8 | 0, 10, 0]))
+
+
 if __name__ == "__main__":
     mmio_seeds()
     ring_seeds()
     net_seeds()
     console_seeds()
     gpio_seeds()
+    vsock_seeds()

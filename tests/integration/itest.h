@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/lib/netns.h"
@@ -219,6 +220,34 @@ fail:
 	if (fd >= 0)
 		close(fd);
 	return -1;
+}
+
+/*
+ * Read want bytes from fd (a socket or tty the daemon writes to) within ms milliseconds; fewer
+ * at end of file or timeout. Returns the count.
+ */
+static inline size_t itest_read_fd(int fd, void *out, size_t want, int ms)
+{
+	struct timespec ts;
+	long end, now;
+	size_t got = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	end = ts.tv_sec * 1000L + ts.tv_nsec / 1000000L + ms;
+	do {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&p, 1, 10) == 1) {
+			n = read(fd, (char *)out + got, want - got);
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		now = ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+	} while (got < want && now < end);
+	return got;
 }
 
 static inline uint32_t itest_rd32(struct itest *t, unsigned vcpu, uint64_t addr)

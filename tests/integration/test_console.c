@@ -194,25 +194,6 @@ static int client_connect(const char *path)
 	return fd;
 }
 
-static size_t client_read(int fd, char *out, size_t want, int ms)
-{
-	long end = now_ms() + ms;
-	size_t got = 0;
-
-	while (got < want && now_ms() < end) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		ssize_t n;
-
-		if (poll(&p, 1, 10) != 1)
-			continue;
-		n = read(fd, out + got, want - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	return got;
-}
-
 static void line_round_trip(bool grants)
 {
 	struct guest g;
@@ -226,7 +207,7 @@ static void line_round_trip(bool grants)
 	assert_int_equal(guest_recv(&g, 0, 0, buf, 11), 11);
 	assert_memory_equal(buf, "echo hello\n", 11);
 	guest_send(&g, 1, "hello\r\n");
-	assert_int_equal(client_read(fd, buf, 7, WAIT_MS), 7);
+	assert_int_equal(itest_read_fd(fd, buf, 7, WAIT_MS), 7);
 	assert_memory_equal(buf, "hello\r\n", 7);
 	/* Binary, every byte value, both ways. */
 	char all[256];
@@ -238,7 +219,7 @@ static void line_round_trip(bool grants)
 	struct vdrv_buf b = { g.tx_gpa, 256, false };
 	memcpy(g.tx, all, 256);
 	assert_int_equal(vdrv_transfer(&g.drv, 1, &b, 1, false, WAIT_MS), 0);
-	assert_int_equal(client_read(fd, buf, 256, WAIT_MS), 256);
+	assert_int_equal(itest_read_fd(fd, buf, 256, WAIT_MS), 256);
 	assert_memory_equal(buf, all, 256);
 	close(fd);
 	assert_int_equal(g.vio.errors, 0);
@@ -271,10 +252,10 @@ static void test_replay_and_log(void **state)
 	guest_send(&g, 1, "boot: stage 1\n");
 	guest_send(&g, 1, "boot: stage 2\n");
 	fd = client_connect(g.sock);
-	assert_int_equal(client_read(fd, buf, 28, WAIT_MS), 28);
+	assert_int_equal(itest_read_fd(fd, buf, 28, WAIT_MS), 28);
 	assert_memory_equal(buf, "boot: stage 1\nboot: stage 2\n", 28);
 	guest_send(&g, 1, "login: ");
-	assert_int_equal(client_read(fd, buf, 7, WAIT_MS), 7);
+	assert_int_equal(itest_read_fd(fd, buf, 7, WAIT_MS), 7);
 	close(fd);
 	guest_stop(&g);
 	snprintf(path, sizeof(path), "%s/hvc0.log", g.dir);
@@ -359,7 +340,7 @@ static void test_named_port(void **state)
 	assert_int_equal(guest_recv(&g, 2, console_rxq(1), buf, 8), 8);
 	assert_memory_equal(buf, "{\"ping\"}", 8);
 	guest_send(&g, console_rxq(1) + 1, "{\"pong\"}");
-	assert_int_equal(client_read(fd, buf, 8, WAIT_MS), 8);
+	assert_int_equal(itest_read_fd(fd, buf, 8, WAIT_MS), 8);
 	assert_memory_equal(buf, "{\"pong\"}", 8);
 	close(fd);
 	ctrl_expect(&g, 1, VIRTIO_CONSOLE_PORT_OPEN, 0, NULL, 0);
@@ -392,7 +373,7 @@ static void test_pty(void **state)
 	assert_int_equal(guest_recv(&g, 0, 0, buf, 7), 7);
 	assert_memory_equal(buf, "whoami\r", 7);
 	guest_send(&g, 1, "root\r\n");
-	assert_int_equal(client_read(pts, buf, 6, WAIT_MS), 6);
+	assert_int_equal(itest_read_fd(pts, buf, 6, WAIT_MS), 6);
 	assert_memory_equal(buf, "root\r\n", 6);
 	vdrv_config_read(&g.drv, CONSOLE_CFG_COLS, &cols, 2);
 	assert_int_equal(cols, 80);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -248,6 +249,50 @@ static void test_stop_as_domain_dies(void **state)
 		fail_msg("a stop as the domain died logged a warning");
 	}
 	assert_true(xsim_daemon_log_has(&dm, "domain 1 is gone"));
+}
+
+/* "Max open files" of /proc/PID/limits: the soft and hard limits. */
+static void nofile_of(pid_t pid, char *soft, char *hard)
+{
+	char path[64], line[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/limits", (int)pid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	soft[0] = hard[0] = 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Max open files %31s %31s", soft, hard) == 2)
+			break;
+	fclose(f);
+	assert_true(soft[0] && hard[0]);
+}
+
+/*
+ * The daemon takes the hard open-file limit as its soft one: with the default soft 1024, a
+ * guest's vsock connections (max_connections 1024) would leave no descriptor for its other
+ * devices or the control socket.
+ */
+static void test_nofile_raised(void **state)
+{
+	struct rig *r = *state;
+	const char *args[] = { "--config", r->ini, NULL };
+	struct rlimit saved, low;
+	struct xsim_daemon dm;
+	char soft[32], hard[32];
+
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	if (saved.rlim_max <= 256)
+		skip();
+	low = saved;
+	low.rlim_cur = 256;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	write_text(r->ini, rng_explicit_ini, "info");
+	start_daemon(r, &dm, "nofile", args);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+	nofile_of(dm.pid, soft, hard);
+	expect_exit0(&dm, xsim_daemon_stop(&dm));
+	assert_string_equal(soft, hard);
 }
 
 /*
@@ -559,6 +604,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hup_reconfigure, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_domain_death, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_stop_as_domain_dies, rig_setup, rig_teardown),
+		cmocka_unit_test_setup_teardown(test_nofile_raised, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_detach_when_ready, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_missing_domain, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_xenstore_matching, rig_setup, rig_teardown),

@@ -567,7 +567,8 @@ static void test_mutations(void **state)
 
 static void test_dev_type_names(void **state)
 {
-	static const char *const names[] = { "block", "net", "console", "i2c", "rng", "gpio" };
+	static const char *const names[] = { "block", "net", "console", "i2c", "rng", "gpio",
+					     "vsock" };
 	(void)state;
 	for (int t = 0; t < DEV_TYPE_COUNT; t++) {
 		assert_string_equal(config_dev_type_name(t), names[t]);

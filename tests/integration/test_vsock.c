@@ -1,0 +1,236 @@
+/*
+ * virtio-vsock through the real daemon on xensim, its seccomp filter on in the plain pass: the
+ * guest connects to a host program listening at PATH_P (the daemon's socket() and connect()
+ * happen while it serves) and both talk; a host program connects to PATH with "CONNECT P" and
+ * talks to the guest; the daemon stops cleanly with connections open, its socket left for the
+ * next instance.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "devices/device.h"
+#include "devices/vsock.h"
+#include "tests/integration/itest.h"
+
+#define RAM_GPA   UINT64_C(0x40000000)
+#define HEAP_SIZE (4u << 20)
+#define SPI       33
+#define WAIT_MS   5000
+#define NRX       8
+#define RXLEN     (VSOCK_HDR_LEN + 1024u)
+#define CID       7u
+
+static const char ini_fmt[] =
+	"[guest]\nname = g1\ndiscovery = explicit\n\n"
+	"[vsock \"v0\"]\nmmio = 0x02000000\nirq = 33\nguest_cid = %u\nsocket = %s\n";
+
+struct guest {
+	struct itest *t;
+	struct xsim_vio vio;
+	struct vdrv_mem mem;
+	struct vdrv drv;
+	char dir[64], path[96];
+	uint64_t tx_gpa, rx_gpa[NRX];
+	uint8_t *tx, *rx[NRX];
+};
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static void rx_post(struct guest *g, unsigned i)
+{
+	struct vdrv_buf b = { g->rx_gpa[i], RXLEN, true };
+
+	assert_true(vdrv_submit(&g->drv, VSOCK_Q_RX, &b, 1, false, (void *)(uintptr_t)(i + 1)) >= 0);
+}
+
+static void guest_start(struct guest *g)
+{
+	char ini[512];
+
+	memset(g, 0, sizeof(*g));
+	snprintf(g->dir, sizeof(g->dir), "/tmp/itest_vsock.XXXXXX");
+	assert_non_null(mkdtemp(g->dir));
+	snprintf(g->path, sizeof(g->path), "%s/v.sock", g->dir);
+	g->t = itest_new(&(struct xsim_dom_opts){ .name = "g1" });
+	assert_non_null(g->t);
+	snprintf(ini, sizeof(ini), ini_fmt, CID, g->path);
+	assert_int_equal(itest_serve(g->t, ini), 0);
+	xsim_vio_init(&g->vio, g->t->dom, 0, WIN0, SPI);
+	assert_int_equal(xsim_vmem_init(&g->mem, g->t->dom, RAM_GPA, HEAP_SIZE, false), 0);
+	assert_int_equal(vdrv_init(&g->drv, &g->vio.io, &g->mem, VIRTIO_BIT(VIRTIO_F_VERSION_1),
+				   3, 64), 0);
+	assert_int_equal(g->drv.device_id, VIRTIO_ID_VSOCK);
+	g->tx_gpa = vdrv_alloc(&g->mem, 4096, 16, (void **)&g->tx);
+	assert_true(g->tx_gpa != 0);
+	for (unsigned i = 0; i < NRX; i++) {
+		g->rx_gpa[i] = vdrv_alloc(&g->mem, RXLEN, 16, (void **)&g->rx[i]);
+		assert_true(g->rx_gpa[i] != 0);
+		rx_post(g, i);
+	}
+	vdrv_kick(&g->drv, VSOCK_Q_RX);
+}
+
+/* A clean stop while the guest lives: exit 0, the socket left for a next instance. */
+static void guest_stop(struct guest *g)
+{
+	struct stat st;
+	char cmd[128];
+	int status = itest_free(g->t);
+
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(lstat(g->path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", g->dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void guest_send(struct guest *g, uint16_t op, uint32_t gport, uint32_t hport,
+		       const void *p, uint32_t n)
+{
+	struct vsock_hdr h = { .src_cid = CID, .dst_cid = VSOCK_CID_HOST, .src_port = gport,
+			       .dst_port = hport, .len = n, .type = VSOCK_TYPE_STREAM, .op = op,
+			       .buf_alloc = 65536 };
+	struct vdrv_buf b = { g->tx_gpa, VSOCK_HDR_LEN + n, false };
+
+	assert_true(n <= 4096 - VSOCK_HDR_LEN);
+	vsock_hdr_put(g->tx, &h);
+	if (n)
+		memcpy(g->tx + VSOCK_HDR_LEN, p, n);
+	assert_int_equal(vdrv_transfer(&g->drv, VSOCK_Q_TX, &b, 1, false, WAIT_MS), 0);
+}
+
+/* The next packet for the guest (header into h, payload into data); false on timeout. */
+static bool guest_recv(struct guest *g, struct vsock_hdr *h, uint8_t *data)
+{
+	long end = now_ms() + WAIT_MS;
+
+	while (now_ms() < end) {
+		uint32_t len;
+		void *tok;
+
+		if (vdrv_get_used(&g->drv, VSOCK_Q_RX, &len, &tok) == 1) {
+			unsigned i = (unsigned)(uintptr_t)tok - 1;
+
+			assert_true(i < NRX && len >= VSOCK_HDR_LEN && len <= RXLEN);
+			vsock_hdr_get(h, g->rx[i]);
+			assert_int_equal(h->len, len - VSOCK_HDR_LEN);
+			memcpy(data, g->rx[i] + VSOCK_HDR_LEN, h->len);
+			rx_post(g, i);
+			vdrv_kick(&g->drv, VSOCK_Q_RX);
+			return true;
+		}
+		vdrv_enable_irq(&g->drv, VSOCK_Q_RX);
+		g->vio.io.wait_irq(&g->vio.io, 10);
+	}
+	return false;
+}
+
+static void guest_expect(struct guest *g, uint16_t op, uint32_t gport, struct vsock_hdr *h,
+			 uint8_t *data)
+{
+	assert_true(guest_recv(g, h, data));
+	assert_int_equal(h->op, op);
+	assert_int_equal(h->dst_port, gport);
+	assert_int_equal(h->dst_cid, CID);
+	assert_int_equal(h->src_cid, VSOCK_CID_HOST);
+}
+
+static void test_guest_connects_to_host(void **state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct guest g;
+	struct vsock_hdr h;
+	uint8_t data[RXLEN], buf[16];
+	int lfd, fd;
+
+	(void)state;
+	guest_start(&g);
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_5000", g.path) <
+		    (int)sizeof(sa.sun_path));
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(lfd, 4), 0);
+	/* Nobody at port 5001: RST. */
+	guest_send(&g, VSOCK_OP_REQUEST, 1024, 5001, NULL, 0);
+	guest_expect(&g, VSOCK_OP_RST, 1024, &h, data);
+	guest_send(&g, VSOCK_OP_REQUEST, 1024, 5000, NULL, 0);
+	guest_expect(&g, VSOCK_OP_RESPONSE, 1024, &h, data);
+	assert_int_equal(h.src_port, 5000);
+	fd = accept(lfd, NULL, NULL);
+	assert_true(fd >= 0);
+	guest_send(&g, VSOCK_OP_RW, 1024, 5000, "hello", 5);
+	assert_int_equal(itest_read_fd(fd, buf, 5, WAIT_MS), 5);
+	assert_memory_equal(buf, "hello", 5);
+	assert_int_equal(write(fd, "world", 5), 5);
+	guest_expect(&g, VSOCK_OP_RW, 1024, &h, data);
+	assert_int_equal(h.len, 5);
+	assert_memory_equal(data, "world", 5);
+	assert_int_equal(g.vio.errors, 0);
+	guest_stop(&g);
+	close(fd);
+	close(lfd);
+}
+
+static void test_host_connects_to_guest(void **state)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct guest g;
+	struct vsock_hdr h;
+	uint8_t data[RXLEN], buf[32];
+	char ok[32];
+	int fd;
+
+	(void)state;
+	guest_start(&g);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g.path);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(write(fd, "CONNECT 52\n", 11), 11);
+	guest_expect(&g, VSOCK_OP_REQUEST, 52, &h, data);
+	assert_true(h.src_port >= VSOCK_LOCAL_PORT_BASE);
+	guest_send(&g, VSOCK_OP_RESPONSE, 52, h.src_port, NULL, 0);
+	snprintf(ok, sizeof(ok), "OK %u\n", h.src_port);
+	assert_int_equal(itest_read_fd(fd, buf, strlen(ok), WAIT_MS), strlen(ok));
+	assert_memory_equal(buf, ok, strlen(ok));
+	guest_send(&g, VSOCK_OP_RW, 52, h.src_port, "from guest", 10);
+	assert_int_equal(itest_read_fd(fd, buf, 10, WAIT_MS), 10);
+	assert_memory_equal(buf, "from guest", 10);
+	assert_int_equal(write(fd, "from host", 9), 9);
+	guest_expect(&g, VSOCK_OP_RW, 52, &h, data);
+	assert_memory_equal(data, "from host", 9);
+	assert_int_equal(g.vio.errors, 0);
+	guest_stop(&g);
+	close(fd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_guest_connects_to_host),
+		cmocka_unit_test(test_host_connects_to_guest),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
