@@ -672,6 +672,21 @@ static void wait_file_has(struct guest *g, const char *file, const char *text)
 	}
 }
 
+/* nbdkit with args on sock, then the guest with one NBD disk on uri (io_timeout seconds). */
+static pid_t nbd_guest_start(struct guest *g, const char *sock, const char *const *args,
+			     const char *uri, unsigned io_timeout)
+{
+	char ini[768];
+	pid_t srv = nbdkit_spawn(sock, args, WAIT_MS);
+
+	assert_true(srv > 0);
+	snprintf(ini, sizeof(ini),
+		 "[guest]\nname = g1\ndiscovery = explicit\n\n[block \"root\"]\nmmio = 0x02000000\n"
+		 "irq = 33\nnbd = %s\nio_timeout = %u\nqueue_size = 256\n", uri, io_timeout);
+	guest_start_ini(g, ini, NULL, false, NULL);
+	return srv;
+}
+
 /*
  * An NBD disk through the real daemon (seccomp filter on): nbdkit serving the image is killed
  * with writes on the wire and started again on the same socket, then stays away past
@@ -681,7 +696,7 @@ static void wait_file_has(struct guest *g, const char *file, const char *text)
 static void test_nbd_server_faults(void **state)
 {
 	struct guest *g = *state;
-	char sock[160], log[160], logf[200], file[160], ini[768];
+	char sock[160], log[160], logf[200], file[160], uri[200];
 	const char *slow[] = { "--filter=log", "--filter=delay", "file", file, logf,
 			       "delay-write=10", NULL };
 	const char *plain[] = { "file", file, NULL };
@@ -694,12 +709,8 @@ static void test_nbd_server_faults(void **state)
 	snprintf(log, sizeof(log), "%s/nbdkit.log", workdir);
 	snprintf(logf, sizeof(logf), "logfile=%s", log);
 	snprintf(file, sizeof(file), "file=%s", g->img);
-	srv = nbdkit_spawn(sock, slow, WAIT_MS);
-	assert_true(srv > 0);
-	snprintf(ini, sizeof(ini),
-		 "[guest]\nname = g1\ndiscovery = explicit\n\n[block \"root\"]\nmmio = 0x02000000\n"
-		 "irq = 33\nnbd = nbd+unix:///?socket=%s\nio_timeout = 2\nqueue_size = 256\n", sock);
-	guest_start_ini(g, ini, NULL, false, NULL);
+	snprintf(uri, sizeof(uri), "nbd+unix:///?socket=%s", sock);
+	srv = nbd_guest_start(g, sock, slow, uri, 2);
 	if (!(g->drv.device_features & VIRTIO_BIT(VIRTIO_BLK_F_DISCARD)))
 		fail_msg("nbdkit's file plugin trims: discard should be offered");
 	for (unsigned i = 0; i < 16; i++) {
@@ -758,7 +769,7 @@ static void test_nbd_server_faults(void **state)
 static void test_nbd_tcp_reconnect(void **state)
 {
 	struct guest *g = *state;
-	char sock[32], file[160], ini[512];
+	char sock[32], file[160], uri[64];
 	const char *plain[] = { "file", file, NULL };
 	int port = nbdkit_free_port();
 	uint8_t *h;
@@ -769,12 +780,8 @@ static void test_nbd_tcp_reconnect(void **state)
 	assert_true(port > 0);
 	snprintf(sock, sizeof(sock), "tcp:%d", port);
 	snprintf(file, sizeof(file), "file=%s", g->img);
-	srv = nbdkit_spawn(sock, plain, WAIT_MS);
-	assert_true(srv > 0);
-	snprintf(ini, sizeof(ini),
-		 "[guest]\nname = g1\ndiscovery = explicit\n\n[block \"root\"]\nmmio = 0x02000000\n"
-		 "irq = 33\nnbd = nbd://127.0.0.1:%d/\nio_timeout = 10\n", port);
-	guest_start_ini(g, ini, NULL, false, NULL);
+	snprintf(uri, sizeof(uri), "nbd://127.0.0.1:%d/", port);
+	srv = nbd_guest_start(g, sock, plain, uri, 10);
 	struct vdrv_buf d = { galloc(g, 65536, 4096, (void **)&h), 65536, false };
 
 	for (uint32_t j = 0; j < 65536; j++)
