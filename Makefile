@@ -34,6 +34,13 @@ XEN_CFLAGS := $(shell $(PKG) --cflags $(XEN_PKGS) 2>/dev/null)
 XEN_LIBS   := $(shell $(PKG) --libs $(XEN_PKGS) 2>/dev/null)
 DEP_CFLAGS := $(shell $(PKG) --cflags inih liburing libsystemd 2>/dev/null)
 DEP_LIBS   := -lev $(shell $(PKG) --libs inih liburing libsystemd 2>/dev/null)
+# NBD disks (nbd = URI) when libnbd is there (NBD=0 leaves it out: it brings GnuTLS and libxml2
+# along); without it such a disk fails at start and says so (devices/blk_nbd_none.c).
+NBD        ?= $(shell $(PKG) --exists libnbd 2>/dev/null && echo 1 || echo 0)
+ifeq ($(NBD),1)
+DEP_CFLAGS += -DXVD_HAVE_NBD $(shell $(PKG) --cflags libnbd 2>/dev/null)
+DEP_LIBS   += $(shell $(PKG) --libs libnbd 2>/dev/null)
+endif
 TEST_LIBS  := $(shell $(PKG) --libs cmocka 2>/dev/null)
 CPPFLAGS   += $(XEN_CFLAGS) $(DEP_CFLAGS)
 

@@ -545,6 +545,80 @@ static int blk_vdev(struct parser *p, void *obj, const char *val)
 	return copy_str(p, val, d->u.block.vdev, sizeof(d->u.block.vdev));
 }
 
+/*
+ * The NBD URI forms we accept (libnbd's nbd_connect_uri takes them): nbd://HOST[:PORT][/EXPORT]
+ * and nbd+unix:///[EXPORT]?socket=/ABS/PATH. Checked here so a typo is a configuration error
+ * (exit 78), not a server that never answers; TLS (nbds) is not supported yet.
+ */
+static const char *blk_nbd_tcp_check(const char *rest)
+{
+	/* An IPv6 literal is bracketed: nbd://[::1]:10809/ */
+	const char *close = rest[0] == '[' ? strchr(rest, ']') : NULL;
+	size_t hlen = close ? (size_t)(close - rest) + 1 : strcspn(rest, ":/?#");
+	const char *port = rest + hlen;
+
+	if (rest[0] == '[' && (!close || close == rest + 1))
+		return "an IPv6 address needs its closing ']'";
+	if (hlen == 0)
+		return "nbd://HOST[:PORT][/EXPORT] needs a host";
+	if (*port == ':') {
+		uint64_t v = 0;
+		char digits[8];
+		size_t n = strcspn(port + 1, "/?#");
+
+		if (n == 0 || n >= sizeof(digits))
+			return "the port is not a number 1..65535";
+		memcpy(digits, port + 1, n);
+		digits[n] = '\0';
+		if (parse_u64(digits, &v) < 0 || v == 0 || v > 65535 || digits[0] == '0')
+			return "the port is not a number 1..65535";
+		port += 1 + n;
+	}
+	if (*port == '?' || *port == '#')
+		return "nbd:// URIs take no query (socket= is for nbd+unix)";
+	return NULL;
+}
+
+static const char *blk_nbd_unix_check(const char *rest)
+{
+	const char *q = strchr(rest, '?');
+
+	if (rest[0] != '/')
+		return "nbd+unix:///[EXPORT]?socket=PATH has no host (three slashes)";
+	if (!q || strncmp(q + 1, "socket=", 7) != 0)
+		return "nbd+unix:// needs ?socket=PATH (and nothing else in the query)";
+	q += 8;
+	if (q[0] != '/')
+		return "socket= must be an absolute path";
+	if (strpbrk(q, "&#?"))
+		return "only socket= is allowed in the query";
+	if (strlen(q) >= SOCKET_PATH_MAX)
+		return "the socket path is too long";
+	return NULL;
+}
+
+static int blk_nbd(struct parser *p, void *obj, const char *val)
+{
+	struct config_device *d = obj;
+	const char *why = NULL;
+
+	for (const char *c = val; *c; c++)
+		if (!isgraph((unsigned char)*c))
+			return key_error(p, "'%s': spaces or control characters in a URI", val);
+	if (strncmp(val, "nbd://", 6) == 0)
+		why = blk_nbd_tcp_check(val + 6);
+	else if (strncmp(val, "nbd+unix://", 11) == 0)
+		why = blk_nbd_unix_check(val + 11);
+	else if (strncmp(val, "nbds", 4) == 0)
+		why = "TLS (nbds) is not supported";
+	else
+		why = "not an NBD URI (nbd://HOST[:PORT][/EXPORT] or "
+		      "nbd+unix:///[EXPORT]?socket=PATH)";
+	if (why)
+		return key_error(p, "'%s': %s", val, why);
+	return copy_str(p, val, d->u.block.nbd, sizeof(d->u.block.nbd));
+}
+
 static const char *const cache_words[] = { "writeback", "none", NULL };
 
 static const struct key_def block_keys[] = {
@@ -558,6 +632,8 @@ static const struct key_def block_keys[] = {
 	KEY_BOOL("discard", DEVT, u.block.discard),
 	KEY_BOOL("write_zeroes", DEVT, u.block.write_zeroes),
 	KEY_FUNC("vdev", blk_vdev, 0),
+	KEY_FUNC("nbd", blk_nbd, 0),
+	KEY_UINT("io_timeout", DEVT, u.block.io_timeout, 1, 3600, 0),
 };
 
 static void block_defaults(struct config_device *d)
@@ -567,6 +643,7 @@ static void block_defaults(struct config_device *d)
 	d->u.block.queue_size = 256;
 	d->u.block.discard = true;
 	d->u.block.write_zeroes = true;
+	d->u.block.io_timeout = 30;
 }
 
 /* ---- [net "NAME"] ---------------------------------------------------------------------- */
@@ -1012,6 +1089,21 @@ static void gpio_finish(struct parser *p, struct config_device *d, struct sect_a
 		gpio_finish_loop(p, g, aux->gpio_loop[i], aux->gpio_loop_line[i]);
 }
 
+/* ---- [block] checks that need the whole section ------------------------------------------ */
+
+static void block_finish(struct parser *p, struct config_device *d, struct sect_aux *aux)
+{
+	int nbd = key_line(block_keys, ARRAY_SIZE(block_keys), aux, "nbd");
+	int path = key_line(block_keys, ARRAY_SIZE(block_keys), aux, "path");
+	int cache = key_line(block_keys, ARRAY_SIZE(block_keys), aux, "cache");
+
+	if (nbd && path)
+		cfg_error(p, nbd > path ? nbd : path, nbd > path ? "nbd" : "path",
+			  "path (line %d) and nbd (line %d): give exactly one", path, nbd);
+	if (nbd && cache && d->u.block.cache == BLK_CACHE_NONE)
+		cfg_error(p, cache, "cache", "none applies to files and block devices, not nbd");
+}
+
 /* ---- [vsock "NAME"] -------------------------------------------------------------------- */
 
 static int vsock_socket(struct parser *p, void *obj, const char *val)
@@ -1051,7 +1143,7 @@ static void vsock_finish(struct parser *p, struct config_device *d, struct sect_
 #define TYPE(n, t, bare, keys, def, fin) \
 	{ n, t, bare, keys, ARRAY_SIZE(keys), def, fin }
 static const struct sect_type sect_types[DEV_TYPE_COUNT] = {
-	TYPE("block", DEV_BLOCK, false, block_keys, block_defaults, NULL),
+	TYPE("block", DEV_BLOCK, false, block_keys, block_defaults, block_finish),
 	TYPE("net", DEV_NET, false, net_keys, net_defaults, NULL),
 	TYPE("console", DEV_CONSOLE, false, console_keys, console_defaults, console_finish),
 	TYPE("i2c", DEV_I2C, false, i2c_keys, NULL, i2c_finish),
@@ -1365,16 +1457,18 @@ static void check_explicit(struct parser *p)
 {
 	if (p->cfg->guest.discovery != DISCOVERY_EXPLICIT)
 		return;
+	/* A block device's backend is path or nbd; block_finish() checks that not both. */
 	for (unsigned i = 0; i < p->cfg->ndevices; i++) {
 		const struct config_device *d = &p->cfg->devices[i];
 		const struct sect_type *st = &sect_types[d->type];
 		static const char *const need[] = { "mmio", "irq", "path" };
 		for (size_t j = 0; j < ARRAY_SIZE(need); j++) {
-			if (j == 2 && d->type != DEV_BLOCK)
+			if (j == 2 && (d->type != DEV_BLOCK || d->u.block.nbd[0]))
 				continue;
 			if (!key_line(st->keys, st->nkeys, &p->dev_aux[i], need[j]))
 				cfg_error(p, d->line, need[j],
-					  "required in explicit discovery mode");
+					  "required in explicit discovery mode%s",
+					  j == 2 ? " (or nbd)" : "");
 		}
 	}
 }

@@ -57,6 +57,9 @@ struct config_block {
 	bool discard;                   /* discard = yes|no (default yes) */
 	bool write_zeroes;              /* write_zeroes = yes|no (default yes) */
 	char vdev[16];                  /* vdev = xvda: match the xl disk (xenstore mode) */
+	char nbd[CONFIG_PATH_MAX];      /* nbd = NBD URI, instead of path (exactly one of them) */
+	uint32_t io_timeout;            /* io_timeout = seconds 1..3600 an NBD request may wait for
+					   its server, reconnects included (default 30) */
 };
 
 struct config_net {

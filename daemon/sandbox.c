@@ -201,6 +201,35 @@ static int sandbox_add_ioctls(scmp_filter_ctx ctx)
 	return 0;
 }
 
+static bool sandbox_tcp_clients;
+
+void sandbox_allow_tcp_clients(void)
+{
+	sandbox_tcp_clients = true;
+}
+
+/* nbd:// disks: libnbd opens a new TCP socket at every reconnect (and may resolve the host). */
+static int sandbox_add_tcp_clients(scmp_filter_ctx ctx)
+{
+	static const int domains[] = { AF_INET, AF_INET6 };
+
+	for (size_t i = 0; sandbox_tcp_clients && i < 2; i++) {
+		struct scmp_arg_cmp stream[2] = { SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)domains[i]),
+						  SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_STREAM) };
+
+		if (sandbox_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2, stream, "socket") < 0)
+			return -1;
+	}
+	if (sandbox_tcp_clients) {
+		struct scmp_arg_cmp dgram6[2] = { SCMP_A0(SCMP_CMP_EQ, AF_INET6),
+						  SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_DGRAM) };
+
+		if (sandbox_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2, dgram6, "socket") < 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* Calls that are safe only with some arguments. */
 static int sandbox_add_conditional(scmp_filter_ctx ctx)
 {
@@ -231,7 +260,7 @@ static int sandbox_add_conditional(scmp_filter_ctx ctx)
 	if (sandbox_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, &to_self, "tgkill") < 0 ||
 	    sandbox_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, &to_self, "kill") < 0)
 		return -1;
-	return 0;
+	return sandbox_add_tcp_clients(ctx);
 }
 
 int sandbox_load_filter(int mode)

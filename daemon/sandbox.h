@@ -39,6 +39,13 @@ bool sandbox_caps_empty(void);
  */
 int sandbox_load_filter(int mode);
 
+/*
+ * Before sandbox_enter(): the filter also allows TCP client sockets (IPv4 and IPv6, and the
+ * IPv6 datagram socket a name lookup may open), for block devices on nbd://HOST that reconnect
+ * while serving. Unix-socket NBD needs nothing more.
+ */
+void sandbox_allow_tcp_clients(void);
+
 /* What the daemon calls once serving: honours the environment above. 0 or a negative errno. */
 int sandbox_enter(void);
 

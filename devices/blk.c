@@ -12,6 +12,11 @@
  * discard / write-zeroes are followed by a linked fdatasync. Acknowledged writes live in the kernel (page
  * cache or device), never in this process, so a daemon exit loses nothing acknowledged.
  *
+ * NBD (nbd = URI): the same requests go to devices/blk_nbd.c instead of the ring, each through a
+ * bounce buffer (libnbd wants one contiguous buffer per command); its completions come back
+ * through blk_nbd_done() and one blk_completed() per batch, like the ring's. See that file for
+ * reconnects, io_timeout and flushes across a reconnect.
+ *
  * Guest input: every header is copied once, then checked; every request gets a status byte
  * when the chain has a writable byte to hold one. Requests in flight at a reset are stale (epoch
  * check): the reset waits for them, they are dropped without touching the guest's rings.
@@ -35,6 +40,7 @@
 
 #include "config/config.h"
 #include "devices/blk.h"
+#include "devices/blk_nbd.h"
 #include "devices/iov.h"
 #include "lib/testpoint.h"
 
@@ -48,8 +54,6 @@
 #define BLK_TAG_MAIN        0u              /* user_data low bits: which SQE of a request */
 #define BLK_TAG_SYNC        1u
 #define BLK_TAG_MASK        3u
-
-enum blk_op { BLK_OP_READ, BLK_OP_WRITE, BLK_OP_FLUSH, BLK_OP_DISCARD, BLK_OP_WZ };
 
 struct blk_dev {
 	struct vdev vdev;
@@ -78,6 +82,8 @@ struct blk_dev {
 	uint64_t bounce_bytes;
 	uint32_t writes_inflight;           /* writes, discards, write-zeroes the kernel holds */
 	struct blk_req *bwait, **bwait_tail;  /* FIFO of requests waiting for bounce budget */
+	struct blk_nbd *nbd;                /* the NBD engine (nbd = URI), instead of the ring */
+	bool nbd_ro, nbd_trim, nbd_zero;    /* what the export offered at start (fixed since) */
 	struct blk_stats st;
 };
 
@@ -96,6 +102,7 @@ struct blk_req {
 	bool unmap;
 	void *bounce;
 	struct blk_req *next;   /* in the bounce wait list */
+	struct blk_nbd_cmd nc;  /* the NBD engine's command */
 	unsigned niov;
 	struct iovec iov[];     /* the data part of the chain */
 };
@@ -277,7 +284,7 @@ static void blk_reap(struct blk_dev *b);
 
 static void blk_submit(struct blk_dev *b)
 {
-	if (!io_uring_sq_ready(&b->ring))
+	if (!b->ring_ok || !io_uring_sq_ready(&b->ring))
 		return;
 	int rc = io_uring_submit(&b->ring);
 
@@ -403,7 +410,7 @@ static bool blk_dwz_retry(struct blk_dev *b, struct blk_req *r)
 	int punch = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 	int zero = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
 
-	if (r->op != BLK_OP_WZ)
+	if (r->op != BLK_OP_WZ || b->nbd)
 		return false;
 	if (r->fmode == zero)
 		b->no_zero_range = true;
@@ -474,7 +481,8 @@ static void blk_req_done(struct blk_dev *b, struct blk_req *r)
 
 	if (r->epoch != b->epoch) {
 		/* Reset since: the guest's rings and buffers are no longer ours to touch. */
-		vq_drop(r->e);
+		if (r->e)
+			vq_drop(r->e);
 		blk_req_free(b, r);
 		return;
 	}
@@ -530,6 +538,7 @@ static void blk_used(struct blk_dev *b)
 static bool blk_process(struct blk_dev *b, unsigned q);
 static void blk_more(struct blk_dev *b, unsigned q);
 static void blk_reset_check(struct blk_dev *b);
+static void blk_completed(struct blk_dev *b);
 
 static void blk_reap(struct blk_dev *b)
 {
@@ -547,6 +556,12 @@ static void blk_reap(struct blk_dev *b)
 	if (n)
 		b->st.reaps++;
 	blk_submit(b);   /* write-zeroes retries, or SQEs a busy ring refused */
+	blk_completed(b);
+}
+
+/* After a batch of completions: one vdev_used() per queue, then chains added meanwhile. */
+static void blk_completed(struct blk_dev *b)
+{
 	blk_reset_check(b);
 	uint64_t done = b->touched;
 
@@ -555,6 +570,47 @@ static void blk_reap(struct blk_dev *b)
 	for (unsigned q = 0; done && !b->resetting; q++, done >>= 1)
 		if ((done & 1) && q < b->vdev.num_queues && blk_process(b, q))
 			blk_more(b, q);
+}
+
+/* ---- the NBD engine's completions -------------------------------------------------------- */
+
+static void blk_nbd_done(struct blk_nbd_cmd *c, void *opaque)
+{
+	struct blk_dev *b = opaque;
+	struct blk_req *r = container_of(c, struct blk_req, nc);
+
+	b->st.inflight--;
+	if (blk_op_writes(r->op))
+		b->writes_inflight--;
+	/* The io_uring path's result convention: bytes moved, or -errno. */
+	r->res = c->res < 0 ? c->res :
+		 r->op == BLK_OP_READ || r->op == BLK_OP_WRITE ? (int)r->len : 0;
+	r->sync_res = 0;
+	blk_req_done(b, r);   /* stale ones (a reset since) are dropped there */
+}
+
+static void blk_nbd_batch(void *opaque)
+{
+	blk_completed(opaque);
+}
+
+/* A reset: the guest's buffers go back now; the engine only holds our bounce buffers. */
+static void blk_nbd_forget(struct blk_nbd_cmd *c, void *opaque)
+{
+	struct blk_req *r = container_of(c, struct blk_req, nc);
+
+	(void)opaque;
+	if (r->e) {
+		vq_drop(r->e);
+		r->e = NULL;
+	}
+}
+
+static void blk_nbd_release(struct blk_nbd_cmd *c, void *opaque)
+{
+	blk_nbd_forget(c, opaque);
+	free(container_of(c, struct blk_req, nc)->bounce);
+	free(container_of(c, struct blk_req, nc));
 }
 
 /* ---- starting requests ------------------------------------------------------------------- */
@@ -589,9 +645,24 @@ static void blk_prep_rw(struct blk_dev *b, struct blk_req *r, struct io_uring_sq
 	sqe->rw_flags = flags;
 }
 
+/* The NBD engine takes every request (it holds them while it reconnects). */
+static int blk_nbd_start(struct blk_dev *b, struct blk_req *r)
+{
+	r->nc = (struct blk_nbd_cmd){ .op = r->op, .fua = blk_writethrough(b), .unmap = r->unmap,
+				      .off = r->off, .len = r->len, .buf = r->bounce };
+	b->st.inflight++;
+	if (blk_op_writes(r->op))
+		b->writes_inflight++;
+	b->st.submits++;
+	blk_nbd_submit(b->nbd, &r->nc);
+	return 0;
+}
+
 /* Queue the request's SQEs (main one, plus a linked fdatasync when it must be durable). */
 static int blk_submit_req(struct blk_dev *b, struct blk_req *r)
 {
+	if (b->nbd)
+		return blk_nbd_start(b, r);
 	bool sync = (r->op == BLK_OP_DISCARD || r->op == BLK_OP_WZ) && blk_writethrough(b);
 	struct io_uring_sqe *sqe = blk_sqe(b, sync ? 2 : 1);
 
@@ -761,7 +832,8 @@ static void blk_start_rw(struct blk_dev *b, struct vq_elem *e, bool write, uint6
 			  (unsigned)e->n_out + e->n_in);
 
 	r->niov = n < 0 ? 0 : (unsigned)n;
-	bool bounce = b->direct && (b->dio_bounce_all || !blk_dio_aligned(b, r));
+	/* NBD takes one contiguous buffer per command: always a bounce buffer, in the budget. */
+	bool bounce = b->nbd || (b->direct && (b->dio_bounce_all || !blk_dio_aligned(b, r)));
 	int rc = n <= 0 ? -EINVAL : bounce ? blk_bounce_or_wait(b, r) : 0;
 
 	if (rc < 0) {
@@ -1087,12 +1159,28 @@ static void blk_reset_end(struct blk_dev *b)
 	blk_set_writeback(b, 1);
 }
 
+/*
+ * NBD: nothing the engine holds points into guest memory (bounce buffers only), so a reset is
+ * done at once. Commands not sent are cancelled; those on the wire give the guest's buffers
+ * back now and are dropped when they complete.
+ */
+static void blk_nbd_reset(struct blk_dev *b)
+{
+	blk_nbd_cancel_waiting(b->nbd);
+	blk_nbd_foreach(b->nbd, blk_nbd_forget, NULL);
+	blk_reset_end(b);
+}
+
 /* The daemon resets (teardown): done when this returns, waiting a bounded time. */
 static void blk_reset(struct vdev *d)
 {
 	struct blk_dev *b = blk_of(d);
 
 	blk_reset_begin(b);
+	if (b->nbd) {
+		blk_nbd_reset(b);
+		return;
+	}
 	b->resetting = true;
 	blk_drain(b, BLK_RESET_WAIT_MS, true);
 	blk_reset_end(b);
@@ -1110,6 +1198,10 @@ static int blk_reset_start(struct vdev *d)
 	struct io_uring_sqe *sqe;
 
 	blk_reset_begin(b);
+	if (b->nbd) {
+		blk_nbd_reset(b);
+		return 0;
+	}
 	if (!b->ring_ok || !b->st.inflight) {
 		blk_reset_end(b);
 		return 0;
@@ -1151,6 +1243,22 @@ static void blk_reset_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /*
+ * NBD, the daemon stops: what is on the wire completes (bounded wait); what still waits for a
+ * reconnect fails with IOERR, or, when a next instance takes over, is left to it (its chains
+ * are not completed, so it finds them in the ring).
+ */
+static void blk_nbd_quiesce(struct blk_dev *b)
+{
+	if (!blk_nbd_drain(b->nbd, BLK_DESTROY_WAIT_MS))
+		log_warn("%s: %u NBD requests unanswered after %d ms", b->vdev.name,
+			 blk_nbd_held(b->nbd), BLK_DESTROY_WAIT_MS);
+	if (b->vdev.leaving)
+		blk_nbd_foreach(b->nbd, blk_nbd_forget, NULL);
+	else
+		blk_nbd_fail_all(b->nbd, -EIO);
+}
+
+/*
  * The daemon stops, the guest stays: every request the kernel holds completes normally (no
  * cancel: a write the guest sees acknowledged must really be written) and goes back to the
  * guest with its status, so a restarted daemon's guest has nothing hanging in its ring.
@@ -1164,7 +1272,10 @@ static void blk_quiesce(struct vdev *d)
 	/* Not started: failed, or left for the instance that takes the device over. */
 	if (!d->leaving)
 		blk_bounce_flush_waiters(b, true);
-	blk_drain(b, BLK_DESTROY_WAIT_MS, false);
+	if (b->nbd)
+		blk_nbd_quiesce(b);
+	else
+		blk_drain(b, BLK_DESTROY_WAIT_MS, false);
 	blk_used(b);
 	b->resetting = false;
 }
@@ -1172,6 +1283,11 @@ static void blk_quiesce(struct vdev *d)
 static void blk_free(struct blk_dev *b)
 {
 	blk_bounce_flush_waiters(b, false);
+	if (b->nbd) {
+		ev_idle_stop(b->vdev.host->loop, &b->more);
+		ev_timer_stop(b->vdev.host->loop, &b->reset_w);
+		blk_nbd_close(b->nbd, blk_nbd_release, NULL);
+	}
 	if (b->ring_ok) {
 		b->resetting = true;
 		bool drained = blk_drain(b, BLK_DESTROY_WAIT_MS, true);
@@ -1212,9 +1328,10 @@ static uint64_t blk_features(const struct blk_dev *b, const struct config_block 
 
 	if (b->readonly)
 		return f | VIRTIO_BIT(VIRTIO_BLK_F_RO);
-	if (c->discard)
+	/* An NBD server that cannot trim / zero: not offered (fallocate has fallbacks). */
+	if (c->discard && (!b->nbd || b->nbd_trim))
 		f |= VIRTIO_BIT(VIRTIO_BLK_F_DISCARD);
-	if (c->write_zeroes)
+	if (c->write_zeroes && (!b->nbd || b->nbd_zero))
 		f |= VIRTIO_BIT(VIRTIO_BLK_F_WRITE_ZEROES);
 	return f;
 }
@@ -1231,7 +1348,7 @@ static int blk_check_config(const struct config_device *cfg, unsigned *queues, u
 			*queues, *qsize);
 		return -EINVAL;
 	}
-	if (!c->path[0]) {
+	if (!c->path[0] && !c->nbd[0]) {
 		log_err("block \"%s\": no path", cfg->name);
 		return -EINVAL;
 	}
@@ -1248,6 +1365,31 @@ static void blk_init_writeback(struct blk_dev *b)
 		b->writeback = (uint8_t)(*b->wb_rec - 1);
 	else
 		blk_set_writeback(b, 1);
+}
+
+/* nbd = URI: connect (retrying for io_timeout), then describe the disk as the server does. */
+static int blk_nbd_setup(struct blk_dev *b, const struct config_block *c)
+{
+	const struct blk_nbd_info *ni;
+	int rc = blk_nbd_open(b->vdev.host->loop, b->vdev.name, c->nbd, c->io_timeout,
+			      blk_nbd_done, blk_nbd_batch, b, &b->nbd);
+
+	if (rc < 0)
+		return rc;
+	ni = blk_nbd_info(b->nbd);
+	b->capacity = ni->size / VIRTIO_BLK_SECTOR;
+	if (ni->readonly && !b->readonly)
+		log_info("%s: the NBD export is read-only", b->vdev.name);
+	b->nbd_ro = ni->readonly;
+	b->nbd_trim = ni->can_trim;
+	b->nbd_zero = ni->can_zero;
+	b->readonly |= ni->readonly;
+	b->lbs = 512;
+	b->pbs = blk_clamp_align(ni->pref_block, 4096);
+	if (b->pbs > 4096)
+		b->pbs = 4096;
+	b->dio_mem = b->dio_off = 512;
+	return 0;
 }
 
 static int blk_create(struct vdev_host *host, const struct config_device *cfg, struct vdev **out)
@@ -1275,12 +1417,13 @@ static int blk_create(struct vdev_host *host, const struct config_device *cfg, s
 		free(b);
 		return rc;
 	}
-	snprintf(b->path, sizeof(b->path), "%s", c->path);
+	snprintf(b->path, sizeof(b->path), "%s", c->nbd[0] ? c->nbd : c->path);
 	b->readonly = c->readonly;
-	b->direct = c->cache == BLK_CACHE_NONE;
+	b->direct = !c->nbd[0] && c->cache == BLK_CACHE_NONE;
 	blk_init_writeback(b);
-	rc = blk_open(b);
-	if (rc == 0)
+	if (c->nbd[0])
+		rc = blk_nbd_setup(b, c);
+	else if ((rc = blk_open(b)) == 0)
 		rc = blk_ring_init(b, queues, qsize);
 	if (rc < 0) {
 		blk_free(b);
@@ -1304,6 +1447,8 @@ static int64_t blk_probe_capacity(const struct blk_dev *b)
 	uint64_t bytes;
 	struct stat st;
 
+	if (b->nbd)   /* as the server said at the last (re)connect */
+		return (int64_t)(blk_nbd_info(b->nbd)->size / VIRTIO_BLK_SECTOR);
 	if (b->is_bdev)
 		return ioctl(b->fd, BLKGETSIZE64, &bytes) < 0 ? -errno :
 		       (int64_t)(bytes / VIRTIO_BLK_SECTOR);
@@ -1337,9 +1482,9 @@ static const char *blk_fixed_key_changed(const struct blk_dev *b, const struct c
 {
 	const struct config_block *c = &cfg->u.block;
 
-	if (strcmp(c->path, b->path) != 0)
-		return "path";
-	if (c->readonly != b->readonly)
+	if (strcmp(c->nbd[0] ? c->nbd : c->path, b->path) != 0)
+		return c->nbd[0] ? "nbd" : "path";
+	if ((c->readonly || b->nbd_ro) != b->readonly)
 		return "readonly";
 	if ((c->cache == BLK_CACHE_NONE) != b->direct)
 		return "cache";
@@ -1370,6 +1515,8 @@ static int blk_reconfigure(struct vdev *d, const struct config_device *cfg)
 	if (cap < 0)
 		return (int)cap;
 	blk_set_serial(b, cfg->u.block.serial);
+	if (b->nbd)
+		blk_nbd_set_timeout(b->nbd, cfg->u.block.io_timeout);
 	return 0;
 }
 

@@ -75,7 +75,7 @@ struct virtio_blk_dwz_seg {
 /* What the device did, for tests (batching) and the benchmark. */
 struct blk_stats {
 	uint64_t requests;       /* chains popped */
-	uint64_t submits;        /* io_uring_submit() calls */
+	uint64_t submits;        /* io_uring_submit() calls (NBD: requests handed to the engine) */
 	uint64_t reaps;          /* completion batches (eventfd wakeups with work) */
 	uint64_t bounces;        /* O_DIRECT requests served through a bounce buffer */
 	uint64_t errors;         /* requests completed with IOERR */

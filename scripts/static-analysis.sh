@@ -16,8 +16,10 @@ tmp=$(mktemp -d) || exit 2
 trap 'rm -rf "$tmp"' EXIT INT TERM
 srcs=$(ls daemon/*.c config/*.c devices/*.c ioreq/*.c ctl/*.c)
 pkgs="xendevicemodel xenforeignmemory xenevtchn xengnttab xenstore inih liburing libsystemd libseccomp"
-# The Makefile's CPPFLAGS and C standard (the quotes around the version stay literal).
-flags="-std=c11 -I. -D_GNU_SOURCE -D__XEN_TOOLS__ -DXVD_VERSION=\"static\" $(pkg-config --cflags $pkgs 2>/dev/null)"
+# The Makefile's CPPFLAGS and C standard (the quotes around the version stay literal); the NBD
+# engine is analysed (XVD_HAVE_NBD) when libnbd is installed, its stand-in otherwise.
+nbd=$(pkg-config --exists libnbd 2>/dev/null && echo "-DXVD_HAVE_NBD $(pkg-config --cflags libnbd)")
+flags="-std=c11 -I. -D_GNU_SOURCE -D__XEN_TOOLS__ -DXVD_VERSION=\"static\" $(pkg-config --cflags $pkgs 2>/dev/null) $nbd"
 fail=0
 started=$(date +%s)
 

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -24,6 +25,8 @@
 #include "devices/blk.h"
 #include "devices/device.h"
 #include "tests/integration/itest.h"
+#include "tests/lib/nbdkit.h"
+#include "tests/lib/sanitized.h"
 
 #define RAM_GPA   UINT64_C(0x40000000)
 #define HEAP_SIZE (48u << 20)
@@ -647,6 +650,184 @@ static void test_xenstore_417_disk(void **state)
 	guest_stop(g);
 }
 
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Poll (10 ms) until file has a line containing text; fails after WAIT_MS. */
+static void wait_file_has(struct guest *g, const char *file, const char *text)
+{
+	char cmd[400];
+
+	snprintf(cmd, sizeof(cmd), "grep -q '%s' %s 2>/dev/null", text, file);
+	for (int waited = 0; system(cmd) != 0; waited += 10) {
+		if (waited >= WAIT_MS)
+			itest_dump_log(g->t);
+		assert_true(waited < WAIT_MS);
+		usleep(10000);
+	}
+}
+
+/* nbdkit with args on sock, then the guest with one NBD disk on uri (io_timeout seconds). */
+static pid_t nbd_guest_start(struct guest *g, const char *sock, const char *const *args,
+			     const char *uri, unsigned io_timeout)
+{
+	char ini[768];
+	pid_t srv = nbdkit_spawn(sock, args, WAIT_MS);
+
+	assert_true(srv > 0);
+	snprintf(ini, sizeof(ini),
+		 "[guest]\nname = g1\ndiscovery = explicit\n\n[block \"root\"]\nmmio = 0x02000000\n"
+		 "irq = 33\nnbd = %s\nio_timeout = %u\nqueue_size = 256\n", uri, io_timeout);
+	guest_start_ini(g, ini, NULL, false, NULL);
+	return srv;
+}
+
+/*
+ * An NBD disk through the real daemon (seccomp filter on): nbdkit serving the image is killed
+ * with writes on the wire and started again on the same socket, then stays away past
+ * io_timeout, then comes back. Acknowledged data is right, late requests fail with IOERR, the
+ * daemon lives on and the disk works again.
+ */
+static void test_nbd_server_faults(void **state)
+{
+	struct guest *g = *state;
+	char sock[160], log[160], logf[200], file[160], uri[200];
+	const char *slow[] = { "--filter=log", "--filter=delay", "file", file, logf,
+			       "delay-write=10", NULL };
+	const char *plain[] = { "file", file, NULL };
+	struct req w[16];
+	pid_t srv;
+
+	if (!nbdkit_available())
+		skip();
+	snprintf(sock, sizeof(sock), "%s/nbd.sock", workdir);
+	snprintf(log, sizeof(log), "%s/nbdkit.log", workdir);
+	snprintf(logf, sizeof(logf), "logfile=%s", log);
+	snprintf(file, sizeof(file), "file=%s", g->img);
+	snprintf(uri, sizeof(uri), "nbd+unix:///?socket=%s", sock);
+	srv = nbd_guest_start(g, sock, slow, uri, 2);
+	if (!(g->drv.device_features & VIRTIO_BIT(VIRTIO_BLK_F_DISCARD)))
+		fail_msg("nbdkit's file plugin trims: discard should be offered");
+	for (unsigned i = 0; i < 16; i++) {
+		uint8_t *h;
+		struct vdrv_buf d = { galloc(g, 65536, 4096, (void **)&h), 65536, false };
+
+		for (uint32_t j = 0; j < 65536; j++)
+			h[j] = pat(i * 65536ull + j, 7);
+		req_build(g, &w[i], VIRTIO_BLK_T_OUT, i * 128u, &d, 1);
+		assert_true(vdrv_submit(&g->drv, 0, w[i].b, w[i].n, false, &w[i]) >= 0);
+	}
+	vdrv_kick(&g->drv, 0);
+	wait_file_has(g, log, "Write");
+	nbdkit_kill(srv, sock);
+	srv = nbdkit_spawn(sock, plain, WAIT_MS);
+	assert_true(srv > 0);
+	double t0 = now_ms();
+
+	wait_done(g, 16);
+	print_message("nbd: 16 writes completed %.0f ms after the server was back\n", now_ms() - t0);
+	for (unsigned i = 0; i < 16; i++)
+		assert_int_equal(*w[i].status, VIRTIO_BLK_S_OK);
+	assert_file_pat(g->img, 0, 16 * 65536, 7);
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_FLUSH, 0, NULL, 0), VIRTIO_BLK_S_OK);
+	assert_true(xsim_daemon_log_has(&g->t->dm, "wait for the reconnect"));
+	/* The reconnect happened under the seccomp filter (sanitizer builds load none). */
+	assert_true(SANITIZED || xsim_daemon_log_has(&g->t->dm, "seccomp filter loaded"));
+
+	/* Gone past io_timeout (2 s): IOERR, not a hang. */
+	nbdkit_kill(srv, sock);
+	scratch_reset(g);
+	uint8_t *h;
+	struct vdrv_buf d = { galloc(g, 65536, 4096, (void **)&h), 65536, true };
+
+	t0 = now_ms();
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_IN, 0, &d, 1), VIRTIO_BLK_S_IOERR);
+	print_message("nbd: IOERR %.0f ms after the read (io_timeout 2 s)\n", now_ms() - t0);
+	assert_true(xsim_daemon_alive(&g->t->dm));
+	/* Back: the daemon reconnects by itself (backoff at most 2 s) and the disk serves again. */
+	srv = nbdkit_spawn(sock, plain, WAIT_MS);
+	assert_true(srv > 0);
+	uint8_t st = VIRTIO_BLK_S_IOERR;
+
+	for (int i = 0; i < 5 && st != VIRTIO_BLK_S_OK; i++)
+		st = do_req(g, VIRTIO_BLK_T_IN, 0, &d, 1);
+	assert_int_equal(st, VIRTIO_BLK_S_OK);
+	for (uint32_t j = 0; j < 65536; j++)
+		if (h[j] != pat(j, 7))
+			fail_msg("byte %u read back wrong", j);
+	guest_stop(g);
+	nbdkit_kill(srv, sock);
+	unlink(log);
+}
+
+/* nbd://127.0.0.1:PORT: the reconnect opens a TCP socket, which the seccomp filter allows. */
+static void test_nbd_tcp_reconnect(void **state)
+{
+	struct guest *g = *state;
+	char sock[32], file[160], uri[64];
+	const char *plain[] = { "file", file, NULL };
+	int port = nbdkit_free_port();
+	uint8_t *h;
+	pid_t srv;
+
+	if (!nbdkit_available())
+		skip();
+	assert_true(port > 0);
+	snprintf(sock, sizeof(sock), "tcp:%d", port);
+	snprintf(file, sizeof(file), "file=%s", g->img);
+	snprintf(uri, sizeof(uri), "nbd://127.0.0.1:%d/", port);
+	srv = nbd_guest_start(g, sock, plain, uri, 10);
+	struct vdrv_buf d = { galloc(g, 65536, 4096, (void **)&h), 65536, false };
+
+	for (uint32_t j = 0; j < 65536; j++)
+		h[j] = pat(j, 11);
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_OUT, 0, &d, 1), VIRTIO_BLK_S_OK);
+	nbdkit_kill(srv, sock);
+	srv = nbdkit_spawn(sock, plain, WAIT_MS);
+	assert_true(srv > 0);
+	memset(h, 0, 65536);
+	d.write = true;
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_IN, 0, &d, 1), VIRTIO_BLK_S_OK);
+	for (uint32_t j = 0; j < 65536; j++)
+		if (h[j] != pat(j, 11))
+			fail_msg("byte %u read back wrong", j);
+	assert_true(xsim_daemon_alive(&g->t->dm));
+	guest_stop(g);
+	nbdkit_kill(srv, sock);
+}
+
+/*
+ * No NBD server at start: the daemon retries (logged) for io_timeout, then stops with 1, a
+ * run-time failure for systemd to retry, not 78 (the configuration is fine).
+ */
+static void test_nbd_no_server_at_start(void **state)
+{
+	struct guest *g = *state;
+	const char *args[] = { "--foreground", "--config", NULL, NULL };
+	int st = 0;
+
+	g->t = itest_new(&(struct xsim_dom_opts){ .name = "g1", .ram_mib = 128 });
+	assert_non_null(g->t);
+	args[2] = g->t->ini;
+	assert_int_equal(itest_write(g->t->ini, "[guest]\nname = g1\ndiscovery = explicit\n\n"
+				     "[block \"root\"]\nmmio = 0x02000000\nirq = 33\n"
+				     "nbd = nbd+unix:///?socket=%s/nobody.sock\nio_timeout = 2\n",
+				     workdir), 0);
+	assert_int_equal(xsim_daemon_start(g->t->hub, &g->t->dm, XVD_SIM_DAEMON, "daemon", args, 0),
+			 0);
+	assert_int_equal(xsim_daemon_wait_exit(&g->t->dm, WAIT_MS, &st), 0);
+	g->t->dm.pid = -1;
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 1);
+	assert_true(xsim_daemon_log_has(&g->t->dm, "retrying in"));
+	assert_true(xsim_daemon_log_has(&g->t->dm, "within io_timeout (2 s)"));
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -654,7 +835,8 @@ int main(void)
 		T(test_rw_depths), T(test_rw_depths_direct_grants), T(test_request_types),
 		T(test_read_only), T(test_reset_in_flight), T(test_crash_after_flush),
 		T(test_xenstore_417_disk), T(test_multiqueue),
-		T(test_sighup_resize),
+		T(test_sighup_resize), T(test_nbd_server_faults), T(test_nbd_tcp_reconnect),
+		T(test_nbd_no_server_at_start),
 	};
 	char cmd[96];
 	int rc;

@@ -31,6 +31,7 @@
 #include "devices/device.h"
 #include "tests/integration/itest.h"
 #include "tests/integration/restart_rig.h"
+#include "tests/lib/nbdkit.h"
 
 #define RAM_GPA    UINT64_C(0x40000000)
 #define HEAP_SIZE  (16u << 20)
@@ -274,20 +275,43 @@ static void make_image(const char *path)
 	close(fd);
 }
 
+/* NBD runs: the disk is the image behind nbdkit (a child of the test, alive across restarts). */
+static bool use_nbd;
+static pid_t nbd_srv;
+static char nbd_sock[160];
+
+/* The disk's backend key: the image, or (use_nbd) nbdkit serving it. */
+static void rig_backend(struct rig *r, char *key, size_t size)
+{
+	char file[224];
+	const char *args[] = { "file", file, NULL };
+
+	if (!use_nbd) {
+		snprintf(key, size, "path = %s", r->img);
+		return;
+	}
+	snprintf(file, sizeof(file), "file=%s", r->img);
+	snprintf(nbd_sock, sizeof(nbd_sock), "%s/nbd.sock", workdir);
+	nbd_srv = nbdkit_spawn(nbd_sock, args, WAIT_MS);
+	assert_true(nbd_srv > 0);
+	snprintf(key, size, "nbd = nbd+unix:///?socket=%s", nbd_sock);
+}
+
 /* A guest with one disk, its daemon started (killing itself at kill_at, when given). */
 static void rig_start(struct rig *r, const char *extra, const char *kill_at)
 {
-	char ini[1024];
+	char ini[1024], backend[256];
 
 	memset(r, 0, sizeof(*r));
 	snprintf(r->img, sizeof(r->img), "%s/disk.img", workdir);
 	make_image(r->img);
+	rig_backend(r, backend, sizeof(backend));
 	r->t = itest_new(&(struct xsim_dom_opts){ .name = "g1", .ram_mib = 64, .nr_vcpus = 2 });
 	assert_non_null(r->t);
 	snprintf(ini, sizeof(ini),
 		 "[guest]\nname = g1\ndiscovery = explicit\n%s\n"
-		 "[block \"root\"]\nmmio = 0x02000000\nirq = 33\npath = %s\nqueue_size = 64\n",
-		 extra ? extra : "", r->img);
+		 "[block \"root\"]\nmmio = 0x02000000\nirq = 33\n%s\nqueue_size = 64\n",
+		 extra ? extra : "", backend);
 	rig_launch(r, ini, kill_at);
 }
 
@@ -296,6 +320,10 @@ static void rig_stop(struct rig *r)
 	rig_unsupervise(r);
 	itest_free(r->t);
 	r->t = NULL;
+	if (use_nbd) {
+		nbdkit_kill(nbd_srv, nbd_sock);
+		nbd_srv = 0;
+	}
 	unlink(r->img);
 }
 
@@ -371,6 +399,29 @@ static void test_blk_kill_without_store(void **state)
 	}
 }
 
+/*
+ * The same on an NBD disk (nbdkit stays up): requests held by the NBD engine at the kill are
+ * replayed by the next instance, SIGTERM hands the guest over with requests on the wire.
+ */
+static void test_nbd_kill_points(void **state)
+{
+	static const struct point p[] = {
+		{ "vq.popped:40", NULL },
+		{ "vq.push.published:40", NULL },
+		{ "vdev.irq:40", NULL },
+	};
+
+	(void)state;
+	if (!nbdkit_available())
+		skip();
+	use_nbd = true;
+	for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++) {
+		fprintf(stderr, "# nbd block, killed at %s\n", p[i].at);
+		blk_kill_at(&p[i], true, 0);
+	}
+	use_nbd = false;
+}
+
 static void guest_reads_disk(struct rig *r);
 static void restart_daemon(struct rig *r);
 
@@ -421,6 +472,16 @@ static void test_sigterm_hands_over(void **state)
 	assert_true(xsim_daemon_log_has(&first, "left the guest to the next instance"));
 	assert_true(took_over(&r, 1, "took over ioreq server"));
 	rig_stop(&r);
+}
+
+/* The hand-over (SIGTERM, the guest writing) on an NBD disk. */
+static void test_nbd_sigterm_hands_over(void **state)
+{
+	if (!nbdkit_available())
+		skip();
+	use_nbd = true;
+	test_sigterm_hands_over(state);
+	use_nbd = false;
 }
 
 /*
@@ -711,6 +772,8 @@ int main(void)
 		cmocka_unit_test(test_blk_kill_without_store),
 		cmocka_unit_test(test_fastpath_takeover_without_store),
 		cmocka_unit_test(test_sigterm_hands_over),
+		cmocka_unit_test(test_nbd_kill_points),
+		cmocka_unit_test(test_nbd_sigterm_hands_over),
 		cmocka_unit_test(test_sigterm_then_kill),
 		cmocka_unit_test(test_reused_domid_refused),
 		cmocka_unit_test(test_foreign_version_refused),

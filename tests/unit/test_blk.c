@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,6 +30,7 @@
 #include "devices/device.h"
 #include "devices/virtio_mmio.h"
 #include "tests/lib/gmem_flat.h"
+#include "tests/lib/nbdkit.h"
 #include "tests/lib/vdriver.h"
 #include "tests/lib/vdriver_direct.h"
 
@@ -63,6 +65,9 @@ struct rig {
 	char mnt[128];               /* mounted by the test: teardown unmounts it */
 	long (*outstanding)(struct gmem *gm);  /* maps not unmapped; NULL: gmem_flat's */
 	bool open;
+	pid_t nbdkit;                /* the NBD server the test started (killed at teardown) */
+	char sock[128];              /* its unix socket */
+	char nbdlog[160];            /* its log filter's file (removed at teardown) */
 };
 
 /* ---- images and the rig ------------------------------------------------------------------ */
@@ -98,10 +103,15 @@ static int rig_start(struct rig *r, uint64_t want, unsigned nqueues)
 	rc = vdrv_direct_open(&r->x, &r->cfg, RAM_GPA, RAM_SIZE, r->loop);
 	if (rc < 0) {
 		ev_loop_destroy(r->loop);
+		if (rc == -ENOTSUP && r->cfg.u.block.nbd[0]) {
+			print_message("[  SKIP    ] built without NBD support\n");
+			skip();
+		}
 		return rc;
 	}
 	r->open = true;
-	r->img = open(r->cfg.u.block.path, O_RDONLY);
+	/* The device's image, or the one nbdkit serves it (setup()'s). */
+	r->img = open(r->cfg.u.block.nbd[0] ? r->image : r->cfg.u.block.path, O_RDONLY);
 	assert_true(r->img >= 0);
 	return vdrv_init(&r->drv, &r->x.io, &r->x.mem, want, nqueues,
 			 r->cfg.u.block.queue_size);
@@ -138,12 +148,16 @@ static int setup(void **state)
 }
 
 static void loop_detach(const char *dev);
+static void nbdkit_stop(struct rig *r);
 
 static int teardown(void **state)
 {
 	struct rig *r = *state;
 
 	rig_stop(r);
+	nbdkit_stop(r);
+	if (r->nbdlog[0])
+		unlink(r->nbdlog);
 	if (r->loopdev[0])
 		loop_detach(r->loopdev);
 	if (r->mnt[0]) {
@@ -460,7 +474,8 @@ static void rw_round(struct rig *r, unsigned qd, bool write, unsigned gen, uint3
 		req_submit(r, 0, &reqs[i], i % 2);
 	}
 	vdrv_kick(&r->drv, 0);
-	assert_int_equal(st->submits - submits, 1);
+	if (!r->cfg.u.block.nbd[0])   /* NBD commands go out one by one */
+		assert_int_equal(st->submits - submits, 1);
 	wait_done(r, 0, qd);
 	for (unsigned i = 0; i < qd; i++) {
 		struct req *q = &reqs[i];
@@ -1630,6 +1645,444 @@ static void test_direct_unpinnable_memory(void **state)
 	assert_int_equal(st->errors, 0);
 }
 
+/* ---- NBD (nbd = URI) against a real nbdkit ------------------------------------------------- */
+
+/* nbdkit on r->sock with args (tests/lib/nbdkit.h); skips the test when it is not installed. */
+static void nbdkit_start(struct rig *r, const char *const *args)
+{
+	if (!nbdkit_available()) {
+		print_message("[  SKIP    ] nbdkit is not installed\n");
+		skip();
+	}
+	r->nbdkit = nbdkit_spawn(r->sock, args, TIMEOUT_MS);
+	if (r->nbdkit < 0)
+		fail_msg("nbdkit: %s", strerror((int)-r->nbdkit));
+}
+
+static void nbdkit_stop(struct rig *r)
+{
+	nbdkit_kill(r->nbdkit, r->sock);
+	r->nbdkit = 0;
+}
+
+/* Point the device at nbd+unix:// on r->sock. */
+static void nbd_point(struct rig *r, unsigned io_timeout)
+{
+	r->cfg.u.block.path[0] = '\0';
+	snprintf(r->cfg.u.block.nbd, sizeof(r->cfg.u.block.nbd), "nbd+unix:///?socket=%s", r->sock);
+	r->cfg.u.block.io_timeout = io_timeout;
+}
+
+/* nbdkit with args on tmpdir/nbd.sock, and the device pointed at it. */
+static void nbd_serve(struct rig *r, const char *const *args, unsigned io_timeout)
+{
+	snprintf(r->sock, sizeof(r->sock), "%s/nbd.sock", tmpdir);
+	nbdkit_start(r, args);
+	nbd_point(r, io_timeout);
+}
+
+/* How nbd_rig() serves the image: read-only, and a filter behind nbdkit's log filter. */
+struct nbd_opts {
+	bool ro;
+	const char *filter;      /* "delay", "fua": --filter=log --filter=FILTER */
+	const char *param;       /* the filter's parameter, or NULL */
+};
+
+/*
+ * Serve setup()'s image with nbdkit's file plugin (NULL opts: as it is) and point the device at
+ * it. With a filter, the log filter writes a line per request to r->nbdlog (wait_log()).
+ */
+static void nbd_rig(struct rig *r, const struct nbd_opts *o, unsigned io_timeout)
+{
+	char file[160], filter[64], logf[200];
+	const char *args[10];
+	unsigned n = 0;
+
+	snprintf(file, sizeof(file), "file=%s", r->image);
+	if (o && o->ro)
+		args[n++] = "-r";
+	if (o && o->filter) {
+		snprintf(filter, sizeof(filter), "--filter=%s", o->filter);
+		snprintf(r->nbdlog, sizeof(r->nbdlog), "%s/nbdkit.log", tmpdir);
+		snprintf(logf, sizeof(logf), "logfile=%s", r->nbdlog);
+		args[n++] = "--filter=log";
+		args[n++] = filter;
+	}
+	args[n++] = "file";
+	args[n++] = file;
+	if (o && o->filter) {   /* the filters' parameters follow the plugin's */
+		args[n++] = logf;
+		if (o->param)
+			args[n++] = o->param;
+	}
+	args[n] = NULL;
+	nbd_serve(r, args, io_timeout);
+}
+
+/* Run the loop until a line of nbdkit's log contains text. */
+static void wait_log(struct rig *r, const char *text)
+{
+	for (int waited = 0;; waited += 10) {
+		char cmd[400];
+
+		snprintf(cmd, sizeof(cmd), "grep -q '%s' %s 2>/dev/null", text, r->nbdlog);
+		if (run(cmd) == 0)
+			return;
+		assert_true(waited < TIMEOUT_MS);
+		r->x.io.wait_irq(&r->x.io, 10);
+	}
+}
+
+/*
+ * The server is back: the device reconnects by itself (backoff at most 2 s), so a read
+ * succeeds within a few tries, and reads gen's pattern.
+ */
+static void read_back_after_reconnect(struct rig *r, uint64_t gpa, uint8_t *h, uint32_t len,
+				      unsigned gen)
+{
+	uint8_t st = VIRTIO_BLK_S_IOERR;
+
+	memset(h, 0, len);
+	for (int i = 0; i < 5 && st != VIRTIO_BLK_S_OK; i++)
+		st = do_rw(r, false, 0, gpa, len);
+	assert_int_equal(st, VIRTIO_BLK_S_OK);
+	for (uint32_t i = 0; i < len; i++)
+		assert_int_equal(h[i], pat(i, gen));
+}
+
+/* n requests of len bytes each at consecutive offsets from 0, in flight at once. */
+static void submit_run(struct rig *r, struct req *reqs, unsigned n, bool write, uint32_t len,
+		       unsigned gen)
+{
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t *h;
+		struct vdrv_buf d = { scratch_alloc(r, len, 512, (void **)&h), len, !write };
+
+		if (write)
+			fill_pat(h, (uint64_t)i * len, len, gen);
+		req_build(r, &reqs[i], write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, i * (len / 512),
+			  &d, 1);
+		req_submit(r, 0, &reqs[i], false);
+	}
+	vdrv_kick(&r->drv, 0);
+}
+
+/*
+ * An NBD disk whose server holds requests (nbdkit's delay filter, delay its parameter), and n of
+ * them submit_run() on the wire: the server has seen the first.
+ */
+static void on_the_wire(struct rig *r, struct req *reqs, unsigned n, bool write, uint32_t len,
+			unsigned gen, const char *delay)
+{
+	nbd_rig(r, &(struct nbd_opts){ .filter = "delay", .param = delay }, 30);
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	submit_run(r, reqs, n, write, len, gen);
+	wait_log(r, write ? "Write" : "Read");
+}
+
+static void test_nbd_rw_depths(void **state)
+{
+	struct rig *r = *state;
+
+	nbd_rig(r, NULL, 30);
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	uint64_t f = r->drv.device_features;
+
+	assert_false(f & VIRTIO_BIT(VIRTIO_BLK_F_RO));
+	assert_true(f & VIRTIO_BIT(VIRTIO_BLK_F_DISCARD));
+	assert_true(f & VIRTIO_BIT(VIRTIO_BLK_F_WRITE_ZEROES));
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_CAPACITY, 8), IMG_SIZE / 512);
+	/* Up to 128 in flight, 1-4 buffers each, aligned and not. */
+	depth_rounds(r, 0);
+	depth_rounds(r, 3);
+	assert_int_equal(blk_get_stats(r->x.dev)->errors, 0);
+}
+
+/* nbdkit's memory plugin: nothing to look at but what the server gives back. */
+static void test_nbd_memory_plugin(void **state)
+{
+	struct rig *r = *state;
+	static const char *const args[] = { "memory", "size=8M", NULL };
+	uint8_t *h;
+	uint64_t gpa;
+
+	nbd_serve(r, args, 30);
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	assert_int_equal(cfg_read(r, VIRTIO_BLK_CFG_CAPACITY, 8), (8u << 20) / 512);
+	gpa = scratch_alloc(r, 1 << 20, 512, (void **)&h);
+	fill_pat(h, 4096, 1 << 20, 5);
+	assert_int_equal(do_rw(r, true, 8, gpa, 1 << 20), VIRTIO_BLK_S_OK);
+	assert_int_equal(do_req(r, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL), VIRTIO_BLK_S_OK);
+	memset(h, 0, 1 << 20);
+	assert_int_equal(do_rw(r, false, 8, gpa, 1 << 20), VIRTIO_BLK_S_OK);
+	for (uint32_t i = 0; i < (1u << 20); i++)
+		if (h[i] != pat(4096 + i, 5))
+			fail_msg("byte %u read back wrong", i);
+	assert_int_equal(do_dwz(r, VIRTIO_BLK_T_WRITE_ZEROES, 8, 16, 0), VIRTIO_BLK_S_OK);
+	assert_int_equal(do_rw(r, false, 8, gpa, 16 * 512), VIRTIO_BLK_S_OK);
+	for (uint32_t i = 0; i < 16 * 512; i++)
+		assert_int_equal(h[i], 0);
+	/* Past the end of the export. */
+	assert_int_equal(do_rw(r, false, (8u << 20) / 512, gpa, 512), VIRTIO_BLK_S_IOERR);
+}
+
+static void test_nbd_discard_zero_flush(void **state)
+{
+	struct rig *r = *state;
+	uint8_t *h;
+	uint64_t gpa;
+
+	nbd_rig(r, NULL, 30);
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	gpa = scratch_alloc(r, 262144, 512, (void **)&h);
+	fill_pat(h, 0, 262144, 9);
+	assert_int_equal(do_rw(r, true, 0, gpa, 262144), VIRTIO_BLK_S_OK);
+	assert_int_equal(do_req(r, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL), VIRTIO_BLK_S_OK);
+	assert_image_pat(r, 0, 262144, 9);
+	assert_int_equal(do_dwz(r, VIRTIO_BLK_T_WRITE_ZEROES, 64, 64, 0), VIRTIO_BLK_S_OK);
+	assert_int_equal(do_dwz(r, VIRTIO_BLK_T_WRITE_ZEROES, 192, 64, VIRTIO_BLK_DWZ_F_UNMAP),
+			 VIRTIO_BLK_S_OK);
+	assert_int_equal(do_dwz(r, VIRTIO_BLK_T_DISCARD, 384, 64, 0), VIRTIO_BLK_S_OK);
+	assert_image_pat(r, 0, 32768, 9);
+	assert_image_zero(r, 32768, 32768);
+	assert_image_pat(r, 65536, 32768, 9);
+	assert_image_zero(r, 98304, 32768);
+	assert_image_pat(r, 131072, 65536, 9);
+	/* Discarded: the file plugin punches a hole, which reads as zeroes. */
+	assert_image_zero(r, 196608, 32768);
+	assert_int_equal(do_req(r, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(blk_get_stats(r->x.dev)->errors, 0);
+}
+
+static void test_nbd_read_only_export(void **state)
+{
+	struct rig *r = *state;
+	uint8_t *h = malloc(65536);
+	uint64_t gpa;
+	int fd = open(r->image, O_WRONLY | O_CLOEXEC);
+
+	fill_pat(h, 0, 65536, 4);
+	assert_int_equal(pwrite(fd, h, 65536, 0), 65536);
+	close(fd);
+	free(h);
+	nbd_rig(r, &(struct nbd_opts){ .ro = true }, 30);
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	assert_true(r->drv.device_features & VIRTIO_BIT(VIRTIO_BLK_F_RO));
+	assert_false(r->drv.device_features & VIRTIO_BIT(VIRTIO_BLK_F_DISCARD));
+	gpa = scratch_alloc(r, 65536, 512, (void **)&h);
+	assert_int_equal(do_rw(r, false, 0, gpa, 65536), VIRTIO_BLK_S_OK);
+	for (uint32_t i = 0; i < 65536; i++)
+		assert_int_equal(h[i], pat(i, 4));
+	assert_int_equal(do_rw(r, true, 0, gpa, 512), VIRTIO_BLK_S_IOERR);
+	/* A reload with the same section: the export's read-only state is no change of ours. */
+	r->cfg.u.block.io_timeout = 5;
+	assert_int_equal(r->x.dev->ops->reconfigure(r->x.dev, &r->cfg), 0);
+}
+
+/*
+ * Writethrough on a server without FUA (nbdkit's fua filter hides it by default; this nbdkit
+ * refuses an explicit fuamode=none): every write is followed by its own flush.
+ */
+static void test_nbd_writethrough_without_fua(void **state)
+{
+	struct rig *r = *state;
+	uint8_t *h;
+	uint64_t gpa;
+
+	nbd_rig(r, &(struct nbd_opts){ .filter = "fua" }, 30);
+	/* No FLUSH negotiated: the guest cannot ask for durability, so every write has it. */
+	assert_int_equal(rig_start(r, ALL_RING | (BLK_ALL & ~VIRTIO_BIT(VIRTIO_BLK_F_FLUSH)), 1), 0);
+	gpa = scratch_alloc(r, 4096, 512, (void **)&h);
+	fill_pat(h, 8192, 4096, 6);
+	assert_int_equal(do_rw(r, true, 16, gpa, 4096), VIRTIO_BLK_S_OK);
+	assert_image_pat(r, 8192, 4096, 6);
+	wait_log(r, "Flush");
+}
+
+/*
+ * The server dies with writes on the wire and comes back on the same socket within
+ * io_timeout: the writes are sent again and complete, the data is right, and no flush fails
+ * (nothing completed on the dead connection).
+ */
+static void test_nbd_server_restart_mid_io(void **state)
+{
+	struct rig *r = *state;
+	struct req reqs[32];
+
+	on_the_wire(r, reqs, 32, true, 16384, 12, "delay-write=10");
+	nbdkit_stop(r);
+	nbd_rig(r, NULL, 30);
+	wait_done(r, 0, 32);
+	for (unsigned i = 0; i < 32; i++)
+		assert_int_equal(req_status(r, &reqs[i]), VIRTIO_BLK_S_OK);
+	assert_image_pat(r, 0, 32 * 16384, 12);
+	assert_int_equal(do_req(r, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL), VIRTIO_BLK_S_OK);
+	assert_int_equal(blk_get_stats(r->x.dev)->errors, 0);
+}
+
+/* An NBD disk on setup()'s image with len bytes of gen's pattern written at 0; their buffer. */
+static uint64_t nbd_written(struct rig *r, unsigned io_timeout, uint32_t len, unsigned gen,
+			    uint8_t **h)
+{
+	uint64_t gpa;
+
+	nbd_rig(r, NULL, io_timeout);
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	gpa = scratch_alloc(r, len, 512, (void **)h);
+	fill_pat(*h, 0, len, gen);
+	assert_int_equal(do_rw(r, true, 0, gpa, len), VIRTIO_BLK_S_OK);
+	return gpa;
+}
+
+/*
+ * Writes completed, not flushed, then the server dies: the next flush cannot vouch for them
+ * and fails once; later flushes cover what the new connection wrote.
+ */
+static void test_nbd_flush_after_reconnect(void **state)
+{
+	struct rig *r = *state;
+	uint8_t *h;
+	uint64_t gpa;
+
+	gpa = nbd_written(r, 30, 4096, 2, &h);
+	nbdkit_stop(r);
+	nbd_rig(r, NULL, 30);
+	assert_int_equal(do_req(r, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(do_rw(r, true, 0, gpa, 4096), VIRTIO_BLK_S_OK);
+	assert_int_equal(do_req(r, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL), VIRTIO_BLK_S_OK);
+	/* Flushed, then the server goes: nothing is at risk, the next flush succeeds. */
+	nbdkit_stop(r);
+	nbd_rig(r, NULL, 30);
+	assert_int_equal(do_req(r, VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL), VIRTIO_BLK_S_OK);
+	assert_image_pat(r, 0, 4096, 2);
+}
+
+/* The server stays away past io_timeout: IOERR, no hang; once it is back the disk works. */
+static void test_nbd_io_timeout(void **state)
+{
+	struct rig *r = *state;
+	uint8_t *h;
+	uint64_t gpa;
+
+	gpa = nbd_written(r, 1, 8192, 3, &h);
+	nbdkit_stop(r);
+	assert_int_equal(do_rw(r, false, 0, gpa, 8192), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(blk_get_stats(r->x.dev)->inflight, 0);
+	nbd_rig(r, NULL, 1);
+	read_back_after_reconnect(r, gpa, h, 8192, 3);
+}
+
+/* Until every thread of pid is stopped (state T in /proc/PID/task/TID/stat). */
+static void wait_stopped(pid_t pid)
+{
+	char cmd[160];
+
+	snprintf(cmd, sizeof(cmd), "! grep -hv '^[0-9]* ([^)]*) [tT]' /proc/%d/task/*/stat | grep -q .",
+		 (int)pid);
+	for (int waited = 0; run(cmd) != 0; waited += 10) {
+		assert_true(waited < TIMEOUT_MS);
+		usleep(10000);
+	}
+}
+
+/* A server that stops answering (SIGSTOP): IOERR after io_timeout; once it runs again, a new
+ * connection serves. */
+static void test_nbd_hung_server(void **state)
+{
+	struct rig *r = *state;
+	uint8_t *h;
+	uint64_t gpa;
+
+	gpa = nbd_written(r, 1, 4096, 8, &h);
+	assert_int_equal(kill(r->nbdkit, SIGSTOP), 0);
+	wait_stopped(r->nbdkit);   /* the signal is delivered asynchronously */
+	assert_int_equal(do_rw(r, false, 0, gpa, 4096), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(kill(r->nbdkit, SIGCONT), 0);
+	read_back_after_reconnect(r, gpa, h, 4096, 8);
+}
+
+/*
+ * The daemon stops, the guest stays (quiesce): reads on the wire complete with their data before
+ * it returns; requests waiting for a server that is gone fail with IOERR.
+ */
+static void test_nbd_quiesce(void **state)
+{
+	struct rig *r = *state;
+	struct req reqs[8];
+	uint8_t *h = malloc(8 * 4096);
+	int fd = open(r->image, O_WRONLY | O_CLOEXEC);
+
+	fill_pat(h, 0, 8 * 4096, 13);
+	assert_int_equal(pwrite(fd, h, 8 * 4096, 0), 8 * 4096);
+	close(fd);
+	free(h);
+	on_the_wire(r, reqs, 8, false, 4096, 0, "delay-read=1");
+	r->x.dev->ops->quiesce(r->x.dev);
+	assert_int_equal(blk_get_stats(r->x.dev)->inflight, 0);
+	wait_done(r, 0, 8);
+	for (unsigned i = 0; i < 8; i++) {
+		assert_int_equal(req_status(r, &reqs[i]), VIRTIO_BLK_S_OK);
+		h = vdrv_host(&r->x.mem, reqs[i].b[1].gpa);
+		for (uint32_t j = 0; j < 4096; j++)
+			assert_int_equal(h[j], pat(i * 4096u + j, 13));
+	}
+	/* The server gone: a request waits for it, and the stop fails it rather than hang. */
+	nbdkit_stop(r);
+	struct req q;
+	struct vdrv_buf d = { reqs[0].b[1].gpa, 4096, true };
+
+	req_build(r, &q, VIRTIO_BLK_T_IN, 0, &d, 1);
+	req_submit(r, 0, &q, false);
+	vdrv_kick(&r->drv, 0);
+	assert_int_equal(blk_get_stats(r->x.dev)->inflight, 1);
+	r->x.dev->ops->quiesce(r->x.dev);
+	wait_done(r, 0, 1);
+	assert_int_equal(req_status(r, &q), VIRTIO_BLK_S_IOERR);
+}
+
+/* No server at start: retried for io_timeout, then a plain error (no config error). */
+static void test_nbd_unreachable_at_start(void **state)
+{
+	struct rig *r = *state;
+
+	snprintf(r->sock, sizeof(r->sock), "%s/nobody.sock", tmpdir);
+	nbd_point(r, 1);
+	r->loop = ev_loop_new(EVFLAG_AUTO);
+	int rc = vdrv_direct_open(&r->x, &r->cfg, RAM_GPA, RAM_SIZE, r->loop);
+
+	ev_loop_destroy(r->loop);
+	if (rc == -ENOTSUP)
+		skip();   /* built without NBD support */
+	assert_true(rc == -ENOENT || rc == -ECONNREFUSED);
+}
+
+/* A driver reset with reads on the wire: the guest's buffers are given back at once. */
+static void test_nbd_reset_in_flight(void **state)
+{
+	struct rig *r = *state;
+	struct req reqs[16];
+
+	on_the_wire(r, reqs, 16, false, 4096, 0, "delay-read=1");
+	vdrv_write32(&r->drv, R_STATUS, 0);
+	assert_int_equal(r->x.held, 0);   /* answered at once */
+	assert_int_equal(gmem_flat_outstanding(r->x.gm), 0);
+	/* The stale reads come back later and are dropped without a trace in the ring. */
+	const struct blk_stats *st = blk_get_stats(r->x.dev);
+
+	for (int waited = 0; st->inflight; waited += 10) {
+		assert_true(waited < TIMEOUT_MS);
+		r->x.io.wait_irq(&r->x.io, 10);
+	}
+	assert_int_equal(r->drv.vq[0].used->idx, 0);
+	for (unsigned i = 0; i < 16; i++)
+		assert_int_equal(req_status(r, &reqs[i]), 0xee);
+	/* The device works after the reset. */
+	assert_int_equal(vdrv_init(&r->drv, &r->x.io, &r->x.mem, ALL_RING | BLK_ALL, 1, 1024), 0);
+	r->scratch_next = 0;
+	rw_round(r, 4, true, 1, 0);
+	rw_round(r, 4, false, 1, 0);
+}
+
 static void cleanup_tmpdir(void)
 {
 	char cmd[128];
@@ -1652,6 +2105,10 @@ int main(void)
 		T(test_multiqueue), T(test_chain_taken_at_completion),
 		T(test_reset_in_flight), T(test_reset_waits_without_blocking), T(test_refuses_bad_paths), T(test_block_device),
 		T(test_enospc), T(test_eio_on_flush), T(test_direct_unpinnable_memory),
+		T(test_nbd_rw_depths), T(test_nbd_memory_plugin), T(test_nbd_discard_zero_flush),
+		T(test_nbd_read_only_export), T(test_nbd_writethrough_without_fua),
+		T(test_nbd_server_restart_mid_io), T(test_nbd_flush_after_reconnect),
+		T(test_nbd_io_timeout), T(test_nbd_hung_server), T(test_nbd_quiesce), T(test_nbd_unreachable_at_start), T(test_nbd_reset_in_flight),
 	};
 	int rc;
 

@@ -300,6 +300,23 @@ static void test_daemon_refuses_bad_config(void **state)
 	assert_int_equal(r.status, 78);
 }
 
+/* A malformed NBD URI is a configuration error (78) naming file:line:key, before any connect. */
+static void test_daemon_refuses_bad_nbd_uri(void **state)
+{
+	char *p = write_ini("nbd.ini", "[guest]\nname = g1\n[block \"d\"]\n"
+			    "nbd = nbd+unix:///export\n");
+	char want[256];
+	struct run r;
+
+	(void)state;
+	snprintf(want, sizeof(want), "%s:4: nbd: 'nbd+unix:///export': nbd+unix:// needs ?socket=",
+		 p);
+	run_daemon(&r, 0, "--foreground", "--config", p, NULL);
+	assert_int_equal(r.status, 78);
+	if (!strstr(r.err, want))
+		fail_msg("stderr does not say \"%s\":\n%s", want, r.err);
+}
+
 /* A valid file for a domain that is not there: the daemon gets past the config and fails with 1. */
 static void test_missing_domain_fails(void **state)
 {
@@ -343,6 +360,7 @@ int main(void)
 		cmocka_unit_test(test_check_bad),
 		cmocka_unit_test(test_check_missing_file),
 		cmocka_unit_test(test_daemon_refuses_bad_config),
+		cmocka_unit_test(test_daemon_refuses_bad_nbd_uri),
 		cmocka_unit_test(test_missing_domain_fails),
 		cmocka_unit_test(test_journal_prefixes),
 	};

@@ -369,6 +369,21 @@ static void test_explicit_values(void **state)
 	assert_int_equal(rng->u.rng.rate_kib, 1024);
 }
 
+static void test_nbd_values(void **state)
+{
+	(void)state;
+	assert_int_equal(load_rel("tests/config/good/nbd.ini"), 0);
+	const struct config_block *tcp = &dev(DEV_BLOCK, "tcp")->u.block;
+	const struct config_block *local = &dev(DEV_BLOCK, "local")->u.block;
+	assert_string_equal(tcp->nbd, "nbd://storage.example:10809/vm-disk");
+	assert_string_equal(tcp->path, "");
+	assert_int_equal(tcp->io_timeout, 120);
+	assert_string_equal(local->nbd, "nbd+unix:///?socket=/run/nbd/vm.sock");
+	assert_int_equal(local->io_timeout, 30);
+	assert_true(local->readonly);
+	assert_string_equal(dev(DEV_BLOCK, "v6")->u.block.nbd, "nbd://[fd00::1]:10809/data");
+}
+
 static void test_xenstore_values(void **state)
 {
 	(void)state;
@@ -575,6 +590,7 @@ int main(void)
 		cmocka_unit_test(test_minimal_defaults),
 		cmocka_unit_test(test_explicit_values),
 		cmocka_unit_test(test_xenstore_values),
+		cmocka_unit_test(test_nbd_values),
 		cmocka_unit_test(test_syntax_values),
 		cmocka_unit_test(test_max_devices),
 		cmocka_unit_test(test_zero_byte_file),
