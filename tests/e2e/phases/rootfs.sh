@@ -25,7 +25,7 @@ guest)
 	ROOTS="busybox-static e2fsprogs fio i2c-tools libi2c0 libc6 libgcc-s1 gpiod libgpiod2"
 	KEEP="bin/busybox sbin/mke2fs sbin/mkfs.ext4 sbin/e2fsck sbin/fsck.ext4 sbin/tune2fs
 	      usr/bin/fio usr/sbin/i2cdetect usr/sbin/i2cget usr/sbin/i2cset usr/sbin/i2cdump usr/sbin/i2ctransfer
-	      usr/bin/gpiodetect usr/bin/gpioinfo usr/bin/gpioget usr/bin/gpioset usr/bin/gpiomon"
+	      usr/bin/gpiodetect usr/bin/gpioinfo usr/bin/gpioget usr/bin/gpioset usr/bin/gpiomon usr/bin/gpiofind"
 	KEEP_LIBS="libgcc_s.so.1"
 	;;
 *) die "unknown set $SET";;
