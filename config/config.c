@@ -923,29 +923,41 @@ static int gpio_find(const struct config_gpio *g, const char *name, size_t len)
 	return -1;
 }
 
+/* The next line, named name[0..len) (empty: the chip's name) with its bias; NULL: refused. */
+static struct config_gpio_line *gpio_add(struct parser *p, struct config_gpio *g,
+					 const char *name, size_t len, const char *bias)
+{
+	struct config_gpio_line *l;
+
+	if (len && gpio_find(g, name, len) >= 0) {
+		key_error(p, "line name '%.*s' is used twice", (int)len, name);
+		return NULL;
+	}
+	if (g->nlines == CONFIG_GPIO_LINES) {
+		key_error(p, "too many lines (at most %d)", CONFIG_GPIO_LINES);
+		return NULL;
+	}
+	l = &g->lines[g->nlines++];
+	memcpy(l->name, name, len);
+	l->name[len] = '\0';
+	l->pull_up = strcmp(bias, "pull-up") == 0;
+	l->pull_down = strcmp(bias, "pull-down") == 0;
+	return l;
+}
+
 /* line = NAME [pull-up|pull-down] */
 static int gpio_line(struct parser *p, void *obj, const char *val)
 {
 	struct config_gpio *g = &((struct config_device *)obj)->u.gpio;
 	size_t len = strcspn(val, " \t");
 	const char *bias = val + len + strspn(val + len, " \t");
-	struct config_gpio_line *l;
 
 	if (!name_ok(val, len) || len >= CONFIG_GPIO_NAME_MAX)
 		return key_error(p, "'%.*s': a line name is 1..%d of A-Z a-z 0-9 . _ -", (int)len,
 				 val, CONFIG_GPIO_NAME_MAX - 1);
 	if (*bias && strcmp(bias, "pull-up") != 0 && strcmp(bias, "pull-down") != 0)
 		return key_error(p, "'%s' is not NAME [pull-up|pull-down]", val);
-	if (gpio_find(g, val, len) >= 0)
-		return key_error(p, "line name '%.*s' is used twice", (int)len, val);
-	if (g->nlines == CONFIG_GPIO_LINES)
-		return key_error(p, "too many lines (at most %d)", CONFIG_GPIO_LINES);
-	l = &g->lines[g->nlines++];
-	memcpy(l->name, val, len);
-	l->name[len] = '\0';
-	l->pull_up = strcmp(bias, "pull-up") == 0;
-	l->pull_down = strcmp(bias, "pull-down") == 0;
-	return 0;
+	return gpio_add(p, g, val, len, bias) ? 0 : -1;
 }
 
 /* loopback = OUT:IN, kept as written until every line is known. */
@@ -999,16 +1011,10 @@ static int gpio_pass(struct parser *p, void *obj, const char *val)
 	for (unsigned i = 0; i < g->nlines; i++)
 		if (g->lines[i].offset == off)
 			return key_error(p, "offset %lu is passed twice", off);
-	if (nlen && gpio_find(g, name, nlen) >= 0)
-		return key_error(p, "line name '%.*s' is used twice", (int)nlen, name);
-	if (g->nlines == CONFIG_GPIO_LINES)
-		return key_error(p, "too many lines (at most %d)", CONFIG_GPIO_LINES);
-	l = &g->lines[g->nlines++];
-	memcpy(l->name, name, nlen);
-	l->name[nlen] = '\0';
+	l = gpio_add(p, g, name, nlen, bias);
+	if (!l)
+		return -1;
 	l->offset = (uint32_t)off;
-	l->pull_up = strcmp(bias, "pull-up") == 0;
-	l->pull_down = strcmp(bias, "pull-down") == 0;
 	return 0;
 }
 
