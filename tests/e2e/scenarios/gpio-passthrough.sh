@@ -51,7 +51,7 @@ in=$(guest_lines $name E2E-GUEST-GPIO-IN | tail -1)
 edge=$(guest_lines $name E2E-GUEST-GPIO-EDGE | tail -1)
 ev="dom0 read led (host offset 3)=$led; guest: lines [$names], input [$in] after pull-up=$btn_pulled, edge [$edge] after flips=$flips"
 case "$led|$names|$in|$edge" in
-"1|"*led*button*"|button=1|"*RISING*) result PASS $s "$ev" ;;
+"1|"*led*button*"|button=1 "*"|"*RISING*) result PASS $s "$ev" ;;
 *) result FAIL $s "$ev" ;;
 esac
 stop_daemons
