@@ -38,7 +38,11 @@ if wait_log $name 'E2E-GUEST-GPIO-OUT' 90; then
 	led=$(cat "$sysd/sim_gpio3/value")
 	echo pull-up > "$sysd/sim_gpio1/pull"; btn_pulled=yes
 fi
+led_freed=none
 if wait_log $name 'E2E-GUEST-GPIO-MON armed' 60; then
+	# gpioset has exited: the guest set direction none, the daemon released offset 3, and
+	# gpio-sim reads its pull (down: 0) again.
+	led_freed=$(cat "$sysd/sim_gpio3/value")
 	sleep 1
 	echo pull-down > "$sysd/sim_gpio1/pull"; sleep 0.5
 	echo pull-up > "$sysd/sim_gpio1/pull"; flips=yes
@@ -49,7 +53,7 @@ echo "--- guest console:"; tr -d '\r' < "$(guest_log $name)" | grep -v '^\[' | t
 names=$(guest_lines $name E2E-GUEST-GPIO-NAMES | tail -1)
 in=$(guest_lines $name E2E-GUEST-GPIO-IN | tail -1)
 edge=$(guest_lines $name E2E-GUEST-GPIO-EDGE | tail -1)
-ev="dom0 read led (host offset 3)=$led; guest: lines [$names], input [$in] after pull-up=$btn_pulled, edge [$edge] after flips=$flips"
+ev="dom0 read led (host offset 3)=$led, $led_freed once released; guest: lines [$names], input [$in] after pull-up=$btn_pulled, edge [$edge] after flips=$flips"
 case "$led|$names|$in|$edge" in
 "1|"*led*button*"|button=1 "*"|"*RISING*) result PASS $s "$ev" ;;
 *) result FAIL $s "$ev" ;;
