@@ -1000,28 +1000,41 @@ static int gpio_find(const struct config_gpio *g, const char *name, size_t len)
 	return -1;
 }
 
+/* The next line, named name[0..len) (empty: the chip's name) with its bias; NULL: refused. */
+static struct config_gpio_line *gpio_add(struct parser *p, struct config_gpio *g,
+					 const char *name, size_t len, const char *bias)
+{
+	struct config_gpio_line *l;
+
+	if (len && gpio_find(g, name, len) >= 0) {
+		key_error(p, "line name '%.*s' is used twice", (int)len, name);
+		return NULL;
+	}
+	if (g->nlines == CONFIG_GPIO_LINES) {
+		key_error(p, "too many lines (at most %d)", CONFIG_GPIO_LINES);
+		return NULL;
+	}
+	l = &g->lines[g->nlines++];
+	memcpy(l->name, name, len);
+	l->name[len] = '\0';
+	l->pull_up = strcmp(bias, "pull-up") == 0;
+	l->pull_down = strcmp(bias, "pull-down") == 0;
+	return l;
+}
+
 /* line = NAME [pull-up|pull-down] */
 static int gpio_line(struct parser *p, void *obj, const char *val)
 {
 	struct config_gpio *g = &((struct config_device *)obj)->u.gpio;
 	size_t len = strcspn(val, " \t");
 	const char *bias = val + len + strspn(val + len, " \t");
-	struct config_gpio_line *l;
 
 	if (!name_ok(val, len) || len >= CONFIG_GPIO_NAME_MAX)
 		return key_error(p, "'%.*s': a line name is 1..%d of A-Z a-z 0-9 . _ -", (int)len,
 				 val, CONFIG_GPIO_NAME_MAX - 1);
 	if (*bias && strcmp(bias, "pull-up") != 0 && strcmp(bias, "pull-down") != 0)
 		return key_error(p, "'%s' is not NAME [pull-up|pull-down]", val);
-	if (gpio_find(g, val, len) >= 0)
-		return key_error(p, "line name '%.*s' is used twice", (int)len, val);
-	if (g->nlines == CONFIG_GPIO_LINES)
-		return key_error(p, "too many lines (at most %d)", CONFIG_GPIO_LINES);
-	l = &g->lines[g->nlines++];
-	memcpy(l->name, val, len);
-	l->name[len] = '\0';
-	l->pull_up = strcmp(bias, "pull-up") == 0;
-	return 0;
+	return gpio_add(p, g, val, len, bias) ? 0 : -1;
 }
 
 /* loopback = OUT:IN, kept as written until every line is known. */
@@ -1039,6 +1052,49 @@ static int gpio_loopback(struct parser *p, void *obj, const char *val)
 	return 0;
 }
 
+/* chip = gpiochipN (under /dev) or an absolute path to a GPIO character device */
+static int gpio_chip(struct parser *p, void *obj, const char *val)
+{
+	struct config_gpio *g = &((struct config_device *)obj)->u.gpio;
+	size_t digits = strncmp(val, "gpiochip", 8) == 0 ? strspn(val + 8, "0123456789") : 0;
+	bool named = digits && !val[8 + digits];
+
+	if (!named && val[0] != '/')
+		return key_error(p, "'%s' is not gpiochipN or an absolute path (/dev/gpiochipN)", val);
+	if (strlen(val) + (named ? 5 : 0) >= sizeof(g->chip))
+		return key_error(p, "path too long (at most %zu characters)", sizeof(g->chip) - 1);
+	snprintf(g->chip, sizeof(g->chip), "%s%s", named ? "/dev/" : "", val);
+	return 0;
+}
+
+/* pass = OFFSET[=GUESTNAME] [pull-up|pull-down]: a host line the guest sees, in this order. */
+static int gpio_pass(struct parser *p, void *obj, const char *val)
+{
+	struct config_gpio *g = &((struct config_device *)obj)->u.gpio;
+	size_t len = strcspn(val, " \t"), digits = strspn(val, "0123456789");
+	const char *bias = val + len + strspn(val + len, " \t");
+	const char *name = val + digits + (val[digits] == '=');
+	size_t nlen = (size_t)(val + len - name);
+	unsigned long off = strtoul(val, NULL, 10);
+	struct config_gpio_line *l;
+
+	if (!digits || digits > 5 || off > 65535 || (val[digits] != '=' && digits != len) ||
+	    (val[digits] == '=' && (!name_ok(name, nlen) || nlen >= CONFIG_GPIO_NAME_MAX)))
+		return key_error(p, "'%s' is not OFFSET[=GUESTNAME] [pull-up|pull-down] (an offset "
+				 "0..65535, a name of 1..%d of A-Z a-z 0-9 . _ -)", val,
+				 CONFIG_GPIO_NAME_MAX - 1);
+	if (*bias && strcmp(bias, "pull-up") != 0 && strcmp(bias, "pull-down") != 0)
+		return key_error(p, "'%s': the bias is pull-up or pull-down", val);
+	for (unsigned i = 0; i < g->nlines; i++)
+		if (g->lines[i].offset == off)
+			return key_error(p, "offset %lu is passed twice", off);
+	l = gpio_add(p, g, name, nlen, bias);
+	if (!l)
+		return -1;
+	l->offset = (uint32_t)off;
+	return 0;
+}
+
 static int gpio_control(struct parser *p, void *obj, const char *val)
 {
 	struct config_device *d = obj;
@@ -1050,6 +1106,8 @@ static const struct key_def gpio_keys[] = {
 	KEY_FUNC("line", gpio_line, KEY_REPEAT),
 	KEY_FUNC("loopback", gpio_loopback, KEY_REPEAT),
 	KEY_FUNC("control", gpio_control, 0),
+	KEY_FUNC("chip", gpio_chip, 0),
+	KEY_FUNC("pass", gpio_pass, KEY_REPEAT),
 };
 
 /* One loopback: both names known, different, and IN driven by no other loopback. */
@@ -1082,9 +1140,27 @@ static void gpio_finish_loop(struct parser *p, struct config_gpio *g, const char
 static void gpio_finish(struct parser *p, struct config_device *d, struct sect_aux *aux)
 {
 	struct config_gpio *g = &d->u.gpio;
+	int sim = key_line(gpio_keys, ARRAY_SIZE(gpio_keys), aux, "line");
+	int pass = key_line(gpio_keys, ARRAY_SIZE(gpio_keys), aux, "pass");
+	int loop = key_line(gpio_keys, ARRAY_SIZE(gpio_keys), aux, "loopback");
 
+	if (g->chip[0] && sim) {
+		cfg_error(p, sim, "line", "simulated lines and chip = (passthrough) exclude each "
+			  "other: pass = OFFSET[=GUESTNAME] names a chip's lines");
+		return;
+	}
+	if (g->chip[0] && loop) {
+		cfg_error(p, loop, "loopback", "loopbacks join simulated lines, not a chip's");
+		return;
+	}
+	if (pass && !g->chip[0]) {
+		cfg_error(p, pass, "pass", "needs chip = gpiochipN (the host chip the lines are on)");
+		return;
+	}
 	if (!g->nlines)
-		cfg_error(p, p->sect_line, p->label, "needs at least one line = NAME");
+		cfg_error(p, p->sect_line, p->label, g->chip[0] ?
+			  "needs at least one pass = OFFSET[=GUESTNAME]" :
+			  "needs at least one line = NAME (or chip = and pass =)");
 	for (unsigned i = 0; i < aux->ngpio_loops; i++)
 		gpio_finish_loop(p, g, aux->gpio_loop[i], aux->gpio_loop_line[i]);
 }

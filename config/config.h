@@ -123,6 +123,8 @@ struct config_gpio_line {
 	char name[CONFIG_GPIO_NAME_MAX];/* line = NAME [pull-up|pull-down] (repeatable, in order of
 					   the line numbers the guest sees) */
 	bool pull_up;                   /* reads 1 until the host or a loopback drives it */
+	bool pull_down;                 /* passthrough: bias asked of the chip for an input */
+	uint32_t offset;                /* passthrough: the line's offset on the host's chip */
 };
 
 struct config_gpio_loop {
@@ -135,6 +137,8 @@ struct config_gpio {
 	unsigned nloops;
 	struct config_gpio_loop loops[CONFIG_GPIO_LOOPS];
 	char control[CONFIG_PATH_MAX];  /* control = unix socket: set/get/list lines */
+	char chip[CONFIG_PATH_MAX];     /* chip = gpiochipN | /dev/...: passthrough, lines[] are
+					   pass = OFFSET[=GUESTNAME] (an empty name: the chip's) */
 };
 
 /* A guest's CID: 0-2 are reserved (hypervisor, local, host), 0xffffffff is VMADDR_CID_ANY. */

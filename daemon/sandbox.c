@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <linux/capability.h>
+#include <linux/gpio.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,6 +145,19 @@ static const unsigned long sandbox_ioctl_cmds[] = {
 	0x8910,  /* SIOCGIFNAME: if_indextoname() (net link state, by index) */
 	0x8913,  /* SIOCGIFFLAGS: net's tap up and running? (setting flags needs a capability) */
 	0x8933,  /* SIOCGIFINDEX: if_nametoindex() */
+	/*
+	 * gpio passthrough (devices/gpio_chip.c): what libgpiod v1 calls once serving. The chip
+	 * was opened before the filter; the guest's direction changes request and release lines
+	 * (a request re-reads the line's info), its values and edges go through the line's fd.
+	 * Not the v2 uAPI nor the info watches, which libgpiod 1.6 does not use.
+	 */
+	GPIO_GET_CHIPINFO_IOCTL,
+	GPIO_GET_LINEINFO_IOCTL,
+	GPIO_GET_LINEHANDLE_IOCTL,
+	GPIO_GET_LINEEVENT_IOCTL,
+	GPIOHANDLE_GET_LINE_VALUES_IOCTL,
+	GPIOHANDLE_SET_LINE_VALUES_IOCTL,
+	GPIOHANDLE_SET_CONFIG_IOCTL,
 };
 
 #define IOC_TYPE_MASK 0xff00UL

@@ -1,8 +1,9 @@
 /*
- * virtio-gpio (device id 41, virtio 1.2 §5.17): a GPIO controller of simulated lines
- * (devices/gpio_sim.h) declared in the INI file, with loopbacks between lines and a host-side
- * control socket (devices/gpio_ctl.h) through which an integrator drives inputs (a button) and
- * reads outputs (an LED).
+ * virtio-gpio (device id 41, virtio 1.2 §5.17): a GPIO controller whose lines come from a
+ * backend (devices/gpio_backend.h): simulated lines (devices/gpio_sim.h) declared in the INI
+ * file, with loopbacks between lines, or a host chip's allowed lines (devices/gpio_chip.h);
+ * and a host-side control socket (devices/gpio_ctl.h) through which an integrator drives
+ * simulated inputs (a button) and reads outputs (an LED).
  *
  * requestq (0): each chain is one message, an 8-byte request (type, line, value) and a response
  * the device writes: status and value (2 bytes), or status and the names block for
@@ -33,6 +34,7 @@
 
 #include "config/config.h"
 #include "devices/device.h"
+#include "devices/gpio_chip.h"
 #include "devices/gpio_ctl.h"
 #include "devices/gpio_sim.h"
 #include "devices/iov.h"
@@ -66,6 +68,7 @@ extern const struct vdev_ops vdev_gpio_ops;
 
 struct gpio_dev {
 	struct vdev vdev;
+	struct gpio_backend *be;               /* &sim.be, or a chip's */
 	struct gpio_sim sim;
 	struct gpio_sim_state own;             /* the state without persistence */
 	uint32_t names_size;
@@ -115,12 +118,12 @@ static void gpio_irq_cancel(struct gpio_dev *g, unsigned line)
 /* Report what is due on every unmasked line: a latched edge, or an active level. */
 static void gpio_irq_deliver(struct gpio_dev *g)
 {
-	struct gpio_sim_state *st = g->sim.st;
+	struct gpio_sim_state *st = g->be->st;
 
-	for (unsigned i = 0; i < g->sim.n; i++) {
+	for (unsigned i = 0; i < g->be->n; i++) {
 		if (!g->held[i])
 			continue;
-		if (!st->latched[i] && !gpio_sim_level_active(&g->sim, i))
+		if (!st->latched[i] && !gpio_sim_level_active(st, i))
 			continue;
 		st->latched[i] = 0;
 		struct vq_elem *e = g->held[i];
@@ -133,7 +136,7 @@ static void gpio_irq_deliver(struct gpio_dev *g)
 /* Something changed what lines read: latch edges, report what is due. */
 static void gpio_update(struct gpio_dev *g)
 {
-	gpio_sim_scan(&g->sim);
+	g->be->ops->scan(g->be);
 	if (vdev_active(&g->vdev))
 		gpio_irq_deliver(g);
 }
@@ -148,7 +151,7 @@ static void gpio_irq_refuse(struct gpio_dev *g, struct vq_elem *e, int line, con
 /* One buffer the driver posted on the eventq: hold it (unmask) or hand it back INVALID. */
 static void gpio_irq_post(struct gpio_dev *g, struct vq_elem *e)
 {
-	struct gpio_sim_state *st = g->sim.st;
+	struct gpio_sim_state *st = g->be->st;
 	uint16_t line;
 
 	if ((unsigned)e->n_out + e->n_in > GPIO_DESC_MAX || e->out_len != GPIO_IRQREQ_LEN ||
@@ -158,7 +161,7 @@ static void gpio_irq_post(struct gpio_dev *g, struct vq_elem *e)
 	}
 	iov_to_buf(e->iov, e->n_out, 0, &line, sizeof(line));
 	line = le16toh(line);
-	if (line >= g->sim.n)
+	if (line >= g->be->n)
 		gpio_irq_refuse(g, e, line, "no such line");
 	else if (st->dir[line] == GPIO_DIR_OUT)
 		gpio_irq_refuse(g, e, line, "the line is an output");
@@ -207,9 +210,20 @@ static bool gpio_refuse(struct gpio_dev *g, const struct gpio_msg *m, const char
 	return false;
 }
 
+/* The backend refused (a host line busy, gone): ERR, and a rate-limited line for the host. */
+static bool gpio_backend_refused(struct gpio_dev *g, const struct gpio_msg *m, int err)
+{
+	vdev_log(&g->vdev, VDEV_LOG_BACKEND, LOG_WARNING,
+		 "%s: request type %u for line %u failed on the %s backend: %s%s", g->vdev.name,
+		 m->type, m->line, g->be->ops->kind, strerror(-err),
+		 err == -EBUSY ? " (another consumer holds the line)" : "");
+	return false;
+}
+
 static bool gpio_set_direction(struct gpio_dev *g, const struct gpio_msg *m)
 {
-	struct gpio_sim_state *st = g->sim.st;
+	struct gpio_sim_state *st = g->be->st;
+	int err;
 
 	if (m->value != GPIO_DIR_NONE && m->value != GPIO_DIR_OUT && m->value != GPIO_DIR_IN)
 		return gpio_refuse(g, m, "unknown direction");
@@ -217,16 +231,20 @@ static bool gpio_set_direction(struct gpio_dev *g, const struct gpio_msg *m)
 		return gpio_refuse(g, m, "an interrupt is enabled on the line");
 	if (m->value == GPIO_DIR_NONE) {
 		gpio_irq_cancel(g, m->line);
-		gpio_sim_release(&g->sim, m->line);
-	} else {
-		st->dir[m->line] = (uint8_t)m->value;
+		g->be->ops->release(g->be, m->line);
+		return true;
 	}
+	err = g->be->ops->set_direction(g->be, m->line, (uint8_t)m->value);
+	if (err < 0)
+		return gpio_backend_refused(g, m, err);
+	st->dir[m->line] = (uint8_t)m->value;
 	return true;
 }
 
 static bool gpio_set_irq_type(struct gpio_dev *g, const struct gpio_msg *m)
 {
-	struct gpio_sim_state *st = g->sim.st;
+	struct gpio_sim_state *st = g->be->st;
+	int err;
 
 	if (!gpio_irq_on(g))
 		return gpio_refuse(g, m, "VIRTIO_GPIO_F_IRQ was not negotiated");
@@ -237,6 +255,9 @@ static bool gpio_set_irq_type(struct gpio_dev *g, const struct gpio_msg *m)
 	/* Disabling returns the held buffer before this request is answered (the spec's order). */
 	if (m->value == GPIO_IRQ_NONE)
 		gpio_irq_cancel(g, m->line);
+	err = g->be->ops->set_irq_type(g->be, m->line, (uint8_t)m->value);
+	if (err < 0)
+		return gpio_backend_refused(g, m, err);
 	st->irq[m->line] = (uint8_t)m->value;
 	st->latched[m->line] = 0;   /* edges count from the moment the interrupt is enabled */
 	return true;
@@ -245,9 +266,10 @@ static bool gpio_set_irq_type(struct gpio_dev *g, const struct gpio_msg *m)
 /* Run one line message; *val receives the response's value. False: status ERR. */
 static bool gpio_run(struct gpio_dev *g, const struct gpio_msg *m, uint8_t *val)
 {
-	struct gpio_sim_state *st = g->sim.st;
+	struct gpio_sim_state *st = g->be->st;
+	int v;
 
-	if (m->line >= g->sim.n)
+	if (m->line >= g->be->n)
 		return gpio_refuse(g, m, "no such line");
 	switch (m->type) {
 	case GPIO_MSG_GET_DIRECTION:
@@ -256,11 +278,17 @@ static bool gpio_run(struct gpio_dev *g, const struct gpio_msg *m, uint8_t *val)
 	case GPIO_MSG_SET_DIRECTION:
 		return gpio_set_direction(g, m);
 	case GPIO_MSG_GET_VALUE:
-		*val = (uint8_t)gpio_sim_level(&g->sim, m->line);
+		v = g->be->ops->get_value(g->be, m->line);
+		if (v < 0)
+			return gpio_backend_refused(g, m, v);
+		*val = (uint8_t)v;
 		return true;
 	case GPIO_MSG_SET_VALUE:
 		if (m->value > 1)
 			return gpio_refuse(g, m, "a value is 0 or 1");
+		v = g->be->ops->set_value(g->be, m->line, m->value);
+		if (v < 0)
+			return gpio_backend_refused(g, m, v);
 		st->out[m->line] = (uint8_t)m->value;
 		return true;
 	case GPIO_MSG_SET_IRQ_TYPE:
@@ -409,7 +437,7 @@ static void gpio_config_read(struct vdev *d, uint32_t off, void *buf, uint32_t l
 {
 	struct gpio_dev *g = gpio_of(d);
 	uint8_t cfg[GPIO_CONFIG_LEN] = { 0 };
-	uint16_t n = htole16((uint16_t)g->sim.n);
+	uint16_t n = htole16((uint16_t)g->be->n);
 	uint32_t sz = htole32(g->names_size);
 
 	memcpy(cfg, &n, 2);
@@ -421,6 +449,8 @@ static int gpio_activate(struct vdev *d)
 {
 	struct gpio_dev *g = gpio_of(d);
 
+	if (g->be->ops->watch)
+		g->be->ops->watch(g->be, true);
 	/* What the host changed while the device was not serving is looked at now. */
 	gpio_update(g);
 	gpio_flush_irqs(g);
@@ -433,6 +463,8 @@ static void gpio_stop(struct vdev *d)
 
 	if (d->host->loop)
 		ev_idle_stop(d->host->loop, &g->more);
+	if (g->be->ops->watch)
+		g->be->ops->watch(g->be, false);
 }
 
 static void gpio_reset(struct vdev *d)
@@ -446,7 +478,7 @@ static void gpio_reset(struct vdev *d)
 		g->held[i] = NULL;
 	}
 	g->irq_pushed = false;
-	gpio_sim_reset(&g->sim);
+	g->be->ops->reset(g->be);
 }
 
 /*
@@ -481,12 +513,15 @@ static const char *gpio_irq_name(uint8_t t)
 
 static void gpio_ctl_list(struct gpio_dev *g, struct gpio_ctl_out *o)
 {
-	const struct gpio_sim_state *st = g->sim.st;
+	const struct gpio_sim_state *st = g->be->st;
 
-	for (unsigned i = 0; i < g->sim.n; i++)
-		gpio_ctl_reply(o, "%u %s dir=%s value=%u irq=%s%s\n", i, g->sim.name[i],
-			       gpio_dir_name(st->dir[i]), gpio_sim_level(&g->sim, i),
+	for (unsigned i = 0; i < g->be->n; i++) {
+		int v = g->be->ops->get_value(g->be, i);
+
+		gpio_ctl_reply(o, "%u %s dir=%s value=%s irq=%s%s\n", i, g->be->name[i],
+			       gpio_dir_name(st->dir[i]), v < 0 ? "-" : v ? "1" : "0",
 			       gpio_irq_name(st->irq[i]), g->held[i] ? " armed" : "");
+	}
 	gpio_ctl_reply(o, "ok\n");
 }
 
@@ -502,7 +537,8 @@ static void gpio_ctl_cmd(void *opaque, char *line, struct gpio_ctl_out *o)
 	char *cmd = strtok_r(line, " \t", &save);
 	char *name = cmd ? strtok_r(NULL, " \t", &save) : NULL;
 	char *val = name ? strtok_r(NULL, " \t", &save) : NULL;
-	int i = name ? gpio_sim_find(&g->sim, name, strlen(name)) : -1;
+	int i = name ? gpio_backend_find(g->be, name, strlen(name)) : -1;
+	int v = i >= 0 ? g->be->ops->get_value(g->be, (unsigned)i) : -1;
 
 	if (cmd && strcmp(cmd, "list") == 0 && !name) {
 		gpio_ctl_list(g, o);
@@ -511,10 +547,15 @@ static void gpio_ctl_cmd(void *opaque, char *line, struct gpio_ctl_out *o)
 	} else if (i < 0) {
 		gpio_ctl_reply(o, "err no such line\n");
 	} else if (strcmp(cmd, "get") == 0 && !val) {
-		gpio_ctl_reply(o, "ok %u\n", gpio_sim_level(&g->sim, (unsigned)i));
+		if (v < 0)
+			gpio_ctl_reply(o, "err %s\n", strerror(-v));
+		else
+			gpio_ctl_reply(o, "ok %d\n", v);
+	} else if (strcmp(cmd, "set") == 0 && !g->be->ops->host_set) {
+		gpio_ctl_reply(o, "err the host's hardware drives a passed-through line\n");
 	} else if (strcmp(cmd, "set") == 0 && val && (!strcmp(val, "0") || !strcmp(val, "1")) &&
 		   !strtok_r(NULL, " \t", &save)) {
-		g->sim.st->host[i] = val[0] == '1';
+		g->be->ops->host_set(g->be, (unsigned)i, val[0] == '1');
 		gpio_update(g);
 		gpio_flush_irqs(g);
 		gpio_ctl_reply(o, "ok\n");
@@ -524,6 +565,35 @@ static void gpio_ctl_cmd(void *opaque, char *line, struct gpio_ctl_out *o)
 }
 
 /* ---- create and destroy ------------------------------------------------------------------ */
+
+/* Line events the backend saw on its own (a host chip's edges): latch, report. */
+static void gpio_backend_changed(struct gpio_backend *b, void *opaque)
+{
+	struct gpio_dev *g = opaque;
+
+	(void)b;
+	gpio_update(g);
+	gpio_flush_irqs(g);
+}
+
+/* The lines: a host chip's (chip =) or simulated ones (line =). */
+static int gpio_backend_open(struct gpio_dev *g, const struct config_gpio *c,
+			     struct gpio_sim_state *st, bool fresh)
+{
+	int err;
+
+	if (c->chip[0]) {
+		g->be = gpio_chip_open(c, st, fresh, g->vdev.host->loop, g->vdev.name);
+		return g->be ? 0 : -errno;
+	}
+	err = gpio_sim_init(&g->sim, c, st, fresh);
+	if (err < 0) {
+		log_err("%s: no lines configured", g->vdev.name);
+		return err;
+	}
+	g->be = gpio_sim_backend(&g->sim);
+	return 0;
+}
 
 /*
  * The lines' state is what the guest observes (directions, values, interrupt types) and what
@@ -538,12 +608,12 @@ static int gpio_setup(struct gpio_dev *g, const struct config_gpio *c)
 
 	if (!st)
 		st = &g->own;
-	err = gpio_sim_init(&g->sim, c, st, !(adopted && g->vdev.adopted));
-	if (err < 0) {
-		log_err("%s: no lines configured", g->vdev.name);
+	err = gpio_backend_open(g, c, st, !(adopted && g->vdev.adopted));
+	if (err < 0)
 		return err;
-	}
-	g->names_size = (uint32_t)gpio_sim_names(&g->sim, g->names, sizeof(g->names));
+	g->be->changed = gpio_backend_changed;
+	g->be->opaque = g;
+	g->names_size = (uint32_t)gpio_backend_names(g->be, g->names, sizeof(g->names));
 	if (!c->control[0])
 		return 0;
 	g->ctl = gpio_ctl_open(g->vdev.host->loop, c->control, g->vdev.name,
@@ -566,6 +636,8 @@ static void gpio_free(struct gpio_dev *g)
 			vq_drop(g->held[i]);
 	/* A next instance listens on the path again; only a final stop removes it. */
 	gpio_ctl_close(g->ctl, g->vdev.leaving);
+	if (g->be)
+		g->be->ops->destroy(g->be);
 	vdev_fini(&g->vdev);
 	free(g);
 }

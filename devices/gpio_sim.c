@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "lib/util.h"
+
 static bool gpio_dir_ok(uint8_t d)
 {
 	return d == GPIO_DIR_NONE || d == GPIO_DIR_OUT || d == GPIO_DIR_IN;
@@ -17,10 +19,8 @@ bool gpio_sim_irq_type_ok(uint32_t type)
 }
 
 /* A state left by a previous instance is trusted no further than its ranges. */
-static void gpio_sim_fix(struct gpio_sim *s, unsigned i)
+void gpio_sim_fix_state(struct gpio_sim_state *st, unsigned i)
 {
-	struct gpio_sim_state *st = s->st;
-
 	if (!gpio_dir_ok(st->dir[i]))
 		st->dir[i] = GPIO_DIR_NONE;
 	if (!gpio_sim_irq_type_ok(st->irq[i]))
@@ -53,19 +53,24 @@ int gpio_sim_init(struct gpio_sim *s, const struct config_gpio *c, struct gpio_s
 		memcpy(st->host, s->bias, sizeof(st->host));
 	}
 	for (unsigned i = 0; i < s->n; i++)
-		gpio_sim_fix(s, i);
+		gpio_sim_fix_state(st, i);
 	if (fresh)
 		for (unsigned i = 0; i < s->n; i++)
 			st->level[i] = (uint8_t)gpio_sim_level(s, i);
 	return 0;
 }
 
+void gpio_sim_release_state(struct gpio_sim_state *st, unsigned line)
+{
+	st->dir[line] = GPIO_DIR_NONE;
+	st->out[line] = 0;
+	st->irq[line] = GPIO_IRQ_NONE;
+	st->latched[line] = 0;
+}
+
 void gpio_sim_release(struct gpio_sim *s, unsigned line)
 {
-	s->st->dir[line] = GPIO_DIR_NONE;
-	s->st->out[line] = 0;
-	s->st->irq[line] = GPIO_IRQ_NONE;
-	s->st->latched[line] = 0;
+	gpio_sim_release_state(s->st, line);
 }
 
 void gpio_sim_reset(struct gpio_sim *s)
@@ -89,12 +94,12 @@ unsigned gpio_sim_level(const struct gpio_sim *s, unsigned line)
 	return st->host[line];
 }
 
-bool gpio_sim_level_active(const struct gpio_sim *s, unsigned line)
+bool gpio_sim_level_active(const struct gpio_sim_state *st, unsigned line)
 {
-	uint8_t t = s->st->irq[line];
+	uint8_t t = st->irq[line];
 
-	return (t == GPIO_IRQ_LEVEL_HIGH && s->st->level[line]) ||
-	       (t == GPIO_IRQ_LEVEL_LOW && !s->st->level[line]);
+	return (t == GPIO_IRQ_LEVEL_HIGH && st->level[line]) ||
+	       (t == GPIO_IRQ_LEVEL_LOW && !st->level[line]);
 }
 
 static bool gpio_edge_matches(uint8_t type, unsigned now)
@@ -121,24 +126,79 @@ unsigned gpio_sim_scan(struct gpio_sim *s)
 	return changed;
 }
 
-int gpio_sim_find(const struct gpio_sim *s, const char *name, size_t len)
+/* ---- as a backend: the state is all there is; the device changes it after the hooks ---- */
+
+static struct gpio_sim *sim_of(struct gpio_backend *b)
 {
-	for (unsigned i = 0; i < s->n; i++)
-		if (strlen(s->name[i]) == len && memcmp(s->name[i], name, len) == 0)
-			return (int)i;
-	return -1;
+	return container_of(b, struct gpio_sim, be);
 }
 
-size_t gpio_sim_names(const struct gpio_sim *s, uint8_t *buf, size_t size)
+static int sim_accept_dir(struct gpio_backend *b, unsigned line, uint8_t dir)
 {
-	size_t used = 0;
+	(void)b, (void)line, (void)dir;
+	return 0;
+}
 
-	for (unsigned i = 0; i < s->n; i++) {
-		size_t len = strlen(s->name[i]) + 1;
+static int sim_accept_value(struct gpio_backend *b, unsigned line, unsigned v)
+{
+	(void)b, (void)line, (void)v;
+	return 0;
+}
 
-		if (buf && used + len <= size)
-			memcpy(buf + used, s->name[i], len);
-		used += len;
-	}
-	return used;
+static int sim_get_value(struct gpio_backend *b, unsigned line)
+{
+	return (int)gpio_sim_level(sim_of(b), line);
+}
+
+static int sim_accept_irq(struct gpio_backend *b, unsigned line, uint8_t type)
+{
+	(void)b, (void)line, (void)type;
+	return 0;
+}
+
+static unsigned sim_scan(struct gpio_backend *b)
+{
+	return gpio_sim_scan(sim_of(b));
+}
+
+static void sim_reset(struct gpio_backend *b)
+{
+	gpio_sim_reset(sim_of(b));
+}
+
+static void sim_release(struct gpio_backend *b, unsigned line)
+{
+	gpio_sim_release(sim_of(b), line);
+}
+
+static int sim_host_set(struct gpio_backend *b, unsigned line, unsigned v)
+{
+	b->st->host[line] = v ? 1 : 0;
+	return 0;
+}
+
+/* The lines live in the device (struct gpio_sim is embedded): nothing to free. */
+static void sim_destroy(struct gpio_backend *b)
+{
+	(void)b;
+}
+
+static const struct gpio_backend_ops gpio_sim_ops = {
+	.kind = "sim",
+	.set_direction = sim_accept_dir,
+	.set_value = sim_accept_value,
+	.get_value = sim_get_value,
+	.set_irq_type = sim_accept_irq,
+	.scan = sim_scan,
+	.reset = sim_reset,
+	.release = sim_release,
+	.host_set = sim_host_set,
+	.destroy = sim_destroy,
+};
+
+struct gpio_backend *gpio_sim_backend(struct gpio_sim *s)
+{
+	s->be = (struct gpio_backend){ .ops = &gpio_sim_ops, .n = s->n, .name = s->name,
+				       .st = s->st };
+	return &s->be;
 }

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "devices/gpio_backend.h"
 
 #define GPIO_SIM_LINES CONFIG_GPIO_LINES
 
@@ -46,6 +47,7 @@ struct gpio_sim_state {
 };
 
 struct gpio_sim {
+	struct gpio_backend be;           /* ops: gpio_sim_ops; name, st: these */
 	unsigned n;
 	char name[GPIO_SIM_LINES][CONFIG_GPIO_NAME_MAX];
 	uint8_t bias[GPIO_SIM_LINES];
@@ -61,6 +63,14 @@ struct gpio_sim {
 int gpio_sim_init(struct gpio_sim *s, const struct config_gpio *c, struct gpio_sim_state *st,
 		  bool fresh);
 
+/* The simulated lines as a backend of devices/gpio.c (s initialised by gpio_sim_init). */
+struct gpio_backend *gpio_sim_backend(struct gpio_sim *s);
+
+/* A state field out of range back to its power-on value (any backend's state). */
+void gpio_sim_fix_state(struct gpio_sim_state *st, unsigned line);
+/* The guest's state of one line discarded (any backend's state). */
+void gpio_sim_release_state(struct gpio_sim_state *st, unsigned line);
+
 /* The guest's side back to power-on (device reset): what the host drives stays. */
 void gpio_sim_reset(struct gpio_sim *s);
 /* SET_DIRECTION NONE: the guest's state of one line is discarded (virtio 1.2 §5.17.6.1). */
@@ -71,22 +81,13 @@ unsigned gpio_sim_level(const struct gpio_sim *s, unsigned line);
 
 /* True for the irq type values the spec defines. */
 bool gpio_sim_irq_type_ok(uint32_t type);
-/* Line `line` has an enabled level interrupt whose level it reads now. */
-bool gpio_sim_level_active(const struct gpio_sim *s, unsigned line);
+/* Line `line` has an enabled level interrupt whose level it read at the last scan. */
+bool gpio_sim_level_active(const struct gpio_sim_state *st, unsigned line);
 
 /*
  * After any change: compare every line with its last level; an edge matching an enabled edge
  * interrupt is latched (st->latched). Returns how many lines changed.
  */
 unsigned gpio_sim_scan(struct gpio_sim *s);
-
-/* The line called name[0..len), or -1. */
-int gpio_sim_find(const struct gpio_sim *s, const char *name, size_t len);
-
-/*
- * The names block the guest fetches with GET_LINE_NAMES: each name NUL-terminated, in line
- * order. Returns its size; writes it to buf when buf is not NULL (size bytes available).
- */
-size_t gpio_sim_names(const struct gpio_sim *s, uint8_t *buf, size_t size);
 
 #endif

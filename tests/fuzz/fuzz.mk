@@ -33,7 +33,9 @@ FUZZ_EXTRA_xenstore :=
 FUZZ_LIBS_xenstore  := $(shell $(PKG) --libs xenstore 2>/dev/null)
 FUZZ_EXTRA_net      := devices/net.c
 FUZZ_EXTRA_console  := devices/console.c devices/console_ring.c devices/console_log.c
-FUZZ_EXTRA_gpio     := devices/gpio.c devices/gpio_sim.c devices/gpio_ctl.c
+FUZZ_EXTRA_gpio     := devices/gpio.c devices/gpio_sim.c devices/gpio_ctl.c devices/gpio_backend.c \
+                       devices/gpio_chip.c
+FUZZ_LIBS_gpio      := $(shell $(PKG) --libs libgpiod 2>/dev/null || echo -lgpiod)
 FUZZ_EXTRA_vsock    := devices/vsock.c devices/console_ring.c
 $(FUZZ_DIR)/fuzz_config: $(FUZZ_EXTRA_config) config/config.h
 $(FUZZ_DIR)/fuzz_blk: $(FUZZ_EXTRA_blk) tests/fuzz/fuzz_blk_i2c_chains.h

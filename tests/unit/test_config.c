@@ -246,6 +246,24 @@ static void test_example_loads(void **state)
 	assert_string_equal(g->control, "/run/xen-virtiod/guest1-gpio.sock");
 }
 
+/* chip = and pass = : the guest's lines in the order given, offsets, names, bias. */
+static void test_gpio_passthrough(void **state)
+{
+	(void)state;
+	assert_int_equal(load_rel("tests/config/good/gpio_passthrough.ini"), 0);
+	const struct config_gpio *g = &dev(DEV_GPIO, "host")->u.gpio;
+	assert_string_equal(g->chip, "/dev/gpiochip0");
+	assert_int_equal(g->nlines, 3);
+	assert_int_equal(g->lines[0].offset, 7);
+	assert_string_equal(g->lines[0].name, "led");
+	assert_int_equal(g->lines[1].offset, 3);
+	assert_true(g->lines[1].pull_up);
+	assert_false(g->lines[1].pull_down);
+	assert_int_equal(g->lines[2].offset, 12);
+	assert_string_equal(g->lines[2].name, "");
+	assert_string_equal(dev(DEV_GPIO, "sim")->u.gpio.chip, "");
+}
+
 static void test_minimal_defaults(void **state)
 {
 	(void)state;
@@ -585,6 +603,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good_files_load),
+		cmocka_unit_test(test_gpio_passthrough),
 		cmocka_unit_test(test_bad_files_fail),
 		cmocka_unit_test(test_example_loads),
 		cmocka_unit_test(test_minimal_defaults),
