@@ -14,17 +14,19 @@ dom0)
 	ROOTS="busybox-static xen-utils-4.17 xen-utils-common xenstore-utils libxenmisc4.17 libxencall1
 	       libxendevicemodel1 libxenevtchn1 libxenforeignmemory1 libxengnttab1 libxenstore4
 	       libxentoolcore1 libxentoollog1 libxenhypfs1 libyajl2 libext2fs2 libfdt1 libuuid1 zlib1g
-	       libncurses6 libtinfo6 libc6 libgcc-s1 libev4 libinih1 liburing2 libsystemd0 libseccomp2"
-	KEEP="bin/busybox usr/lib/xen-4.17/bin usr/bin/xenstore* etc/xen"
+	       libncurses6 libtinfo6 libc6 libgcc-s1 libev4 libinih1 liburing2 libsystemd0 libseccomp2
+	       socat"
+	KEEP="bin/busybox usr/lib/xen-4.17/bin usr/bin/xenstore* etc/xen usr/bin/socat"
 	# Libraries kept even if no program here needs them yet (the daemon, installed later);
 	# libgcc_s.so.1: glibc dlopen()s it for pthread_cancel (xl aborts without it).
 	KEEP_LIBS="libgcc_s.so.1 libev.so.4 libinih.so.1 liburing.so.2 libsystemd.so.0 libseccomp.so.2 libxendevicemodel.so.1
 	           libxenforeignmemory.so.1 libxenevtchn.so.1 libxengnttab.so.1 libxenstore.so.4"
 	;;
 guest)
-	ROOTS="busybox-static e2fsprogs fio i2c-tools libi2c0 libc6 libgcc-s1"
+	ROOTS="busybox-static e2fsprogs fio i2c-tools libi2c0 libc6 libgcc-s1 socat"
 	KEEP="bin/busybox sbin/mke2fs sbin/mkfs.ext4 sbin/e2fsck sbin/fsck.ext4 sbin/tune2fs
-	      usr/bin/fio usr/sbin/i2cdetect usr/sbin/i2cget usr/sbin/i2cset usr/sbin/i2cdump usr/sbin/i2ctransfer"
+	      usr/bin/fio usr/sbin/i2cdetect usr/sbin/i2cget usr/sbin/i2cset usr/sbin/i2cdump usr/sbin/i2ctransfer
+	      usr/bin/socat"
 	KEEP_LIBS="libgcc_s.so.1"
 	;;
 *) die "unknown set $SET";;
