@@ -52,7 +52,7 @@ host_connect() {
 	i=0
 	while [ $i -lt 30 ]; do
 		rm -f $d/ok-$1
-		timeout 150 socat UNIX-CONNECT:$sock EXEC:"$d/client.sh $1 $2 $3 ${4:-}" 2>$d/socat-$1.err
+		timeout 150 socat -b 65536 UNIX-CONNECT:$sock EXEC:"$d/client.sh $1 $2 $3 ${4:-}" 2>$d/socat-$1.err
 		case $(cat $d/ok-$1 2>/dev/null) in OK\ *) return 0;; esac
 		i=$((i + 1)); sleep 1
 	done
@@ -68,8 +68,8 @@ guest_cid = 3
 socket = $sock
 EOI
 # (a)'s listeners, one connection each, up before the guest exists.
-socat -u UNIX-LISTEN:${sock}_5000 CREATE:$d/g2h-a.bin 2>$d/socat-5000.err & l0=$!
-socat -u OPEN:$d/h2g.bin UNIX-LISTEN:${sock}_5001 2>$d/socat-5001.err & l1=$!
+socat -b 65536 -u UNIX-LISTEN:${sock}_5000 CREATE:$d/g2h-a.bin 2>$d/socat-5000.err & l0=$!
+socat -b 65536 -u OPEN:$d/h2g.bin UNIX-LISTEN:${sock}_5001 2>$d/socat-5001.err & l1=$!
 cfg=$(guest_cfg $name one-window.cfg "extra = \"console=hvc0 rdinit=/init e2e.run=vsock e2e.vsock_mb=$mb\"")
 dlog=$(daemon_log $name)
 start_explicit vsock $name "$cfg" || { kill $l0 $l1 2>/dev/null; exit 0; }
