@@ -2,7 +2,7 @@
 # Debian's socat. (a) This guest connects to host CID 2: port 5000 takes MB MiB of its data,
 # port 5001 gives it MB MiB of dom0's. (b) It listens: port 6000 takes MB MiB from a dom0 program
 # (CONNECT 6000), port 6001 gives one MB MiB, port 6002 echoes (dom0 times round trips on it
-# while the 6000 transfer runs). The sha256 of everything sent and received as this guest sees it.
+# while it streams 2 x MB MiB to port 6003, which this guest counts). The sha256 of everything sent and received as this guest sees it.
 # socat moves 64 KiB per read/write (-b 65536): each write the guest sends is a packet and each
 # packet a kick, an ioreq round trip under TCG; with socat's default 8 KiB, 16 MiB up took 82 s.
 mb=$(sed -n 's/.*e2e\.vsock_mb=\([0-9]*\).*/\1/p' /proc/cmdline); mb=${mb:-16}
@@ -39,11 +39,14 @@ rm -f /tmp/h2g-a.bin
 timeout 200 socat -b 65536 -u VSOCK-LISTEN:6000 CREATE:/tmp/h2g-b.bin 2>/tmp/socat-6000.err & p0=$!
 timeout 200 socat -b 65536 -u OPEN:/tmp/g2h.bin VSOCK-LISTEN:6001 2>/tmp/socat-6001.err & p1=$!
 socat VSOCK-LISTEN:6002,fork,reuseaddr EXEC:cat 2>/tmp/socat-6002.err & p2=$!
-echo "E2E-GUEST-VSOCK-LISTENING 6000 6001 6002"
+timeout 200 socat -b 65536 -u VSOCK-LISTEN:6003 - 2>/tmp/socat-6003.err | wc -c > /tmp/c.count & p3=$!
+echo "E2E-GUEST-VSOCK-LISTENING 6000 6001 6002 6003"
 wait $p0; r0=$?
 echo "E2E-GUEST-VSOCK-B 6000 done rc=$r0 $(bytes /tmp/h2g-b.bin) bytes at $(up)s"
 wait $p1; r1=$?
 echo "E2E-GUEST-VSOCK-B 6001 done rc=$r1 at $(up)s"
+wait $p3
+echo "E2E-GUEST-VSOCK-SUMS-C bytes=$(cat /tmp/c.count)"
 kill $p2 2>/dev/null
 [ $r0 = 0 ] || echo "E2E-GUEST-VSOCK-ERROR 6000 rc=$r0: $(tail -1 /tmp/socat-6000.err)"
 [ $r1 = 0 ] || echo "E2E-GUEST-VSOCK-ERROR 6001 rc=$r1: $(tail -1 /tmp/socat-6001.err)"

@@ -4,7 +4,8 @@
 #     SOCK_5000 (takes MB MiB from the guest) and SOCK_5001 (gives the guest MB MiB).
 # (b) host -> guest: dom0 connects to SOCK, writes "CONNECT 6000" and reads "OK <port>", then
 #     sends MB MiB to the guest's socat; then the same on 6001 to take MB MiB from the guest.
-# (c) while (b)'s 6000 transfer runs, echo round trips on a second connection (CONNECT 6002).
+# (c) while dom0 streams 2 x MB MiB to the guest (CONNECT 6003, the guest counts them), five echo
+#     round trips on another connection (CONNECT 6002); the stream must outlast them.
 # sha256 on both ends of every transfer; MB is 16 (e2e.vsock_mb=N in E2E_ARGS to change it).
 # e2e-timeout: 900
 . /e2e/lib.sh
@@ -23,7 +24,7 @@ bytes() { wc -c < "$1" 2>/dev/null || echo 0; }
 ms() { t=$(date +%s%N 2>/dev/null); case $t in *N*|"") awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime;; *) echo $((t / 1000000));; esac; }
 
 # A host program's end of a host -> guest connection, run by socat on the connected socket
-# (stdin and stdout): vs-client PORT send FILE | recv FILE | echo COUNT OUT.
+# (stdin and stdout): vs-client PORT send FILE | zero COUNT (64 KiB blocks) | recv FILE | echo COUNT OUT.
 cat > $d/client.sh <<'EOS'
 #!/bin/sh
 ms() { t=$(date +%s%N 2>/dev/null); case $t in *N*|"") awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime;; *) echo $((t / 1000000));; esac; }
@@ -35,6 +36,7 @@ case $ok in OK\ *) ;; *) exit 1;; esac
 ms > /run/e2e-vsock/start-$port
 case $mode in
 send) cat "$arg" ;;
+zero) dd if=/dev/zero bs=65536 count="$arg" 2>/dev/null ;;
 recv) cat > "$arg" ;;
 echo)
 	i=1
@@ -78,18 +80,21 @@ wait_log $name 'E2E-GUEST-VSOCK-SUMS-A|E2E-GUEST-VSOCK-ERROR|E2E-GUEST-EXIT' 200
 say "(a) dom0 has $(bytes $d/g2h-a.bin) bytes from the guest; guest: $(guest_lines $name E2E-GUEST-VSOCK-A | tr '\n' ';')"
 kill $l0 $l1 2>/dev/null
 # (b) and (c), once the guest listens.
-echo_ok=0 during=0 rtts="" t0=0 t1=0 t2=0 t3=0
+echo_ok=0 during=0 rtts="" t0=0 t1=0 t2=0 t3=0 t4=0 t5=0
+cmib=$((mb * 2))
 rate_ms() { awk -v b="$1" -v a="${2:-0}" -v c="${3:-0}" 'BEGIN { s = (c - a) / 1000; if (s <= 0) s = 0.001; printf "%.2f", b / 1048576 / s }'; }
 if wait_log $name 'E2E-GUEST-VSOCK-LISTENING|E2E-GUEST-EXIT' 60 && guest_lines $name E2E-GUEST-VSOCK-LISTENING | grep -q .; then
-	(host_connect 6000 send $d/h2g.bin; ms > $d/end-6000) & s0=$!
-	# (c): once 6000's OK is in, five round trips on 6002, then whether 6000 still ran.
-	i=0; until grep -q '^OK ' $d/ok-6000 2>/dev/null || [ $i -gt 600 ]; do sleep 0.1; i=$((i + 1)); done
-	say "(b) 6000: $(cat $d/ok-6000 2>/dev/null)"
+	host_connect 6000 send $d/h2g.bin; ms > $d/end-6000
+	say "(b) 6000 done: $(cat $d/ok-6000 2>/dev/null)"
+	# (c): once 6003's OK is in, five round trips on 6002, then whether 6003 still streamed.
+	(host_connect 6003 zero $((cmib * 16)); ms > $d/end-6003) & s3=$!
+	i=0; until grep -q '^OK ' $d/ok-6003 2>/dev/null || [ $i -gt 600 ]; do sleep 0.1; i=$((i + 1)); done
 	host_connect 6002 echo 5 $d/echo.txt && echo_ok=1
-	kill -0 $s0 2>/dev/null && during=1
-	say "(c) echo done ($(wc -l < $d/echo.txt 2>/dev/null) lines), 6000 still sending: $during"
-	wait $s0
-	say "(b) 6000 done"
+	kill -0 $s3 2>/dev/null && during=1
+	say "(c) echo done ($(wc -l < $d/echo.txt 2>/dev/null) lines), 6003 still streaming: $during"
+	wait $s3
+	say "(c) 6003 done"
+	t4=$(cat $d/start-6003 2>/dev/null) t5=$(cat $d/end-6003 2>/dev/null)
 	host_connect 6001 recv $d/g2h-b.bin; ms > $d/end-6001
 	say "(b) 6001 done: $(bytes $d/g2h-b.bin) bytes"
 	t0=$(cat $d/start-6000 2>/dev/null) t1=$(cat $d/end-6000 2>/dev/null)
@@ -100,7 +105,7 @@ fi
 ok=1; wait_guest_gone $name 90 || ok=0
 echo "--- daemon log (last lines):"; tail -n 40 "$dlog"
 echo "--- guest console:"; tr -d '\r' < "$(guest_log $name)" | grep -a '^E2E' | tail -n 12
-for p in 5000 5001 6000 6001 6002; do [ -s $d/socat-$p.err ] && echo "dom0 socat $p: $(tail -2 $d/socat-$p.err)"; done
+for p in 5000 5001 6000 6001 6002 6003; do [ -s $d/socat-$p.err ] && echo "dom0 socat $p: $(tail -2 $d/socat-$p.err)"; done
 if [ $ok = 0 ]; then
 	tr -d '\r' < "$(guest_log $name)" | tail -n 30
 	xl destroy $name 2>/dev/null; stop_daemons
@@ -116,7 +121,8 @@ a_up=$(sha $d/g2h-a.bin) b_up=$(sha $d/g2h-b.bin)
 echo "data: dom0 $h2g guest ${g2h:-none}"
 echo "(a) up: dom0 got ${a_up:-none} ($(bytes $d/g2h-a.bin) bytes); down: guest got $(field "$a" down) ($(field "$a" down_bytes) bytes)"
 echo "(b) down: guest got $(field "$b" down) ($(field "$b" down_bytes) bytes); up: dom0 got ${b_up:-none} ($(bytes $d/g2h-b.bin) bytes)"
-echo "(c) echo round trips (ms): ${rtts:-none}; 6000 transfer still running after them: $during"
+c=$(guest_lines $name E2E-GUEST-VSOCK-SUMS-C | tail -1)
+echo "(c) echo round trips (ms): ${rtts:-none}; 6003 stream still running after them: $during; the guest counted $(field "$c" bytes) bytes of it"
 max_rtt=$(echo "$rtts" | tr ',' '\n' | sort -n | tail -1)
 bad=""
 [ -n "$g2h" ] || bad="$bad no guest data sum;"
@@ -125,13 +131,14 @@ bad=""
 [ "$(field "$b" down)" = "$h2g" ] && [ "$(field "$b" down_bytes)" = $want ] || bad="$bad (b) host->guest differs;"
 [ "$b_up" = "$g2h" ] && [ "$(bytes $d/g2h-b.bin)" = $want ] || bad="$bad (b) guest->host differs;"
 [ $echo_ok = 1 ] && [ "$(wc -l < $d/echo.txt 2>/dev/null)" = 5 ] || bad="$bad (c) echo incomplete;"
-[ $during = 1 ] || bad="$bad (c) the 6000 transfer had ended before the echoes;"
+[ $during = 1 ] || bad="$bad (c) the 6003 stream had ended before the echoes;"
+[ "$(field "$c" bytes)" = $((cmib * 1048576)) ] || bad="$bad (c) the guest counted $(field "$c" bytes) bytes of the stream;"
 [ -z "$max_rtt" ] || [ "$max_rtt" -le 2000 ] || bad="$bad (c) echo round trip $max_rtt ms > 2000;"
 if [ -z "$bad" ]; then
 	result PASS vsock "$mb MiB each way on each kind of connection, sha256 match (guest data $(echo $g2h | cut -c1-12)..., dom0 data $(echo $h2g | cut -c1-12)...):" \
 		"guest->CID2:5000 up $(field "$a" up_mibs) MiB/s, CID2:5001 down $(field "$a" down_mibs) MiB/s;" \
 		"host CONNECT 6000 down $(rate_ms $want $t0 $t1) MiB/s, CONNECT 6001 up $(rate_ms $want $t2 $t3) MiB/s;" \
-		"echo on CONNECT 6002 during the 6000 transfer: 5/5, round trips ${rtts} ms (max $max_rtt)"
+		"echo on CONNECT 6002 while $cmib MiB streamed on CONNECT 6003 ($(rate_ms $((cmib * 1048576)) $t4 $t5) MiB/s): 5/5, round trips ${rtts} ms (max $max_rtt)"
 else
 	result FAIL vsock "$bad a=[$a] b=[$b]"
 fi
