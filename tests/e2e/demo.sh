@@ -1,6 +1,6 @@
 #!/bin/bash
 # make demo: real Xen 4.17 on emulated arm64 (the `make e2e` environment, same phase scripts and
-# caches), booting ONE guest whose virtio disk, network, console, i2c, rng and gpio are all
+# caches), booting ONE guest whose virtio disk, network, console, i2c, rng, gpio and vsock are all
 # served by one xen-virtiod in dom0. The guest uses each device on the console, with the daemon's log
 # beside it, and then the terminal is the guest's shell (via dom0's `xl console demo`):
 #   Ctrl-] leaves the guest's console (to a dom0 shell), Ctrl-a x quits QEMU.

@@ -166,6 +166,30 @@ else
 	fail gpio "no gpiochip (virtio: $(ls /sys/bus/virtio/devices | tr '\n' ' '))"
 fi
 
+# ---- virtio-vsock --------------------------------------------------------------------------
+step "virtio-vsock: AF_VSOCK streams to dom0 (CID 2), whose side is unix sockets"
+if [ -e /dev/vsock ] && command -v socat >/dev/null; then
+	# guest -> dom0: CID 2 port 5000 is dom0's unix socket demo-vsock.sock_5000 (a socat there)
+	echo "guest# echo 'hello dom0 over vsock' | socat -t 10 - VSOCK-CONNECT:2:5000"
+	reply=$(echo 'hello dom0 over vsock' | timeout 20 socat -t 10 - VSOCK-CONNECT:2:5000 2>&1)
+	echo "$reply"
+	# dom0 -> guest: listen on port 1234; dom0 connects to demo-vsock.sock with "CONNECT 1234"
+	echo "guest# socat -u VSOCK-LISTEN:1234 -      (dom0 connects: CONNECT 1234)"
+	timeout 60 socat -u VSOCK-LISTEN:1234 - > /tmp/vsock-in.txt 2>&1 &
+	lpid=$!
+	echo "DEMO-VSOCK-LISTENING 1234"
+	wait $lpid
+	got=$(cat /tmp/vsock-in.txt)
+	echo "$got"
+	case "$reply|$got" in
+	*"dom0 read 'hello dom0 over vsock'"*"|"*"hello guest over vsock"*)
+		ok vsock "to CID 2 port 5000: dom0 answered '$reply'; from dom0 on port 1234: '$got'" ;;
+	*) fail vsock "to CID 2 port 5000: '${reply:-nothing}'; on port 1234: '${got:-nothing}'" ;;
+	esac
+else
+	fail vsock "no /dev/vsock or no socat (virtio: $(ls /sys/bus/virtio/devices | tr '\n' ' '))"
+fi
+
 echo
 echo "DEMO-GUEST-DONE"
 sleep 3	# dom0 asks the daemon for its view of the devices (SIGUSR1), shown here
@@ -177,6 +201,7 @@ if [ -z "$batch" ]; then
   /dev/hvc1 is the virtio console; $chip the virtio GPIO chip (button, led, out0, in0).
   Try: ping 10.0.0.1, i2cdump -y $bus 0x50, od -x /dev/hwrng | head, gpioinfo $chip,
   gpiomon $chip 0 (then in dom0: echo 'set button 0' | socat - UNIX-CONNECT:/run/xen-virtiod/demo-gpio.sock)
+  vsock: echo hi | socat -t 5 - VSOCK-CONNECT:2:5000
   Ctrl-] leaves the console (to a dom0 shell); Ctrl-a x quits QEMU; 'poweroff -f' stops the guest.
 EOT
 	PS1='guest:\w# ' setsid cttyhack sh

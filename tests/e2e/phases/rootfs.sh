@@ -11,7 +11,7 @@ E2E_PHASE=rootfs-$SET
 case $SET in
 dom0)
 	# Xen's tools (same version as the hypervisor), busybox, the daemon's runtime libraries, and
-	# socat (busybox's nc has no unix sockets): the client of the daemon's console and gpio sockets.
+	# socat (busybox's nc has no unix sockets): the client of the daemon's console, gpio and vsock sockets.
 	ROOTS="busybox-static socat xen-utils-4.17 xen-utils-common xenstore-utils libxenmisc4.17 libxencall1
 	       libxendevicemodel1 libxenevtchn1 libxenforeignmemory1 libxengnttab1 libxenstore4
 	       libxentoolcore1 libxentoollog1 libxenhypfs1 libyajl2 libext2fs2 libfdt1 libuuid1 zlib1g
@@ -23,11 +23,13 @@ dom0)
 	           libxenforeignmemory.so.1 libxenevtchn.so.1 libxengnttab.so.1 libxenstore.so.4"
 	;;
 guest)
-	# gpiod: libgpiod's v1.6 tools (gpioinfo, gpioset, gpiomon, ...) for virtio-gpio.
-	ROOTS="busybox-static e2fsprogs fio i2c-tools libi2c0 gpiod libgpiod2 libc6 libgcc-s1"
+	# gpiod: libgpiod's v1.6 tools (gpioinfo, gpioset, gpiomon, ...) for virtio-gpio; socat
+	# (VSOCK-CONNECT, VSOCK-LISTEN) for virtio-vsock.
+	ROOTS="busybox-static e2fsprogs fio i2c-tools libi2c0 gpiod libgpiod2 socat libc6 libgcc-s1"
 	KEEP="bin/busybox sbin/mke2fs sbin/mkfs.ext4 sbin/e2fsck sbin/fsck.ext4 sbin/tune2fs
 	      usr/bin/fio usr/sbin/i2cdetect usr/sbin/i2cget usr/sbin/i2cset usr/sbin/i2cdump usr/sbin/i2ctransfer
-	      usr/bin/gpiodetect usr/bin/gpioinfo usr/bin/gpioget usr/bin/gpioset usr/bin/gpiomon usr/bin/gpiofind"
+	      usr/bin/gpiodetect usr/bin/gpioinfo usr/bin/gpioget usr/bin/gpioset usr/bin/gpiomon usr/bin/gpiofind
+	      usr/bin/socat"
 	KEEP_LIBS="libgcc_s.so.1"
 	;;
 *) die "unknown set $SET";;
