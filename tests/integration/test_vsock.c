@@ -26,6 +26,7 @@
 #include "devices/device.h"
 #include "devices/vsock.h"
 #include "tests/integration/itest.h"
+#include "tests/lib/unix_sock.h"
 
 #define RAM_GPA   UINT64_C(0x40000000)
 #define HEAP_SIZE (4u << 20)
@@ -159,7 +160,7 @@ static void guest_expect(struct guest *g, uint16_t op, uint32_t gport, struct vs
 
 static void test_guest_connects_to_host(void **state)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char path[240];
 	struct guest g;
 	struct vsock_hdr h;
 	uint8_t data[RXLEN], buf[16];
@@ -167,11 +168,9 @@ static void test_guest_connects_to_host(void **state)
 
 	(void)state;
 	guest_start(&g);
-	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_5000", g.path) <
-		    (int)sizeof(sa.sun_path));
-	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(listen(lfd, 4), 0);
+	assert_true(snprintf(path, sizeof(path), "%s_5000", g.path) < (int)sizeof(path));
+	lfd = unix_sock_listen(path, 4);
+	assert_true(lfd >= 0);
 	/* Nobody at port 5001: RST. */
 	guest_send(&g, VSOCK_OP_REQUEST, 1024, 5001, NULL, 0);
 	guest_expect(&g, VSOCK_OP_RST, 1024, &h, data);
@@ -195,7 +194,6 @@ static void test_guest_connects_to_host(void **state)
 
 static void test_host_connects_to_guest(void **state)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct guest g;
 	struct vsock_hdr h;
 	uint8_t data[RXLEN], buf[32];
@@ -204,9 +202,8 @@ static void test_host_connects_to_guest(void **state)
 
 	(void)state;
 	guest_start(&g);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g.path);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	fd = unix_sock_connect(g.path);
+	assert_true(fd >= 0);
 	assert_int_equal(write(fd, "CONNECT 52\n", 11), 11);
 	guest_expect(&g, VSOCK_OP_REQUEST, 52, &h, data);
 	assert_true(h.src_port >= VSOCK_LOCAL_PORT_BASE);

@@ -27,6 +27,7 @@
 #include "devices/console.h"
 #include "devices/virtio_mmio.h"
 #include "tests/lib/gmem_flat.h"
+#include "tests/lib/unix_sock.h"
 #include "tests/lib/vdriver.h"
 #include "tests/lib/vdriver_direct.h"
 
@@ -238,12 +239,9 @@ static size_t guest_recv(struct rig *r, uint8_t *out, size_t want, int ms)
 
 static int client_connect(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = unix_sock_connect(path);
 
 	assert_true(fd >= 0);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	return fd;
 }
 

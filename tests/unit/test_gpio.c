@@ -28,6 +28,7 @@
 #include "devices/virtio_mmio.h"
 #include "tests/lib/gmem_flat.h"
 #include "tests/lib/gpio_msg.h"
+#include "tests/lib/unix_sock.h"
 #include "tests/lib/vdriver.h"
 #include "tests/lib/vdriver_direct.h"
 
@@ -276,13 +277,9 @@ static void expect_no_irq(struct rig *r)
 
 static int ctl_connect(struct rig *r)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = unix_sock_connect(r->sock);
 
 	assert_true(fd >= 0);
-	assert_true(strlen(r->sock) < sizeof(sa.sun_path));
-	memcpy(sa.sun_path, r->sock, strlen(r->sock) + 1);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	return fd;
 }
 

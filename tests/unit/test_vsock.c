@@ -25,6 +25,7 @@
 #include "devices/virtio_mmio.h"
 #include "devices/vsock.h"
 #include "tests/lib/gmem_flat.h"
+#include "tests/lib/unix_sock.h"
 #include "tests/lib/vdriver.h"
 #include "tests/lib/vdriver_direct.h"
 
@@ -327,14 +328,12 @@ static size_t guest_read(struct rig *r, uint32_t gport, uint8_t *out, size_t n)
 
 static int host_listen(struct rig *r, uint32_t port)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	char path[160];
+	int fd;
 
+	assert_true(snprintf(path, sizeof(path), "%s_%u", r->path, port) < (int)sizeof(path));
+	fd = unix_sock_listen(path, 8);
 	assert_true(fd >= 0);
-	assert_true(snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_%u", r->path, port) <
-		    (int)sizeof(sa.sun_path));
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(listen(fd, 8), 0);
 	return fd;
 }
 
@@ -348,13 +347,9 @@ static int host_accept(int lfd)
 
 static int host_connect(struct rig *r)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = unix_sock_connect(r->path);
 
 	assert_true(fd >= 0);
-	assert_true(snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", r->path) <
-		    (int)sizeof(sa.sun_path));
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	return fd;
 }
 
