@@ -52,6 +52,7 @@ struct guest {
 	struct vdrv drv;
 	uint64_t heap, heap_gpa;    /* scratch cursor and start */
 	unsigned nqueues;           /* driver queues to set up (0: 1) */
+	bool remote;                /* img is not the disk's raw bytes (a qcow2 behind NBD) */
 	char img[128];
 };
 
@@ -313,7 +314,7 @@ static void rw_depth(struct guest *g, unsigned qd, unsigned gen)
 				assert_int_equal(w[i].used_len, 1);
 		}
 	}
-	for (unsigned i = 0; i < qd; i++)
+	for (unsigned i = 0; i < qd && !g->remote; i++)
 		assert_file_pat(g->img, (uint64_t)i * 131072, 4096u * (1 + (i * 5 + qd) % 32), gen);
 	free(w);
 }
@@ -828,6 +829,177 @@ static void test_nbd_no_server_at_start(void **state)
 	assert_true(xsim_daemon_log_has(&g->t->dm, "within io_timeout (2 s)"));
 }
 
+/* Run a shell command built from fmt; its exit status (-1: not run). */
+static int shell(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/*
+ * A qcow2 image served over NBD by one of QEMU's servers (argv, listening on sock; the export
+ * at uri): requests at depth 1 and 32, FLUSH, a discard and a write-zeroes through the real
+ * daemon; then the server stops cleanly, `qemu-img check` finds the image consistent, and its
+ * raw conversion holds exactly what the guest wrote, zeroes where it discarded. The qcow2 file
+ * stays sparse: the server, not the daemon, did the format.
+ */
+static void qcow2_over_nbd(struct guest *g, const char *const *argv, const char *sock,
+			   const char *uri)
+{
+	char qcow[160], raw[160], ini[768];
+	struct virtio_blk_dwz_seg *s;
+	struct stat st;
+	pid_t srv;
+	int rc;
+
+	snprintf(qcow, sizeof(qcow), "%s/disk.qcow2", workdir);
+	snprintf(raw, sizeof(raw), "%s/disk.raw", workdir);
+	assert_int_equal(shell("qemu-img create -q -f qcow2 %s %u", qcow, IMG_SIZE), 0);
+	srv = nbd_server_spawn(sock, argv, WAIT_MS);
+	if (srv < 0)
+		fail_msg("%s did not come up on %s: %s", argv[0], sock, strerror((int)-srv));
+	snprintf(ini, sizeof(ini),
+		 "[guest]\nname = g1\ndiscovery = explicit\n\n[block \"root\"]\nmmio = 0x02000000\n"
+		 "irq = 33\nnbd = %s\nqueue_size = 256\n", uri);
+	guest_start_ini(g, ini, NULL, false, NULL);
+	g->remote = true;
+	assert_true(xsim_daemon_log_has(&g->t->dm, "65536 sectors"));
+	rw_depth(g, 1, 1);
+	rw_depth(g, 32, 2);
+	scratch_reset(g);
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_FLUSH, 0, NULL, 0), VIRTIO_BLK_S_OK);
+	/* QEMU's servers trim and zero: the daemon offers both. */
+	assert_true(g->drv.features & VIRTIO_BIT(VIRTIO_BLK_F_DISCARD));
+	assert_true(g->drv.features & VIRTIO_BIT(VIRTIO_BLK_F_WRITE_ZEROES));
+	struct vdrv_buf seg = { galloc(g, 16, 16, (void **)&s), 16, false };
+
+	*s = (struct virtio_blk_dwz_seg){ htole64(0), htole32(8), 0 };
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_DISCARD, 0, &seg, 1), VIRTIO_BLK_S_OK);
+	*s = (struct virtio_blk_dwz_seg){ htole64(256), htole32(16), htole32(1) };
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_WRITE_ZEROES, 256, &seg, 1), VIRTIO_BLK_S_OK);
+	uint8_t *h;
+	struct vdrv_buf d = { galloc(g, 8192, 4096, (void **)&h), 8192, true };
+
+	memset(h, 0x5a, 8192);
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_IN, 256, &d, 1), VIRTIO_BLK_S_OK);
+	for (uint32_t j = 0; j < 8192; j++)
+		if (h[j])
+			fail_msg("byte %u after write-zeroes is %#x", j, h[j]);
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_FLUSH, 0, NULL, 0), VIRTIO_BLK_S_OK);
+	guest_stop(g);
+	rc = nbd_server_stop(srv, sock);
+	assert_true(WIFEXITED(rc) || WIFSIGNALED(rc));
+	assert_int_equal(shell("qemu-img check -q -f qcow2 %s", qcow), 0);
+	assert_int_equal(shell("qemu-img convert -f qcow2 -O raw %s %s", qcow, raw), 0);
+	/*
+	 * rw_depth(32, 2)'s extents. A discarded range reads back as anything (qcow2 ignores a
+	 * discard smaller than its 64 KiB cluster), so only the rest of the first one is checked;
+	 * the zeroed head of the second reads zeroes.
+	 */
+	for (unsigned i = 0; i < 32; i++) {
+		uint64_t off = (uint64_t)i * 131072;
+		uint32_t len = 4096u * (1 + (i * 5 + 32) % 32), skip = i == 0 ? 4096 : i == 1 ? 8192 : 0;
+
+		if (i == 1)
+			assert_file_pat(raw, off, skip, 0);
+		assert_file_pat(raw, off + skip, len - skip, 2);
+	}
+	/* 32 extents of at most 128 KiB written: a few MiB allocated of the 32 MiB disk. */
+	assert_int_equal(stat(qcow, &st), 0);
+	print_message("qcow2 over NBD (%s): file %lld KiB allocated for a %u MiB disk\n", argv[0],
+		      (long long)st.st_blocks / 2, IMG_SIZE >> 20);
+	assert_true(st.st_blocks * 512 < IMG_SIZE / 4);
+	unlink(qcow);
+	unlink(raw);
+}
+
+/* qemu-nbd serving a qcow2 file: the recipe of xen-virtiod.ini(5)'s NBD section. */
+static void test_nbd_qcow2_qemu_nbd(void **state)
+{
+	char sock[160], qcow[160], uri[200];
+	const char *argv[] = { "qemu-nbd", "--persistent", "--shared=4", "--discard=unmap",
+			       "--cache=writeback", "--format=qcow2", "--socket", sock, qcow, NULL };
+
+	if (!nbd_tool_available("qemu-nbd") || !nbd_tool_available("qemu-img"))
+		skip();
+	snprintf(sock, sizeof(sock), "%s/qnbd.sock", workdir);
+	snprintf(qcow, sizeof(qcow), "%s/disk.qcow2", workdir);
+	snprintf(uri, sizeof(uri), "nbd+unix:///?socket=%s", sock);
+	qcow2_over_nbd(*state, argv, sock, uri);
+}
+
+/*
+ * The ExecStart= of systemd/examples/xen-virtiod-qsd@.service, its words split at spaces, with
+ * ${IMAGE}, ${FORMAT}, %t and %i substituted: the recipe itself is what runs. words[] points
+ * into buf; NULL-terminated.
+ */
+static void unit_exec_start(const char *unit, const char *image, const char *rundir,
+			    char *buf, size_t size, const char **words, unsigned nwords)
+{
+	static const char *const subst[][2] = { { "${IMAGE}", NULL }, { "${FORMAT}", "qcow2" },
+						{ "%t", NULL }, { "%i", "it-disk" } };
+	char line[1024] = "", *p;
+	size_t o = 0;
+	unsigned n = 0;
+	FILE *f = fopen(unit, "r");
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) && strncmp(line, "ExecStart=", 10) != 0)
+		;
+	fclose(f);
+	assert_int_equal(strncmp(line, "ExecStart=", 10), 0);
+	line[strcspn(line, "\n")] = '\0';
+	for (p = line + 10; *p && o + 1 < size;) {
+		bool hit = false;
+
+		for (unsigned k = 0; k < 4 && !hit; k++) {
+			const char *key = subst[k][0];
+			const char *val = k == 0 ? image : k == 2 ? rundir : subst[k][1];
+
+			if (strncmp(p, key, strlen(key)) == 0) {
+				o += (size_t)snprintf(buf + o, size - o, "%s", val);
+				p += strlen(key);
+				hit = true;
+			}
+		}
+		if (!hit)
+			buf[o++] = *p++;
+	}
+	assert_true(o + 1 < size);
+	buf[o] = '\0';
+	for (p = strtok(buf, " "); p && n + 1 < nwords; p = strtok(NULL, " "))
+		words[n++] = p;
+	words[n] = NULL;
+	/* The unit names the installed program; the test runs the one on PATH. */
+	words[0] = strrchr(words[0], '/') ? strrchr(words[0], '/') + 1 : words[0];
+}
+
+/* qemu-storage-daemon exporting a qcow2 image by name ("disk"), run from its systemd recipe. */
+static void test_nbd_qcow2_storage_daemon(void **state)
+{
+	char sock[200], dir[160], qcow[160], uri[240], buf[1024];
+	const char *argv[24];
+
+	if (!nbd_tool_available("qemu-storage-daemon") || !nbd_tool_available("qemu-img"))
+		skip();
+	snprintf(qcow, sizeof(qcow), "%s/disk.qcow2", workdir);
+	unit_exec_start("systemd/examples/xen-virtiod-qsd@.service", qcow, workdir, buf,
+			sizeof(buf), argv, 24);
+	/* RuntimeDirectory=xen-virtiod-qsd, under %t (here the test's directory). */
+	snprintf(dir, sizeof(dir), "%s/xen-virtiod-qsd", workdir);
+	assert_true(mkdir(dir, 0700) == 0 || errno == EEXIST);
+	snprintf(sock, sizeof(sock), "%s/it-disk.sock", dir);
+	snprintf(uri, sizeof(uri), "nbd+unix:///disk?socket=%s", sock);
+	qcow2_over_nbd(*state, argv, sock, uri);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -836,7 +1008,8 @@ int main(void)
 		T(test_read_only), T(test_reset_in_flight), T(test_crash_after_flush),
 		T(test_xenstore_417_disk), T(test_multiqueue),
 		T(test_sighup_resize), T(test_nbd_server_faults), T(test_nbd_tcp_reconnect),
-		T(test_nbd_no_server_at_start),
+		T(test_nbd_no_server_at_start), T(test_nbd_qcow2_qemu_nbd),
+		T(test_nbd_qcow2_storage_daemon),
 	};
 	char cmd[96];
 	int rc;

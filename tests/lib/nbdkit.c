@@ -3,11 +3,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdint.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -15,7 +17,7 @@
 
 bool nbdkit_available(void)
 {
-	return system("command -v nbdkit >/dev/null 2>&1") == 0;
+	return nbd_tool_available("nbdkit");
 }
 
 static int nbdkit_tcp_port(const char *sock)
@@ -57,18 +59,19 @@ int nbdkit_free_port(void)
 	return port;
 }
 
-pid_t nbdkit_spawn(const char *sock, const char *const *args, int timeout_ms)
+bool nbd_tool_available(const char *prog)
 {
-	int port = nbdkit_tcp_port(sock);
-	const char *argv[32] = { "nbdkit", "-f", "--exit-with-parent", port ? "-p" : "-U",
-				 port ? sock + 4 : sock, port ? "-i" : NULL, "127.0.0.1" };
-	unsigned n = port ? 7 : 5;
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "command -v '%s' >/dev/null 2>&1", prog);
+	return system(cmd) == 0;
+}
+
+pid_t nbd_server_spawn(const char *sock, const char *const *argv, int timeout_ms)
+{
 	pid_t pid;
 
-	for (; *args && n + 1 < sizeof(argv) / sizeof(argv[0]); args++)
-		argv[n++] = *args;
-	argv[n] = NULL;
-	if (!port)
+	if (!nbdkit_tcp_port(sock))
 		unlink(sock);
 	pid = fork();
 	if (pid < 0)
@@ -76,11 +79,13 @@ pid_t nbdkit_spawn(const char *sock, const char *const *args, int timeout_ms)
 	if (pid == 0) {
 		int null = open("/dev/null", O_WRONLY);
 
+		/* A server the test forgot (a failed assert) goes with the test. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(null, 2);
-		execvp("nbdkit", (char *const *)argv);
+		execvp(argv[0], (char *const *)argv);
 		_exit(127);
 	}
-	/* Polled: nbdkit has no readiness notification we could wait on without a pipe dance. */
+	/* Polled: the servers have no readiness notification we could wait on without a pipe dance. */
 	for (int waited = 0; !nbdkit_listening(sock); waited += 10) {
 		if (waitpid(pid, NULL, WNOHANG) == pid)
 			return -ECHILD;
@@ -91,6 +96,33 @@ pid_t nbdkit_spawn(const char *sock, const char *const *args, int timeout_ms)
 		usleep(10000);
 	}
 	return pid;
+}
+
+pid_t nbdkit_spawn(const char *sock, const char *const *args, int timeout_ms)
+{
+	int port = nbdkit_tcp_port(sock);
+	const char *argv[32] = { "nbdkit", "-f", "--exit-with-parent", port ? "-p" : "-U",
+				 port ? sock + 4 : sock, port ? "-i" : NULL, "127.0.0.1" };
+	unsigned n = port ? 7 : 5;
+
+	for (; *args && n + 1 < sizeof(argv) / sizeof(argv[0]); args++)
+		argv[n++] = *args;
+	argv[n] = NULL;
+	return nbd_server_spawn(sock, argv, timeout_ms);
+}
+
+int nbd_server_stop(pid_t pid, const char *sock)
+{
+	int st = -1;
+
+	if (pid <= 0)
+		return -1;
+	kill(pid, SIGTERM);
+	if (waitpid(pid, &st, 0) != pid)
+		return -1;
+	if (!nbdkit_tcp_port(sock))
+		unlink(sock);
+	return st;
 }
 
 void nbdkit_kill(pid_t pid, const char *sock)
