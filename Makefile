@@ -120,6 +120,7 @@ install: $(DAEMON) $(CTL)
 	for f in man/*.8; do install -D -m 0644 $$f $(DESTDIR)$(MANDIR)/man8/$$(basename $$f); done
 	for f in man/*.5; do install -D -m 0644 $$f $(DESTDIR)$(MANDIR)/man5/$$(basename $$f); done
 	install -D -m 0644 config/example.ini $(DESTDIR)$(EXAMPLEDIR)/example.ini
+	for f in systemd/examples/*.service; do install -D -m 0644 $$f $(DESTDIR)$(EXAMPLEDIR)/$$(basename $$f); done
 
 clean:
 	rm -rf build
