@@ -14,6 +14,7 @@ E2E_PHASE=daemon
 . "$(dirname "$0")/../lib.sh"
 
 DEV="libxen-dev libev-dev libinih-dev libinireader0 liburing-dev libsystemd-dev libseccomp-dev libseccomp2 libgpiod-dev libgpiod2
+     libnbd-dev libnbd0
      libxenmisc4.17 libxencall1 libxendevicemodel1 libxenevtchn1 libxenforeignmemory1 libxengnttab1
      libxenstore4 libxentoolcore1 libxentoollog1 libxenhypfs1 libev4 libinih1 liburing2 libsystemd0"
 # shellcheck disable=SC2086

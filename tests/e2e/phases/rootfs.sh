@@ -11,12 +11,13 @@ E2E_PHASE=rootfs-$SET
 case $SET in
 dom0)
 	# Xen's tools (same version as the hypervisor), busybox, the daemon's runtime libraries, and
-	# socat (busybox's nc has no unix sockets): the client of the daemon's console, gpio and vsock sockets.
-	ROOTS="busybox-static socat xen-utils-4.17 xen-utils-common xenstore-utils libxenmisc4.17 libxencall1
+	# socat (busybox's nc has no unix sockets): the client of the daemon's console, gpio and vsock sockets;
+	# qemu-utils: qemu-nbd and qemu-img, a qcow2 image served over NBD (scenario nbd-qcow2).
+	ROOTS="busybox-static socat qemu-utils xen-utils-4.17 xen-utils-common xenstore-utils libxenmisc4.17 libxencall1
 	       libxendevicemodel1 libxenevtchn1 libxenforeignmemory1 libxengnttab1 libxenstore4
 	       libxentoolcore1 libxentoollog1 libxenhypfs1 libyajl2 libext2fs2 libfdt1 libuuid1 zlib1g
 	       libncurses6 libtinfo6 libc6 libgcc-s1 libev4 libinih1 liburing2 libsystemd0 libseccomp2 libgpiod2"
-	KEEP="bin/busybox usr/bin/socat usr/lib/xen-4.17/bin usr/bin/xenstore* etc/xen"
+	KEEP="bin/busybox usr/bin/socat usr/bin/qemu-nbd usr/bin/qemu-img usr/lib/xen-4.17/bin usr/bin/xenstore* etc/xen"
 	# Libraries kept even if no program here needs them yet (the daemon, installed later);
 	# libgcc_s.so.1: glibc dlopen()s it for pthread_cancel (xl aborts without it).
 	KEEP_LIBS="libgcc_s.so.1 libev.so.4 libinih.so.1 liburing.so.2 libsystemd.so.0 libseccomp.so.2 libgpiod.so.2 libxendevicemodel.so.1
