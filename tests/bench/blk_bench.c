@@ -20,6 +20,11 @@
  * paths in one run: the 4 KiB random read with notify_fastpath = on (value) and = off
  * (baseline), the daemon restarted for each side and the sides alternating BENCH_REPEAT times;
  * value and baseline are medians, ratio the median of the per-round ratios.
+ *
+ * The nbd_* cases serve the same image over NBD: nbdkit's file plugin on a unix socket, the
+ * daemon's disk naming it (`nbd = nbd+unix:///?socket=...`), against fio's nbd engine (libnbd)
+ * on the same export. Skipped, with a line saying so, when nbdkit or the daemon's libnbd is not
+ * there.
  */
 #include <endian.h>
 #include <errno.h>
@@ -35,6 +40,7 @@
 
 #include "devices/blk.h"
 #include "devices/device.h"
+#include "tests/lib/nbdkit.h"
 #include "tests/xensim/guest.h"
 
 #ifndef XVD_SIM_DAEMON
@@ -86,6 +92,7 @@ struct bench {
 	struct vdrv drv;
 	struct slot slots[MAX_QD];
 	char img[256];
+	char nbd_uri[320];       /* set: the disk is this NBD export of img, not img itself */
 	uint64_t img_bytes;
 	bool direct;
 	double secs;
@@ -144,12 +151,19 @@ static int daemon_up(struct bench *b, const char *fastpath)
 			VIRTIO_BIT(VIRTIO_BLK_F_SEG_MAX) | VIRTIO_BIT(VIRTIO_BLK_F_BLK_SIZE);
 	FILE *f;
 
+	char disk[400];
+
 	snprintf(inipath, sizeof(inipath), "%s/bench.ini", xsim_hub_dir(b->hub));
+	if (b->nbd_uri[0])
+		snprintf(disk, sizeof(disk), "nbd = %s", b->nbd_uri);
+	else
+		snprintf(disk, sizeof(disk), "path = %s\ncache = %s", b->img,
+			 b->direct ? "none" : "writeback");
 	snprintf(ini, sizeof(ini),
 		 "[guest]\nname = bench\ndiscovery = explicit\n%s%s%s\n[block \"bench\"]\n"
-		 "mmio = 0x02000000\nirq = 33\npath = %s\ncache = %s\nqueue_size = 256\n",
+		 "mmio = 0x02000000\nirq = 33\n%s\nqueue_size = 256\n",
 		 fastpath ? "notify_fastpath = " : "", fastpath ? fastpath : "",
-		 fastpath ? "\n" : "", b->img, b->direct ? "none" : "writeback");
+		 fastpath ? "\n" : "", disk);
 	f = fopen(inipath, "w");
 	if (!f || fputs(ini, f) < 0 || fclose(f) != 0)
 		return -1;
@@ -306,12 +320,18 @@ static double run_fio(struct bench *b, const struct bcase *c)
 	bool in = false;
 	FILE *p;
 
+	char target[400];
+
+	if (b->nbd_uri[0])
+		snprintf(target, sizeof(target), "--ioengine=nbd '--uri=%s'", b->nbd_uri);
+	else
+		snprintf(target, sizeof(target), "--filename=%s --ioengine=io_uring --direct=%d",
+			 b->img, b->direct);
 	snprintf(cmd, sizeof(cmd),
-		 "fio --name=base --filename=%s --ioengine=io_uring --direct=%d --rw=%s "
+		 "fio --name=base %s --rw=%s "
 		 "--bs=%u --iodepth=%u --size=%llu --runtime=%g --time_based --norandommap "
 		 "--randrepeat=0 --output-format=json 2>/dev/null",
-		 b->img, b->direct, c->fio_rw, c->bs, c->qd, (unsigned long long)b->img_bytes,
-		 b->secs);
+		 target, c->fio_rw, c->bs, c->qd, (unsigned long long)b->img_bytes, b->secs);
 	p = popen(cmd, "r");
 	if (!p)
 		return -1;
@@ -406,6 +426,75 @@ static int compare_fastpath(struct bench *b, const struct bcase *cp, unsigned re
 	return b->errors ? 1 : 0;
 }
 
+/* 4 KiB random I/O through an NBD export of the image, against fio's nbd engine on it. */
+static const struct bcase nbd_cases[] = {
+	{ "nbd_randread_4k_qd1", "randread", false, true, 4096, 1, false },
+	{ "nbd_randread_4k_qd32", "randread", false, true, 4096, 32, false },
+	{ "nbd_randwrite_4k_qd1", "randwrite", true, true, 4096, 1, false },
+	{ "nbd_randwrite_4k_qd32", "randwrite", true, true, 4096, 32, false },
+};
+
+/* One case: guest and fio rounds alternating, medians reported. */
+static int run_case(struct bench *b, const struct bcase *c, unsigned reps)
+{
+	double gv[16], fv[16];
+
+	b->errors = b->kicks = b->irqs = 0;
+	for (unsigned r = 0; r < reps; r++) {
+		gv[r] = run_guest(b, c);
+		fv[r] = run_fio(b, c);
+	}
+	if (b->errors)
+		fprintf(stderr, "blk_bench: %s: %llu errors\n", c->name,
+			(unsigned long long)b->errors);
+	fprintf(stderr, "# %s: %llu kicks, %llu interrupts over %u runs (%s)\n", c->name,
+		(unsigned long long)b->kicks, (unsigned long long)b->irqs, reps,
+		b->nbd_uri[0] ? "nbdkit file plugin, unix socket" :
+		b->direct ? "cache=none" : "cache=writeback");
+	report(c, median(gv, reps), median(fv, reps));
+	return b->errors ? 1 : 0;
+}
+
+/* The nbd_* cases: nbdkit serves the image; the daemon restarted on the export. */
+static int nbd_cases_run(struct bench *b, const char *filter, unsigned reps)
+{
+	char sock[300], file[300];
+	const char *args[] = { "file", file, NULL };
+	bool want = false;
+	pid_t srv;
+	int rc = 0;
+
+	for (size_t i = 0; i < sizeof(nbd_cases) / sizeof(nbd_cases[0]); i++)
+		want |= !filter || strstr(nbd_cases[i].name, filter);
+	if (!want)
+		return 0;
+	if (!nbdkit_available()) {
+		fprintf(stderr, "# nbd_*: skipped: no nbdkit\n");
+		return 0;
+	}
+	snprintf(sock, sizeof(sock), "%s/nbd.sock", xsim_hub_dir(b->hub));
+	snprintf(file, sizeof(file), "file=%s", b->img);
+	srv = nbdkit_spawn(sock, args, 10000);
+	if (srv < 0) {
+		fprintf(stderr, "blk_bench: nbdkit did not start\n");
+		return 1;
+	}
+	snprintf(b->nbd_uri, sizeof(b->nbd_uri), "nbd+unix:///?socket=%s", sock);
+	xsim_daemon_stop(&b->dm);
+	if (daemon_up(b, NULL) < 0) {
+		fprintf(stderr, "# nbd_*: skipped: the daemon cannot serve an NBD disk (built "
+			"without libnbd?)\n");
+	} else {
+		for (size_t i = 0; i < sizeof(nbd_cases) / sizeof(nbd_cases[0]); i++)
+			if (!filter || strstr(nbd_cases[i].name, filter))
+				rc |= run_case(b, &nbd_cases[i], reps);
+	}
+	xsim_daemon_stop(&b->dm);
+	b->nbd_uri[0] = '\0';
+	nbdkit_kill(srv, sock);
+	return rc;
+}
+
 int main(void)
 {
 	struct bench *b = calloc(1, sizeof(*b));
@@ -413,7 +502,6 @@ int main(void)
 	const char *cache = getenv("BENCH_CACHE");
 	bool quick = env_u64("BENCH_QUICK", 0) != 0;
 	unsigned reps = (unsigned)env_u64("BENCH_REPEAT", 3);
-	double gv[16], fv[16];
 	int rc = 0;
 
 	if (reps < 1 || reps > 16)
@@ -435,26 +523,14 @@ int main(void)
 
 		if ((filter && !strstr(c->name, filter)) || (quick && c->depth_curve))
 			continue;
-		b->errors = b->kicks = b->irqs = 0;
-		for (unsigned r = 0; r < reps; r++) {
-			gv[r] = run_guest(b, c);
-			fv[r] = run_fio(b, c);
-		}
-		if (b->errors) {
-			fprintf(stderr, "blk_bench: %s: %llu errors\n", c->name,
-				(unsigned long long)b->errors);
-			rc = 1;
-		}
-		fprintf(stderr, "# %s: %llu kicks, %llu interrupts over %u runs (cache=%s)\n",
-			c->name, (unsigned long long)b->kicks, (unsigned long long)b->irqs, reps,
-			b->direct ? "none" : "writeback");
-		report(c, median(gv, reps), median(fv, reps));
+		rc |= run_case(b, c, reps);
 	}
 	for (size_t i = 0; i < sizeof(fastpath_cases) / sizeof(fastpath_cases[0]); i++) {
 		b->errors = 0;
 		if (!filter || strstr(fastpath_cases[i].name, filter))
 			rc |= compare_fastpath(b, &fastpath_cases[i], reps);
 	}
+	rc |= nbd_cases_run(b, filter, reps);
 	xsim_daemon_stop(&b->dm);
 	xsim_hub_stop(b->hub);
 	unlink(b->img);
