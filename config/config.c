@@ -17,6 +17,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <ini.h>
 #include <stdarg.h>
@@ -24,10 +25,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 
-#define KEY_SLOTS      16      /* keys per section, for duplicate detection */
+#define KEY_SLOTS      24      /* keys per section, for duplicate detection */
 #define ERR_MAX        200     /* errors kept; the rest are counted */
 #define LABEL_MAX      96
 #define DOMID_LIMIT    0x7FF0u /* Xen's DOMID_FIRST_RESERVED: domids are below it */
@@ -547,8 +550,9 @@ static int blk_vdev(struct parser *p, void *obj, const char *val)
 
 /*
  * The NBD URI forms we accept (libnbd's nbd_connect_uri takes them): nbd://HOST[:PORT][/EXPORT]
- * and nbd+unix:///[EXPORT]?socket=/ABS/PATH. Checked here so a typo is a configuration error
- * (exit 78), not a server that never answers; TLS (nbds) is not supported yet.
+ * and nbd+unix:///[EXPORT]?socket=/ABS/PATH, and their TLS forms nbds:// and nbds+unix://,
+ * whose credentials come from the tls_* keys, never from the URI. Checked here so a typo is a
+ * configuration error (exit 78), not a server that never answers.
  */
 static const char *blk_nbd_tcp_check(const char *rest)
 {
@@ -607,16 +611,28 @@ static int blk_nbd(struct parser *p, void *obj, const char *val)
 			return key_error(p, "'%s': spaces or control characters in a URI", val);
 	if (strncmp(val, "nbd://", 6) == 0)
 		why = blk_nbd_tcp_check(val + 6);
+	else if (strncmp(val, "nbds://", 7) == 0)
+		why = blk_nbd_tcp_check(val + 7);
 	else if (strncmp(val, "nbd+unix://", 11) == 0)
 		why = blk_nbd_unix_check(val + 11);
-	else if (strncmp(val, "nbds", 4) == 0)
-		why = "TLS (nbds) is not supported";
+	else if (strncmp(val, "nbds+unix://", 12) == 0)
+		why = blk_nbd_unix_check(val + 12);
 	else
-		why = "not an NBD URI (nbd://HOST[:PORT][/EXPORT] or "
-		      "nbd+unix:///[EXPORT]?socket=PATH)";
+		why = "not an NBD URI (nbd[s]://HOST[:PORT][/EXPORT] or "
+		      "nbd[s]+unix:///[EXPORT]?socket=PATH)";
 	if (why)
 		return key_error(p, "'%s': %s", val, why);
 	return copy_str(p, val, d->u.block.nbd, sizeof(d->u.block.nbd));
+}
+
+/* The PSK identity: a user name, as nbdkit's and qemu's PSK files spell it. */
+static int blk_tls_username(struct parser *p, void *obj, const char *val)
+{
+	struct config_device *d = obj;
+	for (const char *c = val; *c; c++)
+		if (!isalnum((unsigned char)*c) && !strchr("._-@", *c))
+			return key_error(p, "'%s' is not a user name (letters, digits, . _ - @)", val);
+	return copy_str(p, val, d->u.block.tls_username, sizeof(d->u.block.tls_username));
 }
 
 static const char *const cache_words[] = { "writeback", "none", NULL };
@@ -634,6 +650,9 @@ static const struct key_def block_keys[] = {
 	KEY_FUNC("vdev", blk_vdev, 0),
 	KEY_FUNC("nbd", blk_nbd, 0),
 	KEY_UINT("io_timeout", DEVT, u.block.io_timeout, 1, 3600, 0),
+	KEY_PATH("tls_psk_file", DEVT, u.block.tls_psk_file),
+	KEY_PATH("tls_certificates", DEVT, u.block.tls_certificates),
+	KEY_FUNC("tls_username", blk_tls_username, 0),
 };
 
 static void block_defaults(struct config_device *d)
@@ -1167,6 +1186,59 @@ static void gpio_finish(struct parser *p, struct config_device *d, struct sect_a
 
 /* ---- [block] checks that need the whole section ------------------------------------------ */
 
+/* path opens for reading (open, not access(2): a reload runs under the seccomp filter). */
+static bool readable(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
+/*
+ * TLS: an nbds URI needs exactly one credential, readable now (a missing file is a
+ * configuration error, not a server that refuses us at every reconnect); the tls_* keys need
+ * an nbds URI.
+ */
+static void block_finish_tls(struct parser *p, struct config_device *d, struct sect_aux *aux,
+			     int nbd)
+{
+	const struct config_block *b = &d->u.block;
+	int psk = key_line(block_keys, ARRAY_SIZE(block_keys), aux, "tls_psk_file");
+	int certs = key_line(block_keys, ARRAY_SIZE(block_keys), aux, "tls_certificates");
+	int user = key_line(block_keys, ARRAY_SIZE(block_keys), aux, "tls_username");
+	bool tls = nbd && strncmp(b->nbd, "nbds", 4) == 0;
+	struct stat st;
+
+	if (!tls) {
+		int line = psk ? psk : certs ? certs : user;
+
+		if (line)
+			cfg_error(p, line, psk ? "tls_psk_file" : certs ? "tls_certificates" :
+				  "tls_username", "applies to nbds:// and nbds+unix:// disks only");
+		return;
+	}
+	if (psk && certs)
+		cfg_error(p, psk > certs ? psk : certs, psk > certs ? "tls_psk_file" :
+			  "tls_certificates", "tls_psk_file (line %d) and tls_certificates "
+			  "(line %d): give one", psk, certs);
+	else if (!psk && !certs)
+		cfg_error(p, nbd, "nbd", "an nbds URI needs tls_psk_file or tls_certificates");
+	else if (psk && !readable(b->tls_psk_file))
+		cfg_error(p, psk, "tls_psk_file", "%s: %s", b->tls_psk_file, strerror(errno));
+	else if (certs && stat(b->tls_certificates, &st) < 0)
+		cfg_error(p, certs, "tls_certificates", "%s: %s", b->tls_certificates,
+			  strerror(errno));
+	else if (certs && !S_ISDIR(st.st_mode))
+		cfg_error(p, certs, "tls_certificates", "%s: not a directory",
+			  b->tls_certificates);
+	if (user && certs)
+		cfg_error(p, user, "tls_username", "applies to tls_psk_file (X.509 names the client "
+			  "in its certificate)");
+}
+
 static void block_finish(struct parser *p, struct config_device *d, struct sect_aux *aux)
 {
 	int nbd = key_line(block_keys, ARRAY_SIZE(block_keys), aux, "nbd");
@@ -1178,6 +1250,7 @@ static void block_finish(struct parser *p, struct config_device *d, struct sect_
 			  "path (line %d) and nbd (line %d): give exactly one", path, nbd);
 	if (nbd && cache && d->u.block.cache == BLK_CACHE_NONE)
 		cfg_error(p, cache, "cache", "none applies to files and block devices, not nbd");
+	block_finish_tls(p, d, aux, nbd);
 }
 
 /* ---- [vsock "NAME"] -------------------------------------------------------------------- */

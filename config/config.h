@@ -60,6 +60,11 @@ struct config_block {
 	char nbd[CONFIG_PATH_MAX];      /* nbd = NBD URI, instead of path (exactly one of them) */
 	uint32_t io_timeout;            /* io_timeout = seconds 1..3600 an NBD request may wait for
 					   its server, reconnects included (default 30) */
+	/* nbds URIs (TLS required): exactly one of a PSK file and an X.509 directory. */
+	char tls_psk_file[CONFIG_PATH_MAX];     /* tls_psk_file = USER:HEXKEY lines */
+	char tls_certificates[CONFIG_PATH_MAX]; /* tls_certificates = ca-cert.pem, client-*.pem */
+	char tls_username[64];          /* tls_username = the PSK identity (default: libnbd's,
+					   the login name) */
 };
 
 struct config_net {

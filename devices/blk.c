@@ -1371,7 +1371,8 @@ static void blk_init_writeback(struct blk_dev *b)
 static int blk_nbd_setup(struct blk_dev *b, const struct config_block *c)
 {
 	const struct blk_nbd_info *ni;
-	int rc = blk_nbd_open(b->vdev.host->loop, b->vdev.name, c->nbd, c->io_timeout,
+	const struct blk_nbd_tls tls = { c->tls_psk_file, c->tls_certificates, c->tls_username };
+	int rc = blk_nbd_open(b->vdev.host->loop, b->vdev.name, c->nbd, &tls, c->io_timeout,
 			      blk_nbd_done, blk_nbd_batch, b, &b->nbd);
 
 	if (rc < 0)
@@ -1499,7 +1500,8 @@ static const char *blk_fixed_key_changed(const struct blk_dev *b, const struct c
 
 /*
  * SIGHUP: the image may have been grown (or shrunk): the capacity is read again and the guest
- * told with a config interrupt. The serial may change too; anything else needs a restart.
+ * told with a config interrupt. The serial may change too, and an NBD disk's io_timeout and TLS
+ * credentials (for its next connection); anything else needs a restart.
  */
 static int blk_reconfigure(struct vdev *d, const struct config_device *cfg)
 {
@@ -1515,8 +1517,14 @@ static int blk_reconfigure(struct vdev *d, const struct config_device *cfg)
 	if (cap < 0)
 		return (int)cap;
 	blk_set_serial(b, cfg->u.block.serial);
-	if (b->nbd)
-		blk_nbd_set_timeout(b->nbd, cfg->u.block.io_timeout);
+	if (b->nbd) {
+		const struct config_block *c = &cfg->u.block;
+		const struct blk_nbd_tls tls = { c->tls_psk_file, c->tls_certificates,
+						 c->tls_username };
+
+		blk_nbd_set_timeout(b->nbd, c->io_timeout);
+		blk_nbd_set_tls(b->nbd, &tls);
+	}
 	return 0;
 }
 

@@ -49,6 +49,8 @@ struct blk_nbd {
 	struct ev_loop *loop;
 	char name[64];
 	char *uri;
+	bool tls;                        /* an nbds URI: TLS required, with these credentials */
+	char psk_file[256], certificates[256], username[64];   /* the config's sizes */
 	unsigned timeout;                /* io_timeout, seconds */
 	struct nbd_handle *h;            /* NULL while down */
 	bool ready;                      /* handshake done */
@@ -231,6 +233,20 @@ static void nbd_drop_handle(struct blk_nbd *n)
 	n->gen++;
 }
 
+/* Credentials, before the URI (whose query may not name files). */
+static int nbd_tls_setup(struct blk_nbd *n, struct nbd_handle *h)
+{
+	if (nbd_set_tls(h, LIBNBD_TLS_REQUIRE) < 0)
+		return -1;
+	if (n->psk_file[0] && nbd_set_tls_psk_file(h, n->psk_file) < 0)
+		return -1;
+	if (n->certificates[0] && nbd_set_tls_certificates(h, n->certificates) < 0)
+		return -1;
+	if (n->username[0] && nbd_set_tls_username(h, n->username) < 0)
+		return -1;
+	return 0;
+}
+
 static int nbd_connect_start(struct blk_nbd *n)
 {
 	struct nbd_handle *h = nbd_create();
@@ -242,10 +258,14 @@ static int nbd_connect_start(struct blk_nbd *n)
 	n->h = h;
 	n->ready = false;
 	n->connect_start = ev_now(n->loop);
-	/* Only what the configuration checked: TCP or a unix socket, no TLS, no local files. */
+	/*
+	 * Only what the configuration checked: TCP or a unix socket; TLS exactly when the URI
+	 * says nbds, with the credentials of the tls_* keys; no local files named by the URI.
+	 */
 	if (nbd_set_uri_allow_transports(h, LIBNBD_ALLOW_TRANSPORT_TCP |
 					    LIBNBD_ALLOW_TRANSPORT_UNIX) < 0 ||
-	    nbd_set_uri_allow_tls(h, LIBNBD_TLS_DISABLE) < 0 ||
+	    nbd_set_uri_allow_tls(h, n->tls ? LIBNBD_TLS_REQUIRE : LIBNBD_TLS_DISABLE) < 0 ||
+	    (n->tls && nbd_tls_setup(n, h) < 0) ||
 	    nbd_set_uri_allow_local_file(h, false) < 0 || nbd_aio_connect_uri(h, n->uri) < 0) {
 		nbd_note_error(n);
 		return -1;
@@ -513,9 +533,9 @@ static int nbd_connect_blocking(struct blk_nbd *n)
 	}
 }
 
-int blk_nbd_open(struct ev_loop *loop, const char *name, const char *uri, unsigned io_timeout,
-		 blk_nbd_done_fn *done, blk_nbd_batch_fn *batch, void *opaque,
-		 struct blk_nbd **out)
+int blk_nbd_open(struct ev_loop *loop, const char *name, const char *uri,
+		 const struct blk_nbd_tls *tls, unsigned io_timeout, blk_nbd_done_fn *done,
+		 blk_nbd_batch_fn *batch, void *opaque, struct blk_nbd **out)
 {
 	struct blk_nbd *n = calloc(1, sizeof(*n));
 	int rc;
@@ -524,6 +544,8 @@ int blk_nbd_open(struct ev_loop *loop, const char *name, const char *uri, unsign
 		free(n);
 		return -ENOMEM;
 	}
+	n->tls = strncmp(uri, "nbds", 4) == 0;
+	blk_nbd_set_tls(n, tls);
 	n->loop = loop;
 	snprintf(n->name, sizeof(n->name), "%s", name);
 	n->timeout = io_timeout ? io_timeout : 30;
@@ -549,6 +571,16 @@ int blk_nbd_open(struct ev_loop *loop, const char *name, const char *uri, unsign
 const struct blk_nbd_info *blk_nbd_info(const struct blk_nbd *n)
 {
 	return &n->info;
+}
+
+void blk_nbd_set_tls(struct blk_nbd *n, const struct blk_nbd_tls *tls)
+{
+	if (!n->tls || !tls)
+		return;
+	snprintf(n->psk_file, sizeof(n->psk_file), "%s", tls->psk_file ? tls->psk_file : "");
+	snprintf(n->certificates, sizeof(n->certificates), "%s",
+		 tls->certificates ? tls->certificates : "");
+	snprintf(n->username, sizeof(n->username), "%s", tls->username ? tls->username : "");
 }
 
 void blk_nbd_set_timeout(struct blk_nbd *n, unsigned io_timeout)

@@ -46,15 +46,25 @@ struct blk_nbd_info {
 typedef void blk_nbd_done_fn(struct blk_nbd_cmd *c, void *opaque);
 typedef void blk_nbd_batch_fn(void *opaque);
 
+/* TLS credentials for an nbds URI (the [block] tls_* keys); NULL or "": not given. */
+struct blk_nbd_tls {
+	const char *psk_file;       /* USER:HEXKEY lines */
+	const char *certificates;   /* X.509 directory: ca-cert.pem, client-cert.pem, ... */
+	const char *username;       /* the PSK identity */
+};
+
 /*
  * Connect to uri (nbd_connect_uri forms) now, retrying with a logged backoff for at most
- * io_timeout seconds (blocking: this runs at device creation). 0 or -errno.
+ * io_timeout seconds (blocking: this runs at device creation). tls (NULL: none) is required
+ * for, and only used with, nbds URIs. 0 or -errno.
  */
-int blk_nbd_open(struct ev_loop *loop, const char *name, const char *uri, unsigned io_timeout,
-		 blk_nbd_done_fn *done, blk_nbd_batch_fn *batch, void *opaque,
-		 struct blk_nbd **out);
+int blk_nbd_open(struct ev_loop *loop, const char *name, const char *uri,
+		 const struct blk_nbd_tls *tls, unsigned io_timeout, blk_nbd_done_fn *done,
+		 blk_nbd_batch_fn *batch, void *opaque, struct blk_nbd **out);
 const struct blk_nbd_info *blk_nbd_info(const struct blk_nbd *n);
 void blk_nbd_set_timeout(struct blk_nbd *n, unsigned io_timeout);
+/* New credentials (a reload: a rotated key) for the next connection; an nbds URI only. */
+void blk_nbd_set_tls(struct blk_nbd *n, const struct blk_nbd_tls *tls);
 
 /* Send c now, or hold it until the connection is back; it completes through done either way. */
 void blk_nbd_submit(struct blk_nbd *n, struct blk_nbd_cmd *c);

@@ -9,11 +9,11 @@
 #include "devices/blk_nbd.h"
 #include "lib/log.h"
 
-int blk_nbd_open(struct ev_loop *loop, const char *name, const char *uri, unsigned io_timeout,
-		 blk_nbd_done_fn *done, blk_nbd_batch_fn *batch, void *opaque,
-		 struct blk_nbd **out)
+int blk_nbd_open(struct ev_loop *loop, const char *name, const char *uri,
+		 const struct blk_nbd_tls *tls, unsigned io_timeout, blk_nbd_done_fn *done,
+		 blk_nbd_batch_fn *batch, void *opaque, struct blk_nbd **out)
 {
-	(void)loop, (void)io_timeout, (void)done, (void)batch, (void)opaque;
+	(void)loop, (void)tls, (void)io_timeout, (void)done, (void)batch, (void)opaque;
 	*out = NULL;
 	log_err("%s: %s: this xen-virtiod was built without NBD support (libnbd)", name, uri);
 	return -ENOTSUP;
@@ -28,6 +28,11 @@ const struct blk_nbd_info *blk_nbd_info(const struct blk_nbd *n)
 void blk_nbd_set_timeout(struct blk_nbd *n, unsigned io_timeout)
 {
 	(void)n, (void)io_timeout;
+}
+
+void blk_nbd_set_tls(struct blk_nbd *n, const struct blk_nbd_tls *tls)
+{
+	(void)n, (void)tls;
 }
 
 void blk_nbd_submit(struct blk_nbd *n, struct blk_nbd_cmd *c)

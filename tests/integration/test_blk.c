@@ -803,6 +803,134 @@ static void test_nbd_tcp_reconnect(void **state)
 }
 
 /*
+ * nbds+unix:// with a PSK: nbdkit requires TLS (--tls=require), the daemon's disk names the
+ * PSK file and identity. Data goes both ways; then the key is rotated (the server restarted
+ * with a new PSK file, the INI reloaded): a new TLS handshake from the loop, with the new key,
+ * under the seccomp filter, and the data written before reads back right.
+ */
+static void test_nbd_tls_psk(void **state)
+{
+	struct guest *g = *state;
+	char sock[160], file[160], psk[160], pskarg[200], uri[200], ini[1024];
+	const char *args[] = { "--tls=require", pskarg, "file", file, NULL };
+	uint8_t *h;
+	pid_t srv;
+	FILE *f;
+
+	if (!nbdkit_available())
+		skip();
+	snprintf(sock, sizeof(sock), "%s/tls.sock", workdir);
+	snprintf(psk, sizeof(psk), "%s/tls.psk", workdir);
+	snprintf(pskarg, sizeof(pskarg), "--tls-psk=%s", psk);
+	snprintf(file, sizeof(file), "file=%s", g->img);
+	snprintf(uri, sizeof(uri), "nbds+unix:///?socket=%s", sock);
+	f = fopen(psk, "w");
+	assert_non_null(f);
+	fputs("xvd-test:5f1c0a8e9d7b6a4c3b2a1908f7e6d5c4b3a29180f7e6d5c4b3a2918070605040\n", f);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(chmod(psk, 0600), 0);
+	srv = nbdkit_spawn(sock, args, WAIT_MS);
+	assert_true(srv > 0);
+	snprintf(ini, sizeof(ini),
+		 "[guest]\nname = g1\ndiscovery = explicit\n\n[block \"root\"]\nmmio = 0x02000000\n"
+		 "irq = 33\nnbd = %s\ntls_psk_file = %s\ntls_username = xvd-test\n"
+		 "io_timeout = 10\nqueue_size = 256\n", uri, psk);
+	guest_start_ini(g, ini, NULL, false, NULL);
+	struct vdrv_buf d = { galloc(g, 65536, 4096, (void **)&h), 65536, false };
+
+	for (uint32_t j = 0; j < 65536; j++)
+		h[j] = pat(j, 13);
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_OUT, 0, &d, 1), VIRTIO_BLK_S_OK);
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_FLUSH, 0, NULL, 0), VIRTIO_BLK_S_OK);
+	assert_file_pat(g->img, 0, 65536, 13);
+	/*
+	 * The key rotated: the server comes back with a new PSK file, the INI names it, SIGHUP.
+	 * The reconnect uses the new key (the old one would fail until io_timeout: IOERR).
+	 */
+	nbdkit_kill(srv, sock);
+	snprintf(psk, sizeof(psk), "%s/tls2.psk", workdir);
+	snprintf(pskarg, sizeof(pskarg), "--tls-psk=%s", psk);
+	f = fopen(psk, "w");
+	assert_non_null(f);
+	fputs("xvd-test:0a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223242526272829\n", f);
+	assert_int_equal(fclose(f), 0);
+	snprintf(ini, sizeof(ini),
+		 "[guest]\nname = g1\ndiscovery = explicit\n\n[block \"root\"]\nmmio = 0x02000000\n"
+		 "irq = 33\nnbd = %s\ntls_psk_file = %s\ntls_username = xvd-test\n"
+		 "io_timeout = 10\nqueue_size = 256\n", uri, psk);
+	assert_int_equal(itest_write(g->t->ini, "%s", ini), 0);
+	assert_int_equal(kill(g->t->dm.pid, SIGHUP), 0);
+	for (int waited = 0; !xsim_daemon_log_has(&g->t->dm, "SIGHUP: re-reading"); waited += 10) {
+		assert_true(waited < WAIT_MS);
+		usleep(10000);
+	}
+	srv = nbdkit_spawn(sock, args, WAIT_MS);
+	assert_true(srv > 0);
+	memset(h, 0, 65536);
+	d.write = true;
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_IN, 0, &d, 1), VIRTIO_BLK_S_OK);
+	for (uint32_t j = 0; j < 65536; j++)
+		if (h[j] != pat(j, 13))
+			fail_msg("byte %u read back wrong over TLS", j);
+	assert_true(xsim_daemon_log_has(&g->t->dm, "wait for the reconnect"));
+	assert_true(SANITIZED || xsim_daemon_log_has(&g->t->dm, "seccomp filter loaded"));
+	assert_false(xsim_daemon_log_has(&g->t->dm, "cannot change at run time"));
+	assert_true(xsim_daemon_alive(&g->t->dm));
+	guest_stop(g);
+	nbdkit_kill(srv, sock);
+	unlink(psk);
+	snprintf(psk, sizeof(psk), "%s/tls.psk", workdir);
+	unlink(psk);
+}
+
+/* A TLS server with another key: the handshake fails, retried within io_timeout, then exit 1. */
+static void test_nbd_tls_wrong_key(void **state)
+{
+	struct guest *g = *state;
+	char sock[160], file[160], psk[160], mine[160], pskarg[200];
+	const char *args[] = { "--tls=require", pskarg, "file", file, NULL };
+	const char *dargs[] = { "--foreground", "--config", NULL, NULL };
+	int st = 0;
+	pid_t srv;
+	FILE *f;
+
+	if (!nbdkit_available())
+		skip();
+	snprintf(sock, sizeof(sock), "%s/tls2.sock", workdir);
+	snprintf(psk, sizeof(psk), "%s/server.psk", workdir);
+	snprintf(mine, sizeof(mine), "%s/client.psk", workdir);
+	snprintf(pskarg, sizeof(pskarg), "--tls-psk=%s", psk);
+	snprintf(file, sizeof(file), "file=%s", g->img);
+	f = fopen(psk, "w");
+	assert_non_null(f);
+	fputs("xvd-test:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", f);
+	assert_int_equal(fclose(f), 0);
+	f = fopen(mine, "w");
+	assert_non_null(f);
+	fputs("xvd-test:ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100\n", f);
+	assert_int_equal(fclose(f), 0);
+	srv = nbdkit_spawn(sock, args, WAIT_MS);
+	assert_true(srv > 0);
+	g->t = itest_new(&(struct xsim_dom_opts){ .name = "g1", .ram_mib = 128 });
+	assert_non_null(g->t);
+	dargs[2] = g->t->ini;
+	assert_int_equal(itest_write(g->t->ini, "[guest]\nname = g1\ndiscovery = explicit\n\n"
+				     "[block \"root\"]\nmmio = 0x02000000\nirq = 33\n"
+				     "nbd = nbds+unix:///?socket=%s\ntls_psk_file = %s\n"
+				     "tls_username = xvd-test\nio_timeout = 2\n", sock, mine), 0);
+	assert_int_equal(xsim_daemon_start(g->t->hub, &g->t->dm, XVD_SIM_DAEMON, "daemon", dargs, 0),
+			 0);
+	assert_int_equal(xsim_daemon_wait_exit(&g->t->dm, WAIT_MS, &st), 0);
+	g->t->dm.pid = -1;
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 1);
+	assert_true(xsim_daemon_log_has(&g->t->dm, "within io_timeout (2 s)"));
+	nbdkit_kill(srv, sock);
+	unlink(psk);
+	unlink(mine);
+}
+
+/*
  * No NBD server at start: the daemon retries (logged) for io_timeout, then stops with 1, a
  * run-time failure for systemd to retry, not 78 (the configuration is fine).
  */
@@ -1008,7 +1136,8 @@ int main(void)
 		T(test_read_only), T(test_reset_in_flight), T(test_crash_after_flush),
 		T(test_xenstore_417_disk), T(test_multiqueue),
 		T(test_sighup_resize), T(test_nbd_server_faults), T(test_nbd_tcp_reconnect),
-		T(test_nbd_no_server_at_start), T(test_nbd_qcow2_qemu_nbd),
+		T(test_nbd_no_server_at_start), T(test_nbd_tls_psk), T(test_nbd_tls_wrong_key),
+		T(test_nbd_qcow2_qemu_nbd),
 		T(test_nbd_qcow2_storage_daemon),
 	};
 	char cmd[96];

@@ -400,6 +400,14 @@ static void test_nbd_values(void **state)
 	assert_int_equal(local->io_timeout, 30);
 	assert_true(local->readonly);
 	assert_string_equal(dev(DEV_BLOCK, "v6")->u.block.nbd, "nbd://[fd00::1]:10809/data");
+	const struct config_block *psk = &dev(DEV_BLOCK, "psk")->u.block;
+	const struct config_block *x509 = &dev(DEV_BLOCK, "x509")->u.block;
+	assert_string_equal(psk->nbd, "nbds+unix:///disk?socket=/run/nbd/tls.sock");
+	assert_string_equal(psk->tls_psk_file, "/etc/passwd");
+	assert_string_equal(psk->tls_username, "xen-virtiod");
+	assert_string_equal(psk->tls_certificates, "");
+	assert_string_equal(x509->tls_certificates, "/etc");
+	assert_string_equal(tcp->tls_psk_file, "");
 }
 
 static void test_xenstore_values(void **state)
