@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 
 #include "tests/integration/test_hostile.h"
+#include "tests/lib/unix_sock.h"
 #include "devices/console.h"
 #include "devices/net.h"
 
@@ -310,12 +311,10 @@ static void bounds_stop(struct bounds *b)
 
 static int con_connect(const char *path)
 {
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = unix_sock_connect(path);
 
-	assert_true(fd >= 0);
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
-	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	if (fd < 0)
+		fail_msg("cannot connect to %s: %s", path, strerror(errno));
 	return fd;
 }
 

@@ -26,6 +26,7 @@
 
 #include "devices/console.h"
 #include "tests/integration/itest.h"
+#include "tests/lib/unix_sock.h"
 
 #define RAM_GPA   UINT64_C(0x40000000)
 #define HEAP_SIZE (4u << 20)
@@ -185,12 +186,10 @@ static size_t guest_recv(struct guest *g, unsigned slot, unsigned q, char *out, 
 
 static int client_connect(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = unix_sock_connect(path);
 
-	assert_true(fd >= 0);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	if (fd < 0)
+		fail_msg("cannot connect to %s: %s", path, strerror(errno));
 	return fd;
 }
 

@@ -30,6 +30,7 @@
 #include "daemon/control.h"
 #include "devices/console.h"
 #include "tests/integration/itest.h"
+#include "tests/lib/unix_sock.h"
 
 #ifndef XVD_CTL
 #error "XVD_CTL must name the xen-virtiodctl binary"
@@ -175,18 +176,9 @@ static int ctl(char *out, const char *arg, ...)
 
 static int raw_connect(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = unix_sock_connect(path);
 
-	assert_true(fd >= 0);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int e = errno;
-
-		close(fd);
-		return -e;
-	}
-	return fd;
+	return fd < 0 ? -errno : fd;
 }
 
 /* Send len bytes, read the answer until the daemon closes. */

@@ -21,6 +21,7 @@
 
 #include "devices/i2c_sim.h"
 #include "tests/integration/test_hostile.h"
+#include "tests/lib/unix_sock.h"
 
 #define CHUNK      (64u << 10)
 #define CHUNK_SECT (CHUNK / 512u)
@@ -410,17 +411,14 @@ static void test_eeprom_folder_read_only(void **state)
 
 static int con_connect(const char *path)
 {
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	assert_true(fd >= 0);
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
 	for (int i = 0; i < 100; i++) {
-		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+		int fd = unix_sock_connect(path);
+
+		if (fd >= 0)
 			return fd;
 		hostile_sleep_ms(10);
 	}
-	fail_msg("cannot connect to %s", path);
+	fail_msg("cannot connect to %s: %s", path, strerror(errno));
 	return -1;
 }
 

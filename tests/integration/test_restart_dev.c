@@ -30,6 +30,7 @@
 #include "tests/integration/itest.h"
 #include "tests/integration/restart_rig.h"
 #include "tests/lib/gpio_msg.h"
+#include "tests/lib/unix_sock.h"
 
 #define RAM_GPA    UINT64_C(0x40000000)
 #define HEAP_SIZE  (4u << 20)
@@ -394,17 +395,13 @@ static void test_i2c_kill_points(void **state)
 
 static int con_connect(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int64_t deadline = now_ms() + WAIT_MS;
 
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	for (;;) {
-		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int fd = unix_sock_connect(path);
 
-		assert_true(fd >= 0);
-		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		if (fd >= 0)
 			return fd;
-		close(fd);
 		/* Without the fd store the next instance listens again: wait for it. */
 		if (now_ms() > deadline)
 			fail_msg("cannot connect to %s: %s", path, strerror(errno));
