@@ -12,6 +12,14 @@
  * discard / write-zeroes are followed by a linked fdatasync. Acknowledged writes live in the kernel (page
  * cache or device), never in this process, so a daemon exit loses nothing acknowledged.
  *
+ * Lone requests inline: a buffered read or write that finds no other chain behind it and nothing
+ * queued for the ring is tried at once with preadv2 / pwritev2 and RWF_NOWAIT, which completes
+ * from the page cache or fails with EAGAIN instead of blocking; only then does it go to io_uring.
+ * One system call instead of io_uring_enter plus the completion eventfd's wake-up and read, and
+ * no io_uring worker. Batches (more than one chain per wake-up) stay one io_uring_submit(). A
+ * backend that refuses RWF_NOWAIT (EOPNOTSUPP: tmpfs, ext4's buffered writes) is not asked again
+ * for that direction. O_DIRECT never goes inline: RWF_NOWAIT would still wait for the device.
+ *
  * NBD (nbd = URI): the same requests go to devices/blk_nbd.c instead of the ring, each through a
  * bounce buffer (libnbd wants one contiguous buffer per command); its completions come back
  * through blk_nbd_done() and one blk_completed() per batch, like the ring's. See that file for
@@ -62,6 +70,7 @@ struct blk_dev {
 	bool is_bdev, readonly, direct;
 	bool no_zero_range, no_punch;       /* fallocate modes the backend refused */
 	bool dio_bounce_all;                /* O_DIRECT refused guest mappings (EFAULT) */
+	bool lone;                          /* the chain being started has none behind it */
 	uint64_t capacity;                  /* 512-byte sectors */
 	uint32_t lbs, pbs, opt_io;          /* logical / physical block, optimal I/O (bytes) */
 	uint32_t dio_mem, dio_off;          /* O_DIRECT alignment of buffers / offsets and lengths */
@@ -805,6 +814,38 @@ static void blk_bad(struct blk_dev *b, struct vq_elem *e, uint8_t status, const 
 	blk_complete(b, e, status, 1);
 }
 
+/*
+ * A lone buffered request tried at once without blocking (RWF_NOWAIT): true when r is done
+ * (completed and freed). False leaves r to io_uring, whole: a short read is read again, a short
+ * write written again with the same bytes.
+ */
+static bool blk_try_inline(struct blk_dev *b, struct blk_req *r)
+{
+	bool write = r->op == BLK_OP_WRITE;
+	unsigned dir = write ? BLK_NOWAIT_WRITE : BLK_NOWAIT_READ;
+	ssize_t n;
+
+	if (!b->lone || b->direct || b->nbd || r->bounce || (b->st.nowait_off & dir) ||
+	    (write && blk_writethrough(b)))   /* RWF_DSYNC waits for the device */
+		return false;
+	n = write ? pwritev2(b->fd, r->iov, (int)r->niov, (off_t)r->off, RWF_NOWAIT) :
+		    preadv2(b->fd, r->iov, (int)r->niov, (off_t)r->off, RWF_NOWAIT);
+	if (n < 0 && errno == EOPNOTSUPP) {
+		b->st.nowait_off |= (uint8_t)dir;
+		log_info("%s: %s refuses RWF_NOWAIT %ss: those go to io_uring", b->vdev.name,
+			 b->path, blk_op_name(r->op));
+		return false;
+	}
+	if (n != (ssize_t)r->len) {
+		b->st.inline_punted++;
+		return false;
+	}
+	b->st.inline_done++;
+	r->res = (int)n;
+	blk_req_done(b, r);
+	return true;
+}
+
 static void blk_start_rw(struct blk_dev *b, struct vq_elem *e, bool write, uint64_t sector)
 {
 	const struct iovec *src = write ? e->iov : &e->iov[e->n_out];
@@ -840,7 +881,7 @@ static void blk_start_rw(struct blk_dev *b, struct vq_elem *e, bool write, uint6
 		blk_req_free(b, r);
 		return blk_bad(b, e, VIRTIO_BLK_S_IOERR, "no bounce buffer", sector);
 	}
-	if (rc == 0)
+	if (rc == 0 && !blk_try_inline(b, r))
 		blk_start_req(b, r);
 }
 
@@ -991,7 +1032,10 @@ static bool blk_process(struct blk_dev *b, unsigned q)
 		/* Peek first: vq_pop() on an empty ring would re-arm kicks (EVENT_IDX). */
 		while (n < VQ_BUDGET && vdev_active(&b->vdev) && vq_has_work(vq) &&
 		       (e = vq_pop(vq, &err))) {
+			/* Alone: no chain behind it, nothing waiting for the ring (blk_try_inline). */
+			b->lone = b->ring_ok && !vq_has_work(vq) && !io_uring_sq_ready(&b->ring);
 			blk_start(b, e);
+			b->lone = false;
 			n++;
 		}
 		if (err)

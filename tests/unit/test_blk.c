@@ -448,7 +448,7 @@ static void rw_round(struct rig *r, unsigned qd, bool write, unsigned gen, uint3
 {
 	struct req *reqs = calloc(qd, sizeof(*reqs));
 	const struct blk_stats *st = blk_get_stats(r->x.dev);
-	uint64_t submits = st->submits;
+	uint64_t submits = st->submits, inl = st->inline_done;
 
 	for (unsigned i = 0; i < qd; i++) {
 		uint64_t off = (uint64_t)i * 65536;
@@ -474,8 +474,9 @@ static void rw_round(struct rig *r, unsigned qd, bool write, unsigned gen, uint3
 		req_submit(r, 0, &reqs[i], i % 2);
 	}
 	vdrv_kick(&r->drv, 0);
-	if (!r->cfg.u.block.nbd[0])   /* NBD commands go out one by one */
-		assert_int_equal(st->submits - submits, 1);
+	/* NBD commands go out one by one; a lone buffered request may be done inline instead. */
+	if (!r->cfg.u.block.nbd[0])
+		assert_int_equal(st->submits - submits + st->inline_done - inl, 1);
 	wait_done(r, 0, qd);
 	for (unsigned i = 0; i < qd; i++) {
 		struct req *q = &reqs[i];
@@ -1178,6 +1179,8 @@ static void test_chain_taken_at_completion(void **state)
 	struct req a, b2;
 	uint8_t *h;
 
+	/* O_DIRECT: the first read must be in the kernel, never done inline from the cache. */
+	r->cfg.u.block.cache = BLK_CACHE_NONE;
 	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
 	struct vdrv_buf da = { scratch_alloc(r, 1u << 20, 4096, (void **)&h), 1u << 20, true };
 	struct vdrv_buf db = { scratch_alloc(r, 4096, 4096, (void **)&h), 4096, true };
@@ -1448,6 +1451,105 @@ static void test_enospc(void **state)
 	umount2(mnt, MNT_DETACH);
 	rmdir(mnt);
 	r->mnt[0] = 0;
+}
+
+/* The guest buffer's len bytes hold generation gen of the pattern at disk offset off. */
+static void assert_buf_pat(const uint8_t *h, uint64_t off, uint32_t len, unsigned gen)
+{
+	for (uint32_t i = 0; i < len; i++)
+		if (h[i] != pat(off + i, gen))
+			fail_msg("guest byte %u is %#x, want %#x", i, h[i], pat(off + i, gen));
+}
+
+/*
+ * A lone buffered read whose pages are cached is done inline (RWF_NOWAIT, no io_uring); one that
+ * would block (its pages dropped from the cache) goes to io_uring and completes all the same.
+ */
+static void test_inline_nowait(void **state)
+{
+	struct rig *r = *state;
+	const uint64_t off = 1u << 20;
+	uint8_t *h;
+
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	const struct blk_stats *st = blk_get_stats(r->x.dev);
+	uint64_t gpa = scratch_alloc(r, 65536, 4096, (void **)&h);
+
+	fill_pat(h, off, 65536, 29);
+	assert_int_equal(do_rw(r, true, off / 512, gpa, 65536), VIRTIO_BLK_S_OK);
+	assert_image_pat(r, off, 65536, 29);      /* and now in the page cache */
+	uint64_t done = st->inline_done, submits = st->submits, punted = st->inline_punted;
+
+	memset(h, 0, 65536);
+	assert_int_equal(do_rw(r, false, off / 512, gpa, 65536), VIRTIO_BLK_S_OK);
+	if (st->nowait_off & BLK_NOWAIT_READ) {
+		print_message("[  SKIP    ] %s refuses RWF_NOWAIT reads\n", tmpdir);
+		skip();
+	}
+	assert_buf_pat(h, off, 65536, 29);
+	assert_int_equal(st->inline_done, done + 1);
+	assert_int_equal(st->submits, submits);
+	/* Out of the cache: RWF_NOWAIT says EAGAIN, io_uring reads it from the disk. */
+	assert_int_equal(fdatasync(r->img), 0);
+	assert_int_equal(posix_fadvise(r->img, (off_t)off, 65536, POSIX_FADV_DONTNEED), 0);
+	memset(h, 0, 65536);
+	assert_int_equal(do_rw(r, false, off / 512, gpa, 65536), VIRTIO_BLK_S_OK);
+	assert_buf_pat(h, off, 65536, 29);
+	assert_int_equal(st->inline_punted, punted + 1);
+	assert_int_equal(st->submits, submits + 1);
+	assert_int_equal(st->inline_done, done + 1);
+	assert_int_equal(st->errors, 0);
+}
+
+/*
+ * A backend that refuses RWF_NOWAIT (EOPNOTSUPP; tmpfs on the kernels we run) serves every
+ * request through io_uring, correctly, and is not asked again for that direction.
+ */
+static void test_inline_nowait_unsupported(void **state)
+{
+	struct rig *r = *state;
+	char mnt[128], img[160];
+	uint8_t *h, probe[512];
+	struct iovec iov = { probe, sizeof(probe) };
+
+	snprintf(mnt, sizeof(mnt), "%s/nowait", tmpdir);
+	mkdir(mnt, 0700);
+	if (!private_mounts || mount("tmpfs", mnt, "tmpfs", 0, "size=16m") < 0) {
+		print_message("[  SKIP    ] cannot mount a tmpfs\n");
+		rmdir(mnt);
+		skip();
+	}
+	snprintf(r->mnt, sizeof(r->mnt), "%s", mnt);
+	snprintf(img, sizeof(img), "%s/disk.img", mnt);
+	make_image(img, 8u << 20);
+	int fd = open(img, O_RDONLY);
+
+	assert_true(fd >= 0);
+	ssize_t n = preadv2(fd, &iov, 1, 0, RWF_NOWAIT);
+	int err = errno;
+
+	close(fd);
+	if (n >= 0 || err != EOPNOTSUPP) {
+		print_message("[  SKIP    ] this kernel's tmpfs takes RWF_NOWAIT\n");
+		skip();
+	}
+	snprintf(r->cfg.u.block.path, sizeof(r->cfg.u.block.path), "%s", img);
+	assert_int_equal(rig_start(r, ALL_RING | BLK_ALL, 1), 0);
+	const struct blk_stats *st = blk_get_stats(r->x.dev);
+	uint64_t gpa = scratch_alloc(r, 65536, 4096, (void **)&h);
+
+	for (unsigned round = 0; round < 2; round++) {
+		fill_pat(h, 4096, 65536, 31 + round);
+		assert_int_equal(do_rw(r, true, 8, gpa, 65536), VIRTIO_BLK_S_OK);
+		memset(h, 0, 65536);
+		assert_int_equal(do_rw(r, false, 8, gpa, 65536), VIRTIO_BLK_S_OK);
+		assert_buf_pat(h, 4096, 65536, 31 + round);
+	}
+	assert_int_equal(st->nowait_off, BLK_NOWAIT_READ | BLK_NOWAIT_WRITE);
+	assert_int_equal(st->inline_done, 0);
+	assert_int_equal(st->inline_punted, 0);
+	assert_int_equal(st->submits, 4);
+	assert_int_equal(st->errors, 0);
 }
 
 /*
@@ -2104,7 +2206,7 @@ int main(void)
 		T(test_no_flush_is_writethrough), T(test_flush_ordering), T(test_flush_ordering_direct),
 		T(test_multiqueue), T(test_chain_taken_at_completion),
 		T(test_reset_in_flight), T(test_reset_waits_without_blocking), T(test_refuses_bad_paths), T(test_block_device),
-		T(test_enospc), T(test_eio_on_flush), T(test_direct_unpinnable_memory),
+		T(test_enospc), T(test_inline_nowait), T(test_inline_nowait_unsupported), T(test_eio_on_flush), T(test_direct_unpinnable_memory),
 		T(test_nbd_rw_depths), T(test_nbd_memory_plugin), T(test_nbd_discard_zero_flush),
 		T(test_nbd_read_only_export), T(test_nbd_writethrough_without_fua),
 		T(test_nbd_server_restart_mid_io), T(test_nbd_flush_after_reconnect),
