@@ -355,14 +355,18 @@ static double run_fio(struct bench *b, const struct bcase *c)
 	return iops;
 }
 
+/* What the guest's lines say: the cache mode and xensim's guest RAM (pinnable or not). */
+static const char *ram_kind = "?", *ram_cache = "?";
+
 static void report(const struct bcase *c, double guest_iops, double fio_iops)
 {
 	bool mb = c->bs >= 65536;
 	double scale = mb ? c->bs / 1048576.0 : 1.0;
 	double v = guest_iops * scale, base = fio_iops * scale;
 
-	printf("BENCH %s value=%.1f unit=%s baseline=%.1f ratio=%.2f\n", c->name, v,
-	       mb ? "MiB/s" : "iops", base, base > 0 ? v / base : 0.0);
+	printf("BENCH %s value=%.1f unit=%s baseline=%.1f ratio=%.2f # cache=%s, guest RAM %s\n",
+	       c->name, v, mb ? "MiB/s" : "iops", base, base > 0 ? v / base : 0.0, ram_cache,
+	       ram_kind);
 	fflush(stdout);
 }
 
@@ -427,8 +431,9 @@ static int compare_fastpath(struct bench *b, const struct bcase *cp, unsigned re
 
 	for (unsigned r = 0; r < reps; r++)
 		ratio[r] = v[0][r] > 0 ? v[1][r] / v[0][r] : 0;
-	printf("BENCH %s value=%.1f unit=iops baseline=%.1f ratio=%.2f\n", c.name,
-	       median(v[1], reps), median(v[0], reps), median(ratio, reps));
+	printf("BENCH %s value=%.1f unit=iops baseline=%.1f ratio=%.2f # cache=%s, guest RAM %s\n",
+	       c.name, median(v[1], reps), median(v[0], reps), median(ratio, reps), ram_cache,
+	       ram_kind);
 	fflush(stdout);
 	return b->errors ? 1 : 0;
 }
@@ -467,9 +472,9 @@ static double cost_target_instr(const struct ccase *cc)
 static void cost_line(const char *what, const struct ccase *cc, double v, const char *unit,
 		      double target, const char *note)
 {
-	printf("BENCH %s_per_request_blk_%s value=%.3f unit=%s baseline=%.3f ratio=%.2f%s%s\n",
-	       what, cc->tag, v, unit, target, target > 0 && v > 0 ? target / v : 0.0,
-	       note ? " # " : "", note ? note : "");
+	printf("BENCH %s_per_request_blk_%s value=%.3f unit=%s baseline=%.3f ratio=%.2f # guest "
+	       "RAM %s%s%s\n", what, cc->tag, v, unit, target,
+	       target > 0 && v > 0 ? target / v : 0.0, ram_kind, note ? "; " : "", note ? note : "");
 	fflush(stdout);
 }
 
@@ -669,6 +674,8 @@ int main(void)
 		unlink(b->img);
 		return 1;
 	}
+	ram_kind = xsim_dom_ram_kind(b->dom);
+	ram_cache = b->direct ? "none" : "writeback";
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct bcase *c = &cases[i];
 
