@@ -80,21 +80,26 @@ struct xsim_server *hub_route(struct xsim_dom *d, uint64_t addr, uint64_t len)
 	return NULL;
 }
 
-static int hub_memfd(const char *name, uint64_t size, void **map)
+/* A new memory fd (or -errno) of size bytes, mapped shared at *map; closed on failure. */
+static int hub_size_and_map(int fd, uint64_t size, void **map)
 {
-	int fd = memfd_create(name, MFD_CLOEXEC);
+	int err;
 
 	if (fd < 0)
 		return -errno;
-	if (ftruncate(fd, (off_t)size) < 0)
-		goto fail;
-	*map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (*map == MAP_FAILED)
-		goto fail;
-	return fd;
-fail:
+	if (ftruncate(fd, (off_t)size) == 0) {
+		*map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (*map != MAP_FAILED)
+			return fd;
+	}
+	err = errno;
 	close(fd);
-	return -errno;
+	return -err;
+}
+
+static int hub_memfd(const char *name, uint64_t size, void **map)
+{
+	return hub_size_and_map(memfd_create(name, MFD_CLOEXEC), size, map);
 }
 
 /* ---- ioreq servers ---- */
@@ -1074,24 +1079,7 @@ const char *xsim_hub_socket(struct xsim_hub *h)
  */
 static int hub_secretfd(uint64_t size, void **map)
 {
-	int fd;
-
-	fd = (int)syscall(SYS_memfd_secret, (unsigned)O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, (off_t)size) < 0)
-		goto fail;
-	*map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (*map == MAP_FAILED)
-		goto fail;
-	return fd;
-fail:
-	{
-		int err = errno;
-
-		close(fd);
-		return -err;
-	}
+	return hub_size_and_map((int)syscall(SYS_memfd_secret, (unsigned)O_CLOEXEC), size, map);
 }
 
 /* XSIM_SAY_RAM=1 (the benchmarks' run.sh sets it): say once per kind what guest RAM is. */
