@@ -55,6 +55,8 @@
 #define BLK_SIZE_MAX        (1u << 20)      /* largest segment we advertise */
 #define BLK_MAX_DWZ_SECTORS (1u << 22)      /* 2 GiB per discard / write-zeroes */
 #define BLK_BOUNCE_BUDGET   (64u << 20)     /* bounce bytes in flight per device */
+#define BLK_POOL_SLOTS      32u             /* registered bounce slots (cache = none) ... */
+#define BLK_POOL_SLOT       (128u << 10)    /* ... of this size: 4 MiB, pinned once */
 #define BLK_RESET_WAIT_MS   5000            /* how long a reset waits for in-flight I/O */
 #define BLK_DESTROY_WAIT_MS 10000           /* and teardown, before it gives the memory up */
 #define BLK_MAX_QUEUES      16u
@@ -89,6 +91,9 @@ struct blk_dev {
 	bool reset_waits;                   /* a driver's reset waits for in-flight I/O */
 	ev_timer reset_w;                   /* ... at most BLK_RESET_WAIT_MS */
 	uint64_t bounce_bytes;
+	uint8_t *pool;                      /* BLK_POOL_SLOTS registered buffers, or NULL */
+	uint32_t pool_free;                 /* bit i: slot i is free */
+	bool pool_failed;                   /* registering it failed: malloc'd bounces only */
 	uint32_t writes_inflight;           /* writes, discards, write-zeroes the kernel holds */
 	struct blk_req *bwait, **bwait_tail;  /* FIFO of requests waiting for bounce budget */
 	struct blk_nbd *nbd;                /* the NBD engine (nbd = URI), instead of the ring */
@@ -110,6 +115,7 @@ struct blk_req {
 	int fmode;              /* fallocate mode in use */
 	bool unmap;
 	void *bounce;
+	int slot;               /* the bounce's slot in the registered pool, or -1 (malloc'd) */
 	struct blk_req *next;   /* in the bounce wait list */
 	struct blk_nbd_cmd nc;  /* the NBD engine's command */
 	unsigned niov;
@@ -391,7 +397,9 @@ static void blk_req_free(struct blk_dev *b, struct blk_req *r)
 {
 	bool had_bounce = r->bounce != NULL;
 
-	if (had_bounce) {
+	if (had_bounce && r->slot >= 0) {
+		b->pool_free |= UINT32_C(1) << r->slot;
+	} else if (had_bounce) {
 		b->bounce_bytes -= r->len;
 		free(r->bounce);
 	}
@@ -633,6 +641,7 @@ static struct blk_req *blk_req_new(struct blk_dev *b, struct vq_elem *e, unsigne
 		return NULL;
 	r->b = b;
 	r->e = e;
+	r->slot = -1;
 	r->epoch = b->epoch;
 	r->q = e->vq->index;
 	r->op = (uint8_t)op;
@@ -643,7 +652,11 @@ static void blk_prep_rw(struct blk_dev *b, struct blk_req *r, struct io_uring_sq
 {
 	int flags = r->op == BLK_OP_WRITE && blk_writethrough(b) ? RWF_DSYNC : 0;
 
-	if (r->bounce && r->op == BLK_OP_READ)
+	if (r->slot >= 0 && r->op == BLK_OP_READ)
+		io_uring_prep_read_fixed(sqe, b->fd, r->bounce, (unsigned)r->len, r->off, r->slot);
+	else if (r->slot >= 0)
+		io_uring_prep_write_fixed(sqe, b->fd, r->bounce, (unsigned)r->len, r->off, r->slot);
+	else if (r->bounce && r->op == BLK_OP_READ)
 		io_uring_prep_read(sqe, b->fd, r->bounce, (unsigned)r->len, r->off);
 	else if (r->bounce)
 		io_uring_prep_write(sqe, b->fd, r->bounce, (unsigned)r->len, r->off);
@@ -732,15 +745,62 @@ static bool blk_dio_aligned(const struct blk_dev *b, const struct blk_req *r)
 	return true;
 }
 
+/*
+ * The registered bounce pool, made at a direct disk's first bounce (on Xen: its first request,
+ * which fails with EFAULT): BLK_POOL_SLOTS buffers the kernel pins once, so a bounced request
+ * costs one copy and a READ_FIXED / WRITE_FIXED, no allocation and no page pinning per request.
+ * False (and never tried again) when the kernel refuses: bounces are malloc'd then.
+ */
+static bool blk_pool_ready(struct blk_dev *b)
+{
+	struct iovec iov[BLK_POOL_SLOTS];
+	void *mem;
+	int rc;
+
+	if (b->pool || b->pool_failed || !b->direct || !b->ring_ok)
+		return b->pool != NULL;
+	b->pool_failed = true;
+	if (posix_memalign(&mem, 4096, (size_t)BLK_POOL_SLOTS * BLK_POOL_SLOT))
+		return false;
+	for (unsigned i = 0; i < BLK_POOL_SLOTS; i++)
+		iov[i] = (struct iovec){ (uint8_t *)mem + (size_t)i * BLK_POOL_SLOT, BLK_POOL_SLOT };
+	rc = io_uring_register_buffers(&b->ring, iov, BLK_POOL_SLOTS);
+	if (rc < 0) {
+		log_info("%s: no registered bounce buffers (%s): each bounce is allocated",
+			 b->vdev.name, strerror(-rc));
+		free(mem);
+		return false;
+	}
+	b->pool = mem;
+	b->pool_free = (uint32_t)((UINT64_C(1) << BLK_POOL_SLOTS) - 1);
+	b->pool_failed = false;
+	return true;
+}
+
+/* A free pool slot for r (0), or -ENOSPC: none free, r too large or no pool. */
+static int blk_bounce_slot(struct blk_dev *b, struct blk_req *r)
+{
+	if (r->len > BLK_POOL_SLOT || !blk_pool_ready(b) || !b->pool_free)
+		return -ENOSPC;
+	r->slot = __builtin_ctz(b->pool_free);
+	b->pool_free &= ~(UINT32_C(1) << r->slot);
+	r->bounce = b->pool + (size_t)r->slot * BLK_POOL_SLOT;
+	b->st.pool_bounces++;
+	return 0;
+}
+
 static int blk_bounce(struct blk_dev *b, struct blk_req *r)
 {
-	if (r->len > BLK_BOUNCE_BUDGET - b->bounce_bytes)
+	if (blk_bounce_slot(b, r) == 0) {
+		/* Not in bounce_bytes: the pool is there anyway, and bounded by its size. */
+	} else if (r->len > BLK_BOUNCE_BUDGET - b->bounce_bytes) {
 		return -EAGAIN;
-	if (posix_memalign(&r->bounce, 4096, r->len)) {
+	} else if (posix_memalign(&r->bounce, 4096, r->len)) {
 		r->bounce = NULL;
 		return -ENOMEM;
+	} else {
+		b->bounce_bytes += r->len;
 	}
-	b->bounce_bytes += r->len;
 	b->st.bounces++;
 	if (r->op == BLK_OP_WRITE)
 		iov_to_buf(r->iov, r->niov, 0, r->bounce, r->len);
@@ -1350,6 +1410,7 @@ static void blk_free(struct blk_dev *b)
 			return;
 		}
 		io_uring_queue_exit(&b->ring);
+		free(b->pool);
 	}
 	if (b->efd >= 0)
 		close(b->efd);

@@ -78,6 +78,7 @@ struct blk_stats {
 	uint64_t submits;        /* io_uring_submit() calls (NBD: requests handed to the engine) */
 	uint64_t reaps;          /* completion batches (eventfd wakeups with work) */
 	uint64_t bounces;        /* O_DIRECT requests served through a bounce buffer */
+	uint64_t pool_bounces;   /* ... of which through the registered pool (READ/WRITE_FIXED) */
 	uint64_t errors;         /* requests completed with IOERR */
 	uint64_t drains;         /* FLUSHes that waited for writes in flight (IOSQE_IO_DRAIN) */
 	uint64_t inline_done;    /* reads / writes done at once with RWF_NOWAIT, no io_uring */

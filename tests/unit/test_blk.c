@@ -1408,6 +1408,22 @@ static void test_block_device(void **state)
 	unlink(back);
 }
 
+/* A tmpfs of `size` ("1m") at tmpdir/name, unmounted at teardown; skips the test without one. */
+static void mount_tmpfs(struct rig *r, const char *name, const char *size, char *mnt, size_t len)
+{
+	char opts[32];
+
+	snprintf(mnt, len, "%s/%s", tmpdir, name);
+	snprintf(opts, sizeof(opts), "size=%s", size);
+	mkdir(mnt, 0700);
+	if (!private_mounts || mount("tmpfs", mnt, "tmpfs", 0, opts) < 0) {
+		print_message("[  SKIP    ] cannot mount a tmpfs of %s\n", size);
+		rmdir(mnt);
+		skip();
+	}
+	snprintf(r->mnt, sizeof(r->mnt), "%s", mnt);
+}
+
 /* An image on a 1 MiB tmpfs: writes past the space get IOERR, the device carries on. */
 static void test_enospc(void **state)
 {
@@ -1415,14 +1431,7 @@ static void test_enospc(void **state)
 	char mnt[128], img[160];
 	uint8_t *h;
 
-	snprintf(mnt, sizeof(mnt), "%s/small", tmpdir);
-	mkdir(mnt, 0700);
-	if (!private_mounts || mount("tmpfs", mnt, "tmpfs", 0, "size=1m") < 0) {
-		print_message("[  SKIP    ] cannot mount a small tmpfs\n");
-		rmdir(mnt);
-		skip();
-	}
-	snprintf(r->mnt, sizeof(r->mnt), "%s", mnt);
+	mount_tmpfs(r, "small", "1m", mnt, sizeof(mnt));
 	snprintf(img, sizeof(img), "%s/full.img", mnt);
 	make_image(img, 8u << 20);   /* sparse: 8 MiB of disk on 1 MiB of space */
 	snprintf(r->cfg.u.block.path, sizeof(r->cfg.u.block.path), "%s", img);
@@ -1512,14 +1521,7 @@ static void test_inline_nowait_unsupported(void **state)
 	uint8_t *h, probe[512];
 	struct iovec iov = { probe, sizeof(probe) };
 
-	snprintf(mnt, sizeof(mnt), "%s/nowait", tmpdir);
-	mkdir(mnt, 0700);
-	if (!private_mounts || mount("tmpfs", mnt, "tmpfs", 0, "size=16m") < 0) {
-		print_message("[  SKIP    ] cannot mount a tmpfs\n");
-		rmdir(mnt);
-		skip();
-	}
-	snprintf(r->mnt, sizeof(r->mnt), "%s", mnt);
+	mount_tmpfs(r, "nowait", "16m", mnt, sizeof(mnt));
 	snprintf(img, sizeof(img), "%s/disk.img", mnt);
 	make_image(img, 8u << 20);
 	int fd = open(img, O_RDONLY);
@@ -1563,14 +1565,7 @@ static void test_eio_on_flush(void **state)
 	char mnt[128], back[160], dev[64];
 	uint8_t *h;
 
-	snprintf(mnt, sizeof(mnt), "%s/eio", tmpdir);
-	mkdir(mnt, 0700);
-	if (!private_mounts || mount("tmpfs", mnt, "tmpfs", 0, "size=1m") < 0) {
-		print_message("[  SKIP    ] cannot mount a small tmpfs\n");
-		rmdir(mnt);
-		skip();
-	}
-	snprintf(r->mnt, sizeof(r->mnt), "%s", mnt);
+	mount_tmpfs(r, "eio", "1m", mnt, sizeof(mnt));
 	snprintf(back, sizeof(back), "%s/backing.img", mnt);
 	make_image(back, 8u << 20);
 	loop_attach(back, 512, dev, sizeof(dev));
@@ -1708,12 +1703,9 @@ static int sec_wait(struct vdrv_io *io, int timeout_ms)
 	return 1;
 }
 
-static void test_direct_unpinnable_memory(void **state)
+/* The rig on guest RAM the kernel cannot pin (memfd_secret), cache = none; skips without it. */
+static void rig_start_unpinnable(struct rig *r, uint64_t size)
 {
-	struct rig *r = *state;
-	const uint64_t size = 8u << 20;
-	uint8_t *h;
-
 	r->cfg.u.block.cache = BLK_CACHE_NONE;
 	r->x.gm = gsec_new(RAM_GPA, size);
 	if (!r->x.gm) {
@@ -1731,6 +1723,14 @@ static void test_direct_unpinnable_memory(void **state)
 	r->open = true;
 	r->img = open(r->cfg.u.block.path, O_RDONLY);
 	assert_int_equal(vdrv_init(&r->drv, &r->x.io, &r->x.mem, ALL_RING | BLK_ALL, 1, 256), 0);
+}
+
+static void test_direct_unpinnable_memory(void **state)
+{
+	struct rig *r = *state;
+	uint8_t *h;
+
+	rig_start_unpinnable(r, 8u << 20);
 	const struct blk_stats *st = blk_get_stats(r->x.dev);
 	uint64_t gpa = scratch_alloc(r, 65536, 4096, (void **)&h);
 
@@ -1744,6 +1744,54 @@ static void test_direct_unpinnable_memory(void **state)
 	assert_int_equal(st->bounces, 2);   /* bounced from the start now */
 	for (uint32_t i = 0; i < 65536; i++)
 		assert_int_equal(h[i], pat(65536 + i, 23));
+	assert_int_equal(st->errors, 0);
+}
+
+/*
+ * Bounced requests of up to 128 KiB go through the registered pool (READ/WRITE_FIXED, 32 slots);
+ * larger ones, and those beyond the 32 slots in flight, through allocated buffers. Every byte
+ * arrives either way.
+ */
+static void test_direct_bounce_pool(void **state)
+{
+	struct rig *r = *state;
+	struct req q[40];
+	uint8_t *h[40];
+	uint64_t gpa[40];
+
+	rig_start_unpinnable(r, 16u << 20);
+	const struct blk_stats *st = blk_get_stats(r->x.dev);
+	uint64_t big = scratch_alloc(r, 262144, 4096, (void **)&h[0]);
+
+	/* 256 KiB: too large for a slot. It also finds out that guest memory cannot be pinned. */
+	fill_pat(h[0], 0, 262144, 37);
+	assert_int_equal(do_rw(r, true, 0, big, 262144), VIRTIO_BLK_S_OK);
+	assert_image_pat(r, 0, 262144, 37);
+	assert_int_equal(st->pool_bounces, 0);
+	/* 40 writes of 8 KiB in flight at once: 32 take a slot, 8 an allocated buffer. */
+	for (unsigned i = 0; i < 40; i++) {
+		gpa[i] = scratch_alloc(r, 8192, 4096, (void **)&h[i]);
+		struct vdrv_buf d = { gpa[i], 8192, false };
+
+		fill_pat(h[i], 1048576 + i * 8192u, 8192, 41);
+		req_build(r, &q[i], VIRTIO_BLK_T_OUT, (1048576 + i * 8192u) / 512, &d, 1);
+		req_submit(r, 0, &q[i], false);
+	}
+	vdrv_kick(&r->drv, 0);
+	wait_done(r, 0, 40);
+	for (unsigned i = 0; i < 40; i++)
+		assert_int_equal(req_status(r, &q[i]), VIRTIO_BLK_S_OK);
+	assert_int_equal(st->pool_bounces, 32);
+	assert_int_equal(st->bounces, 1 + 40);
+	assert_image_pat(r, 1048576, 40 * 8192, 41);
+	/* Read back one by one through the pool (its slots free again) into cleared buffers. */
+	for (unsigned i = 0; i < 40; i++) {
+		memset(h[i], 0, 8192);
+		assert_int_equal(do_rw(r, false, (1048576 + i * 8192u) / 512, gpa[i], 8192),
+				 VIRTIO_BLK_S_OK);
+		assert_buf_pat(h[i], 1048576 + i * 8192u, 8192, 41);
+	}
+	assert_int_equal(st->pool_bounces, 32 + 40);
 	assert_int_equal(st->errors, 0);
 }
 
@@ -2206,7 +2254,7 @@ int main(void)
 		T(test_no_flush_is_writethrough), T(test_flush_ordering), T(test_flush_ordering_direct),
 		T(test_multiqueue), T(test_chain_taken_at_completion),
 		T(test_reset_in_flight), T(test_reset_waits_without_blocking), T(test_refuses_bad_paths), T(test_block_device),
-		T(test_enospc), T(test_inline_nowait), T(test_inline_nowait_unsupported), T(test_eio_on_flush), T(test_direct_unpinnable_memory),
+		T(test_enospc), T(test_inline_nowait), T(test_inline_nowait_unsupported), T(test_eio_on_flush), T(test_direct_unpinnable_memory), T(test_direct_bounce_pool),
 		T(test_nbd_rw_depths), T(test_nbd_memory_plugin), T(test_nbd_discard_zero_flush),
 		T(test_nbd_read_only_export), T(test_nbd_writethrough_without_fua),
 		T(test_nbd_server_restart_mid_io), T(test_nbd_flush_after_reconnect),
