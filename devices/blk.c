@@ -19,6 +19,7 @@
  * no io_uring worker. Batches (more than one chain per wake-up) stay one io_uring_submit(). A
  * backend that refuses RWF_NOWAIT (EOPNOTSUPP: tmpfs, ext4's buffered writes) is not asked again
  * for that direction. O_DIRECT never goes inline: RWF_NOWAIT would still wait for the device.
+ * Misses in a row (a cold cache) make the next 1, 2, 4 ... 64 lone requests skip the try.
  *
  * NBD (nbd = URI): the same requests go to devices/blk_nbd.c instead of the ring, each through a
  * bounce buffer (libnbd wants one contiguous buffer per command); its completions come back
@@ -73,6 +74,8 @@ struct blk_dev {
 	bool no_zero_range, no_punch;       /* fallocate modes the backend refused */
 	bool dio_bounce_all;                /* O_DIRECT refused guest mappings (EFAULT) */
 	bool lone;                          /* the chain being started has none behind it */
+	uint8_t inline_backoff;             /* lone requests to send straight to io_uring ... */
+	uint8_t inline_skip;                /* ... and how many of them are left */
 	uint64_t capacity;                  /* 512-byte sectors */
 	uint32_t lbs, pbs, opt_io;          /* logical / physical block, optimal I/O (bytes) */
 	uint32_t dio_mem, dio_off;          /* O_DIRECT alignment of buffers / offsets and lengths */
@@ -888,6 +891,10 @@ static bool blk_try_inline(struct blk_dev *b, struct blk_req *r)
 	if (!b->lone || b->direct || b->nbd || r->bounce || (b->st.nowait_off & dir) ||
 	    (write && blk_writethrough(b)))   /* RWF_DSYNC waits for the device */
 		return false;
+	if (b->inline_skip) {
+		b->inline_skip--;
+		return false;
+	}
 	n = write ? pwritev2(b->fd, r->iov, (int)r->niov, (off_t)r->off, RWF_NOWAIT) :
 		    preadv2(b->fd, r->iov, (int)r->niov, (off_t)r->off, RWF_NOWAIT);
 	if (n < 0 && errno == EOPNOTSUPP) {
@@ -897,9 +904,18 @@ static bool blk_try_inline(struct blk_dev *b, struct blk_req *r)
 		return false;
 	}
 	if (n != (ssize_t)r->len) {
+		/*
+		 * A cold cache would cost a wasted system call per request: after each miss in a
+		 * row, twice as many lone requests (at most 64) skip the try.
+		 */
 		b->st.inline_punted++;
+		b->inline_backoff = b->inline_backoff ? (uint8_t)(b->inline_backoff * 2) : 1;
+		if (b->inline_backoff > 64)
+			b->inline_backoff = 64;
+		b->inline_skip = b->inline_backoff;
 		return false;
 	}
+	b->inline_backoff = 0;
 	testpoint("blk.submitted");     /* done by the kernel, not yet returned to the guest */
 	b->st.inline_done++;
 	r->res = (int)n;

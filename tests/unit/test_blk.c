@@ -1507,6 +1507,15 @@ static void test_inline_nowait(void **state)
 	assert_int_equal(st->inline_punted, punted + 1);
 	assert_int_equal(st->submits, submits + 1);
 	assert_int_equal(st->inline_done, done + 1);
+	/* After a miss the next lone request skips the try (back-off); the one after hits. */
+	for (unsigned i = 0; i < 2; i++) {
+		memset(h, 0, 65536);
+		assert_int_equal(do_rw(r, false, off / 512, gpa, 65536), VIRTIO_BLK_S_OK);
+		assert_buf_pat(h, off, 65536, 29);
+	}
+	assert_int_equal(st->submits, submits + 2);
+	assert_int_equal(st->inline_done, done + 2);
+	assert_int_equal(st->inline_punted, punted + 1);
 	assert_int_equal(st->errors, 0);
 }
 
