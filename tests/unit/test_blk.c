@@ -1470,6 +1470,15 @@ static void assert_buf_pat(const uint8_t *h, uint64_t off, uint32_t len, unsigne
 			fail_msg("guest byte %u is %#x, want %#x", i, h[i], pat(off + i, gen));
 }
 
+/* Read len bytes at disk offset off into the cleared guest buffer h (gpa): pattern gen, OK. */
+static void read_back(struct rig *r, uint64_t off, uint64_t gpa, uint8_t *h, uint32_t len,
+		      unsigned gen)
+{
+	memset(h, 0, len);
+	assert_int_equal(do_rw(r, false, off / 512, gpa, len), VIRTIO_BLK_S_OK);
+	assert_buf_pat(h, off, len, gen);
+}
+
 /*
  * A lone buffered read whose pages are cached is done inline (RWF_NOWAIT, no io_uring); one that
  * would block (its pages dropped from the cache) goes to io_uring and completes all the same.
@@ -1489,30 +1498,23 @@ static void test_inline_nowait(void **state)
 	assert_image_pat(r, off, 65536, 29);      /* and now in the page cache */
 	uint64_t done = st->inline_done, submits = st->submits, punted = st->inline_punted;
 
-	memset(h, 0, 65536);
-	assert_int_equal(do_rw(r, false, off / 512, gpa, 65536), VIRTIO_BLK_S_OK);
+	read_back(r, off, gpa, h, 65536, 29);
 	if (st->nowait_off & BLK_NOWAIT_READ) {
 		print_message("[  SKIP    ] %s refuses RWF_NOWAIT reads\n", tmpdir);
 		skip();
 	}
-	assert_buf_pat(h, off, 65536, 29);
 	assert_int_equal(st->inline_done, done + 1);
 	assert_int_equal(st->submits, submits);
 	/* Out of the cache: RWF_NOWAIT says EAGAIN, io_uring reads it from the disk. */
 	assert_int_equal(fdatasync(r->img), 0);
 	assert_int_equal(posix_fadvise(r->img, (off_t)off, 65536, POSIX_FADV_DONTNEED), 0);
-	memset(h, 0, 65536);
-	assert_int_equal(do_rw(r, false, off / 512, gpa, 65536), VIRTIO_BLK_S_OK);
-	assert_buf_pat(h, off, 65536, 29);
+	read_back(r, off, gpa, h, 65536, 29);
 	assert_int_equal(st->inline_punted, punted + 1);
 	assert_int_equal(st->submits, submits + 1);
 	assert_int_equal(st->inline_done, done + 1);
 	/* After a miss the next lone request skips the try (back-off); the one after hits. */
-	for (unsigned i = 0; i < 2; i++) {
-		memset(h, 0, 65536);
-		assert_int_equal(do_rw(r, false, off / 512, gpa, 65536), VIRTIO_BLK_S_OK);
-		assert_buf_pat(h, off, 65536, 29);
-	}
+	read_back(r, off, gpa, h, 65536, 29);
+	read_back(r, off, gpa, h, 65536, 29);
 	assert_int_equal(st->submits, submits + 2);
 	assert_int_equal(st->inline_done, done + 2);
 	assert_int_equal(st->inline_punted, punted + 1);
@@ -1794,12 +1796,8 @@ static void test_direct_bounce_pool(void **state)
 	assert_int_equal(st->bounces, 1 + 40);
 	assert_image_pat(r, 1048576, 40 * 8192, 41);
 	/* Read back one by one through the pool (its slots free again) into cleared buffers. */
-	for (unsigned i = 0; i < 40; i++) {
-		memset(h[i], 0, 8192);
-		assert_int_equal(do_rw(r, false, (1048576 + i * 8192u) / 512, gpa[i], 8192),
-				 VIRTIO_BLK_S_OK);
-		assert_buf_pat(h[i], 1048576 + i * 8192u, 8192, 41);
-	}
+	for (unsigned i = 0; i < 40; i++)
+		read_back(r, 1048576 + i * 8192u, gpa[i], h[i], 8192, 41);
 	assert_int_equal(st->pool_bounces, 32 + 40);
 	assert_int_equal(st->errors, 0);
 }
