@@ -40,7 +40,30 @@ static int sandbox_capset(struct __user_cap_data_struct data[2])
 	return (int)syscall(SYS_capset, &hdr, data);
 }
 
-bool sandbox_caps_empty(void)
+/*
+ * Only the simulator's build of the daemon defines this (tests/xensim/lib_fmem.c): the
+ * capabilities xensim's guest memory needs (CAP_IPC_LOCK for its memfd_secret RAM). In the real
+ * daemon the weak reference stays NULL and every capability goes.
+ */
+extern uint64_t xsim_daemon_keep_caps(void) __attribute__((weak));
+
+/* What we keep of that: only what we have (a capset cannot add to the permitted set). */
+static uint64_t sandbox_kept(void)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct data[2];
+
+	if (!xsim_daemon_keep_caps)
+		return 0;
+	memset(data, 0, sizeof(data));
+	if (syscall(SYS_capget, &hdr, data) < 0)
+		return 0;
+	return xsim_daemon_keep_caps() &
+	       ((uint64_t)data[1].permitted << 32 | data[0].permitted);
+}
+
+/* True when the calling thread has no effective or permitted capability outside keep. */
+static bool sandbox_caps_within(uint64_t keep)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
 	struct __user_cap_data_struct data[2];
@@ -48,15 +71,24 @@ bool sandbox_caps_empty(void)
 	memset(data, 0, sizeof(data));
 	if (syscall(SYS_capget, &hdr, data) < 0)
 		return false;
-	for (unsigned i = 0; i < 2; i++)
-		if (data[i].effective || data[i].permitted)
+	for (unsigned i = 0; i < 2; i++) {
+		uint32_t k = (uint32_t)(keep >> (32 * i));
+
+		if ((data[i].effective & ~k) || (data[i].permitted & ~k))
 			return false;
+	}
 	return true;
+}
+
+bool sandbox_caps_empty(void)
+{
+	return sandbox_caps_within(0);
 }
 
 int sandbox_drop_caps(void)
 {
 	struct __user_cap_data_struct none[2];
+	uint64_t keep = sandbox_kept();
 
 	/*
 	 * The bounding set only matters across execve(), which the filter forbids; dropping it
@@ -73,16 +105,22 @@ int sandbox_drop_caps(void)
 		return -e;
 	}
 	memset(none, 0, sizeof(none));
+	for (unsigned i = 0; i < 2; i++)
+		none[i].effective = none[i].permitted = (uint32_t)(keep >> (32 * i));
 	if (sandbox_capset(none) < 0) {
 		int e = errno;
 		log_err("sandbox: dropping capabilities: %s", strerror(e));
 		return -e;
 	}
-	if (!sandbox_caps_empty()) {
+	if (!sandbox_caps_within(keep)) {
 		log_err("sandbox: capabilities still present after capset");
 		return -EPERM;
 	}
-	log_info("sandbox: every capability dropped");
+	if (keep)
+		log_info("sandbox: every capability dropped but %#llx (xensim's guest memory)",
+			 (unsigned long long)keep);
+	else
+		log_info("sandbox: every capability dropped");
 	return 0;
 }
 

@@ -12,6 +12,15 @@
  * discard / write-zeroes are followed by a linked fdatasync. Acknowledged writes live in the kernel (page
  * cache or device), never in this process, so a daemon exit loses nothing acknowledged.
  *
+ * Lone requests inline: a buffered read or write that finds no other chain behind it and nothing
+ * queued for the ring is tried at once with preadv2 / pwritev2 and RWF_NOWAIT, which completes
+ * from the page cache or fails with EAGAIN instead of blocking; only then does it go to io_uring.
+ * One system call instead of io_uring_enter plus the completion eventfd's wake-up and read, and
+ * no io_uring worker. Batches (more than one chain per wake-up) stay one io_uring_submit(). A
+ * backend that refuses RWF_NOWAIT (EOPNOTSUPP: tmpfs, ext4's buffered writes) is not asked again
+ * for that direction. O_DIRECT never goes inline: RWF_NOWAIT would still wait for the device.
+ * Misses in a row (a cold cache) make the next 1, 2, 4 ... 64 lone requests skip the try.
+ *
  * NBD (nbd = URI): the same requests go to devices/blk_nbd.c instead of the ring, each through a
  * bounce buffer (libnbd wants one contiguous buffer per command); its completions come back
  * through blk_nbd_done() and one blk_completed() per batch, like the ring's. See that file for
@@ -47,6 +56,8 @@
 #define BLK_SIZE_MAX        (1u << 20)      /* largest segment we advertise */
 #define BLK_MAX_DWZ_SECTORS (1u << 22)      /* 2 GiB per discard / write-zeroes */
 #define BLK_BOUNCE_BUDGET   (64u << 20)     /* bounce bytes in flight per device */
+#define BLK_POOL_SLOTS      32u             /* registered bounce slots (cache = none) ... */
+#define BLK_POOL_SLOT       (128u << 10)    /* ... of this size: 4 MiB, pinned once */
 #define BLK_RESET_WAIT_MS   5000            /* how long a reset waits for in-flight I/O */
 #define BLK_DESTROY_WAIT_MS 10000           /* and teardown, before it gives the memory up */
 #define BLK_MAX_QUEUES      16u
@@ -62,6 +73,9 @@ struct blk_dev {
 	bool is_bdev, readonly, direct;
 	bool no_zero_range, no_punch;       /* fallocate modes the backend refused */
 	bool dio_bounce_all;                /* O_DIRECT refused guest mappings (EFAULT) */
+	bool lone;                          /* the chain being started has none behind it */
+	uint8_t inline_backoff;             /* lone requests to send straight to io_uring ... */
+	uint8_t inline_skip;                /* ... and how many of them are left */
 	uint64_t capacity;                  /* 512-byte sectors */
 	uint32_t lbs, pbs, opt_io;          /* logical / physical block, optimal I/O (bytes) */
 	uint32_t dio_mem, dio_off;          /* O_DIRECT alignment of buffers / offsets and lengths */
@@ -80,6 +94,9 @@ struct blk_dev {
 	bool reset_waits;                   /* a driver's reset waits for in-flight I/O */
 	ev_timer reset_w;                   /* ... at most BLK_RESET_WAIT_MS */
 	uint64_t bounce_bytes;
+	uint8_t *pool;                      /* BLK_POOL_SLOTS registered buffers, or NULL */
+	uint32_t pool_free;                 /* bit i: slot i is free */
+	bool pool_failed;                   /* registering it failed: malloc'd bounces only */
 	uint32_t writes_inflight;           /* writes, discards, write-zeroes the kernel holds */
 	struct blk_req *bwait, **bwait_tail;  /* FIFO of requests waiting for bounce budget */
 	struct blk_nbd *nbd;                /* the NBD engine (nbd = URI), instead of the ring */
@@ -101,6 +118,7 @@ struct blk_req {
 	int fmode;              /* fallocate mode in use */
 	bool unmap;
 	void *bounce;
+	int slot;               /* the bounce's slot in the registered pool, or -1 (malloc'd) */
 	struct blk_req *next;   /* in the bounce wait list */
 	struct blk_nbd_cmd nc;  /* the NBD engine's command */
 	unsigned niov;
@@ -382,7 +400,9 @@ static void blk_req_free(struct blk_dev *b, struct blk_req *r)
 {
 	bool had_bounce = r->bounce != NULL;
 
-	if (had_bounce) {
+	if (had_bounce && r->slot >= 0) {
+		b->pool_free |= UINT32_C(1) << r->slot;
+	} else if (had_bounce) {
 		b->bounce_bytes -= r->len;
 		free(r->bounce);
 	}
@@ -624,6 +644,7 @@ static struct blk_req *blk_req_new(struct blk_dev *b, struct vq_elem *e, unsigne
 		return NULL;
 	r->b = b;
 	r->e = e;
+	r->slot = -1;
 	r->epoch = b->epoch;
 	r->q = e->vq->index;
 	r->op = (uint8_t)op;
@@ -634,7 +655,11 @@ static void blk_prep_rw(struct blk_dev *b, struct blk_req *r, struct io_uring_sq
 {
 	int flags = r->op == BLK_OP_WRITE && blk_writethrough(b) ? RWF_DSYNC : 0;
 
-	if (r->bounce && r->op == BLK_OP_READ)
+	if (r->slot >= 0 && r->op == BLK_OP_READ)
+		io_uring_prep_read_fixed(sqe, b->fd, r->bounce, (unsigned)r->len, r->off, r->slot);
+	else if (r->slot >= 0)
+		io_uring_prep_write_fixed(sqe, b->fd, r->bounce, (unsigned)r->len, r->off, r->slot);
+	else if (r->bounce && r->op == BLK_OP_READ)
 		io_uring_prep_read(sqe, b->fd, r->bounce, (unsigned)r->len, r->off);
 	else if (r->bounce)
 		io_uring_prep_write(sqe, b->fd, r->bounce, (unsigned)r->len, r->off);
@@ -723,15 +748,62 @@ static bool blk_dio_aligned(const struct blk_dev *b, const struct blk_req *r)
 	return true;
 }
 
+/*
+ * The registered bounce pool, made at a direct disk's first bounce (on Xen: its first request,
+ * which fails with EFAULT): BLK_POOL_SLOTS buffers the kernel pins once, so a bounced request
+ * costs one copy and a READ_FIXED / WRITE_FIXED, no allocation and no page pinning per request.
+ * False (and never tried again) when the kernel refuses: bounces are malloc'd then.
+ */
+static bool blk_pool_ready(struct blk_dev *b)
+{
+	struct iovec iov[BLK_POOL_SLOTS];
+	void *mem;
+	int rc;
+
+	if (b->pool || b->pool_failed || !b->direct || !b->ring_ok)
+		return b->pool != NULL;
+	b->pool_failed = true;
+	if (posix_memalign(&mem, 4096, (size_t)BLK_POOL_SLOTS * BLK_POOL_SLOT))
+		return false;
+	for (unsigned i = 0; i < BLK_POOL_SLOTS; i++)
+		iov[i] = (struct iovec){ (uint8_t *)mem + (size_t)i * BLK_POOL_SLOT, BLK_POOL_SLOT };
+	rc = io_uring_register_buffers(&b->ring, iov, BLK_POOL_SLOTS);
+	if (rc < 0) {
+		log_info("%s: no registered bounce buffers (%s): each bounce is allocated",
+			 b->vdev.name, strerror(-rc));
+		free(mem);
+		return false;
+	}
+	b->pool = mem;
+	b->pool_free = (uint32_t)((UINT64_C(1) << BLK_POOL_SLOTS) - 1);
+	b->pool_failed = false;
+	return true;
+}
+
+/* A free pool slot for r (0), or -ENOSPC: none free, r too large or no pool. */
+static int blk_bounce_slot(struct blk_dev *b, struct blk_req *r)
+{
+	if (r->len > BLK_POOL_SLOT || !blk_pool_ready(b) || !b->pool_free)
+		return -ENOSPC;
+	r->slot = __builtin_ctz(b->pool_free);
+	b->pool_free &= ~(UINT32_C(1) << r->slot);
+	r->bounce = b->pool + (size_t)r->slot * BLK_POOL_SLOT;
+	b->st.pool_bounces++;
+	return 0;
+}
+
 static int blk_bounce(struct blk_dev *b, struct blk_req *r)
 {
-	if (r->len > BLK_BOUNCE_BUDGET - b->bounce_bytes)
+	if (blk_bounce_slot(b, r) == 0) {
+		/* Not in bounce_bytes: the pool is there anyway, and bounded by its size. */
+	} else if (r->len > BLK_BOUNCE_BUDGET - b->bounce_bytes) {
 		return -EAGAIN;
-	if (posix_memalign(&r->bounce, 4096, r->len)) {
+	} else if (posix_memalign(&r->bounce, 4096, r->len)) {
 		r->bounce = NULL;
 		return -ENOMEM;
+	} else {
+		b->bounce_bytes += r->len;
 	}
-	b->bounce_bytes += r->len;
 	b->st.bounces++;
 	if (r->op == BLK_OP_WRITE)
 		iov_to_buf(r->iov, r->niov, 0, r->bounce, r->len);
@@ -805,6 +877,52 @@ static void blk_bad(struct blk_dev *b, struct vq_elem *e, uint8_t status, const 
 	blk_complete(b, e, status, 1);
 }
 
+/*
+ * A lone buffered request tried at once without blocking (RWF_NOWAIT): true when r is done
+ * (completed and freed). False leaves r to io_uring, whole: a short read is read again, a short
+ * write written again with the same bytes.
+ */
+static bool blk_try_inline(struct blk_dev *b, struct blk_req *r)
+{
+	bool write = r->op == BLK_OP_WRITE;
+	unsigned dir = write ? BLK_NOWAIT_WRITE : BLK_NOWAIT_READ;
+	ssize_t n;
+
+	if (!b->lone || b->direct || b->nbd || r->bounce || (b->st.nowait_off & dir) ||
+	    (write && blk_writethrough(b)))   /* RWF_DSYNC waits for the device */
+		return false;
+	if (b->inline_skip) {
+		b->inline_skip--;
+		return false;
+	}
+	n = write ? pwritev2(b->fd, r->iov, (int)r->niov, (off_t)r->off, RWF_NOWAIT) :
+		    preadv2(b->fd, r->iov, (int)r->niov, (off_t)r->off, RWF_NOWAIT);
+	if (n < 0 && errno == EOPNOTSUPP) {
+		b->st.nowait_off |= (uint8_t)dir;
+		log_info("%s: %s refuses RWF_NOWAIT %ss: those go to io_uring", b->vdev.name,
+			 b->path, blk_op_name(r->op));
+		return false;
+	}
+	if (n != (ssize_t)r->len) {
+		/*
+		 * A cold cache would cost a wasted system call per request: after each miss in a
+		 * row, twice as many lone requests (at most 64) skip the try.
+		 */
+		b->st.inline_punted++;
+		b->inline_backoff = b->inline_backoff ? (uint8_t)(b->inline_backoff * 2) : 1;
+		if (b->inline_backoff > 64)
+			b->inline_backoff = 64;
+		b->inline_skip = b->inline_backoff;
+		return false;
+	}
+	b->inline_backoff = 0;
+	testpoint("blk.submitted");     /* done by the kernel, not yet returned to the guest */
+	b->st.inline_done++;
+	r->res = (int)n;
+	blk_req_done(b, r);
+	return true;
+}
+
 static void blk_start_rw(struct blk_dev *b, struct vq_elem *e, bool write, uint64_t sector)
 {
 	const struct iovec *src = write ? e->iov : &e->iov[e->n_out];
@@ -840,7 +958,7 @@ static void blk_start_rw(struct blk_dev *b, struct vq_elem *e, bool write, uint6
 		blk_req_free(b, r);
 		return blk_bad(b, e, VIRTIO_BLK_S_IOERR, "no bounce buffer", sector);
 	}
-	if (rc == 0)
+	if (rc == 0 && !blk_try_inline(b, r))
 		blk_start_req(b, r);
 }
 
@@ -991,7 +1109,10 @@ static bool blk_process(struct blk_dev *b, unsigned q)
 		/* Peek first: vq_pop() on an empty ring would re-arm kicks (EVENT_IDX). */
 		while (n < VQ_BUDGET && vdev_active(&b->vdev) && vq_has_work(vq) &&
 		       (e = vq_pop(vq, &err))) {
+			/* Alone: no chain behind it, nothing waiting for the ring (blk_try_inline). */
+			b->lone = b->ring_ok && !vq_has_work(vq) && !io_uring_sq_ready(&b->ring);
 			blk_start(b, e);
+			b->lone = false;
 			n++;
 		}
 		if (err)
@@ -1305,6 +1426,7 @@ static void blk_free(struct blk_dev *b)
 			return;
 		}
 		io_uring_queue_exit(&b->ring);
+		free(b->pool);
 	}
 	if (b->efd >= 0)
 		close(b->efd);

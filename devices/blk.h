@@ -78,10 +78,17 @@ struct blk_stats {
 	uint64_t submits;        /* io_uring_submit() calls (NBD: requests handed to the engine) */
 	uint64_t reaps;          /* completion batches (eventfd wakeups with work) */
 	uint64_t bounces;        /* O_DIRECT requests served through a bounce buffer */
+	uint64_t pool_bounces;   /* ... of which through the registered pool (READ/WRITE_FIXED) */
 	uint64_t errors;         /* requests completed with IOERR */
 	uint64_t drains;         /* FLUSHes that waited for writes in flight (IOSQE_IO_DRAIN) */
+	uint64_t inline_done;    /* reads / writes done at once with RWF_NOWAIT, no io_uring */
+	uint64_t inline_punted;  /* tried so, would have blocked (or came up short): io_uring */
+	uint8_t nowait_off;      /* BLK_NOWAIT_*: the backend refused RWF_NOWAIT (EOPNOTSUPP) */
 	uint32_t inflight;       /* requests the kernel still holds */
 };
+
+#define BLK_NOWAIT_READ  1u
+#define BLK_NOWAIT_WRITE 2u
 
 extern const struct vdev_ops vdev_block_ops;
 

@@ -8,7 +8,8 @@
  *   vq.pop              a chain is available, before it is taken
  *   vq.pop.marked       its in-flight bit is set, last_avail not yet advanced
  *   vq.popped           taken (the device owns it)
- *   blk.submitted       a block request is in the kernel (io_uring)
+ *   blk.submitted       a block request is in the kernel (io_uring), or was done inline
+ *                       (RWF_NOWAIT) and is not yet returned
  *   net.tx.sent         a frame was written to the tap, not yet returned
  *   console.tx.written  output was written to the port's backends, not yet returned
  *   vq.push             done, before the used ring is written

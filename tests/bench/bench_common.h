@@ -239,7 +239,7 @@ static inline double bench_cpu_threads_s(pid_t pid)
 /* Memory of a process from /proc/<pid>/smaps, in KiB. */
 struct bench_mem {
 	uint64_t rss;           /* every mapping (= VmRSS) */
-	uint64_t guest;         /* guest RAM and Xen pages: xensim's memfd mappings */
+	uint64_t guest;         /* guest RAM and Xen pages: xensim's memfd and secretmem mappings */
 	uint64_t own;           /* rss - guest: what the daemon itself costs */
 	uint64_t private_own;   /* Private_Clean + Private_Dirty outside the guest mappings */
 	uint64_t pss_own;       /* Pss outside the guest mappings (shared libraries split) */
@@ -262,8 +262,9 @@ static inline int bench_mem_of(pid_t pid, struct bench_mem *m)
 		char key[64];
 
 		if (hex > 0 && line[hex] == '-') {
-			/* A mapping's header line: address range, perms, ..., path. */
-			guest = strstr(line, "/memfd:xsim-") != NULL;
+			/* A mapping's header line: address range, perms, ..., path. Guest RAM is
+			 * memfd_secret memory unless pinnable ("/secretmem (deleted)"). */
+			guest = strstr(line, "/memfd:xsim-") || strstr(line, "/secretmem ");
 			continue;
 		}
 		if (sscanf(line, "%63[^:]: %llu kB", key, &kb) != 2)

@@ -25,6 +25,17 @@
  * daemon's disk naming it (`nbd = nbd+unix:///?socket=...`), against fio's nbd engine (libnbd)
  * on the same export. Skipped, with a line saying so, when nbdkit or the daemon's libnbd is not
  * there.
+ * Cost per request (bench_cost.h), for 4 KiB random reads and writes at QD1 and QD32, buffered
+ * (cache = writeback) and direct (cache = none), a fixed number of requests each, the fewest of
+ * BENCH_REPEAT runs (load only adds):
+ *   BENCH syscalls_per_request_blk_<case>  the daemon's system calls (raw_syscalls:sys_enter)
+ *   BENCH csw_per_request_blk_<case>       its context switches (voluntary and not: comment)
+ *   BENCH wakeups_per_request_blk_<case>   its voluntary switches: each needed one wake-up
+ *   BENCH hwinstr_per_request_blk_<case>   user+kernel instructions (only with a PMU)
+ *   BENCH instr_per_request_blk_<case>     user-space instructions under callgrind, inclusive
+ *                                          in the loop callbacks that serve requests
+ * The baseline of a cost line is the issue's target where it has one (syscalls <= 0.5 at QD32,
+ * instructions <= 2,400 at QD32 and <= 3,000 at QD1), so ratio >= 1 is met; else 0.
  */
 #include <endian.h>
 #include <errno.h>
@@ -41,6 +52,8 @@
 #include "devices/blk.h"
 #include "devices/device.h"
 #include "tests/lib/nbdkit.h"
+#include "tests/bench/bench_common.h"
+#include "tests/bench/bench_cost.h"
 #include "tests/xensim/guest.h"
 
 #ifndef XVD_SIM_DAEMON
@@ -98,6 +111,9 @@ struct bench {
 	double secs;
 	uint64_t seq_off, rng;
 	uint64_t errors, kicks, irqs;
+	uint64_t limit;              /* non-zero: run_guest stops after this many requests */
+	uint64_t completed;          /* run_guest's completions, the drained tail included */
+	const char *const *pre;      /* non-NULL: the daemon runs under valgrind with these */
 };
 
 static double now_s(void)
@@ -167,10 +183,19 @@ static int daemon_up(struct bench *b, const char *fastpath)
 	f = fopen(inipath, "w");
 	if (!f || fputs(ini, f) < 0 || fclose(f) != 0)
 		return -1;
-	if (xsim_daemon_start(b->hub, &b->dm, XVD_SIM_DAEMON, "daemon", args, 0) < 0 ||
-	    xsim_daemon_wait_ready(&b->dm, 10000) < 0)
+	const char *vargs[24];
+	unsigned n = 0;
+
+	for (; b->pre && b->pre[n] && n < 16; n++)
+		vargs[n] = b->pre[n];
+	memcpy(&vargs[n], args, sizeof(args));
+	if (xsim_daemon_start(b->hub, &b->dm, b->pre ? "/usr/bin/valgrind" : XVD_SIM_DAEMON,
+			      "daemon", vargs, 0) < 0 ||
+	    xsim_daemon_wait_ready(&b->dm, b->pre ? 60000 : 10000) < 0)
 		return -1;
 	xsim_vio_init(&b->vio, b->dom, 0, WIN0, SPI);
+	if (b->pre)
+		b->vio.timeout_ms = 60000;    /* valgrind is slow */
 	if (xsim_vmem_init(&b->mem, b->dom, RAM_GPA, HEAP, false) < 0)
 		return -1;
 	/* A fresh driver: the previous daemon's device is gone with its ioreq server. */
@@ -286,7 +311,7 @@ static double run_guest(struct bench *b, const struct bcase *c)
 	t0 = now_s();
 	t1 = t0;
 	while (inflight) {
-		bool stop = t1 - t0 >= b->secs;
+		bool stop = t1 - t0 >= b->secs || (b->limit && done >= b->limit);
 
 		if (b->vio.io.wait_irq(&b->vio.io, 1000) > 0) {
 			uint32_t isr = vdrv_read32(&b->drv, R_INT_STATUS);
@@ -302,13 +327,14 @@ static double run_guest(struct bench *b, const struct bcase *c)
 			inflight -= n;
 		else
 			done += n;
+		b->completed += n;
 		if (!stop)
 			kick_if_needed(b, old);
 		t1 = now_s();
 		if (t1 - t0 > b->secs + 10)
 			break;    /* the device stopped answering; errors tell */
 	}
-	return (double)done / b->secs;
+	return (double)done / (b->limit ? t1 - t0 : b->secs);
 }
 
 /* fio's IOPS for the case, from its JSON output; < 0 when fio is missing or failed. */
@@ -348,14 +374,18 @@ static double run_fio(struct bench *b, const struct bcase *c)
 	return iops;
 }
 
+/* What the guest's lines say: the cache mode and xensim's guest RAM (pinnable or not). */
+static const char *ram_kind = "?", *ram_cache = "?";
+
 static void report(const struct bcase *c, double guest_iops, double fio_iops)
 {
 	bool mb = c->bs >= 65536;
 	double scale = mb ? c->bs / 1048576.0 : 1.0;
 	double v = guest_iops * scale, base = fio_iops * scale;
 
-	printf("BENCH %s value=%.1f unit=%s baseline=%.1f ratio=%.2f\n", c->name, v,
-	       mb ? "MiB/s" : "iops", base, base > 0 ? v / base : 0.0);
+	printf("BENCH %s value=%.1f unit=%s baseline=%.1f ratio=%.2f # cache=%s, guest RAM %s\n",
+	       c->name, v, mb ? "MiB/s" : "iops", base, base > 0 ? v / base : 0.0, ram_cache,
+	       ram_kind);
 	fflush(stdout);
 }
 
@@ -420,8 +450,9 @@ static int compare_fastpath(struct bench *b, const struct bcase *cp, unsigned re
 
 	for (unsigned r = 0; r < reps; r++)
 		ratio[r] = v[0][r] > 0 ? v[1][r] / v[0][r] : 0;
-	printf("BENCH %s value=%.1f unit=iops baseline=%.1f ratio=%.2f\n", c.name,
-	       median(v[1], reps), median(v[0], reps), median(ratio, reps));
+	printf("BENCH %s value=%.1f unit=iops baseline=%.1f ratio=%.2f # cache=%s, guest RAM %s\n",
+	       c.name, median(v[1], reps), median(v[0], reps), median(ratio, reps), ram_cache,
+	       ram_kind);
 	fflush(stdout);
 	return b->errors ? 1 : 0;
 }
@@ -480,6 +511,7 @@ static int nbd_cases_run(struct bench *b, const char *filter, unsigned reps)
 		return 1;
 	}
 	snprintf(b->nbd_uri, sizeof(b->nbd_uri), "nbd+unix:///?socket=%s", sock);
+	ram_cache = "nbd (nbdkit's page cache)";
 	xsim_daemon_stop(&b->dm);
 	if (daemon_up(b, NULL) < 0) {
 		fprintf(stderr, "# nbd_*: skipped: the daemon cannot serve an NBD disk (built "
@@ -492,6 +524,237 @@ static int nbd_cases_run(struct bench *b, const char *filter, unsigned reps)
 	xsim_daemon_stop(&b->dm);
 	b->nbd_uri[0] = '\0';
 	nbdkit_kill(srv, sock);
+	return rc;
+}
+
+/* ---- cost per request: system calls, switches, wake-ups, instructions ---- */
+
+/*
+ * The issue's cost cases: 4 KiB random reads and writes at QD1 and QD32, buffered (cache =
+ * writeback) and direct (cache = none), the daemon restarted for each cache mode. The counters
+ * (bench_cost.h) count the daemon's threads only: the guest's side is the vCPU's on Xen.
+ */
+struct ccase {
+	const char *tag;           /* randread_4k_qd32_direct, ... */
+	bool write, direct;
+	unsigned qd;
+};
+
+static const struct ccase cost_cases[] = {
+	{ "randread_4k_qd1_buffered", false, false, 1 },
+	{ "randread_4k_qd32_buffered", false, false, 32 },
+	{ "randwrite_4k_qd1_buffered", true, false, 1 },
+	{ "randwrite_4k_qd32_buffered", true, false, 32 },
+	{ "randread_4k_qd1_direct", false, true, 1 },
+	{ "randread_4k_qd32_direct", false, true, 32 },
+	{ "randwrite_4k_qd1_direct", true, true, 1 },
+	{ "randwrite_4k_qd32_direct", true, true, 32 },
+};
+
+/* The issue's targets: syscalls <= 0.5 at QD32, instructions <= 2,400 at QD32, 3,000 at QD1. */
+static double cost_target_instr(const struct ccase *cc)
+{
+	return cc->qd >= 32 ? 2400 : 3000;
+}
+
+/* One cost line: value per request, baseline the target (0: none), ratio = target / value. */
+static void cost_line(const char *what, const struct ccase *cc, double v, const char *unit,
+		      double target, const char *note)
+{
+	printf("BENCH %s_per_request_blk_%s value=%.3f unit=%s baseline=%.3f ratio=%.2f # guest "
+	       "RAM %s%s%s\n", what, cc->tag, v, unit, target,
+	       target > 0 && v > 0 ? target / v : 0.0, ram_kind, note ? "; " : "", note ? note : "");
+	fflush(stdout);
+}
+
+static void cost_skip(const char *what, const struct ccase *cc, const char *why)
+{
+	char name[128];
+
+	snprintf(name, sizeof(name), "%s_per_request_blk_%s", what, cc->tag);
+	bench_skip(name, why);
+}
+
+/*
+ * Buffered cases measure requests served from the page cache (the issue's "buffered I/O from
+ * the page cache"): the image is read through first, since the O_DIRECT cases before dropped it.
+ */
+static void cost_warm_cache(const struct bench *b)
+{
+	static char buf[1 << 20];
+	int fd = open(b->img, O_RDONLY | O_CLOEXEC);
+
+	while (fd >= 0 && read(fd, buf, sizeof(buf)) > 0)
+		;
+	if (fd >= 0)
+		close(fd);
+}
+
+static int cost_daemon(struct bench *b, bool direct)
+{
+	xsim_daemon_stop(&b->dm);
+	b->direct = direct;
+	if (daemon_up(b, NULL) < 0) {
+		fprintf(stderr, "blk_bench: cost: daemon (cache=%s) failed\n",
+			direct ? "none" : "writeback");
+		xsim_daemon_dump_log(&b->dm, "  | ");
+		return -1;
+	}
+	return 0;
+}
+
+/* n requests of cc on a running daemon; the completions (tail included), 0 on failure. */
+static uint64_t cost_run(struct bench *b, const struct ccase *cc, uint64_t n)
+{
+	struct bcase c = { cc->tag, cc->write ? "randwrite" : "randread", cc->write, true, 4096,
+			   cc->qd, false };
+	double secs = b->secs;
+
+	b->limit = n;
+	b->completed = 0;
+	b->secs = 600;
+	b->errors = 0;
+	run_guest(b, &c);
+	b->secs = secs;
+	b->limit = 0;
+	return b->errors ? 0 : b->completed;
+}
+
+/* The counters' figures of cc, the fewest over reps runs (load only adds switches). */
+static int cost_counts(struct bench *b, const struct ccase *cc, unsigned reps)
+{
+	uint64_t n = cc->qd >= 32 ? 20000 : 4000;
+	struct cost_per_req best = { 0 }, one;
+	struct cost_counters ctr;
+	const char *why_sys, *why_instr;
+	char note[160];
+
+	if (cost_run(b, cc, 200) == 0)     /* warm: page cache, io_uring workers, mappings */
+		return -1;
+	if (cost_open(&ctr, b->dm.pid, &why_sys, &why_instr) < 0)
+		return -1;
+	for (unsigned r = 0; r < reps; r++) {
+		struct cost_snap s0, s1;
+		uint64_t done;
+
+		cost_read(&ctr, &s0);
+		done = cost_run(b, cc, n);
+		cost_read(&ctr, &s1);
+		if (!done) {
+			cost_close(&ctr);
+			return -1;
+		}
+		cost_per_request(&s0, &s1, done, &one);
+		if (r == 0 || one.syscalls + one.csw < best.syscalls + best.csw)
+			best = one;
+	}
+	cost_close(&ctr);
+	if (why_sys)
+		cost_skip("syscalls", cc, why_sys);
+	else
+		cost_line("syscalls", cc, best.syscalls, "syscalls", cc->qd >= 32 ? 0.5 : 0, NULL);
+	snprintf(note, sizeof(note), "voluntary (wake-ups) %.3f, involuntary %.3f; %u iou-wrk "
+		 "threads alive after", best.wakeups, best.invol, best.workers_max);
+	cost_line("csw", cc, best.csw, "switches", 0, note);
+	cost_line("wakeups", cc, best.wakeups, "wakeups", 0, NULL);
+	if (!why_instr)
+		cost_line("hwinstr", cc, best.instr, "instr", cost_target_instr(cc),
+			  "user+kernel, perf");
+	return 0;
+}
+
+/*
+ * Instructions per request under callgrind (user space only: the kernel's share is not seen),
+ * inclusive in the loop callbacks that serve requests: (n requests - none) / n.
+ */
+static const char *const cost_cg_handlers[] = { "xg_evtchn_cb", "fp_queue_cb", "blk_efd_cb",
+						"blk_more_cb", NULL };
+
+static uint64_t cost_cg_one(struct bench *b, const struct ccase *cc, uint64_t n)
+{
+	char out[512], opt[600];
+	const char *pre[] = { "--tool=callgrind", opt, XVD_SIM_DAEMON, NULL };
+	uint64_t v = 0;
+
+	snprintf(out, sizeof(out), "%s/xvd-blkcost-%d.out", bench_scratch_dir(), (int)getpid());
+	snprintf(opt, sizeof(opt), "--callgrind-out-file=%s", out);
+	xsim_daemon_stop(&b->dm);
+	b->pre = pre;
+	b->direct = cc->direct;
+	setenv("XVD_NO_SECCOMP", "1", 1);    /* valgrind does not know seccomp(2) */
+	int up = daemon_up(b, NULL);
+
+	unsetenv("XVD_NO_SECCOMP");
+	b->pre = NULL;
+	if (up == 0 && (n == 0 || cost_run(b, cc, n) > 0)) {
+		int st = xsim_daemon_stop(&b->dm);
+
+		if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+			v = bench_cg_inclusive(out, cost_cg_handlers);
+	}
+	if (!v)
+		xsim_daemon_dump_log(&b->dm, "  | ");
+	b->dm.pid = -1;
+	unlink(out);
+	return v;
+}
+
+static void cost_callgrind(struct bench *b, const struct ccase *cc)
+{
+	uint64_t n = cc->qd >= 32 ? 4000 : 1000;
+	uint64_t idle, busy;
+
+	if (bench_env_u64("BENCH_NO_VALGRIND", 0) || access("/usr/bin/valgrind", X_OK) != 0) {
+		cost_skip("instr", cc, "valgrind not available or disabled");
+		return;
+	}
+	if (!cc->direct)
+		cost_warm_cache(b);
+	idle = cost_cg_one(b, cc, 0);
+	busy = idle ? cost_cg_one(b, cc, n) : 0;
+	if (!busy || busy < idle) {
+		cost_skip("instr", cc, "a callgrind run failed");
+		return;
+	}
+	cost_line("instr", cc, (double)(busy - idle) / (double)n, "instr",
+		  cost_target_instr(cc), "user space only (callgrind), the serving callbacks");
+}
+
+static int cost_cases_run(struct bench *b, const char *filter, unsigned reps)
+{
+	bool direct = b->direct;
+	int rc = 0;
+
+	for (unsigned m = 0; m < 2 && !rc; m++) {
+		bool want_direct = m == 1, up = false;
+
+		for (size_t i = 0; i < sizeof(cost_cases) / sizeof(cost_cases[0]) && !rc; i++) {
+			const struct ccase *cc = &cost_cases[i];
+
+			if (cc->direct != want_direct || (filter && !strstr(cc->tag, filter) &&
+							  !strstr("cost", filter)))
+				continue;
+			if (!up && cost_daemon(b, want_direct) < 0)
+				return 1;
+			up = true;
+			if (!cc->direct)
+				cost_warm_cache(b);
+			if (cost_counts(b, cc, reps) < 0) {
+				fprintf(stderr, "blk_bench: cost %s failed\n", cc->tag);
+				rc = 1;
+			}
+		}
+	}
+	for (size_t i = 0; i < sizeof(cost_cases) / sizeof(cost_cases[0]) && !rc; i++) {
+		const struct ccase *cc = &cost_cases[i];
+
+		if (filter && !strstr(cc->tag, filter) && !strstr("cost", filter))
+			continue;
+		cost_callgrind(b, cc);
+	}
+	b->direct = direct;
+	if (cost_daemon(b, direct) < 0)
+		rc = 1;
 	return rc;
 }
 
@@ -518,6 +781,8 @@ int main(void)
 		unlink(b->img);
 		return 1;
 	}
+	ram_kind = xsim_dom_ram_kind(b->dom);
+	ram_cache = b->direct ? "none" : "writeback";
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct bcase *c = &cases[i];
 
@@ -531,6 +796,7 @@ int main(void)
 			rc |= compare_fastpath(b, &fastpath_cases[i], reps);
 	}
 	rc |= nbd_cases_run(b, filter, reps);
+	rc |= cost_cases_run(b, filter, reps);
 	xsim_daemon_stop(&b->dm);
 	xsim_hub_stop(b->hub);
 	unlink(b->img);

@@ -36,6 +36,7 @@
 
 #include "devices/device.h"
 #include "tests/bench/bench_common.h"
+#include "tests/bench/bench_cost.h"
 
 #define MAX_ROUNDS 9
 #define REQ_LEN    64
@@ -230,6 +231,21 @@ static void report_cache(const char *name, struct rng_guest *g, const struct gst
 			   (double)(s1.grant_maps - s0->grant_maps) / requests, "maps", 0, false);
 }
 
+/* The rng guest's system calls, switches and wake-ups per request (the ioreq path). */
+static void report_cost(const struct cost_snap *sum, uint64_t n, const char *why_sys)
+{
+	struct cost_snap zero = { 0 };
+	struct cost_per_req pr;
+
+	cost_per_request(&zero, sum, n, &pr);
+	if (why_sys)
+		bench_skip("syscalls_per_request_rng", why_sys);
+	else
+		bench_line("syscalls_per_request_rng", pr.syscalls, "syscalls", 0, false);
+	bench_line("csw_per_request_rng", pr.csw, "switches", 0, false);
+	bench_line("wakeups_per_request_rng", pr.wakeups, "wakeups", 0, false);
+}
+
 int main(void)
 {
 	bool quick = bench_quick();
@@ -256,11 +272,19 @@ int main(void)
 	use_grants = false;
 	if (dump_stats(&g.dm, &s0) < 0 || dump_stats(&gg.dm, &gs0) < 0)
 		fprintf(stderr, "cpu_bench: no stats line after SIGUSR1\n");
+	struct cost_counters ctr;
+	struct cost_snap k0, k1, ksum = { 0 };
+	const char *why_sys, *why_instr;
+	bool counted = cost_open(&ctr, g.dm.pid, &why_sys, &why_instr) == 0;
+
 	for (unsigned r = 0; r < rounds && !rc; r++) {
 		double c0 = bench_cpu_s(g.dm.pid), c1;
 
+		cost_read(&ctr, &k0);
 		if (rng_requests(&g, n) < 0)
 			rc = 1;
+		cost_read(&ctr, &k1);
+		cost_add(&ksum, &k0, &k1);
 		ours[r] = (bench_cpu_s(g.dm.pid) - c0) * 1e6 / n;
 		base[r] = pong_cpu(n) * 1e6;
 		c1 = bench_cpu_s(gg.dm.pid);
@@ -276,9 +300,12 @@ int main(void)
 		bench_line("cpu_per_request", foreign, "us", bench_median(base, rounds), false);
 		/* Grants against foreign mappings of the same guest: what grant_usage costs. */
 		bench_line("cpu_per_request_grants", bench_median(gr, rounds), "us", foreign, false);
+		if (counted)
+			report_cost(&ksum, (uint64_t)rounds * n, why_sys);
 		report_cache("gmem_cache_hit_rate", &g, &s0, rounds * n);
 		report_cache("gmem_cache_hit_rate_grants", &gg, &gs0, rounds * n);
 	}
+	cost_close(&ctr);
 	rng_stop(&gg);
 	rng_stop(&g);
 	case_callgrind(quick);

@@ -49,6 +49,7 @@
 #include "devices/net.h"
 #include "devices/virtio_ring.h"
 #include "tests/bench/bench_common.h"
+#include "tests/bench/bench_cost.h"
 #include "tests/lib/net_frames.h"
 #include "tests/lib/netns.h"
 #include "tests/lib/vdriver.h"
@@ -382,6 +383,8 @@ static double rate(const struct bcase *c, uint64_t frames, uint64_t bytes, doubl
 	return c->pps ? (double)frames / dt : (double)bytes * 8 / dt / 1e9;
 }
 
+static void cost_report_net(const char *name, const struct cost_snap *sum, uint64_t frames);
+
 static void run_case(struct nb *b, const struct bcase *c)
 {
 	static uint8_t gf[70000], bf[70000];
@@ -391,6 +394,11 @@ static void run_case(struct nb *b, const struct bcase *c)
 			    : make_frame(gf, b->hmac, b->gmac, 0x0a000063u, c->len, c->gso);
 	size_t blen = make_frame(bf, b->bmac, b->gmac, 0x0a000163u, c->len, c->gso);
 	size_t flen = glen - 12;
+	struct cost_counters ctr;
+	struct cost_snap s0, s1, sum = { 0 };
+	const char *why_sys, *why_instr;
+	uint64_t cost_frames = 0;
+	bool counted = cost_open(&ctr, b->dm.pid, &why_sys, &why_instr) == 0 && !why_sys;
 
 	for (unsigned r = 0; r < b->reps; r++) {
 		uint64_t frames, bytes;
@@ -399,15 +407,23 @@ static void run_case(struct nb *b, const struct bcase *c)
 
 		if (c->rx) {
 			gen_start(&g, TAP, gf, glen, c->gso);
+			cost_read(&ctr, &s0);
 			dt = guest_rx(b, &frames, &bytes);
+			cost_read(&ctr, &s1);
 			gen_stop(&g);
+			cost_add(&sum, &s0, &s1);
+			cost_frames += frames;
 			v[r] = rate(c, frames, bytes, dt);
 			gen_start(&g, BASE, gf, glen, c->gso);
 			dt = base_rx(b, &frames, &bytes);
 			gen_stop(&g);
 			base[r] = rate(c, frames, bytes, dt);
 		} else {
+			cost_read(&ctr, &s0);
 			dt = guest_tx(b, gf, glen, &frames);
+			cost_read(&ctr, &s1);
+			cost_add(&sum, &s0, &s1);
+			cost_frames += frames;
 			v[r] = rate(c, frames, frames * flen, dt);
 			dt = base_tx(b, bf, blen, &frames);
 			base[r] = rate(c, frames, frames * flen, dt);
@@ -424,6 +440,25 @@ static void run_case(struct nb *b, const struct bcase *c)
 	printf("BENCH %s value=%.3f unit=%s baseline=%.3f ratio=%.2f\n", c->name,
 	       bench_median(v, b->reps), c->pps ? "pps" : "Gbit/s", bench_median(base, b->reps), rm);
 	fflush(stdout);
+	cost_close(&ctr);
+	if (counted && cost_frames)
+		cost_report_net(c->name, &sum, cost_frames);
+}
+
+/* The daemon's system calls, switches and wake-ups per frame (GSO: per 64 KiB segment). */
+static void cost_report_net(const char *name, const struct cost_snap *sum, uint64_t frames)
+{
+	struct cost_snap zero = { 0 };
+	struct cost_per_req pr;
+	char line[128];
+
+	cost_per_request(&zero, sum, frames, &pr);
+	snprintf(line, sizeof(line), "syscalls_per_frame_%s", name + 4);
+	bench_line(line, pr.syscalls, "syscalls", 0, false);
+	snprintf(line, sizeof(line), "csw_per_frame_%s", name + 4);
+	bench_line(line, pr.csw, "switches", 0, false);
+	snprintf(line, sizeof(line), "wakeups_per_frame_%s", name + 4);
+	bench_line(line, pr.wakeups, "wakeups", 0, false);
 }
 
 static int run_all(void)

@@ -38,6 +38,9 @@ function target(n) {
 	if (n ~ /^scale_50_ready_all$/) return "v<5|< 5 s"
 	if (n == "gmem_cache_hit_rate") return "v>=99|>= 99 % (near 100)"
 	if (n == "fair_rng_rtt_max") return "v<100|< 100 ms (bounded loop turns)"
+	if (n ~ /^syscalls_per_request_blk_.*_qd32_/) return "v<=0.5|<= 0.5 per request"
+	if (n ~ /^(hw)?instr_per_request_blk_.*_qd32_/) return "v<=2400|<= 2,400 per request"
+	if (n ~ /^(hw)?instr_per_request_blk_.*_qd1_/) return "v<=3000|<= 3,000 per request"
 	return "|-"
 }
 {
@@ -53,6 +56,9 @@ function target(n) {
 	else if (t[1] == "v<5") res = (v + 0 < 5) ? "PASS" : "MISS"
 	else if (t[1] == "v>=99") res = (v + 0 >= 99) ? "PASS" : "MISS"
 	else if (t[1] == "v<100") res = (v + 0 < 100) ? "PASS" : "MISS"
+	else if (t[1] == "v<=0.5") res = (v + 0 <= 0.5) ? "PASS" : "MISS"
+	else if (t[1] == "v<=2400") res = (v + 0 <= 2400) ? "PASS" : "MISS"
+	else if (t[1] == "v<=3000") res = (v + 0 <= 3000) ? "PASS" : "MISS"
 	printf "| %s | %s | %s | %s | %s | %s | %s |\n", name, v, u, b, r, t[2], res
 }' >>"$MD"
 

@@ -11,6 +11,8 @@ set -u
 [ $# -eq 0 ] && set -- ${BENCH_RUN:-}
 
 OUT=${BENCH_OUT:-build/bench}
+# Each benchmark's log says what guest RAM xensim gave it (pinnable or not, tests/xensim/README.md).
+export XSIM_SAY_RAM=1
 export BENCH_OUT="$OUT"
 mkdir -p "$OUT"
 if [ "${BENCH_QUICK:-0}" != 0 ]; then

@@ -43,6 +43,14 @@ struct xsim_dom_opts {
 	unsigned ioreq_pages_max;
 	/* Non-zero: this domain id, which a dead domain had (Xen reuses ids); 0: the next one. */
 	uint32_t domid;
+	/*
+	 * Guest RAM as the dom0 kernel sees Xen's foreign and grant mappings (the default): it
+	 * cannot be pinned, so O_DIRECT into it, io_uring registered buffers over it and zero-copy
+	 * sends from it fail (EFAULT) as they do on Xen (memfd_secret(2)). True: an ordinary memfd
+	 * the kernel pins like any memory, for a test that needs the difference. XSIM_RAM=pinnable
+	 * in the environment makes every domain's RAM pinnable (to compare).
+	 */
+	bool pinnable_ram;
 };
 
 /* Create a running domain; writes /local/domain/<id>/name and fires @introduceDomain. */
@@ -54,6 +62,11 @@ int xsim_dom_destroy(struct xsim_dom *d);
 int xsim_dom_destroy_unannounced(struct xsim_dom *d);
 /* Every ioreq server of d: ranges, ioeventfds, each vCPU's slot state and binding (debugging). */
 void xsim_dom_dump(struct xsim_dom *d, FILE *f);
+/*
+ * "unpinnable" (as on Xen) or "pinnable" (an ordinary memfd): what d's RAM is, for a benchmark
+ * or test to state. A kernel without memfd_secret(2) gets pinnable RAM, and a note on stderr.
+ */
+const char *xsim_dom_ram_kind(struct xsim_dom *d);
 /* Host pointer to guest RAM [gpa, gpa+len), or NULL outside RAM. */
 void *xsim_dom_ram(struct xsim_dom *d, uint64_t gpa, uint64_t len);
 /* True when an enabled ioreq server covers addr (false: a guest access would abort). */

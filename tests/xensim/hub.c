@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -24,6 +25,10 @@
 
 #include "tests/xensim/guest.h"
 #include "tests/xensim/hub.h"
+
+#ifndef SYS_memfd_secret
+#define SYS_memfd_secret 447     /* the same on every architecture */
+#endif
 
 
 /* The domain with that id: the live one when the id was reused after a death. */
@@ -75,21 +80,26 @@ struct xsim_server *hub_route(struct xsim_dom *d, uint64_t addr, uint64_t len)
 	return NULL;
 }
 
-static int hub_memfd(const char *name, uint64_t size, void **map)
+/* A new memory fd (or -errno) of size bytes, mapped shared at *map; closed on failure. */
+static int hub_size_and_map(int fd, uint64_t size, void **map)
 {
-	int fd = memfd_create(name, MFD_CLOEXEC);
+	int err;
 
 	if (fd < 0)
 		return -errno;
-	if (ftruncate(fd, (off_t)size) < 0)
-		goto fail;
-	*map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (*map == MAP_FAILED)
-		goto fail;
-	return fd;
-fail:
+	if (ftruncate(fd, (off_t)size) == 0) {
+		*map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (*map != MAP_FAILED)
+			return fd;
+	}
+	err = errno;
 	close(fd);
-	return -errno;
+	return -err;
+}
+
+static int hub_memfd(const char *name, uint64_t size, void **map)
+{
+	return hub_size_and_map(memfd_create(name, MFD_CLOEXEC), size, map);
 }
 
 /* ---- ioreq servers ---- */
@@ -1047,6 +1057,11 @@ const char *xsim_hub_dir(struct xsim_hub *h)
 	return h->dir;
 }
 
+const char *xsim_dom_ram_kind(struct xsim_dom *d)
+{
+	return d->ram_pinnable ? "pinnable" : "unpinnable";
+}
+
 const char *xsim_hub_socket(struct xsim_hub *h)
 {
 	return h->sock;
@@ -1054,15 +1069,57 @@ const char *xsim_hub_socket(struct xsim_hub *h)
 
 /* ---- domains ---- */
 
+/*
+ * Guest RAM the kernel cannot pin, like the pages of a Xen foreign or grant mapping (a VM_PFNMAP
+ * mapping that get_user_pages() refuses): memfd_secret(2) memory, which the kernel keeps out of
+ * its direct map and will not pin either, so O_DIRECT into it fails with EFAULT exactly as
+ * on Xen. Its mappings count as locked memory: beyond RLIMIT_MEMLOCK they need CAP_IPC_LOCK,
+ * which a root test has and the sim daemon keeps (lib_fmem.c, xsim_daemon_keep_caps()).
+ * -errno when the kernel has none (ENOSYS) or refuses (EAGAIN: over the limit, no capability).
+ */
+static int hub_secretfd(uint64_t size, void **map)
+{
+	return hub_size_and_map((int)syscall(SYS_memfd_secret, (unsigned)O_CLOEXEC), size, map);
+}
+
+/* XSIM_SAY_RAM=1 (the benchmarks' run.sh sets it): say once per kind what guest RAM is. */
+static void dom_say_ram(struct xsim_dom *d)
+{
+	static bool said[2];
+	const char *env = getenv("XSIM_SAY_RAM");
+
+	if (!env || strcmp(env, "1") || said[d->ram_pinnable])
+		return;
+	said[d->ram_pinnable] = true;
+	fprintf(stderr, "# xsim: guest RAM %s\n", d->ram_pinnable ?
+		"pinnable (an ordinary memfd: O_DIRECT and pinning work, unlike on Xen)" :
+		"unpinnable (memfd_secret: O_DIRECT and pinning fail with EFAULT, as with Xen's "
+		"foreign mappings)");
+}
+
 static int dom_alloc_memory(struct xsim_dom *d, const struct xsim_dom_opts *o)
 {
 	uint64_t b0 = (o->ram_mib ? o->ram_mib : 64) << 20, b1 = o->ram1_mib << 20;
+	const char *env = getenv("XSIM_RAM");
 	void *map;
 
 	d->ram_size = b0 + b1;
-	d->ram_fd = hub_memfd("xsim-ram", d->ram_size, &map);
+	d->ram_pinnable = o->pinnable_ram || (env && !strcmp(env, "pinnable"));
+	d->ram_fd = d->ram_pinnable ? -ENOSYS : hub_secretfd(d->ram_size, &map);
+	if (d->ram_fd < 0 && !d->ram_pinnable) {
+		static bool said;
+
+		if (!said)
+			fprintf(stderr, "xsim: guest RAM the kernel can pin (memfd_secret: %s): "
+				"O_DIRECT works here, unlike on Xen\n", strerror(-d->ram_fd));
+		said = true;
+		d->ram_pinnable = true;
+	}
+	if (d->ram_pinnable)
+		d->ram_fd = hub_memfd("xsim-ram", d->ram_size, &map);
 	if (d->ram_fd < 0)
 		return d->ram_fd;
+	dom_say_ram(d);
 	d->ram = map;
 	d->ctl_fd = hub_memfd("xsim-ctl", sizeof(*d->ctl), &map);
 	if (d->ctl_fd < 0)

@@ -86,6 +86,7 @@ struct xsim_dom {
 	unsigned ioreq_pages_max;   /* 0: as many ioreq pages as the vCPUs need */
 	bool alive;
 	int ram_fd, ctl_fd;
+	bool ram_pinnable;      /* an ordinary memfd (else memfd_secret: as Xen's mappings) */
 	uint8_t *ram;           /* the whole RAM memfd: bank 0 then bank 1 */
 	uint64_t ram_size;
 	struct xsim_domctl *ctl;

@@ -4,6 +4,8 @@
  * page memfd. Frames outside guest RAM fail like Xen (err[i] = -EINVAL, or the whole call).
  */
 #include <errno.h>
+#include <linux/capability.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -13,6 +15,20 @@
 
 #include "tests/xensim/client.h"
 #include "tests/xensim/fault.h"
+
+/*
+ * The capabilities the sim daemon keeps when it drops the rest (daemon/sandbox.c looks for this
+ * symbol, which only the sim daemon links): CAP_IPC_LOCK, to map guest RAM that the hub made
+ * with memfd_secret(2) (it cannot be pinned, as Xen's foreign mappings; it counts as locked
+ * memory, far beyond the 8 MiB RLIMIT_MEMLOCK a capability-less process has). A test-environment
+ * accommodation: the real daemon has no such symbol and keeps nothing.
+ */
+uint64_t xsim_daemon_keep_caps(void);
+
+uint64_t xsim_daemon_keep_caps(void)
+{
+	return UINT64_C(1) << CAP_IPC_LOCK;
+}
 
 struct xenforeignmemory_handle {
 	struct xsim_pch p;

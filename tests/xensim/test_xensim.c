@@ -309,6 +309,56 @@ static void test_fmem_map(void **state)
 	xenforeignmemory_close(fm);
 }
 
+/* O_DIRECT read of one page from a file of ours into domain d's first page, mapped as a DM does. */
+static ssize_t direct_read_into(struct xsim_hub *h, struct xsim_dom *d)
+{
+	xenforeignmemory_handle *fm = xenforeignmemory_open(NULL, 0);
+	xen_pfn_t pfn = 0x40000;
+	char path[256];
+	ssize_t r;
+	void *p;
+	int fd;
+
+	assert_non_null(fm);
+	p = xenforeignmemory_map(fm, xsim_dom_id(d), PROT_READ | PROT_WRITE, 1, &pfn, NULL);
+	assert_non_null(p);
+	snprintf(path, sizeof(path), "%s/direct.img", xsim_hub_dir(h));
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	memset(p, 0x5a, 4096);
+	assert_int_equal(pwrite(fd, p, 4096, 0), 4096);   /* real blocks, not a hole */
+	assert_int_equal(fdatasync(fd), 0);
+	close(fd);
+	fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	assert_true(fd >= 0);
+	r = pread(fd, p, 4096, 0);
+	if (r < 0)
+		r = -errno;
+	close(fd);
+	unlink(path);
+	xenforeignmemory_unmap(fm, p, 1);
+	xenforeignmemory_close(fm);
+	return r;
+}
+
+/*
+ * Guest RAM behaves as Xen's foreign mappings do for the kernel: it cannot be pinned, so an
+ * O_DIRECT read into it fails with EFAULT; a domain asking for pinnable RAM gets the old memfd.
+ */
+static void test_ram_unpinnable(void **state)
+{
+	struct fx *f = *state;
+	struct xsim_dom *d2 = xsim_dom_create(f->hub, &(struct xsim_dom_opts){
+					       .name = "g2", .ram_mib = 4, .pinnable_ram = true });
+
+	assert_non_null(d2);
+	assert_string_equal(xsim_dom_ram_kind(d2), "pinnable");
+	assert_int_equal(direct_read_into(f->hub, d2), 4096);
+	if (strcmp(xsim_dom_ram_kind(f->dom), "unpinnable") != 0)
+		skip();     /* a kernel without memfd_secret(2): said on stderr */
+	assert_int_equal(direct_read_into(f->hub, f->dom), -EFAULT);
+}
+
 static void test_gnttab(void **state)
 {
 	struct fx *f = *state;
@@ -939,6 +989,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_xs_release_domain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_xs_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fmem_map, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ram_unpinnable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gnttab, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_irq_edges, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ioreq_setup_and_masking, setup, teardown),
