@@ -448,13 +448,24 @@ static void test_rbd_no_image(void **state)
 	assert_true(xsim_daemon_log_has(&g->t->dm, "rbd image rbd/nosuchimage"));
 }
 
+/* A bad rbd value is a configuration error: exit 78 naming file:line: rbd, no cluster asked. */
+static void test_rbd_bad_config(void **state)
+{
+	struct guest *g = *state;
+
+	assert_int_equal(daemon_exit_status(g, "[guest]\nname = g1\ndiscovery = explicit\n\n"
+					    "[block \"root\"]\nmmio = 0x02000000\nirq = 33\n"
+					    "rbd = rbd//img\n"), 78);
+	assert_true(xsim_daemon_log_has(&g->t->dm, ":8: rbd: 'rbd//img' is not POOL/IMAGE"));
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_rbd_rw_depths), T(test_rbd_request_types), T(test_rbd_snapshot),
 		T(test_rbd_resize), T(test_rbd_osd_restart), T(test_rbd_no_cluster_at_start),
-		T(test_rbd_no_image),
+		T(test_rbd_no_image), T(test_rbd_bad_config),
 	};
 	char cmd[96];
 	int rc;
