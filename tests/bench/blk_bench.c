@@ -20,6 +20,13 @@
  * paths in one run: the 4 KiB random read with notify_fastpath = on (value) and = off
  * (baseline), the daemon restarted for each side and the sides alternating BENCH_REPEAT times;
  * value and baseline are medians, ratio the median of the per-round ratios.
+ *
+ * Ceph RBD (rbd_*): when the Ceph packages are there (tests/lib/ceph-cluster.sh available), a
+ * one-node cluster is started in a temporary directory, an image of BENCH_RBD_MIB (default 128)
+ * is written through, and 4 KiB random reads and writes at QD1 and QD32 run through an rbd
+ * disk against fio's rbd engine on the same image (same client, same librbd defaults).
+ * BENCH_RBD=0 leaves them out. The cluster's memstore OSD keeps everything in memory: these
+ * numbers are the client path's, not a disk's.
  */
 #include <endian.h>
 #include <errno.h>
@@ -29,12 +36,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "devices/blk.h"
 #include "devices/device.h"
+#include "tests/lib/nbdkit.h"
 #include "tests/xensim/guest.h"
 
 #ifndef XVD_SIM_DAEMON
@@ -86,6 +95,7 @@ struct bench {
 	struct vdrv drv;
 	struct slot slots[MAX_QD];
 	char img[256];
+	char rbd[64], ceph_dir[256];   /* rbd cases: the image, the cluster's directory */
 	uint64_t img_bytes;
 	bool direct;
 	double secs;
@@ -147,9 +157,15 @@ static int daemon_up(struct bench *b, const char *fastpath)
 	snprintf(inipath, sizeof(inipath), "%s/bench.ini", xsim_hub_dir(b->hub));
 	snprintf(ini, sizeof(ini),
 		 "[guest]\nname = bench\ndiscovery = explicit\n%s%s%s\n[block \"bench\"]\n"
-		 "mmio = 0x02000000\nirq = 33\npath = %s\ncache = %s\nqueue_size = 256\n",
+		 "mmio = 0x02000000\nirq = 33\nqueue_size = 256\n",
 		 fastpath ? "notify_fastpath = " : "", fastpath ? fastpath : "",
-		 fastpath ? "\n" : "", b->img, b->direct ? "none" : "writeback");
+		 fastpath ? "\n" : "");
+	if (b->rbd[0])
+		snprintf(ini + strlen(ini), sizeof(ini) - strlen(ini),
+			 "rbd = %s\nceph_conf = %s/ceph.conf\n", b->rbd, b->ceph_dir);
+	else
+		snprintf(ini + strlen(ini), sizeof(ini) - strlen(ini), "path = %s\ncache = %s\n",
+			 b->img, b->direct ? "none" : "writeback");
 	f = fopen(inipath, "w");
 	if (!f || fputs(ini, f) < 0 || fclose(f) != 0)
 		return -1;
@@ -298,21 +314,14 @@ static double run_guest(struct bench *b, const struct bcase *c)
 }
 
 /* fio's IOPS for the case, from its JSON output; < 0 when fio is missing or failed. */
-static double run_fio(struct bench *b, const struct bcase *c)
+static double fio_iops(const char *cmd, const struct bcase *c)
 {
-	char cmd[1024], line[512];
+	char line[512];
 	const char *key = c->write ? "\"write\" : {" : "\"read\" : {";
 	double iops = -1;
 	bool in = false;
-	FILE *p;
+	FILE *p = popen(cmd, "r");
 
-	snprintf(cmd, sizeof(cmd),
-		 "fio --name=base --filename=%s --ioengine=io_uring --direct=%d --rw=%s "
-		 "--bs=%u --iodepth=%u --size=%llu --runtime=%g --time_based --norandommap "
-		 "--randrepeat=0 --output-format=json 2>/dev/null",
-		 b->img, b->direct, c->fio_rw, c->bs, c->qd, (unsigned long long)b->img_bytes,
-		 b->secs);
-	p = popen(cmd, "r");
 	if (!p)
 		return -1;
 	while (fgets(line, sizeof(line), p)) {
@@ -326,6 +335,34 @@ static double run_fio(struct bench *b, const struct bcase *c)
 	if (pclose(p) != 0)
 		return -1;
 	return iops;
+}
+
+static double run_fio(struct bench *b, const struct bcase *c)
+{
+	char cmd[1024];
+
+	snprintf(cmd, sizeof(cmd),
+		 "fio --name=base --filename=%s --ioengine=io_uring --direct=%d --rw=%s "
+		 "--bs=%u --iodepth=%u --size=%llu --runtime=%g --time_based --norandommap "
+		 "--randrepeat=0 --output-format=json 2>/dev/null",
+		 b->img, b->direct, c->fio_rw, c->bs, c->qd, (unsigned long long)b->img_bytes,
+		 b->secs);
+	return fio_iops(cmd, c);
+}
+
+/* fio's rbd engine on the same image, as the same client (CEPH_CONF names the cluster). */
+static double run_fio_rbd(struct bench *b, const struct bcase *c)
+{
+	char cmd[1024];
+	const char *slash = strchr(b->rbd, '/');
+
+	snprintf(cmd, sizeof(cmd),
+		 "CEPH_CONF=%s/ceph.conf fio --name=base --ioengine=rbd --clientname=admin "
+		 "--pool=%.*s --rbdname=%s --rw=%s --bs=%u --iodepth=%u --size=%llu --runtime=%g "
+		 "--time_based --norandommap --randrepeat=0 --output-format=json 2>/dev/null",
+		 b->ceph_dir, (int)(slash - b->rbd), b->rbd, slash + 1, c->fio_rw, c->bs, c->qd,
+		 (unsigned long long)b->img_bytes, b->secs);
+	return fio_iops(cmd, c);
 }
 
 static void report(const struct bcase *c, double guest_iops, double fio_iops)
@@ -406,6 +443,90 @@ static int compare_fastpath(struct bench *b, const struct bcase *cp, unsigned re
 	return b->errors ? 1 : 0;
 }
 
+/* Through an rbd disk against fio's rbd engine. */
+static const struct bcase rbd_cases[] = {
+	{ "rbd_randread_4k_qd1", "randread", false, true, 4096, 1, false },
+	{ "rbd_randread_4k_qd32", "randread", false, true, 4096, 32, false },
+	{ "rbd_randwrite_4k_qd1", "randwrite", true, true, 4096, 1, false },
+	{ "rbd_randwrite_4k_qd32", "randwrite", true, true, 4096, 32, false },
+};
+
+/* One case, guest and baseline alternating reps times; medians reported. */
+static int run_case(struct bench *b, const struct bcase *c, unsigned reps,
+		    double (*baseline)(struct bench *b, const struct bcase *c))
+{
+	double gv[16], fv[16];
+
+	b->errors = b->kicks = b->irqs = 0;
+	for (unsigned r = 0; r < reps; r++) {
+		gv[r] = run_guest(b, c);
+		fv[r] = baseline(b, c);
+	}
+	fprintf(stderr, "# %s: %llu kicks, %llu interrupts over %u runs (%s)\n", c->name,
+		(unsigned long long)b->kicks, (unsigned long long)b->irqs, reps,
+		b->rbd[0] ? "rbd" : b->direct ? "cache=none" : "cache=writeback");
+	report(c, median(gv, reps), median(fv, reps));
+	if (!b->errors)
+		return 0;
+	fprintf(stderr, "blk_bench: %s: %llu errors\n", c->name, (unsigned long long)b->errors);
+	return 1;
+}
+
+static int sh(const char *fmt, const char *a, const char *b2)
+{
+	char cmd[768];
+
+	snprintf(cmd, sizeof(cmd), fmt, a, b2);
+	return system(cmd);
+}
+
+/* The rbd cases on a one-node cluster of their own; 0, or 1 when something failed. */
+static int bench_rbd(struct bench *b, const char *filter, unsigned reps)
+{
+	char port[16], mib[16];
+	bool any = false;
+	int rc = 0;
+
+	for (size_t i = 0; i < sizeof(rbd_cases) / sizeof(rbd_cases[0]); i++)
+		any |= !filter || strstr(rbd_cases[i].name, filter);
+	if (!any || env_u64("BENCH_RBD", 1) == 0)
+		return 0;
+	if (sh("sh %s available%s", CEPH_CLUSTER_SH, "") != 0) {
+		fprintf(stderr, "# rbd cases skipped: no Ceph packages (ceph-mon ceph-osd "
+			"ceph-common)\n");
+		return 0;
+	}
+	snprintf(b->ceph_dir, sizeof(b->ceph_dir), "%s/ceph", xsim_hub_dir(b->hub));
+	snprintf(port, sizeof(port), "%d", nbdkit_free_port());
+	snprintf(mib, sizeof(mib), "%llu", (unsigned long long)env_u64("BENCH_RBD_MIB", 128));
+	snprintf(b->rbd, sizeof(b->rbd), "rbd/bench");
+	if (mkdir(b->ceph_dir, 0700) < 0 ||
+	    sh("sh " CEPH_CLUSTER_SH " start %s %s >/dev/null 2>&1", b->ceph_dir, port) != 0 ||
+	    sh("rbd --conf %s/ceph.conf create --size %s rbd/bench", b->ceph_dir, mib) != 0 ||
+	    sh("rbd --conf %s/ceph.conf bench --io-type write --io-size 4M --io-pattern seq "
+	       "--io-total %sM rbd/bench >/dev/null", b->ceph_dir, mib) != 0) {
+		fprintf(stderr, "blk_bench: the Ceph cluster or its image failed (%s)\n",
+			b->ceph_dir);
+		rc = 1;
+		goto out;
+	}
+	b->img_bytes = env_u64("BENCH_RBD_MIB", 128) << 20;
+	xsim_daemon_stop(&b->dm);
+	if (daemon_up(b, NULL) < 0) {
+		fprintf(stderr, "blk_bench: the daemon with an rbd disk failed\n");
+		rc = 1;
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(rbd_cases) / sizeof(rbd_cases[0]); i++)
+		if (!filter || strstr(rbd_cases[i].name, filter))
+			rc |= run_case(b, &rbd_cases[i], reps, run_fio_rbd);
+	xsim_daemon_stop(&b->dm);
+out:
+	sh("sh " CEPH_CLUSTER_SH " stop %s%s >/dev/null 2>&1", b->ceph_dir, "");
+	b->rbd[0] = '\0';
+	return rc;
+}
+
 int main(void)
 {
 	struct bench *b = calloc(1, sizeof(*b));
@@ -413,7 +534,6 @@ int main(void)
 	const char *cache = getenv("BENCH_CACHE");
 	bool quick = env_u64("BENCH_QUICK", 0) != 0;
 	unsigned reps = (unsigned)env_u64("BENCH_REPEAT", 3);
-	double gv[16], fv[16];
 	int rc = 0;
 
 	if (reps < 1 || reps > 16)
@@ -435,26 +555,14 @@ int main(void)
 
 		if ((filter && !strstr(c->name, filter)) || (quick && c->depth_curve))
 			continue;
-		b->errors = b->kicks = b->irqs = 0;
-		for (unsigned r = 0; r < reps; r++) {
-			gv[r] = run_guest(b, c);
-			fv[r] = run_fio(b, c);
-		}
-		if (b->errors) {
-			fprintf(stderr, "blk_bench: %s: %llu errors\n", c->name,
-				(unsigned long long)b->errors);
-			rc = 1;
-		}
-		fprintf(stderr, "# %s: %llu kicks, %llu interrupts over %u runs (cache=%s)\n",
-			c->name, (unsigned long long)b->kicks, (unsigned long long)b->irqs, reps,
-			b->direct ? "none" : "writeback");
-		report(c, median(gv, reps), median(fv, reps));
+		rc |= run_case(b, c, reps, run_fio);
 	}
 	for (size_t i = 0; i < sizeof(fastpath_cases) / sizeof(fastpath_cases[0]); i++) {
 		b->errors = 0;
 		if (!filter || strstr(fastpath_cases[i].name, filter))
 			rc |= compare_fastpath(b, &fastpath_cases[i], reps);
 	}
+	rc |= bench_rbd(b, filter, reps);
 	xsim_daemon_stop(&b->dm);
 	xsim_hub_stop(b->hub);
 	unlink(b->img);
