@@ -299,6 +299,27 @@ static void test_rbd_snapshot(void **state)
 	free(gen);
 }
 
+/* rbd = POOL/NAMESPACE/IMAGE: the image in the namespace, not one of the same name outside. */
+static void test_rbd_namespace(void **state)
+{
+	struct guest *g = *state;
+	uint8_t *gen = calloc(IMG_SIZE / 512, 1);
+	char spec[160];
+
+	if (!conf[0])
+		skip();
+	snprintf(spec, sizeof(spec), "rbd/ns1/img%u", image_no);
+	assert_int_equal(run("rbd --conf %s namespace create rbd/ns1 >/dev/null 2>&1; "
+			     "rbd --conf %s create --size %u %s", conf, conf, IMG_MIB, spec), 0);
+	rbd_guest_start(g, spec, 30, NULL);
+	write_pat(g, 65536, 1 << 20, 8, gen);
+	guest_stop(g);
+	assert_image(g, spec, gen);
+	memset(gen, 0, IMG_SIZE / 512);
+	assert_image(g, NULL, gen);   /* rbd/imgN, outside the namespace: untouched */
+	free(gen);
+}
+
 /* rbd resize while the guest runs: a config interrupt, the new capacity, the new blocks usable. */
 static void test_rbd_resize(void **state)
 {
@@ -467,6 +488,7 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_rbd_rw_depths), T(test_rbd_request_types), T(test_rbd_snapshot),
+		T(test_rbd_namespace),
 		T(test_rbd_resize), T(test_rbd_osd_restart), T(test_rbd_no_cluster_at_start),
 		T(test_rbd_no_image), T(test_rbd_bad_config),
 	};
