@@ -11,6 +11,8 @@
 #   ceph-cluster.sh available        exit 0 when the packages are installed
 #
 # CEPH_WAIT (seconds, default 120) bounds every wait; exit 1 with the daemon's log tail on failure.
+# CEPH_OWNER=PID (start): the daemons are killed when that process ends, so a test that dies
+# (a crash, a timeout) leaves no cluster behind.
 set -eu
 
 wait_max=${CEPH_WAIT:-120}
@@ -35,7 +37,12 @@ c() { ceph --conf "$d/ceph.conf" --connect-timeout 10 "$@"; }
 
 osd_up() { c osd dump 2>/dev/null | grep -q '^osd\.0 up .* in '; }
 osd_down() { ! c osd dump 2>/dev/null | grep -q '^osd\.0 up '; }
-pid_gone() { ! kill -0 "$(cat "$1")" 2>/dev/null; }
+# Gone, or a zombie nobody reaps yet (a daemon's parent is init once its owner died).
+pid_gone() {
+	p=$(cat "$1" 2>/dev/null) || return 0
+	st=$(cut -d' ' -f3 "/proc/$p/stat" 2>/dev/null) || return 0
+	[ -z "$st" ] || [ "$st" = Z ]
+}
 
 osd_start() {
 	ceph-osd --conf "$d/ceph.conf" -i 0 --pid-file "$d/osd.pid"
@@ -115,6 +122,10 @@ EOF
 	c osd pool create rbd 8 >/dev/null 2>&1
 	c osd pool set rbd size 1 --yes-i-really-mean-it >/dev/null 2>&1 || true
 	until_ok rbd --conf "$d/ceph.conf" pool init rbd
+	if [ -n "${CEPH_OWNER:-}" ]; then
+		# tail --pid waits for the owner's end (no fixed sleep here).
+		(tail --pid="$CEPH_OWNER" -f /dev/null; stop) </dev/null >/dev/null 2>&1 &
+	fi
 	echo "$d/ceph.conf"
 }
 
