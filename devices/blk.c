@@ -636,6 +636,15 @@ static void blk_nbd_forget(struct blk_nbd_cmd *c, void *opaque)
 	}
 }
 
+/* Every command the NBD or RBD engine holds (not answered yet). */
+static void blk_remote_foreach(struct blk_dev *b, void (*fn)(struct blk_nbd_cmd *c, void *opaque))
+{
+	if (b->rbd)
+		blk_rbd_foreach(b->rbd, fn, NULL);
+	else
+		blk_nbd_foreach(b->nbd, fn, NULL);
+}
+
 static void blk_nbd_release(struct blk_nbd_cmd *c, void *opaque)
 {
 	blk_nbd_forget(c, opaque);
@@ -1203,12 +1212,9 @@ static void blk_reset_end(struct blk_dev *b)
  */
 static void blk_nbd_reset(struct blk_dev *b)
 {
-	if (b->rbd) {
-		blk_rbd_foreach(b->rbd, blk_nbd_forget, NULL);
-	} else {
+	if (b->nbd)
 		blk_nbd_cancel_waiting(b->nbd);
-		blk_nbd_foreach(b->nbd, blk_nbd_forget, NULL);
-	}
+	blk_remote_foreach(b, blk_nbd_forget);
 	blk_reset_end(b);
 }
 
@@ -1284,28 +1290,23 @@ static void blk_reset_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /*
- * NBD, the daemon stops: what is on the wire completes (bounded wait); what still waits for a
- * reconnect fails with IOERR, or, when a next instance takes over, is left to it (its chains
- * are not completed, so it finds them in the ring).
+ * NBD or RBD, the daemon stops: what is on the wire (in librbd) completes (bounded wait); what
+ * still waits for a reconnect (or for librbd) fails with IOERR, or, when a next instance takes
+ * over, is left to it (its chains are not completed, so it finds them in the ring).
  */
-static void blk_rbd_quiesce(struct blk_dev *b)
-{
-	if (!blk_rbd_drain(b->rbd, BLK_DESTROY_WAIT_MS))
-		log_warn("%s: %u RBD requests unanswered after %d ms", b->vdev.name,
-			 blk_rbd_held(b->rbd), BLK_DESTROY_WAIT_MS);
-	if (b->vdev.leaving)
-		blk_rbd_foreach(b->rbd, blk_nbd_forget, NULL);
-	else
-		blk_rbd_fail_all(b->rbd, -EIO);
-}
-
 static void blk_nbd_quiesce(struct blk_dev *b)
 {
-	if (!blk_nbd_drain(b->nbd, BLK_DESTROY_WAIT_MS))
-		log_warn("%s: %u NBD requests unanswered after %d ms", b->vdev.name,
-			 blk_nbd_held(b->nbd), BLK_DESTROY_WAIT_MS);
+	bool drained = b->rbd ? blk_rbd_drain(b->rbd, BLK_DESTROY_WAIT_MS) :
+				blk_nbd_drain(b->nbd, BLK_DESTROY_WAIT_MS);
+
+	if (!drained)
+		log_warn("%s: %u %s requests unanswered after %d ms", b->vdev.name,
+			 b->rbd ? blk_rbd_held(b->rbd) : blk_nbd_held(b->nbd),
+			 b->rbd ? "RBD" : "NBD", BLK_DESTROY_WAIT_MS);
 	if (b->vdev.leaving)
-		blk_nbd_foreach(b->nbd, blk_nbd_forget, NULL);
+		blk_remote_foreach(b, blk_nbd_forget);
+	else if (b->rbd)
+		blk_rbd_fail_all(b->rbd, -EIO);
 	else
 		blk_nbd_fail_all(b->nbd, -EIO);
 }
@@ -1324,9 +1325,7 @@ static void blk_quiesce(struct vdev *d)
 	/* Not started: failed, or left for the instance that takes the device over. */
 	if (!d->leaving)
 		blk_bounce_flush_waiters(b, true);
-	if (b->rbd)
-		blk_rbd_quiesce(b);
-	else if (b->nbd)
+	if (blk_remote(b))
 		blk_nbd_quiesce(b);
 	else
 		blk_drain(b, BLK_DESTROY_WAIT_MS, false);

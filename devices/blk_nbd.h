@@ -43,6 +43,33 @@ struct blk_nbd_cmd {
 	void *handle;               /* RBD: the command's rbd_completion_t */
 };
 
+/* The engines' lists of the commands they hold, oldest first (prev / next). */
+static inline void blk_cmd_append(struct blk_nbd_cmd **head, struct blk_nbd_cmd **tail,
+				  struct blk_nbd_cmd *c)
+{
+	c->next = NULL;
+	c->prev = *tail;
+	if (*tail)
+		(*tail)->next = c;
+	else
+		*head = c;
+	*tail = c;
+}
+
+static inline void blk_cmd_remove(struct blk_nbd_cmd **head, struct blk_nbd_cmd **tail,
+				  struct blk_nbd_cmd *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		*head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		*tail = c->prev;
+	c->prev = c->next = NULL;
+}
+
 /* The export, as the server describes it (refreshed at every reconnect). */
 struct blk_nbd_info {
 	uint64_t size;              /* bytes */

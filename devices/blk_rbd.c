@@ -77,28 +77,14 @@ static double rbd_mono(void)
 
 static void rbd_link(struct blk_rbd *r, struct blk_nbd_cmd *c)
 {
-	c->prev = r->tail;
-	c->next = NULL;
-	if (r->tail)
-		r->tail->next = c;
-	else
-		r->head = c;
-	r->tail = c;
+	blk_cmd_append(&r->head, &r->tail, c);
 	r->held++;
 	r->unanswered++;
 }
 
 static void rbd_unlink(struct blk_rbd *r, struct blk_nbd_cmd *c)
 {
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		r->head = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	else
-		r->tail = c->prev;
-	c->prev = c->next = NULL;
+	blk_cmd_remove(&r->head, &r->tail, c);
 	r->held--;
 }
 

@@ -297,4 +297,19 @@ static inline void rw_depth(struct guest *g, unsigned qd, unsigned gen)
 	free(w);
 }
 
+/* n writes of 64 KiB, request i at i * 64 KiB with pat(, gen), submitted with one kick. */
+static inline void submit_pat_writes(struct guest *g, struct req *w, unsigned n, unsigned gen)
+{
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t *h;
+		struct vdrv_buf d = { galloc(g, 65536, 4096, (void **)&h), 65536, false };
+
+		for (uint32_t j = 0; j < 65536; j++)
+			h[j] = pat(i * 65536ull + j, gen);
+		req_build(g, &w[i], VIRTIO_BLK_T_OUT, i * 128u, &d, 1);
+		assert_true(vdrv_submit(&g->drv, 0, w[i].b, w[i].n, false, &w[i]) >= 0);
+	}
+	vdrv_kick(&g->drv, 0);
+}
+
 #endif

@@ -463,16 +463,7 @@ static void test_nbd_server_faults(void **state)
 	srv = nbd_guest_start(g, sock, slow, uri, 2);
 	if (!(g->drv.device_features & VIRTIO_BIT(VIRTIO_BLK_F_DISCARD)))
 		fail_msg("nbdkit's file plugin trims: discard should be offered");
-	for (unsigned i = 0; i < 16; i++) {
-		uint8_t *h;
-		struct vdrv_buf d = { galloc(g, 65536, 4096, (void **)&h), 65536, false };
-
-		for (uint32_t j = 0; j < 65536; j++)
-			h[j] = pat(i * 65536ull + j, 7);
-		req_build(g, &w[i], VIRTIO_BLK_T_OUT, i * 128u, &d, 1);
-		assert_true(vdrv_submit(&g->drv, 0, w[i].b, w[i].n, false, &w[i]) >= 0);
-	}
-	vdrv_kick(&g->drv, 0);
+	submit_pat_writes(g, w, 16, 7);
 	wait_file_has(g, log, "Write");
 	nbdkit_kill(srv, sock);
 	srv = nbdkit_spawn(sock, plain, WAIT_MS);

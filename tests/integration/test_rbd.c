@@ -371,16 +371,7 @@ static void test_rbd_osd_restart(void **state)
 	write_pat(g, 0, 4096, 1, gen);   /* takes the image's exclusive lock */
 	assert_int_equal(cluster("osd-stop"), 0);
 	scratch_reset(g);
-	for (unsigned i = 0; i < 16; i++) {
-		uint8_t *h;
-		struct vdrv_buf d = { galloc(g, 65536, 4096, (void **)&h), 65536, false };
-
-		for (uint32_t j = 0; j < 65536; j++)
-			h[j] = pat(i * 65536ull + j, 7);
-		req_build(g, &w[i], VIRTIO_BLK_T_OUT, i * 128u, &d, 1);
-		assert_true(vdrv_submit(&g->drv, 0, w[i].b, w[i].n, false, &w[i]) >= 0);
-	}
-	vdrv_kick(&g->drv, 0);
+	submit_pat_writes(g, w, 16, 7);
 	memset(gen, 7, 16 * 65536 / 512);
 	/* Submitted and waiting in librbd: nothing can complete while the OSD is down. */
 	assert_false(w[0].done);
