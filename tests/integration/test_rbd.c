@@ -235,8 +235,8 @@ static uint8_t dwz(struct guest *g, uint32_t type, uint64_t off, uint32_t len, b
 }
 
 /*
- * Flush, discard, write-zeroes (with and without UNMAP), GET_ID, a read past the end: the
- * image checked against the model after each step that changes it.
+ * Flush, discard, write-zeroes (with and without UNMAP), writethrough, GET_ID, a read past the
+ * end: the image checked against the model after each step that changes it.
  */
 static void test_rbd_request_types(void **state)
 {
@@ -259,6 +259,14 @@ static void test_rbd_request_types(void **state)
 	assert_guest_reads(g, 0, 1 << 20, gen);
 	assert_guest_reads(g, 8u << 20, 4u << 20, gen);
 	assert_image(g, NULL, gen);
+	/* Writethrough (the driver cleared WCE): each write, then its own flush, then the answer. */
+	g->vio.io.write(&g->vio.io, 0x100 + VIRTIO_BLK_CFG_WRITEBACK, 1, 0);
+	scratch_reset(g);
+	write_pat(g, 2u << 20, 65536, 7, gen);
+	assert_int_equal(dwz(g, VIRTIO_BLK_T_WRITE_ZEROES, 2u << 20, 8192, true), VIRTIO_BLK_S_OK);
+	memset(gen + (2u << 20) / 512, 0, 8192 / 512);
+	assert_image(g, NULL, gen);
+	assert_true(xsim_daemon_log_has(&g->t->dm, "guest switched to writethrough"));
 	scratch_reset(g);
 	struct vdrv_buf idb = { galloc(g, 20, 1, (void **)&id), 20, true };
 
