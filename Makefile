@@ -41,6 +41,14 @@ ifeq ($(NBD),1)
 DEP_CFLAGS += -DXVD_HAVE_NBD $(shell $(PKG) --cflags libnbd 2>/dev/null)
 DEP_LIBS   += $(shell $(PKG) --libs libnbd 2>/dev/null)
 endif
+# Ceph RBD disks (rbd = POOL/IMAGE) when librbd is there (RBD=0 leaves it out: librados brings
+# the Ceph common library, Boost and their threads along); without it such a disk fails at start
+# and says so (devices/blk_rbd_none.c). librbd ships no pkg-config file: its header decides.
+RBD        ?= $(shell printf '\043include <rbd/librbd.h>\n' | $(CC) -E - >/dev/null 2>&1 && echo 1 || echo 0)
+ifeq ($(RBD),1)
+DEP_CFLAGS += -DXVD_HAVE_RBD
+DEP_LIBS   += -lrbd -lrados
+endif
 TEST_LIBS  := $(shell $(PKG) --libs cmocka 2>/dev/null)
 CPPFLAGS   += $(XEN_CFLAGS) $(DEP_CFLAGS)
 

@@ -635,6 +635,44 @@ static int blk_tls_username(struct parser *p, void *obj, const char *val)
 	return copy_str(p, val, d->u.block.tls_username, sizeof(d->u.block.tls_username));
 }
 
+/*
+ * rbd = POOL/IMAGE, POOL/NAMESPACE/IMAGE, either with @SNAP (a read-only snapshot). Checked here
+ * so a typo is a configuration error (exit 78); devices/blk_rbd.c splits it the same way.
+ */
+static int blk_rbd(struct parser *p, void *obj, const char *val)
+{
+	struct config_device *d = obj;
+	const char *at = strchr(val, '@');
+	size_t spec = at ? (size_t)(at - val) : strlen(val);
+	unsigned parts = 1;
+	bool empty = spec == 0 || val[0] == '/' || val[spec - 1] == '/' || (at && !at[1]);
+
+	for (size_t i = 0; i < spec; i++) {
+		parts += val[i] == '/';
+		empty |= val[i] == '/' && val[i + 1] == '/';
+	}
+	for (const char *c = val; *c; c++)
+		if (!isgraph((unsigned char)*c))
+			return key_error(p, "'%s': spaces or control characters", val);
+	if (parts < 2 || parts > 3 || empty || (at && strchr(at + 1, '@')))
+		return key_error(p, "'%s' is not POOL/IMAGE, POOL/NAMESPACE/IMAGE (with an optional "
+				 "@SNAP)", val);
+	return copy_str(p, val, d->u.block.rbd, sizeof(d->u.block.rbd));
+}
+
+/* ceph_id = the client's id as `ceph --id` takes it ("admin", not "client.admin"). */
+static int blk_ceph_id(struct parser *p, void *obj, const char *val)
+{
+	struct config_device *d = obj;
+
+	if (strncmp(val, "client.", 7) == 0)
+		return key_error(p, "'%s': give the id without \"client.\"", val);
+	for (const char *c = val; *c; c++)
+		if (!isalnum((unsigned char)*c) && !strchr("._-", *c))
+			return key_error(p, "'%s' is not a Ceph client id", val);
+	return copy_str(p, val, d->u.block.ceph_id, sizeof(d->u.block.ceph_id));
+}
+
 static const char *const cache_words[] = { "writeback", "none", NULL };
 
 static const struct key_def block_keys[] = {
@@ -653,6 +691,10 @@ static const struct key_def block_keys[] = {
 	KEY_PATH("tls_psk_file", DEVT, u.block.tls_psk_file),
 	KEY_PATH("tls_certificates", DEVT, u.block.tls_certificates),
 	KEY_FUNC("tls_username", blk_tls_username, 0),
+	KEY_FUNC("rbd", blk_rbd, 0),
+	KEY_PATH("ceph_conf", DEVT, u.block.ceph_conf),
+	KEY_FUNC("ceph_id", blk_ceph_id, 0),
+	KEY_PATH("keyring", DEVT, u.block.keyring),
 };
 
 static void block_defaults(struct config_device *d)
@@ -1245,11 +1287,24 @@ static void block_finish(struct parser *p, struct config_device *d, struct sect_
 	int path = key_line(block_keys, ARRAY_SIZE(block_keys), aux, "path");
 	int cache = key_line(block_keys, ARRAY_SIZE(block_keys), aux, "cache");
 
+	int rbd = key_line(block_keys, ARRAY_SIZE(block_keys), aux, "rbd");
+	static const char *const ceph[] = { "ceph_conf", "ceph_id", "keyring" };
+
 	if (nbd && path)
 		cfg_error(p, nbd > path ? nbd : path, nbd > path ? "nbd" : "path",
 			  "path (line %d) and nbd (line %d): give exactly one", path, nbd);
-	if (nbd && cache && d->u.block.cache == BLK_CACHE_NONE)
-		cfg_error(p, cache, "cache", "none applies to files and block devices, not nbd");
+	if (rbd && (path || nbd))
+		cfg_error(p, rbd, "rbd", "%s (line %d) and rbd (line %d): give exactly one",
+			  path ? "path" : "nbd", path ? path : nbd, rbd);
+	if ((nbd || rbd) && cache && d->u.block.cache == BLK_CACHE_NONE)
+		cfg_error(p, cache, "cache", "none applies to files and block devices, not %s",
+			  nbd ? "nbd" : "rbd");
+	for (size_t i = 0; i < ARRAY_SIZE(ceph); i++) {
+		int line = key_line(block_keys, ARRAY_SIZE(block_keys), aux, ceph[i]);
+
+		if (line && !rbd)
+			cfg_error(p, line, ceph[i], "applies to rbd disks only");
+	}
 	block_finish_tls(p, d, aux, nbd);
 }
 
@@ -1606,18 +1661,19 @@ static void check_explicit(struct parser *p)
 {
 	if (p->cfg->guest.discovery != DISCOVERY_EXPLICIT)
 		return;
-	/* A block device's backend is path or nbd; block_finish() checks that not both. */
+	/* A block device's backend is path, nbd or rbd; block_finish() checks that only one. */
 	for (unsigned i = 0; i < p->cfg->ndevices; i++) {
 		const struct config_device *d = &p->cfg->devices[i];
 		const struct sect_type *st = &sect_types[d->type];
 		static const char *const need[] = { "mmio", "irq", "path" };
 		for (size_t j = 0; j < ARRAY_SIZE(need); j++) {
-			if (j == 2 && (d->type != DEV_BLOCK || d->u.block.nbd[0]))
+			if (j == 2 && (d->type != DEV_BLOCK || d->u.block.nbd[0] ||
+				       d->u.block.rbd[0]))
 				continue;
 			if (!key_line(st->keys, st->nkeys, &p->dev_aux[i], need[j]))
 				cfg_error(p, d->line, need[j],
 					  "required in explicit discovery mode%s",
-					  j == 2 ? " (or nbd)" : "");
+					  j == 2 ? " (or nbd, rbd)" : "");
 		}
 	}
 }

@@ -58,8 +58,12 @@ struct config_block {
 	bool write_zeroes;              /* write_zeroes = yes|no (default yes) */
 	char vdev[16];                  /* vdev = xvda: match the xl disk (xenstore mode) */
 	char nbd[CONFIG_PATH_MAX];      /* nbd = NBD URI, instead of path (exactly one of them) */
-	uint32_t io_timeout;            /* io_timeout = seconds 1..3600 an NBD request may wait for
-					   its server, reconnects included (default 30) */
+	uint32_t io_timeout;            /* io_timeout = seconds 1..3600 an NBD or RBD request may wait
+					   for its server, reconnects included (default 30) */
+	char rbd[CONFIG_PATH_MAX];      /* rbd = POOL[/NAMESPACE]/IMAGE[@SNAP] (Ceph), instead of path */
+	char ceph_conf[CONFIG_PATH_MAX];  /* ceph_conf = ceph.conf (default: librados' search) */
+	char ceph_id[64];               /* ceph_id = the client's id, without "client." (admin) */
+	char keyring[CONFIG_PATH_MAX];  /* keyring = the client's keyring (default: ceph.conf's) */
 	/* nbds URIs (TLS required): exactly one of a PSK file and an X.509 directory. */
 	char tls_psk_file[CONFIG_PATH_MAX];     /* tls_psk_file = USER:HEXKEY lines */
 	char tls_certificates[CONFIG_PATH_MAX]; /* tls_certificates = ca-cert.pem, client-*.pem */

@@ -230,7 +230,7 @@ static int guest_apply_disk417(struct guest *g, struct guest_dev *gd)
 		log_info("%s: xl declares the disk read-only (mode=r)", gd->desc.be_path);
 		b->readonly = true;
 	}
-	if (b->path[0] || b->nbd[0])
+	if (b->path[0] || b->nbd[0] || b->rbd[0])
 		return 0;
 	if (!gd->desc.params[0] || strlen(gd->desc.params) >= sizeof(b->path)) {
 		log_err("%s:%d: path: not set, and %s/params gives no usable path", g->cfg.file,
@@ -780,7 +780,7 @@ static void guest_reload_guest_section(struct guest *g, const struct config_gues
 static void guest_keep_discovered(const struct guest_dev *gd, struct config_device *n)
 {
 	if (gd->has_desc && gd->desc.layout == XEN_LAYOUT_DISK417 && n->type == DEV_BLOCK) {
-		if (!n->u.block.path[0] && !n->u.block.nbd[0])
+		if (!n->u.block.path[0] && !n->u.block.nbd[0] && !n->u.block.rbd[0])
 			memcpy(n->u.block.path, gd->cfg.u.block.path, sizeof(n->u.block.path));
 		n->u.block.readonly |= gd->desc.readonly;
 	}

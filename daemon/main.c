@@ -528,10 +528,14 @@ static int serve_guest(struct daemon *d, const struct config *cfg)
 	/* Before the sandbox: creating the socket file is no serving-loop syscall. */
 	control_start(d->loop, control_dir(d->o.control_dir), d->guest, &d->control);
 	/* From here on only the serving loop's syscalls (daemon/sandbox.h). */
-	for (unsigned i = 0; i < cfg->ndevices; i++)
-		if (cfg->devices[i].type == DEV_BLOCK &&
-		    strncmp(cfg->devices[i].u.block.nbd, "nbd://", 6) == 0)
+	for (unsigned i = 0; i < cfg->ndevices; i++) {
+		if (cfg->devices[i].type != DEV_BLOCK)
+			continue;
+		if (strncmp(cfg->devices[i].u.block.nbd, "nbd://", 6) == 0)
 			sandbox_allow_tcp_clients();
+		if (cfg->devices[i].u.block.rbd[0])
+			sandbox_allow_ceph();
+	}
 	if (sandbox_enter() < 0) {
 		sd_notify(0, "STATUS=Failed to enter the sandbox");
 		control_stop(d->control);

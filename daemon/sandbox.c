@@ -19,6 +19,7 @@
 #include <seccomp.h>
 
 #include "lib/log.h"
+#include "lib/util.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SANDBOX_SANITIZED 1
@@ -260,9 +261,31 @@ void sandbox_allow_tcp_clients(void)
 	sandbox_tcp_clients = true;
 }
 
+static bool sandbox_ceph;
+
+void sandbox_allow_ceph(void)
+{
+	sandbox_tcp_clients = true;
+	sandbox_ceph = true;
+}
+
 /* nbd:// disks: libnbd opens a new TCP socket at every reconnect (and may resolve the host). */
 static int sandbox_add_tcp_clients(scmp_filter_ctx ctx)
 {
+	/*
+	 * rbd disks: librados and librbd start threads while we serve (reconnects, the watch),
+	 * and each names itself: prctl(PR_SET_NAME), nothing else (found with the filter in log
+	 * mode, XVD_SECCOMP_LOG=1, through tests/integration/test_rbd.c: I/O at depth, resize,
+	 * snapshot, OSD restarts, teardown). PR_GET_NAME for the name they log with.
+	 */
+	static const scmp_datum_t names[] = { PR_SET_NAME, PR_GET_NAME };
+
+	for (size_t i = 0; sandbox_ceph && i < ARRAY_SIZE(names); i++) {
+		struct scmp_arg_cmp op = SCMP_A0(SCMP_CMP_EQ, names[i]);
+
+		if (sandbox_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1, &op, "prctl") < 0)
+			return -1;
+	}
 	static const int domains[] = { AF_INET, AF_INET6 };
 
 	for (size_t i = 0; sandbox_tcp_clients && i < 2; i++) {

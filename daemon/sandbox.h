@@ -46,6 +46,13 @@ int sandbox_load_filter(int mode);
  */
 void sandbox_allow_tcp_clients(void);
 
+/*
+ * Before sandbox_enter(): what librados and librbd need once serving, for rbd disks: TCP client
+ * sockets (as above: monitors and OSDs are reconnected at any time) and the few calls their
+ * threads make that nothing else here does (see sandbox_ceph_allowed in sandbox.c).
+ */
+void sandbox_allow_ceph(void);
+
 /* What the daemon calls once serving: honours the environment above. 0 or a negative errno. */
 int sandbox_enter(void);
 

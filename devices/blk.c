@@ -24,7 +24,8 @@
  * NBD (nbd = URI): the same requests go to devices/blk_nbd.c instead of the ring, each through a
  * bounce buffer (libnbd wants one contiguous buffer per command); its completions come back
  * through blk_nbd_done() and one blk_completed() per batch, like the ring's. See that file for
- * reconnects, io_timeout and flushes across a reconnect.
+ * reconnects, io_timeout and flushes across a reconnect. Ceph RBD (rbd = POOL/IMAGE) is the
+ * same shape with devices/blk_rbd.c as the engine; both are "remote" disks below.
  *
  * Guest input: every header is copied once, then checked; every request gets a status byte
  * when the chain has a writable byte to hold one. Requests in flight at a reset are stale (epoch
@@ -50,6 +51,7 @@
 #include "config/config.h"
 #include "devices/blk.h"
 #include "devices/blk_nbd.h"
+#include "devices/blk_rbd.h"
 #include "devices/iov.h"
 #include "lib/testpoint.h"
 
@@ -101,6 +103,7 @@ struct blk_dev {
 	struct blk_req *bwait, **bwait_tail;  /* FIFO of requests waiting for bounce budget */
 	struct blk_nbd *nbd;                /* the NBD engine (nbd = URI), instead of the ring */
 	bool nbd_ro, nbd_trim, nbd_zero;    /* what the export offered at start (fixed since) */
+	struct blk_rbd *rbd;                /* the RBD engine (rbd = POOL/IMAGE), instead */
 	struct blk_stats st;
 };
 
@@ -120,7 +123,8 @@ struct blk_req {
 	void *bounce;
 	int slot;               /* the bounce's slot in the registered pool, or -1 (malloc'd) */
 	struct blk_req *next;   /* in the bounce wait list */
-	struct blk_nbd_cmd nc;  /* the NBD engine's command */
+	struct blk_nbd_cmd nc;  /* the NBD or RBD engine's command */
+	bool answered;          /* answered late; the engine still holds the bounce buffer */
 	unsigned niov;
 	struct iovec iov[];     /* the data part of the chain */
 };
@@ -128,6 +132,12 @@ struct blk_req {
 static struct blk_dev *blk_of(struct vdev *d)
 {
 	return container_of(d, struct blk_dev, vdev);
+}
+
+/* NBD or RBD: requests go to an engine, always through bounce buffers. */
+static bool blk_remote(const struct blk_dev *b)
+{
+	return b->nbd || b->rbd;
 }
 
 static void blk_set_writeback(struct blk_dev *b, uint8_t on)
@@ -430,7 +440,7 @@ static bool blk_dwz_retry(struct blk_dev *b, struct blk_req *r)
 	int punch = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 	int zero = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
 
-	if (r->op != BLK_OP_WZ || b->nbd)
+	if (r->op != BLK_OP_WZ || blk_remote(b))
 		return false;
 	if (r->fmode == zero)
 		b->no_zero_range = true;
@@ -592,13 +602,30 @@ static void blk_completed(struct blk_dev *b)
 			blk_more(b, q);
 }
 
-/* ---- the NBD engine's completions -------------------------------------------------------- */
+/* ---- the NBD and RBD engines' completions ------------------------------------------------- */
+
+/* Past io_timeout, the engine still holding the buffer: IOERR now, the memory stays. */
+static void blk_req_answer_late(struct blk_dev *b, struct blk_req *r)
+{
+	struct vq_elem *e = r->e;
+
+	r->answered = true;
+	r->e = NULL;
+	if (e && r->epoch == b->epoch)
+		blk_complete(b, e, VIRTIO_BLK_S_IOERR, 1);
+	else if (e)
+		vq_drop(e);
+}
 
 static void blk_nbd_done(struct blk_nbd_cmd *c, void *opaque)
 {
 	struct blk_dev *b = opaque;
 	struct blk_req *r = container_of(c, struct blk_req, nc);
 
+	if (r->answered) {   /* the engine let go of a request answered late */
+		blk_req_free(b, r);
+		return;
+	}
 	b->st.inflight--;
 	if (blk_op_writes(r->op))
 		b->writes_inflight--;
@@ -606,7 +633,10 @@ static void blk_nbd_done(struct blk_nbd_cmd *c, void *opaque)
 	r->res = c->res < 0 ? c->res :
 		 r->op == BLK_OP_READ || r->op == BLK_OP_WRITE ? (int)r->len : 0;
 	r->sync_res = 0;
-	blk_req_done(b, r);   /* stale ones (a reset since) are dropped there */
+	if (c->late)
+		blk_req_answer_late(b, r);
+	else
+		blk_req_done(b, r);   /* stale ones (a reset since) are dropped there */
 }
 
 static void blk_nbd_batch(void *opaque)
@@ -624,6 +654,15 @@ static void blk_nbd_forget(struct blk_nbd_cmd *c, void *opaque)
 		vq_drop(r->e);
 		r->e = NULL;
 	}
+}
+
+/* Every command the NBD or RBD engine holds (not answered yet). */
+static void blk_remote_foreach(struct blk_dev *b, void (*fn)(struct blk_nbd_cmd *c, void *opaque))
+{
+	if (b->rbd)
+		blk_rbd_foreach(b->rbd, fn, NULL);
+	else
+		blk_nbd_foreach(b->nbd, fn, NULL);
 }
 
 static void blk_nbd_release(struct blk_nbd_cmd *c, void *opaque)
@@ -670,7 +709,7 @@ static void blk_prep_rw(struct blk_dev *b, struct blk_req *r, struct io_uring_sq
 	sqe->rw_flags = flags;
 }
 
-/* The NBD engine takes every request (it holds them while it reconnects). */
+/* The NBD or RBD engine takes every request (NBD holds them while it reconnects). */
 static int blk_nbd_start(struct blk_dev *b, struct blk_req *r)
 {
 	r->nc = (struct blk_nbd_cmd){ .op = r->op, .fua = blk_writethrough(b), .unmap = r->unmap,
@@ -679,14 +718,17 @@ static int blk_nbd_start(struct blk_dev *b, struct blk_req *r)
 	if (blk_op_writes(r->op))
 		b->writes_inflight++;
 	b->st.submits++;
-	blk_nbd_submit(b->nbd, &r->nc);
+	if (b->rbd)
+		blk_rbd_submit(b->rbd, &r->nc);
+	else
+		blk_nbd_submit(b->nbd, &r->nc);
 	return 0;
 }
 
 /* Queue the request's SQEs (main one, plus a linked fdatasync when it must be durable). */
 static int blk_submit_req(struct blk_dev *b, struct blk_req *r)
 {
-	if (b->nbd)
+	if (blk_remote(b))
 		return blk_nbd_start(b, r);
 	bool sync = (r->op == BLK_OP_DISCARD || r->op == BLK_OP_WZ) && blk_writethrough(b);
 	struct io_uring_sqe *sqe = blk_sqe(b, sync ? 2 : 1);
@@ -950,8 +992,12 @@ static void blk_start_rw(struct blk_dev *b, struct vq_elem *e, bool write, uint6
 			  (unsigned)e->n_out + e->n_in);
 
 	r->niov = n < 0 ? 0 : (unsigned)n;
-	/* NBD takes one contiguous buffer per command: always a bounce buffer, in the budget. */
-	bool bounce = b->nbd || (b->direct && (b->dio_bounce_all || !blk_dio_aligned(b, r)));
+	/*
+	 * NBD takes one contiguous buffer per command, and librbd may still write into a read's
+	 * buffer after the guest was answered (past io_timeout): always a bounce buffer, in the
+	 * budget.
+	 */
+	bool bounce = blk_remote(b) || (b->direct && (b->dio_bounce_all || !blk_dio_aligned(b, r)));
 	int rc = n <= 0 ? -EINVAL : bounce ? blk_bounce_or_wait(b, r) : 0;
 
 	if (rc < 0) {
@@ -1287,8 +1333,9 @@ static void blk_reset_end(struct blk_dev *b)
  */
 static void blk_nbd_reset(struct blk_dev *b)
 {
-	blk_nbd_cancel_waiting(b->nbd);
-	blk_nbd_foreach(b->nbd, blk_nbd_forget, NULL);
+	if (b->nbd)
+		blk_nbd_cancel_waiting(b->nbd);
+	blk_remote_foreach(b, blk_nbd_forget);
 	blk_reset_end(b);
 }
 
@@ -1298,7 +1345,7 @@ static void blk_reset(struct vdev *d)
 	struct blk_dev *b = blk_of(d);
 
 	blk_reset_begin(b);
-	if (b->nbd) {
+	if (blk_remote(b)) {
 		blk_nbd_reset(b);
 		return;
 	}
@@ -1319,7 +1366,7 @@ static int blk_reset_start(struct vdev *d)
 	struct io_uring_sqe *sqe;
 
 	blk_reset_begin(b);
-	if (b->nbd) {
+	if (blk_remote(b)) {
 		blk_nbd_reset(b);
 		return 0;
 	}
@@ -1364,17 +1411,23 @@ static void blk_reset_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /*
- * NBD, the daemon stops: what is on the wire completes (bounded wait); what still waits for a
- * reconnect fails with IOERR, or, when a next instance takes over, is left to it (its chains
- * are not completed, so it finds them in the ring).
+ * NBD or RBD, the daemon stops: what is on the wire (in librbd) completes (bounded wait); what
+ * still waits for a reconnect (or for librbd) fails with IOERR, or, when a next instance takes
+ * over, is left to it (its chains are not completed, so it finds them in the ring).
  */
 static void blk_nbd_quiesce(struct blk_dev *b)
 {
-	if (!blk_nbd_drain(b->nbd, BLK_DESTROY_WAIT_MS))
-		log_warn("%s: %u NBD requests unanswered after %d ms", b->vdev.name,
-			 blk_nbd_held(b->nbd), BLK_DESTROY_WAIT_MS);
+	bool drained = b->rbd ? blk_rbd_drain(b->rbd, BLK_DESTROY_WAIT_MS) :
+				blk_nbd_drain(b->nbd, BLK_DESTROY_WAIT_MS);
+
+	if (!drained)
+		log_warn("%s: %u %s requests unanswered after %d ms", b->vdev.name,
+			 b->rbd ? blk_rbd_held(b->rbd) : blk_nbd_held(b->nbd),
+			 b->rbd ? "RBD" : "NBD", BLK_DESTROY_WAIT_MS);
 	if (b->vdev.leaving)
-		blk_nbd_foreach(b->nbd, blk_nbd_forget, NULL);
+		blk_remote_foreach(b, blk_nbd_forget);
+	else if (b->rbd)
+		blk_rbd_fail_all(b->rbd, -EIO);
 	else
 		blk_nbd_fail_all(b->nbd, -EIO);
 }
@@ -1393,7 +1446,7 @@ static void blk_quiesce(struct vdev *d)
 	/* Not started: failed, or left for the instance that takes the device over. */
 	if (!d->leaving)
 		blk_bounce_flush_waiters(b, true);
-	if (b->nbd)
+	if (blk_remote(b))
 		blk_nbd_quiesce(b);
 	else
 		blk_drain(b, BLK_DESTROY_WAIT_MS, false);
@@ -1404,10 +1457,13 @@ static void blk_quiesce(struct vdev *d)
 static void blk_free(struct blk_dev *b)
 {
 	blk_bounce_flush_waiters(b, false);
-	if (b->nbd) {
+	if (blk_remote(b)) {
 		ev_idle_stop(b->vdev.host->loop, &b->more);
 		ev_timer_stop(b->vdev.host->loop, &b->reset_w);
-		blk_nbd_close(b->nbd, blk_nbd_release, NULL);
+		if (b->rbd)
+			blk_rbd_close(b->rbd, blk_nbd_release, NULL);
+		else
+			blk_nbd_close(b->nbd, blk_nbd_release, NULL);
 	}
 	if (b->ring_ok) {
 		b->resetting = true;
@@ -1470,7 +1526,7 @@ static int blk_check_config(const struct config_device *cfg, unsigned *queues, u
 			*queues, *qsize);
 		return -EINVAL;
 	}
-	if (!c->path[0] && !c->nbd[0]) {
+	if (!c->path[0] && !c->nbd[0] && !c->rbd[0]) {
 		log_err("block \"%s\": no path", cfg->name);
 		return -EINVAL;
 	}
@@ -1515,6 +1571,37 @@ static int blk_nbd_setup(struct blk_dev *b, const struct config_block *c)
 	return 0;
 }
 
+static void blk_rbd_changed(void *opaque);
+
+/* rbd = POOL/IMAGE: connect (retrying for io_timeout), open, describe the disk as librbd does. */
+static int blk_rbd_setup(struct blk_dev *b, const struct config_block *c)
+{
+	const struct blk_rbd_info *ri;
+	int rc = blk_rbd_open(b->vdev.host->loop, b->vdev.name, c, blk_nbd_done, blk_nbd_batch,
+			      blk_rbd_changed, b, &b->rbd);
+
+	if (rc < 0)
+		return rc;
+	ri = blk_rbd_info(b->rbd);
+	b->capacity = ri->size / VIRTIO_BLK_SECTOR;
+	if (ri->readonly && !b->readonly)
+		log_info("%s: an RBD snapshot is read-only", b->vdev.name);
+	b->nbd_ro = ri->readonly;
+	b->nbd_trim = b->nbd_zero = true;
+	b->readonly |= ri->readonly;
+	b->lbs = 512;
+	b->pbs = 4096;
+	b->opt_io = ri->obj_size;
+	b->dio_mem = b->dio_off = 512;
+	return 0;
+}
+
+/* The backend string a disk is known by: its path, NBD URI or RBD image. */
+static const char *blk_backend(const struct config_block *c)
+{
+	return c->rbd[0] ? c->rbd : c->nbd[0] ? c->nbd : c->path;
+}
+
 static int blk_create(struct vdev_host *host, const struct config_device *cfg, struct vdev **out)
 {
 	const struct config_block *c = &cfg->u.block;
@@ -1540,11 +1627,13 @@ static int blk_create(struct vdev_host *host, const struct config_device *cfg, s
 		free(b);
 		return rc;
 	}
-	snprintf(b->path, sizeof(b->path), "%s", c->nbd[0] ? c->nbd : c->path);
+	snprintf(b->path, sizeof(b->path), "%s", blk_backend(c));
 	b->readonly = c->readonly;
-	b->direct = !c->nbd[0] && c->cache == BLK_CACHE_NONE;
+	b->direct = !c->nbd[0] && !c->rbd[0] && c->cache == BLK_CACHE_NONE;
 	blk_init_writeback(b);
-	if (c->nbd[0])
+	if (c->rbd[0])
+		rc = blk_rbd_setup(b, c);
+	else if (c->nbd[0])
 		rc = blk_nbd_setup(b, c);
 	else if ((rc = blk_open(b)) == 0)
 		rc = blk_ring_init(b, queues, qsize);
@@ -1570,6 +1659,8 @@ static int64_t blk_probe_capacity(const struct blk_dev *b)
 	uint64_t bytes;
 	struct stat st;
 
+	if (b->rbd)   /* as librbd saw it at the last header change */
+		return (int64_t)(blk_rbd_info(b->rbd)->size / VIRTIO_BLK_SECTOR);
 	if (b->nbd)   /* as the server said at the last (re)connect */
 		return (int64_t)(blk_nbd_info(b->nbd)->size / VIRTIO_BLK_SECTOR);
 	if (b->is_bdev)
@@ -1605,8 +1696,8 @@ static const char *blk_fixed_key_changed(const struct blk_dev *b, const struct c
 {
 	const struct config_block *c = &cfg->u.block;
 
-	if (strcmp(c->nbd[0] ? c->nbd : c->path, b->path) != 0)
-		return c->nbd[0] ? "nbd" : "path";
+	if (strcmp(blk_backend(c), b->path) != 0)
+		return c->rbd[0] ? "rbd" : c->nbd[0] ? "nbd" : "path";
 	if ((c->readonly || b->nbd_ro) != b->readonly)
 		return "readonly";
 	if ((c->cache == BLK_CACHE_NONE) != b->direct)
@@ -1647,7 +1738,15 @@ static int blk_reconfigure(struct vdev *d, const struct config_device *cfg)
 		blk_nbd_set_timeout(b->nbd, c->io_timeout);
 		blk_nbd_set_tls(b->nbd, &tls);
 	}
+	if (b->rbd)
+		blk_rbd_set_timeout(b->rbd, cfg->u.block.io_timeout);
 	return 0;
+}
+
+/* librbd saw the image resized (its header watch): the guest hears of it now. */
+static void blk_rbd_changed(void *opaque)
+{
+	blk_update_capacity(opaque);
 }
 
 int blk_resize(struct vdev *d, uint64_t *old_sectors, uint64_t *new_sectors)

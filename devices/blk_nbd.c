@@ -91,27 +91,13 @@ static void nbd_note_error(struct blk_nbd *n)
 
 static void nbd_link(struct blk_nbd *n, struct blk_nbd_cmd *c)
 {
-	c->next = NULL;
-	c->prev = n->tail;
-	if (n->tail)
-		n->tail->next = c;
-	else
-		n->head = c;
-	n->tail = c;
+	blk_cmd_append(&n->head, &n->tail, c);
 	n->held++;
 }
 
 static void nbd_unlink(struct blk_nbd *n, struct blk_nbd_cmd *c)
 {
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		n->head = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	else
-		n->tail = c->prev;
-	c->prev = c->next = NULL;
+	blk_cmd_remove(&n->head, &n->tail, c);
 	n->held--;
 }
 

@@ -26,6 +26,12 @@ struct blk_nbd_cmd {
 	void *buf;                  /* len bytes, reads and writes only */
 	/* Set by the engine: 0, or -errno (-ETIMEDOUT past io_timeout) when done. */
 	int res;
+	/*
+	 * Set by an engine that answers past io_timeout while its library still writes into buf
+	 * (RBD): done is then called twice, first with late set (answer the guest, keep buf), then
+	 * with late clear once the engine let go of buf (free it; res is meaningless then).
+	 */
+	bool late;
 	/* The engine's. */
 	uint8_t state;
 	uint8_t stage;              /* 1: the write is done, its flush (writethrough) is out */
@@ -34,7 +40,35 @@ struct blk_nbd_cmd {
 	ev_tstamp deadline;
 	struct blk_nbd_cmd *prev, *next;   /* every command the engine holds, oldest first */
 	struct blk_nbd *n;
+	void *handle;               /* RBD: the command's rbd_completion_t */
 };
+
+/* The engines' lists of the commands they hold, oldest first (prev / next). */
+static inline void blk_cmd_append(struct blk_nbd_cmd **head, struct blk_nbd_cmd **tail,
+				  struct blk_nbd_cmd *c)
+{
+	c->next = NULL;
+	c->prev = *tail;
+	if (*tail)
+		(*tail)->next = c;
+	else
+		*head = c;
+	*tail = c;
+}
+
+static inline void blk_cmd_remove(struct blk_nbd_cmd **head, struct blk_nbd_cmd **tail,
+				  struct blk_nbd_cmd *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		*head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		*tail = c->prev;
+	c->prev = c->next = NULL;
+}
 
 /* The export, as the server describes it (refreshed at every reconnect). */
 struct blk_nbd_info {

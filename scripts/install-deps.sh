@@ -6,7 +6,8 @@ set -eu
 
 PKGS="build-essential pkg-config clang llvm libclang-rt-14-dev \
 libxen-dev libev-dev libinih-dev liburing-dev libcmocka-dev libsystemd-dev \
-libseccomp-dev libnbd-dev nbdkit qemu-utils qemu-system-common libgpiod-dev man-db groff-base iproute2 socat kmod util-linux e2fsprogs \
+libseccomp-dev libnbd-dev nbdkit qemu-utils qemu-system-common librbd-dev librados-dev ceph-mon ceph-osd ceph-common \
+libgpiod-dev man-db groff-base iproute2 socat kmod util-linux e2fsprogs \
 fio gnuplot-nox i2c-tools valgrind cppcheck clang-tidy \
 debhelper dpkg-dev lintian systemd"
 

@@ -29,3 +29,6 @@ $(BUILD)/tests/bench/%: $(BUILD)/obj/tests/bench/%.o $(BUILD)/sim/libxsimguest.a
 BENCH_CMDS := tests/bench/run.sh
 bench: export BENCH_RUN = $(BENCH_BINS)
 bench: export BENCH_OUT = $(BUILD)/bench
+
+# blk_bench's rbd cases start their own one-node Ceph cluster with this script.
+$(BUILD)/obj/tests/bench/blk_bench.o: CPPFLAGS += -DCEPH_CLUSTER_SH=\"$(abspath tests/lib/ceph-cluster.sh)\"

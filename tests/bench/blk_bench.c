@@ -25,6 +25,13 @@
  * daemon's disk naming it (`nbd = nbd+unix:///?socket=...`), against fio's nbd engine (libnbd)
  * on the same export. Skipped, with a line saying so, when nbdkit or the daemon's libnbd is not
  * there.
+ *
+ * Ceph RBD (rbd_*): when the Ceph packages are there (tests/lib/ceph-cluster.sh available), a
+ * one-node cluster is started in a temporary directory, an image of BENCH_RBD_MIB (default 128)
+ * is written through, and 4 KiB random reads and writes at QD1 and QD32 run through an rbd
+ * disk against fio's rbd engine on the same image (same client, same librbd defaults).
+ * BENCH_RBD=0 leaves them out. The cluster's memstore OSD keeps everything in memory: these
+ * numbers are the client path's, not a disk's.
  * Cost per request (bench_cost.h), for 4 KiB random reads and writes at QD1 and QD32, buffered
  * (cache = writeback) and direct (cache = none), a fixed number of requests each, the fewest of
  * BENCH_REPEAT runs (load only adds):
@@ -45,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -106,6 +114,7 @@ struct bench {
 	struct slot slots[MAX_QD];
 	char img[256];
 	char nbd_uri[320];       /* set: the disk is this NBD export of img, not img itself */
+	char rbd[64], ceph_dir[256];   /* rbd cases: the image, the cluster's directory */
 	uint64_t img_bytes;
 	bool direct;
 	double secs;
@@ -170,7 +179,10 @@ static int daemon_up(struct bench *b, const char *fastpath)
 	char disk[400];
 
 	snprintf(inipath, sizeof(inipath), "%s/bench.ini", xsim_hub_dir(b->hub));
-	if (b->nbd_uri[0])
+	if (b->rbd[0])
+		snprintf(disk, sizeof(disk), "rbd = %s\nceph_conf = %s/ceph.conf", b->rbd,
+			 b->ceph_dir);
+	else if (b->nbd_uri[0])
 		snprintf(disk, sizeof(disk), "nbd = %s", b->nbd_uri);
 	else
 		snprintf(disk, sizeof(disk), "path = %s\ncache = %s", b->img,
@@ -346,18 +358,25 @@ static double run_fio(struct bench *b, const struct bcase *c)
 	bool in = false;
 	FILE *p;
 
-	char target[400];
+	char target[400], env[300] = "";
 
-	if (b->nbd_uri[0])
+	if (b->rbd[0]) {
+		/* fio's rbd engine on the same image, as the same client. */
+		const char *slash = strchr(b->rbd, '/');
+
+		snprintf(env, sizeof(env), "CEPH_CONF=%s/ceph.conf ", b->ceph_dir);
+		snprintf(target, sizeof(target), "--ioengine=rbd --clientname=admin --pool=%.*s "
+			 "--rbdname=%s", (int)(slash - b->rbd), b->rbd, slash + 1);
+	} else if (b->nbd_uri[0])
 		snprintf(target, sizeof(target), "--ioengine=nbd '--uri=%s'", b->nbd_uri);
 	else
 		snprintf(target, sizeof(target), "--filename=%s --ioengine=io_uring --direct=%d",
 			 b->img, b->direct);
 	snprintf(cmd, sizeof(cmd),
-		 "fio --name=base %s --rw=%s "
+		 "%sfio --name=base %s --rw=%s "
 		 "--bs=%u --iodepth=%u --size=%llu --runtime=%g --time_based --norandommap "
 		 "--randrepeat=0 --output-format=json 2>/dev/null",
-		 target, c->fio_rw, c->bs, c->qd, (unsigned long long)b->img_bytes, b->secs);
+		 env, target, c->fio_rw, c->bs, c->qd, (unsigned long long)b->img_bytes, b->secs);
 	p = popen(cmd, "r");
 	if (!p)
 		return -1;
@@ -480,7 +499,7 @@ static int run_case(struct bench *b, const struct bcase *c, unsigned reps)
 			(unsigned long long)b->errors);
 	fprintf(stderr, "# %s: %llu kicks, %llu interrupts over %u runs (%s)\n", c->name,
 		(unsigned long long)b->kicks, (unsigned long long)b->irqs, reps,
-		b->nbd_uri[0] ? "nbdkit file plugin, unix socket" :
+		b->rbd[0] ? "rbd" : b->nbd_uri[0] ? "nbdkit file plugin, unix socket" :
 		b->direct ? "cache=none" : "cache=writeback");
 	report(c, median(gv, reps), median(fv, reps));
 	return b->errors ? 1 : 0;
@@ -524,6 +543,77 @@ static int nbd_cases_run(struct bench *b, const char *filter, unsigned reps)
 	xsim_daemon_stop(&b->dm);
 	b->nbd_uri[0] = '\0';
 	nbdkit_kill(srv, sock);
+	return rc;
+}
+
+/* Through an rbd disk against fio's rbd engine. */
+static const struct bcase rbd_cases[] = {
+	{ "rbd_randread_4k_qd1", "randread", false, true, 4096, 1, false },
+	{ "rbd_randread_4k_qd32", "randread", false, true, 4096, 32, false },
+	{ "rbd_randwrite_4k_qd1", "randwrite", true, true, 4096, 1, false },
+	{ "rbd_randwrite_4k_qd32", "randwrite", true, true, 4096, 32, false },
+};
+
+static int sh(const char *fmt, const char *a, const char *b2)
+{
+	char cmd[768];
+
+	snprintf(cmd, sizeof(cmd), fmt, a, b2);
+	return system(cmd);
+}
+
+/* The rbd cases on a one-node cluster of their own; 0, or 1 when something failed. */
+static int bench_rbd(struct bench *b, const char *filter, unsigned reps)
+{
+	uint64_t img_bytes = b->img_bytes;
+	char port[16], mib[16], owner[16];
+	bool any = false;
+	int rc = 0;
+
+	for (size_t i = 0; i < sizeof(rbd_cases) / sizeof(rbd_cases[0]); i++)
+		any |= !filter || strstr(rbd_cases[i].name, filter);
+#ifndef XVD_HAVE_RBD
+	any = false;   /* built without librbd: an rbd disk cannot start */
+#endif
+	if (!any || env_u64("BENCH_RBD", 1) == 0)
+		return 0;
+	if (sh("sh %s available%s", CEPH_CLUSTER_SH, "") != 0) {
+		fprintf(stderr, "# rbd cases skipped: no Ceph packages (ceph-mon ceph-osd "
+			"ceph-common)\n");
+		return 0;
+	}
+	snprintf(b->ceph_dir, sizeof(b->ceph_dir), "%s/ceph", xsim_hub_dir(b->hub));
+	snprintf(port, sizeof(port), "%d", nbdkit_free_port());
+	snprintf(owner, sizeof(owner), "%d", (int)getpid());
+	setenv("CEPH_OWNER", owner, 1);   /* no cluster left behind should the bench die */
+	snprintf(mib, sizeof(mib), "%llu", (unsigned long long)env_u64("BENCH_RBD_MIB", 128));
+	snprintf(b->rbd, sizeof(b->rbd), "rbd/bench");
+	if (mkdir(b->ceph_dir, 0700) < 0 ||
+	    sh("sh " CEPH_CLUSTER_SH " start %s %s >/dev/null 2>&1", b->ceph_dir, port) != 0 ||
+	    sh("rbd --conf %s/ceph.conf create --size %s rbd/bench", b->ceph_dir, mib) != 0 ||
+	    sh("rbd --conf %s/ceph.conf bench --io-type write --io-size 4M --io-pattern seq "
+	       "--io-total %sM rbd/bench >/dev/null", b->ceph_dir, mib) != 0) {
+		fprintf(stderr, "blk_bench: the Ceph cluster or its image failed (%s)\n",
+			b->ceph_dir);
+		rc = 1;
+		goto out;
+	}
+	b->img_bytes = env_u64("BENCH_RBD_MIB", 128) << 20;
+	ram_cache = "rbd (memstore OSD)";
+	xsim_daemon_stop(&b->dm);
+	if (daemon_up(b, NULL) < 0) {
+		fprintf(stderr, "blk_bench: the daemon with an rbd disk failed\n");
+		rc = 1;
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(rbd_cases) / sizeof(rbd_cases[0]); i++)
+		if (!filter || strstr(rbd_cases[i].name, filter))
+			rc |= run_case(b, &rbd_cases[i], reps);
+	xsim_daemon_stop(&b->dm);
+out:
+	sh("sh " CEPH_CLUSTER_SH " stop %s%s >/dev/null 2>&1", b->ceph_dir, "");
+	b->rbd[0] = '\0';
+	b->img_bytes = img_bytes;
 	return rc;
 }
 
@@ -796,6 +886,7 @@ int main(void)
 			rc |= compare_fastpath(b, &fastpath_cases[i], reps);
 	}
 	rc |= nbd_cases_run(b, filter, reps);
+	rc |= bench_rbd(b, filter, reps);
 	rc |= cost_cases_run(b, filter, reps);
 	xsim_daemon_stop(&b->dm);
 	xsim_hub_stop(b->hub);

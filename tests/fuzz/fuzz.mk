@@ -26,7 +26,7 @@ $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRCS) $(wildcard devices/*.h iore
 # Targets beyond the virtio core: their extra sources (also prerequisites) and libraries.
 FUZZ_EXTRA_config   := config/config.c
 FUZZ_LIBS_config    := $(shell $(PKG) --libs inih 2>/dev/null)
-FUZZ_EXTRA_blk      := devices/blk.c devices/blk_nbd_none.c
+FUZZ_EXTRA_blk      := devices/blk.c devices/blk_nbd_none.c devices/blk_rbd_none.c
 FUZZ_LIBS_blk       := $(shell $(PKG) --libs liburing 2>/dev/null)
 FUZZ_EXTRA_i2c      := devices/i2c.c devices/i2c_sim.c
 FUZZ_EXTRA_xenstore :=
