@@ -36,9 +36,33 @@ struct xs_handle *xen_xs_open(void)
 	return xs;
 }
 
+/*
+ * xenstored answers IS_DOMAIN_INTRODUCED to privileged connections only: a driver domain gets
+ * EACCES (C xenstored 4.17, tools/xenstore/xenstored_core.c: XS_IS_DOMAIN_INTRODUCED has
+ * XS_FLAG_PRIV, checked in process_message()), which libxenstore reports as "not introduced".
+ * There the domain's home tells instead: libxl removes /local/domain/<domid> when it destroys the
+ * domain, and a driver domain that the toolstack made the guest's target (xs_set_target) reads
+ * it. Any other failure (no read permission yet) is not a death: we never declare a guest dead
+ * on our own failure.
+ */
 bool xen_xs_domain_alive(struct xs_handle *xs, uint32_t domid)
 {
-	return xs_is_domain_introduced(xs, domid);
+	char path[32];
+	unsigned len = 0;
+	char *v;
+
+	errno = 0;
+	if (xs_is_domain_introduced(xs, domid))
+		return true;
+	if (errno != EACCES)
+		return false;
+	snprintf(path, sizeof(path), "/local/domain/%u", domid);
+	v = xs_read(xs, XBT_NULL, path, &len);
+	if (v) {
+		free(v);
+		return true;
+	}
+	return errno != ENOENT;
 }
 
 /* ---- strict parsing ---- */

@@ -228,6 +228,37 @@ static void test_domain_death(void **state)
 }
 
 /*
+ * In a driver domain xenstored refuses IS_DOMAIN_INTRODUCED (EACCES): the daemon must not take
+ * that for the guest's death. It serves on, and exits 0 once libxl removed the guest's home.
+ */
+static void test_domain_death_unprivileged(void **state)
+{
+	struct rig *r = *state;
+	const char *args[] = { "--config", r->ini, NULL };
+	struct xsim_daemon dm;
+	int st = -1;
+
+	setenv("XENSIM_FAULTS", "xs_unprivileged", 1);
+	write_text(r->ini, rng_explicit_ini, "info");
+	start_daemon(r, &dm, "death-unpriv", args);
+	unsetenv("XENSIM_FAULTS");
+	assert_int_equal(xsim_mmio_read(r->dom, 0, BASE0, 4), VIRTIO_MAGIC);
+	if (xsim_daemon_wait_exit(&dm, 1500, &st) == 0) {
+		dump_log(dm.log_path);
+		fail_msg("daemon exited (status 0x%x) while its guest runs", st);
+	}
+	assert_int_equal(xsim_mmio_read(r->dom, 0, BASE0, 4), VIRTIO_MAGIC);
+	assert_int_equal(xsim_dom_destroy(r->dom), 0);
+	if (xsim_daemon_wait_exit(&dm, 10000, &st) != 0) {
+		dump_log(dm.log_path);
+		xsim_daemon_stop(&dm);
+		fail_msg("daemon still running after the domain's death");
+	}
+	expect_exit0(&dm, st);
+	assert_true(xsim_daemon_log_has(&dm, "the domain is gone"));
+}
+
+/*
  * Stopped just as its domain goes, before xenstored's @releaseDomain reached it (seen on real
  * Xen: SIGTERM right after the guest powered off): Xen refuses the teardown calls (ENOENT), which
  * is expected then, so no warning; the daemon exits 0.
@@ -603,6 +634,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_explicit_signals, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_hup_reconfigure, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_domain_death, rig_setup, rig_teardown),
+		cmocka_unit_test_setup_teardown(test_domain_death_unprivileged, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_stop_as_domain_dies, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_nofile_raised, rig_setup, rig_teardown),
 		cmocka_unit_test_setup_teardown(test_detach_when_ready, rig_setup, rig_teardown),

@@ -7,6 +7,8 @@
  *   gntdev     opening /dev/xen/gntdev fails with ENOENT
  *   no_dm_op   every device-model call fails with ENOSYS: a hypervisor built without
  *              CONFIG_IOREQ_SERVER (Debian's arm64 Xen)
+ *   xs_unprivileged  xs_is_domain_introduced() fails with EACCES: the daemon runs in a driver
+ *              domain, and xenstored answers IS_DOMAIN_INTRODUCED to privileged domains only
  * xenstored being down is the hub's own xsim_xs_restart(hub, true). $XENSIM_XEN_VERSION
  * ("4.17.5" when unset) is what the xen_version hypercall answers (tests/xensim/lib_call.c).
  */

@@ -18,6 +18,7 @@
 #include <xenstore.h>
 
 #include "tests/xensim/client.h"
+#include "tests/xensim/fault.h"
 
 struct xs_handle {
 	int conn;
@@ -262,9 +263,15 @@ char **xs_read_watch(struct xs_handle *h, unsigned int *num)
 
 bool xs_is_domain_introduced(struct xs_handle *h, unsigned int domid)
 {
-	struct xsim_msg *m = xsim_msg_new(XSIM_OP_XS_INTRODUCED, domid);
+	struct xsim_msg *m;
 	bool alive = false;
 
+	/* Not dom0: xenstored refuses the request (XS_FLAG_PRIV), the library says "no". */
+	if (xsim_fault("xs_unprivileged")) {
+		errno = EACCES;
+		return false;
+	}
+	m = xsim_msg_new(XSIM_OP_XS_INTRODUCED, domid);
 	if (m && xs_rpc(h, m) == 0)
 		alive = m->a != 0;
 	free(m);
