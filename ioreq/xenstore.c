@@ -42,10 +42,13 @@ struct xs_handle *xen_xs_open(void)
  * XS_FLAG_PRIV, checked in process_message()), which libxenstore reports as "not introduced".
  * There the domain's home tells instead: libxl removes /local/domain/<domid> when it destroys the
  * domain, and a driver domain that the toolstack made the guest's target (xs_set_target) reads
- * it. Any other failure (no read permission yet) is not a death: we never declare a guest dead
- * on our own failure.
+ * it. Once removed, though, a driver domain reads EACCES, not ENOENT: xenstored answers for a
+ * missing node with its nearest ancestor's permissions (errno_from_parents()), and
+ * /local/domain is not readable to a domU. EACCES means "gone" only when the home was readable
+ * before (*seen; libxl never changes a domain's permissions); otherwise (no set_target yet) it
+ * is our own failure, and we never declare a guest dead on our own failure.
  */
-bool xen_xs_domain_alive(struct xs_handle *xs, uint32_t domid)
+static bool xs_domain_alive_seen(struct xs_handle *xs, uint32_t domid, bool *seen)
 {
 	char path[32];
 	unsigned len = 0;
@@ -60,9 +63,18 @@ bool xen_xs_domain_alive(struct xs_handle *xs, uint32_t domid)
 	v = xs_read(xs, XBT_NULL, path, &len);
 	if (v) {
 		free(v);
+		if (seen)
+			*seen = true;
 		return true;
 	}
-	return errno != ENOENT;
+	if (errno == ENOENT)
+		return false;
+	return !(errno == EACCES && seen && *seen);
+}
+
+bool xen_xs_domain_alive(struct xs_handle *xs, uint32_t domid)
+{
+	return xs_domain_alive_seen(xs, domid, NULL);
 }
 
 /* ---- strict parsing ---- */
@@ -681,6 +693,7 @@ struct xen_death_watch {
 	struct xs_link link;
 	uint32_t domid;
 	bool fired;
+	bool home_seen;               /* /local/domain/<domid> was readable (xs_domain_alive_seen) */
 	void (*cb)(void *opaque);
 	void *opaque;
 	char token[32];
@@ -708,7 +721,7 @@ static void xs_death_check(struct xs_link *l, bool probe)
 		return;
 	}
 	/* @releaseDomain fires for any domain's shutdown or death: check it is ours. */
-	if (xen_xs_domain_alive(l->xs, dw->domid))
+	if (xs_domain_alive_seen(l->xs, dw->domid, &dw->home_seen))
 		return;
 	/* "Not introduced", or no answer at all? Never declare a guest dead on our own failure. */
 	if (!xs_link_healthy(l, dw->domid)) {

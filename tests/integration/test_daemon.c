@@ -229,7 +229,8 @@ static void test_domain_death(void **state)
 
 /*
  * In a driver domain xenstored refuses IS_DOMAIN_INTRODUCED (EACCES): the daemon must not take
- * that for the guest's death. It serves on, and exits 0 once libxl removed the guest's home.
+ * that for the guest's death. It serves on, and exits 0 once libxl removed the guest's home,
+ * which a domU then reads as EACCES too (not ENOENT).
  */
 static void test_domain_death_unprivileged(void **state)
 {

@@ -138,6 +138,13 @@ void *xs_read(struct xs_handle *h, xs_transaction_t t, const char *path, unsigne
 			*len = m->len;
 	}
 	free(m);
+	/*
+	 * Not dom0: xenstored answers for a missing node with the permissions of its nearest
+	 * ancestor, and /local/domain is not readable to a domU.
+	 */
+	if (!v && errno == ENOENT && xsim_fault("xs_unprivileged") &&
+	    strncmp(path, "/local/domain/", 14) == 0)
+		errno = EACCES;
 	return v;
 }
 
