@@ -228,6 +228,32 @@ static void test_xenstore_disk417_closing(void **state)
 }
 
 /*
+ * The same Closing answer from a driver domain (xensim's xs_unprivileged fault: there the real
+ * libxenstore looks for /dev/xen/xenbus with access() on every xs_open, and the answer's
+ * xs_open runs under the seccomp filter). Once killed by SIGSYS on real Xen.
+ */
+static void test_xenstore_disk417_closing_domu(void **state)
+{
+	struct itest *t;
+	char be[160], be_state[200];
+	int st;
+
+	(void)state;
+	setenv("XENSIM_FAULTS", "xs_unprivileged", 1);
+	t = new_guest("g1");
+	serve_disk417(t, be, be_state, 0);
+	unsetenv("XENSIM_FAULTS");
+	assert_int_equal(xsim_xs_wait(t->hub, be_state, "2", 5000), 0);
+	assert_int_equal(xsim_xs_write(t->hub, be_state, "5"), 0);
+	assert_int_equal(xsim_xs_wait(t->hub, be_state, "6", 2000), 0);
+	assert_int_equal(itest_rd32(t, 0, WIN0 + R_DEVICE_ID), 2);
+	st = xsim_daemon_stop(&t->dm);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	itest_free(t);
+}
+
+/*
  * libxl waits 10 s for a 4.17 disk's InitWait (and for Closed): a state write that fails
  * (xenstored restarting at that moment) is retried from the loop, not given up on. Before the
  * retry, one failed write left the guest paused until `xl create` timed out.
@@ -346,6 +372,7 @@ int main(void)
 		cmocka_unit_test(test_xenstore_grant_usage),
 		cmocka_unit_test(test_xenstore_disk417_layout),
 		cmocka_unit_test(test_xenstore_disk417_closing),
+		cmocka_unit_test(test_xenstore_disk417_closing_domu),
 		cmocka_unit_test(test_xenstore_disk417_state_retry),
 		cmocka_unit_test(test_xenstore_disk417_state_retry_gone),
 		cmocka_unit_test(test_watch_mode),

@@ -61,6 +61,13 @@ struct xs_handle *xs_open(unsigned long flags)
 	(void)flags;
 	if (!h || !m)
 		goto fail;
+	/*
+	 * In a domU there is no xenstored socket: the real library looks for its device with
+	 * access("/dev/xen/xenbus") (tools/xenstore/xs_lib.c, xs_domain_dev()), from the serving
+	 * daemon too (a state write, a reconnect): the same syscall here.
+	 */
+	if (xsim_fault("xs_unprivileged"))
+		(void)access("/dev/xen/xenbus", F_OK);
 	h->conn = xsim_connect();
 	if (h->conn < 0)
 		goto fail;
