@@ -504,7 +504,13 @@ static void guest_backend_closing(void *opaque, unsigned i)
 	if (gd->closed)
 		return;
 	gd->closing = true;
-	guest_write_state(g, gd, XEN_STATE_CLOSED);   /* logs the answer once it is written */
+	/* logs the answer once it is written */
+	if (!guest_write_state(g, gd, XEN_STATE_CLOSED) || g->cfg.guest.backend_domid == 0)
+		return;
+	/* A driver domain removes its backend directory itself: libxl in dom0 waits for that. */
+	if (xen_backend_remove(&gd->desc) == 0)
+		log_notice("%s: removed (a driver domain's part of libxl's device removal)",
+			   gd->desc.be_path);
 }
 
 static int guest_watch_closing(struct guest *g)

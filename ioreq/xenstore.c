@@ -522,6 +522,36 @@ bool xen_backend_gone(const struct xen_vdev_desc *d)
 	return gone;
 }
 
+int xen_backend_remove(const struct xen_vdev_desc *d)
+{
+	struct xs_handle *xs;
+	char parent[XS_PATH_MAX], **left;
+	char *slash;
+	unsigned n = 0;
+	int rc = 0;
+
+	if (!d->be_path[0] || strlen(d->be_path) >= sizeof(parent))
+		return -EINVAL;
+	xs = xen_xs_open();
+	if (!xs)
+		return -EIO;
+	if (!xs_rm(xs, XBT_NULL, d->be_path) && errno != ENOENT) {
+		rc = -errno ? -errno : -EIO;
+		log_err("xenstore: removing %s: %s", d->be_path, strerror(-rc));
+	}
+	memcpy(parent, d->be_path, strlen(d->be_path) + 1);
+	slash = strrchr(parent, '/');
+	if (rc == 0 && slash && slash != parent) {
+		*slash = '\0';
+		left = xs_directory(xs, XBT_NULL, parent, &n);
+		if (left && n == 0)
+			xs_rm(xs, XBT_NULL, parent);
+		free(left);
+	}
+	xs_close(xs);
+	return rc;
+}
+
 /* ---- watch connections that survive a xenstored restart ---- */
 
 /*
