@@ -207,24 +207,31 @@ static void test_hup_reconfigure(void **state)
 	expect_exit0(&dm, xsim_daemon_stop(&dm));
 }
 
+/* The guest dies: the daemon must exit 0 within 10 s and say why. */
+static void destroy_expect_exit0(struct rig *r, struct xsim_daemon *dm)
+{
+	int st = -1;
+
+	assert_int_equal(xsim_dom_destroy(r->dom), 0);
+	if (xsim_daemon_wait_exit(dm, 10000, &st) != 0) {
+		dump_log(dm->log_path);
+		xsim_daemon_stop(dm);
+		fail_msg("daemon still running after the domain's death");
+	}
+	expect_exit0(dm, st);
+	assert_true(xsim_daemon_log_has(dm, "the domain is gone"));
+}
+
 /* The guest going away ends the daemon with 0 and one line saying so. */
 static void test_domain_death(void **state)
 {
 	struct rig *r = *state;
 	const char *args[] = { "--config", r->ini, NULL };
 	struct xsim_daemon dm;
-	int st = -1;
 
 	write_text(r->ini, rng_explicit_ini, "info");
 	start_daemon(r, &dm, "death", args);
-	assert_int_equal(xsim_dom_destroy(r->dom), 0);
-	if (xsim_daemon_wait_exit(&dm, 10000, &st) != 0) {
-		dump_log(dm.log_path);
-		xsim_daemon_stop(&dm);
-		fail_msg("daemon still running after the domain's death");
-	}
-	expect_exit0(&dm, st);
-	assert_true(xsim_daemon_log_has(&dm, "the domain is gone"));
+	destroy_expect_exit0(r, &dm);
 }
 
 /*
@@ -249,14 +256,7 @@ static void test_domain_death_unprivileged(void **state)
 		fail_msg("daemon exited (status 0x%x) while its guest runs", st);
 	}
 	assert_int_equal(xsim_mmio_read(r->dom, 0, BASE0, 4), VIRTIO_MAGIC);
-	assert_int_equal(xsim_dom_destroy(r->dom), 0);
-	if (xsim_daemon_wait_exit(&dm, 10000, &st) != 0) {
-		dump_log(dm.log_path);
-		xsim_daemon_stop(&dm);
-		fail_msg("daemon still running after the domain's death");
-	}
-	expect_exit0(&dm, st);
-	assert_true(xsim_daemon_log_has(&dm, "the domain is gone"));
+	destroy_expect_exit0(r, &dm);
 }
 
 /*

@@ -238,7 +238,8 @@ static void test_xenstore_disk417_closing(void **state)
  * the real libxenstore looks for /dev/xen/xenbus with access() on every xs_open, and the
  * answer's xs_open runs under the seccomp filter: once killed by SIGSYS on real Xen). libxl in
  * dom0 leaves the backend directory to the driver domain and waits 10 s for it to go: the
- * instance removes it, and the guest's directory above it once empty.
+ * instance removes it, and the guest's directory above it once empty; a moment after its
+ * state=6, which libxl reads first.
  */
 static void test_xenstore_disk417_closing_domu(void **state)
 {
@@ -260,7 +261,9 @@ static void test_xenstore_disk417_closing_domu(void **state)
 	unsetenv("XENSIM_FAULTS");
 	assert_int_equal(xsim_xs_wait(t->hub, be_state, "2", 5000), 0);
 	assert_int_equal(xsim_xs_write(t->hub, be_state, "5"), 0);
-	for (int i = 0; i < 100; i++) {
+	/* libxl reads state=6 first: a directory gone before that is an error to it. */
+	assert_int_equal(xsim_xs_wait(t->hub, be_state, "6", 900), 0);
+	for (int i = 0; i < 250; i++) {
 		char *v = xsim_xs_read(t->hub, guest_dir);
 
 		free(v);

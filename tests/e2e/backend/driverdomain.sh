@@ -14,17 +14,13 @@ if ! { ip link add br0 type bridge && ip addr add 10.0.0.1/24 dev br0 && ip link
 	echo "E2E-BE-ERROR cannot set up bridge br0"; exit 1
 fi
 truncate -s 64M /run/dd.img
-cat > /etc/xen-virtiod/$guest.ini <<EOI
-[guest]
-name = $guest
-discovery = xenstore
-backend_domid = $self
-grant_usage = yes
-log_level = debug
-
-[block "root"]
-vdev = xvda
-EOI
+# ini_guest DISCOVERY: the [guest] section of both instances' INI files (the buffers are grants
+# for this domain: the guest's device tree names it).
+ini_guest() {
+	printf '[guest]\nname = %s\ndiscovery = %s\nbackend_domid = %s\ngrant_usage = yes\nlog_level = debug\n\n' \
+		"$guest" "$1" "$self"
+}
+{ ini_guest xenstore; printf '[block "root"]\nvdev = xvda\n'; } > /etc/xen-virtiod/$guest.ini
 if ! xen-virtiod --watch --config-dir /etc/xen-virtiod --backend-domid "$self" >>$wlog 2>&1; then
 	echo "E2E-BE-ERROR xen-virtiod --watch failed"; tail -n 20 $wlog; exit 1
 fi
@@ -42,20 +38,8 @@ i=0
 while ! xenstore-read /local/domain/$gid/name >/dev/null 2>&1 && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
 echo "E2E-BE guest domid $gid, name $(xenstore-read /local/domain/$gid/name 2>&1)"
 echo "E2E-BE perms of /local/domain/$gid: $(xenstore-ls -p /local/domain/$gid 2>&1 | grep -m2 -e '^name' -e '^vm' | tr '\n' ' ')"
-cat > /run/xvd-net/$guest.ini <<EOI
-[guest]
-name = $guest
-discovery = explicit
-backend_domid = $self
-grant_usage = yes
-log_level = debug
-
-[net "eth0"]
-mmio = 0x02000200
-irq = 34
-bridge = br0
-mac = 00:16:3e:e2:e0:0d
-EOI
+{ ini_guest explicit
+  printf '[net "eth0"]\nmmio = 0x02000200\nirq = 34\nbridge = br0\nmac = 00:16:3e:e2:e0:0d\n'; } > /run/xvd-net/$guest.ini
 if ! xen-virtiod --config /run/xvd-net/$guest.ini --domain "$gid" --control-dir /run/xvd-net \
 	--state-dir none >>$nlog 2>&1; then
 	echo "E2E-BE-ERROR the net instance failed"; tail -n 20 $nlog

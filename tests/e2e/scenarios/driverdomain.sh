@@ -74,8 +74,12 @@ wait_log $be '^E2E-BE-SERVED' 60 || fail "the back-end did not finish its part"
 during=$(grant_active "$gdomid" "$bedomid")
 say "the guest's grant entries mapped by the back-end while it serves: $during"
 t1=$(now)
-xl destroy $name || fail "xl destroy $name failed"
-say "xl destroy $name took $(awk "BEGIN { print $(now) - $t1 }") s"
+xl destroy $name > /run/dd-xl-destroy.log 2>&1 || { cat /run/dd-xl-destroy.log; fail "xl destroy $name failed"; }
+dtime=$(awk "BEGIN { print $(now) - $t1 }")
+cat /run/dd-xl-destroy.log
+say "xl destroy $name took $dtime s"
+# libxl waits for the driver domain to answer Closed and then to remove the disk's directory.
+destroy_err=$(grep -m1 'libxl: error' /run/dd-xl-destroy.log)
 wait_log $be '^E2E-BE-DONE' 120 || fail "the back-end's instances did not exit after the guest's destruction"
 after=$(grant_active "$gdomid" "$bedomid")
 say "the guest's grant entries mapped by the back-end after its instances exited: $after"
@@ -121,11 +125,13 @@ elif [ "${during:-0}" -eq 0 ] || [ "${after:-1}" -ne 0 ]; then
 	fail_why="grant entries mapped by the back-end: $during while serving, $after after its instances exited"
 elif [ -n "$left" ]; then
 	fail_why="domains left after destroying the back-end: $left"
+elif [ -n "$destroy_err" ]; then
+	fail_why="xl destroy of the guest: $destroy_err"
 elif [ "${warns:-1}" != 0 ]; then
 	fail_why="the back-end's daemons logged $warns warning/error lines: $(be_lines E2E-BE-WARN | head -1)"
 fi
 if [ -n "${fail_why:-}" ]; then
 	result FAIL driverdomain "$fail_why; $counters"
 else
-	result PASS driverdomain "back-end domain d$bedomid (xen-virtiod --watch, grants only) served guest d$gdomid: $nsums files on ext4, same sha256 in the guest and in the back-end; ping 3/3, 4 MiB each way over TCP, sha256 match; disk and net negotiated ACCESS_PLATFORM; $counters; grant entries mapped $during while serving, $after after both instances exited 0; no domain left"
+	result PASS driverdomain "back-end domain d$bedomid (xen-virtiod --watch, grants only) served guest d$gdomid: $nsums files on ext4, same sha256 in the guest and in the back-end; ping 3/3, 4 MiB each way over TCP, sha256 match; disk and net negotiated ACCESS_PLATFORM; $counters; grant entries mapped $during while serving, $after after both instances exited 0; xl destroy ${dtime} s without a libxl error; no domain left"
 fi
