@@ -152,6 +152,12 @@ void *xs_read(struct xs_handle *h, xs_transaction_t t, const char *path, unsigne
 	if (!v && errno == ENOENT && xsim_fault("xs_unprivileged") &&
 	    strncmp(path, "/local/domain/", 14) == 0)
 		errno = EACCES;
+	/* Nor are dom0's own nodes (owned by dom0, no read for others). */
+	if (v && xsim_fault("xs_unprivileged") && strncmp(path, "/local/domain/0/", 16) == 0) {
+		free(v);
+		v = NULL;
+		errno = EACCES;
+	}
 	return v;
 }
 
