@@ -118,9 +118,10 @@ check: deps
 	 $(MAKE) --no-print-directory BUILD=build/asan SAN=1 check-run; \
 	 sh scripts/summarize.sh build/test-summary build/asan/test-summary
 
-install: $(DAEMON) $(CTL)
+install: $(DAEMON) $(CTL) $(SETTARGET)
 	install -D -m 0755 $(DAEMON) $(DESTDIR)$(SBINDIR)/xen-virtiod
 	install -D -m 0755 $(CTL) $(DESTDIR)$(SBINDIR)/xen-virtiodctl
+	install -D -m 0755 $(SETTARGET) $(DESTDIR)$(SBINDIR)/xen-virtiod-settarget
 	for f in scripts/xen-virtiod-create; do [ -f $$f ] && install -D -m 0755 $$f $(DESTDIR)$(SBINDIR)/$$(basename $$f) || true; done
 	for f in systemd/*.service; do install -D -m 0644 $$f $(DESTDIR)$(UNITDIR)/$$(basename $$f); done
 	# The units name /usr/local/sbin/xen-virtiod; point them at where the binary went.

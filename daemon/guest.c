@@ -38,6 +38,7 @@ struct guest_dev {
 	bool closed;                  /* the toolstack closed the backend: state=6 is written */
 	int want_state;               /* a state write that failed, retried from state_retry */
 	bool closing;                 /* the toolstack wrote state=5 (Closing) */
+	bool remove_dir;              /* a driver domain's: remove the backend directory (be_remove) */
 };
 
 struct guest {
@@ -50,6 +51,7 @@ struct guest {
 	unsigned close_dev[CONFIG_MAX_DEVICES];  /* close watch index -> devs[] index */
 	bool dead;                    /* the domain is gone: its backend dirs are libxl's to remove */
 	ev_timer state_retry;         /* failed backend state writes, retried */
+	ev_timer be_remove;           /* a driver domain removes closed disks' directories, later */
 	unsigned ndevs;
 	struct guest_dev devs[CONFIG_MAX_DEVICES];
 	void (*on_death)(void *opaque);
@@ -429,6 +431,7 @@ static int guest_create_devices(struct guest *g)
  * `xl destroy` to time out. Closed written marks the backend closed: nothing is written after.
  */
 #define GUEST_STATE_RETRY_S 0.5
+#define GUEST_BE_REMOVE_S   1.0   /* after Closed: long enough for libxl to have read it */
 
 static bool guest_write_state(struct guest *g, struct guest_dev *gd, int state)
 {
@@ -451,6 +454,17 @@ static bool guest_write_state(struct guest *g, struct guest_dev *gd, int state)
 		log_notice("%s: the toolstack closed %s (state=5): answered Closed; virtio-mmio has "
 			   "no unplug, so the device is served until the guest stops", gd->dev->name,
 			   gd->desc.be_path);
+	/*
+	 * In a driver domain, libxl in dom0 leaves the backend directory to us and waits up to 10 s
+	 * for it to go (libxl 4.17, libxl_device.c: device_hotplug()); but it first reads our
+	 * state=6, and a directory removed before that read is an error to it ("unable to remove
+	 * device"). So the removal comes a moment later.
+	 */
+	if (gd->closed && gd->closing && g->cfg.guest.backend_domid != 0) {
+		gd->remove_dir = true;
+		if (!ev_is_active(&g->be_remove))
+			ev_timer_start(g->loop, &g->be_remove);
+	}
 	return true;
 }
 
@@ -505,6 +519,24 @@ static void guest_backend_closing(void *opaque, unsigned i)
 		return;
 	gd->closing = true;
 	guest_write_state(g, gd, XEN_STATE_CLOSED);   /* logs the answer once it is written */
+}
+
+static void guest_be_remove_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct guest *g = container_of(t, struct guest, be_remove);
+
+	(void)loop;
+	(void)revents;
+	for (unsigned i = 0; i < g->ndevs; i++) {
+		struct guest_dev *gd = &g->devs[i];
+
+		if (!gd->remove_dir)
+			continue;
+		gd->remove_dir = false;
+		if (xen_backend_remove(&gd->desc) == 0)
+			log_notice("%s: removed (a driver domain's part of libxl's device removal)",
+				   gd->desc.be_path);
+	}
 }
 
 static int guest_watch_closing(struct guest *g)
@@ -627,6 +659,7 @@ int guest_setup(struct ev_loop *loop, const struct guest_params *p, struct guest
 	g->loop = loop;
 	ev_init(&g->state_retry, guest_state_retry_cb);
 	g->state_retry.repeat = GUEST_STATE_RETRY_S;
+	ev_timer_init(&g->be_remove, guest_be_remove_cb, GUEST_BE_REMOVE_S, 0.);
 	g->cfg = *p->cfg;
 	g->on_death = p->on_death;
 	g->opaque = p->opaque;
@@ -694,6 +727,7 @@ void guest_teardown(struct guest *g)
 		return;
 	xen_close_watch_stop(g->close_watch);
 	ev_timer_stop(g->loop, &g->state_retry);
+	ev_timer_stop(g->loop, &g->be_remove);
 	if (!g->dead)
 		guest_quiesce_devices(g);
 	guest_reset_devices(g);
@@ -716,6 +750,7 @@ void guest_handover(struct guest *g)
 		return;
 	xen_close_watch_stop(g->close_watch);
 	ev_timer_stop(g->loop, &g->state_retry);
+	ev_timer_stop(g->loop, &g->be_remove);
 	/*
 	 * What the kernel holds comes back to the guest; what was not started stays in flight for
 	 * the next instance; nothing is reset, nothing unrouted.

@@ -151,6 +151,9 @@ static const char *const sandbox_allowed[] = {
 	"openat", "open", "close", "fstat", "newfstatat", "statx", "stat", "lstat", "fstatfs",
 	"fcntl", "dup", "dup3", "rename", "renameat", "renameat2", "unlink", "unlinkat",
 	"readlink", "readlinkat", "getdents64", "umask", "fchmod", "pipe2",
+	/* in a driver domain xenstored has no socket: every xs_open looks for /dev/xen/xenbus
+	 * with access() first (libxenstore's xs_domain_dev()) */
+	"access", "faccessat", "faccessat2",
 	/* sockets: console and control clients (daemon/control.c: accept4, SO_PEERCRED, socketpair
 	 * and SCM_RIGHTS for console attach), sd_notify, xenstored (xs_open at teardown), the hub */
 	"accept4", "accept", "connect", "recvmsg", "sendmsg", "recvfrom", "sendto",

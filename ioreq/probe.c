@@ -163,10 +163,13 @@ static void probe_xenstore_child(int fd)
 	char *v;
 
 	if (xs) {
-		/* Any answer, "no such node" included, proves xenstored is serving. */
+		/*
+		 * Any answer, "no such node" included, proves xenstored is serving; so does a
+		 * refusal: in a driver domain dom0's nodes are not ours to read (EACCES).
+		 */
 		errno = 0;
 		v = xs_read(xs, XBT_NULL, "/local/domain/0/name", &len);
-		r.stage = v || errno == ENOENT ? 0 : 2;
+		r.stage = v || errno == ENOENT || errno == EACCES ? 0 : 2;
 		free(v);
 	}
 	r.err = errno ? errno : EIO;

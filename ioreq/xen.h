@@ -161,6 +161,13 @@ int xen_discover(uint32_t backend_domid, uint32_t domid, struct xen_vdev_desc *o
 int xen_backend_set_state(const struct xen_vdev_desc *d, int state);
 /* xenstore answered that the backend directory no longer exists (libxl removed it). */
 bool xen_backend_gone(const struct xen_vdev_desc *d);
+/*
+ * Remove the device's backend directory, and its parent (the guest's) when that is left empty.
+ * A back-end in a driver domain does this when libxl removes the device: libxl in dom0 leaves
+ * the backend directory to the driver domain and waits up to 10 s for it to go (libxl 4.17,
+ * tools/libs/light/libxl_device.c, device_hotplug() and libxl__device_destroy()).
+ */
+int xen_backend_remove(const struct xen_vdev_desc *d);
 
 /*
  * Call cb(opaque, i) from the loop, once, when the toolstack writes state=5 (Closing) into

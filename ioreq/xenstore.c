@@ -36,9 +36,45 @@ struct xs_handle *xen_xs_open(void)
 	return xs;
 }
 
+/*
+ * xenstored answers IS_DOMAIN_INTRODUCED to privileged connections only: a driver domain gets
+ * EACCES (C xenstored 4.17, tools/xenstore/xenstored_core.c: XS_IS_DOMAIN_INTRODUCED has
+ * XS_FLAG_PRIV, checked in process_message()), which libxenstore reports as "not introduced".
+ * There the domain's home tells instead: libxl removes /local/domain/<domid> when it destroys the
+ * domain, and a driver domain that the toolstack made the guest's target (xs_set_target) reads
+ * it. Once removed, though, a driver domain reads EACCES, not ENOENT: xenstored answers for a
+ * missing node with its nearest ancestor's permissions (errno_from_parents()), and
+ * /local/domain is not readable to a domU. EACCES means "gone" only when the home was readable
+ * before (*seen; libxl never changes a domain's permissions); otherwise (no set_target yet) it
+ * is our own failure, and we never declare a guest dead on our own failure.
+ */
+static bool xs_domain_alive_seen(struct xs_handle *xs, uint32_t domid, bool *seen)
+{
+	char path[32];
+	unsigned len = 0;
+	char *v;
+
+	errno = 0;
+	if (xs_is_domain_introduced(xs, domid))
+		return true;
+	if (errno != EACCES)
+		return false;
+	snprintf(path, sizeof(path), "/local/domain/%u", domid);
+	v = xs_read(xs, XBT_NULL, path, &len);
+	if (v) {
+		free(v);
+		if (seen)
+			*seen = true;
+		return true;
+	}
+	if (errno == ENOENT)
+		return false;
+	return !(errno == EACCES && seen && *seen);
+}
+
 bool xen_xs_domain_alive(struct xs_handle *xs, uint32_t domid)
 {
-	return xs_is_domain_introduced(xs, domid);
+	return xs_domain_alive_seen(xs, domid, NULL);
 }
 
 /* ---- strict parsing ---- */
@@ -486,6 +522,36 @@ bool xen_backend_gone(const struct xen_vdev_desc *d)
 	return gone;
 }
 
+int xen_backend_remove(const struct xen_vdev_desc *d)
+{
+	struct xs_handle *xs;
+	char parent[XS_PATH_MAX], **left;
+	char *slash;
+	unsigned n = 0;
+	int rc = 0;
+
+	if (!d->be_path[0] || strlen(d->be_path) >= sizeof(parent))
+		return -EINVAL;
+	xs = xen_xs_open();
+	if (!xs)
+		return -EIO;
+	if (!xs_rm(xs, XBT_NULL, d->be_path) && errno != ENOENT) {
+		rc = -errno ? -errno : -EIO;
+		log_err("xenstore: removing %s: %s", d->be_path, strerror(-rc));
+	}
+	memcpy(parent, d->be_path, strlen(d->be_path) + 1);
+	slash = strrchr(parent, '/');
+	if (rc == 0 && slash && slash != parent) {
+		*slash = '\0';
+		left = xs_directory(xs, XBT_NULL, parent, &n);
+		if (left && n == 0)
+			xs_rm(xs, XBT_NULL, parent);
+		free(left);
+	}
+	xs_close(xs);
+	return rc;
+}
+
 /* ---- watch connections that survive a xenstored restart ---- */
 
 /*
@@ -657,6 +723,7 @@ struct xen_death_watch {
 	struct xs_link link;
 	uint32_t domid;
 	bool fired;
+	bool home_seen;               /* /local/domain/<domid> was readable (xs_domain_alive_seen) */
 	void (*cb)(void *opaque);
 	void *opaque;
 	char token[32];
@@ -684,7 +751,7 @@ static void xs_death_check(struct xs_link *l, bool probe)
 		return;
 	}
 	/* @releaseDomain fires for any domain's shutdown or death: check it is ours. */
-	if (xen_xs_domain_alive(l->xs, dw->domid))
+	if (xs_domain_alive_seen(l->xs, dw->domid, &dw->home_seen))
 		return;
 	/* "Not introduced", or no answer at all? Never declare a guest dead on our own failure. */
 	if (!xs_link_healthy(l, dw->domid)) {

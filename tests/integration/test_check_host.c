@@ -242,6 +242,20 @@ static void test_no_ioreq_server(void **state)
 				     "scripts/build-xen-ioreq.sh");
 }
 
+/*
+ * In a driver domain xenstored answers the probe's read of dom0's name with EACCES: an answer,
+ * so xenstored is up (it once said "xenstored does not answer (Permission denied)").
+ */
+static void test_xenstore_unprivileged(void **state)
+{
+	static const char *const domu[] = { XSIM_ENV_FAULTS "=xs_unprivileged", NULL };
+	char out[OUT_MAX];
+
+	(void)state;
+	assert_int_equal(check_host(out, 0, domu), 0);
+	expect(out, "xenstore", "OK", "xenstored answers");
+}
+
 static void test_xenstored_down(void **state)
 {
 	char out[OUT_MAX];
@@ -339,6 +353,7 @@ int main(void)
 		cmocka_unit_test(test_device_nodes),
 		cmocka_unit_test(test_no_ioreq_server),
 		cmocka_unit_test(test_xenstored_down),
+		cmocka_unit_test(test_xenstore_unprivileged),
 		cmocka_unit_test(test_old_kernel_and_versions),
 		cmocka_unit_test(test_no_hub),
 		cmocka_unit_test(test_kernel_features),

@@ -126,7 +126,8 @@ static void test_xenstore_grant_usage(void **state)
 
 /* libxl 4.17: disk = ["...,specification=virtio,backendtype=standalone"]; waits for state 2.
  * A 1 MiB image in the hub's directory. */
-static void write_virtio_disk(struct itest *t)
+/* A 4.17 virtio disk (libxl's keys) under the backend root be (BE for dom0). */
+static void write_virtio_disk_at(struct itest *t, const char *be)
 {
 	uint32_t id = xsim_dom_id(t->dom);
 	char p[160], img[160];
@@ -136,7 +137,7 @@ static void write_virtio_disk(struct itest *t)
 	assert_int_equal(truncate(img, 1 << 20), 0);
 
 #define W(key, ...) do { \
-		snprintf(p, sizeof(p), BE "/virtio_disk/%u/51712/" key, id); \
+		snprintf(p, sizeof(p), "%s/virtio_disk/%u/51712/" key, be, id); \
 		assert_int_equal(xsim_xs_write(t->hub, p, __VA_ARGS__), 0); \
 	} while (0)
 	W("frontend", "/local/domain/%u/device/virtio_disk/51712", id);
@@ -150,6 +151,11 @@ static void write_virtio_disk(struct itest *t)
 	W("irq", "33");
 	W("state", "1");
 #undef W
+}
+
+static void write_virtio_disk(struct itest *t)
+{
+	write_virtio_disk_at(t, BE);
 }
 
 static void test_xenstore_disk417_layout(void **state)
@@ -224,6 +230,59 @@ static void test_xenstore_disk417_closing(void **state)
 		assert_null(v);   /* not re-created by the stop */
 		free(v);
 	}
+	itest_free(t);
+}
+
+/*
+ * The same Closing answer from a driver domain (domid 7; xensim's xs_unprivileged fault: there
+ * the real libxenstore looks for /dev/xen/xenbus with access() on every xs_open, and the
+ * answer's xs_open runs under the seccomp filter: once killed by SIGSYS on real Xen). libxl in
+ * dom0 leaves the backend directory to the driver domain and waits 10 s for it to go: the
+ * instance removes it, and the guest's directory above it once empty; a moment after its
+ * state=6, which libxl reads first.
+ */
+static void test_xenstore_disk417_closing_domu(void **state)
+{
+	struct itest *t;
+	char guest_dir[128], be[160], be_state[200];
+	int st;
+
+	(void)state;
+	setenv("XENSIM_FAULTS", "xs_unprivileged", 1);
+	t = new_guest("g1");
+	assert_non_null(t);
+	write_virtio_disk_at(t, "/local/domain/7/backend");
+	snprintf(guest_dir, sizeof(guest_dir), "/local/domain/7/backend/virtio_disk/%u",
+		 xsim_dom_id(t->dom));
+	snprintf(be, sizeof(be), "%s/51712", guest_dir);
+	snprintf(be_state, sizeof(be_state), "%s/state", be);
+	assert_int_equal(itest_serve(t, "[guest]\nname = g1\ndiscovery = xenstore\n"
+				     "backend_domid = 7\n[block \"root\"]\nvdev = xvda\n"), 0);
+	unsetenv("XENSIM_FAULTS");
+	assert_int_equal(xsim_xs_wait(t->hub, be_state, "2", 5000), 0);
+	assert_int_equal(xsim_xs_write(t->hub, be_state, "5"), 0);
+	/* libxl reads state=6 first: a directory gone before that is an error to it. */
+	assert_int_equal(xsim_xs_wait(t->hub, be_state, "6", 900), 0);
+	for (int i = 0; i < 250; i++) {
+		char *v = xsim_xs_read(t->hub, guest_dir);
+
+		free(v);
+		if (!v)
+			break;
+		usleep(20000);
+	}
+	{
+		char *v = xsim_xs_read(t->hub, guest_dir);
+
+		if (v)
+			fail_msg("%s still there after Closing", guest_dir);
+	}
+	assert_true(xsim_daemon_wait_log(&t->dm, "answered Closed", 2000));
+	/* Still served. */
+	assert_int_equal(itest_rd32(t, 0, WIN0 + R_DEVICE_ID), 2);
+	st = xsim_daemon_stop(&t->dm);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
 	itest_free(t);
 }
 
@@ -346,6 +405,7 @@ int main(void)
 		cmocka_unit_test(test_xenstore_grant_usage),
 		cmocka_unit_test(test_xenstore_disk417_layout),
 		cmocka_unit_test(test_xenstore_disk417_closing),
+		cmocka_unit_test(test_xenstore_disk417_closing_domu),
 		cmocka_unit_test(test_xenstore_disk417_state_retry),
 		cmocka_unit_test(test_xenstore_disk417_state_retry_gone),
 		cmocka_unit_test(test_watch_mode),

@@ -18,6 +18,7 @@
 #include <xenstore.h>
 
 #include "tests/xensim/client.h"
+#include "tests/xensim/fault.h"
 
 struct xs_handle {
 	int conn;
@@ -60,6 +61,13 @@ struct xs_handle *xs_open(unsigned long flags)
 	(void)flags;
 	if (!h || !m)
 		goto fail;
+	/*
+	 * In a domU there is no xenstored socket: the real library looks for its device with
+	 * access("/dev/xen/xenbus") (tools/xenstore/xs_lib.c, xs_domain_dev()), from the serving
+	 * daemon too (a state write, a reconnect): the same syscall here.
+	 */
+	if (xsim_fault("xs_unprivileged"))
+		(void)access("/dev/xen/xenbus", F_OK);
 	h->conn = xsim_connect();
 	if (h->conn < 0)
 		goto fail;
@@ -137,6 +145,19 @@ void *xs_read(struct xs_handle *h, xs_transaction_t t, const char *path, unsigne
 			*len = m->len;
 	}
 	free(m);
+	/*
+	 * Not dom0: xenstored answers for a missing node with the permissions of its nearest
+	 * ancestor, and /local/domain is not readable to a domU.
+	 */
+	if (!v && errno == ENOENT && xsim_fault("xs_unprivileged") &&
+	    strncmp(path, "/local/domain/", 14) == 0)
+		errno = EACCES;
+	/* Nor are dom0's own nodes (owned by dom0, no read for others). */
+	if (v && xsim_fault("xs_unprivileged") && strncmp(path, "/local/domain/0/", 16) == 0) {
+		free(v);
+		v = NULL;
+		errno = EACCES;
+	}
 	return v;
 }
 
@@ -262,9 +283,15 @@ char **xs_read_watch(struct xs_handle *h, unsigned int *num)
 
 bool xs_is_domain_introduced(struct xs_handle *h, unsigned int domid)
 {
-	struct xsim_msg *m = xsim_msg_new(XSIM_OP_XS_INTRODUCED, domid);
+	struct xsim_msg *m;
 	bool alive = false;
 
+	/* Not dom0: xenstored refuses the request (XS_FLAG_PRIV), the library says "no". */
+	if (xsim_fault("xs_unprivileged")) {
+		errno = EACCES;
+		return false;
+	}
+	m = xsim_msg_new(XSIM_OP_XS_INTRODUCED, domid);
 	if (m && xs_rpc(h, m) == 0)
 		alive = m->a != 0;
 	free(m);
