@@ -347,6 +347,14 @@ static int rbd_connect_once(struct blk_rbd *r, const struct config_block *c, uns
 		rc = rbd_conf(r->cluster, "rados_mon_op_timeout", t);
 	if (rc == 0)
 		rc = rbd_conf(r->cluster, "client_mount_timeout", w);
+	/*
+	 * No librbd cache: a write is answered once the OSDs have it. A cache in this process
+	 * would die with it, and a restarted instance (the guest never noticing) must not lose
+	 * a write the guest was told was done: a file disk keeps that promise through the kernel's
+	 * page cache, an rbd disk through the cluster. FLUSH then only waits for what is in flight.
+	 */
+	if (rc == 0)
+		rc = rbd_conf(r->cluster, "rbd_cache", "false");
 	/* Our stderr is the journal: librados logs to its own file when ceph.conf says so. */
 	if (rc == 0)
 		rc = rbd_conf(r->cluster, "log_to_stderr", "false");

@@ -590,6 +590,8 @@ static int bench_rbd(struct bench *b, const char *filter, unsigned reps)
 	snprintf(b->rbd, sizeof(b->rbd), "rbd/bench");
 	if (mkdir(b->ceph_dir, 0700) < 0 ||
 	    sh("sh " CEPH_CLUSTER_SH " start %s %s >/dev/null 2>&1", b->ceph_dir, port) != 0 ||
+	    /* fio's client as the daemon's: no librbd cache (blk_rbd.c says why). */
+	    sh("printf '[client]\\nrbd cache = false\\n' >> %s/ceph.conf%s", b->ceph_dir, "") != 0 ||
 	    sh("rbd --conf %s/ceph.conf create --size %s rbd/bench", b->ceph_dir, mib) != 0 ||
 	    sh("rbd --conf %s/ceph.conf bench --io-type write --io-size 4M --io-pattern seq "
 	       "--io-total %sM rbd/bench >/dev/null", b->ceph_dir, mib) != 0) {

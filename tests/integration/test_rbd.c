@@ -465,6 +465,32 @@ static void test_rbd_osd_sigkill(void **state)
 }
 
 /* The daemon started with ini; waits for its exit status. */
+/*
+ * The daemon SIGKILLed right after the guest's writes were answered (a writeback guest: a FLUSH
+ * first, then writes without one): every answered write is in the cluster, as a restarted
+ * instance must find it. A librbd cache in the daemon would have lost them with the process.
+ */
+static void test_rbd_daemon_killed(void **state)
+{
+	struct guest *g = *state;
+	uint8_t *gen = calloc(IMG_SIZE / 512, 1);
+	int st = 0;
+
+	rbd_guest_start(g, g->img, 30, NULL);
+	write_pat(g, 0, 65536, 1, gen);
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_FLUSH, 0, NULL, 0), VIRTIO_BLK_S_OK);
+	for (unsigned i = 1; i <= 16; i++) {
+		scratch_reset(g);
+		write_pat(g, (uint64_t)i * 262144, 65536, 2 + i % 7, gen);
+	}
+	assert_int_equal(kill(g->t->dm.pid, SIGKILL), 0);
+	assert_int_equal(xsim_daemon_wait_exit(&g->t->dm, 5000, &st), 0);
+	assert_true(WIFSIGNALED(st));
+	g->t->dm.pid = -1;
+	assert_image(g, NULL, gen);
+	free(gen);
+}
+
 static int daemon_exit_status(struct guest *g, const char *ini)
 {
 	const char *args[] = { "--foreground", "--config", NULL, NULL };
@@ -540,6 +566,7 @@ int main(void)
 		T(test_rbd_rw_depths), T(test_rbd_request_types), T(test_rbd_snapshot),
 		T(test_rbd_namespace),
 		T(test_rbd_resize), T(test_rbd_osd_restart), T(test_rbd_osd_sigkill),
+		T(test_rbd_daemon_killed),
 		T(test_rbd_no_cluster_at_start),
 		T(test_rbd_no_image), T(test_rbd_bad_config),
 	};
