@@ -419,6 +419,40 @@ static void test_rbd_osd_restart(void **state)
 }
 
 /*
+ * The monitor is stopped right after 16 writes were submitted (some may complete before it is
+ * gone), then the guest writes and reads while it is away, then it comes back: I/O to the OSD
+ * goes on without it (librados keeps its OSD sessions and hunts for a monitor meanwhile), every
+ * request completes, and the data is right through the guest and in the cluster.
+ */
+static void test_rbd_mon_restart(void **state)
+{
+	struct guest *g = *state;
+	uint8_t *gen = calloc(IMG_SIZE / 512, 1);
+	struct req w[16];
+
+	rbd_guest_start(g, g->img, 30, NULL);
+	write_pat(g, 0, 4096, 1, gen);
+	scratch_reset(g);
+	submit_pat_writes(g, w, 16, 5);
+	memset(gen, 5, 16 * 65536 / 512);
+	assert_int_equal(cluster("mon-stop"), 0);
+	wait_done(g, 16);
+	for (unsigned i = 0; i < 16; i++)
+		assert_int_equal(*w[i].status, VIRTIO_BLK_S_OK);
+	scratch_reset(g);
+	write_pat(g, 2u << 20, 65536, 6, gen);
+	assert_guest_reads(g, 0, 16 * 65536, gen);
+	assert_int_equal(cluster("mon-start"), 0);
+	scratch_reset(g);
+	write_pat(g, 3u << 20, 65536, 7, gen);
+	assert_int_equal(do_req(g, VIRTIO_BLK_T_FLUSH, 0, NULL, 0), VIRTIO_BLK_S_OK);
+	assert_image(g, NULL, gen);
+	assert_true(xsim_daemon_alive(&g->t->dm));
+	guest_stop(g);
+	free(gen);
+}
+
+/*
  * The OSD SIGKILLed with 16 writes in flight (frozen with SIGSTOP first). Its memstore keeps data in memory only (saved at a
  * clean stop), so a killed OSD comes back with an older store: acknowledged data cannot be
  * checked here, only that every request is answered (OK or IOERR) within io_timeout, that
@@ -565,8 +599,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_rbd_rw_depths), T(test_rbd_request_types), T(test_rbd_snapshot),
 		T(test_rbd_namespace),
-		T(test_rbd_resize), T(test_rbd_osd_restart), T(test_rbd_osd_sigkill),
-		T(test_rbd_daemon_killed),
+		T(test_rbd_resize), T(test_rbd_osd_restart), T(test_rbd_mon_restart),
+		T(test_rbd_daemon_killed), T(test_rbd_osd_sigkill),
 		T(test_rbd_no_cluster_at_start),
 		T(test_rbd_no_image), T(test_rbd_bad_config),
 	};

@@ -7,6 +7,8 @@
 #   ceph-cluster.sh osd-stop DIR     stop the OSD cleanly (its memstore is saved to DIR/osd0)
 #   ceph-cluster.sh osd-kill DIR     SIGKILL the OSD (what it had not saved is lost: memstore)
 #   ceph-cluster.sh osd-start DIR    start it again; returns once the monitor sees it up
+#   ceph-cluster.sh mon-stop DIR     stop the monitor (SIGTERM; its store stays in DIR/mon)
+#   ceph-cluster.sh mon-start DIR    start it again; returns once it answers
 #   ceph-cluster.sh stop DIR         stop both daemons (DIR stays; the caller removes it)
 #   ceph-cluster.sh available        exit 0 when the packages are installed
 #
@@ -57,6 +59,16 @@ osd_signal() {
 	until_ok pid_gone "$d/osd.pid"
 	c osd down 0 >/dev/null 2>&1 || true
 	until_ok osd_down
+}
+
+mon_stop() {
+	kill -TERM "$(cat "$d/mon.a.pid")" 2>/dev/null || true
+	until_ok pid_gone "$d/mon.a.pid"
+}
+
+mon_start() {
+	ceph-mon --conf "$d/ceph.conf" -i a
+	until_ok c mon stat
 }
 
 start() {
@@ -143,12 +155,14 @@ if [ "$cmd" = available ]; then
 	have
 	exit
 fi
-d=${2:?usage: ceph-cluster.sh start|stop|osd-stop|osd-kill|osd-start DIR [PORT]}
+d=${2:?usage: ceph-cluster.sh start|stop|osd-stop|osd-kill|osd-start|mon-stop|mon-start DIR [PORT]}
 case $cmd in
 start) start "${3:?port}" ;;
 stop) stop ;;
 osd-stop) osd_signal TERM ;;
 osd-kill) osd_signal KILL ;;
 osd-start) osd_start ;;
+mon-stop) mon_stop ;;
+mon-start) mon_start ;;
 *) echo "ceph-cluster: unknown command $cmd" >&2; exit 2 ;;
 esac
