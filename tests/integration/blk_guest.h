@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -310,6 +311,21 @@ static inline void submit_pat_writes(struct guest *g, struct req *w, unsigned n,
 		assert_true(vdrv_submit(&g->drv, 0, w[i].b, w[i].n, false, &w[i]) >= 0);
 	}
 	vdrv_kick(&g->drv, 0);
+}
+
+/* sh -c of a printf-formatted command line; its exit status (-1: not run or killed). */
+static inline int blk_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline int blk_sh(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 #endif

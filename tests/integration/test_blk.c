@@ -697,20 +697,6 @@ static void test_nbd_no_server_at_start(void **state)
 	assert_true(xsim_daemon_log_has(&g->t->dm, "within io_timeout (2 s)"));
 }
 
-/* Run a shell command built from fmt; its exit status (-1: not run). */
-static int shell(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /*
  * A qcow2 image served over NBD by one of QEMU's servers (argv, listening on sock; the export
  * at uri): requests at depth 1 and 32, FLUSH, a discard and a write-zeroes through the real
@@ -729,7 +715,7 @@ static void qcow2_over_nbd(struct guest *g, const char *const *argv, const char 
 
 	snprintf(qcow, sizeof(qcow), "%s/disk.qcow2", workdir);
 	snprintf(raw, sizeof(raw), "%s/disk.raw", workdir);
-	assert_int_equal(shell("qemu-img create -q -f qcow2 %s %u", qcow, IMG_SIZE), 0);
+	assert_int_equal(blk_sh("qemu-img create -q -f qcow2 %s %u", qcow, IMG_SIZE), 0);
 	srv = nbd_server_spawn(sock, argv, WAIT_MS);
 	if (srv < 0)
 		fail_msg("%s did not come up on %s: %s", argv[0], sock, strerror((int)-srv));
@@ -763,8 +749,8 @@ static void qcow2_over_nbd(struct guest *g, const char *const *argv, const char 
 	guest_stop(g);
 	rc = nbd_server_stop(srv, sock);
 	assert_true(WIFEXITED(rc) || WIFSIGNALED(rc));
-	assert_int_equal(shell("qemu-img check -q -f qcow2 %s", qcow), 0);
-	assert_int_equal(shell("qemu-img convert -f qcow2 -O raw %s %s", qcow, raw), 0);
+	assert_int_equal(blk_sh("qemu-img check -q -f qcow2 %s", qcow), 0);
+	assert_int_equal(blk_sh("qemu-img convert -f qcow2 -O raw %s %s", qcow, raw), 0);
 	/*
 	 * rw_depth(32, 2)'s extents. A discarded range reads back as anything (qcow2 ignores a
 	 * discard smaller than its 64 KiB cluster), so only the rest of the first one is checked;

@@ -35,23 +35,9 @@ static char workdir[] = "/tmp/itest_rbd.XXXXXX";
 static char conf[200];          /* the cluster's ceph.conf; empty: no cluster (skip) */
 static unsigned image_no;
 
-/* sh -c cmd (printf-formatted); its exit status. */
-static int run(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static int cluster(const char *what)
 {
-	return run("sh %s %s %s/ceph >>%s/cluster.log 2>&1", CEPH_CLUSTER_SH, what, workdir,
+	return blk_sh("sh %s %s %s/ceph >>%s/cluster.log 2>&1", CEPH_CLUSTER_SH, what, workdir,
 		   workdir);
 }
 
@@ -65,15 +51,15 @@ static int group_setup(void **state)
 	print_message("SKIP: built without librbd (RBD=0): rbd disks cannot start\n");
 	return 0;
 #endif
-	if (run("sh %s available", CEPH_CLUSTER_SH) != 0) {
+	if (blk_sh("sh %s available", CEPH_CLUSTER_SH) != 0) {
 		print_message("SKIP: ceph-mon, ceph-osd, ceph or rbd missing (apt-get install "
 			      "ceph-mon ceph-osd ceph-common)\n");
 		return 0;
 	}
-	if (port <= 0 || run("mkdir -p %s/ceph && CEPH_OWNER=%d sh %s start %s/ceph %d "
+	if (port <= 0 || blk_sh("mkdir -p %s/ceph && CEPH_OWNER=%d sh %s start %s/ceph %d "
 			     ">%s/cluster.log 2>&1", workdir, (int)getpid(), CEPH_CLUSTER_SH,
 			     workdir, port, workdir) != 0) {
-		run("cat %s/cluster.log >&2", workdir);
+		blk_sh("cat %s/cluster.log >&2", workdir);
 		return -1;
 	}
 	snprintf(conf, sizeof(conf), "%s/ceph/ceph.conf", workdir);
@@ -98,7 +84,7 @@ static int setup(void **state)
 	if (!conf[0])
 		return 0;
 	snprintf(g->img, sizeof(g->img), "rbd/img%u", ++image_no);
-	return run("rbd --conf %s create --size %u %s", conf, IMG_MIB, g->img) == 0 ? 0 : -1;
+	return blk_sh("rbd --conf %s create --size %u %s", conf, IMG_MIB, g->img) == 0 ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -136,7 +122,7 @@ static uint8_t *export_image(struct guest *g, const char *spec)
 
 	snprintf(path, sizeof(path), "%s/export.img", workdir);
 	unlink(path);
-	assert_int_equal(run("rbd --conf %s export %s %s >/dev/null 2>&1", conf,
+	assert_int_equal(blk_sh("rbd --conf %s export %s %s >/dev/null 2>&1", conf,
 			     spec ? spec : g->img, path), 0);
 	fd = open(path, O_RDONLY);
 	assert_true(fd >= 0);
@@ -291,7 +277,7 @@ static void test_rbd_snapshot(void **state)
 	rbd_guest_start(g, g->img, 30, NULL);
 	write_pat(g, 0, 1 << 20, 3, gen);
 	guest_stop(g);
-	assert_int_equal(run("rbd --conf %s snap create %s@s1 >/dev/null 2>&1", conf, g->img), 0);
+	assert_int_equal(blk_sh("rbd --conf %s snap create %s@s1 >/dev/null 2>&1", conf, g->img), 0);
 	snprintf(spec, sizeof(spec), "%s@s1", g->img);
 	/* The image moves on after the snapshot; the snapshot does not. */
 	uint8_t *later = calloc(IMG_SIZE / 512, 1);
@@ -322,7 +308,7 @@ static void test_rbd_namespace(void **state)
 	if (!conf[0])
 		skip();
 	snprintf(spec, sizeof(spec), "rbd/ns1/img%u", image_no);
-	assert_int_equal(run("rbd --conf %s namespace create rbd/ns1 >/dev/null 2>&1; "
+	assert_int_equal(blk_sh("rbd --conf %s namespace create rbd/ns1 >/dev/null 2>&1; "
 			     "rbd --conf %s create --size %u %s", conf, conf, IMG_MIB, spec), 0);
 	rbd_guest_start(g, spec, 30, NULL);
 	write_pat(g, 65536, 1 << 20, 8, gen);
@@ -346,7 +332,7 @@ static void test_rbd_resize(void **state)
 	uint32_t cfg_gen = vdrv_read32(&g->drv, 0x0fc);
 
 	t0 = now_ms();
-	assert_int_equal(run("rbd --conf %s resize --size %u %s >/dev/null 2>&1", conf,
+	assert_int_equal(blk_sh("rbd --conf %s resize --size %u %s >/dev/null 2>&1", conf,
 			     2 * IMG_MIB, g->img), 0);
 	for (int waited = 0; waited < WAIT_MS && !irq; waited += 10)
 		irq = vdrv_wait_isr(&g->drv, 10) & 2;   /* configuration change */
@@ -470,7 +456,7 @@ static void test_rbd_osd_sigkill(void **state)
 	write_pat(g, 0, 4096, 1, gen);
 	scratch_reset(g);
 	/* Frozen first, so the writes are surely at the OSD, unanswered, when it dies. */
-	assert_int_equal(run("kill -STOP $(cat %s/ceph/osd.pid)", workdir), 0);
+	assert_int_equal(blk_sh("kill -STOP $(cat %s/ceph/osd.pid)", workdir), 0);
 	submit_pat_writes(g, w, 16, 5);
 	t0 = now_ms();
 	assert_int_equal(cluster("osd-kill"), 0);
@@ -552,7 +538,7 @@ static void test_rbd_no_cluster_at_start(void **state)
 	if (!conf[0])
 		skip();
 	snprintf(c2, sizeof(c2), "%s/nobody.conf", workdir);
-	assert_int_equal(run("printf '[global]\\nmon host = v2:127.0.0.1:%d\\n' > %s",
+	assert_int_equal(blk_sh("printf '[global]\\nmon host = v2:127.0.0.1:%d\\n' > %s",
 			     nbdkit_free_port(), c2), 0);
 	snprintf(ini, sizeof(ini),
 		 "[guest]\nname = g1\ndiscovery = explicit\n\n[block \"root\"]\nmmio = 0x02000000\n"
