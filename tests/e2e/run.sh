@@ -4,7 +4,9 @@
 #
 # Environment:
 #   E2E_CACHE       downloads and builds (default ${XDG_CACHE_HOME:-$HOME/.cache}/xen-virtiod-e2e)
-#   E2E_SCENARIOS   comma-separated scenarios to run (default: all)
+#   E2E_SCENARIOS   comma-separated scenarios to run (default: all but those marked
+#                   "# e2e-default: no"; a scenario's "# e2e-xen-args:" words go on Xen's
+#                   command line when it runs)
 #   E2E_TIMEOUT     hard limit on QEMU in seconds (default 1800)
 #   E2E_VERBOSE=1   show the whole console (always in build/e2e/console.log)
 #   E2E_SHELL=1     leave a dom0 shell on the console after the scenarios (interactive)
@@ -45,9 +47,19 @@ if [ "${E2E_NO_DAEMON:-0}" != 1 ]; then
 fi
 step initramfs bash "$P/initramfs.sh" "$E2E_IMAGE" "$R0" "$RG" "$DAEMON_DIR"; INITRD=$R
 
-all=$(cd "$E2E_DIR/scenarios" && ls *.sh | grep -v '\.guest\.sh$' | sed 's/\.sh$//' | tr '\n' ' ')
+# The default list: every scenario but those with a "# e2e-default: no" line (run by name only).
+all=$(cd "$E2E_DIR/scenarios" && for f in *.sh; do
+	case $f in *.guest.sh) continue;; esac
+	grep -q '^# e2e-default: no' "$f" || echo "${f%.sh}"
+done | tr '\n' ' ')
 want=${E2E_SCENARIOS:-}
 want=$(echo "${want:-$all}" | tr ',' ' ')
+# Words for Xen's command line that a wanted scenario asks for ("# e2e-xen-args: WORDS").
+for s in $want; do
+	x=$(sed -n 's/^# e2e-xen-args: *//p' "$E2E_DIR/scenarios/$s.sh" 2>/dev/null || true)
+	[ -z "$x" ] || E2E_XEN_EXTRA="$E2E_XEN_EXTRA $x"
+done
+export E2E_XEN_EXTRA
 args="e2e.scenarios=$(echo $want | tr ' ' ',')"
 [ "${E2E_SHELL:-0}" = 1 ] && args="$args e2e.shell=1"
 [ -n "${E2E_ARGS:-}" ] && args="$args $E2E_ARGS"

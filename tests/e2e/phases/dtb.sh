@@ -24,11 +24,7 @@ gpio=$(fdtget -l "$dtb" / | grep '^pl061@' | head -1 || true)
 [ -z "$gpio" ] || fdtput -t s "$dtb" "/$gpio" status disabled
 fdtput -t i "$dtb" /chosen '#address-cells' 2
 fdtput -t i "$dtb" /chosen '#size-cells' 2
-# xsm=dummy: Xen's dummy XSM policy. A hypervisor built with XSM (Debian's source and defconfig on
-# Arm: CONFIG_XSM_SILO_DEFAULT=y) boots in SILO mode otherwise, which refuses event channels and
-# grant mappings between two domUs (xen/xsm/silo.c): a back-end in a driver domain (scenario
-# "driverdomain") cannot work under it. Between dom0 and a domU both policies are the same.
-fdtput -t s "$dtb" /chosen xen,xen-bootargs "console=dtuart dom0_mem=1024M,max:1024M dom0_max_vcpus=2 bootscrub=0 xsm=dummy $E2E_XEN_EXTRA"
+fdtput -t s "$dtb" /chosen xen,xen-bootargs "console=dtuart dom0_mem=1024M,max:1024M dom0_max_vcpus=2 bootscrub=0 $E2E_XEN_EXTRA"
 fdtput -t s "$dtb" /chosen xen,dom0-bootargs "console=hvc0 earlycon=xen rdinit=/init $dom0_extra"
 fdtput -c "$dtb" /chosen/module@60000000
 fdtput -t s "$dtb" /chosen/module@60000000 compatible "multiboot,kernel" "multiboot,module"

@@ -11,7 +11,16 @@
 # over TCP with the back-end (sha256 at both ends); dom0 destroys it; both instances exit 0; the
 # guest's grant table has no entry left mapped by the back-end; the back-end reads the files
 # back from the image; dom0 destroys the back-end and no domain is left.
+# Xen boots with xsm=dummy for it: a hypervisor built with XSM (Debian's source and defconfig on
+# Arm: CONFIG_XSM_SILO_DEFAULT=y) is in SILO mode otherwise, which refuses event channels and
+# grant mappings between two domUs (xen/xsm/silo.c). Not in the default list: two runs of several
+# scenarios with it and xsm=dummy (7 December 2026) hit the emulated machine's unexplained stop
+# (docs/testing.md) as a new domU booted, once in this scenario, once in "net"; a third run of
+# the same four passed (domids 6 and 7), and alone it passed four runs of four. Until that stop is
+# understood it runs by name: E2E_SCENARIOS=driverdomain make e2e (CI does, in its own boot).
 # e2e-timeout: 900
+# e2e-default: no
+# e2e-xen-args: xsm=dummy
 . /e2e/lib.sh
 be=e2e-ddbe name=e2e-dd
 have_daemon || { result SKIP driverdomain "xen-virtiod is not in this dom0 (not buildable yet)"; exit 0; }
