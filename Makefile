@@ -43,8 +43,11 @@ DEP_LIBS   += $(shell $(PKG) --libs libnbd 2>/dev/null)
 endif
 # Ceph RBD disks (rbd = POOL/IMAGE) when librbd is there (RBD=0 leaves it out: librados brings
 # the Ceph common library, Boost and their threads along); without it such a disk fails at start
-# and says so (devices/blk_rbd_none.c). librbd ships no pkg-config file: its header decides.
-RBD        ?= $(shell printf '\043include <rbd/librbd.h>\n' | $(CC) -E - >/dev/null 2>&1 && echo 1 || echo 0)
+# and says so (devices/blk_rbd_none.c). librbd ships no pkg-config file: a program that includes
+# its header and links against it decides (the header alone is not enough: a cross compiler
+# finds the host's /usr/include, and the target's sysroot may still lack the libraries).
+RBD        ?= $(shell printf '\043include <rbd/librbd.h>\nint main(void) { rbd_version(0, 0, 0); return 0; }\n' | \
+		$(CC) $(CPPFLAGS) $(LDFLAGS) -x c - -o /dev/null -lrbd -lrados >/dev/null 2>&1 && echo 1 || echo 0)
 ifeq ($(RBD),1)
 DEP_CFLAGS += -DXVD_HAVE_RBD
 DEP_LIBS   += -lrbd -lrados
