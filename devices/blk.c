@@ -102,7 +102,7 @@ struct blk_dev {
 	uint32_t writes_inflight;           /* writes, discards, write-zeroes the kernel holds */
 	struct blk_req *bwait, **bwait_tail;  /* FIFO of requests waiting for bounce budget */
 	struct blk_nbd *nbd;                /* the NBD engine (nbd = URI), instead of the ring */
-	bool nbd_ro, nbd_trim, nbd_zero;    /* what the export offered at start (fixed since) */
+	bool remote_ro, remote_trim, remote_zero;  /* what the NBD export or RBD image offered at start */
 	struct blk_rbd *rbd;                /* the RBD engine (rbd = POOL/IMAGE), instead */
 	struct blk_stats st;
 };
@@ -930,7 +930,7 @@ static bool blk_try_inline(struct blk_dev *b, struct blk_req *r)
 	unsigned dir = write ? BLK_NOWAIT_WRITE : BLK_NOWAIT_READ;
 	ssize_t n;
 
-	if (!b->lone || b->direct || b->nbd || r->bounce || (b->st.nowait_off & dir) ||
+	if (!b->lone || b->direct || blk_remote(b) || r->bounce || (b->st.nowait_off & dir) ||
 	    (write && blk_writethrough(b)))   /* RWF_DSYNC waits for the device */
 		return false;
 	if (b->inline_skip) {
@@ -1507,9 +1507,9 @@ static uint64_t blk_features(const struct blk_dev *b, const struct config_block 
 	if (b->readonly)
 		return f | VIRTIO_BIT(VIRTIO_BLK_F_RO);
 	/* An NBD server that cannot trim / zero: not offered (fallocate has fallbacks). */
-	if (c->discard && (!b->nbd || b->nbd_trim))
+	if (c->discard && (!blk_remote(b) || b->remote_trim))
 		f |= VIRTIO_BIT(VIRTIO_BLK_F_DISCARD);
-	if (c->write_zeroes && (!b->nbd || b->nbd_zero))
+	if (c->write_zeroes && (!blk_remote(b) || b->remote_zero))
 		f |= VIRTIO_BIT(VIRTIO_BLK_F_WRITE_ZEROES);
 	return f;
 }
@@ -1545,11 +1545,17 @@ static void blk_init_writeback(struct blk_dev *b)
 		blk_set_writeback(b, 1);
 }
 
+/* The [block] tls_* keys, as the NBD engine takes them. */
+static struct blk_nbd_tls blk_nbd_tls_of(const struct config_block *c)
+{
+	return (struct blk_nbd_tls){ c->tls_psk_file, c->tls_certificates, c->tls_username };
+}
+
 /* nbd = URI: connect (retrying for io_timeout), then describe the disk as the server does. */
 static int blk_nbd_setup(struct blk_dev *b, const struct config_block *c)
 {
 	const struct blk_nbd_info *ni;
-	const struct blk_nbd_tls tls = { c->tls_psk_file, c->tls_certificates, c->tls_username };
+	const struct blk_nbd_tls tls = blk_nbd_tls_of(c);
 	int rc = blk_nbd_open(b->vdev.host->loop, b->vdev.name, c->nbd, &tls, c->io_timeout,
 			      blk_nbd_done, blk_nbd_batch, b, &b->nbd);
 
@@ -1559,9 +1565,9 @@ static int blk_nbd_setup(struct blk_dev *b, const struct config_block *c)
 	b->capacity = ni->size / VIRTIO_BLK_SECTOR;
 	if (ni->readonly && !b->readonly)
 		log_info("%s: the NBD export is read-only", b->vdev.name);
-	b->nbd_ro = ni->readonly;
-	b->nbd_trim = ni->can_trim;
-	b->nbd_zero = ni->can_zero;
+	b->remote_ro = ni->readonly;
+	b->remote_trim = ni->can_trim;
+	b->remote_zero = ni->can_zero;
 	b->readonly |= ni->readonly;
 	b->lbs = 512;
 	b->pbs = blk_clamp_align(ni->pref_block, 4096);
@@ -1586,8 +1592,8 @@ static int blk_rbd_setup(struct blk_dev *b, const struct config_block *c)
 	b->capacity = ri->size / VIRTIO_BLK_SECTOR;
 	if (ri->readonly && !b->readonly)
 		log_info("%s: an RBD snapshot is read-only", b->vdev.name);
-	b->nbd_ro = ri->readonly;
-	b->nbd_trim = b->nbd_zero = true;
+	b->remote_ro = ri->readonly;
+	b->remote_trim = b->remote_zero = true;
 	b->readonly |= ri->readonly;
 	b->lbs = 512;
 	b->pbs = 4096;
@@ -1698,7 +1704,7 @@ static const char *blk_fixed_key_changed(const struct blk_dev *b, const struct c
 
 	if (strcmp(blk_backend(c), b->path) != 0)
 		return c->rbd[0] ? "rbd" : c->nbd[0] ? "nbd" : "path";
-	if ((c->readonly || b->nbd_ro) != b->readonly)
+	if ((c->readonly || b->remote_ro) != b->readonly)
 		return "readonly";
 	if ((c->cache == BLK_CACHE_NONE) != b->direct)
 		return "cache";
@@ -1731,11 +1737,9 @@ static int blk_reconfigure(struct vdev *d, const struct config_device *cfg)
 		return (int)cap;
 	blk_set_serial(b, cfg->u.block.serial);
 	if (b->nbd) {
-		const struct config_block *c = &cfg->u.block;
-		const struct blk_nbd_tls tls = { c->tls_psk_file, c->tls_certificates,
-						 c->tls_username };
+		const struct blk_nbd_tls tls = blk_nbd_tls_of(&cfg->u.block);
 
-		blk_nbd_set_timeout(b->nbd, c->io_timeout);
+		blk_nbd_set_timeout(b->nbd, cfg->u.block.io_timeout);
 		blk_nbd_set_tls(b->nbd, &tls);
 	}
 	if (b->rbd)

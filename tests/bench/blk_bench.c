@@ -47,6 +47,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -557,11 +558,16 @@ static const struct bcase rbd_cases[] = {
 	{ "rbd_randwrite_4k_qd32", "randwrite", true, true, 4096, 32, false },
 };
 
-static int sh(const char *fmt, const char *a, const char *b2)
+/* system() of a printf-formatted command line. */
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
 {
 	char cmd[768];
+	va_list ap;
 
-	snprintf(cmd, sizeof(cmd), fmt, a, b2);
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
 	return system(cmd);
 }
 
@@ -580,7 +586,7 @@ static int bench_rbd(struct bench *b, const char *filter, unsigned reps)
 #endif
 	if (!any || env_u64("BENCH_RBD", 1) == 0)
 		return 0;
-	if (sh("sh %s available%s", CEPH_CLUSTER_SH, "") != 0) {
+	if (sh("sh %s available", CEPH_CLUSTER_SH) != 0) {
 		fprintf(stderr, "# rbd cases skipped: no Ceph packages (ceph-mon ceph-osd "
 			"ceph-common)\n");
 		return 0;
@@ -594,7 +600,7 @@ static int bench_rbd(struct bench *b, const char *filter, unsigned reps)
 	if (mkdir(b->ceph_dir, 0700) < 0 ||
 	    sh("sh " CEPH_CLUSTER_SH " start %s %s >/dev/null 2>&1", b->ceph_dir, port) != 0 ||
 	    /* fio's client as the daemon's: no librbd cache (blk_rbd.c says why). */
-	    sh("printf '[client]\\nrbd cache = false\\n' >> %s/ceph.conf%s", b->ceph_dir, "") != 0 ||
+	    sh("printf '[client]\\nrbd cache = false\\n' >> %s/ceph.conf", b->ceph_dir) != 0 ||
 	    sh("rbd --conf %s/ceph.conf create --size %s rbd/bench", b->ceph_dir, mib) != 0 ||
 	    sh("rbd --conf %s/ceph.conf bench --io-type write --io-size 4M --io-pattern seq "
 	       "--io-total %sM rbd/bench >/dev/null", b->ceph_dir, mib) != 0) {
@@ -616,7 +622,7 @@ static int bench_rbd(struct bench *b, const char *filter, unsigned reps)
 			rc |= run_case(b, &rbd_cases[i], reps);
 	xsim_daemon_stop(&b->dm);
 out:
-	sh("sh " CEPH_CLUSTER_SH " stop %s%s >/dev/null 2>&1", b->ceph_dir, "");
+	sh("sh " CEPH_CLUSTER_SH " stop %s >/dev/null 2>&1", b->ceph_dir);
 	b->rbd[0] = '\0';
 	b->img_bytes = img_bytes;
 	return rc;

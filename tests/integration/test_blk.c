@@ -757,9 +757,10 @@ static void qcow2_over_nbd(struct guest *g, const char *const *argv, const char 
 	 * the zeroed head of the second reads zeroes.
 	 */
 	for (unsigned i = 0; i < 32; i++) {
-		uint64_t off = (uint64_t)i * 131072;
-		uint32_t len = 4096u * (1 + (i * 5 + 32) % 32), skip = i == 0 ? 4096 : i == 1 ? 8192 : 0;
+		uint32_t len, skip = i == 0 ? 4096 : i == 1 ? 8192 : 0;
+		uint64_t off;
 
+		rw_depth_extent(32, i, &off, &len);
 		if (i == 1)
 			assert_file_pat(raw, off, skip, 0);
 		assert_file_pat(raw, off + skip, len - skip, 2);
