@@ -1168,7 +1168,7 @@ static bool blk_process(struct blk_dev *b, unsigned q)
 	}
 	blk_submit(b);
 	blk_used(b);
-	return n == VQ_BUDGET && vq_has_work(vq);
+	return n == VQ_BUDGET && vq_more(vq);
 }
 
 /* Fairness: the rest of queue q waits for the next loop iteration. */

@@ -868,7 +868,7 @@ static bool port_tx(struct con_port *p, uint32_t *budget)
 	 * Stopped by a budget with the ring just emptied, kicks must be re-armed as a pop of the
 	 * empty ring would (EVENT_IDX: avail_event), or the driver would not kick again.
 	 */
-	return !err && vq_enable_notify(vq);
+	return !err && vq_more(vq);
 }
 
 static bool port_exists_for_guest(const struct console *c, unsigned id)
@@ -1021,7 +1021,7 @@ static void ctrl_receive(struct console *c)
 		vdev_vq_error(&c->vdev, vq);
 	if (pushed)
 		vdev_used(&c->vdev, vq);
-	if (!err && vq_has_work(vq) && con_loop(c))
+	if (!err && vq_more(vq) && con_loop(c))
 		ev_idle_start(con_loop(c), &c->more);
 }
 

@@ -484,7 +484,7 @@ static void i2c_process(struct i2c_dev *i)
 		i2c_save_schedule(i);
 	if (err)
 		vdev_vq_error(&i->vdev, vq);
-	else if (served >= VQ_BUDGET && vq_has_work(vq))
+	else if (served >= VQ_BUDGET && vq_more(vq))
 		i2c_defer(i);
 }
 

@@ -982,7 +982,7 @@ static bool net_tx_run(struct net_pair *p)
 	}
 	if (pushed)
 		vdev_used(&p->n->vdev, vq);
-	return !blocked && n == VQ_BUDGET && vq_has_work(vq);
+	return !blocked && n == VQ_BUDGET && vq_more(vq);
 }
 
 static void net_tx_more(struct net_pair *p)

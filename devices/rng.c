@@ -111,7 +111,7 @@ static bool rng_serve(struct rng *r, struct virtqueue *vq)
 		int err;
 
 		if (allow == 0) {
-			if (vq_has_work(vq))
+			if (vq_more(vq))
 				rng_defer(r, true);
 			return pushed;
 		}
@@ -128,7 +128,7 @@ static bool rng_serve(struct rng *r, struct virtqueue *vq)
 		vq_push(e, len);
 		pushed = true;
 	}
-	if (vq_has_work(vq))
+	if (vq_more(vq))
 		rng_defer(r, false);
 	return pushed;
 }

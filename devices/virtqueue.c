@@ -549,6 +549,11 @@ bool vq_enable_notify(struct virtqueue *vq)
 	return vq_has_work(vq);
 }
 
+bool vq_more(struct virtqueue *vq)
+{
+	return vq_has_work(vq) || vq_enable_notify(vq);
+}
+
 /* Give an adopted head back unused: length 0 (a device that must not do it twice). */
 static void vq_return_unused(struct virtqueue *vq, uint16_t head)
 {

@@ -166,4 +166,12 @@ bool vq_should_notify(struct virtqueue *vq);
 void vq_disable_notify(struct virtqueue *vq);
 bool vq_enable_notify(struct virtqueue *vq);
 
+/*
+ * A device stopped taking chains at its budget: true when chains wait (serve them on another
+ * turn). Otherwise kicks are re-armed before returning false: a loop that ends at the budget
+ * without popping the empty ring would leave avail_event (or NO_NOTIFY) as it was, and the driver
+ * would add its next chains without a kick and wait for an answer forever.
+ */
+bool vq_more(struct virtqueue *vq);
+
 #endif

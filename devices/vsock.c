@@ -740,7 +740,7 @@ static void vs_tx_process(struct vsock *vs)
 	}
 	if (pushed)
 		vdev_used(&vs->vdev, vq);
-	if (n == VQ_BUDGET && vq_has_work(vq))
+	if (n == VQ_BUDGET && vq_more(vq))
 		vs_defer(vs);
 	vs_rx_process(vs);
 }
