@@ -2,7 +2,8 @@
  * virtio-net throughput through xen-virtiod on xensim against a raw tap loop in the same run.
  *
  *   BENCH net_tx_64_pps        guest -> tap, 64-byte frames per second; baseline: write() loop
- *                              of the same frame into a tap of our own
+ *                              of the same frame from 64 buffers (the guest's slots) into a
+ *                              tap of our own
  *   BENCH net_rx_64_pps        tap -> guest, 64-byte frames per second; baseline: read() loop
  *                              on a tap of our own fed by the same generator
  *   BENCH net_tx_1500_gbps     the same with 1514-byte frames, Gbit/s of frame data
@@ -335,14 +336,23 @@ static double guest_rx(struct nb *b, uint64_t *frames, uint64_t *bytes)
 
 /* ---- the baseline ---------------------------------------------------------------------------- */
 
+/*
+ * The same frame from 64 buffers, as the guest sends it from its 64 slots: one buffer written
+ * over and over stays in the CPU's cache, and the 64 KiB case ran 1.6 times as fast from it as
+ * from 64 (4.3 MiB), which the device, reading the guest's slots, never can.
+ */
 static double base_tx(struct nb *b, const uint8_t *frame, size_t len, uint64_t *frames)
 {
-	double t0 = bench_now();
+	static uint8_t slots[64][TX_SLOT];
+	double t0;
 	uint64_t n = 0;
 
+	for (unsigned i = 0; i < 64; i++)
+		memcpy(slots[i], frame, len);
+	t0 = bench_now();
 	while (bench_now() - t0 < b->secs)
 		for (unsigned i = 0; i < 64; i++)
-			if (write(b->base, frame, len) == (ssize_t)len)
+			if (write(b->base, slots[i], len) == (ssize_t)len)
 				n++;
 	*frames = n;
 	return bench_now() - t0;
