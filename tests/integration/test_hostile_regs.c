@@ -479,6 +479,15 @@ static bool storm_failed(int rc, unsigned size)
 	return rc < 0 && rc != -EFAULT && size <= 8 && (size & (size - 1)) == 0;
 }
 
+/* Counted, and the first failure of each vCPU said: which access, and what came back. */
+static void storm_fail(struct flood *f, unsigned i, const char *what, uint32_t off, unsigned size,
+		       int rc)
+{
+	if (!f->failed++)
+		print_message("[  NOTE    ] vCPU %u, access %u: %s at 0x%x, %u bytes: %s\n", f->vcpu,
+			      i, what, off, size, strerror(-rc));
+}
+
 static void *storm_thread(void *arg)
 {
 	struct flood *f = arg;
@@ -501,20 +510,18 @@ static void *storm_thread(void *arg)
 					   .state = STATE_IOREQ_READY, .data = val };
 			struct ioreq resp;
 
-			if (xsim_ioreq_raw(f->h->t->dom, f->vcpu, H_WIN(D_I2C), &r, &resp, 3000) < 0)
-				f->failed++;
-		} else if ((s >> 8) & 1) {
-			uint64_t v;
+			int rc = xsim_ioreq_raw(f->h->t->dom, f->vcpu, H_WIN(D_I2C), &r, &resp, 3000);
 
-			if (storm_failed(xsim_mmio(f->h->t->dom, f->vcpu, H_WIN(D_I2C) + off, size,
-						   false, &v, 3000), size))
-				f->failed++;
+			if (rc < 0)
+				storm_fail(f, i, "malformed ioreq", off, size, rc);
 		} else {
+			bool write = !((s >> 8) & 1);
 			uint64_t v = val;
+			int rc = xsim_mmio(f->h->t->dom, f->vcpu, H_WIN(D_I2C) + off, size, write, &v,
+					   3000);
 
-			if (storm_failed(xsim_mmio(f->h->t->dom, f->vcpu, H_WIN(D_I2C) + off, size,
-						   true, &v, 3000), size))
-				f->failed++;
+			if (storm_failed(rc, size))
+				storm_fail(f, i, write ? "write" : "read", off, size, rc);
 		}
 	}
 	__atomic_fetch_add(&flood_done, 1, __ATOMIC_SEQ_CST);
