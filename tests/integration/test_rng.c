@@ -120,6 +120,12 @@ static void ring_then_one(struct guest *g, unsigned n)
 		submit(g, i);
 	vdrv_kick(&g->drv, 0);
 	wait_used(g, n);
+	/*
+	 * The daemon answers a register read from its loop, after the turn that answered the
+	 * requests has returned: request n + 1 cannot slip in before that turn's last look at the
+	 * ring, which would serve it and hide a stale avail_event.
+	 */
+	vdrv_status(&g->drv);
 	old = g->drv.vq[0].avail_idx;
 	submit(g, n);
 	vdrv_kick_if_asked(&g->drv, 0, old);
