@@ -2,7 +2,8 @@
  * Named points in a request's life where a test can stop the process dead (SIGKILL), to prove
  * that a crash there is recovered (issue 22's kill points). In the daemon the hook is NULL and
  * a point costs one load and a branch; the xensim build of the daemon installs a hook that
- * reads XSIM_KILL_AT=<point>:<n> and kills itself at the n-th pass (tests/xensim/lib_privcmd.c).
+ * reads XSIM_KILL_AT=<point>:<n> and kills itself at the n-th pass (tests/xensim/lib_privcmd.c),
+ * or XSIM_STOP_AT=<point>:<n> and stops itself there (SIGSTOP) until the test sends SIGCONT.
  *
  * The points, in a request's order:
  *   vq.pop              a chain is available, before it is taken

@@ -5,17 +5,20 @@
 #include <endian.h>
 #include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "devices/device.h"
+#include "devices/virtqueue.h"
 #include "tests/integration/itest.h"
 
 #define RAM_GPA   UINT64_C(0x40000000)
@@ -48,10 +51,12 @@ struct msg {
 	uint8_t status;
 };
 
-static void guest_start(struct guest *g, const char *eeprom, bool grants)
+/* The daemon up, the driver negotiating more on top of the defaults, with a ring of qsize. */
+static void guest_start_ring(struct guest *g, const char *eeprom, bool grants, uint64_t more,
+			     uint16_t qsize)
 {
 	char ini[600];
-	uint64_t want = VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(0);
+	uint64_t want = VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(0) | more;
 
 	memset(g, 0, sizeof(*g));
 	g->t = itest_new(&(struct xsim_dom_opts){ .name = "g1" });
@@ -62,9 +67,14 @@ static void guest_start(struct guest *g, const char *eeprom, bool grants)
 	assert_int_equal(xsim_vmem_init(&g->mem, g->t->dom, RAM_GPA, HEAP_SIZE, grants), 0);
 	if (grants)
 		want |= VIRTIO_BIT(VIRTIO_F_ACCESS_PLATFORM);
-	assert_int_equal(vdrv_init(&g->drv, &g->vio.io, &g->mem, want, 1, 64), 0);
+	assert_int_equal(vdrv_init(&g->drv, &g->vio.io, &g->mem, want, 1, qsize), 0);
 	assert_int_equal(g->drv.device_id, 34);
 	g->heap = g->mem.next;
+}
+
+static void guest_start(struct guest *g, const char *eeprom, bool grants)
+{
+	guest_start_ring(g, eeprom, grants, 0, 64);
 }
 
 static void guest_stop(struct guest *g)
@@ -204,11 +214,140 @@ static void test_eeprom_round_trip_grants(void **state)
 	eeprom_round_trip(true);
 }
 
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Wait until process pid is stopped (state T in /proc/<pid>/stat). */
+static void wait_stopped(pid_t pid)
+{
+	char path[64], buf[512];
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	for (double end = now_ms() + WAIT_MS;; usleep(1000)) {
+		FILE *f = fopen(path, "r");
+		size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+		char *p;
+
+		if (f)
+			fclose(f);
+		buf[n] = '\0';
+		p = strrchr(buf, ')');
+		if (p && p[1] == ' ' && p[2] == 'T')
+			return;
+		if (now_ms() >= end)
+			fail_msg("the daemon did not stop at its stop point");
+	}
+}
+
+/* Wait for n more used chains, each answered with its status byte. */
+static void wait_used(struct guest *g, unsigned n)
+{
+	struct vdrv_vq *vq = &g->drv.vq[0];
+	unsigned got = 0;
+
+	for (double end = now_ms() + WAIT_MS; got < n;) {
+		int rc = vdrv_get_used(&g->drv, 0, NULL, NULL);
+
+		assert_true(rc >= 0);
+		if (rc > 0) {
+			got++;
+			continue;
+		}
+		if (now_ms() >= end) {
+			itest_dump_log(g->t);
+			fail_msg("%u of %u requests answered", got, n);
+		}
+		vdrv_enable_irq(&g->drv, 0);
+		if (vq->used->idx == vq->last_used)
+			g->vio.io.wait_irq(&g->vio.io, 10);
+	}
+}
+
+/*
+ * The device's turn ends at VQ_BUDGET requests with the ring just emptied; the next request is
+ * kicked for only if avail_event asks, as Linux does. The ring holds I2C_QUEUE_MAX (128), half
+ * the budget, so the daemon stops itself (XSIM_STOP_AT) where its turn looks at the ring after
+ * the first 128, the guest refills the ring, and the same turn serves 128 more. Before vq_more()
+ * that turn left avail_event stale and request 257 was never kicked for.
+ */
+static void test_budget_rearm(void **state)
+{
+	enum { Q = 128, N = 2 * Q + 1 };
+	char dir[] = "/tmp/itest_i2c.XXXXXX", path[64];
+	struct vdrv_buf b[N][2];
+	uint8_t *st[N];
+	unsigned reaped = 0, refilled = 0;
+	struct guest g;
+	uint16_t old;
+
+	(void)state;
+	assert_true(2 * Q == VQ_BUDGET);
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/eeprom.bin", dir);
+	/* vq.pop passes 1 to Q take the first ring; pass Q + 1 finds it empty. */
+	setenv("XSIM_STOP_AT", "vq.pop:129", 1);
+	guest_start_ring(&g, path, false, VIRTIO_BIT(VIRTIO_F_EVENT_IDX) |
+			 VIRTIO_BIT(VIRTIO_F_INDIRECT_DESC), Q);
+	unsetenv("XSIM_STOP_AT");
+	assert_int_equal(g.drv.vq[0].num, Q);
+	/* Zero-length writes to the EEPROM (a probe): a header and a status each. */
+	for (unsigned i = 0; i < N; i++) {
+		uint16_t a = htole16(EE << 1);
+		uint8_t *h;
+
+		b[i][0] = (struct vdrv_buf){ galloc(&g, 8, &h), 8, false };
+		memset(h, 0, 8);
+		memcpy(h, &a, 2);
+		b[i][1] = (struct vdrv_buf){ galloc(&g, 1, &st[i]), 1, true };
+		*st[i] = 0xee;
+	}
+	for (unsigned i = 0; i < Q; i++)
+		assert_true(vdrv_submit(&g.drv, 0, b[i], 2, true, st[i]) >= 0);
+	vdrv_kick(&g.drv, 0);
+	wait_stopped(g.t->dm.pid);
+	/*
+	 * Stopped in the turn: the first Q are answered, the ring is refilled as Linux would. The
+	 * checks wait for SIGCONT: a failure must not leave the daemon stopped.
+	 */
+	for (unsigned i = 0; i < Q; i++)
+		reaped += vdrv_get_used(&g.drv, 0, NULL, NULL) == 1;
+	old = g.drv.vq[0].avail_idx;
+	for (unsigned i = Q; i < 2 * Q; i++)
+		refilled += vdrv_submit(&g.drv, 0, b[i], 2, true, st[i]) >= 0;
+	vdrv_kick_if_asked(&g.drv, 0, old);
+	assert_int_equal(kill(g.t->dm.pid, SIGCONT), 0);
+	assert_int_equal(reaped, Q);
+	assert_int_equal(refilled, Q);
+	wait_used(&g, Q);
+	/*
+	 * The daemon answers a register read from its loop, after the turn that answered the
+	 * requests has returned: request 257 cannot slip in before that turn's last look at the
+	 * ring, which would serve it and hide a stale avail_event.
+	 */
+	vdrv_status(&g.drv);
+	old = g.drv.vq[0].avail_idx;
+	assert_true(vdrv_submit(&g.drv, 0, b[N - 1], 2, true, st[N - 1]) >= 0);
+	vdrv_kick_if_asked(&g.drv, 0, old);
+	wait_used(&g, 1);
+	for (unsigned i = 0; i < N; i++)
+		assert_int_equal(*st[i], ST_OK);
+	assert_int_equal(g.vio.errors, 0);
+	guest_stop(&g);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_eeprom_round_trip),
 		cmocka_unit_test(test_eeprom_round_trip_grants),
+		cmocka_unit_test(test_budget_rearm),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -336,6 +336,24 @@ void vdrv_kick(struct vdrv *drv, unsigned q)
 	vdrv_write32(drv, R_QUEUE_NOTIFY, q);
 }
 
+bool vdrv_kick_if_asked(struct vdrv *drv, unsigned q, uint16_t old)
+{
+	struct vdrv_vq *vq = &drv->vq[q];
+	bool ask;
+
+	/* Full barrier: avail->idx is visible before we read whether the device wants a kick. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (drv->features & VIRTIO_BIT(VIRTIO_F_EVENT_IDX))
+		ask = vring_need_event(le16toh(vring_avail_event(vq->used, vq->num)),
+				       vq->avail_idx, old);
+	else
+		ask = !(le16toh(__atomic_load_n(&vq->used->flags, __ATOMIC_RELAXED)) &
+			VRING_USED_F_NO_NOTIFY);
+	if (ask)
+		vdrv_write32(drv, R_QUEUE_NOTIFY, q);
+	return ask;
+}
+
 /* Return the chain at head to the free list. */
 static void vdrv_free_chain(struct vdrv_vq *vq, uint16_t head)
 {

@@ -106,6 +106,12 @@ uint16_t vdrv_wait_config16(struct vdrv *drv, uint32_t off, uint16_t want, int t
 int vdrv_submit(struct vdrv *drv, unsigned q, const struct vdrv_buf *bufs, unsigned n,
 		bool indirect, void *token);
 void vdrv_kick(struct vdrv *drv, unsigned q);
+/*
+ * Kick queue q only if the device asked for it since the driver's avail index was old, as
+ * Linux's virtqueue_kick_prepare() decides: EVENT_IDX's avail_event, else the used ring's
+ * NO_NOTIFY flag. Returns whether it kicked.
+ */
+bool vdrv_kick_if_asked(struct vdrv *drv, unsigned q, uint16_t old);
 /* Next used element: returns 1 and fills *len / *token, 0 when none. */
 int vdrv_get_used(struct vdrv *drv, unsigned q, uint32_t *len, void **token);
 /*

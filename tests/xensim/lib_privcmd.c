@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <limits.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,32 +206,61 @@ void xen_privcmd_close(struct xen_privcmd *p)
 	free(p);
 }
 
-/* ---- kill points (lib/testpoint.h) ---- */
+/* ---- kill and stop points (lib/testpoint.h) ---- */
 
-static char xsim_kill_point[64];
-static unsigned long xsim_kill_left;
+struct xsim_point {
+	const char *env;
+	int sig;
+	char name[64];
+	unsigned long left;     /* passes until the signal; 0: done, or never set */
+};
 
-/* XSIM_KILL_AT=<point>:<n>: the n-th pass through <point> ends the process, as SIGKILL does. */
+/*
+ * XSIM_KILL_AT=<point>:<n>: the n-th pass through <point> ends the process, as SIGKILL does.
+ * XSIM_STOP_AT=<point>:<n>: the n-th pass stops it (SIGSTOP) where it is, until the test that
+ * started it sends SIGCONT: a test can change guest memory at a known point of a device's turn.
+ */
+static struct xsim_point xsim_points[] = {
+	{ "XSIM_KILL_AT", SIGKILL, "", 0 },
+	{ "XSIM_STOP_AT", SIGSTOP, "", 0 },
+};
+
 static void xsim_testpoint(const char *point)
 {
-	if (strcmp(point, xsim_kill_point) != 0 || --xsim_kill_left != 0)
-		return;
-	/* Nothing after this line runs: no handler, no flush, no exit path. */
-	raise(SIGKILL);
+	for (size_t i = 0; i < sizeof(xsim_points) / sizeof(xsim_points[0]); i++) {
+		struct xsim_point *p = &xsim_points[i];
+
+		/* SIGKILL: nothing after this runs, no handler, no flush, no exit path. */
+		if (p->left && strcmp(point, p->name) == 0 && --p->left == 0)
+			raise(p->sig);
+	}
+}
+
+/* <point>:<n> from the variable p->env into p; false when unset or malformed. */
+static bool xsim_point_parse(struct xsim_point *p)
+{
+	const char *v = getenv(p->env);
+	const char *colon = v ? strrchr(v, ':') : NULL;
+	char *end;
+
+	if (!colon || (size_t)(colon - v) >= sizeof(p->name))
+		return false;
+	p->left = strtoul(colon + 1, &end, 10);
+	if (*end || p->left == 0) {
+		p->left = 0;
+		return false;
+	}
+	memcpy(p->name, v, (size_t)(colon - v));
+	p->name[colon - v] = '\0';
+	return true;
 }
 
 __attribute__((constructor)) static void xsim_testpoint_init(void)
 {
-	const char *v = getenv("XSIM_KILL_AT");
-	const char *colon = v ? strrchr(v, ':') : NULL;
-	char *end;
+	bool any = false;
 
-	if (!colon || (size_t)(colon - v) >= sizeof(xsim_kill_point))
-		return;
-	xsim_kill_left = strtoul(colon + 1, &end, 10);
-	if (*end || xsim_kill_left == 0)
-		return;
-	memcpy(xsim_kill_point, v, (size_t)(colon - v));
-	xsim_kill_point[colon - v] = '\0';
-	testpoint_hook = xsim_testpoint;
+	for (size_t i = 0; i < sizeof(xsim_points) / sizeof(xsim_points[0]); i++)
+		any |= xsim_point_parse(&xsim_points[i]);
+	if (any)
+		testpoint_hook = xsim_testpoint;
 }
