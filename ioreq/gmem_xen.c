@@ -231,13 +231,25 @@ static struct gx_bucket *gx_bucket_map(struct gmem_xen *gx, uint64_t idx)
 	return b;
 }
 
+/* The most recently used bucket (the LRU list's front), or NULL. */
+static struct gx_bucket *gx_mru(struct gmem_xen *gx)
+{
+	return gx->lru.next != &gx->lru ? gx->lru.next : NULL;
+}
+
 /* The cached bucket for idx, mapping it on a miss. NULL when not mappable or no room. */
 static struct gx_bucket *gx_bucket_get(struct gmem_xen *gx, uint64_t idx, bool *no_room)
 {
-	struct gx_bucket *b = gx_hash_find(gx, idx);
+	struct gx_bucket *b = gx_mru(gx);
 	uint32_t slot;
 
 	*no_room = false;
+	/* A request's buffers and rings usually share a bucket: the front needs no move. */
+	if (b && b->idx == idx) {
+		gx->st.cache_hits++;
+		return b;
+	}
+	b = gx_hash_find(gx, idx);
 	if (b) {
 		gx_lru_unlink(b);
 		gx_lru_push_front(gx, b);
@@ -547,10 +559,16 @@ static void gx_unmap(struct gmem *gm, void *ptr, size_t len)
 {
 	struct gmem_xen *gx = gx_of(gm);
 	uint8_t *page = (uint8_t *)((uintptr_t)ptr & ~(uintptr_t)GX_PAGE_MASK);
-	struct gx_temp *t = gx_temp_take(gx, page);
-	struct gx_bucket *b;
+	struct gx_bucket *b = gx_mru(gx);
+	struct gx_temp *t;
 
 	(void)len;
+	/* Inside the front bucket's mapping (no other mapping overlaps it): no lookups. */
+	if (b && (uintptr_t)ptr - (uintptr_t)b->va < GX_BUCKET_SIZE && b->refs) {
+		b->refs--;
+		return;
+	}
+	t = gx_temp_take(gx, page);
 	if (t) {
 		gx_temp_release(gx, t);
 		return;
