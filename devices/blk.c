@@ -627,9 +627,14 @@ static void blk_completed(struct blk_dev *b)
 	uint64_t done = b->touched;
 
 	blk_used(b);
-	/* Chains the driver added since (its kick may still be on the way) start now. */
+	/*
+	 * Chains the driver added since (its kick may still be on the way) start now. A peek
+	 * first: blk_process() ended with kicks re-armed (or left the rest to blk_more), so an
+	 * empty ring needs nothing from it.
+	 */
 	for (unsigned q = 0; done && !b->resetting; q++, done >>= 1)
-		if ((done & 1) && q < b->vdev.num_queues && blk_process(b, q))
+		if ((done & 1) && q < b->vdev.num_queues && vq_has_work(&b->vdev.vqs[q]) &&
+		    blk_process(b, q))
 			blk_more(b, q);
 }
 
