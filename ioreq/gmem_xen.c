@@ -531,7 +531,8 @@ static void *gx_map_foreign(struct gmem_xen *gx, uint64_t gpa, uint64_t len, uns
 	return b->va + (gpa & GX_BUCKET_MASK);
 }
 
-static void *gx_map(struct gmem *gm, uint64_t gpa, size_t len, unsigned prot)
+static __attribute__((noinline)) void *gx_map_slow(struct gmem *gm, uint64_t gpa, size_t len,
+						    unsigned prot)
 {
 	struct gmem_xen *gx = gx_of(gm);
 	void *p = NULL;
@@ -553,6 +554,30 @@ static void *gx_map(struct gmem *gm, uint64_t gpa, size_t len, unsigned prot)
 	gm->maps = gx->st.maps;
 	gm->cache_hits = gx->st.cache_hits;
 	return p;
+}
+
+/*
+ * The common case kept small: the whole range in the most recently used bucket (a request's
+ * buffers and the rings usually are), no premapped RAM that would be preferred. The same
+ * checks as gx_map_foreign() on that bucket; everything else takes the full path.
+ */
+static void *gx_map(struct gmem *gm, uint64_t gpa, size_t len, unsigned prot)
+{
+	struct gmem_xen *gx = gx_of(gm);
+	struct gx_bucket *b = gx_mru(gx);
+
+	if (b && !gx->nregions && len != 0 && len <= GMEM_MAP_MAX && gmem_range_ok(gpa, len) &&
+	    !(gpa & GMEM_GRANT_BIT) && (gpa >> GMEM_XEN_BUCKET_SHIFT) == b->idx &&
+	    ((gpa + len - 1) >> GMEM_XEN_BUCKET_SHIFT) == b->idx &&
+	    gx_bucket_pages_ok(b, gpa, len)) {
+		b->refs++;
+		gx->st.cache_hits++;
+		gx->st.maps++;
+		gm->maps = gx->st.maps;
+		gm->cache_hits = gx->st.cache_hits;
+		return b->va + (gpa & GX_BUCKET_MASK);
+	}
+	return gx_map_slow(gm, gpa, len, prot);
 }
 
 static void gx_unmap(struct gmem *gm, void *ptr, size_t len)
