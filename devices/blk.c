@@ -395,10 +395,18 @@ static int blk_ring_init(struct blk_dev *b, unsigned queues, unsigned qsize)
 
 /* ---- completing requests ----------------------------------------------------------------- */
 
-/* The status byte is the last byte of the writable part (checked non-empty at pop). */
+/*
+ * The status byte is the last byte of the writable part (checked non-empty at pop): the last
+ * byte of the last buffer, since the virtqueue leaves zero-length buffers out of the iovec.
+ */
 static void blk_put_status(struct vq_elem *e, uint8_t status)
 {
-	iov_from_buf(&e->iov[e->n_out], e->n_in, e->in_len - 1, &status, 1);
+	const struct iovec *last = e->n_in ? &e->iov[e->n_out + e->n_in - 1] : NULL;
+
+	if (last && last->iov_len)
+		((uint8_t *)last->iov_base)[last->iov_len - 1] = status;
+	else
+		iov_from_buf(&e->iov[e->n_out], e->n_in, e->in_len - 1, &status, 1);
 }
 
 static void blk_complete(struct blk_dev *b, struct vq_elem *e, uint8_t status, uint32_t written)
