@@ -231,21 +231,21 @@ static struct gx_bucket *gx_bucket_map(struct gmem_xen *gx, uint64_t idx)
 	return b;
 }
 
-/* The most recently used bucket (the LRU list's front), or NULL. */
-static struct gx_bucket *gx_mru(struct gmem_xen *gx)
+/* b is the most recently used bucket: the LRU list's front, not its sentinel (list empty). */
+static bool gx_is_mru(const struct gmem_xen *gx, const struct gx_bucket *b)
 {
-	return gx->lru.next != &gx->lru ? gx->lru.next : NULL;
+	return b == gx->lru.next && b != &gx->lru;
 }
 
 /* The cached bucket for idx, mapping it on a miss. NULL when not mappable or no room. */
 static struct gx_bucket *gx_bucket_get(struct gmem_xen *gx, uint64_t idx, bool *no_room)
 {
-	struct gx_bucket *b = gx_mru(gx);
+	struct gx_bucket *b = gx->lru.next;
 	uint32_t slot;
 
 	*no_room = false;
 	/* A request's buffers and rings usually share a bucket: the front needs no move. */
-	if (b && b->idx == idx) {
+	if (gx_is_mru(gx, b) && b->idx == idx) {
 		gx->st.cache_hits++;
 		return b;
 	}
@@ -564,9 +564,9 @@ static __attribute__((noinline)) void *gx_map_slow(struct gmem *gm, uint64_t gpa
 static void *gx_map(struct gmem *gm, uint64_t gpa, size_t len, unsigned prot)
 {
 	struct gmem_xen *gx = gx_of(gm);
-	struct gx_bucket *b = gx_mru(gx);
+	struct gx_bucket *b = gx->lru.next;
 
-	if (b && !gx->nregions && len != 0 && len <= GMEM_MAP_MAX && gmem_range_ok(gpa, len) &&
+	if (gx_is_mru(gx, b) && !gx->nregions && len != 0 && len <= GMEM_MAP_MAX && gmem_range_ok(gpa, len) &&
 	    !(gpa & GMEM_GRANT_BIT) && (gpa >> GMEM_XEN_BUCKET_SHIFT) == b->idx &&
 	    ((gpa + len - 1) >> GMEM_XEN_BUCKET_SHIFT) == b->idx &&
 	    gx_bucket_pages_ok(b, gpa, len)) {
@@ -584,12 +584,12 @@ static void gx_unmap(struct gmem *gm, void *ptr, size_t len)
 {
 	struct gmem_xen *gx = gx_of(gm);
 	uint8_t *page = (uint8_t *)((uintptr_t)ptr & ~(uintptr_t)GX_PAGE_MASK);
-	struct gx_bucket *b = gx_mru(gx);
+	struct gx_bucket *b = gx->lru.next;
 	struct gx_temp *t;
 
 	(void)len;
 	/* Inside the front bucket's mapping (no other mapping overlaps it): no lookups. */
-	if (b && (uintptr_t)ptr - (uintptr_t)b->va < GX_BUCKET_SIZE && b->refs) {
+	if (gx_is_mru(gx, b) && (uintptr_t)ptr - (uintptr_t)b->va < GX_BUCKET_SIZE && b->refs) {
 		b->refs--;
 		return;
 	}
