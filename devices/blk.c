@@ -67,6 +67,7 @@
 #define BLK_TAG_MAIN        0u              /* user_data low bits: which SQE of a request */
 #define BLK_TAG_SYNC        1u
 #define BLK_TAG_MASK        3u
+#define BLK_REQ_IOV         VQ_ELEM_IOV     /* requests of at most this many buffers are reused */
 
 struct blk_dev {
 	struct vdev vdev;
@@ -101,6 +102,12 @@ struct blk_dev {
 	bool pool_failed;                   /* registering it failed: malloc'd bounces only */
 	uint32_t writes_inflight;           /* writes, discards, write-zeroes the kernel holds */
 	struct blk_req *bwait, **bwait_tail;  /* FIFO of requests waiting for bounce budget */
+	/*
+	 * Finished requests kept for the next ones instead of a calloc()/free() per request: at
+	 * most as many as the queues hold chains (num_queues x queue_max), freed with the device.
+	 */
+	struct blk_req *spare;
+	uint32_t nspare;
 	struct blk_nbd *nbd;                /* the NBD engine (nbd = URI), instead of the ring */
 	bool remote_ro, remote_trim, remote_zero;  /* what the NBD export or RBD image offered at start */
 	struct blk_rbd *rbd;                /* the RBD engine (rbd = POOL/IMAGE), instead */
@@ -125,6 +132,7 @@ struct blk_req {
 	struct blk_req *next;   /* in the bounce wait list */
 	struct blk_nbd_cmd nc;  /* the NBD or RBD engine's command */
 	bool answered;          /* answered late; the engine still holds the bounce buffer */
+	bool spare_ok;          /* iov has BLK_REQ_IOV entries: it may go back to b->spare */
 	unsigned niov;
 	struct iovec iov[];     /* the data part of the chain */
 };
@@ -387,10 +395,18 @@ static int blk_ring_init(struct blk_dev *b, unsigned queues, unsigned qsize)
 
 /* ---- completing requests ----------------------------------------------------------------- */
 
-/* The status byte is the last byte of the writable part (checked non-empty at pop). */
+/*
+ * The status byte is the last byte of the writable part (checked non-empty at pop): the last
+ * byte of the last buffer, since the virtqueue leaves zero-length buffers out of the iovec.
+ */
 static void blk_put_status(struct vq_elem *e, uint8_t status)
 {
-	iov_from_buf(&e->iov[e->n_out], e->n_in, e->in_len - 1, &status, 1);
+	const struct iovec *last = e->n_in ? &e->iov[e->n_out + e->n_in - 1] : NULL;
+
+	if (last && last->iov_len)
+		((uint8_t *)last->iov_base)[last->iov_len - 1] = status;
+	else
+		iov_from_buf(&e->iov[e->n_out], e->n_in, e->in_len - 1, &status, 1);
 }
 
 static void blk_complete(struct blk_dev *b, struct vq_elem *e, uint8_t status, uint32_t written)
@@ -406,6 +422,29 @@ static void blk_complete(struct blk_dev *b, struct vq_elem *e, uint8_t status, u
 
 static void blk_bounce_resume(struct blk_dev *b);
 
+/* Keep r (its bounce already given back) for a next request, or free it past the bound. */
+static void blk_req_release(struct blk_dev *b, struct blk_req *r)
+{
+	if (r->spare_ok && b->nspare < (uint32_t)b->vdev.num_queues * b->vdev.queue_max) {
+		r->next = b->spare;
+		b->spare = r;
+		b->nspare++;
+		return;
+	}
+	free(r);
+}
+
+static void blk_spare_clear(struct blk_dev *b)
+{
+	while (b->spare) {
+		struct blk_req *r = b->spare;
+
+		b->spare = r->next;
+		free(r);
+	}
+	b->nspare = 0;
+}
+
 static void blk_req_free(struct blk_dev *b, struct blk_req *r)
 {
 	bool had_bounce = r->bounce != NULL;
@@ -416,7 +455,7 @@ static void blk_req_free(struct blk_dev *b, struct blk_req *r)
 		b->bounce_bytes -= r->len;
 		free(r->bounce);
 	}
-	free(r);
+	blk_req_release(b, r);
 	if (had_bounce)
 		blk_bounce_resume(b);
 }
@@ -596,9 +635,14 @@ static void blk_completed(struct blk_dev *b)
 	uint64_t done = b->touched;
 
 	blk_used(b);
-	/* Chains the driver added since (its kick may still be on the way) start now. */
+	/*
+	 * Chains the driver added since (its kick may still be on the way) start now. A peek
+	 * first: blk_process() ended with kicks re-armed (or left the rest to blk_more), so an
+	 * empty ring needs nothing from it.
+	 */
 	for (unsigned q = 0; done && !b->resetting; q++, done >>= 1)
-		if ((done & 1) && q < b->vdev.num_queues && blk_process(b, q))
+		if ((done & 1) && q < b->vdev.num_queues && vq_has_work(&b->vdev.vqs[q]) &&
+		    blk_process(b, q))
 			blk_more(b, q);
 }
 
@@ -677,10 +721,20 @@ static void blk_nbd_release(struct blk_nbd_cmd *c, void *opaque)
 static struct blk_req *blk_req_new(struct blk_dev *b, struct vq_elem *e, unsigned op)
 {
 	unsigned cap = (unsigned)e->n_out + e->n_in;
-	struct blk_req *r = calloc(1, sizeof(*r) + cap * sizeof(struct iovec));
+	bool small = cap <= BLK_REQ_IOV;
+	struct blk_req *r = small ? b->spare : NULL;
 
-	if (!r)
-		return NULL;
+	if (r) {
+		b->spare = r->next;
+		b->nspare--;
+	} else {
+		r = malloc(sizeof(*r) + (small ? BLK_REQ_IOV : cap) * sizeof(struct iovec));
+		if (!r)
+			return NULL;
+	}
+	/* The iovec is filled by whoever uses it (iov_slice), up to niov. */
+	memset(r, 0, sizeof(*r));
+	r->spare_ok = small;
 	r->b = b;
 	r->e = e;
 	r->slot = -1;
@@ -906,7 +960,7 @@ static void blk_bounce_flush_waiters(struct blk_dev *b, bool fail)
 			blk_complete(b, r->e, VIRTIO_BLK_S_IOERR, 1);
 		else
 			vq_drop(r->e);
-		free(r);
+		blk_req_release(b, r);
 	}
 	b->bwait_tail = &b->bwait;
 }
@@ -1484,6 +1538,7 @@ static void blk_free(struct blk_dev *b)
 		io_uring_queue_exit(&b->ring);
 		free(b->pool);
 	}
+	blk_spare_clear(b);
 	if (b->efd >= 0)
 		close(b->efd);
 	if (b->fd >= 0)

@@ -31,6 +31,12 @@ size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t off, void *buf, si
 {
 	size_t skip, done = 0;
 
+	/* A device header usually sits in the first buffer: one copy, no walk. */
+	if (n && off < iov[0].iov_len && len <= iov[0].iov_len - off) {
+		memcpy(buf, (const char *)iov[0].iov_base + off, len);
+		return len;
+	}
+
 	for (unsigned i = iov_seek(iov, n, off, &skip); i < n && done < len; i++, skip = 0) {
 		size_t chunk = iov[i].iov_len - skip;
 

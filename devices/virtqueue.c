@@ -71,6 +71,18 @@ static void vq_unmap_rings(struct virtqueue *vq)
 /* Compiler barrier: the persistent record's writes stay in program order (a crash stops there). */
 #define vq_rec_order() __asm__ __volatile__("" ::: "memory")
 
+/* Free the spare elements (reset, teardown). */
+static void vq_spare_clear(struct virtqueue *vq)
+{
+	while (vq->spare) {
+		struct vq_elem *e = vq->spare;
+
+		vq->spare = e->next_spare;
+		free(e);
+	}
+	vq->nspare = 0;
+}
+
 void vq_reset(struct virtqueue *vq)
 {
 	if (vq->rec) {
@@ -79,6 +91,7 @@ void vq_reset(struct virtqueue *vq)
 		memset(vq->rec, 0, sizeof(*vq->rec));
 	}
 	vq_unmap_rings(vq);
+	vq_spare_clear(vq);
 	free(vq->scratch);
 	vq->scratch = NULL;
 	free(vq->replay);
@@ -288,9 +301,43 @@ static void vq_head_mark(struct virtqueue *vq, uint16_t head, bool inflight)
 		vq->rec->inflight_map[head / 64] = vq->inflight_map[head / 64];
 }
 
+/* A spare element for a chain of n buffers, or a new one (n > VQ_ELEM_IOV: exactly sized). */
+static struct vq_elem *vq_elem_alloc(struct virtqueue *vq, unsigned n)
+{
+	struct vq_elem *e;
+
+	if (n <= VQ_ELEM_IOV && vq->spare) {
+		e = vq->spare;
+		vq->spare = e->next_spare;
+		vq->nspare--;
+		return e;
+	}
+	e = malloc(sizeof(*e) + (n <= VQ_ELEM_IOV ? VQ_ELEM_IOV : n) * sizeof(struct iovec));
+	if (e)
+		e->spare_ok = n <= VQ_ELEM_IOV;
+	return e;
+}
+
+/*
+ * The device let go of e (already unmapped): keep it for the next pop when it belongs to the
+ * queue as it is now and the spares are fewer than the queue holds; free it otherwise.
+ */
+static void vq_elem_release(struct vq_elem *e)
+{
+	struct virtqueue *vq = e->vq;
+
+	if (e->spare_ok && e->gen == vq->gen && vq->enabled && vq->nspare < vq->num) {
+		e->next_spare = vq->spare;
+		vq->spare = e;
+		vq->nspare++;
+		return;
+	}
+	free(e);
+}
+
 static struct vq_elem *vq_make_elem(struct virtqueue *vq, const struct vq_walk *w, uint16_t head)
 {
-	struct vq_elem *e = malloc(sizeof(*e) + w->n * sizeof(struct iovec));
+	struct vq_elem *e = vq_elem_alloc(vq, w->n);
 
 	if (!e)
 		return NULL;
@@ -461,7 +508,7 @@ void vq_push(struct vq_elem *e, uint32_t written)
 		vq_head_mark(vq, e->head, false);
 		vq_rec_used(vq);
 	}
-	free(e);
+	vq_elem_release(e);
 }
 
 void vq_push_many(struct vq_elem *const *e, const uint32_t *written, unsigned n)
@@ -492,7 +539,7 @@ void vq_push_many(struct vq_elem *const *e, const uint32_t *written, unsigned n)
 		vq_rec_used(vq);
 	}
 	for (unsigned i = 0; i < n; i++)
-		free(e[i]);
+		vq_elem_release(e[i]);
 }
 
 void vq_drop(struct vq_elem *e)
@@ -500,7 +547,7 @@ void vq_drop(struct vq_elem *e)
 	vq_unmap_elem(e);
 	if (vq_elem_current(e))
 		vq_head_mark(e->vq, e->head, false);
-	free(e);
+	vq_elem_release(e);
 }
 
 bool vq_should_notify(struct virtqueue *vq)

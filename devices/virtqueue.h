@@ -17,6 +17,7 @@
 
 #define VQ_MAX_SIZE 1024u   /* largest QueueNumMax any device offers; also the iovec bound */
 #define VQ_BUDGET   256u    /* chains a device handles per wakeup before yielding the loop */
+#define VQ_ELEM_IOV 8u      /* elements of at most this many buffers are reused (vq->spare) */
 
 /* One validated descriptor chain, owned by the device from vq_pop() to vq_push()/vq_drop(). */
 struct vq_elem {
@@ -25,9 +26,11 @@ struct vq_elem {
 	uint16_t head;       /* descriptor index returned in the used ring */
 	uint16_t n_out;      /* iov[0 .. n_out): device-readable buffers, in chain order */
 	uint16_t n_in;       /* iov[n_out .. n_out+n_in): device-writable buffers */
+	bool spare_ok;       /* iov holds VQ_ELEM_IOV entries: it may go back to vq->spare */
 	uint32_t out_len;    /* total bytes of the readable part */
 	uint32_t in_len;     /* total bytes of the writable part */
 	void *dev_priv;      /* free for the device */
+	struct vq_elem *next_spare;  /* in vq->spare, while nobody holds it */
 	struct iovec iov[];
 };
 
@@ -89,6 +92,13 @@ struct virtqueue {
 	uint64_t inflight_map[VQ_MAX_SIZE / 64];
 
 	struct iovec *scratch; /* VQ_MAX_SIZE entries: the chain walk's work area */
+	/*
+	 * Elements returned by the device, kept for the next pops instead of a malloc()/free()
+	 * per chain: at most num of them (as many as the queue can hold in flight), emptied at
+	 * every reset. Only elements of the current generation come back here.
+	 */
+	struct vq_elem *spare;
+	uint16_t nspare;
 	uint32_t stat_bad_chains;
 
 	struct vq_state *rec;  /* the persistent record written through (NULL: none) */

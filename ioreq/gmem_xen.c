@@ -231,13 +231,25 @@ static struct gx_bucket *gx_bucket_map(struct gmem_xen *gx, uint64_t idx)
 	return b;
 }
 
+/* b is the most recently used bucket: the LRU list's front, not its sentinel (list empty). */
+static bool gx_is_mru(const struct gmem_xen *gx, const struct gx_bucket *b)
+{
+	return b == gx->lru.next && b != &gx->lru;
+}
+
 /* The cached bucket for idx, mapping it on a miss. NULL when not mappable or no room. */
 static struct gx_bucket *gx_bucket_get(struct gmem_xen *gx, uint64_t idx, bool *no_room)
 {
-	struct gx_bucket *b = gx_hash_find(gx, idx);
+	struct gx_bucket *b = gx->lru.next;
 	uint32_t slot;
 
 	*no_room = false;
+	/* A request's buffers and rings usually share a bucket: the front needs no move. */
+	if (gx_is_mru(gx, b) && b->idx == idx) {
+		gx->st.cache_hits++;
+		return b;
+	}
+	b = gx_hash_find(gx, idx);
 	if (b) {
 		gx_lru_unlink(b);
 		gx_lru_push_front(gx, b);
@@ -519,7 +531,8 @@ static void *gx_map_foreign(struct gmem_xen *gx, uint64_t gpa, uint64_t len, uns
 	return b->va + (gpa & GX_BUCKET_MASK);
 }
 
-static void *gx_map(struct gmem *gm, uint64_t gpa, size_t len, unsigned prot)
+static __attribute__((noinline)) void *gx_map_slow(struct gmem *gm, uint64_t gpa, size_t len,
+						    unsigned prot)
 {
 	struct gmem_xen *gx = gx_of(gm);
 	void *p = NULL;
@@ -543,14 +556,44 @@ static void *gx_map(struct gmem *gm, uint64_t gpa, size_t len, unsigned prot)
 	return p;
 }
 
+/*
+ * The common case kept small: the whole range in the most recently used bucket (a request's
+ * buffers and the rings usually are), no premapped RAM that would be preferred. The same
+ * checks as gx_map_foreign() on that bucket; everything else takes the full path.
+ */
+static void *gx_map(struct gmem *gm, uint64_t gpa, size_t len, unsigned prot)
+{
+	struct gmem_xen *gx = gx_of(gm);
+	struct gx_bucket *b = gx->lru.next;
+
+	if (gx_is_mru(gx, b) && !gx->nregions && len != 0 && len <= GMEM_MAP_MAX && gmem_range_ok(gpa, len) &&
+	    !(gpa & GMEM_GRANT_BIT) && (gpa >> GMEM_XEN_BUCKET_SHIFT) == b->idx &&
+	    ((gpa + len - 1) >> GMEM_XEN_BUCKET_SHIFT) == b->idx &&
+	    gx_bucket_pages_ok(b, gpa, len)) {
+		b->refs++;
+		gx->st.cache_hits++;
+		gx->st.maps++;
+		gm->maps = gx->st.maps;
+		gm->cache_hits = gx->st.cache_hits;
+		return b->va + (gpa & GX_BUCKET_MASK);
+	}
+	return gx_map_slow(gm, gpa, len, prot);
+}
+
 static void gx_unmap(struct gmem *gm, void *ptr, size_t len)
 {
 	struct gmem_xen *gx = gx_of(gm);
 	uint8_t *page = (uint8_t *)((uintptr_t)ptr & ~(uintptr_t)GX_PAGE_MASK);
-	struct gx_temp *t = gx_temp_take(gx, page);
-	struct gx_bucket *b;
+	struct gx_bucket *b = gx->lru.next;
+	struct gx_temp *t;
 
 	(void)len;
+	/* Inside the front bucket's mapping (no other mapping overlaps it): no lookups. */
+	if (gx_is_mru(gx, b) && (uintptr_t)ptr - (uintptr_t)b->va < GX_BUCKET_SIZE && b->refs) {
+		b->refs--;
+		return;
+	}
+	t = gx_temp_take(gx, page);
 	if (t) {
 		gx_temp_release(gx, t);
 		return;

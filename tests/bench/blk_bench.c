@@ -10,7 +10,8 @@
  *
  * Environment: BENCH_DIR (where the image lives, default /var/tmp), BENCH_SECONDS (per case and
  * side, default 3), BENCH_IMG_MIB (default 256), BENCH_CACHE (none | writeback, default none),
- * BENCH_FILTER (run only cases whose name contains it), BENCH_QUICK (skip the extra queue depths
+ * BENCH_FILTER (run only cases whose name contains it; "cost" runs only the cost cases),
+ * BENCH_KEEP_CG (keep the cost cases' callgrind files), BENCH_QUICK (skip the extra queue depths
  * of the random-read curve), BENCH_REPEAT (default 3: guest and fio
  * runs alternate that many times and the medians are reported, so a load change on a shared
  * machine hits both sides alike).
@@ -777,7 +778,8 @@ static uint64_t cost_cg_one(struct bench *b, const struct ccase *cc, uint64_t n)
 	const char *pre[] = { "--tool=callgrind", opt, XVD_SIM_DAEMON, NULL };
 	uint64_t v = 0;
 
-	snprintf(out, sizeof(out), "%s/xvd-blkcost-%d.out", bench_scratch_dir(), (int)getpid());
+	snprintf(out, sizeof(out), "%s/xvd-blkcost-%d-%s-%s.out", bench_scratch_dir(),
+		 (int)getpid(), cc->tag, n ? "busy" : "idle");
 	snprintf(opt, sizeof(opt), "--callgrind-out-file=%s", out);
 	xsim_daemon_stop(&b->dm);
 	b->pre = pre;
@@ -796,7 +798,10 @@ static uint64_t cost_cg_one(struct bench *b, const struct ccase *cc, uint64_t n)
 	if (!v)
 		xsim_daemon_dump_log(&b->dm, "  | ");
 	b->dm.pid = -1;
-	unlink(out);
+	if (getenv("BENCH_KEEP_CG"))
+		fprintf(stderr, "# kept %s\n", out);
+	else
+		unlink(out);
 	return v;
 }
 

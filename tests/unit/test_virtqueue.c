@@ -679,6 +679,55 @@ static void test_vq_push_after_reset_dropped(void **state)
 	direct_close(&t);
 }
 
+/*
+ * Returned elements are kept for the next pops (no allocation per chain), never more than the
+ * queue holds, never a long chain's, and none across a reset.
+ */
+static void test_vq_spare_bounded(void **state)
+{
+	struct direct t;
+	struct vq_elem *e[8], *big;
+	int err;
+
+	(void)state;
+	direct_open(&t, 16, 0);
+	for (int round = 0; round < 3; round++) {
+		for (uint16_t i = 0; i < 8; i++)
+			direct_add(&t, i, 16);
+		for (int i = 0; i < 8; i++) {
+			e[i] = vq_pop(&t.vq, &err);
+			assert_non_null(e[i]);
+		}
+		assert_int_equal(t.vq.nspare, 0);
+		for (int i = 0; i < 8; i++)
+			vq_push(e[i], 0);
+		assert_int_equal(t.vq.nspare, 8);
+	}
+	/* A chain longer than VQ_ELEM_IOV buffers gets an element of its own size, then freed. */
+	for (uint16_t i = 0; i <= VQ_ELEM_IOV; i++)
+		set_desc(&t.desc[i], vdrv_alloc(&t.mem, 16, 8, NULL), 16,
+			 VRING_DESC_F_WRITE | (i < VQ_ELEM_IOV ? VRING_DESC_F_NEXT : 0),
+			 (uint16_t)(i + 1));
+	t.avail->ring[t.avail->idx % t.vq.num] = 0;
+	t.avail->idx++;
+	big = vq_pop(&t.vq, &err);
+	assert_non_null(big);
+	assert_int_equal(big->n_in, VQ_ELEM_IOV + 1);
+	assert_int_equal(t.vq.nspare, 8);
+	vq_push(big, 0);
+	assert_int_equal(t.vq.nspare, 8);
+	/* A reset frees the spares; an element of the old generation is not kept. */
+	direct_add(&t, 3, 16);
+	e[0] = vq_pop(&t.vq, &err);
+	assert_non_null(e[0]);
+	vq_reset(&t.vq);
+	assert_int_equal(t.vq.nspare, 0);
+	assert_null(t.vq.spare);
+	vq_push(e[0], 0);
+	assert_int_equal(t.vq.nspare, 0);
+	direct_close(&t);
+}
+
 /* A group goes out with one index update; a stale element in the group is left out. */
 static void test_vq_push_many(void **state)
 {
@@ -972,6 +1021,7 @@ int main(void)
 		cmocka_unit_test(test_vq_configure_refusals),
 		cmocka_unit_test(test_vq_push_after_reset_dropped),
 		cmocka_unit_test(test_vq_push_many),
+		cmocka_unit_test(test_vq_spare_bounded),
 		cmocka_unit_test(test_vq_drop),
 		cmocka_unit_test(test_vq_adopt_replays_in_avail_order),
 		cmocka_unit_test(test_vq_head_published_twice),
