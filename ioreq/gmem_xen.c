@@ -567,7 +567,8 @@ static void *gx_map(struct gmem *gm, uint64_t gpa, size_t len, unsigned prot)
 	struct gx_bucket *b = gx->lru.next;
 
 	if (gx_is_mru(gx, b) && !gx->nregions && len != 0 && len <= GMEM_MAP_MAX &&
-	    gmem_range_ok(gpa, len) && !(gpa & GMEM_GRANT_BIT) && (gpa >> GMEM_XEN_BUCKET_SHIFT) == b->idx &&
+	    gmem_range_ok(gpa, len) && !(gpa & GMEM_GRANT_BIT) &&
+	    (gpa >> GMEM_XEN_BUCKET_SHIFT) == b->idx &&
 	    ((gpa + len - 1) >> GMEM_XEN_BUCKET_SHIFT) == b->idx &&
 	    gx_bucket_pages_ok(b, gpa, len)) {
 		b->refs++;
