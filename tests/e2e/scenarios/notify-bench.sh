@@ -46,8 +46,28 @@ fail() {
 	echo "--- xl dmesg:"; xl dmesg | tail -n 10
 	xl destroy $name 2>/dev/null
 	stop_daemons
+	progress "FAIL: $1"
 	result FAIL notify-bench "$1"
 	exit 0
+}
+# The scenario's output reaches the console only when it ends; its progress and the guest's
+# results also go to dom0's kernel log (on the console at once), so a run that never ends still
+# leaves its numbers in build/e2e/console.log.
+progress() { say "$@"; echo "notify-bench: $*" > /dev/kmsg 2>/dev/null; }
+# wait_runs SECONDS: wait for the guest's "done" (or an error), relaying its result lines to the
+# kernel log as they come; 1 when SECONDS pass first.
+wait_runs() {
+	i=0 sent=0
+	while :; do
+		lines=$(guest_lines $name E2E-GUEST-NB)
+		n=$(echo "$lines" | grep -c .)
+		[ "$n" -gt "$sent" ] && echo "$lines" | tail -n $((n - sent)) | while read -r l; do progress "guest: $l"; done
+		sent=$n
+		echo "$lines" | grep -q '^done' && return 0
+		grep -aq 'E2E-GUEST-NB-ERROR' "$glog" 2>/dev/null && return 0
+		i=$((i + 1)); [ "$i" -gt $(($1 / 2)) ] && return 1
+		sleep 2
+	done
 }
 xl dmesg -c >/dev/null
 say "notify-bench: $BOOTS boots x $ROUNDS rounds, $SECS s per run"
@@ -62,7 +82,7 @@ while [ $b -le "$BOOTS" ]; do
 	[ -f "$glog" ] && mv "$glog" "$glog.old"
 	for w in a b; do touch "$(daemon_log $name-$w)"; eval "n0_$w=\$(wc -l < \"\$(daemon_log $name-$w)\")"; done
 	t0=$(now)
-	say "boot $b: xl create -p; window a (0x02000000) notify_fastpath = $pa, b (0x02000200) = $pb"
+	progress "boot $b: xl create -p; window a (0x02000000) notify_fastpath = $pa, b (0x02000200) = $pb"
 	xl create -p "$cfg" || fail "boot $b: xl create -p failed"
 	domid=$(xl domid $name) || fail "boot $b: no domid"
 	for w in a b; do
@@ -71,8 +91,7 @@ while [ $b -le "$BOOTS" ]; do
 			fail "boot $b: instance $w failed or did not serve within 60 s (exit $?)"
 	done
 	xl unpause $name || fail "boot $b: xl unpause failed"
-	wait_log $name '^E2E-GUEST-NB(-ERROR| done)' $((ROUNDS * 8 * (SECS + 6) + 240)) ||
-		fail "boot $b: the guest did not finish its fio runs"
+	wait_runs $((ROUNDS * 8 * (SECS + 6) + 240)) || fail "boot $b: the guest did not finish its fio runs"
 	for p in $(pidof xen-virtiod); do kill -USR1 "$p"; done; sleep 1
 	wait_gone_or_fail notify-bench $name 60 || { stop_daemons; exit 0; }
 	wait_daemons_exit 15 || fail "boot $b: an instance outlived its guest by 15 s"
@@ -102,7 +121,7 @@ while [ $b -le "$BOOTS" ]; do
 				fail "boot $b, instance $w (off): eventfd kicks or irqfd interrupts counted ($stats)"
 			fi
 		fi
-		say "boot $b instance $w ($p): ioreqs=$ioreqs irqs=$irqs eventfd_notifies=$evn irqfd_irqs=$irqfd | ${stop:-no stopping line}"
+		progress "boot $b instance $w ($p): ioreqs=$ioreqs irqs=$irqs eventfd_notifies=$evn irqfd_irqs=$irqfd | ${stop:-no stopping line}"
 		echo "$p tot $b ${ioreqs:-0} ${irqs:-0} ${evn:-0} ${irqfd:-0}" >> "$res"
 	done
 	r=1
@@ -119,16 +138,17 @@ while [ $b -le "$BOOTS" ]; do
 				echo "$p $c $b.$r $iops" >> "$res"
 			done
 		done
-		say "boot $b round $r: $(awk -v k=$b.$r '$3 == k && $2 != "tot" { printf "%s/%s=%s ", $2, $1, $4 }' "$res")"
+		progress "boot $b round $r: $(awk -v k=$b.$r '$3 == k && $2 != "tot" { printf "%s/%s=%s ", $2, $1, $4 }' "$res")"
 		r=$((r + 1))
 	done
-	say "boot $b done in $(awk "BEGIN { printf \"%.0f\", $(now) - $t0 }") s"
+	progress "boot $b done in $(awk "BEGIN { printf \"%.0f\", $(now) - $t0 }") s"
 	b=$((b + 1))
 done
 # Per case: median and range of each path, ratio of the medians, median and range of the paired
 # ratios. med: the middle value of stdin's numbers (mean of the two middle ones for an even count).
 med() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 range() { sort -n | sed -n '1p;$p' | tr '\n' '-' | sed 's/-$//'; }
+nb() { echo "NOTIFY-BENCH $*"; echo "notify-bench: NOTIFY-BENCH $*" > /dev/kmsg 2>/dev/null; }
 summary=""
 for c in randread_qd1 randread_qd32 randwrite_qd1 randwrite_qd32; do
 	f=$(awk -v c=$c '$1 == "on" && $2 == c { print $4 }' "$res")
@@ -136,10 +156,10 @@ for c in randread_qd1 randread_qd32 randwrite_qd1 randwrite_qd32; do
 	fm=$(echo "$f" | med) om=$(echo "$o" | med)
 	pr=$(awk -v c=$c '$2 == c { v[$1 ":" $3] = $4; k[$3] = 1 } END { for (i in k) if (v["off:" i] > 0) printf "%.2f\n", v["on:" i] / v["off:" i] }' "$res")
 	ratio=$(awk "BEGIN { printf \"%.2f\", $fm / $om }")
-	echo "NOTIFY-BENCH $c fast=$fm [$(echo "$f" | range)] ioreq=$om [$(echo "$o" | range)] ratio=$ratio paired ratios median $(echo "$pr" | med) [$(echo "$pr" | range)] n=$(echo "$pr" | wc -l)"
+	nb "$c fast=$fm [$(echo "$f" | range)] ioreq=$om [$(echo "$o" | range)] ratio=$ratio paired ratios median $(echo "$pr" | med) [$(echo "$pr" | range)] n=$(echo "$pr" | wc -l)"
 	summary="$summary $c $ratio;"
 done
 tot() { awk -v p="$1" '$1 == p && $2 == "tot" { a += $4; b += $5; c += $6; d += $7 } END { printf "ioreqs=%d irqs=%d eventfd_notifies=%d irqfd_irqs=%d", a, b, c, d }' "$res"; }
-echo "NOTIFY-BENCH totals fast path: $(tot on)"
-echo "NOTIFY-BENCH totals ioreq path: $(tot off)"
+nb "totals fast path: $(tot on)"
+nb "totals ioreq path: $(tot off)"
 result PASS notify-bench "$BOOTS boots x $ROUNDS rounds x $SECS s per run, fast/ioreq IOPS (ratio of medians):$summary fast path instances $(tot on); ioreq path instances $(tot off)"
