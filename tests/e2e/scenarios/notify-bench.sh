@@ -1,8 +1,9 @@
 # Scenario "notify-bench": a measurement of the two notify paths on real Xen (issue 17 item 2), not
 # a target. One guest with two virtio disks in explicit mode (dts/two-window.dts: 0x02000000 SPI
 # 33, 0x02000200 SPI 34), each a 64 MiB image in dom0's tmpfs (written once) served by its own
-# xen-virtiod instance: one with notify_fastpath = on (kicks completed in dom0's kernel through
-# the privcmd ioeventfd, interrupts through an irqfd), the other with off (every kick an ioreq
+# xen-virtiod instance (state file and control socket in directories of its own): one with
+# notify_fastpath = on (kicks completed in dom0's kernel through the privcmd ioeventfd,
+# interrupts through an irqfd), the other with off (every kick an ioreq
 # round trip through the daemon, every interrupt a set_irq_level DM op). The guest
 # (notify-bench.guest.sh) runs fio on one disk and then the other, order alternating, for SECS
 # seconds per run (5; e2e.nb_secs=N on dom0's command line, e.g. E2E_ARGS="e2e.nb_secs=8"): 4 KiB
@@ -87,7 +88,7 @@ while [ $b -le "$BOOTS" ]; do
 	domid=$(xl domid $name) || fail "boot $b: no domid"
 	for w in a b; do
 		timeout 60 xen-virtiod --config "$XVD_RUN/$name-$w.ini" --domain "$domid" \
-			--state-dir "/run/$name-state-$w" >>"$(daemon_log $name-$w)" 2>&1 ||
+			--state-dir "/run/$name-state-$w" --control-dir "/run/$name-ctl-$w" >>"$(daemon_log $name-$w)" 2>&1 ||
 			fail "boot $b: instance $w failed or did not serve within 60 s (exit $?)"
 	done
 	xl unpause $name || fail "boot $b: xl unpause failed"
