@@ -155,6 +155,22 @@ static inline int itest_free(struct itest *t)
 	return st;
 }
 
+/* True when pid has a file whose path contains `lib` mapped (/proc/PID/maps). */
+static inline bool itest_maps_has(pid_t pid, const char *lib)
+{
+	char path[64], line[512];
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, lib) != NULL;
+	fclose(f);
+	return found;
+}
+
 /* CPU ticks (user + system) pid has used so far (/proc/PID/stat fields 14 and 15); 0 on error. */
 static inline unsigned long itest_cpu_ticks(pid_t pid)
 {

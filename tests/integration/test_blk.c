@@ -91,6 +91,9 @@ static void test_rw_depths(void **state)
 
 	guest_start(g, NULL, false);
 	depths(g);
+	/* librbd (Ceph's libraries, 17 MiB) is opened only for rbd disks: test_rbd sees it. */
+	assert_false(itest_maps_has(g->t->dm.pid, "/librbd.so"));
+	assert_false(itest_maps_has(g->t->dm.pid, "/librados.so"));
 	guest_stop(g);
 }
 

@@ -185,6 +185,8 @@ static void test_rbd_rw_depths(void **state)
 	assert_true(g->drv.device_features & VIRTIO_BIT(VIRTIO_BLK_F_DISCARD));
 	assert_true(g->drv.device_features & VIRTIO_BIT(VIRTIO_BLK_F_WRITE_ZEROES));
 	assert_false(g->drv.device_features & VIRTIO_BIT(VIRTIO_BLK_F_RO));
+	/* Opened with the rbd disk (test_blk checks that a file disk leaves it out). */
+	assert_true(itest_maps_has(g->t->dm.pid, "/librbd.so"));
 	for (unsigned i = 0; i < 4; i++) {
 		double t0 = now_ms();
 
