@@ -473,6 +473,32 @@ int64_t vdrv_transfer(struct vdrv *drv, unsigned q, const struct vdrv_buf *bufs,
 	}
 }
 
+int vdrv_wait_used(struct vdrv *drv, unsigned q, unsigned n, int timeout_ms)
+{
+	struct vdrv_vq *vq = &drv->vq[q];
+	struct timespec t0;
+	unsigned got = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (got < n) {
+		int r = vdrv_get_used(drv, q, NULL, NULL);
+
+		if (r < 0)
+			return -1;
+		if (r > 0) {
+			got++;
+			continue;
+		}
+		if (vdrv_elapsed_ms(&t0) >= timeout_ms)
+			break;
+		/* Interrupts on, then one more look: a chain used meanwhile is not slept over. */
+		vdrv_enable_irq(drv, q);
+		if (__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE) == htole16(vq->last_used))
+			drv->io->wait_irq(drv->io, 10);
+	}
+	return (int)got;
+}
+
 void vdrv_enable_irq(struct vdrv *drv, unsigned q)
 {
 	if (q >= drv->nqueues || !drv->vq[q].ready)

@@ -115,6 +115,11 @@ bool vdrv_kick_if_asked(struct vdrv *drv, unsigned q, uint16_t old);
 /* Next used element: returns 1 and fills *len / *token, 0 when none. */
 int vdrv_get_used(struct vdrv *drv, unsigned q, uint32_t *len, void **token);
 /*
+ * Take n used elements of queue q (tokens dropped), sleeping on the interrupt between looks, for
+ * at most timeout_ms: how many were taken (fewer than n: timed out), -1 on a broken used ring.
+ */
+int vdrv_wait_used(struct vdrv *drv, unsigned q, unsigned n, int timeout_ms);
+/*
  * Submit, kick, and wait (interrupts, then polling) until that chain is used or timeout_ms
  * passes. Returns the used length, or -1 on timeout.
  */
