@@ -274,15 +274,8 @@ static void slot_submit(struct bench *b, const struct bcase *c, struct slot *s)
 /* Kick only when the device asked for it (EVENT_IDX avail_event), as Linux does. */
 static void kick_if_needed(struct bench *b, uint16_t old)
 {
-	struct vdrv_vq *vq = &b->drv.vq[0];
-	uint16_t event;
-
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	event = __atomic_load_n(&vring_avail_event(vq->used, vq->num), __ATOMIC_RELAXED);
-	if (vring_need_event(le16toh(event), vq->avail_idx, old)) {
-		vdrv_write32(&b->drv, R_NOTIFY, 0);
+	if (vdrv_kick_if_asked(&b->drv, 0, old))
 		b->kicks++;
-	}
 }
 
 /* Drain the used ring, resubmitting each finished slot; returns completions. */

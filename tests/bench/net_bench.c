@@ -135,18 +135,6 @@ static int guest_start(struct nb *b)
 	return if_setup(TAP, 0x0a000001u, b->hmac);
 }
 
-/* Kick only when the device asked (EVENT_IDX avail_event), as Linux's virtqueue_kick_prepare. */
-static void kick_prepare(struct nb *b, unsigned q, uint16_t old)
-{
-	struct vdrv_vq *vq = &b->drv.vq[q];
-
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	uint16_t ev = le16toh(vring_avail_event(vq->used, vq->num));
-
-	if (vring_need_event(ev, vq->avail_idx, old))
-		vdrv_kick(&b->drv, q);
-}
-
 /* ---- frames ---------------------------------------------------------------------------------- */
 
 /* A frame of `len` bytes to dst (UDP to a non-local address: the kernel drops it cheaply), or a
@@ -249,7 +237,7 @@ static double guest_tx(struct nb *b, const uint8_t *frame, size_t len, uint64_t 
 
 			vdrv_submit(&b->drv, 1, &buf[s], 1, false, (void *)(uintptr_t)(s + 1));
 		}
-		kick_prepare(b, 1, old);
+		vdrv_kick_if_asked(&b->drv, 1, old);
 		while (vdrv_get_used(&b->drv, 1, &ulen, &tok) > 0) {
 			free_s[free_n++] = (unsigned)((uintptr_t)tok - 1);
 			got++;
@@ -324,7 +312,7 @@ static double guest_rx(struct nb *b, uint64_t *frames, uint64_t *bytes)
 			got++;
 		}
 		if (got) {
-			kick_prepare(b, 0, old);
+			vdrv_kick_if_asked(&b->drv, 0, old);
 			continue;
 		}
 		vdrv_enable_irq(&b->drv, 0);

@@ -344,7 +344,8 @@ bool vdrv_kick_if_asked(struct vdrv *drv, unsigned q, uint16_t old)
 	/* Full barrier: avail->idx is visible before we read whether the device wants a kick. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (drv->features & VIRTIO_BIT(VIRTIO_F_EVENT_IDX))
-		ask = vring_need_event(le16toh(vring_avail_event(vq->used, vq->num)),
+		ask = vring_need_event(le16toh(__atomic_load_n(&vring_avail_event(vq->used, vq->num),
+							       __ATOMIC_RELAXED)),
 				       vq->avail_idx, old);
 	else
 		ask = !(le16toh(__atomic_load_n(&vq->used->flags, __ATOMIC_RELAXED)) &
